@@ -1,0 +1,1 @@
+"""The jitbot domain: config, state machine, engine, scheduler. Knows nothing of Slack."""

@@ -1,0 +1,30 @@
+"""The request state machine: a forward-only transition table. Pure, no I/O."""
+
+from __future__ import annotations
+
+from core.errors import InvalidTransition
+from core.models import RequestStatus as S
+
+TRANSITIONS: dict[S, frozenset[S]] = {
+    S.PENDING: frozenset({S.APPROVED, S.DENIED, S.EXPIRED}),
+    S.APPROVED: frozenset({S.GRANTED, S.FAILED}),
+    S.GRANTED: frozenset({S.REVOKED}),
+    S.REVOKED: frozenset(),
+    S.DENIED: frozenset(),
+    S.FAILED: frozenset(),
+    S.EXPIRED: frozenset(),
+}
+
+TERMINAL: frozenset[S] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
+
+
+def can_transition(current: S, requested: S) -> bool:
+    """Whether `current` may move to `requested`."""
+    return requested in TRANSITIONS[current]
+
+
+def transition(request_id: str, current: S, requested: S) -> S:
+    """Return `requested` if allowed from `current`, else raise InvalidTransition."""
+    if not can_transition(current, requested):
+        raise InvalidTransition(request_id, current.value, requested.value)
+    return requested
