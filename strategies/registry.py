@@ -6,6 +6,15 @@ No self-registration on import: adding a type means adding a line here. Tests ex
 
 from __future__ import annotations
 
-STRATEGY_TYPES: dict[str, type] = {}
+from strategies.custom import CustomStrategy
+from strategies.pagerduty import PagerDutyIntegration
+from strategies.webhook import WebhookStrategy
 
-INTEGRATION_TYPES: dict[str, type] = {}
+STRATEGY_TYPES: dict[str, type] = {
+    "custom": CustomStrategy,
+    "webhook": WebhookStrategy,
+}
+
+INTEGRATION_TYPES: dict[str, type] = {
+    "pagerduty": PagerDutyIntegration,
+}

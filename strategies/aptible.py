@@ -1,0 +1,493 @@
+"""Aptible: add a person to an Aptible role for the length of a grant, as a bot user.
+
+Users, roles and memberships live in Aptible's Auth API (auth_url), which speaks HAL: collections
+under `_embedded.<name>`, links under `_links`. jitbot logs in with the OAuth2 password grant, keeps
+the token until shortly before it expires, and logs in again on any 401 (tokens can be revoked
+early). A bot user with interactive MFA cannot log in unattended, so that is a permanent error.
+
+Revoking a user's last role in an organization also removes them from the organization (Aptible
+derives organization membership from role memberships). jitbot still revokes - access must end -
+but logs `aptible_revoked_last_role` so an admin can restore a baseline role. Give every user a
+baseline role outside jitbot and this never happens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping
+from urllib.parse import quote
+
+import httpx
+import structlog
+from pydantic import Field, field_validator
+
+from core.clock import Clock, SystemClock
+from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
+from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.okta import http_base_url
+
+log = structlog.get_logger(__name__)
+
+TOKEN_LIFETIME_SECONDS = 3600
+TOKEN_REFRESH_MARGIN_SECONDS = 60
+MFA_ERRORS = frozenset({"otp_token_required", "u2f_token_required", "webauthn_token_required", "mfa_required"})
+_MAX_PAGES = 1000
+_HAL = "application/hal+json"
+
+
+class AptibleIntegrationConfig(IntegrationConfig):
+    """An Aptible organization and the bot user (without interactive MFA) that manages its roles."""
+
+    type: Literal["aptible"]
+    organization_id: Annotated[str, Field(min_length=1)]
+    username: Annotated[str, Field(min_length=1)]
+    password: SecretStr
+    auth_url: str = "https://auth.aptible.com"
+    # The Deploy API (apps, databases). Role memberships live in the Auth API, so nothing calls it
+    # yet; the key is accepted so one integration block serves future Deploy API checks too.
+    api_url: str = "https://api.aptible.com"
+
+    @field_validator("auth_url", "api_url")
+    @classmethod
+    def _is_http_url(cls, value: str) -> str:
+        return http_base_url(value)
+
+
+@dataclass(frozen=True)
+class AptibleUser:
+    """An Aptible user: id, email and the href memberships point at."""
+
+    id: str
+    email: str
+    href: str
+
+
+@dataclass(frozen=True)
+class AptibleRole:
+    """An Aptible role and the organization it belongs to."""
+
+    id: str
+    name: str
+    organization_id: str
+
+
+@dataclass(frozen=True)
+class AptibleMembership:
+    """One user's membership of one role."""
+
+    id: str
+    user_id: str
+
+
+def _link_id(resource: Mapping[str, Any], rel: str) -> str:
+    """The id at the end of `_links.<rel>.href` ('' when absent)."""
+    return _last_segment(((resource.get("_links") or {}).get(rel) or {}).get("href") or "")
+
+
+class AptibleIntegration:
+    """One Aptible organization, reached through the Auth API with a bot user's password login."""
+
+    config_model = AptibleIntegrationConfig
+
+    def __init__(
+        self,
+        name: str,
+        config: AptibleIntegrationConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Clock | None = None,
+        timeout: float = 10.0,
+        max_attempts: int = 3,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._transport = transport
+        self._sleep = sleep
+        self._clock = clock or SystemClock()
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._max_attempts = max_attempts
+        self._client: httpx.AsyncClient | None = None
+        self._token: str | None = None
+        self._token_expires_at = 0.0
+        self._token_lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        """Build the HTTP client (idempotent); the first call logs in."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self._timeout,
+                transport=self._transport,
+                headers={"Accept": _HAL, "Content-Type": _HAL, "User-Agent": "jitbot"},
+            )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client and forget the token."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+        self._token = None
+
+    async def find_user_by_email(self, email: str) -> AptibleUser | None:
+        """The organization's user with this email (or id), or None."""
+        wanted = email.casefold()
+        org = quote(self.config.organization_id, safe="")
+        for user in await self._collection(f"/organizations/{org}/users", "users", action="list organization users"):
+            if (user.get("email") or "").casefold() == wanted or user.get("id") == email:
+                href = ((user.get("_links") or {}).get("self") or {}).get("href")
+                href = href or f"{self.config.auth_url}/users/{user['id']}"
+                return AptibleUser(id=user["id"], email=user.get("email", ""), href=href)
+        return None
+
+    async def get_role(self, role_id: str) -> AptibleRole:
+        """The role, which must belong to the configured organization; else TargetNotFound."""
+        response = await self._call("GET", f"/roles/{quote(role_id, safe='')}", action=f"read role {role_id}")
+        if response.status_code == 404:
+            raise self._role_not_found(role_id, "does not exist")
+        role = _role(response.json())
+        if role.organization_id != self.config.organization_id:
+            raise self._role_not_found(role_id, f"belongs to another organization ({role.organization_id})")
+        return role
+
+    async def role_memberships(self, role_id: str) -> list[AptibleMembership]:
+        """Every membership of the role."""
+        items = await self._collection(f"/roles/{quote(role_id, safe='')}/memberships", "memberships",
+                                       action=f"list members of role {role_id}")
+        return [AptibleMembership(id=str(m["id"]), user_id=_link_id(m, "user")) for m in items]
+
+    async def add_membership(self, role_id: str, user_href: str) -> AptibleMembership:
+        """Add the user to the role; a membership that already exists is returned as is."""
+        response = await self._call("POST", f"/roles/{quote(role_id, safe='')}/memberships",
+                                    action=f"add a member to role {role_id}", json={"user_url": user_href})
+        if response.is_success:
+            body = response.json()
+            return AptibleMembership(id=str(body["id"]), user_id=_link_id(body, "user") or _last_segment(user_href))
+        if response.status_code == 404:
+            raise self._role_not_found(role_id, "does not exist")
+        # A concurrent or earlier grant may have won (Aptible refuses duplicates): that is success.
+        user_id = _last_segment(user_href)
+        for membership in await self.role_memberships(role_id):
+            if membership.user_id == user_id:
+                return membership
+        raise StrategyError(f"Aptible integration '{self.name}' could not add a member to role {role_id}: "
+                            f"{response.status_code} {_error_text(response)}")
+
+    async def delete_membership(self, membership_id: str) -> None:
+        """Delete the membership; already gone (404) is success."""
+        response = await self._call("DELETE", f"/memberships/{quote(membership_id, safe='')}",
+                                    action=f"delete membership {membership_id}")
+        if response.status_code == 404:
+            log.info("aptible_membership_already_gone", integration=self.name, membership_id=membership_id)
+        elif not response.is_success:
+            raise StrategyError(f"Aptible integration '{self.name}' could not delete membership {membership_id}: "
+                                f"{response.status_code} {_error_text(response)}")
+
+    async def user_roles(self, user_id: str) -> list[AptibleRole]:
+        """The user's roles in the configured organization."""
+        roles = await self._collection(f"/users/{quote(user_id, safe='')}/roles", "roles", action="list a user's roles")
+        return [r for r in map(_role, roles) if r.organization_id == self.config.organization_id]
+
+    def _role_not_found(self, role_id: str, why: str) -> TargetNotFound:
+        return TargetNotFound(
+            f"Aptible role {role_id} {why} (integration {self.name}, organization {self.config.organization_id})",
+            user_message="This target's Aptible role does not exist in the organization; tell the jitbot admins.",
+        )
+
+    def _now(self) -> float:
+        return self._clock.now().timestamp()
+
+    async def _collection(self, path: str, name: str, *, action: str) -> list[dict[str, Any]]:
+        """Every item of a HAL collection, following `_links.next` on the Auth API only."""
+        items: list[dict[str, Any]] = []
+        url = f"{self.config.auth_url}{path}"
+        for _ in range(_MAX_PAGES):
+            response = await self._call("GET", url, action=action)
+            if response.status_code == 404:
+                raise TargetNotFound(f"Aptible could not {action}: {_error_text(response)}")
+            if not response.is_success:
+                raise StrategyError(f"Aptible integration '{self.name}' could not {action}: "
+                                    f"{response.status_code} {_error_text(response)}")
+            body = response.json()
+            items.extend((body.get("_embedded") or {}).get(name) or [])
+            next_url = ((body.get("_links") or {}).get("next") or {}).get("href")
+            if not next_url:
+                return items
+            # The bearer token goes wherever we follow, so only links back to the Auth API are followed.
+            if not next_url.startswith(f"{self.config.auth_url}/"):
+                raise StrategyUnavailable(f"Aptible paging link leaves {self.config.auth_url}; not followed",
+                                          retryable=False)
+            url = next_url
+        raise StrategyUnavailable(f"Aptible returned more than {_MAX_PAGES} pages for: {action}", retryable=False)
+
+    async def _call(self, method: str, path_or_url: str, *, action: str, json: Any = None) -> httpx.Response:
+        """An authenticated call; on 401 log in again and retry once. 401/403 after that are permanent."""
+        url = path_or_url if "://" in path_or_url else f"{self.config.auth_url}{path_or_url}"
+        token = await self._access_token()
+        response = await self._send(method, url, action=action, json=json, headers=_bearer(token))
+        if response.status_code == 401:
+            log.info("aptible_token_rejected", integration=self.name, action=action)
+            token = await self._access_token(stale=token)
+            response = await self._send(method, url, action=action, json=json, headers=_bearer(token))
+        if response.status_code == 401:
+            raise self._permanent(f"could not {action}: a freshly issued token was rejected ({_error_text(response)})")
+        if response.status_code == 403:
+            raise self._permanent(
+                f"could not {action}: the bot user {self.config.username} lacks the permission "
+                f"({_error_text(response)}); make it an Account Owner, or a Role Admin of the target roles"
+            )
+        return response
+
+    async def _access_token(self, *, stale: str | None = None) -> str:
+        """A valid token: the cached one, or a new login when it is near expiry or equals `stale`."""
+        async with self._token_lock:
+            fresh_enough = self._now() < self._token_expires_at - TOKEN_REFRESH_MARGIN_SECONDS
+            if self._token is not None and self._token != stale and fresh_enough:
+                return self._token
+            self._token, self._token_expires_at = await self._log_in()
+            return self._token
+
+    async def _log_in(self) -> tuple[str, float]:
+        """POST /tokens with the password grant; returns (access token, expiry epoch seconds)."""
+        body = {
+            "grant_type": "password",
+            "username": self.config.username,
+            "password": self.config.password.reveal(),
+            "scope": "manage",
+            "expires_in": TOKEN_LIFETIME_SECONDS,
+        }
+        requested_at = self._now()
+        # The token endpoint is plain OAuth2 JSON, not HAL.
+        response = await self._send("POST", f"{self.config.auth_url}/tokens", action="log in", json=body,
+                                    headers={"Content-Type": "application/json"})
+        if response.is_success:
+            data = response.json()
+            log.info("aptible_logged_in", integration=self.name, username=self.config.username)
+            return data["access_token"], _expiry(data, requested_at)
+        error = _error_code(response)
+        if error in MFA_ERRORS:
+            raise self._permanent(
+                f"cannot log in as {self.config.username}: Aptible asks this user for an MFA code ({error}), and "
+                "jitbot logs in unattended. Use a dedicated Aptible bot user without interactive MFA."
+            )
+        raise self._permanent(
+            f"cannot log in as {self.config.username}: {response.status_code} {_error_text(response)}; "
+            "check the username and password"
+        )
+
+    async def _send(
+        self, method: str, url: str, *, action: str, json: Any = None, headers: Mapping[str, str] | None = None
+    ) -> httpx.Response:
+        """Send with retries for transport errors, 429 and 5xx; return any other response."""
+        await self.open()
+        assert self._client is not None
+        for attempt in range(1, self._max_attempts + 1):
+            last_attempt = attempt == self._max_attempts
+            try:
+                response = await self._client.request(method, url, json=json, headers=headers)
+            except httpx.TransportError as exc:
+                if last_attempt:
+                    raise self._unavailable(f"could not {action}: {type(exc).__name__}") from exc
+                await self._sleep(0.5 * 2 ** (attempt - 1))
+                continue
+            if response.status_code == 429 or response.status_code >= 500:
+                if last_attempt:
+                    raise self._unavailable(
+                        f"answered {response.status_code} ({_error_text(response)}); could not {action}"
+                    )
+                await self._sleep(_retry_after(response) or 0.5 * 2 ** (attempt - 1))
+                continue
+            return response
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _unavailable(self, what: str) -> StrategyUnavailable:
+        return StrategyUnavailable(f"Aptible integration '{self.name}' {what}", retryable=True,
+                                   user_message="Aptible is not answering right now; jitbot will report or retry.")
+
+    def _permanent(self, what: str) -> StrategyUnavailable:
+        return StrategyUnavailable(f"Aptible integration '{self.name}' {what}", retryable=False,
+                                   user_message="jitbot's Aptible connection is not working; tell the jitbot admins.")
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _role(data: Mapping[str, Any]) -> AptibleRole:
+    return AptibleRole(id=str(data["id"]), name=data.get("name", ""), organization_id=_link_id(data, "organization"))
+
+
+def _last_segment(href: str) -> str:
+    return href.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _expiry(token: Mapping[str, Any], requested_at: float) -> float:
+    """When the token expires: expires_in (seconds) if numeric, else expires_at, else our default."""
+    try:
+        return requested_at + float(token["expires_in"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(str(token["expires_at"]).replace("Z", "+00:00")).timestamp()
+    except (KeyError, ValueError):
+        return requested_at + TOKEN_LIFETIME_SECONDS
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return min(float(response.headers["Retry-After"]), 30.0)
+    except (KeyError, ValueError):
+        return None
+
+
+def _error_code(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    return str(body.get("error") or "") if isinstance(body, dict) else ""
+
+
+def _error_text(response: httpx.Response) -> str:
+    """Aptible's `error: message`, or the status reason when the body is not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.reason_phrase
+    if isinstance(body, dict) and (body.get("error") or body.get("message")):
+        return f"{body.get('error', '')}: {body.get('message', '')}".strip(": ")
+    return response.reason_phrase
+
+
+class AptibleTarget(TargetConfig):
+    """An Aptible role to grant: `role_id`."""
+
+    role_id: Annotated[str, Field(min_length=1)]
+
+
+class AptibleStrategyConfig(StrategyConfig):
+    """`strategy:` block of type aptible."""
+
+    type: Literal["aptible"]
+    integration: str
+    targets: Annotated[list[AptibleTarget], Field(min_length=1)]
+
+
+class AptibleStrategy:
+    """Grants by adding the person to the target's Aptible role; revokes by deleting that membership."""
+
+    system = "Aptible"
+    config_model = AptibleStrategyConfig
+    integration_type = "aptible"
+
+    def __init__(
+        self, config: AptibleStrategyConfig, *, integrations: Mapping[str, object], hooks: object = None
+    ) -> None:
+        integration = integrations.get(config.integration)
+        if not isinstance(integration, AptibleIntegration):
+            raise StartupError(f"the aptible strategy needs integration '{config.integration}' of type aptible")
+        self.config = config
+        self._aptible = integration
+
+    @property
+    def identity_key(self) -> str:
+        """Identity overrides are stored per integration."""
+        return self.config.integration
+
+    async def open(self) -> None:
+        """Make sure the shared integration is open (its owner closes it)."""
+        await self._aptible.open()
+
+    async def aclose(self) -> None:
+        """Nothing of its own to release: the integration is shared and closed by its owner."""
+
+    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
+        """Check the person is a user of the organization and the role belongs to it."""
+        issues: list[ValidationIssue] = []
+        if not ctx.subject.identity:
+            issues.append(ValidationIssue(
+                "jitbot cannot find your Aptible user: your Slack profile has no email "
+                "and no Aptible identity is stored for you.",
+                detail=f"slack user {ctx.subject.slack_id} has no identity for {self.identity_key}",
+            ))
+        elif await self._find_user(ctx) is None:
+            issues.append(ValidationIssue(
+                f"No Aptible user with {ctx.subject.identity} is in the organization; "
+                "ask an Aptible admin to invite you.",
+                detail=f"Aptible organization {self._aptible.config.organization_id} "
+                f"has no user {ctx.subject.identity}",
+            ))
+        try:
+            await self._aptible.get_role(self._role_id(ctx))
+        except TargetNotFound as exc:
+            issues.append(ValidationIssue(exc.user_message, detail=str(exc)))
+        return issues
+
+    async def grant(self, ctx: GrantContext) -> GrantResult:
+        """Add the user to the role unless they already hold it; the state keeps user and membership ids."""
+        user = await self._find_user(ctx)
+        if user is None:
+            raise SubjectNotFound(
+                f"no Aptible user {ctx.subject.identity!r} in organization {self._aptible.config.organization_id}",
+                user_message="No Aptible user in the organization matches you.",
+            )
+        role = await self._aptible.get_role(self._role_id(ctx))
+        existing = [m for m in await self._aptible.role_memberships(role.id) if m.user_id == user.id]
+        membership = existing[0] if existing else await self._aptible.add_membership(role.id, user.href)
+        log.info("aptible_role_granted", integration=self.identity_key, role_id=role.id, aptible_user_id=user.id,
+                 already_held=bool(existing), request_id=ctx.request_id)
+        return GrantResult(state={"aptible_user_id": user.id, "role_id": role.id, "membership_id": membership.id})
+
+    async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
+        """Delete the user's membership of the role; none left is success. See the module note on last roles."""
+        role_id = state.get("role_id") or self._role_id(ctx)
+        user_id = state.get("aptible_user_id")
+        if not user_id:
+            # A grant in doubt (crash before its state was saved) has no user id: look the person up again.
+            user = await self._find_user(ctx)
+            if user is None:
+                log.warning("aptible_revoke_without_user", integration=self.identity_key, role_id=role_id,
+                            request_id=ctx.request_id)
+                return
+            user_id = user.id
+        try:
+            mine = [m for m in await self._aptible.role_memberships(role_id) if m.user_id == user_id]
+        except TargetNotFound:
+            log.info("aptible_role_already_gone", integration=self.identity_key, role_id=role_id)
+            return
+        if not mine:
+            return
+        if not any(role.id != role_id for role in await self._aptible.user_roles(user_id)):
+            log.warning(
+                "aptible_revoked_last_role", integration=self.identity_key, role_id=role_id, aptible_user_id=user_id,
+                request_id=ctx.request_id,
+                note="this was the user's only role, so Aptible removes them from the organization; "
+                     "give them a baseline role to keep them in it",
+            )
+        for membership in mine:
+            await self._aptible.delete_membership(membership.id)
+        log.info("aptible_role_revoked", integration=self.identity_key, role_id=role_id, aptible_user_id=user_id,
+                 request_id=ctx.request_id)
+
+    async def is_active(self, ctx: GrantContext) -> bool:
+        """Whether the person holds the target's role in Aptible right now."""
+        user = await self._find_user(ctx)
+        if user is None:
+            return False
+        return any(m.user_id == user.id for m in await self._aptible.role_memberships(self._role_id(ctx)))
+
+    async def _find_user(self, ctx: GrantContext) -> AptibleUser | None:
+        """The person's Aptible user, or None when there is no identity or no such user."""
+        if not ctx.subject.identity:
+            return None
+        return await self._aptible.find_user_by_email(ctx.subject.identity)
+
+    def _role_id(self, ctx: GrantContext) -> str:
+        role_id = ctx.target.settings.get("role_id")
+        if not role_id:
+            role_id = next((t.role_id for t in self.config.targets if t.name == ctx.target.name), None)
+        if not role_id:
+            raise TargetNotFound(f"target {ctx.target.name!r} has no role_id")
+        return role_id

@@ -1,0 +1,259 @@
+"""The `pagerduty` integration: is this person on call right now? (for hooks, SPEC §6)
+
+    integrations:
+      pagerduty:
+        type: pagerduty
+        api_token: ${env:PAGERDUTY_TOKEN}     # a read-only REST API key is enough
+        schedule_ids: [P1SCHED]               # optional default filters
+        escalation_policy_ids: [P1POLICY]
+
+    async def on_request(evt):
+        if await evt.integrations.pagerduty.is_on_call(evt.user):
+            return evt.approve("on call in PagerDuty")
+
+Two REST v2 calls: `GET /users?query=<email>` (exact email match, case-insensitive) and
+`GET /oncalls?user_ids[]=…&since=now&until=now` with `more`/`offset` pagination. Both are cached
+briefly (`core.ttl_cache`), so a burst of requests does not spend the token's rate limit; a 429 is
+retried after `ratelimit-reset` / `Retry-After`, a bounded number of times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any, Awaitable, Callable, Literal, Sequence
+
+import httpx
+import structlog
+from pydantic import Field, field_validator
+
+from core.clock import Clock, SystemClock
+from core.errors import JitError
+from core.schema import IntegrationConfig, SecretStr
+from core.secrets import scrub
+from core.ttl_cache import TTLCache
+
+log = structlog.get_logger("jitbot.pagerduty")
+
+DEFAULT_BASE_URL = "https://api.pagerduty.com"
+USER_CACHE_SECONDS = 60.0
+ONCALL_CACHE_SECONDS = 30.0
+MAX_RATE_LIMIT_RETRIES = 3
+MAX_RATE_LIMIT_WAIT = 30.0  # seconds; a longer wait would outlive any hook's time limit anyway
+MAX_PAGES = 50  # 5,000 entries at limit=100: a guard against a server that always says more=true
+PAGE_SIZE = 100
+
+PdId = Annotated[str, Field(min_length=1)]
+
+
+class PagerDutyIntegrationConfig(IntegrationConfig):
+    """Keys of a `type: pagerduty` entry under `integrations:`."""
+
+    type: Literal["pagerduty"]
+    api_token: SecretStr
+    base_url: str = DEFAULT_BASE_URL
+    schedule_ids: list[PdId] = []
+    escalation_policy_ids: list[PdId] = []
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = httpx.URL(value)
+        if parsed.scheme not in ("http", "https") or not parsed.host:
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+
+class PagerDutyError(JitError):
+    """PagerDuty could not answer (bad token, throttled, down); never contains the token."""
+
+
+class PagerDutyIntegration:
+    """A PagerDuty REST v2 client for hooks: `await is_on_call(user)`."""
+
+    config_model = PagerDutyIntegrationConfig
+
+    def __init__(
+        self,
+        name: str,
+        config: PagerDutyIntegrationConfig,
+        *,
+        clock: Clock | None = None,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self._clock = clock or SystemClock()
+        self._sleep = sleep
+        self._transport = transport
+        self._timeout = timeout
+        self._client: httpx.AsyncClient | None = None
+        self._user_ids = TTLCache(USER_CACHE_SECONDS, monotonic=monotonic)
+        self._oncall = TTLCache(ONCALL_CACHE_SECONDS, monotonic=monotonic)
+
+    async def open(self) -> None:
+        """Create the HTTP client (no request is made)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self.config.base_url,
+                timeout=httpx.Timeout(self._timeout),
+                transport=self._transport,
+                headers={
+                    "Accept": "application/vnd.pagerduty+json;version=2",
+                    "Content-Type": "application/json",
+                    "User-Agent": "jitbot",
+                },
+            )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def is_on_call(
+        self,
+        user: Any,
+        *,
+        schedule_ids: Sequence[str] | None = None,
+        escalation_policy_ids: Sequence[str] | None = None,
+    ) -> bool:
+        """Whether `user` (anything with `.email`, or an email) is on call now; filters default to the config's.
+
+        A person PagerDuty does not know is not on call. Pass `schedule_ids=[]` to drop a default filter.
+        """
+        email = user if isinstance(user, str) else getattr(user, "email", None)
+        if not email:
+            return False
+        user_id = await self.find_user_id(email)
+        if user_id is None:
+            log.info("pagerduty.user_not_found", integration=self.name)
+            return False
+        schedules = tuple(sorted(self.config.schedule_ids if schedule_ids is None else schedule_ids))
+        policies = tuple(sorted(self.config.escalation_policy_ids if escalation_policy_ids is None else escalation_policy_ids))
+        return await self._oncall.get_or_load(
+            (user_id, schedules, policies), lambda: self._load_on_call(user_id, schedules, policies)
+        )
+
+    async def find_user_id(self, email: str) -> str | None:
+        """The PagerDuty user id whose email is exactly `email` (case-insensitive), or None."""
+        key = email.strip().lower()
+        return await self._user_ids.get_or_load(key, lambda: self._load_user_id(key))
+
+    async def _load_user_id(self, email: str) -> str | None:
+        offset = 0
+        for _ in range(MAX_PAGES):
+            page = await self._get("/users", [("query", email), ("limit", PAGE_SIZE), ("offset", offset)])
+            users = page.get("users") or []
+            for candidate in users:
+                if str(candidate.get("email", "")).lower() == email:
+                    return str(candidate["id"])
+            if not page.get("more") or not users:
+                return None
+            offset += len(users)
+        return None
+
+    async def _load_on_call(self, user_id: str, schedules: tuple[str, ...], policies: tuple[str, ...]) -> bool:
+        now = self._clock.now().astimezone(timezone.utc)
+        stamp = _iso(now)
+        params: list[tuple[str, Any]] = [("user_ids[]", user_id), ("since", stamp), ("until", stamp)]
+        params += [("schedule_ids[]", s) for s in schedules]
+        params += [("escalation_policy_ids[]", p) for p in policies]
+        offset = 0
+        for _ in range(MAX_PAGES):
+            page = await self._get("/oncalls", [*params, ("limit", PAGE_SIZE), ("offset", offset)])
+            entries = page.get("oncalls") or []
+            if any(_current(entry, now) and _is_user(entry, user_id) for entry in entries):
+                return True
+            if not page.get("more") or not entries:
+                return False
+            offset += len(entries)
+        return False
+
+    async def _get(self, path: str, params: list[tuple[str, Any]]) -> dict:
+        if self._client is None:
+            raise PagerDutyError(f"integrations.{self.name}: not opened")
+        token = self.config.api_token.reveal()
+        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
+            try:
+                response = await self._client.get(path, params=params, headers={"Authorization": f"Token token={token}"})
+            except httpx.HTTPError as exc:
+                raise PagerDutyError(
+                    f"integrations.{self.name}: cannot reach PagerDuty at {self.config.base_url}: {type(exc).__name__}"
+                ) from None
+            if response.status_code == 429 and attempt < MAX_RATE_LIMIT_RETRIES:
+                wait = _retry_after(response)
+                log.warning("pagerduty.rate_limited", integration=self.name, path=path, wait_seconds=wait)
+                await self._sleep(wait)
+                continue
+            return self._json_or_raise(path, response)
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    def _json_or_raise(self, path: str, response: httpx.Response) -> dict:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                body = response.json()
+            except ValueError:
+                body = None
+            if not isinstance(body, dict):
+                raise PagerDutyError(f"integrations.{self.name}: GET {path}: PagerDuty returned a body that is not a JSON object")
+            return body
+        prefix = f"integrations.{self.name}: GET {path}: HTTP {status}"
+        if status in (401, 403):
+            raise PagerDutyError(
+                f"{prefix}: PagerDuty refused the API token (check integrations.{self.name}.api_token"
+                " and that it may read users and on-calls)"
+            )
+        if status == 429:
+            raise PagerDutyError(f"{prefix}: still rate limited after {MAX_RATE_LIMIT_RETRIES} retries")
+        raise PagerDutyError(f"{prefix}: {_error_text(response)}")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def _current(entry: dict, now: datetime) -> bool:
+    """An entry covers `now`; a null start or end is open (permanent on-call)."""
+    try:
+        start, end = _parse_time(entry.get("start")), _parse_time(entry.get("end"))
+    except ValueError:
+        return False
+    # A second of slack: PagerDuty answered for since=until=now, our clock may be a hair behind.
+    return (start is None or start <= now + timedelta(seconds=1)) and (end is None or end > now)
+
+
+def _is_user(entry: dict, user_id: str) -> bool:
+    return str((entry.get("user") or {}).get("id", user_id)) == user_id
+
+
+def _retry_after(response: httpx.Response) -> float:
+    for header in ("ratelimit-reset", "retry-after"):
+        value = response.headers.get(header)
+        if value:
+            try:
+                return min(max(float(value), 0.0), MAX_RATE_LIMIT_WAIT)
+            except ValueError:
+                continue
+    return 1.0
+
+
+def _error_text(response: httpx.Response) -> str:
+    try:
+        error = response.json().get("error") or {}
+        text = str(error.get("message") or "") + "".join(f"; {e}" for e in error.get("errors") or [])
+    except (ValueError, AttributeError):
+        text = response.text
+    return scrub(" ".join(text.split())[:200]) or "no details"
