@@ -6,15 +6,21 @@ No self-registration on import: adding a type means adding a line here. Tests ex
 
 from __future__ import annotations
 
+from strategies.aptible import AptibleIntegration, AptibleStrategy
 from strategies.custom import CustomStrategy
+from strategies.okta import OktaIntegration, OktaStrategy
 from strategies.pagerduty import PagerDutyIntegration
 from strategies.webhook import WebhookStrategy
 
 STRATEGY_TYPES: dict[str, type] = {
+    "aptible": AptibleStrategy,
     "custom": CustomStrategy,
+    "okta": OktaStrategy,
     "webhook": WebhookStrategy,
 }
 
 INTEGRATION_TYPES: dict[str, type] = {
+    "aptible": AptibleIntegration,
+    "okta": OktaIntegration,
     "pagerduty": PagerDutyIntegration,
 }
