@@ -1,0 +1,142 @@
+"""Schema migrations, applied in order at start; each runs in its own transaction.
+
+sqlite-utils' `Migrations` records what has been applied in `_sqlite_migrations`. Migrations are
+append-only: never edit one that has shipped, add the next `mNNN_…` function instead.
+Timestamps are TEXT in one fixed UTC form (see `storage.db.to_db_time`) so ranges compare as text;
+JSON columns hold the request's `fields`, `grant_state` and `approvers`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from core.errors import StartupError
+from core.models import RequestStatus
+
+MIGRATION_SET = "jitbot"
+MIGRATIONS = Migrations(MIGRATION_SET)
+KNOWN_MIGRATIONS: list[str] = []
+
+
+def _migration(fn: Callable[[sqlite_utils.Database], None]) -> Callable[[sqlite_utils.Database], None]:
+    MIGRATIONS()(fn)
+    KNOWN_MIGRATIONS.append(fn.__name__)
+    return fn
+
+
+_STATUSES = ", ".join(f"'{s.value}'" for s in RequestStatus)
+
+
+@_migration
+def m001_requests(db: sqlite_utils.Database) -> None:
+    """One row per access request, with every AccessRequest field."""
+    db.execute(
+        f"""
+        CREATE TABLE requests (
+            id               TEXT PRIMARY KEY,
+            flow             TEXT NOT NULL,
+            target           TEXT NOT NULL,
+            requester        TEXT NOT NULL,
+            requester_email  TEXT,
+            status           TEXT NOT NULL CHECK (status IN ({_STATUSES})),
+            created_at       TEXT NOT NULL,
+            duration_seconds INTEGER NOT NULL CHECK (duration_seconds >= 0),
+            fields           TEXT NOT NULL DEFAULT '{{}}',
+            approval_channel TEXT,
+            message_ts       TEXT,
+            approvers        TEXT,
+            decided_by       TEXT,
+            decided_at       TEXT,
+            decision_reason  TEXT,
+            timeout_at       TEXT,
+            granted_at       TEXT,
+            expires_at       TEXT,
+            ended_at         TEXT,
+            grant_state      TEXT NOT NULL DEFAULT '{{}}',
+            failure_reason   TEXT,
+            revoke_attempts  INTEGER NOT NULL DEFAULT 0 CHECK (revoke_attempts >= 0),
+            next_attempt_at  TEXT,
+            last_error       TEXT
+        )
+        """
+    )
+    # (status, time) pairs serve every scheduler query: due revocations, grants ending before t,
+    # stale pending requests; status alone is their left prefix for list_by_status/count_by_status.
+    db.execute("CREATE INDEX requests_status_expires ON requests (status, expires_at)")
+    db.execute("CREATE INDEX requests_status_timeout ON requests (status, timeout_at)")
+    db.execute("CREATE INDEX requests_requester ON requests (requester, created_at)")
+
+
+@_migration
+def m002_audit_events(db: sqlite_utils.Database) -> None:
+    """The append-only audit trail; triggers refuse UPDATE and DELETE."""
+    # No foreign key to requests: the trail must also hold events about requests that were never
+    # stored (a refused submission) and events with no request at all (identity overrides).
+    db.execute(
+        """
+        CREATE TABLE audit_events (
+            id          INTEGER PRIMARY KEY AUTOINCREMENT,
+            at          TEXT NOT NULL,
+            request_id  TEXT,
+            actor       TEXT NOT NULL,
+            action      TEXT NOT NULL,
+            status_from TEXT,
+            status_to   TEXT,
+            detail      TEXT NOT NULL DEFAULT '{}'
+        )
+        """
+    )
+    db.execute("CREATE INDEX audit_events_request ON audit_events (request_id, id)")
+    db.execute("CREATE INDEX audit_events_at ON audit_events (at)")
+    # Evidence for auditors must not be editable through the app; ABORT undoes just the statement,
+    # and the caller's write() then rolls its whole transaction back.
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END
+        """
+    )
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: DELETE refused'); END
+        """
+    )
+
+
+@_migration
+def m003_identity_overrides(db: sqlite_utils.Database) -> None:
+    """Per-user, per-system identity overrides (system '*' applies to every system)."""
+    db.execute(
+        """
+        CREATE TABLE identity_overrides (
+            slack_id   TEXT NOT NULL,
+            system     TEXT NOT NULL,
+            identity   TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            updated_by TEXT NOT NULL,
+            PRIMARY KEY (slack_id, system)
+        )
+        """
+    )
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Names of the migrations already applied to `db`, in order."""
+    return [m.name for m in MIGRATIONS.applied(db)]
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply pending migrations and return their names; refuse a database from a newer jitbot."""
+    unknown = [name for name in applied_migrations(db) if name not in KNOWN_MIGRATIONS]
+    if unknown:
+        raise StartupError(
+            "the database was written by a newer jitbot (unknown schema migrations: "
+            f"{', '.join(unknown)}); upgrade jitbot or point JITBOT_DB at another file"
+        )
+    pending = [m.name for m in MIGRATIONS.pending(db)]
+    MIGRATIONS.apply(db)
+    return pending

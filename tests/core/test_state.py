@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InvalidTransition
+from core.models import RequestStatus as S
+from core.state import TERMINAL, TRANSITIONS, can_transition, transition
+
+ALLOWED = [
+    (S.PENDING, S.APPROVED, "approve"),
+    (S.PENDING, S.DENIED, "deny"),
+    (S.PENDING, S.EXPIRED, "approval timeout"),
+    (S.APPROVED, S.GRANTED, "grant ok"),
+    (S.APPROVED, S.FAILED, "grant failed"),
+    (S.GRANTED, S.REVOKED, "revoke ok"),
+]
+ALLOWED_PAIRS = {(a, b) for a, b, _ in ALLOWED}
+FORBIDDEN = [(a, b) for a in S for b in S if (a, b) not in ALLOWED_PAIRS]
+
+# Position along the lifecycle; every edge must move strictly forward.
+RANK = {S.PENDING: 0, S.APPROVED: 1, S.DENIED: 1, S.EXPIRED: 1, S.GRANTED: 2, S.FAILED: 2, S.REVOKED: 3}
+
+
+@pytest.mark.parametrize("current, requested, description", ALLOWED, ids=[d for *_, d in ALLOWED])
+def test_allowed_edges(current, requested, description):
+    assert can_transition(current, requested)
+    assert transition("r1", current, requested) is requested
+
+
+@pytest.mark.parametrize("current, requested", FORBIDDEN, ids=[f"{a}->{b}" for a, b in FORBIDDEN])
+def test_every_other_edge_is_refused(current, requested):
+    assert not can_transition(current, requested)
+    with pytest.raises(InvalidTransition) as info:
+        transition("r1", current, requested)
+    assert (info.value.request_id, info.value.current, info.value.requested) == ("r1", current.value, requested.value)
+
+
+def test_table_covers_every_status_and_matches_the_spec():
+    assert set(TRANSITIONS) == set(S)
+    assert {(a, b) for a, nxt in TRANSITIONS.items() for b in nxt} == ALLOWED_PAIRS
+
+
+def test_never_backwards_and_no_self_loops():
+    for current, nxt in TRANSITIONS.items():
+        for requested in nxt:
+            assert RANK[requested] > RANK[current], f"{current} -> {requested} goes backwards"
+
+
+def test_terminal_statuses():
+    assert TERMINAL == {S.REVOKED, S.DENIED, S.FAILED, S.EXPIRED}
+
+
+def test_refusal_tells_the_user_what_happened():
+    with pytest.raises(InvalidTransition) as info:
+        transition("r1", S.DENIED, S.APPROVED)
+    assert info.value.user_message == "This request is already denied."

@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from types import MappingProxyType
+
+import pytest
+
+from core.models import AuditEvent, RequestStatus
+from core.secrets import Secret, register_secret_value
+
+from .conftest import T0, event
+
+
+async def test_events_round_trip(audit_log):
+    original = AuditEvent(
+        at=T0 + timedelta(microseconds=42),
+        actor="U0A",
+        action="request.approved",
+        request_id="r1",
+        status_from="pending",
+        status_to="approved",
+        detail={"reason": "on call", "fields": {"duration": "1h"}, "approvers": ["U0A", "U0B"], "n": 2},
+    )
+    await audit_log.append(original)
+    assert await audit_log.for_request("r1") == [original]
+
+
+async def test_detail_values_are_made_json_safe(audit_log):
+    await audit_log.append(
+        event(
+            request_id="r1",
+            status_from=RequestStatus.PENDING,
+            detail=MappingProxyType({"when": T0, "status": RequestStatus.GRANTED, "ids": ("a", "b"), "set": {1}}),
+        )
+    )
+    (stored,) = await audit_log.for_request("r1")
+    assert stored.status_from == "pending"
+    assert stored.detail == {"when": "2026-11-21T15:00:00.000000Z", "status": "granted", "ids": ["a", "b"], "set": [1]}
+
+
+async def test_registered_secrets_never_reach_an_audit_row(audit_log, store):
+    register_secret_value("hunter2-webhook-secret")
+    wrapped = Secret("okta-token-00112233")
+
+    class Leaky:
+        def __str__(self):
+            return "client(token=okta-token-00112233)"
+
+    await audit_log.append(
+        event(
+            request_id="r1",
+            detail={
+                "error": "HMAC with hunter2-webhook-secret failed",
+                "nested": [{"header": "SSWS okta-token-00112233"}],
+                "wrapped": wrapped,
+                "object": Leaky(),
+                "hunter2-webhook-secret": "as a key",
+            },
+        )
+    )
+    (stored,) = await audit_log.for_request("r1")
+    assert stored.detail == {
+        "error": "HMAC with *** failed",
+        "nested": [{"header": "SSWS ***"}],
+        "wrapped": "***",
+        "object": "client(token=***)",
+        "***": "as a key",
+    }
+    raw = await store.read(lambda db: db.execute("SELECT detail FROM audit_events").fetchone()[0])
+    assert "hunter2" not in raw and "00112233" not in raw
+
+
+async def test_update_and_delete_are_rejected_by_triggers(audit_log, store):
+    await audit_log.append(event(request_id="r1", detail={"reason": "original"}))
+    for sql in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await store.write(lambda db: db.execute(sql))
+    (stored,) = await audit_log.for_request("r1")
+    assert stored.actor == "U0REQ" and stored.detail == {"reason": "original"}
+
+
+async def test_a_rejected_audit_change_rolls_back_the_whole_transaction(audit_log, store):
+    await audit_log.append(event(request_id="r1"))
+
+    def sneaky(db):
+        db.execute("INSERT INTO audit_events (at, actor, action) VALUES ('x', 'mallory', 'cover-up')")
+        db.execute("DELETE FROM audit_events WHERE actor = 'U0REQ'")
+
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write(sneaky)
+    assert [e.actor for e in await audit_log.list()] == ["U0REQ"]
+
+
+async def test_list_filters_by_time_and_limits(audit_log):
+    for minute in range(5):
+        await audit_log.append(event(f"a{minute}", at=T0 + timedelta(minutes=minute), request_id=None))
+    assert [e.action for e in await audit_log.list()] == ["a0", "a1", "a2", "a3", "a4"]
+    assert [e.action for e in await audit_log.list(since=T0 + timedelta(minutes=2))] == ["a2", "a3", "a4"]
+    assert [e.action for e in await audit_log.list(since=T0 + timedelta(minutes=1), limit=2)] == ["a1", "a2"]
+    with pytest.raises(ValueError):
+        await audit_log.list(limit=0)
+
+
+async def test_append_returns_increasing_ids(audit_log):
+    first = await audit_log.append(event())
+    second = await audit_log.append(event())
+    assert second > first

@@ -1,0 +1,170 @@
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from core.errors import StartupError
+from core.models import RequestStatus
+from storage import RequestRepo, Store, from_db_time, to_db_time
+from storage.audit import AuditLog
+
+from .conftest import event, make_request
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+async def test_file_store_uses_wal_full_sync_and_foreign_keys(tmp_path):
+    async with await Store.open(tmp_path / "nested" / "dir" / "jit.db") as store:
+        pragmas = await store.read(
+            lambda db: {
+                name: db.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            }
+        )
+    assert pragmas == {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
+    assert (tmp_path / "nested" / "dir" / "jit.db").exists()
+
+
+async def test_all_work_runs_on_one_dedicated_thread(store):
+    read_thread = await store.read(lambda db: threading.get_ident())
+    write_thread = await store.write(lambda db: threading.get_ident())
+    assert read_thread == write_thread != threading.get_ident()
+
+
+async def test_write_commits_everything_or_nothing(store):
+    def insert_then_fail(db):
+        db.execute("INSERT INTO identity_overrides VALUES ('U1', '*', 'a', 'x', 'y')")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await store.write(insert_then_fail)
+    assert await store.read(lambda db: db.execute("SELECT COUNT(*) FROM identity_overrides").fetchone()[0]) == 0
+
+    await store.write(lambda db: db.execute("INSERT INTO identity_overrides VALUES ('U1', '*', 'a', 'x', 'y')"))
+    assert await store.read(lambda db: db.execute("SELECT COUNT(*) FROM identity_overrides").fetchone()[0]) == 1
+    assert not await store.read(lambda db: db.conn.in_transaction)
+
+
+async def test_read_cannot_write(store):
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        await store.read(lambda db: db.execute("INSERT INTO identity_overrides VALUES ('U1', '*', 'a', 'x', 'y')"))
+    # and a write after a refused read still works
+    await store.write(lambda db: db.execute("INSERT INTO identity_overrides VALUES ('U1', '*', 'a', 'x', 'y')"))
+
+
+async def test_closed_store_refuses_work_and_close_is_idempotent(tmp_path):
+    store = await Store.open(tmp_path / "jit.db")
+    await store.close()
+    await store.close()
+    assert store.closed
+    with pytest.raises(RuntimeError, match="closed"):
+        await store.read(lambda db: 1)
+
+
+async def test_database_from_a_newer_jitbot_is_refused(tmp_path):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path):
+        pass
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) VALUES ('jitbot', 'm999_future', 'x')"
+    )
+    conn.commit()
+    conn.close()
+    with pytest.raises(StartupError, match="newer jitbot.*m999_future"):
+        await Store.open(path)
+
+
+async def test_a_file_that_is_not_a_database_is_a_startup_error(tmp_path):
+    path = tmp_path / "jit.db"
+    path.write_bytes(b"this is not sqlite, just some text long enough to fill a header" * 10)
+    with pytest.raises(StartupError, match="jit.db"):
+        await Store.open(path)
+
+
+async def test_unwritable_location_is_a_startup_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StartupError, match="cannot open database"):
+        await Store.open(blocker / "jit.db")
+
+
+@pytest.mark.parametrize(
+    "value, stored",
+    [
+        (datetime(2026, 11, 21, 15, 59, 11, 123456, tzinfo=timezone.utc), "2026-11-21T15:59:11.123456Z"),
+        (datetime(2026, 11, 21, 15, 59, 11, tzinfo=timezone.utc), "2026-11-21T15:59:11.000000Z"),
+        (datetime(2026, 11, 21, 17, 29, 11, 5, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+         "2026-11-21T15:59:11.000005Z"),
+        (datetime(2026, 3, 8, 3, 30, tzinfo=ZoneInfo("America/New_York")), "2026-03-08T07:30:00.000000Z"),
+        (datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "0999-01-02T03:04:05.000000Z"),
+    ],
+    ids=["micro", "whole-second", "offset", "zoneinfo-after-dst-switch", "three-digit-year"],
+)
+def test_time_format_is_fixed_width_utc_and_round_trips(value, stored):
+    assert to_db_time(value) == stored
+    back = from_db_time(stored)
+    assert back == value and back.tzinfo is not None and back.utcoffset() == timedelta(0)
+
+
+def test_naive_datetimes_are_refused():
+    with pytest.raises(ValueError, match="naive"):
+        to_db_time(datetime(2026, 1, 1))
+
+
+CRASH_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, os, signal, sys
+    from datetime import datetime, timezone
+    from core.models import AccessRequest, AuditEvent, RequestStatus
+    from storage import RequestRepo, Store
+
+    async def main():
+        store = await Store.open(sys.argv[1])
+        repo = RequestRepo(store)
+        now = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)
+        await repo.transition(
+            "r1", RequestStatus.PENDING, RequestStatus.APPROVED,
+            changes={"decided_by": "U0APPROVER", "decided_at": now},
+            audit=AuditEvent(at=now, actor="U0APPROVER", action="request.approved"),
+        )
+        # Die the hardest way right after the commit: no close, no checkpoint, no atexit.
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_committed_transition_survives_sigkill(tmp_path):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path) as store:
+        await RequestRepo(store).create(make_request("r1"), event())
+
+    proc = subprocess.run(
+        [sys.executable, "-c", CRASH_SCRIPT, str(path)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # The transition lives only in the WAL at this point: recovery has to read it from there.
+    assert os.path.getsize(str(path) + "-wal") > 0
+
+    async with await Store.open(path) as store:
+        request = await RequestRepo(store).get("r1")
+        trail = await AuditLog(store).for_request("r1")
+    assert request.status is RequestStatus.APPROVED
+    assert request.decided_by == "U0APPROVER"
+    assert [(e.action, e.status_from, e.status_to) for e in trail] == [
+        ("request.created", None, "pending"),
+        ("request.approved", "pending", "approved"),
+    ]
