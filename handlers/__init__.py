@@ -1,0 +1,25 @@
+"""Slack handlers: thin listeners that ack first, call the engine, and render with pure builders."""
+
+from __future__ import annotations
+
+import structlog
+from slack_bolt.async_app import AsyncApp
+
+from handlers import actions, commands, views
+from handlers.errors import handle_error
+
+
+def register(app: AsyncApp, *, config, engine) -> None:
+    """Install the log-context middleware, the error handler and every listener on `app`."""
+
+    async def bind_log_context(body, next) -> None:
+        structlog.contextvars.clear_contextvars()
+        user = (body.get("user") or {}).get("id") or body.get("user_id")
+        structlog.contextvars.bind_contextvars(slack_user=user, slack_type=body.get("type") or body.get("command"))
+        await next()
+
+    app.middleware(bind_log_context)
+    app.error(handle_error)
+    commands.register(app, config)
+    views.register(app, config, engine)
+    actions.register(app, engine)

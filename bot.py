@@ -1,0 +1,189 @@
+"""jitbot: just-in-time, peer-approved, time-boxed access through Slack. The composition root.
+
+    python bot.py [run]                      start the bot (Socket Mode)
+    python bot.py validate [--config PATH]   check a flows file; exit 0 when valid, 2 with every error
+    python bot.py identities …               manage identity overrides (Slack user → target-system user)
+    python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
+
+Startup failures print one clear sentence and exit non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+EXIT_STARTUP = 1
+EXIT_INVALID_CONFIG = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: every subcommand with a one-line description."""
+    parser = argparse.ArgumentParser(prog="bot.py", description="jitbot: just-in-time access requests through Slack.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("run", help="start the bot (the default); needs SLACK_BOT_TOKEN and SLACK_APP_TOKEN")
+    validate = sub.add_parser("validate", help="check a flows file without starting anything (exit 2 on errors)")
+    validate.add_argument("--config", help="flows file (default: $JITBOT_CONFIG or config/flows.yaml)")
+
+    identities = sub.add_parser("identities", help="manage identity overrides: set, list, remove, import")
+    isub = identities.add_subparsers(dest="action", metavar="ACTION", required=True)
+    iset = isub.add_parser("set", help="map a Slack user to their user name in a target system")
+    iset.add_argument("slack_id")
+    iset.add_argument("identity")
+    iset.add_argument("--system", default="*", help="integration name or strategy type it applies to (default: all)")
+    isub.add_parser("list", help="list every override")
+    iremove = isub.add_parser("remove", help="remove an override")
+    iremove.add_argument("slack_id")
+    iremove.add_argument("--system", default="*")
+    iimport = isub.add_parser("import", help="import overrides from a CSV file (slack_id,system,identity)")
+    iimport.add_argument("file")
+
+    audit = sub.add_parser("audit", help="print the audit trail as JSON lines")
+    audit.add_argument("--request", help="only this request id")
+    audit.add_argument("--limit", type=int, default=10_000)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the chosen subcommand; return the exit code."""
+    args = build_parser().parse_args(argv)
+    command = args.command or "run"
+    try:
+        if command == "validate":
+            return validate(args.config)
+        if command == "identities":
+            return asyncio.run(identities(args))
+        if command == "audit":
+            return asyncio.run(audit(args))
+        return run()
+    except KeyboardInterrupt:
+        return 130
+
+
+def _fail(message: str, code: int = EXIT_STARTUP) -> int:
+    print(f"jitbot: {message}", file=sys.stderr)
+    return code
+
+
+def validate(config_path: str | None) -> int:
+    """Validate the flows file with the production registries; print one line per problem."""
+    from core.config import load_config
+    from core.errors import ConfigError
+
+    path = Path(config_path or os.environ.get("JITBOT_CONFIG", "config/flows.yaml"))
+    try:
+        config = load_config(path, resolve_secrets=False)
+    except ConfigError as error:
+        for issue in error.issues:
+            print(issue, file=sys.stderr)
+        print(f"{path}: {len(error.issues)} error{'s' if len(error.issues) != 1 else ''}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    print(f"{path}: OK ({len(config.flows)} flow{'s' if len(config.flows) != 1 else ''})")
+    return 0
+
+
+def run() -> int:
+    """Start the bot and serve until SIGINT / SIGTERM."""
+    import sqlite3
+
+    import structlog
+
+    from core.errors import ConfigError, JitError
+    from core.logging import configure_logging
+    from core.secrets import scrub
+    from runtime import Runtime, Settings
+
+    configure_logging(os.environ.get("JITBOT_LOG_FORMAT"))
+    try:
+        settings = Settings.from_env()
+    except JitError as error:
+        return _fail(error.user_message)
+
+    async def serve() -> int:
+        runtime = Runtime(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await runtime.start()
+        except ConfigError as error:
+            for issue in error.issues:
+                print(issue, file=sys.stderr)
+            await runtime.stop()
+            return _fail(f"{settings.config_path} is not valid ({len(error.issues)} errors); nothing was started.",
+                         EXIT_INVALID_CONFIG)
+        except JitError as error:
+            await runtime.stop()
+            return _fail(error.user_message)
+        except (OSError, sqlite3.Error) as error:
+            await runtime.stop()
+            return _fail(f"could not start: {scrub(str(error))}.")
+        except Exception as error:  # one sentence for the operator; the detail goes to the log
+            structlog.get_logger("jitbot").exception("startup.crashed")
+            await runtime.stop()
+            return _fail(f"could not start: {type(error).__name__}: {scrub(str(error))}.")
+        await stop.wait()
+        await runtime.stop()
+        return 0
+
+    return asyncio.run(serve())
+
+
+async def identities(args) -> int:
+    """Manage identity overrides in the database named by JITBOT_DB."""
+    from storage.db import Store
+    from storage.identities import IdentityImportError, IdentityStore
+
+    store = await Store.open(os.environ.get("JITBOT_DB", "data/jitbot.db"))
+    actor = f"cli:{os.environ.get('USER', 'unknown')}"
+    try:
+        repo = IdentityStore(store)
+        if args.action == "set":
+            await repo.set(args.slack_id, args.system, args.identity, actor=actor)
+            print(f"{args.slack_id} → {args.identity} ({args.system})")
+        elif args.action == "list":
+            for item in await repo.list():
+                print(f"{item.slack_id}\t{item.system}\t{item.identity}")
+        elif args.action == "remove":
+            if not await repo.remove(args.slack_id, args.system, actor=actor):
+                return _fail(f"no override for {args.slack_id} ({args.system}).")
+            print(f"removed {args.slack_id} ({args.system})")
+        elif args.action == "import":
+            try:
+                count = await repo.import_csv(Path(args.file), actor=actor)
+            except IdentityImportError as error:
+                return _fail(str(error), EXIT_INVALID_CONFIG)
+            print(f"imported {count} override{'s' if count != 1 else ''}")
+        return 0
+    finally:
+        await store.close()
+
+
+async def audit(args) -> int:
+    """Print audit events as JSON lines, oldest first."""
+    from storage.audit import AuditLog
+    from storage.db import Store
+
+    store = await Store.open(os.environ.get("JITBOT_DB", "data/jitbot.db"))
+    try:
+        log = AuditLog(store)
+        events = await (log.for_request(args.request) if args.request else log.list(limit=args.limit))
+        for event in events:
+            print(json.dumps({
+                "at": event.at.isoformat(), "actor": event.actor, "action": event.action,
+                "request_id": event.request_id, "status_from": event.status_from,
+                "status_to": event.status_to, "detail": event.detail,
+            }, default=str))
+        return 0
+    finally:
+        await store.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

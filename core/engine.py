@@ -1,0 +1,489 @@
+"""AccessEngine: the request lifecycle. The only code that calls strategies, the store and the notifier.
+
+    submit ─▶ pending ─approve─▶ approved ─grant─▶ granted ─revoke (on time)─▶ revoked
+                 │                   └─grant failed─▶ failed
+                 ├─deny─▶ denied
+                 └─request_timeout─▶ expired
+
+Every status change is a compare-and-set with its audit row (storage.requests.RequestRepo), so a
+double click, two approvers at once, or a redelivered envelope grant exactly once. The approval
+and its end time are saved before the strategy is called: a crash mid-grant is finished by
+`recover()` and still revoked at the original end. Slack trouble never blocks the lifecycle: the
+database is the truth and the channel message is re-rendered from it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import weakref
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any, Mapping
+
+import structlog
+
+from core.clock import Clock
+from core.errors import InvalidTransition, JitError, NotAllowed, StrategyError
+from core.hook_runner import HookRunner
+from core.models import AccessRequest, AuditEvent, RequestStatus as S, Subject, Target
+from core.policy import may_decide
+from core.ports import Directory, Notifier, RequesterNotice, UserInfo
+from core.secrets import scrub
+from core.targets import flow_target
+from strategies.base import GrantContext, Strategy, SupportsInstructions
+
+log = structlog.get_logger("jitbot.engine")
+
+SYSTEM = "system"
+GRANT_ATTEMPTS = 3
+REVOKE_BACKOFF_START = 2.0  # seconds; SPEC §5: back-off starts within seconds…
+REVOKE_BACKOFF_CAP = 300.0  # …and is capped at 5 minutes
+
+
+class SubmissionRejected(JitError):
+    """A form submission that cannot become a request; `errors` maps field name ('target', …) to text."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A checked submission, ready to become a pending request."""
+
+    flow: str
+    target: Target
+    requester: UserInfo
+    subject: Subject
+    fields: Mapping[str, Any]
+    duration: timedelta
+
+
+class Timers:
+    """Where the engine arms its timers; core.scheduler implements it, tests use a recorder."""
+
+    def arm_revoke(self, request_id: str, when: datetime) -> None: ...
+
+    def arm_expire(self, request_id: str, when: datetime) -> None: ...
+
+    def disarm(self, request_id: str) -> None: ...
+
+
+def revoke_backoff(attempt: int) -> float:
+    """Seconds to wait before revoke attempt `attempt + 1` (attempt counts failures so far)."""
+    return min(REVOKE_BACKOFF_CAP, REVOKE_BACKOFF_START * 2 ** max(0, attempt - 1))
+
+
+class AccessEngine:
+    """Runs requests through their lifecycle; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config,
+        requests,
+        audit,
+        identities,
+        strategies: Mapping[str, Strategy],
+        hooks: HookRunner,
+        notifier: Notifier,
+        directory: Directory,
+        clock: Clock,
+        timers: Timers | None = None,
+        grant_retry_delay: float = 1.0,
+    ) -> None:
+        self.config = config
+        self.requests = requests
+        self.audit = audit
+        self.identities = identities
+        self.strategies = strategies
+        self.hooks = hooks
+        self.notifier = notifier
+        self.directory = directory
+        self.clock = clock
+        self.timers = timers or Timers()
+        self.grant_retry_delay = grant_retry_delay
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+
+    # ── submit ────────────────────────────────────────────────────────────────────────────────
+
+    async def prepare(
+        self, flow_name: str, requester_id: str, target_name: str, fields: Mapping[str, Any], duration: timedelta
+    ) -> Draft:
+        """Check a submission: the target exists and the requester can be matched in its system."""
+        flow = self.config.flow(flow_name)
+        target = self.target(flow, target_name)
+        if target is None:
+            raise SubmissionRejected({"target": "Choose one of the listed targets."})
+        requester = await self.directory.lookup_user(requester_id)
+        subject = await self._subject(flow.name, requester_id, requester.email, requester.name)
+        ctx = GrantContext(request_id="validation", flow=flow.name, target=target, subject=subject, fields=dict(fields))
+        strategy = self.strategies[flow.name]
+        issues = await strategy.validate(ctx)
+        if issues:
+            for issue in issues:
+                log.info("submission.identity_rejected", flow=flow.name, requester=requester_id, detail=issue.detail)
+            raise SubmissionRejected({"target": " ".join(i.user_message for i in issues)})
+        return Draft(flow.name, target, requester, subject, dict(fields), duration)
+
+    async def submit(self, draft: Draft) -> AccessRequest:
+        """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
+        flow = self.config.flow(draft.flow)
+        now = self.clock.now()
+        request = AccessRequest(
+            id=uuid.uuid4().hex[:16],
+            flow=flow.name,
+            target=draft.target.name,
+            requester=draft.requester.slack_id,
+            requester_email=draft.requester.email,
+            created_at=now,
+            duration_seconds=int(draft.duration.total_seconds()),
+            fields=dict(draft.fields),
+            approval_channel=flow.approval_channel,
+            timeout_at=now + flow.request_timeout if flow.request_timeout else None,
+        )
+        await self.requests.create(
+            request,
+            self._audit(request, draft.requester.slack_id, "request.created", detail={
+                "target": request.target, "duration_seconds": request.duration_seconds, "fields": request.fields,
+            }),
+        )
+        log.info("request.created", request_id=request.id, flow=flow.name, target=request.target)
+
+        evt = self.hooks.event(request, flow, user=draft.requester)
+        decision = await self.hooks.on_request(flow, evt, request)
+        approvers = await self.hooks.approvers(flow, evt, request)
+        channel = await self.hooks.approval_channel(flow, evt, request)
+        routing: dict[str, Any] = {}
+        if approvers is not None:
+            routing["approvers"] = tuple(approvers)
+        if channel:
+            routing["approval_channel"] = channel
+        if routing:
+            request = await self.requests.update(
+                request.id, routing, audit=self._audit(request, self.hooks.actor(flow), "request.routed", detail=routing)
+            )
+
+        request = await self._publish(request)
+        await self._tell(request, RequesterNotice.SUBMITTED if request.message_ts else RequesterNotice.NOT_POSTED)
+
+        if decision is not None and decision.kind == "approve":
+            await self.approve(request.id, self.hooks.actor(flow, "on_request"), reason=decision.reason, by_hook=True)
+        elif decision is not None and decision.kind == "deny":
+            await self.deny(request.id, self.hooks.actor(flow, "on_request"), reason=decision.reason, by_hook=True)
+        elif request.timeout_at:
+            self.timers.arm_expire(request.id, request.timeout_at)
+        return await self.requests.get(request.id)
+
+    # ── decisions ─────────────────────────────────────────────────────────────────────────────
+
+    async def approve(self, request_id: str, actor: str, *, reason: str | None = None, by_hook: bool = False) -> AccessRequest:
+        """Approve a pending request (after the approver checks) and grant it."""
+        async with self._lock(request_id):
+            request = await self.requests.get(request_id)
+            if not by_hook:
+                await self._check_click(request, actor, "approve")
+            now = self.clock.now()
+            request = await self.requests.transition(
+                request_id, S.PENDING, S.APPROVED,
+                changes={
+                    "decided_by": actor, "decided_at": now, "decision_reason": reason,
+                    # Saved before the strategy runs: a crash mid-grant still ends at this time.
+                    "expires_at": now + timedelta(seconds=request.duration_seconds),
+                },
+                audit=self._audit(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
+            )
+            log.info("request.approved", request_id=request_id, actor=actor)
+            self.timers.disarm(request_id)
+            request = await self._publish(request)
+            return await self._grant(request)
+
+    async def deny(self, request_id: str, actor: str, *, reason: str | None = None, by_hook: bool = False) -> AccessRequest:
+        """Deny a pending request (after the approver checks)."""
+        async with self._lock(request_id):
+            request = await self.requests.get(request_id)
+            if not by_hook:
+                await self._check_click(request, actor, "deny")
+            request = await self.requests.transition(
+                request_id, S.PENDING, S.DENIED,
+                changes={"decided_by": actor, "decided_at": self.clock.now(), "decision_reason": reason},
+                audit=self._audit(request, actor, "request.denied", S.PENDING, S.DENIED, {"reason": reason}),
+            )
+            log.info("request.denied", request_id=request_id, actor=actor)
+            self.timers.disarm(request_id)
+            request = await self._publish(request)
+            await self._tell(request, RequesterNotice.DENIED)
+            return request
+
+    async def _check_click(self, request: AccessRequest, actor: str, action: str) -> None:
+        flow = self.config.flow(request.flow)
+        refusal: str | None = None
+        if request.status is not S.PENDING:
+            by = f" by <@{request.decided_by}>" if request.decided_by and request.decided_by.startswith("U") else ""
+            refusal = f"This request is already {request.status.value}{by}."
+        else:
+            if request.approvers is not None:
+                users, members = set(request.approvers), frozenset()
+            elif flow.approvers is not None:
+                users, members = set(flow.approvers.users), await self._group_members(flow.approvers.usergroups)
+            else:
+                users, members = None, frozenset()
+            decision = may_decide(
+                requester=request.requester, clicker=actor, allow_self_approval=flow.allow_self_approval,
+                approver_users=users, approver_group_members=members,
+            )
+            if not decision.allowed:
+                refusal = decision.reason
+            else:
+                actor_info = await self.directory.lookup_user(actor)
+                evt = self.hooks.event(request, flow, user=await self._requester_info(request), actor=actor_info)
+                ignored = await self.hooks.on_click(flow, f"on_{action}", evt, request)
+                if ignored is not None:
+                    refusal = ignored
+        if refusal is not None:
+            await self.audit.append(
+                self._audit(request, actor, "click.refused", detail={"action": action, "reason": refusal})
+            )
+            log.info("click.refused", request_id=request.id, actor=actor, action=action, reason=refusal)
+            raise NotAllowed(refusal)
+
+    async def _group_members(self, groups) -> frozenset[str]:
+        members: set[str] = set()
+        for group in groups:
+            members |= await self.directory.usergroup_members(group)
+        return frozenset(members)
+
+    # ── grant ─────────────────────────────────────────────────────────────────────────────────
+
+    async def _grant(self, request: AccessRequest) -> AccessRequest:
+        flow = self.config.flow(request.flow)
+        strategy = self.strategies[flow.name]
+        ctx = await self._context(request)
+        error: BaseException | None = None
+        for attempt in range(1, GRANT_ATTEMPTS + 1):
+            try:
+                result = await strategy.grant(ctx)
+                break
+            except StrategyError as exc:
+                error = exc
+                if not exc.retryable or attempt == GRANT_ATTEMPTS:
+                    break
+                log.warning("grant.retrying", request_id=request.id, attempt=attempt, error=scrub(str(exc)))
+                await asyncio.sleep(self.grant_retry_delay * attempt)
+            except Exception as exc:  # an adapter bug must still end as a visible failed grant
+                error = exc
+                log.exception("grant.crashed", request_id=request.id)
+                break
+        else:  # pragma: no cover - the loop always breaks
+            raise AssertionError
+        if error is not None:
+            return await self._grant_failed(request, ctx, strategy, error)
+
+        now = self.clock.now()
+        state = {str(k): str(v) for k, v in (result.state or {}).items()}
+        request = await self.requests.transition(
+            request.id, S.APPROVED, S.GRANTED,
+            changes={"granted_at": now, "grant_state": state},
+            audit=self._audit(request, SYSTEM, "access.granted", S.APPROVED, S.GRANTED,
+                              {"expires_at": request.expires_at.isoformat(), "system": strategy.system}),
+        )
+        log.info("access.granted", request_id=request.id, expires_at=request.expires_at.isoformat())
+        self.timers.arm_revoke(request.id, request.expires_at)
+        request = await self._publish(request)
+        instructions = result.instructions
+        if instructions is None and isinstance(strategy, SupportsInstructions):
+            instructions = strategy.instructions(ctx)
+        await self._tell(request, RequesterNotice.GRANTED, detail=instructions)
+        evt = self.hooks.event(request, flow, user=await self._requester_info(request))
+        await self.hooks.observe(flow, "after_grant", evt, request)
+        return request
+
+    async def _grant_failed(self, request, ctx, strategy, error: BaseException) -> AccessRequest:
+        reason = scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__
+        request = await self.requests.transition(
+            request.id, S.APPROVED, S.FAILED,
+            changes={"failure_reason": reason},
+            audit=self._audit(request, SYSTEM, "grant.failed", S.APPROVED, S.FAILED,
+                              {"error": scrub(str(error)), "type": type(error).__name__}),
+        )
+        log.error("grant.failed", request_id=request.id, error=scrub(str(error)))
+        # A grant can fail after part of it took effect (a timeout after the write); take back
+        # whatever may be there so a failed request never leaves access behind.
+        try:
+            await strategy.revoke(ctx, {})
+        except Exception as exc:
+            await self.notifier.alert(
+                f"Cleanup after the failed grant of request {request.id} also failed ({scrub(str(exc))}). "
+                "Check the target system by hand: access may be left behind.", request)
+        request = await self._publish(request)
+        await self._tell(request, RequesterNotice.FAILED)
+        await self.notifier.alert(f"Grant failed for request {request.id} ({request.flow}/{request.target}): {reason}", request)
+        return request
+
+    # ── revoke and expiry ─────────────────────────────────────────────────────────────────────
+
+    async def revoke(self, request_id: str) -> AccessRequest | None:
+        """Revoke a granted request that has reached its end; on failure schedule a retry and alert."""
+        async with self._lock(request_id):
+            request = await self.requests.get(request_id)
+            if request.status is not S.GRANTED:
+                return None
+            now = self.clock.now()
+            if request.expires_at > now:  # a timer armed for an earlier end; never revoke early
+                self.timers.arm_revoke(request_id, request.expires_at)
+                return None
+            flow = self.config.flow(request.flow)
+            strategy = self.strategies[flow.name]
+            try:
+                await strategy.revoke(await self._context(request), request.grant_state)
+            except Exception as exc:
+                return await self._revoke_failed(request, exc)
+            request = await self.requests.transition(
+                request_id, S.GRANTED, S.REVOKED,
+                changes={"ended_at": self.clock.now(), "next_attempt_at": None},
+                audit=self._audit(request, SYSTEM, "access.revoked", S.GRANTED, S.REVOKED,
+                                  {"attempts": request.revoke_attempts + 1}),
+            )
+            log.info("access.revoked", request_id=request_id,
+                     late_seconds=round((self.clock.now() - request.expires_at).total_seconds(), 3))
+        request = await self._publish(request)
+        await self._tell(request, RequesterNotice.REVOKED)
+        evt = self.hooks.event(request, flow, user=await self._requester_info(request))
+        await self.hooks.observe(flow, "after_revoke", evt, request)
+        return request
+
+    async def _revoke_failed(self, request: AccessRequest, error: BaseException) -> AccessRequest:
+        attempts = request.revoke_attempts + 1
+        delay = revoke_backoff(attempts)
+        next_at = self.clock.now() + timedelta(seconds=delay)
+        message = scrub(str(error)) or type(error).__name__
+        request = await self.requests.update(
+            request.id,
+            {"revoke_attempts": attempts, "next_attempt_at": next_at, "last_error": message},
+            expected_status=S.GRANTED,
+            audit=self._audit(request, SYSTEM, "revoke.failed", detail={
+                "attempt": attempts, "error": message, "retry_in_seconds": delay}),
+        )
+        log.error("revoke.failed", request_id=request.id, attempt=attempts, retry_in=delay, error=message)
+        self.timers.arm_revoke(request.id, next_at)
+        await self.notifier.alert(
+            f"Revocation of request {request.id} ({request.flow}/{request.target} for <@{request.requester}>) "
+            f"failed (attempt {attempts}): {message}. Retrying in {int(delay)}s.", request)
+        return request
+
+    async def expire(self, request_id: str) -> AccessRequest | None:
+        """Expire a pending request that was not decided within its flow's request_timeout."""
+        async with self._lock(request_id):
+            request = await self.requests.get(request_id)
+            if request.status is not S.PENDING or request.timeout_at is None or request.timeout_at > self.clock.now():
+                return None
+            try:
+                request = await self.requests.transition(
+                    request_id, S.PENDING, S.EXPIRED, changes={"ended_at": self.clock.now()},
+                    audit=self._audit(request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED),
+                )
+            except InvalidTransition:
+                return None
+        request = await self._publish(request)
+        await self._tell(request, RequesterNotice.EXPIRED)
+        return request
+
+    # ── time: recovery and the sweep ──────────────────────────────────────────────────────────
+
+    async def recover(self) -> dict[str, int]:
+        """At start: finish grants left half-way, revoke what is past its end, expire stale requests."""
+        counts = {"regranted": 0, "in_doubt_revoked": 0}
+        now = self.clock.now()
+        for request in await self.requests.list_by_status(S.APPROVED):
+            if request.expires_at is not None and request.expires_at <= now:
+                # The window ended while we were down; the grant may or may not have happened.
+                # Treat it as held so the normal revoke path (with retries and alerts) cleans up.
+                await self.requests.transition(
+                    request.id, S.APPROVED, S.GRANTED, changes={"granted_at": None, "grant_state": {}},
+                    audit=self._audit(request, SYSTEM, "grant.in_doubt", S.APPROVED, S.GRANTED,
+                                      {"note": "window ended while the bot was down; revoking"}),
+                )
+                counts["in_doubt_revoked"] += 1
+            else:
+                async with self._lock(request.id):
+                    await self._grant(request)
+                counts["regranted"] += 1
+        counts.update(await self.sweep())
+        log.info("recovery.done", **counts)
+        return counts
+
+    async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
+        """Revoke every grant that is due, expire timed-out requests; the safety net under the timers."""
+        now = self.clock.now()
+        due = await self.requests.list_due_revocations(now)
+        stale = await self.requests.list_pending_timed_out(now)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def guarded(fn, request_id):
+            async with gate:
+                try:
+                    await fn(request_id)
+                except Exception:
+                    log.exception("sweep.item_failed", request_id=request_id)
+
+        await asyncio.gather(*(guarded(self.revoke, r.id) for r in due), *(guarded(self.expire, r.id) for r in stale))
+        return {"revoked_due": len(due), "expired": len(stale)}
+
+    # ── helpers ───────────────────────────────────────────────────────────────────────────────
+
+    def target(self, flow, target_name: str) -> Target | None:
+        """The flow's target of that name as a domain Target, or None."""
+        return flow_target(flow, target_name)
+
+    async def _subject(self, flow_name: str, slack_id: str, email: str | None, name: str | None = None) -> Subject:
+        strategy = self.strategies[flow_name]
+        identity = await self.identities.get(slack_id, strategy.identity_key)
+        return Subject(slack_id=slack_id, email=email, identity=identity or email, name=name)
+
+    async def _context(self, request: AccessRequest) -> GrantContext:
+        # Built from the stored row and our own identity table only: a revocation must not
+        # depend on Slack being reachable.
+        flow = self.config.flow(request.flow)
+        target = self.target(flow, request.target) or Target(request.target, request.target, {})
+        return GrantContext(
+            request_id=request.id, flow=request.flow, target=target,
+            subject=await self._subject(request.flow, request.requester, request.requester_email),
+            fields=request.fields, granted_at=request.granted_at, expires_at=request.expires_at,
+        )
+
+    async def _requester_info(self, request: AccessRequest) -> UserInfo:
+        return UserInfo(slack_id=request.requester, email=request.requester_email)
+
+    async def _publish(self, request: AccessRequest) -> AccessRequest:
+        try:
+            ts = await self.notifier.publish(request)
+        except Exception:
+            log.exception("publish.failed", request_id=request.id, status=request.status.value)
+            return request
+        if ts and ts != request.message_ts:
+            request = await self.requests.update(request.id, {"message_ts": ts})
+        return request
+
+    async def _tell(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+        try:
+            await self.notifier.notify_requester(request, notice, detail)
+        except Exception:
+            log.exception("notify.failed", request_id=request.id, notice=notice.value)
+
+    def _lock(self, request_id: str) -> asyncio.Lock:
+        lock = self._locks.get(request_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[request_id] = lock
+        return lock
+
+    def _audit(self, request: AccessRequest, actor: str, action: str, status_from: S | None = None,
+               status_to: S | None = None, detail: Mapping[str, Any] | None = None) -> AuditEvent:
+        return AuditEvent(
+            at=self.clock.now(), actor=actor, action=action, request_id=request.id,
+            status_from=status_from.value if status_from else None,
+            status_to=status_to.value if status_to else None,
+            detail=dict(detail or {}),
+        )

@@ -1,0 +1,106 @@
+"""The engine's side of policy hooks: build `evt`, call a flow's hooks, and contain their failures.
+
+A hook that raises, times out or returns something it may not never grants and never loses the
+request: the engine carries on as if the hook had not spoken, and the error goes to the audit
+trail and to the alerts channel. One deliberate exception: when `on_approve` fails, the click is
+refused (fail closed), because that hook exists to restrict who may approve.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import structlog
+
+from core.hook_events import Approve, Deny, HookEvent
+from core.errors import HookError
+from core.models import AccessRequest, AuditEvent, Target
+from core.targets import flow_target
+
+log = structlog.get_logger("jitbot.hooks")
+
+
+class HookRunner:
+    """Calls the hooks file of each flow with a time limit, and reports what went wrong."""
+
+    def __init__(self, modules: Mapping[str, Any], integrations: Mapping[str, object], *, notifier, audit, clock) -> None:
+        self.modules = dict(modules)
+        self.integrations = dict(integrations)
+        self.notifier = notifier
+        self.audit = audit
+        self.clock = clock
+
+    def event(self, request: AccessRequest, flow, *, user, actor=None) -> HookEvent:
+        """The `evt` for a hook call about `request`."""
+        target = flow_target(flow, request.target) or Target(request.target, request.target, {})
+        return HookEvent(
+            request_id=request.id, flow=flow.name, target=target, user=user, actor=actor,
+            fields=dict(request.fields), integrations=self.integrations,
+            granted_at=request.granted_at, expires_at=request.expires_at, state=dict(request.grant_state),
+        )
+
+    def actor(self, flow, hook: str | None = None) -> str:
+        """How a hook appears as an actor in the audit trail and on the message."""
+        module = self.modules.get(flow.name)
+        name = Path(module.path).name if module is not None else "hooks"
+        return f"hook:{name}:{hook}" if hook else f"hook:{name}"
+
+    async def on_request(self, flow, evt: HookEvent, request: AccessRequest) -> Approve | Deny | None:
+        """The fast-track / auto-deny decision, or None to leave it to humans."""
+        ok, result = await self._call(flow, "on_request", evt, request)
+        return result if ok and isinstance(result, (Approve, Deny)) else None
+
+    async def approvers(self, flow, evt: HookEvent, request: AccessRequest) -> list[str] | None:
+        """Slack ids that may decide this request, or None to keep the flow's approvers."""
+        ok, result = await self._call(flow, "get_approvers", evt, request)
+        if not ok or result is None:
+            return None
+        if not result:
+            await self._report(flow, "get_approvers", request,
+                               "returned an empty list; keeping the flow's approvers so the request can be decided")
+            return None
+        return list(result)
+
+    async def approval_channel(self, flow, evt: HookEvent, request: AccessRequest) -> str | None:
+        """The channel for this request, or None for the flow's approval_channel."""
+        ok, result = await self._call(flow, "get_approval_channel", evt, request)
+        return result if ok and result else None
+
+    async def on_click(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> str | None:
+        """The refusal message if `on_approve` / `on_deny` refuses the click, else None."""
+        ok, result = await self._call(flow, hook, evt, request)
+        if not ok:
+            if hook == "on_approve":
+                return "The approval policy check failed, so this approval was not accepted. The operators have been alerted."
+            return None
+        return result.message if result is not None else None
+
+    async def observe(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> None:
+        """Call an after_* hook; its result is ignored and its failure only reported."""
+        await self._call(flow, hook, evt, request)
+
+    async def _call(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> tuple[bool, Any]:
+        module = self.modules.get(flow.name)
+        if module is None or not module.has(hook):
+            return True, None
+        try:
+            return True, await module.call(hook, evt, timeout=flow.hook_timeout.total_seconds())
+        except HookError as error:
+            await self._report(flow, hook, request, str(error))
+            return False, None
+
+    async def _report(self, flow, hook: str, request: AccessRequest, message: str) -> None:
+        module = self.modules.get(flow.name)
+        path = module.path if module is not None else "?"
+        log.error("hook.failed", flow=flow.name, hook=hook, path=path, error=message, request_id=request.id)
+        await self.audit.append(AuditEvent(
+            at=self.clock.now(), actor=self.actor(flow, hook), action="hook.failed", request_id=request.id,
+            detail={"path": path, "hook": hook, "error": message},
+        ))
+        try:
+            await self.notifier.alert(
+                f"Hook `{hook}` in {path} failed for request {request.id} ({flow.name}): {message}. "
+                "The request was handled as if the hook had not spoken.", request)
+        except Exception:
+            log.exception("alert.failed")

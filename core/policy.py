@@ -1,0 +1,37 @@
+"""Who may decide a request: a pure decision from the flow's rules and the request's approvers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Collection
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of a policy check; `reason` is shown to a refused person."""
+
+    allowed: bool
+    reason: str = ""
+
+
+def may_decide(
+    *,
+    requester: str,
+    clicker: str,
+    allow_self_approval: bool,
+    approver_users: Collection[str] | None,
+    approver_group_members: Collection[str] = (),
+) -> Decision:
+    """Whether `clicker` may approve or deny `requester`'s request.
+
+    `approver_users` is None when the flow names no approvers (anyone but the requester may
+    decide); otherwise the allowed set is those users plus the members of the named user groups.
+    A hook's `get_approvers` replaces both lists for its request.
+    """
+    if clicker == requester and not allow_self_approval:
+        return Decision(False, "You can't approve or deny your own request.")
+    if approver_users is None:
+        return Decision(True)
+    if clicker in approver_users or clicker in approver_group_members:
+        return Decision(True)
+    return Decision(False, "You are not an approver for this request.")

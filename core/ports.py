@@ -1,0 +1,54 @@
+"""What the engine needs from the outside world, as protocols; handlers/ implements them for Slack."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from core.models import AccessRequest
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """A chat user as the directory knows them."""
+
+    slack_id: str
+    email: str | None = None
+    name: str | None = None
+    is_bot: bool = False
+    deleted: bool = False
+
+
+class RequesterNotice(StrEnum):
+    """The moments the requester hears about their request."""
+
+    SUBMITTED = "submitted"
+    GRANTED = "granted"
+    DENIED = "denied"
+    FAILED = "failed"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    NOT_POSTED = "not_posted"
+
+
+class Directory(Protocol):
+    """Looks people and groups up in the chat workspace."""
+
+    async def lookup_user(self, slack_id: str) -> UserInfo: ...
+
+    async def usergroup_members(self, usergroup_id: str) -> frozenset[str]: ...
+
+
+class Notifier(Protocol):
+    """Shows requests to people: the approval-channel message, DMs, and operator alerts."""
+
+    async def publish(self, request: AccessRequest) -> str:
+        """Post the request's channel message, or update it in place when it has one; return its ts."""
+        ...
+
+    async def notify_requester(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+        """DM the requester about `notice`; `detail` is extra text such as a strategy's instructions."""
+        ...
+
+    async def alert(self, text: str, request: AccessRequest | None = None) -> None: ...

@@ -1,0 +1,88 @@
+"""Timers for revocations and request timeouts: APScheduler in memory, SQLite as the source of truth.
+
+Only timers that fall within `horizon` are held in memory; the periodic sweep arms the next window
+and revokes anything overdue. That keeps start-up fast and memory flat with 100,000 live grants,
+and a lost timer (a crash, a clock jump) is caught by the next sweep.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import structlog
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.clock import Clock
+
+log = structlog.get_logger("jitbot.scheduler")
+
+
+class Scheduler:
+    """Arms `revoke:<id>` and `expire:<id>` jobs and runs the sweep every `sweep_interval`."""
+
+    def __init__(self, engine, clock: Clock, *, horizon: timedelta = timedelta(minutes=10),
+                 sweep_interval: timedelta = timedelta(minutes=1)) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.horizon = horizon
+        self.sweep_interval = sweep_interval
+        self._scheduler = AsyncIOScheduler(
+            timezone=timezone.utc,
+            # A job that fires late still runs (never skipped as "misfired"); duplicates coalesce.
+            job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
+        )
+
+    def start(self) -> None:
+        """Start the scheduler and its periodic sweep (call inside the running event loop)."""
+        self._scheduler.add_job(self.sweep, "interval", seconds=self.sweep_interval.total_seconds(),
+                                id="sweep", replace_existing=True)
+        self._scheduler.start()
+
+    def shutdown(self) -> None:
+        """Stop firing timers; running jobs finish on their own."""
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def arm_revoke(self, request_id: str, when: datetime) -> None:
+        """Revoke `request_id` at `when` (or on a later sweep when beyond the horizon)."""
+        self._arm(f"revoke:{request_id}", self.engine.revoke, request_id, when)
+
+    def arm_expire(self, request_id: str, when: datetime) -> None:
+        """Expire pending `request_id` at `when`."""
+        self._arm(f"expire:{request_id}", self.engine.expire, request_id, when)
+
+    def disarm(self, request_id: str) -> None:
+        """Forget both timers of a request (it was decided)."""
+        for prefix in ("revoke", "expire"):
+            job = self._scheduler.get_job(f"{prefix}:{request_id}")
+            if job is not None:
+                job.remove()
+
+    def armed(self) -> int:
+        """How many timers are held in memory."""
+        return len(self._scheduler.get_jobs())
+
+    def _arm(self, job_id: str, fn, request_id: str, when: datetime) -> None:
+        if when > self.clock.now() + self.horizon:
+            return  # the sweep arms it when it comes within the horizon
+        self._scheduler.add_job(fn, "date", run_date=when, args=[request_id], id=job_id, replace_existing=True)
+
+    async def sweep(self) -> None:
+        """Revoke and expire what is due, then arm every timer that falls within the horizon."""
+        try:
+            await self.engine.sweep()
+            await self.arm_window()
+        except Exception:
+            log.exception("sweep.failed")
+
+    async def arm_window(self) -> int:
+        """Arm timers for grants and pending requests ending within the horizon; return how many."""
+        until = self.clock.now() + self.horizon
+        count = 0
+        for request_id, expires_at, next_attempt_at in await self.engine.requests.list_granted_schedule(until):
+            self.arm_revoke(request_id, max(expires_at, next_attempt_at or expires_at))
+            count += 1
+        for request_id, timeout_at in await self.engine.requests.list_pending_timeouts(until):
+            self.arm_expire(request_id, timeout_at)
+            count += 1
+        return count

@@ -1,0 +1,23 @@
+"""Approve / Deny buttons on the approval-channel message → engine.approve / engine.deny."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from handlers.ids import ActionId
+from handlers.metadata import parse_decision_value
+
+
+def register(app: AsyncApp, engine) -> None:
+    """Listen for the two decision buttons; refusals surface through the error handler."""
+
+    async def handle_approve_button(ack, body, action) -> None:
+        await ack()
+        await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"])
+
+    async def handle_deny_button(ack, body, action) -> None:
+        await ack()
+        await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"])
+
+    app.action(ActionId.APPROVE)(handle_approve_button)
+    app.action(ActionId.DENY)(handle_deny_button)

@@ -1,0 +1,32 @@
+"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+from handlers import blocks
+
+
+def register(app: AsyncApp, config) -> None:
+    """Listen for the configured command (SPEC §2 `slack.command`, default /sym)."""
+
+    async def handle_request_command(ack, body, client) -> None:
+        text = (body.get("text") or "").strip()
+        channel = body.get("channel_id")
+        if text:
+            flow = next((f for f in config.flows if f.name == text), None)
+            if flow is None:
+                names = ", ".join(f"`{f.name}`" for f in config.flows)
+                # The ack payload is shown to the person as an ephemeral message.
+                await ack(text=f"There is no flow named `{blocks.escape(text)}`. Available: {names}.")
+                return
+            view = blocks.request_form(flow, channel)
+        elif len(config.flows) == 1:
+            view = blocks.request_form(config.flows[0], channel)
+        else:
+            view = blocks.flow_picker(config.flows, channel)
+        await ack()
+        # The trigger_id lives 3 seconds: open the modal before any other I/O.
+        await client.views_open(trigger_id=body["trigger_id"], view=view)
+
+    app.command(config.slack.command)(handle_request_command)

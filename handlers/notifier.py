@@ -1,0 +1,65 @@
+"""SlackNotifier: renders requests into the approval channel (edited in place), DMs and alerts."""
+
+from __future__ import annotations
+
+import structlog
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.models import AccessRequest
+from core.ports import RequesterNotice
+from core.secrets import scrub
+from handlers import blocks
+
+log = structlog.get_logger("jitbot.notifier")
+
+
+class SlackNotifier:
+    """Implements core.ports.Notifier with chat.postMessage / chat.update / conversations.open."""
+
+    def __init__(self, client: AsyncWebClient, config) -> None:
+        self.client = client
+        self.config = config
+        self._dm_channels: dict[str, str] = {}
+
+    def _labels(self, request: AccessRequest):
+        flow = self.config.flow(request.flow)
+        target = next((t for t in flow.strategy.targets if t.name == request.target), None)
+        return flow, (target.label if target else request.target)
+
+    async def publish(self, request: AccessRequest) -> str:
+        """Post the request message the first time, then edit that same message in place."""
+        flow, label = self._labels(request)
+        text, message_blocks = blocks.request_message(request, flow, label)
+        channel = request.approval_channel or flow.approval_channel
+        if request.message_ts:
+            await self.client.chat_update(channel=channel, ts=request.message_ts, text=text, blocks=message_blocks)
+            return request.message_ts
+        response = await self.client.chat_postMessage(channel=channel, text=text, blocks=message_blocks,
+                                                      unfurl_links=False, unfurl_media=False)
+        return response["ts"]
+
+    async def notify_requester(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+        """DM the requester (through their IM channel) about a stage of their request."""
+        _flow, label = self._labels(request)
+        text = blocks.requester_dm(request, notice.value, label, detail)
+        await self.client.chat_postMessage(channel=await self._dm_channel(request.requester), text=text)
+
+    async def alert(self, text: str, request: AccessRequest | None = None) -> None:
+        """Post to the alerts channel when one is configured; always log."""
+        text = scrub(text)
+        log.warning("alert", text=text, request_id=request.id if request else None)
+        channel = self.config.slack.alerts_channel
+        if channel:
+            await self.client.chat_postMessage(channel=channel, text=f":rotating_light: {text}")
+
+    async def ephemeral(self, channel: str, user: str, text: str) -> None:
+        """Show `text` to one person in a channel."""
+        await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+    async def _dm_channel(self, user: str) -> str:
+        channel = self._dm_channels.get(user)
+        if channel is None:
+            response = await self.client.conversations_open(users=user)
+            channel = response["channel"]["id"]
+            self._dm_channels[user] = channel
+        return channel

@@ -1,0 +1,70 @@
+"""The flow picker and the request form: pick → form; submit → engine.prepare/submit or inline errors."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from slack_bolt.async_app import AsyncApp
+
+from core.engine import SubmissionRejected
+from handlers import blocks
+from handlers.forms import parse_form
+from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
+from handlers.metadata import BadMetadata, FormMetadata
+
+log = structlog.get_logger("jitbot.views")
+
+# Slack closes the modal with an error if the ack of a submission takes more than 3 s; identity
+# checks against the target system must fit inside that, with room for the round trip.
+VALIDATION_BUDGET_SECONDS = 2.2
+
+
+def register(app: AsyncApp, config, engine) -> None:
+    """Listen for the flow picker's select and the request form's submission."""
+
+    async def handle_flow_pick_action(ack, body, client) -> None:
+        await ack()
+        chosen = body["actions"][0].get("selected_option") or {}
+        flow = next((f for f in config.flows if f.name == chosen.get("value")), None)
+        if flow is None:
+            return
+        view = body["view"]
+        channel = FormMetadata.decode(view.get("private_metadata")).channel if view.get("private_metadata") else None
+        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel))
+
+    async def handle_request_form_submission(ack, body, view) -> None:
+        try:
+            meta = FormMetadata.decode(view.get("private_metadata"))
+            flow = config.flow(meta.flow)
+        except (BadMetadata, KeyError):
+            await ack(response_action="errors", errors={BlockId.TARGET: "This form is out of date; close it and run the command again."})
+            return
+        form = parse_form(flow, view["state"]["values"])
+        if form.errors:
+            await ack(response_action="errors", errors=form.errors)
+            return
+        requester = body["user"]["id"]
+        try:
+            draft = await asyncio.wait_for(
+                engine.prepare(flow.name, requester, form.target, form.fields, form.duration),
+                VALIDATION_BUDGET_SECONDS,
+            )
+        except SubmissionRejected as rejected:
+            await ack(response_action="errors", errors={_block_for(k): v for k, v in rejected.errors.items()})
+            return
+        except asyncio.TimeoutError:
+            system = getattr(engine.strategies.get(flow.name), "system", "the target system")
+            log.warning("submission.validation_timeout", flow=flow.name, requester=requester)
+            await ack(response_action="errors", errors={
+                BlockId.TARGET: f"Could not check your account in {system} in time. Please submit again."})
+            return
+        await ack()
+        await engine.submit(draft)
+
+    app.action(ActionId.PICK_FLOW)(handle_flow_pick_action)
+    app.view(CallbackId.REQUEST_FORM)(handle_request_form_submission)
+
+
+def _block_for(key: str) -> str:
+    return BlockId.TARGET if key == "target" else field_block_id(key)

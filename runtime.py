@@ -1,0 +1,185 @@
+"""The running bot: build every part from the config, check the tokens, start, and stop cleanly.
+
+`bot.py run` uses it as is; end-to-end tests build it in-process against the Slack emulator (with a
+test strategy registry and an injected clock), exactly as production does.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping
+
+import structlog
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+import handlers
+from core.clock import Clock, SystemClock
+from core.config import load_config
+from core.engine import AccessEngine
+from core.errors import StartupError
+from core.hook_runner import HookRunner
+from core.hooks import load_hooks
+from core.scheduler import Scheduler
+from handlers.directory import SlackDirectory
+from handlers.notifier import SlackNotifier
+from storage.audit import AuditLog
+from storage.db import Store
+from storage.identities import IdentityStore
+from storage.requests import RequestRepo
+from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
+
+log = structlog.get_logger("jitbot")
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+RESERVED_INTEGRATION_NAMES = {"slack"}  # `evt.integrations.slack` is the bot's own directory
+
+
+@dataclass
+class Settings:
+    """Everything the process takes from its environment (SPEC §1)."""
+
+    bot_token: str
+    app_token: str
+    config_path: Path
+    db_path: str
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+        """Read SPEC §1's variables; a missing token is a StartupError with one clear sentence."""
+        bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
+        missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
+        if missing:
+            raise StartupError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                               "create the tokens as the README's Slack app setup shows, then export them.")
+        if not bot.startswith("xoxb-"):
+            raise StartupError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-.")
+        if not app.startswith("xapp-"):
+            raise StartupError("SLACK_APP_TOKEN must be an app-level token starting with xapp- (with connections:write).")
+        return cls(
+            bot_token=bot,
+            app_token=app,
+            config_path=Path(env.get("JITBOT_CONFIG", "config/flows.yaml")),
+            db_path=env.get("JITBOT_DB", "data/jitbot.db"),
+            slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
+        )
+
+
+@dataclass
+class Runtime:
+    """One bot instance; `start()` builds and connects everything, `stop()` undoes it in reverse."""
+
+    settings: Settings
+    clock: Clock = field(default_factory=SystemClock)
+    strategy_types: Mapping[str, type] = field(default_factory=lambda: STRATEGY_TYPES)
+    integration_types: Mapping[str, type] = field(default_factory=lambda: INTEGRATION_TYPES)
+    start_timers: bool = True
+
+    def __post_init__(self) -> None:
+        self.config = None
+        self.store: Store | None = None
+        self.integrations: dict[str, object] = {}
+        self.strategies: dict[str, object] = {}
+        self.engine: AccessEngine | None = None
+        self.scheduler: Scheduler | None = None
+        self.app: AsyncApp | None = None
+        self.socket: AsyncSocketModeHandler | None = None
+        self.client: AsyncWebClient | None = None
+
+    async def start(self) -> None:
+        """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
+        settings = self.settings
+        self.config = load_config(settings.config_path, strategy_types=self.strategy_types,
+                                  integration_types=self.integration_types, resolve_secrets=True)
+        clash = RESERVED_INTEGRATION_NAMES & set(self.config.integrations)
+        if clash:
+            raise StartupError(f"integrations.{clash.pop()}: this name is reserved for the bot's Slack directory.")
+        self.client = AsyncWebClient(
+            token=settings.bot_token, base_url=settings.slack_api_url,
+            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                            AsyncServerErrorRetryHandler(max_retry_count=2)],
+        )
+        await self._check_tokens()
+        self.store = await Store.open(settings.db_path)
+        requests, audit = RequestRepo(self.store), AuditLog(self.store)
+        identities = IdentityStore(self.store)
+
+        for name, spec in self.config.integrations.items():
+            integration = self.integration_types[spec.type](name, spec)
+            await integration.open()
+            self.integrations[name] = integration
+        hook_modules = {}
+        for flow in self.config.flows:
+            if flow.hooks_path is not None:
+                hook_modules[flow.name] = load_hooks(flow.hooks_path, timeout=flow.hook_timeout.total_seconds())
+        for flow in self.config.flows:
+            strategy = self.strategy_types[flow.strategy.type](
+                flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name))
+            await strategy.open()
+            self.strategies[flow.name] = strategy
+
+        directory = SlackDirectory(self.client)
+        notifier = SlackNotifier(self.client, self.config)
+        runner = HookRunner(hook_modules, {**self.integrations, "slack": directory},
+                            notifier=notifier, audit=audit, clock=self.clock)
+        self.engine = AccessEngine(
+            config=self.config, requests=requests, audit=audit, identities=identities,
+            strategies=self.strategies, hooks=runner, notifier=notifier, directory=directory, clock=self.clock,
+        )
+        self.scheduler = Scheduler(self.engine, self.clock)
+        self.engine.timers = self.scheduler
+
+        self.app = AsyncApp(client=self.client, process_before_response=False)
+        handlers.register(self.app, config=self.config, engine=self.engine)
+
+        counts = await self.engine.recover()
+        if self.start_timers:
+            self.scheduler.start()
+            armed = await self.scheduler.arm_window()
+            log.info("timers.armed", count=armed)
+        self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
+        await self.socket.connect_async()
+        log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
+
+    async def _check_tokens(self) -> None:
+        # slack_sdk retries a bad app token forever inside connect(); one explicit call each turns
+        # a bad token into one clear sentence instead (reference §1.6).
+        try:
+            await self.client.auth_test()
+        except SlackApiError as exc:
+            raise StartupError(f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
+        except Exception as exc:
+            raise StartupError(f"Could not reach the Slack API at {self.settings.slack_api_url} ({type(exc).__name__}).") from None
+        try:
+            await self.client.apps_connections_open(app_token=self.settings.app_token)
+        except SlackApiError as exc:
+            raise StartupError(f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}); "
+                               "it needs the connections:write scope.") from None
+
+    async def stop(self) -> None:
+        """Disconnect, stop the timers, close clients and the database."""
+        if self.socket is not None:
+            await self.socket.close_async()
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+        for closable in [*self.strategies.values(), *self.integrations.values()]:
+            try:
+                await closable.aclose()
+            except Exception:
+                log.exception("close.failed", what=type(closable).__name__)
+        if self.client is not None and getattr(self.client, "session", None) is not None:
+            await self.client.session.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("jitbot.stopped")

@@ -1,0 +1,25 @@
+"""FrozenClock: a clock that moves only when a test says so."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+
+class FrozenClock:
+    """Implements core.clock.Clock; `advance()` moves time forward."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        """The frozen current time."""
+        return self._now
+
+    def advance(self, delta: timedelta | None = None, **kwargs: float) -> datetime:
+        """Move time forward by `delta` or by timedelta keyword arguments; return the new time."""
+        self._now += delta if delta is not None else timedelta(**kwargs)
+        return self._now
+
+    def set(self, moment: datetime) -> None:
+        """Jump to `moment`."""
+        self._now = moment
