@@ -3,7 +3,7 @@
 from storage.audit import AuditLog
 from storage.db import Store, from_db_time, to_db_time
 from storage.identities import IdentityImportError, IdentityOverride, IdentityStore
-from storage.requests import GrantSchedule, RequestRepo
+from storage.requests import GrantSchedule, PendingTimeout, RequestRepo
 
 __all__ = [
     "AuditLog",
@@ -11,6 +11,7 @@ __all__ = [
     "IdentityImportError",
     "IdentityOverride",
     "IdentityStore",
+    "PendingTimeout",
     "RequestRepo",
     "Store",
     "from_db_time",

@@ -53,6 +53,13 @@ class GrantSchedule(NamedTuple):
     next_attempt_at: datetime | None
 
 
+class PendingTimeout(NamedTuple):
+    """What the scheduler needs to arm one pending request's approval timeout."""
+
+    id: str
+    timeout_at: datetime
+
+
 # A shared encoder: json.dumps with non-default options builds a new JSONEncoder on every call.
 _to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
@@ -299,18 +306,38 @@ class RequestRepo:
         sql = f"{_SELECT} WHERE status = 'pending' AND timeout_at <= ? ORDER BY timeout_at, id"
         return await self._fetch(sql, [to_db_time(now)])
 
-    async def list_granted_schedule(self) -> list[GrantSchedule]:
-        """(id, expires_at, next_attempt_at) of every granted request: the cheap re-arm query."""
+    async def list_granted_schedule(self, until: datetime | None = None) -> list[GrantSchedule]:
+        """(id, expires_at, next_attempt_at) of granted requests: the cheap re-arm query.
+
+        With `until`, only those whose revoke is due by then (expires_at and any next_attempt_at
+        both <= until); without it, every granted request.
+        """
+        sql = "SELECT id, expires_at, next_attempt_at FROM requests WHERE status = 'granted'"
+        params: list[Any] = []
+        if until is not None:
+            sql += " AND expires_at <= ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
+            params = [to_db_time(until)] * 2
 
         def query(db: sqlite_utils.Database) -> list[GrantSchedule]:
-            rows = db.execute(
-                "SELECT id, expires_at, next_attempt_at FROM requests WHERE status = 'granted' "
-                "ORDER BY expires_at, id"
-            ).fetchall()
+            rows = db.execute(f"{sql} ORDER BY expires_at, id", params).fetchall()
             parse = from_db_time
             # A granted row always has expires_at (the engine writes it with the transition); a
             # None here would be a bug we want to see, so it is parsed without a guard.
             return [GrantSchedule(i, parse(e), None if n is None else parse(n)) for i, e, n in rows]
+
+        return await self._store.read(query)
+
+    async def list_pending_timeouts(self, until: datetime | None = None) -> list[PendingTimeout]:
+        """(id, timeout_at) of pending requests that have a timeout (at or before `until` if given)."""
+        sql = "SELECT id, timeout_at FROM requests WHERE status = 'pending' AND timeout_at IS NOT NULL"
+        params: list[Any] = []
+        if until is not None:
+            sql += " AND timeout_at <= ?"
+            params = [to_db_time(until)]
+
+        def query(db: sqlite_utils.Database) -> list[PendingTimeout]:
+            rows = db.execute(f"{sql} ORDER BY timeout_at, id", params).fetchall()
+            return [PendingTimeout(i, from_db_time(t)) for i, t in rows]
 
         return await self._store.read(query)
 

@@ -279,6 +279,27 @@ async def test_count_by_status_and_granted_schedule(repo):
         ("g2", end, end + timedelta(seconds=10)),
         ("g1", end + timedelta(minutes=1), None),
     ]
+    # g2 expires at `end` but its retry is not due until 10 s later, so a window ending at `end`
+    # must not include it: the timer would fire before the back-off allows.
+    assert await repo.list_granted_schedule(end) == []
+    assert [s.id for s in await repo.list_granted_schedule(end + timedelta(seconds=10))] == ["g2"]
+    assert [s.id for s in await repo.list_granted_schedule(end + timedelta(minutes=1))] == ["g2", "g1"]
+
+
+async def test_pending_timeouts_for_arming(repo):
+    await repo.create_many(
+        [
+            (make_request("p1", timeout_at=T0 + timedelta(hours=2)), event()),
+            (make_request("p2", timeout_at=T0 + timedelta(hours=1)), event()),
+            (make_request("p-none"), event()),
+            (make_request("denied", status=S.DENIED, timeout_at=T0), event()),
+        ]
+    )
+    assert [tuple(p) for p in await repo.list_pending_timeouts()] == [
+        ("p2", T0 + timedelta(hours=1)),
+        ("p1", T0 + timedelta(hours=2)),
+    ]
+    assert [p.id for p in await repo.list_pending_timeouts(T0 + timedelta(hours=1))] == ["p2"]
 
 
 async def test_secret_in_error_text_is_scrubbed_before_storage(repo, audit_log):
