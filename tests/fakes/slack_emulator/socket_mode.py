@@ -1,0 +1,165 @@
+"""Socket Mode: the `/link/` WebSocket, `hello`, envelope delivery, ack tracking, disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from .models import AckTimeout, EnvelopeResult, NotConnected, WaitTimeout
+
+if TYPE_CHECKING:
+    from .emulator import SlackEmulator
+
+
+@dataclass
+class Connection:
+    """One open Socket Mode WebSocket."""
+
+    id: int
+    ws: web.WebSocketResponse
+    request: web.Request
+    opened_at: float
+    draining: bool = False
+    frames: list[dict] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """Open and not told to go away (a `disconnect` was sent or it was dropped)."""
+        return not self.draining and not self.ws.closed
+
+
+class SocketHub:
+    """Every Socket Mode connection, and the envelopes waiting for their ack."""
+
+    def __init__(self, emu: SlackEmulator):
+        self.emu = emu
+        self.connections: dict[int, Connection] = {}
+        self.tickets: set[str] = set()
+        self.connects = 0
+        self._pending: dict[str, asyncio.Future] = {}
+        self._ids = itertools.count(1)
+        self._round_robin = itertools.count()
+        self.stray_frames: list[dict] = []
+
+    def issue_url(self) -> str:
+        """A single-use `ws://…/link/?ticket=…` URL, as apps.connections.open returns."""
+        ticket = uuid.uuid4().hex
+        self.tickets.add(ticket)
+        return f"ws://127.0.0.1:{self.emu.port}/link/?ticket={ticket}&app_id={self.emu.app_id}"
+
+    def usable(self) -> list[Connection]:
+        """Connections an envelope may be delivered to."""
+        return [c for c in self.connections.values() if c.usable]
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        """Accept a WebSocket with a valid ticket, say hello, and read acks until it closes."""
+        ticket = request.query.get("ticket", "")
+        if ticket not in self.tickets:
+            return web.Response(status=401, text="unknown or already used ticket")
+        self.tickets.discard(ticket)
+        ws = web.WebSocketResponse(timeout=1.0)
+        await ws.prepare(request)
+        connection = Connection(id=next(self._ids), ws=ws, request=request, opened_at=time.monotonic())
+        self.connections[connection.id] = connection
+        self.connects += 1
+        await ws.send_json({
+            "type": "hello",
+            "num_connections": len(self.usable()),
+            "connection_info": {"app_id": self.emu.app_id},
+            "debug_info": {"host": "applink-emulator", "build_number": 1, "approximate_connection_time": 18060},
+        })
+        self.emu.workspace.changed()
+        try:
+            async for message in ws:
+                if message.type == WSMsgType.TEXT:
+                    self._on_frame(connection, message.data)
+        finally:
+            self.connections.pop(connection.id, None)
+            self.emu.workspace.changed()
+        return ws
+
+    def _on_frame(self, connection: Connection, data: str) -> None:
+        arrived = time.monotonic()
+        try:
+            frame = json.loads(data)
+        except json.JSONDecodeError:
+            self.emu.record_problem("invalid_ack", f"connection {connection.id} sent non-JSON: {data[:200]!r}")
+            return
+        connection.frames.append(frame)
+        future = self._pending.get(frame.get("envelope_id")) if isinstance(frame, dict) else None
+        if future is None or future.done():
+            self.stray_frames.append(frame)
+            return
+        future.set_result((frame, arrived))
+
+    async def wait_usable(self, n: int, timeout: float) -> list[Connection]:
+        """Wait until at least `n` usable connections are open."""
+        try:
+            return await self.emu.workspace.wait_for(
+                lambda: self.usable() if len(self.usable()) >= n else None, timeout,
+                lambda: f"{n} Socket Mode connection(s) (have {len(self.usable())})",
+            )
+        except WaitTimeout as error:
+            raise NotConnected(f"{error}; is the bot's AsyncSocketModeHandler connected?") from None
+
+    async def deliver(self, envelope: dict) -> EnvelopeResult:
+        """Send `envelope` to one usable connection and wait for its ack (AckTimeout past the deadline)."""
+        usable = await self.wait_usable(1, self.emu.connect_timeout)
+        connection = usable[next(self._round_robin) % len(usable)]
+        result = EnvelopeResult(envelope=envelope, connection_id=connection.id)
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[envelope["envelope_id"]] = future
+        self.emu.envelopes.append(result)
+        sent = time.monotonic()
+        try:
+            await connection.ws.send_json(envelope)
+            frame, arrived = await asyncio.wait_for(future, self.emu.ack_timeout)
+        except asyncio.TimeoutError:
+            detail = f"{result!r} (envelope {result.envelope_id}) not acked within {self.emu.ack_timeout}s"
+            self.emu.record_problem("unacked", detail)
+            self.emu.workspace.changed()
+            raise AckTimeout(detail) from None
+        finally:
+            self._pending.pop(envelope["envelope_id"], None)
+        result.ack = frame
+        result.latency = arrived - sent
+        self.emu.workspace.changed()
+        return result
+
+    async def disconnect(self, reason: str) -> int:
+        """Send a `disconnect` frame to every usable connection; the client should reconnect."""
+        targets = self.usable()
+        for connection in targets:
+            connection.draining = True
+            await connection.ws.send_json({"type": "disconnect", "reason": reason,
+                                           "debug_info": {"host": "applink-emulator"}})
+        self.emu.workspace.changed()
+        return len(targets)
+
+    async def drop(self, *, abort: bool = False) -> int:
+        """Close every connection from the server side: a CLOSE frame, or (abort) a dead TCP socket."""
+        targets = list(self.connections.values())
+        for connection in targets:
+            connection.draining = True
+            transport = connection.request.transport
+            if abort and transport is not None:
+                transport.abort()
+            else:
+                await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"dropped by test")
+        self.emu.workspace.changed()
+        return len(targets)
+
+    async def close_all(self) -> None:
+        """Close every connection (emulator shutdown)."""
+        for connection in list(self.connections.values()):
+            connection.draining = True
+            await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"emulator stopped")
+        for future in self._pending.values():
+            future.cancel()
