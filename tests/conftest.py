@@ -1,0 +1,38 @@
+"""Shared fixtures: `slack`, a local Slack emulator preloaded with a small directory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.fakes.slack_emulator import SlackEmulator
+
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def build_directory_emulator(**overrides: object) -> SlackEmulator:
+    """An emulator with requester Alice, approver Bob, Carol, #approvals, #alerts and @secops (Bob, Carol)."""
+    emu = SlackEmulator(**overrides)  # type: ignore[arg-type]
+    emu.add_user("U_ALICE", email="alice@example.com", name="alice", real_name="Alice Requester")
+    emu.add_user("U_BOB", email="bob@example.com", name="bob", real_name="Bob Approver")
+    emu.add_user("U_CAROL", email="carol@example.com", name="carol", real_name="Carol Secops")
+    emu.add_channel("C_APPROVALS", name="approvals")
+    emu.add_channel("C_ALERTS", name="alerts")
+    emu.add_usergroup("S_SECOPS", handle="secops", users=["U_BOB", "U_CAROL"])
+    return emu
+
+
+@pytest.fixture
+async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackEmulator]:
+    """A started SlackEmulator; teardown fails the test on unacked envelopes or payloads Slack would refuse."""
+    # slack_sdk reads proxy variables even for the WebSocket and ignores NO_PROXY.
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    emu = build_directory_emulator()
+    await emu.start()
+    try:
+        yield emu
+    finally:
+        await emu.stop()
+    emu.verify()
