@@ -7,6 +7,9 @@ No self-registration on import: adding a type means adding a line here. Tests ex
 from __future__ import annotations
 
 from strategies.aptible import AptibleIntegration, AptibleStrategy
+from strategies.aws import AwsIntegration
+from strategies.aws_iam import AwsIamStrategy
+from strategies.aws_sso import AwsSsoStrategy
 from strategies.custom import CustomStrategy
 from strategies.okta import OktaIntegration, OktaStrategy
 from strategies.pagerduty import PagerDutyIntegration
@@ -14,6 +17,8 @@ from strategies.webhook import WebhookStrategy
 
 STRATEGY_TYPES: dict[str, type] = {
     "aptible": AptibleStrategy,
+    "aws_iam": AwsIamStrategy,
+    "aws_sso": AwsSsoStrategy,
     "custom": CustomStrategy,
     "okta": OktaStrategy,
     "webhook": WebhookStrategy,
@@ -21,6 +26,7 @@ STRATEGY_TYPES: dict[str, type] = {
 
 INTEGRATION_TYPES: dict[str, type] = {
     "aptible": AptibleIntegration,
+    "aws": AwsIntegration,
     "okta": OktaIntegration,
     "pagerduty": PagerDutyIntegration,
 }

@@ -1,0 +1,178 @@
+"""The `aws_iam` strategy: access is membership of an IAM group; grant adds the user, revoke removes it.
+
+The identity is the IAM user name. By default that is the requester's Slack email, so this strategy
+fits accounts whose IAM users are named by email; otherwise store the IAM user name as an override
+with `bot.py identities set` (it applies to the strategy's `integration`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Literal, Mapping
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import Field
+
+from core.errors import SubjectNotFound, TargetNotFound
+from core.schema import Name, StrategyConfig, TargetConfig
+from strategies.aws import AwsIntegration, Backoff, Sleep, aws_error, error_code, with_retry
+from strategies.base import GrantContext, GrantResult, ValidationIssue
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "AWS IAM"
+
+
+class AwsIamTarget(TargetConfig):
+    """A target of an `aws_iam` flow: the IAM group whose membership is the access."""
+
+    group_name: Annotated[str, Field(pattern=r"^[\w+=,.@-]{1,128}$")]
+
+
+class AwsIamStrategyConfig(StrategyConfig):
+    """The `strategy:` block of an `aws_iam` flow."""
+
+    type: Literal["aws_iam"]
+    integration: Name
+    targets: Annotated[list[AwsIamTarget], Field(min_length=1)]
+
+
+class AwsIamStrategy:
+    """Grants a target by adding the requester's IAM user to the target's IAM group."""
+
+    system = SYSTEM
+    config_model = AwsIamStrategyConfig
+    integration_type = "aws"
+
+    def __init__(
+        self,
+        config: AwsIamStrategyConfig,
+        *,
+        integrations: Mapping[str, object],
+        hooks: Any = None,
+        sleep: Sleep = asyncio.sleep,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.config = config
+        integration = integrations[config.integration]
+        if not isinstance(integration, AwsIntegration):
+            raise TypeError(f"integration {config.integration!r} is not of type aws")
+        self._aws = integration
+        self._sleep = sleep
+        self._backoff = backoff
+
+    @property
+    def identity_key(self) -> str:
+        """Identity overrides are stored per integration name."""
+        return self.config.integration
+
+    async def open(self) -> None:
+        """Nothing to prepare beyond the integration's own session."""
+
+    async def aclose(self) -> None:
+        """Nothing to release: the integration owns the clients."""
+
+    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
+        """Check that the IAM user and the target's group both exist."""
+        issues: list[ValidationIssue] = []
+        user = ctx.subject.identity
+        if not user:
+            issues.append(_no_identity_issue(ctx))
+        elif not await self._user_exists(user):
+            issues.append(
+                ValidationIssue(
+                    f"No AWS IAM user named '{user}' was found. Ask an admin to create it, or to map "
+                    "your Slack account to your IAM user name with `bot.py identities set`.",
+                    detail=f"iam:GetUser(UserName={user!r}) -> NoSuchEntity (identity key {self.identity_key!r})",
+                )
+            )
+        group = _group_name(ctx)
+        if not await self._group_exists(group):
+            issues.append(
+                ValidationIssue(
+                    f"The AWS IAM group '{group}' behind '{ctx.target.label}' does not exist; "
+                    "ask an admin to fix this flow.",
+                    detail=f"TargetNotFound: iam:GetGroup(GroupName={group!r}) -> NoSuchEntity",
+                )
+            )
+        return issues
+
+    async def grant(self, ctx: GrantContext) -> GrantResult:
+        """Add the user to the group; IAM accepts adding a member twice, so retries are harmless."""
+        user = ctx.subject.identity
+        if not user:
+            issue = _no_identity_issue(ctx)
+            raise SubjectNotFound(f"{SYSTEM}: {issue.detail}", user_message=issue.user_message)
+        group = _group_name(ctx)
+        if await self._call("add_user_to_group", GroupName=group, UserName=user) is None:
+            # NoSuchEntity names either the user or the group; ask which one is missing.
+            if not await self._group_exists(group):
+                raise TargetNotFound(
+                    f"{SYSTEM}: group {group!r} does not exist",
+                    user_message=f"The AWS IAM group behind '{ctx.target.label}' does not exist.",
+                )
+            raise SubjectNotFound(
+                f"{SYSTEM}: no IAM user named {user!r}",
+                user_message=f"No AWS IAM user named '{user}' was found.",
+            )
+        return GrantResult(state={"user_name": user, "group_name": group})
+
+    async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
+        """Remove the user from the group; a membership, user or group already gone counts as done."""
+        user = state.get("user_name") or ctx.subject.identity
+        group = state.get("group_name") or _group_name(ctx)
+        if not user:
+            raise SubjectNotFound(f"{SYSTEM}: nothing recorded to revoke for {ctx.subject.slack_id}")
+        if await self._call("remove_user_from_group", GroupName=group, UserName=user) is None:
+            log.info("aws_iam.revoke.already_gone", user=user, group=group)
+
+    async def is_active(self, ctx: GrantContext) -> bool:
+        """Ask IAM whether the user is in the target's group right now."""
+        user = ctx.subject.identity
+        if not user:
+            return False
+        wanted = _group_name(ctx).lower()  # IAM names are unique regardless of case
+        try:
+            pages = await self._aws.paginate("iam", "list_groups_for_user", UserName=user)
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return False
+            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+        except BotoCoreError as exc:
+            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+        return any(g["GroupName"].lower() == wanted for page in pages for g in page.get("Groups", []))
+
+    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
+        """One IAM call with retries; None when IAM answers NoSuchEntity, other errors mapped."""
+        try:
+            return await with_retry(
+                lambda: self._aws.call("iam", method, **kwargs), sleep=self._sleep, backoff=self._backoff
+            )
+        except ClientError as exc:
+            if error_code(exc) == "NoSuchEntity":
+                return None
+            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+        except BotoCoreError as exc:
+            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+
+    async def _user_exists(self, user: str) -> bool:
+        return await self._call("get_user", UserName=user) is not None
+
+    async def _group_exists(self, group: str) -> bool:
+        return await self._call("get_group", GroupName=group, MaxItems=1) is not None
+
+
+def _group_name(ctx: GrantContext) -> str:
+    group = ctx.target.settings.get("group_name")
+    if not group:
+        raise TargetNotFound(f"{SYSTEM}: target {ctx.target.name!r} has no group_name")
+    return str(group)
+
+
+def _no_identity_issue(ctx: GrantContext) -> ValidationIssue:
+    return ValidationIssue(
+        "Your Slack account has no email or stored identity to match to an AWS IAM user. "
+        "Ask an admin to map it with `bot.py identities set`.",
+        detail=f"subject {ctx.subject.slack_id} has no identity for {SYSTEM}",
+    )

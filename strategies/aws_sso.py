@@ -1,0 +1,328 @@
+"""The `aws_sso` strategy: access is an IAM Identity Center account assignment of a permission set.
+
+Assignments are asynchronous: Create/DeleteAccountAssignment return a request id whose status is
+polled until SUCCEEDED or FAILED. The requester is found in the Identity Store by email, falling
+back to user name (`bot.py identities set` stores an override). The principal id found at grant
+time is saved in the grant state, so revoke never depends on a later lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+from typing import Annotated, Any, Callable, Literal, Mapping
+
+import structlog
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import BeforeValidator, Field
+
+from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.schema import Duration, Name, StrategyConfig, TargetConfig
+from strategies.aws import AwsIntegration, Backoff, Sleep, aws_error, error_code, with_retry
+from strategies.base import GrantContext, GrantResult, ValidationIssue
+
+log = structlog.get_logger(__name__)
+
+SYSTEM = "AWS IAM Identity Center"
+_NOT_FOUND = "ResourceNotFoundException"
+_INSTANCE = r"(sso)?ins-[a-zA-Z0-9.-]{16}"
+# AWS writes `permissionSet/ssoins-…/ps-…`; moto (our test double) writes `instance/ssoins-…/ps-…`.
+_PERMISSION_SET_ARN = rf"^arn:aws[a-z-]*:sso:::(permissionSet|instance)/{_INSTANCE}/ps-[a-zA-Z0-9./-]{{16}}$"
+
+
+def _quoted_account_id(value: Any) -> Any:
+    # YAML reads an unquoted 12-digit id as an int (dropping leading zeros, or even as octal).
+    if not isinstance(value, str):
+        raise ValueError("write the AWS account id in quotes, e.g. '012345678901'")
+    return value
+
+
+class AwsSsoTarget(TargetConfig):
+    """A target of an `aws_sso` flow: a permission set in one AWS account."""
+
+    permission_set_arn: Annotated[str, Field(pattern=_PERMISSION_SET_ARN)]
+    account_id: Annotated[str, BeforeValidator(_quoted_account_id), Field(pattern=r"^\d{12}$")]
+
+
+class AwsSsoStrategyConfig(StrategyConfig):
+    """The `strategy:` block of an `aws_sso` flow."""
+
+    type: Literal["aws_sso"]
+    integration: Name
+    instance_arn: Annotated[str, Field(pattern=rf"^arn:aws[a-z-]*:sso:::instance/{_INSTANCE}$")]
+    identity_store_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9-]{1,64}$")] | None = None
+    poll_timeout: Duration = timedelta(seconds=120)
+    targets: Annotated[list[AwsSsoTarget], Field(min_length=1)]
+
+
+class AwsSsoStrategy:
+    """Grants a target by assigning its permission set in its account to the requester's user."""
+
+    system = SYSTEM
+    config_model = AwsSsoStrategyConfig
+    integration_type = "aws"
+
+    def __init__(
+        self,
+        config: AwsSsoStrategyConfig,
+        *,
+        integrations: Mapping[str, object],
+        hooks: Any = None,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        backoff: Backoff = Backoff(),
+        poll: Backoff = Backoff(first=0.5, factor=2.0, cap=5.0),
+    ) -> None:
+        self.config = config
+        integration = integrations[config.integration]
+        if not isinstance(integration, AwsIntegration):
+            raise TypeError(f"integration {config.integration!r} is not of type aws")
+        self._aws = integration
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._backoff = backoff
+        self._poll = poll
+        self._identity_store: str | None = config.identity_store_id
+        self._store_lock = asyncio.Lock()
+
+    @property
+    def identity_key(self) -> str:
+        """Identity overrides are stored per integration name."""
+        return self.config.integration
+
+    async def open(self) -> None:
+        """Read the Identity Store id from the instance when the config does not give it."""
+        try:
+            await self._identity_store_id()
+        except StrategyError as exc:
+            if not exc.retryable:
+                raise StartupError(f"aws_sso: {exc}") from exc
+            # A passing outage must not stop the bot; the id is read again on first use.
+            log.warning("aws_sso.open.identity_store_deferred", error=str(exc))
+
+    async def aclose(self) -> None:
+        """Nothing to release: the integration owns the clients."""
+
+    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
+        """Check that the requester is an Identity Center user and the permission set exists."""
+        issues: list[ValidationIssue] = []
+        identity = ctx.subject.identity
+        if not identity:
+            issues.append(_no_identity_issue(ctx))
+        elif await self._principal_id(identity) is None:
+            issues.append(
+                ValidationIssue(
+                    f"No user with the email or user name '{identity}' was found in {SYSTEM}. Ask an "
+                    "admin to add you, or to map your Slack account to your user name with "
+                    "`bot.py identities set`.",
+                    detail=f"identitystore:GetUserId(emails.value|userName={identity!r}) -> {_NOT_FOUND}",
+                )
+            )
+        permission_set = _setting(ctx, "permission_set_arn")
+        found = await self._call(
+            "sso-admin", "describe_permission_set", not_found_ok=True,
+            InstanceArn=self.config.instance_arn, PermissionSetArn=permission_set,
+        )
+        if found is None:
+            issues.append(
+                ValidationIssue(
+                    f"The {SYSTEM} permission set behind '{ctx.target.label}' does not exist; "
+                    "ask an admin to fix this flow.",
+                    detail=f"TargetNotFound: sso:DescribePermissionSet({permission_set}) -> {_NOT_FOUND}",
+                )
+            )
+        return issues
+
+    async def grant(self, ctx: GrantContext) -> GrantResult:
+        """Create the account assignment (unless it already exists) and wait until it has succeeded."""
+        identity = ctx.subject.identity
+        if not identity:
+            issue = _no_identity_issue(ctx)
+            raise SubjectNotFound(f"{SYSTEM}: {issue.detail}", user_message=issue.user_message)
+        principal_id = await self._principal_id(identity)
+        if principal_id is None:
+            raise SubjectNotFound(
+                f"{SYSTEM}: no user matches {identity!r}",
+                user_message=f"No user '{identity}' was found in {SYSTEM}.",
+            )
+        state = {
+            "principal_id": principal_id,
+            "instance_arn": self.config.instance_arn,
+            "account_id": _setting(ctx, "account_id"),
+            "permission_set_arn": _setting(ctx, "permission_set_arn"),
+        }
+        # Check first: moto stores a second identical assignment, and AWS may answer ConflictException.
+        if await self._assigned(state):
+            return GrantResult(state=state)
+        response = await self._call("sso-admin", "create_account_assignment", not_found_ok=True, **_assignment(state))
+        if response is None:
+            raise TargetNotFound(
+                f"{SYSTEM}: permission set {state['permission_set_arn']} or instance not found",
+                user_message=f"The {SYSTEM} permission set behind '{ctx.target.label}' does not exist.",
+            )
+        status = await self._wait(response["AccountAssignmentCreationStatus"], "creation")
+        if status["Status"] == "FAILED":
+            reason = status.get("FailureReason") or "no reason given"
+            raise StrategyUnavailable(
+                f"{SYSTEM}: assigning {state['permission_set_arn']} in account {state['account_id']} "
+                f"to {principal_id} failed: {reason}",
+                retryable=False,
+                user_message=f"{SYSTEM} could not grant '{ctx.target.label}': {reason}",
+            )
+        return GrantResult(state=state)
+
+    async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
+        """Delete the account assignment and wait for it; an assignment already gone counts as done."""
+        principal_id = state.get("principal_id")
+        if not principal_id and ctx.subject.identity:
+            principal_id = await self._principal_id(ctx.subject.identity)
+        if not principal_id:
+            # Deleting an Identity Center user also deletes its assignments.
+            log.info("aws_sso.revoke.no_principal", slack_id=ctx.subject.slack_id)
+            return
+        full = {
+            "principal_id": principal_id,
+            "instance_arn": state.get("instance_arn") or self.config.instance_arn,
+            "account_id": state.get("account_id") or _setting(ctx, "account_id"),
+            "permission_set_arn": state.get("permission_set_arn") or _setting(ctx, "permission_set_arn"),
+        }
+        if not await self._assigned(full):
+            return
+        response = await self._call("sso-admin", "delete_account_assignment", not_found_ok=True, **_assignment(full))
+        if response is None:
+            return
+        status = await self._wait(response["AccountAssignmentDeletionStatus"], "deletion")
+        if status["Status"] == "FAILED" and await self._assigned(full):
+            # Unlike a failed grant, a failed revoke must be tried again until access is gone.
+            raise StrategyUnavailable(
+                f"{SYSTEM}: deleting the assignment of {full['permission_set_arn']} in account "
+                f"{full['account_id']} from {principal_id} failed: {status.get('FailureReason') or 'no reason given'}",
+                retryable=True,
+            )
+
+    async def is_active(self, ctx: GrantContext) -> bool:
+        """Ask Identity Center whether the requester holds the target's assignment right now."""
+        identity = ctx.subject.identity
+        principal_id = await self._principal_id(identity) if identity else None
+        if principal_id is None:
+            return False
+        return await self._assigned(
+            {
+                "principal_id": principal_id,
+                "instance_arn": self.config.instance_arn,
+                "account_id": _setting(ctx, "account_id"),
+                "permission_set_arn": _setting(ctx, "permission_set_arn"),
+            }
+        )
+
+    async def _wait(self, status: Mapping[str, Any], kind: Literal["creation", "deletion"]) -> Mapping[str, Any]:
+        """Poll the request's status with growing pauses until SUCCEEDED/FAILED or `poll_timeout`."""
+        method = f"describe_account_assignment_{kind}_status"
+        request_key = f"AccountAssignment{kind.capitalize()}RequestId"
+        result_key = f"AccountAssignment{kind.capitalize()}Status"
+        deadline = self._monotonic() + self.config.poll_timeout.total_seconds()
+        delay = self._poll.first
+        while status.get("Status") not in ("SUCCEEDED", "FAILED"):
+            if self._monotonic() + delay > deadline:
+                raise StrategyUnavailable(
+                    f"{SYSTEM}: assignment {kind} {status.get('RequestId')} still "
+                    f"{status.get('Status')} after {self.config.poll_timeout.total_seconds():g}s",
+                    user_message=f"{SYSTEM} is taking longer than expected; the bot will check again.",
+                )
+            await self._sleep(delay)
+            delay = min(delay * self._poll.factor, self._poll.cap)
+            response = await self._call(
+                "sso-admin", method, InstanceArn=self.config.instance_arn, **{request_key: status["RequestId"]}
+            )
+            status = response[result_key]
+        return status
+
+    async def _assigned(self, state: Mapping[str, str]) -> bool:
+        pages = await self._paginate(
+            "sso-admin",
+            "list_account_assignments",
+            InstanceArn=state["instance_arn"],
+            AccountId=state["account_id"],
+            PermissionSetArn=state["permission_set_arn"],
+        )
+        return any(
+            a.get("PrincipalType") == "USER" and a.get("PrincipalId") == state["principal_id"]
+            for page in pages
+            for a in page.get("AccountAssignments", [])
+        )
+
+    async def _principal_id(self, identity: str) -> str | None:
+        """The Identity Store user id for an email (primary attempt) or a user name, or None."""
+        store = await self._identity_store_id()
+        for path in ("emails.value", "userName"):
+            response = await self._call(
+                "identitystore", "get_user_id", not_found_ok=True, IdentityStoreId=store,
+                AlternateIdentifier={"UniqueAttribute": {"AttributePath": path, "AttributeValue": identity}},
+            )
+            if response is not None:
+                return response["UserId"]
+        return None
+
+    async def _identity_store_id(self) -> str:
+        async with self._store_lock:
+            if self._identity_store is None:
+                pages = await self._paginate("sso-admin", "list_instances")
+                for instance in (i for page in pages for i in page.get("Instances", [])):
+                    if instance.get("InstanceArn") == self.config.instance_arn:
+                        self._identity_store = instance["IdentityStoreId"]
+                        break
+                else:
+                    raise StrategyUnavailable(
+                        f"{SYSTEM}: instance {self.config.instance_arn} is not among this account's "
+                        "instances (sso:ListInstances); check instance_arn and the integration's region",
+                        retryable=False,
+                    )
+            return self._identity_store
+
+    async def _call(self, client: str, method: str, *, not_found_ok: bool = False, **kwargs: Any) -> Any:
+        """One call with retries; None on ResourceNotFoundException when allowed, other errors mapped."""
+        try:
+            return await with_retry(
+                lambda: self._aws.call(client, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+            )
+        except ClientError as exc:
+            if not_found_ok and error_code(exc) == _NOT_FOUND:
+                return None
+            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
+        except BotoCoreError as exc:
+            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
+
+    async def _paginate(self, client: str, method: str, **kwargs: Any) -> list[dict[str, Any]]:
+        try:
+            return await with_retry(
+                lambda: self._aws.paginate(client, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
+
+
+def _assignment(state: Mapping[str, str]) -> dict[str, str]:
+    return {
+        "InstanceArn": state["instance_arn"],
+        "TargetId": state["account_id"],
+        "TargetType": "AWS_ACCOUNT",
+        "PermissionSetArn": state["permission_set_arn"],
+        "PrincipalType": "USER",
+        "PrincipalId": state["principal_id"],
+    }
+
+
+def _setting(ctx: GrantContext, key: str) -> str:
+    value = ctx.target.settings.get(key)
+    if not value:
+        raise TargetNotFound(f"{SYSTEM}: target {ctx.target.name!r} has no {key}")
+    return str(value)
+
+
+def _no_identity_issue(ctx: GrantContext) -> ValidationIssue:
+    return ValidationIssue(
+        f"Your Slack account has no email or stored identity to match to a user in {SYSTEM}. "
+        "Ask an admin to map it with `bot.py identities set`.",
+        detail=f"subject {ctx.subject.slack_id} has no identity for {SYSTEM}",
+    )

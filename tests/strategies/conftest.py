@@ -1,0 +1,95 @@
+"""Shared fixtures for strategy tests. AWS: one moto server per session, reset before each test."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+
+import pytest
+from botocore.config import Config
+
+from core.models import Target
+from core.schema import TargetConfig
+from strategies.aws import AwsIntegration, AwsIntegrationConfig
+from tests.fakes.aws_fault_proxy import AwsFaultProxy
+from tests.fakes.moto_server import REGION, MotoServer
+
+
+class FakeTime:
+    """An injected sleep that returns at once but advances a fake monotonic clock, recording pauses."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def target_of(config: TargetConfig) -> Target:
+    """The engine's view of a target config: name, label, and the remaining keys as settings."""
+    settings = {k: v for k, v in config.model_dump().items() if k not in ("name", "label")}
+    return Target(name=config.name, label=config.label, settings=settings)
+
+
+@pytest.fixture(scope="session")
+def aws_moto_server() -> Iterator[MotoServer]:
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """Fake static credentials, and nothing from the developer's own AWS config or instance role."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ROLE_ARN",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS",
+                 # botocore sends even loopback requests through a configured proxy
+                 "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+@pytest.fixture
+def aws_moto(aws_moto_server: MotoServer, aws_env: None) -> MotoServer:
+    """The session's moto server with every backend reset, so each test starts from nothing."""
+    aws_moto_server.reset()
+    return aws_moto_server
+
+
+@pytest.fixture
+async def aws_proxy(aws_moto: MotoServer) -> AsyncIterator[AwsFaultProxy]:
+    proxy = await AwsFaultProxy(aws_moto.url).start()
+    yield proxy
+    await proxy.close()
+
+
+# botocore's own retries sleep for real with random jitter; tests turn them off so that the
+# strategies' injected-sleep retry loop is what runs, deterministically.
+NO_BOTOCORE_RETRIES = Config(retries={"total_max_attempts": 1})
+
+
+@pytest.fixture
+async def aws_integration(aws_moto: MotoServer) -> AsyncIterator[Callable[..., Awaitable[AwsIntegration]]]:
+    """Factory: an opened AwsIntegration named 'aws' (endpoint: moto unless given), closed after the test."""
+    opened: list[AwsIntegration] = []
+
+    async def make(endpoint_url: str | None = None, *, clock: Any = None, **config: Any) -> AwsIntegration:
+        cfg = AwsIntegrationConfig(type="aws", region=REGION, endpoint_url=endpoint_url or aws_moto.url, **config)
+        integration = AwsIntegration("aws", cfg, botocore_config=NO_BOTOCORE_RETRIES, clock=clock)
+        await integration.open()
+        opened.append(integration)
+        return integration
+
+    yield make
+    for integration in opened:
+        await integration.aclose()
