@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from handlers.errors import reported
 from handlers.ids import ActionId
 from handlers.metadata import parse_decision_value
 
@@ -19,5 +20,5 @@ def register(app: AsyncApp, engine) -> None:
         await ack()
         await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"])
 
-    app.action(ActionId.APPROVE)(handle_approve_button)
-    app.action(ActionId.DENY)(handle_deny_button)
+    app.action(ActionId.APPROVE)(reported(handle_approve_button))
+    app.action(ActionId.DENY)(reported(handle_deny_button))

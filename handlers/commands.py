@@ -5,6 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from handlers import blocks
+from handlers.errors import reported
 
 
 def register(app: AsyncApp, config) -> None:
@@ -29,4 +30,4 @@ def register(app: AsyncApp, config) -> None:
         # The trigger_id lives 3 seconds: open the modal before any other I/O.
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    app.command(config.slack.command)(handle_request_command)
+    app.command(config.slack.command)(reported(handle_request_command))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 
 import structlog
@@ -18,6 +19,28 @@ def _where(body: dict) -> tuple[str | None, str | None]:
     user = (body.get("user") or {}).get("id") or body.get("user_id")
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
     return user, channel
+
+
+def reported(listener):
+    """Wrap a listener so that anything it raises goes to `handle_error` inside the listener.
+
+    Why not leave it to Bolt's @app.error: with process_before_response=False, slack_bolt 1.30
+    resets `ack.response` to None when a listener raises *after* acking, so an exception within
+    ~10 ms of the ack makes Bolt drop the ack (asyncio_runner.run_ack_function_asynchronously).
+    Slack would then show the person an error and retry the envelope.
+    """
+
+    wanted = list(inspect.signature(listener).parameters)
+
+    # Bolt injects listener arguments by parameter name; `args` asks it for all of them.
+    async def run(args) -> None:
+        try:
+            await listener(**{name: getattr(args, name) for name in wanted})
+        except Exception as error:
+            await handle_error(error, args.body, args.client)
+
+    run.__name__ = run.__qualname__ = listener.__name__
+    return run
 
 
 async def handle_error(error: Exception, body: dict, client) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import structlog
 from slack_bolt.async_app import AsyncApp
 
 from core.engine import SubmissionRejected
 from handlers import blocks
+from handlers.errors import reported
 from handlers.forms import parse_form
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.metadata import BadMetadata, FormMetadata
@@ -59,11 +61,18 @@ def register(app: AsyncApp, config, engine) -> None:
             await ack(response_action="errors", errors={
                 BlockId.TARGET: f"Could not check your account in {system} in time. Please submit again."})
             return
+        except Exception:
+            # The modal must get an answer inside 3 s whatever broke; nothing was stored or posted.
+            error_id = uuid.uuid4().hex[:8]
+            log.exception("submission.check_crashed", error_id=error_id, flow=flow.name)
+            await ack(response_action="errors", errors={
+                BlockId.TARGET: f"Something went wrong checking this request (error id {error_id}). Please try again."})
+            return
         await ack()
         await engine.submit(draft)
 
-    app.action(ActionId.PICK_FLOW)(handle_flow_pick_action)
-    app.view(CallbackId.REQUEST_FORM)(handle_request_form_submission)
+    app.action(ActionId.PICK_FLOW)(reported(handle_flow_pick_action))
+    app.view(CallbackId.REQUEST_FORM)(reported(handle_request_form_submission))
 
 
 def _block_for(key: str) -> str:
