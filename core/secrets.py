@@ -7,8 +7,17 @@ the logging pipeline and the audit writer can scrub it even if it escaped its `S
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import threading
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from core.errors import SecretResolutionError
 
 REDACTED = "***"
 
@@ -53,8 +62,9 @@ class Secret:
 
 def register_secret_value(value: str) -> None:
     """Remember a resolved secret so `scrub` can remove it from any text (short values skipped)."""
-    # Very short strings ("1", "no") would redact half of every log line and protect nothing.
-    if isinstance(value, str) and len(value) >= 4:
+    # Very short strings ("1", "no") would redact half of every log line and protect nothing, and a
+    # bare `${env:NAME}` (a SecretStr key validated before resolution) is configuration, not a secret.
+    if isinstance(value, str) and len(value) >= 4 and not _is_reference_text(value):
         with _lock:
             _known_values.add(value)
 
@@ -82,3 +92,230 @@ def scrub_data(data: Any) -> Any:
     if isinstance(data, (list, tuple)):
         return [scrub_data(v) for v in data]
     return data
+
+
+# --- Secret references in the flows file -------------------------------------------------------
+
+SCHEMES = ("env", "file", "aws_secret")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_AWS_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 3, "mode": "standard"}}
+
+
+@dataclass(frozen=True)
+class SecretReference:
+    """One `${scheme:name}` or `${aws_secret:name#json_key}` reference, as written in the file."""
+
+    scheme: str
+    name: str
+    json_key: str | None = None
+
+    def __str__(self) -> str:
+        key = f"#{self.json_key}" if self.json_key is not None else ""
+        return "${" + f"{self.scheme}:{self.name}{key}" + "}"
+
+
+def _is_reference_text(value: str) -> bool:
+    if not value.startswith("${"):
+        return False
+    try:
+        references, pieces = _split(value)
+    except ValueError:
+        return False
+    return bool(references) and not any(pieces)
+
+
+def has_references(text: Any) -> bool:
+    """True when `text` is a string that contains a `${…}` reference (well-formed or not)."""
+    return isinstance(text, str) and "${" in text
+
+
+def parse_references(text: str) -> list[SecretReference]:
+    """Every reference in `text`, in order; ValueError (naming the reference, not a value) if one is malformed."""
+    references, _ = _split(text)
+    return references
+
+
+def substitute(text: str, values: Mapping[SecretReference, str]) -> str:
+    """Replace each reference in `text` with its resolved value from `values`."""
+    references, pieces = _split(text)
+    out = [pieces[0]]
+    for reference, piece in zip(references, pieces[1:]):
+        out.append(values[reference])
+        out.append(piece)
+    return "".join(out)
+
+
+def _split(text: str) -> tuple[list[SecretReference], list[str]]:
+    # Every '${' starts a reference: a stray one is an error rather than a literal, so a typo in a
+    # reference can never silently become the secret's value.
+    references: list[SecretReference] = []
+    pieces: list[str] = []
+    position = 0
+    while (start := text.find("${", position)) != -1:
+        end = text.find("}", start)
+        if end == -1:
+            raise ValueError(f"unterminated reference '{text[start:start + 40]}': it needs a closing }}")
+        pieces.append(text[position:start])
+        references.append(_parse_one(text[start + 2:end]))
+        position = end + 1
+    pieces.append(text[position:])
+    return references, pieces
+
+
+def _parse_one(body: str) -> SecretReference:
+    written = "${" + body + "}"
+    scheme, colon, rest = body.partition(":")
+    if not colon:
+        raise ValueError(f"'{written}' is not a reference: write ${{env:NAME}}, ${{file:PATH}} or ${{aws_secret:NAME}}")
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown reference scheme '{scheme}' in '{written}' (known: {', '.join(SCHEMES)})")
+    if scheme == "env":
+        if not _ENV_NAME.match(rest):
+            raise ValueError(f"'{written}': an environment variable name is letters, digits and _")
+        return SecretReference("env", rest)
+    if scheme == "file":
+        if not rest.strip():
+            raise ValueError(f"'{written}': the file path is empty")
+        return SecretReference("file", rest)
+    name, hash_sign, json_key = rest.partition("#")
+    if not name.strip():
+        raise ValueError(f"'{written}': the secret name is empty")
+    if hash_sign and not json_key:
+        raise ValueError(f"'{written}': the JSON key after '#' is empty")
+    return SecretReference("aws_secret", name, json_key if hash_sign else None)
+
+
+def secretsmanager_client() -> Any:
+    """A Secrets Manager client from the standard AWS environment (AWS_REGION, AWS_ENDPOINT_URL, chain)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import NoRegionError
+
+    # botocore reads AWS_DEFAULT_REGION by itself but not AWS_REGION, which most tooling sets.
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    try:
+        return boto3.session.Session().client("secretsmanager", region_name=region, config=Config(**_AWS_TIMEOUTS))
+    except NoRegionError:
+        raise SecretResolutionError("no AWS region configured: set AWS_REGION") from None
+
+
+def fetch_aws_secret(name: str, json_key: str | None = None, *, client: Any = None) -> str:
+    """Read secret `name` from AWS Secrets Manager (blocking: call it in a thread), optionally one JSON key."""
+    text = _read_aws_secret(client if client is not None else secretsmanager_client(), name)
+    return text if json_key is None else _json_value(name, text, json_key)
+
+
+def _read_aws_secret(client: Any, name: str) -> str:
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    # Error text is built from codes and names only: botocore never echoes a secret, and we never do.
+    try:
+        response = client.get_secret_value(SecretId=name)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        if code == "ResourceNotFoundException":
+            raise SecretResolutionError(f"AWS secret '{name}' does not exist") from None
+        if code == "AccessDeniedException":
+            raise SecretResolutionError(f"access to AWS secret '{name}' is denied") from None
+        raise SecretResolutionError(f"could not read AWS secret '{name}': {code}") from None
+    except NoCredentialsError:
+        raise SecretResolutionError(f"could not read AWS secret '{name}': no AWS credentials found") from None
+    except BotoCoreError as exc:
+        raise SecretResolutionError(f"could not read AWS secret '{name}': {exc}") from None
+    text = response.get("SecretString")
+    if text is None:
+        raise SecretResolutionError(f"AWS secret '{name}' has no SecretString (binary secrets are not supported)")
+    return text
+
+
+def _json_value(name: str, text: str, json_key: str) -> str:
+    try:
+        document = json.loads(text)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        raise SecretResolutionError(f"AWS secret '{name}' is not a JSON object, so key '{json_key}' cannot be read")
+    if json_key not in document:
+        raise SecretResolutionError(f"AWS secret '{name}' has no JSON key '{json_key}'")
+    value = document[json_key]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+class SecretResolver:
+    """Resolves references for one pass over the flows file; each AWS secret is fetched once per name."""
+
+    def __init__(
+        self,
+        base_dir: Path,
+        *,
+        environ: Mapping[str, str] | None = None,
+        read_aws_secret: Callable[[str], str] | None = None,
+    ) -> None:
+        self.base_dir = Path(base_dir)
+        self.environ = os.environ if environ is None else environ
+        self._read_aws_secret = read_aws_secret
+        self._aws_cache: dict[str, str | SecretResolutionError] = {}
+        self._aws_lock = threading.Lock()
+        self._client_lock = threading.Lock()
+
+    def prefetch(self, references: Iterable[SecretReference]) -> None:
+        """Fetch every distinct AWS secret among `references` concurrently, in worker threads."""
+        names = sorted({r.name for r in references if r.scheme == "aws_secret"} - set(self._aws_cache))
+        if names:
+            with ThreadPoolExecutor(max_workers=min(8, len(names)), thread_name_prefix="aws-secret") as pool:
+                list(pool.map(self._cached_aws_secret, names))
+
+    def resolve(self, reference: SecretReference) -> str:
+        """The value of one reference, registered for scrubbing; SecretResolutionError names only the reference."""
+        if reference.scheme == "env":
+            value = self.environ.get(reference.name)
+            if value is None:
+                raise SecretResolutionError(f"environment variable {reference.name} is not set ({reference})")
+        elif reference.scheme == "file":
+            value = self._read_file(reference)
+        elif reference.scheme == "aws_secret":
+            text = self._aws_secret_text(reference.name)
+            value = text if reference.json_key is None else _json_value(reference.name, text, reference.json_key)
+        else:
+            raise SecretResolutionError(f"unknown reference scheme in {reference}")
+        if value == "":
+            raise SecretResolutionError(f"{reference} resolved to an empty value")
+        register_secret_value(value)
+        return value
+
+    def _read_file(self, reference: SecretReference) -> str:
+        path = self.base_dir / reference.name
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise SecretResolutionError(f"secret file '{reference.name}' is not UTF-8 text") from None
+        except OSError as exc:
+            raise SecretResolutionError(f"cannot read secret file '{reference.name}': {exc.strerror or exc}") from None
+        # Editors and `echo` add a final newline that is never part of a token.
+        return text.rstrip("\r\n")
+
+    def _aws_secret_text(self, name: str) -> str:
+        cached = self._cached_aws_secret(name)
+        if isinstance(cached, SecretResolutionError):
+            raise SecretResolutionError(str(cached))
+        return cached
+
+    def _cached_aws_secret(self, name: str) -> str | SecretResolutionError:
+        # A failure is cached too: one missing secret referenced ten times costs one call, ten issues.
+        with self._aws_lock:
+            cached = self._aws_cache.get(name)
+        if cached is None:
+            try:
+                cached = self._fetch_aws(name)
+            except SecretResolutionError as exc:
+                cached = exc
+            with self._aws_lock:
+                self._aws_cache[name] = cached
+        return cached
+
+    def _fetch_aws(self, name: str) -> str:
+        with self._client_lock:  # one client for the pass; boto3 clients are safe to share across threads
+            if self._read_aws_secret is None:
+                self._read_aws_secret = partial(_read_aws_secret, secretsmanager_client())
+            read = self._read_aws_secret
+        return read(name)

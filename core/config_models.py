@@ -1,0 +1,397 @@
+"""The flows file's models (SPEC §2), validated through the strategy and integration registries.
+
+Beside what pydantic checks by itself, these models hold the checks it cannot express: a strategy's
+and an integration's keys are validated with the model its registered class declares
+(`config_model`), names are unique, an `integration:` names an entry of the right type, and a hooks
+file exists and compiles. Validation needs a `ValidationContext` (registries, the flows file's
+directory); `core.config.load_config` passes it and turns every error into a located issue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal, Mapping
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from core.config_lines import CUSTOM_ERROR, Loc, format_path
+from core.schema import (
+    Duration, IntegrationConfig, Name, StrategyConfig, StrictModel, TargetConfig, format_duration, parse_duration,
+)
+
+CONTEXT_KEY = "jitbot_config"
+RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
+
+FieldType = Literal["string", "text", "int", "bool", "list", "duration"]
+
+
+@dataclass
+class ValidationContext:
+    """What validating a flows file needs beyond its data; `deferred` collects whole-file checks."""
+
+    strategy_types: Mapping[str, type]
+    integration_types: Mapping[str, type]
+    base_dir: Path
+    integration_kinds: dict[str, Any] = field(default_factory=dict)
+    deferred: list[tuple[Loc, str]] = field(default_factory=list)
+
+
+def _context(info: ValidationInfo) -> ValidationContext:
+    ctx = (info.context or {}).get(CONTEXT_KEY) if isinstance(info.context, Mapping) else None
+    if not isinstance(ctx, ValidationContext):
+        # A programming error, not a config error: RuntimeError is not turned into a validation error.
+        raise RuntimeError(f"validate config models with context={{'{CONTEXT_KEY}': ValidationContext(...)}}; use load_config")
+    return ctx
+
+
+def _problem(loc: Loc, message: str, value: Any = None) -> dict[str, Any]:
+    return {"type": PydanticCustomError(CUSTOM_ERROR, "{message}", {"message": message}), "loc": loc, "input": value}
+
+
+def _raise(problems: list[dict[str, Any]], title: str = "JitConfig") -> None:
+    # Raised inside a validator, pydantic prefixes these locations with the validator's own location.
+    raise ValidationError.from_exception_data(title, problems)
+
+
+def _choice_to_str(value: Any) -> Any:
+    # YAML reads `[1, 2, 3]` as numbers; a select's options are strings either way.
+    return str(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+
+
+NonEmpty = Annotated[str, Field(min_length=1)]
+Choice = Annotated[str, BeforeValidator(_choice_to_str), Field(min_length=1, max_length=75)]
+
+
+class SlackSettings(StrictModel):
+    """The `slack:` block: the slash command this bot answers and where alerts go."""
+
+    command: Annotated[str, Field(pattern=r"^/[a-z0-9_-]{1,31}$")] = "/sym"
+    alerts_channel: NonEmpty | None = None
+
+
+class Approvers(StrictModel):
+    """Who may decide a flow's requests: Slack user IDs and user group IDs."""
+
+    users: list[NonEmpty] = []
+    usergroups: list[NonEmpty] = []
+
+    @model_validator(mode="after")
+    def _someone(self) -> Approvers:
+        if not self.users and not self.usergroups:
+            raise ValueError("lists no users or usergroups: add some, or remove approvers to let anyone but the requester decide")
+        return self
+
+
+class FieldSpec(StrictModel):
+    """One input of a flow's request form (the target picker comes first and is implicit)."""
+
+    name: Name
+    label: Annotated[str, Field(min_length=1, max_length=2000)]
+    type: FieldType
+    required: bool = False
+    allowed_values: Annotated[list[Choice], Field(min_length=1)] | None = None
+    max: Duration | None = None
+    default: str | int | bool | None = None
+    hint: Annotated[str, Field(max_length=2000)] | None = None
+    placeholder: Annotated[str, Field(max_length=150)] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name in RESERVED_FIELD_NAMES:
+            raise ValueError(f"field name '{name}' is reserved for the target picker")
+        return name
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FieldSpec:
+        problems: list[dict[str, Any]] = []
+        if self.allowed_values is not None and self.type not in ("list", "duration"):
+            problems.append(_problem(("allowed_values",), "only list and duration fields take allowed_values"))
+        if self.max is not None and self.type != "duration":
+            problems.append(_problem(("max",), "only duration fields take max"))
+        if self.type == "list" and self.allowed_values is None:
+            problems.append(_problem(("allowed_values",), "a list field needs allowed_values"))
+        if self.type == "duration" and self.allowed_values is None and self.max is None:
+            problems.append(_problem(("allowed_values",), "a duration field needs allowed_values or max"))
+        for index, value in enumerate(self.allowed_values or []):
+            if value in self.allowed_values[:index]:
+                problems.append(_problem(("allowed_values", index), f"duplicate value '{value}'", value))
+            elif self.type == "duration":
+                problems += self._duration_problems(("allowed_values", index), value)
+        if self.default is not None:
+            problems += self._default_problems()
+        if problems:
+            _raise(problems, "FieldSpec")
+        return self
+
+    def _duration_problems(self, loc: Loc, value: Any) -> list[dict[str, Any]]:
+        try:
+            length = parse_duration(value)
+        except ValueError as exc:
+            return [_problem(loc, str(exc), value)]
+        if self.max is not None and length > self.max:
+            return [_problem(loc, f"'{value}' is longer than max ({format_duration(self.max)})", value)]
+        return []
+
+    def _default_problems(self) -> list[dict[str, Any]]:
+        value, loc = self.default, ("default",)
+        if self.type in ("string", "text") and not isinstance(value, str):
+            return [_problem(loc, "must be a string for a string field", value)]
+        if self.type == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            return [_problem(loc, "must be a whole number for an int field", value)]
+        if self.type == "bool" and not isinstance(value, bool):
+            return [_problem(loc, "must be true or false for a bool field", value)]
+        if self.type == "list" and self.allowed_values is not None and _choice_to_str(value) not in self.allowed_values:
+            return [_problem(loc, "must be one of allowed_values", value)]
+        if self.type == "duration":
+            problems = self._duration_problems(loc, value)
+            if not problems and self.allowed_values and parse_duration(value) not in self.duration_values:
+                problems.append(_problem(loc, "must be one of allowed_values", value))
+            return problems
+        return []
+
+    @property
+    def duration_values(self) -> list[timedelta]:
+        """The allowed durations of a duration field, parsed (empty when only `max` limits it)."""
+        return [parse_duration(v) for v in self.allowed_values or []] if self.type == "duration" else []
+
+
+def _strategy_from_registry(value: Any, info: ValidationInfo) -> Any:
+    """Validate a `strategy:` block with the model of the class registered for its `type`."""
+    if not isinstance(value, Mapping):
+        return value  # pydantic then reports that a mapping is needed
+    ctx = _context(info)
+    kind = value.get("type")
+    if "type" not in value:
+        _raise([_problem(("type",), "required key missing")])
+    strategy_class = ctx.strategy_types.get(kind) if isinstance(kind, str) else None
+    if strategy_class is None:
+        _raise([_problem(("type",), _unknown_type(kind, ctx.strategy_types), kind)])
+    config = strategy_class.config_model.model_validate(value, context=info.context)
+    problems = _integration_reference_problems(config, strategy_class, ctx)
+    if problems:
+        _raise(problems)
+    return config
+
+
+def _integration_from_registry(value: Any, info: ValidationInfo) -> Any:
+    """Validate one `integrations:` entry with the model of the class registered for its `type`."""
+    if not isinstance(value, Mapping):
+        return value
+    ctx = _context(info)
+    kind = value.get("type")
+    if "type" not in value:
+        _raise([_problem(("type",), "required key missing")])
+    integration_class = ctx.integration_types.get(kind) if isinstance(kind, str) else None
+    if integration_class is None:
+        _raise([_problem(("type",), _unknown_type(kind, ctx.integration_types), kind)])
+    return integration_class.config_model.model_validate(value, context=info.context)
+
+
+def _unknown_type(kind: Any, registry: Mapping[str, type]) -> str:
+    known = ", ".join(sorted(registry)) or "none registered"
+    if not isinstance(kind, str):
+        return f"must be a type name (known: {known})"
+    return f"unknown type '{kind}' (known: {known})"
+
+
+def _integration_reference_problems(config: Any, strategy_class: type, ctx: ValidationContext) -> list[dict[str, Any]]:
+    name = getattr(config, "integration", None)
+    if not isinstance(name, str):
+        return []
+    if name not in ctx.integration_kinds:
+        defined = ", ".join(sorted(ctx.integration_kinds)) or "none"
+        return [_problem(("integration",), f"no integration named '{name}' under integrations: (defined: {defined})", name)]
+    needed = getattr(strategy_class, "integration_type", None)
+    actual = ctx.integration_kinds[name]
+    if needed is not None and isinstance(actual, str) and actual != needed:
+        return [_problem(
+            ("integration",), f"integration '{name}' has type '{actual}'; this strategy needs type '{needed}'", name,
+        )]
+    return []
+
+
+StrategyEntry = Annotated[SerializeAsAny[StrategyConfig], BeforeValidator(_strategy_from_registry)]
+IntegrationEntry = Annotated[SerializeAsAny[IntegrationConfig], BeforeValidator(_integration_from_registry)]
+
+
+class Flow(StrictModel):
+    """One kind of access a person can ask for: its form, approvers, strategy and policy hooks."""
+
+    name: Name
+    label: Annotated[str, Field(min_length=1, max_length=75)]
+    approval_channel: NonEmpty
+    approvers: Approvers | None = None
+    allow_self_approval: bool = False
+    strategy: StrategyEntry
+    fields: Annotated[list[FieldSpec], Field(min_length=1)]
+    request_timeout: Duration | None = None
+    hooks: NonEmpty | None = None
+    hook_timeout: Duration = timedelta(seconds=5)
+
+    _hooks_path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("approvers", mode="before")
+    @classmethod
+    def _approvers_not_blank(cls, value: Any) -> Any:
+        # `approvers:` with nothing under it is a forgotten list, not "anyone may approve".
+        if value is None:
+            raise ValueError("is empty: list users and/or usergroups, or remove the key to let anyone but the requester decide")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _one_duration_field(cls, fields: list[FieldSpec]) -> list[FieldSpec]:
+        durations = [(index, f) for index, f in enumerate(fields) if f.type == "duration"]
+        if len(durations) != 1:
+            found = ", ".join(f.name for _, f in durations) or "none"
+            _raise([_problem((), f"needs exactly one field of type duration (the request's length); found {found}")])
+        index, duration = durations[0]
+        if not duration.required and duration.default is None:
+            _raise([_problem((index, "required"), "the duration field must be required: true or have a default")])
+        return fields
+
+    @field_validator("hooks")
+    @classmethod
+    def _hooks_file_usable(cls, hooks: str | None, info: ValidationInfo) -> str | None:
+        if hooks is None:
+            return hooks
+        path = (_context(info).base_dir / hooks).resolve()
+        if not path.is_file():
+            _raise([_problem((), f"hooks file '{hooks}' does not exist (looked for {path})", hooks)])
+        try:
+            compile(path.read_bytes(), str(path), "exec")
+        except SyntaxError as exc:
+            _raise([_problem((), f"hooks file '{hooks}' has a syntax error at line {exc.lineno}: {exc.msg}", hooks)])
+        except (OSError, ValueError) as exc:
+            _raise([_problem((), f"hooks file '{hooks}' cannot be read: {exc}", hooks)])
+        return hooks
+
+    @model_validator(mode="after")
+    def _remember_hooks_path(self, info: ValidationInfo) -> Flow:
+        if self.hooks is not None:
+            self._hooks_path = (_context(info).base_dir / self.hooks).resolve()
+        return self
+
+    @property
+    def hooks_path(self) -> Path | None:
+        """Absolute path of the flow's hooks file, or None when it has none."""
+        return self._hooks_path
+
+    @property
+    def targets(self) -> list[TargetConfig]:
+        """The strategy's targets, in file order."""
+        return list(self.strategy.targets)
+
+    def target(self, name: str) -> TargetConfig:
+        """The target called `name`; KeyError if the flow has none."""
+        for candidate in self.strategy.targets:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"flow {self.name} has no target {name!r}")
+
+    def field(self, name: str) -> FieldSpec:
+        """The form field called `name`; KeyError if the flow has none."""
+        for candidate in self.fields:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"flow {self.name} has no field {name!r}")
+
+    @property
+    def duration_field(self) -> FieldSpec:
+        """The one field of type duration: the request's length comes from it."""
+        return next(f for f in self.fields if f.type == "duration")
+
+
+class JitConfig(StrictModel):
+    """The whole flows file."""
+
+    slack: SlackSettings = Field(default_factory=SlackSettings)
+    integrations: dict[Name, IntegrationEntry] = {}
+    flows: Annotated[list[Flow], Field(min_length=1)]
+
+    _path: Path | None = PrivateAttr(default=None)
+
+    @field_validator("integrations", mode="before")
+    @classmethod
+    def _no_integrations(cls, value: Any) -> Any:
+        return {} if value is None else value  # `integrations:` with every entry commented out
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _whole_file_checks(cls, data: Any, handler: Any, info: ValidationInfo) -> JitConfig:
+        ctx = _context(info)
+        ctx.integration_kinds = _integration_kinds(data)
+        duplicates = _duplicate_names(data)
+        try:
+            config = handler(data)
+        except ValidationError:
+            # Name clashes are found on the raw data, so they are reported even when another part
+            # fails; pydantic cannot merge them into its own error, so load_config picks them up.
+            ctx.deferred.extend((p["loc"], p["type"].message()) for p in duplicates)
+            raise
+        if duplicates:
+            _raise(duplicates)
+        return config
+
+    @property
+    def path(self) -> Path | None:
+        """The flows file this configuration was loaded from."""
+        return self._path
+
+    def flow(self, name: str) -> Flow:
+        """The flow called `name`; KeyError if there is none."""
+        for candidate in self.flows:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"no flow named {name!r}")
+
+
+def _integration_kinds(data: Any) -> dict[str, Any]:
+    integrations = data.get("integrations") if isinstance(data, Mapping) else None
+    if not isinstance(integrations, Mapping):
+        return {}
+    return {str(name): (entry.get("type") if isinstance(entry, Mapping) else None) for name, entry in integrations.items()}
+
+
+def _duplicate_names(data: Any) -> list[dict[str, Any]]:
+    flows = data.get("flows") if isinstance(data, Mapping) else None
+    if not isinstance(flows, list):
+        return []
+    problems = _duplicates_in(flows, ("flows",), "flow")
+    for index, flow in enumerate(flows):
+        if not isinstance(flow, Mapping):
+            continue
+        strategy = flow.get("strategy")
+        if isinstance(strategy, Mapping) and isinstance(strategy.get("targets"), list):
+            problems += _duplicates_in(strategy["targets"], ("flows", index, "strategy", "targets"), "target")
+        if isinstance(flow.get("fields"), list):
+            problems += _duplicates_in(flow["fields"], ("flows", index, "fields"), "field")
+    return problems
+
+
+def _duplicates_in(items: list, loc: Loc, noun: str) -> list[dict[str, Any]]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, item in enumerate(items):
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            where = format_path(loc + (first[name],))
+            problems.append(_problem(loc + (index, "name"), f"duplicate {noun} name '{name}' (also {where})", name))
+        else:
+            first[name] = index
+    return problems
