@@ -167,3 +167,12 @@ async def test_an_acked_slash_command_needs_a_known_user_and_channel(slack, raw_
     result = await slack.slash_command(user="U_ALICE", text="prod")
     assert (result.payload["channel_id"], result.payload["user_name"], result.payload["text"]) == (
         "D_ALICE", "alice", "prod")
+
+
+async def test_a_redelivered_submission_does_not_reapply_to_a_closed_view(slack, web, raw_bot):
+    view = await open_view(slack, web)
+    first = await slack.submit_view(view, {"target": "prod-db", "reason": "x"})
+    again = await slack.redeliver(first, retry_attempt=2, retry_reason="timeout")
+    assert (again.envelope["retry_attempt"], again.envelope["retry_reason"]) == (2, "timeout")
+    assert again.acked and again.view is None and view.closed_how == "submitted"
+    assert "retry 2" in repr(again) and "view_submission callback_id='form' by U_ALICE" in repr(again)

@@ -128,10 +128,10 @@ async def test_redelivered_envelope_carries_retry_info(slack, bolt):
 async def test_unacked_envelope_is_detected(slack, bolt):
     slack.ack_timeout = 0.3
     await bolt.connect()  # no listener for /sym: Bolt answers 404 internally and sends no ack
-    with pytest.raises(AckTimeout, match="slash_commands, NOT acked"):
+    with pytest.raises(AckTimeout, match="/sym by U_ALICE .* was not acked"):
         await slack.slash_command(user="U_ALICE")
     assert [p.kind for p in slack.problems] == ["unacked"]
-    with pytest.raises(AssertionError, match="not acked within 0.3s"):
+    with pytest.raises(AssertionError, match="not acked within 0.3s; Bolt sends no ack"):
         slack.verify()
     slack.expect_unacked()
 
@@ -239,3 +239,27 @@ async def test_no_connection_is_a_clear_error(slack):
     slack.connect_timeout = 0.05
     with pytest.raises(NotConnected, match="AsyncSocketModeHandler"):
         await asyncio.wait_for(slack.slash_command(user="U_ALICE"), 2)
+
+
+async def test_events_reach_bolt_listeners(slack, bolt):
+    mentions: list = []
+
+    @bolt.app.event("app_mention")
+    async def mentioned(event):
+        mentions.append(event["text"])
+
+    await bolt.connect()
+    result = await slack.send_event({"type": "app_mention", "user": "U_ALICE", "text": "<@U_JITBOT> hi",
+                                     "channel": "C_ALERTS", "ts": "1.000001"})
+    assert result.acked and result.envelope["retry_attempt"] == 0
+    await slack.wait_for(lambda: mentions == ["<@U_JITBOT> hi"], description="the mention to be handled")
+
+
+async def test_an_aborted_socket_is_gone_for_delivery(slack, raw_bot):
+    assert slack.connection_count == 1
+    assert await slack.drop_connections(abort=True) == 1
+    await slack.wait_for(lambda: not slack.socket.connections, description="the aborted socket to be reaped")
+    slack.connect_timeout = 0.05
+    with pytest.raises(NotConnected):
+        await slack.slash_command(user="U_ALICE")
+    assert slack.envelopes == []

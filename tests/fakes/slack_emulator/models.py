@@ -343,11 +343,27 @@ class EnvelopeResult:
         """The trigger_id the bot received with this envelope."""
         return self.payload.get("trigger_id")
 
+    @property
+    def summary(self) -> str:
+        """What the person did, e.g. "/sym prod by U_ALICE" or "block_actions approve by U_BOB"."""
+        payload = self.payload
+        if self.type == "slash_commands":
+            return f"{payload.get('command')} {payload.get('text', '')}".rstrip() + f" by {payload.get('user_id')}"
+        if self.type == "interactive":
+            user = (payload.get("user") or {}).get("id")
+            if payload.get("type") == "block_actions":
+                actions = ",".join(str(a.get("action_id")) for a in payload.get("actions", []))
+                return f"block_actions {actions} by {user}"
+            callback_id = (payload.get("view") or {}).get("callback_id")
+            return f"{payload.get('type')} callback_id={callback_id!r} by {user}"
+        return f"{self.type} {(payload.get('event') or {}).get('type', '')}".rstrip()
+
     def __repr__(self) -> str:
-        kind = self.type if self.type != "interactive" else f"interactive/{self.payload.get('type')}"
+        retry = f", retry {self.envelope['retry_attempt']}" if self.envelope.get("retry_attempt") else ""
         if self.ack is None:
-            return f"EnvelopeResult({kind}, NOT acked)"
-        return f"EnvelopeResult({kind}, acked in {self.latency * 1000:.0f} ms, ack_payload={self.ack_payload})"
+            return f"EnvelopeResult({self.summary}{retry}, NOT acked)"
+        return (f"EnvelopeResult({self.summary}{retry}, acked in {self.latency * 1000:.0f} ms, "
+                f"ack_payload={self.ack_payload})")
 
 
 @dataclass

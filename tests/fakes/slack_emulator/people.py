@@ -126,7 +126,7 @@ class PeopleMixin:
         }
         return await self.send_envelope("interactive", payload)
 
-    async def select_in_view(self, view: View | str, action_id: str, value: Any, *, user: str | None = None,
+    async def select_in_view(self, view: View | str, action_id: str, value: Any, user: str | None = None, *,
                              block_id: str | None = None) -> EnvelopeResult:
         """Pick `value` in a select (or other element) of an open view, sending block_actions as Slack does."""
         target = self._open_view(view, user)
@@ -160,7 +160,7 @@ class PeopleMixin:
         }
         return await self.send_envelope("interactive", payload)
 
-    async def close_view(self, view: View | str, *, user: str | None = None) -> EnvelopeResult | None:
+    async def close_view(self, view: View | str, user: str | None = None) -> EnvelopeResult | None:
         """The person closes the view; returns the view_closed result, or None when the bot did not ask for one."""
         target = self._open_view(view, user)
         cleared = target.clear_on_close

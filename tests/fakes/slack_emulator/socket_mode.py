@@ -111,18 +111,16 @@ class SocketHub:
 
     async def deliver(self, envelope: dict) -> EnvelopeResult:
         """Send `envelope` to one usable connection and wait for its ack (AckTimeout past the deadline)."""
-        usable = await self.wait_usable(1, self.emu.connect_timeout)
-        connection = usable[next(self._round_robin) % len(usable)]
-        result = EnvelopeResult(envelope=envelope, connection_id=connection.id)
         future: asyncio.Future = asyncio.get_running_loop().create_future()
         self._pending[envelope["envelope_id"]] = future
-        self.emu.envelopes.append(result)
-        sent = time.monotonic()
+        result = EnvelopeResult(envelope=envelope)
         try:
-            await connection.ws.send_json(envelope)
+            sent = await self._send(envelope, result)
+            self.emu.envelopes.append(result)
             frame, arrived = await asyncio.wait_for(future, self.emu.ack_timeout)
         except asyncio.TimeoutError:
-            detail = f"{result!r} (envelope {result.envelope_id}) not acked within {self.emu.ack_timeout}s"
+            detail = (f"{result.summary} (envelope {result.envelope_id}) was not acked within "
+                      f"{self.emu.ack_timeout}s; Bolt sends no ack when no listener matches or ack() is not called")
             self.emu.record_problem("unacked", detail)
             self.emu.workspace.changed()
             raise AckTimeout(detail) from None
@@ -132,6 +130,20 @@ class SocketHub:
         result.latency = arrived - sent
         self.emu.workspace.changed()
         return result
+
+    async def _send(self, envelope: dict, result: EnvelopeResult) -> float:
+        """Write the envelope to a usable connection (skipping one that died meanwhile); returns the send time."""
+        while True:
+            usable = await self.wait_usable(1, self.emu.connect_timeout)
+            connection = usable[next(self._round_robin) % len(usable)]
+            try:
+                sent = time.monotonic()
+                await connection.ws.send_json(envelope)
+            except ConnectionError:
+                connection.draining = True
+                continue
+            result.connection_id = connection.id
+            return sent
 
     async def disconnect(self, reason: str) -> int:
         """Send a `disconnect` frame to every usable connection; the client should reconnect."""
