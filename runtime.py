@@ -143,9 +143,10 @@ class Runtime:
         self.app = AsyncApp(client=self.client, process_before_response=False)
         handlers.register(self.app, config=self.config, engine=self.engine)
 
-        counts = await self.engine.recover()
         if self.start_timers:
             self.scheduler.start()
+        counts = await self.engine.recover()
+        if self.start_timers:
             armed = await self.scheduler.arm_window()
             log.info("timers.armed", count=armed)
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)

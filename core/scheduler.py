@@ -33,7 +33,12 @@ class Scheduler:
         )
 
     def start(self) -> None:
-        """Start the scheduler and its periodic sweep (call inside the running event loop)."""
+        """Start the scheduler and its periodic sweep (call inside the running event loop).
+
+        Start it before anything arms timers: APScheduler only de-duplicates job ids once running.
+        """
+        if self._scheduler.running:
+            return
         self._scheduler.add_job(self.sweep, "interval", seconds=self.sweep_interval.total_seconds(),
                                 id="sweep", replace_existing=True)
         self._scheduler.start()
@@ -59,8 +64,8 @@ class Scheduler:
                 job.remove()
 
     def armed(self) -> int:
-        """How many timers are held in memory."""
-        return len(self._scheduler.get_jobs())
+        """How many revoke / expire timers are held in memory."""
+        return sum(1 for job in self._scheduler.get_jobs() if job.id != "sweep")
 
     def _arm(self, job_id: str, fn, request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:

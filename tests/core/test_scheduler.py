@@ -1,0 +1,82 @@
+import asyncio
+from datetime import timedelta
+
+from core.clock import SystemClock
+from core.scheduler import Scheduler
+
+
+class RecordingEngine:
+    def __init__(self, granted=(), pending=()):
+        self.revoked = asyncio.Queue()
+        self.expired = asyncio.Queue()
+        self.sweeps = 0
+        self.requests = self
+        self._granted, self._pending = list(granted), list(pending)
+
+    async def revoke(self, request_id):
+        await self.revoked.put(request_id)
+
+    async def expire(self, request_id):
+        await self.expired.put(request_id)
+
+    async def sweep(self):
+        self.sweeps += 1
+
+    async def list_granted_schedule(self, until):
+        return [row for row in self._granted if row[1] <= until]
+
+    async def list_pending_timeouts(self, until):
+        return [row for row in self._pending if row[1] <= until]
+
+
+async def test_an_armed_revocation_fires_at_its_time():
+    clock = SystemClock()
+    engine = RecordingEngine()
+    scheduler = Scheduler(engine, clock)
+    scheduler.start()
+    try:
+        scheduler.arm_revoke("r1", clock.now() + timedelta(milliseconds=50))
+        scheduler.arm_revoke("r2", clock.now() - timedelta(seconds=30))  # overdue: runs at once
+        fired = {await asyncio.wait_for(engine.revoked.get(), 5), await asyncio.wait_for(engine.revoked.get(), 5)}
+        assert fired == {"r1", "r2"}
+    finally:
+        scheduler.shutdown()
+
+
+async def test_arming_twice_keeps_one_timer_and_disarm_removes_it():
+    clock = SystemClock()
+    scheduler = Scheduler(RecordingEngine(), clock)
+    scheduler.start()
+    try:
+        scheduler.arm_revoke("r1", clock.now() + timedelta(minutes=1))
+        scheduler.arm_revoke("r1", clock.now() + timedelta(minutes=2))
+        scheduler.arm_expire("r1", clock.now() + timedelta(minutes=3))
+        assert scheduler.armed() == 2
+        scheduler.disarm("r1")
+        assert scheduler.armed() == 0
+    finally:
+        scheduler.shutdown()
+
+
+async def test_only_timers_within_the_horizon_are_held_in_memory():
+    clock = SystemClock()
+    now = clock.now()
+    engine = RecordingEngine(
+        granted=[("soon", now + timedelta(minutes=5), None), ("later", now + timedelta(hours=5), None),
+                 ("retrying", now - timedelta(minutes=1), now + timedelta(seconds=30))],
+        pending=[("stale", now + timedelta(minutes=2))],
+    )
+    scheduler = Scheduler(engine, clock, horizon=timedelta(minutes=10))
+    assert await scheduler.arm_window() == 3
+    scheduler.arm_revoke("far", now + timedelta(days=1))
+    ids = {job.id for job in scheduler._scheduler.get_jobs()}
+    assert ids == {"revoke:soon", "revoke:retrying", "expire:stale"}
+    assert scheduler._scheduler.get_job("revoke:retrying").trigger.run_date == now + timedelta(seconds=30)
+
+
+async def test_the_sweep_runs_the_engine_sweep_then_arms_the_window():
+    clock = SystemClock()
+    engine = RecordingEngine(granted=[("soon", clock.now() + timedelta(minutes=1), None)])
+    scheduler = Scheduler(engine, clock)
+    await scheduler.sweep()
+    assert engine.sweeps == 1 and scheduler.armed() == 1
