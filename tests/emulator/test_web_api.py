@@ -90,6 +90,11 @@ async def test_dm_channel_is_stable_and_user_ids_land_in_it(slack, web):
     assert via_user["ts"] < via_im["ts"]
 
 
+async def test_posting_by_channel_name_answers_with_the_id(slack, web):
+    posted = await web.chat_postMessage(channel="#alerts", text="by name")
+    assert posted["channel"] == "C_ALERTS" and slack.messages_in("C_ALERTS")[0].text == "by name"
+
+
 async def test_message_ts_values_are_unique_increasing_and_slack_shaped(slack, web):
     posted = await asyncio.gather(*(web.chat_postMessage(channel="C_ALERTS", text=str(i)) for i in range(20)))
     stamps = [m.ts for m in slack.messages_in("C_ALERTS")]
@@ -105,6 +110,12 @@ async def test_chat_update_edits_in_place_and_keeps_history(slack, web):
     assert [v.text for v in message.history] == ["pending"] and message.history[0].via == "chat.update"
     missing = await error_of(web.chat_update(channel="C_APPROVALS", ts="1.000001", text="x"))
     assert missing.response["error"] == "message_not_found"
+    dm = await web.chat_postMessage(channel="U_ALICE", text="pending")
+    by_user_id = await error_of(web.chat_update(channel="U_ALICE", ts=dm["ts"], text="done"))
+    assert by_user_id.response["error"] == "channel_not_found" and slack.problems[0].kind == "rejected"
+    await web.chat_update(channel=dm["channel"], ts=dm["ts"], text="done")
+    assert [m.text for m in slack.dms_to("U_ALICE")] == ["done"]
+    slack.expect_rejected()
 
 
 async def test_chat_errors_use_slacks_codes(slack, web):

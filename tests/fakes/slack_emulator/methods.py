@@ -6,7 +6,8 @@ import json
 from typing import TYPE_CHECKING, Any, Callable
 
 from .blocks_validator import MESSAGE_TEXT_MAX, VIEW_MAX_BYTES, validate_message_blocks, validate_view, view_size
-from .models import Channel, SlackError, View
+from .errors import SlackError
+from .models import Channel, View
 
 if TYPE_CHECKING:
     from .emulator import SlackEmulator
@@ -38,12 +39,14 @@ def json_arg(args: dict, name: str, error: str) -> Any:
 
 
 def auth_test(emu: SlackEmulator, args: dict) -> dict:
+    """auth.test: who the bot token belongs to."""
     return {"url": f"https://{emu.team_domain}.slack.com/", "team": emu.team_domain, "user": "jitbot",
             "team_id": emu.team_id, "user_id": emu.bot_user_id, "bot_id": emu.bot_id,
             "is_enterprise_install": False}
 
 
 def apps_connections_open(emu: SlackEmulator, args: dict) -> dict:
+    """apps.connections.open: a fresh Socket Mode URL."""
     return {"url": emu.socket.issue_url()}
 
 
@@ -74,7 +77,7 @@ def _message_content(args: dict, *, require_content: bool = True) -> tuple[str |
 
 
 def _postable_channel(emu: SlackEmulator, args: dict) -> Channel:
-    channel = emu.workspace.resolve_channel(require(args, "channel", "channel_not_found"))
+    channel = emu.workspace.resolve_channel(require(args, "channel", "channel_not_found"), allow_name=True)
     if channel.is_archived:
         raise SlackError("is_archived")
     if not channel.is_im and not channel.bot_is_member:
@@ -83,6 +86,7 @@ def _postable_channel(emu: SlackEmulator, args: dict) -> Channel:
 
 
 def chat_post_message(emu: SlackEmulator, args: dict) -> dict:
+    """chat.postMessage: store a message (a user id posts to their DM)."""
     channel = _postable_channel(emu, args)
     text, blocks, attachments = _message_content(args)
     metadata = json_arg(args, "metadata", "invalid_metadata_format")
@@ -92,7 +96,13 @@ def chat_post_message(emu: SlackEmulator, args: dict) -> dict:
 
 
 def chat_update(emu: SlackEmulator, args: dict) -> dict:
-    channel = emu.workspace.resolve_channel(require(args, "channel", "channel_not_found"), allow_user=False)
+    """chat.update: edit a stored bot message in place."""
+    channel_id = require(args, "channel", "channel_not_found")
+    if channel_id in emu.workspace.users:
+        # Slack documents that chat.update needs the DM's D… id; a user id is a bot bug.
+        raise SlackError("channel_not_found", ["[ERROR] chat.update needs the DM channel id (D…), not a user id"],
+                         rejection=True)
+    channel = emu.workspace.resolve_channel(channel_id, allow_user=False)
     ts = require(args, "ts", "message_not_found")
     text, blocks, attachments = _message_content(args, require_content=False)
     if text is None and blocks is None and attachments is None:
@@ -109,6 +119,7 @@ def chat_update(emu: SlackEmulator, args: dict) -> dict:
 
 
 def chat_post_ephemeral(emu: SlackEmulator, args: dict) -> dict:
+    """chat.postEphemeral: a message only `user` sees."""
     channel = _postable_channel(emu, args)
     user = emu.workspace.user(require(args, "user", "user_not_found"))
     if not channel.has_member(user.id):
@@ -123,6 +134,7 @@ def chat_post_ephemeral(emu: SlackEmulator, args: dict) -> dict:
 
 
 def conversations_open(emu: SlackEmulator, args: dict) -> dict:
+    """conversations.open: the stable DM channel with one user."""
     if args.get("channel"):
         channel = emu.workspace.resolve_channel(args["channel"], allow_user=False)
         return {"no_op": True, "already_open": True, "channel": {"id": channel.id}}
@@ -139,15 +151,18 @@ def conversations_open(emu: SlackEmulator, args: dict) -> dict:
 
 
 def conversations_info(emu: SlackEmulator, args: dict) -> dict:
+    """conversations.info: a conversation's flags."""
     channel = emu.workspace.resolve_channel(require(args, "channel", "channel_not_found"), allow_user=False)
     return {"channel": channel.to_api()}
 
 
 def users_info(emu: SlackEmulator, args: dict) -> dict:
+    """users.info: one member of the directory."""
     return {"user": emu.workspace.user(require(args, "user", "user_not_found")).to_api(emu.team_id)}
 
 
 def users_lookup_by_email(emu: SlackEmulator, args: dict) -> dict:
+    """users.lookupByEmail: the member with this email (case-insensitive)."""
     email = require(args, "email", "users_not_found").lower()
     for user in emu.workspace.users.values():
         if user.email and user.email.lower() == email:
@@ -156,6 +171,7 @@ def users_lookup_by_email(emu: SlackEmulator, args: dict) -> dict:
 
 
 def usergroups_users_list(emu: SlackEmulator, args: dict) -> dict:
+    """usergroups.users.list: the ids in a user group."""
     group = emu.workspace.usergroups.get(require(args, "usergroup", "no_such_subteam"))
     if group is None:
         raise SlackError("no_such_subteam")
@@ -189,6 +205,7 @@ def _external_id_free(emu: SlackEmulator, view: dict, keep: View | None = None) 
 
 
 def views_open(emu: SlackEmulator, args: dict) -> dict:
+    """views.open: open a modal with a fresh, unused trigger_id."""
     view = checked_view(args)
     require(args, "trigger_id")
     _external_id_free(emu, view)
@@ -199,6 +216,7 @@ def views_open(emu: SlackEmulator, args: dict) -> dict:
 
 
 def views_push(emu: SlackEmulator, args: dict) -> dict:
+    """views.push: stack a modal on the person's open ones."""
     view = checked_view(args)
     require(args, "trigger_id")
     _external_id_free(emu, view)
@@ -216,6 +234,7 @@ def push_view(emu: SlackEmulator, user_id: str, view: dict) -> View:
 
 
 def views_update(emu: SlackEmulator, args: dict) -> dict:
+    """views.update: replace an open view by view_id or external_id (optional hash check)."""
     view_id, external_id = args.get("view_id"), args.get("external_id")
     if bool(view_id) == bool(external_id):
         raise SlackError("invalid_arguments", ["[ERROR] exactly one of `view_id` or `external_id` is required"],

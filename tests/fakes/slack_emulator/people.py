@@ -7,7 +7,8 @@ import uuid
 from typing import Any
 
 from .methods import checked_view, push_view
-from .models import EmulatorUsageError, EnvelopeResult, Message, SlackError, View
+from .errors import EmulatorUsageError, SlackError
+from .models import EnvelopeResult, Message, View
 from .blocks_validator import validate_message_blocks
 from .view_state import action_payload, build_submission_state, element_state, find_element
 from .web_api import ResponseUrl

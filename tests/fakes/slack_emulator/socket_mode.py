@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .models import AckTimeout, EnvelopeResult, NotConnected, WaitTimeout
+from .errors import AckTimeout, NotConnected, WaitTimeout
+from .models import EnvelopeResult
 
 if TYPE_CHECKING:
     from .emulator import SlackEmulator

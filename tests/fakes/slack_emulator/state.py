@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable
 
-from .models import (Channel, Ephemeral, Message, MessageVersion, SlackError, User, Usergroup, View, WaitTimeout,
-                     interactive_elements)
+from .errors import SlackError, WaitTimeout
+from .models import Channel, Ephemeral, Message, MessageVersion, User, Usergroup, View, interactive_elements
 
 
 class _UtcClock:
@@ -100,17 +100,20 @@ class Workspace:
     # -- directory -------------------------------------------------------------------------------
 
     def add_user(self, user: User) -> User:
+        """Add or replace a member."""
         self.users[user.id] = user
         self.changed()
         return user
 
     def add_channel(self, channel: Channel) -> Channel:
+        """Add or replace a conversation."""
         self.channels[channel.id] = channel
         self.messages.setdefault(channel.id, [])
         self.changed()
         return channel
 
     def add_usergroup(self, group: Usergroup) -> Usergroup:
+        """Add or replace a user group."""
         self.usergroups[group.id] = group
         self.changed()
         return group
@@ -134,18 +137,23 @@ class Workspace:
             self.add_channel(Channel(id=channel_id, name=user.name, im_user=user.id))
         return self.channels[channel_id]
 
-    def resolve_channel(self, channel_id: str, *, allow_user: bool = True) -> Channel:
-        """The conversation `channel_id` names; a user id means the DM with that user."""
+    def resolve_channel(self, channel_id: str, *, allow_user: bool = True, allow_name: bool = False) -> Channel:
+        """The conversation `channel_id` names; a user id means the DM, `#name` a channel (chat.post* only)."""
         if channel_id in self.channels:
             return self.channels[channel_id]
         if allow_user and channel_id in self.users:
             return self.im_for(channel_id)
+        if allow_name:
+            for channel in self.channels.values():
+                if not channel.is_im and channel.name == channel_id.removeprefix("#"):
+                    return channel
         raise SlackError("channel_not_found")
 
     # -- messages ------------------------------------------------------------------------------
 
     def post_message(self, channel: Channel, *, text: str | None, blocks: list[dict], attachments: list[dict],
                      thread_ts: str | None = None, metadata: dict | None = None) -> Message:
+        """Store a new bot message with a fresh ts."""
         message = Message(
             channel=channel.id, ts=self.next_ts(), text=text, blocks=fill_ids(blocks),
             user=self.bot_user_id, bot_id=self.bot_id, posted_at=self.now(), attachments=attachments,
@@ -179,11 +187,13 @@ class Workspace:
         return message
 
     def delete_message(self, message: Message) -> None:
+        """Mark a message deleted (it leaves every query)."""
         message.deleted = True
         self.changed()
 
     def add_ephemeral(self, channel_id: str, user_id: str, *, text: str | None, blocks: list[dict],
                       source: str) -> Ephemeral:
+        """Record an ephemeral message to one user."""
         ephemeral = Ephemeral(channel=channel_id, user=user_id, ts=self.next_ts(), text=text,
                               blocks=fill_ids(blocks), source=source, posted_at=self.now())
         self.ephemerals.append(ephemeral)
@@ -214,9 +224,11 @@ class Workspace:
     # -- views -----------------------------------------------------------------------------------
 
     def stack(self, user_id: str) -> list[str]:
+        """The user's open view ids, bottom first."""
         return self.view_stacks.setdefault(user_id, [])
 
     def new_view(self, user_id: str, payload: dict, *, previous: View | None) -> View:
+        """Open a view on top of the user's stack."""
         view_id = self.next_id("V")
         view = View(
             id=view_id, user=user_id, payload=fill_ids_in_view(payload), hash=self._new_hash(),
@@ -255,13 +267,16 @@ class Workspace:
             self.changed()
 
     def close_all_views(self, user_id: str, how: str) -> None:
+        """Close the user's whole view stack."""
         for view_id in list(reversed(self.stack(user_id))):
             self.close_view(self.views[view_id], how)
 
     def open_views(self, user_id: str) -> list[View]:
+        """The user's open views, bottom first."""
         return [self.views[v] for v in self.stack(user_id)]
 
     def find_view(self, view_id: str | None = None, external_id: str | None = None) -> View | None:
+        """A view by id (any state), or an open view by external_id."""
         if view_id:
             return self.views.get(view_id)
         for view in self.views.values():

@@ -6,7 +6,8 @@ import copy
 from datetime import date, datetime, time
 from typing import Any
 
-from .models import EmulatorUsageError, View, interactive_elements
+from .errors import EmulatorUsageError
+from .models import View, interactive_elements
 
 _VALUE_KEY = {
     "plain_text_input": "value", "number_input": "value", "email_text_input": "value", "url_text_input": "value",

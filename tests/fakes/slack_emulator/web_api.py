@@ -11,7 +11,8 @@ from aiohttp import web
 
 from .blocks_validator import validate_message_blocks
 from .methods import APP_METHODS, BOT_METHODS
-from .models import Call, SlackError
+from .errors import SlackError
+from .models import Call
 
 if TYPE_CHECKING:
     from .emulator import SlackEmulator
