@@ -72,18 +72,17 @@ def _fail(message: str, code: int = EXIT_STARTUP) -> int:
 
 def validate(config_path: str | None) -> int:
     """Validate the flows file with the production registries; print one line per problem."""
-    from core.config import load_config
-    from core.errors import ConfigError
+    from core.config import check_config
 
     path = Path(config_path or os.environ.get("JITBOT_CONFIG", "config/flows.yaml"))
-    try:
-        config = load_config(path, resolve_secrets=False)
-    except ConfigError as error:
-        for issue in error.issues:
+    # References (${env:…}) are not resolved here: validate runs where the secrets may not be.
+    issues = check_config(path)
+    if issues:
+        for issue in issues:
             print(issue, file=sys.stderr)
-        print(f"{path}: {len(error.issues)} error{'s' if len(error.issues) != 1 else ''}", file=sys.stderr)
+        print(f"{path}: {len(issues)} error{'s' if len(issues) != 1 else ''}", file=sys.stderr)
         return EXIT_INVALID_CONFIG
-    print(f"{path}: OK ({len(config.flows)} flow{'s' if len(config.flows) != 1 else ''})")
+    print(f"{path}: OK")
     return 0
 
 

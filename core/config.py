@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from core.config_lines import CUSTOM_ERROR, ConfigIssue, LineIndex, Loc, describe_error, format_path, parse_yaml
 from core.config_models import (
@@ -33,9 +33,8 @@ from core.config_models import (
     ValidationContext,
 )
 from core.errors import ConfigError, SecretResolutionError
-from core.models import Target
-from core.schema import TargetConfig
-from core.secrets import Secret, SecretResolver, has_references, parse_references, scrub, substitute
+from core.targets import as_target, target_settings
+from core.secrets import SecretResolver, has_references, parse_references, scrub, substitute
 
 __all__ = [
     "Approvers", "ConfigIssue", "FieldSpec", "Flow", "JitConfig", "SlackSettings",
@@ -74,29 +73,6 @@ def check_config(
         return exc.issues
 
 
-def target_settings(target: TargetConfig) -> dict[str, Any]:
-    """A target's own keys (all but name and label) as a dict; SecretStr values stay Secret objects."""
-    return _keep_secrets(target, target.model_dump(exclude={"name", "label"}))
-
-
-def as_target(target: TargetConfig) -> Target:
-    """The domain `Target` the engine hands to strategies, built from a target's config."""
-    return Target(name=target.name, label=target.label, settings=target_settings(target))
-
-
-def _keep_secrets(value: Any, dumped: Any) -> Any:
-    # model_dump renders Secret as '***' (right for logs, wrong for the strategy that must use it).
-    if isinstance(value, Secret):
-        return value
-    if isinstance(value, BaseModel) and isinstance(dumped, dict):
-        return {key: _keep_secrets(getattr(value, key, None), item) for key, item in dumped.items()}
-    if isinstance(value, Mapping) and isinstance(dumped, dict):
-        return {key: _keep_secrets(value.get(key), item) for key, item in dumped.items()}
-    if isinstance(value, (list, tuple)) and isinstance(dumped, list) and len(value) == len(dumped):
-        return [_keep_secrets(v, d) for v, d in zip(value, dumped)]
-    return dumped
-
-
 class _Loader:
     """One load of one file: keeps the data, its line index and the issues found so far."""
 
@@ -117,7 +93,28 @@ class _Loader:
         """Everything checkable without resolving references: (data, config or None, sorted issues)."""
         data, yaml_issues = self._read()
         config, model_issues = self._validate(data, raw=data, resolved=False)
-        return data, config, _sorted(yaml_issues + self._reference_syntax_issues(data) + model_issues)
+        hook_issues = self._hooks_issues(data)
+        return data, config, _sorted(yaml_issues + self._reference_syntax_issues(data) + model_issues + hook_issues)
+
+    def _hooks_issues(self, data: Any) -> list[ConfigIssue]:
+        """Lint each flow's hooks file without running it; issues carry the hooks file and its line."""
+        from core.hooks import check_hooks  # hooks imports nothing of config; kept local like the registry
+
+        flows = data.get("flows") if isinstance(data, Mapping) else None
+        issues: list[ConfigIssue] = []
+        for index, flow in enumerate(flows if isinstance(flows, list) else []):
+            hooks = flow.get("hooks") if isinstance(flow, Mapping) else None
+            if not isinstance(hooks, str) or has_references(hooks):
+                continue
+            path = (self.base_dir / hooks).resolve()
+            if not path.is_file():
+                continue  # the model reports a missing file at the `hooks` key's line
+            strategy = flow.get("strategy")
+            custom = isinstance(strategy, Mapping) and strategy.get("type") == "custom"
+            for problem in check_hooks(path, required=("grant", "revoke") if custom else ()):
+                issues.append(ConfigIssue(str(path), problem.line, format_path(("flows", index, "hooks")),
+                                          scrub(problem.message)))
+        return issues
 
     def load(self, resolve_secrets: bool) -> JitConfig:
         data, config, issues = self.check()

@@ -2,21 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any, Mapping
+
+from pydantic import BaseModel
+
 from core.models import Target
+from core.secrets import Secret
 
 _COMMON_KEYS = {"name", "label"}
 
 
 def flow_target(flow, target_name: str) -> Target | None:
-    """The flow's target of that name, with its strategy-specific keys as `settings`, or None."""
+    """The flow's target of that name as a domain Target, or None."""
     for config in flow.strategy.targets:
         if config.name == target_name:
-            return Target(config.name, config.label, target_settings(config))
+            return as_target(config)
     return None
 
 
-def target_settings(config) -> dict:
-    """A target's strategy-specific keys: free-form `settings:` merged with typed keys (group_id, …)."""
-    data = {key: getattr(config, key) for key in type(config).model_fields if key not in _COMMON_KEYS}
+def as_target(config: BaseModel) -> Target:
+    """The domain Target for a target's config model."""
+    return Target(name=config.name, label=config.label, settings=target_settings(config))
+
+
+def target_settings(config: BaseModel) -> dict[str, Any]:
+    """A target's strategy keys as one flat dict: typed keys (group_id, …) plus free-form `settings:`.
+
+    Secret values stay `Secret` objects (model_dump would render them as '***').
+    """
+    data = _keep_secrets(config, config.model_dump(exclude=_COMMON_KEYS))
     free_form = data.pop("settings", None) or {}
     return {**free_form, **data}
+
+
+def _keep_secrets(value: Any, dumped: Any) -> Any:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, BaseModel) and isinstance(dumped, dict):
+        return {key: _keep_secrets(getattr(value, key, None), item) for key, item in dumped.items()}
+    if isinstance(value, Mapping) and isinstance(dumped, dict):
+        return {key: _keep_secrets(value.get(key), item) for key, item in dumped.items()}
+    if isinstance(value, (list, tuple)) and isinstance(dumped, list) and len(value) == len(dumped):
+        return [_keep_secrets(v, d) for v, d in zip(value, dumped)]
+    return dumped

@@ -153,7 +153,7 @@ def test_valid_file_loads_with_defaults_and_helpers(tmp_path):
 def test_target_settings_and_domain_target(tmp_path):
     config = load(write(tmp_path, VALID))
     target = config.flow("db_access").target("prod_admin")
-    assert target_settings(target) == {"settings": {"database": "prod", "role": "admin"}}
+    assert target_settings(target) == {"database": "prod", "role": "admin"}
     domain = as_target(target)
     assert (domain.name, domain.label, domain.settings) == ("prod_admin", "Prod Admin", target_settings(target))
 
@@ -389,11 +389,18 @@ def test_missing_hooks_file_is_reported_at_the_hooks_key(tmp_path):
     assert message.startswith("hooks file 'hooks/missing.py' does not exist")
 
 
-def test_hooks_file_with_a_syntax_error(tmp_path):
-    (tmp_path / "bad.py").write_text("def on_request(evt)\n    pass\n")
-    assert located(write(tmp_path, VALID + "    hooks: bad.py\n")) == [
-        (35, "flows[0].hooks", "hooks file 'bad.py' has a syntax error at line 1: expected ':'")
-    ]
+def test_hooks_file_with_a_syntax_error_is_reported_at_its_own_line(tmp_path):
+    (tmp_path / "bad.py").write_text("import os\n\ndef on_request(evt)\n    pass\n")
+    (issue,) = issues(write(tmp_path, VALID + "    hooks: bad.py\n"))
+    assert (issue.file, issue.line, issue.path) == (str((tmp_path / "bad.py").resolve()), 3, "flows[0].hooks")
+    assert "syntax error" in issue.message
+
+
+def test_a_misspelt_hook_is_reported_with_the_hooks_file_and_line(tmp_path):
+    (tmp_path / "typo.py").write_text("def helper():\n    pass\n\nasync def on_requst(evt):\n    return None\n")
+    (issue,) = issues(write(tmp_path, VALID + "    hooks: typo.py\n"))
+    assert str(issue).startswith(f"{(tmp_path / 'typo.py').resolve()}:4: flows[0].hooks: ")
+    assert "did you mean on_request?" in issue.message
 
 
 # --- the file itself and YAML ---------------------------------------------------------------

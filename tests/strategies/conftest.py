@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
 
 import pytest
+
+from core.targets import as_target
 from botocore.config import Config
 
 from core.models import Target
@@ -30,9 +32,8 @@ class FakeTime:
 
 
 def target_of(config: TargetConfig) -> Target:
-    """The engine's view of a target config: name, label, and the remaining keys as settings."""
-    settings = {k: v for k, v in config.model_dump().items() if k not in ("name", "label")}
-    return Target(name=config.name, label=config.label, settings=settings)
+    """The engine's view of a target config (the same function the engine uses)."""
+    return as_target(config)
 
 
 @pytest.fixture(scope="session")
