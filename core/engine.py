@@ -31,7 +31,7 @@ from core.policy import may_decide
 from core.ports import Directory, Notifier, RequesterNotice, UserInfo
 from core.secrets import scrub
 from core.targets import flow_target
-from strategies.base import GrantContext, Strategy, SupportsInstructions
+from strategies.base import GrantContext, GrantResult, Strategy, SupportsInstructions
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -39,6 +39,7 @@ SYSTEM = "system"
 GRANT_ATTEMPTS = 3
 REVOKE_BACKOFF_START = 2.0  # seconds; SPEC §5: back-off starts within seconds…
 REVOKE_BACKOFF_CAP = 300.0  # …and is capped at 5 minutes
+ANNOUNCE_SLOW_GRANT_AFTER = 1.0  # seconds before the message says "granting…"
 
 
 class SubmissionRejected(JitError):
@@ -197,7 +198,6 @@ class AccessEngine:
             )
             log.info("request.approved", request_id=request_id, actor=actor)
             self.timers.disarm(request_id)
-            request = await self._publish(request)
             return await self._grant(request)
 
     async def deny(self, request_id: str, actor: str, *, reason: str | None = None, by_hook: bool = False) -> AccessRequest:
@@ -236,7 +236,7 @@ class AccessEngine:
             )
             if not decision.allowed:
                 refusal = decision.reason
-            else:
+            elif self.hooks.has(flow, f"on_{action}"):
                 actor_info = await self.directory.lookup_user(actor)
                 evt = self.hooks.event(request, flow, user=await self._requester_info(request), actor=actor_info)
                 ignored = await self.hooks.on_click(flow, f"on_{action}", evt, request)
@@ -261,23 +261,13 @@ class AccessEngine:
         flow = self.config.flow(request.flow)
         strategy = self.strategies[flow.name]
         ctx = await self._context(request)
-        error: BaseException | None = None
-        for attempt in range(1, GRANT_ATTEMPTS + 1):
-            try:
-                result = await strategy.grant(ctx)
-                break
-            except StrategyError as exc:
-                error = exc
-                if not exc.retryable or attempt == GRANT_ATTEMPTS:
-                    break
-                log.warning("grant.retrying", request_id=request.id, attempt=attempt, error=scrub(str(exc)))
-                await asyncio.sleep(self.grant_retry_delay * attempt)
-            except Exception as exc:  # an adapter bug must still end as a visible failed grant
-                error = exc
-                log.exception("grant.crashed", request_id=request.id)
-                break
-        else:  # pragma: no cover - the loop always breaks
-            raise AssertionError
+        attempt = asyncio.ensure_future(self._attempt_grant(strategy, ctx))
+        # The approver sees "granting…" only when the grant is slow: an edit before every grant
+        # would put a Slack round trip between the click and the strategy call.
+        done, _ = await asyncio.wait({attempt}, timeout=ANNOUNCE_SLOW_GRANT_AFTER)
+        if not done:
+            request = await self._publish(request)
+        result, error = await attempt
         if error is not None:
             return await self._grant_failed(request, ctx, strategy, error)
 
@@ -299,6 +289,21 @@ class AccessEngine:
         evt = self.hooks.event(request, flow, user=await self._requester_info(request))
         await self.hooks.observe(flow, "after_grant", evt, request)
         return request
+
+    async def _attempt_grant(self, strategy: Strategy, ctx: GrantContext) -> tuple[GrantResult | None, BaseException | None]:
+        """Call the strategy's grant, retrying retryable failures; return (result, None) or (None, error)."""
+        for attempt in range(1, GRANT_ATTEMPTS + 1):
+            try:
+                return await strategy.grant(ctx), None
+            except StrategyError as exc:
+                if not exc.retryable or attempt == GRANT_ATTEMPTS:
+                    return None, exc
+                log.warning("grant.retrying", request_id=ctx.request_id, attempt=attempt, error=scrub(str(exc)))
+                await asyncio.sleep(self.grant_retry_delay * attempt)
+            except Exception as exc:  # an adapter bug must still end as a visible failed grant
+                log.exception("grant.crashed", request_id=ctx.request_id)
+                return None, exc
+        raise AssertionError("unreachable: the last attempt always returns")
 
     async def _grant_failed(self, request, ctx, strategy, error: BaseException) -> AccessRequest:
         reason = scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__

@@ -40,6 +40,11 @@ class HookRunner:
             granted_at=request.granted_at, expires_at=request.expires_at, state=dict(request.grant_state),
         )
 
+    def has(self, flow, hook: str) -> bool:
+        """Whether the flow's hooks file defines `hook`."""
+        module = self.modules.get(flow.name)
+        return module is not None and module.has(hook)
+
     def actor(self, flow, hook: str | None = None) -> str:
         """How a hook appears as an actor in the audit trail and on the message."""
         module = self.modules.get(flow.name)

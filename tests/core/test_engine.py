@@ -1,0 +1,161 @@
+"""The engine against real storage, the FakeStrategy and recording stand-ins for Slack."""
+
+from datetime import timedelta
+
+import pytest
+
+from core.config import load_config
+from core.engine import AccessEngine, SubmissionRejected, revoke_backoff
+from core.errors import StrategyUnavailable
+from core.hook_runner import HookRunner
+from core.models import RequestStatus as S
+from core.ports import UserInfo
+from storage.audit import AuditLog
+from storage.db import Store
+from storage.identities import IdentityStore
+from storage.requests import RequestRepo
+from tests.fakes.clock import FrozenClock
+from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy
+
+FLOWS = """\
+slack: {alerts_channel: C_ALERTS}
+flows:
+  - name: db
+    label: DB
+    approval_channel: C_APPROVALS
+    strategy:
+      type: fake
+      targets:
+        - {name: prod, label: Prod}
+    fields:
+      - {name: duration, label: Duration, type: duration, allowed_values: [1h], required: true}
+"""
+
+
+class RecordingNotifier:
+    def __init__(self):
+        self.published, self.notices, self.alerts = [], [], []
+
+    async def publish(self, request):
+        self.published.append(request.status)
+        return request.message_ts or "1.000001"
+
+    async def notify_requester(self, request, notice, detail=None):
+        self.notices.append(notice.value)
+
+    async def alert(self, text, request=None):
+        self.alerts.append(text)
+
+
+class Directory:
+    async def lookup_user(self, slack_id):
+        return UserInfo(slack_id, email=f"{slack_id.lower()}@example.com")
+
+    async def usergroup_members(self, group):
+        return frozenset()
+
+
+@pytest.fixture
+async def world(tmp_path):
+    (tmp_path / "flows.yaml").write_text(FLOWS)
+    config = load_config(tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES)
+    store = await Store.open(tmp_path / "db.sqlite")
+    clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
+    audit = AuditLog(store)
+
+    def build():
+        return AccessEngine(
+            config=config, requests=RequestRepo(store), audit=audit, identities=IdentityStore(store),
+            strategies={"db": strategy}, hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
+            notifier=notifier, directory=Directory(), clock=clock, grant_retry_delay=0,
+        )
+
+    yield build, clock, notifier, strategy
+    await store.close()
+
+
+async def submit(engine, user="U_ALICE"):
+    draft = await engine.prepare("db", user, "prod", {"duration": "1h"}, timedelta(hours=1))
+    return await engine.submit(draft)
+
+
+async def test_a_retryable_grant_failure_is_retried_and_then_granted(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    strategy.fail_next("grant", StrategyUnavailable("503 from the target", retryable=True))
+    granted = await engine.approve(request.id, "U_BOB")
+    assert granted.status is S.GRANTED and len(strategy.calls_of("grant")) == 2
+    assert strategy.holds("u_alice@example.com", "prod") and notifier.alerts == []
+
+
+async def test_a_grant_that_keeps_failing_ends_failed_cleans_up_and_alerts(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    for _ in range(3):
+        strategy.fail_next("grant", StrategyUnavailable("target down", retryable=True))
+    failed = await engine.approve(request.id, "U_BOB")
+    assert failed.status is S.FAILED and "target down" in failed.failure_reason
+    assert len(strategy.calls_of("grant")) == 3 and len(strategy.calls_of("revoke")) == 1
+    assert notifier.notices[-1] == "failed" and any("Grant failed" in a for a in notifier.alerts)
+
+
+async def test_an_unmatched_requester_is_rejected_before_anything_is_stored(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    strategy.unknown_identities.add("u_dave@example.com")
+    with pytest.raises(SubmissionRejected) as rejected:
+        await engine.prepare("db", "U_DAVE", "prod", {"duration": "1h"}, timedelta(hours=1))
+    assert "Fake" in rejected.value.errors["target"]
+    assert await engine.requests.list_by_status(*S) == [] and notifier.published == []
+
+
+async def test_recovery_grants_a_row_left_approved_exactly_once(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    # A crash between the approval's commit and the strategy call leaves the row `approved`.
+    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
+        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
+        audit=engine._audit(request, "U_BOB", "request.approved"))
+    restarted = build()
+    await restarted.recover()
+    await restarted.recover()
+    assert (await restarted.requests.get(request.id)).status is S.GRANTED
+    assert len(strategy.calls_of("grant")) == 1
+    clock.advance(hours=1)
+    await restarted.sweep()
+    assert (await restarted.requests.get(request.id)).status is S.REVOKED
+
+
+async def test_recovery_past_the_end_revokes_a_grant_in_doubt_without_granting(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
+        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
+        audit=engine._audit(request, "U_BOB", "request.approved"))
+    clock.advance(hours=2)
+    counts = await build().recover()
+    assert counts["in_doubt_revoked"] == 1
+    assert (await engine.requests.get(request.id)).status is S.REVOKED
+    assert strategy.calls_of("grant") == [] and len(strategy.calls_of("revoke")) == 1
+    actions = [e.action for e in await engine.audit.for_request(request.id)]
+    assert actions[-2:] == ["grant.in_doubt", "access.revoked"]
+
+
+async def test_a_fast_grant_edits_the_message_once_and_a_revocation_is_never_early(world):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    await engine.approve(request.id, "U_BOB")
+    assert notifier.published == [S.PENDING, S.GRANTED]
+    clock.advance(minutes=59)
+    assert await engine.revoke(request.id) is None
+    assert (await engine.requests.get(request.id)).status is S.GRANTED
+
+
+def test_revoke_backoff_starts_within_seconds_and_is_capped_at_five_minutes():
+    delays = [revoke_backoff(n) for n in range(1, 12)]
+    assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300 and delays == sorted(delays)
