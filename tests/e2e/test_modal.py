@@ -1,0 +1,53 @@
+import pytest
+
+from tests.e2e.conftest import WEBHOOK_SECRET, start_bot
+from tests.fakes.clock import FrozenClock
+
+SECOND_FLOW = """\
+# a second flow, so /sym opens the picker (this comment also keeps start_bot's dedent from moving it)
+  - name: staging_shell
+    label: Staging Shell
+    approval_channel: C_APPROVALS
+    strategy:
+      type: webhook
+      url: {url}
+      targets:
+        - {name: shell, label: Staging shell}
+    fields:
+      - {name: duration, label: How long, type: duration, max: 2h, required: true}
+"""
+
+
+@pytest.fixture
+async def two_flow_bot(slack, receiver, tmp_path, monkeypatch):
+    monkeypatch.setenv("JITBOT_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    runtime = await start_bot(slack, receiver, tmp_path, FrozenClock(),
+                              extra=SECOND_FLOW.replace("{url}", receiver.url))
+    yield runtime
+    await runtime.stop()
+
+
+async def test_several_flows_open_a_picker_and_choosing_one_updates_the_modal_to_its_form(slack, two_flow_bot):
+    await slack.slash_command(user="U_ALICE", command="/sym")
+    picker = await slack.wait_for_view("U_ALICE", contains="What do you need access to?")
+    await slack.select_in_view(picker, "flow-pick", "staging_shell", user="U_ALICE")
+    form = await slack.wait_for_view("U_ALICE", contains="Staging Shell")
+    assert form.id == picker.id
+
+    result = await slack.submit_view(form, {"target": "shell", "field:duration": "3h"}, user="U_ALICE")
+    assert result.response_action == "errors" and result.errors == {"field:duration": "At most 2h."}
+    assert slack.messages_in("C_APPROVALS") == []
+
+    result = await slack.submit_view(form, {"target": "shell", "field:duration": "90m"}, user="U_ALICE")
+    assert result.response_action is None
+    posted = await slack.wait_for_message("C_APPROVALS", contains="Staging shell")
+    assert "1h30m" in posted.plain or "90m" in posted.plain
+
+
+async def test_sym_with_a_flow_name_opens_that_form_and_an_unknown_name_is_answered_ephemerally(slack, two_flow_bot):
+    await slack.slash_command(user="U_ALICE", command="/sym", text="staging_shell")
+    await slack.wait_for_view("U_ALICE", contains="Staging Shell")
+
+    result = await slack.slash_command(user="U_ALICE", command="/sym", text="nope")
+    assert "no flow named `nope`" in result.ack_payload["text"]
+    assert "`db_access`" in result.ack_payload["text"]
