@@ -5,7 +5,8 @@ from datetime import timedelta
 import pytest
 
 from core.config import load_config
-from core.engine import AccessEngine, SubmissionRejected, revoke_backoff
+from core.engine import AccessEngine, SubmissionRejected
+from core.expiry import revoke_backoff
 from core.errors import StrategyUnavailable
 from core.hook_runner import HookRunner
 from core.models import RequestStatus as S
