@@ -119,3 +119,49 @@ async def bot(slack, receiver, tmp_path, monkeypatch) -> AsyncIterator[Bot]:
         yield Bot(runtime, slack, receiver, clock)
     finally:
         await runtime.stop()
+
+
+# ── fixtures for tests that bring their own flows file (tests/e2e/harness.py) ─────────────────────
+
+from tests.e2e.harness import BotLauncher  # noqa: E402  (appended section)
+
+
+@pytest.fixture
+async def launch(slack, tmp_path) -> AsyncIterator[BotLauncher]:
+    """Starts bots from any flows text in tmp_path (see tests/e2e/harness.py); stops them all after."""
+    launcher = BotLauncher(slack, tmp_path)
+    try:
+        yield launcher
+    finally:
+        await launcher.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """One moto server (AWS over its real wire protocol) for the session."""
+    from tests.fakes.moto_server import MotoServer
+
+    server = MotoServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moto(moto_server, monkeypatch, tmp_path):
+    """The moto server, reset, as the standard AWS chain's endpoint with fake credentials (AWS_ENDPOINT_URL)."""
+    from tests.fakes.moto_server import REGION
+
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    moto_server.reset()
+    return moto_server

@@ -1,0 +1,213 @@
+"""Start an in-process bot from any flows text against the Slack emulator, and drive it as people would.
+
+The same approach as `tests/e2e/conftest.py`'s `start_bot` (the production Runtime, a FrozenClock, the
+APScheduler timers off so tests move time and call `sweep()`), but for any flows file, hooks files
+and several bots per test:
+
+    async def test_x(launch):                          # fixture in tests/e2e/conftest.py
+        launch.write("hooks.py", "def on_request(evt): ...")
+        bot = await launch.start(FLOWS_TEXT)           # flows.yaml is written next to hooks.py
+        message = await bot.request("U_ALICE", flow="db_access")
+        await bot.slack.click(message, text="Approve", user="U_BOB")
+
+`capture_logs()` captures every log line exactly as `bot.py run` renders it (JSON, secrets scrubbed),
+plus each structured event before rendering, for tests that prove a value never reaches the logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import textwrap
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from core.logging import configure_logging
+from core.models import AccessRequest, AuditEvent, RequestStatus
+from runtime import Runtime, Settings
+from tests.fakes.clock import FrozenClock
+from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator, View
+
+DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
+# Bolt acks first and runs the rest of a listener in a task named like these (slack_bolt 1.30's
+# asyncio runner, slack_sdk's socket mode client): the work a test waits for happens inside them.
+LISTENER_TASKS = ("run_ack_function_asynchronously", "run_message_listeners")
+
+
+@dataclass
+class RunningBot:
+    """One started Runtime plus the emulator and clock it runs against."""
+
+    runtime: Runtime
+    slack: SlackEmulator
+    clock: FrozenClock
+    config_path: Path
+    db_path: Path
+    stopped: bool = False
+
+    @property
+    def engine(self):
+        """The runtime's AccessEngine."""
+        return self.runtime.engine
+
+    async def open_form(self, user: str, flow: str) -> View:
+        """`/sym FLOW` as `user`; returns the request modal once it is open."""
+        result = await self.slack.slash_command(user=user, command="/sym", text=flow)
+        assert result.ack_payload in (None, {}), result.ack_payload
+        return await self.slack.wait_for_view(user, contains="Request access")
+
+    async def submit(self, user: str, flow: str, *, target: str, **values: Any) -> EnvelopeResult:
+        """Open `flow`'s form as `user`, fill it (target label, reason, duration…) and submit it."""
+        view = await self.open_form(user, flow)
+        filled = {**DEFAULT_VALUES, **{f"field:{k}": v for k, v in values.items()}, "target": target}
+        return await self.slack.submit_view(view, filled)
+
+    async def request(self, user: str, flow: str, channel: str, *, target: str, **values: Any) -> Message:
+        """Submit a request and return the message it posted in `channel` (the submit must be accepted)."""
+        before = {m.ts for m in self.slack.messages_in(channel)}
+        result = await self.submit(user, flow, target=target, **values)
+        assert result.response_action is None, f"the form was refused: {result.ack_payload}"
+        await self.idle()  # the submit's hooks, post, DM and any fast-track grant are done
+        return await self.slack.wait_for(
+            lambda: next((m for m in self.slack.messages_in(channel) if m.ts not in before), None),
+            timeout=0.5, description=f"a new request message in {channel}",
+        )
+
+    async def idle(self, timeout: float = 10.0) -> None:
+        """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while busy := _listener_tasks():
+            remaining = deadline - loop.time()
+            assert remaining > 0, f"the bot is still busy after {timeout}s: {busy}"
+            await asyncio.wait(busy, timeout=remaining)
+
+    async def request_for(self, message: Message) -> AccessRequest:
+        """The stored request behind a channel message."""
+        rows = [r for r in await self.engine.requests.list_by_status(*RequestStatus) if r.message_ts == message.ts]
+        assert len(rows) == 1, rows
+        return rows[0]
+
+    async def all_requests(self) -> list[AccessRequest]:
+        """Every stored request, whatever its status."""
+        return await self.engine.requests.list_by_status(*RequestStatus)
+
+    async def audit(self, request_id: str) -> list[AuditEvent]:
+        """The audit trail of one request, oldest first."""
+        return await self.engine.audit.for_request(request_id)
+
+    def hook_module(self, flow: str) -> Any:
+        """The imported hooks module of `flow` (to reach state a test hook keeps, such as an Event)."""
+        return self.engine.hooks.modules[flow].module
+
+    async def stop(self) -> None:
+        """Stop the runtime (idempotent)."""
+        if not self.stopped:
+            self.stopped = True
+            try:
+                await self.idle()
+            finally:
+                await self.runtime.stop()
+
+
+@dataclass
+class BotLauncher:
+    """Writes flows and hooks files into a directory and starts bots from them; `close()` stops them all."""
+
+    slack: SlackEmulator
+    directory: Path
+    bots: list[RunningBot] = field(default_factory=list)
+
+    def write(self, name: str, text: str) -> Path:
+        """Write a file (a hooks file, a secret) next to the flows file; returns its absolute path."""
+        path = self.directory / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path.resolve()
+
+    async def start(self, flows: str, *, clock: FrozenClock | None = None, name: str = "flows.yaml",
+                    db_name: str = "jitbot.db") -> RunningBot:
+        """Write `flows` (dedented) and start a Runtime on it against the emulator."""
+        config = self.write(name, flows)
+        db_path = self.directory / db_name
+        settings = Settings(bot_token=self.slack.bot_token, app_token=self.slack.app_token, config_path=config,
+                            db_path=str(db_path), slack_api_url=self.slack.api_url)
+        clock = clock or FrozenClock()
+        runtime = Runtime(settings, clock=clock, start_timers=False)
+        connected = self.slack.connects
+        try:
+            await runtime.start()
+        except BaseException:
+            await runtime.stop()
+            raise
+        bot = RunningBot(runtime, self.slack, clock, config, db_path)
+        self.bots.append(bot)
+        await self.slack.wait_for(lambda: self.slack.connects > connected, description="the bot's Socket Mode connection")
+        return bot
+
+    async def close(self) -> None:
+        """Stop every bot this launcher started."""
+        for bot in reversed(self.bots):
+            await bot.stop()
+
+
+def _listener_tasks() -> list[asyncio.Task]:
+    current = asyncio.current_task()
+    return [task for task in asyncio.all_tasks() if task is not current and not task.done()
+            and getattr(task.get_coro(), "__qualname__", "").endswith(LISTENER_TASKS)]
+
+
+@dataclass
+class CapturedLogs:
+    """What `capture_logs` saw: rendered lines (as `bot.py run` writes them) and raw structlog events."""
+
+    stream: io.StringIO
+    events: list[dict] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """Everything written to the log stream."""
+        return self.stream.getvalue()
+
+    @property
+    def lines(self) -> list[dict]:
+        """The JSON log lines, parsed."""
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+
+@contextmanager
+def capture_logs() -> Iterator[CapturedLogs]:
+    """Configure logging exactly as `bot.py run` does (JSON to a buffer), then put everything back."""
+    was_configured, saved_structlog = structlog.is_configured(), structlog.get_config()
+    root = logging.getLogger()
+    saved_root = (root.handlers[:], root.level)
+    noisy = {name: logging.getLogger(name).level for name in
+             ("slack_bolt", "slack_sdk", "apscheduler", "botocore", "urllib3", "httpx", "aiohttp.access")}
+    captured = CapturedLogs(io.StringIO())
+
+    def keep_raw(_logger: Any, _method: str, event: dict) -> dict:
+        captured.events.append(dict(event))
+        return event
+
+    configure_logging("json", stream=captured.stream)
+    processors = structlog.get_config()["processors"]
+    # Raw events are recorded before any rendering; loggers are not cached, so nothing outlives the test.
+    structlog.configure(processors=[*processors[:-1], keep_raw, processors[-1]], cache_logger_on_first_use=False)
+    try:
+        yield captured
+    finally:
+        if was_configured:
+            structlog.configure(**saved_structlog)
+        else:
+            structlog.reset_defaults()
+        root.handlers[:], level = saved_root
+        root.setLevel(level)
+        for name, level in noisy.items():
+            logging.getLogger(name).setLevel(level)

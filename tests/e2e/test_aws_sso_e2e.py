@@ -1,0 +1,242 @@
+"""Issue 4 end to end: aws_sso grants through moto's IAM Identity Center, and `${aws_secret:…}` at start.
+
+Each test starts the production Runtime in-process against the Slack emulator (real Socket Mode),
+with an `aws` integration whose endpoint is a moto server; time is a FrozenClock moved by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from core.models import RequestStatus
+from tests.e2e.harness import capture_logs
+from tests.fakes.moto_server import REGION
+from tests.fakes.okta_api import OktaFake
+from tests.fakes.webhook_receiver import WebhookReceiver
+
+ACCOUNT = "012345678901"
+ALICE_EMAIL = "alice@example.com"  # the emulator's U_ALICE
+
+
+@dataclass
+class IdentityCenter:
+    """moto's SSO instance with one permission set and Alice in its identity store."""
+
+    admin: Any
+    instance_arn: str
+    identity_store_id: str
+    permission_set_arn: str
+    alice_id: str
+
+    def holders(self) -> list[str]:
+        """Principal ids of the users assigned the permission set in ACCOUNT, straight from moto."""
+        response = self.admin.list_account_assignments(
+            InstanceArn=self.instance_arn, AccountId=ACCOUNT, PermissionSetArn=self.permission_set_arn)
+        return [a["PrincipalId"] for a in response["AccountAssignments"] if a["PrincipalType"] == "USER"]
+
+
+def identity_center(moto, *, user_name: str = "alice", email: str = ALICE_EMAIL) -> IdentityCenter:
+    """Set up moto's default SSO instance: a ProdAdmin permission set and Alice under `user_name` / `email`."""
+    admin = moto.client("sso-admin")
+    instance = admin.list_instances()["Instances"][0]
+    permission_set = admin.create_permission_set(Name="ProdAdmin", InstanceArn=instance["InstanceArn"])
+    alice = moto.client("identitystore").create_user(
+        IdentityStoreId=instance["IdentityStoreId"], UserName=user_name, DisplayName="Alice",
+        Name={"GivenName": "Alice", "FamilyName": "Requester"}, Emails=[{"Value": email, "Primary": True}],
+    )
+    return IdentityCenter(admin, instance["InstanceArn"], instance["IdentityStoreId"],
+                          permission_set["PermissionSet"]["PermissionSetArn"], alice["UserId"])
+
+
+@pytest.fixture
+def sso(moto) -> IdentityCenter:
+    return identity_center(moto)
+
+
+def sso_flows(moto_url: str, sso: IdentityCenter) -> str:
+    return f"""\
+        slack:
+          command: /sym
+          alerts_channel: C_ALERTS
+        integrations:
+          aws:
+            type: aws
+            region: {REGION}
+            endpoint_url: {moto_url}
+        flows:
+          - name: aws_prod
+            label: AWS Production
+            approval_channel: C_APPROVALS
+            strategy:
+              type: aws_sso
+              integration: aws
+              instance_arn: {sso.instance_arn}
+              targets:
+                - name: prod_admin
+                  label: Prod Admin
+                  permission_set_arn: {sso.permission_set_arn}
+                  account_id: '{ACCOUNT}'
+            fields:
+              - name: reason
+                label: Why do you need access?
+                type: string
+                required: true
+              - name: duration
+                label: Duration
+                type: duration
+                allowed_values: [10s, 30m, 1h]
+                required: true
+        """
+
+
+async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes_it(launch, moto, sso):
+    bot = await launch.start(sso_flows(moto.url, sso))
+    message = await bot.request("U_ALICE", "aws_prod", "C_APPROVALS", target="Prod Admin", duration="30m")
+    assert "Prod Admin" in message.plain and {"Approve", "Deny"} <= set(message.button_texts)
+    assert sso.holders() == []
+
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    granted = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
+    assert granted.ts == message.ts and "U_BOB" in granted.plain and not granted.buttons
+    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+    await bot.slack.wait_for_dm("U_ALICE", contains="granted")
+    request = await bot.request_for(message)
+    assert request.status is RequestStatus.GRANTED and request.grant_state["principal_id"] == sso.alice_id
+
+    bot.clock.advance(minutes=29, seconds=59)
+    await bot.engine.sweep()
+    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+
+    bot.clock.advance(seconds=1)
+    await bot.engine.sweep()
+    assert await asyncio.to_thread(sso.holders) == []
+    await bot.slack.wait_for_dm("U_ALICE", contains="expired")
+    ended = await bot.slack.wait_for_message("C_APPROVALS", contains="Access ended")
+    assert ended.ts == message.ts
+    assert (await bot.engine.requests.get(request.id)).status is RequestStatus.REVOKED
+    actions = [e.action for e in await bot.audit(request.id)]
+    assert actions[-1] == "access.revoked" and "access.granted" in actions
+
+
+async def test_a_user_missing_from_the_identity_store_gets_an_inline_error_and_nothing_is_posted(launch, moto, sso):
+    bot = await launch.start(sso_flows(moto.url, sso))
+    result = await bot.submit("U_BOB", "aws_prod", target="Prod Admin")  # bob@example.com is not in moto
+
+    assert result.response_action == "errors" and set(result.errors) == {"target"}
+    assert "AWS IAM Identity Center" in result.errors["target"] and "bob@example.com" in result.errors["target"]
+    assert result.view is not None and result.view.is_open  # the modal stays open with the error
+    assert bot.slack.messages_in("C_APPROVALS") == [] and bot.slack.calls("chat.postMessage") == []
+    assert await bot.all_requests() == []
+    assert await asyncio.to_thread(sso.holders) == []
+
+
+# ── ${aws_secret:…} ───────────────────────────────────────────────────────────────────────────────
+
+WEBHOOK_SECRET = "whsec-from-secrets-manager-7f3a9c1e"
+OKTA_TOKEN = "00okta-token-from-secrets-manager-5b8d2e"
+
+
+def secret_flows(receiver_url: str, okta_url: str, group_id: str) -> str:
+    return f"""\
+        slack:
+          command: /sym
+          alerts_channel: C_ALERTS
+        integrations:
+          okta_main:
+            type: okta
+            base_url: {okta_url}
+            api_token: ${{aws_secret:jitbot/okta#api_token}}
+        flows:
+          - name: db_access
+            label: Database Access
+            approval_channel: C_APPROVALS
+            strategy:
+              type: webhook
+              url: {receiver_url}
+              secret: ${{aws_secret:jitbot/webhook-secret}}
+              targets:
+                - name: prod_admin
+                  label: Prod Admin
+                  settings: {{database: prod}}
+            fields:
+              - name: reason
+                label: Why?
+                type: string
+                required: true
+              - name: duration
+                label: Duration
+                type: duration
+                allowed_values: [30m]
+                required: true
+          - name: okta_groups
+            label: Okta groups
+            approval_channel: C_APPROVALS
+            strategy:
+              type: okta
+              integration: okta_main
+              targets:
+                - name: sre
+                  label: SRE
+                  group_id: {group_id}
+            fields:
+              - name: reason
+                label: Why?
+                type: string
+                required: true
+              - name: duration
+                label: Duration
+                type: duration
+                allowed_values: [30m]
+                required: true
+        """
+
+
+async def test_aws_secrets_are_resolved_at_start_used_end_to_end_and_never_logged_or_audited(launch, moto, tmp_path):
+    secrets = moto.client("secretsmanager")
+    secrets.create_secret(Name="jitbot/webhook-secret", SecretString=WEBHOOK_SECRET)
+    secrets.create_secret(Name="jitbot/okta", SecretString=json.dumps({"api_token": OKTA_TOKEN, "other": "x"}))
+
+    with capture_logs() as logs:
+        async with WebhookReceiver(secret=WEBHOOK_SECRET) as receiver, OktaFake(api_token=OKTA_TOKEN) as okta:
+            alice = okta.add_user(ALICE_EMAIL)
+            group = okta.add_group("SRE")
+            bot = await launch.start(secret_flows(receiver.url, okta.url, group))
+
+            # The webhook's HMAC key came from Secrets Manager: the receiver only accepts its signature.
+            message = await bot.request("U_ALICE", "db_access", "C_APPROVALS", target="Prod Admin")
+            await bot.slack.click(message, text="Approve", user="U_BOB")
+            (grant,) = await receiver.wait_for(1, "grant")
+            assert not grant.rejected and receiver.is_held(grant.body["request_id"])
+
+            # The Okta token was one key of a JSON secret: the fake answers 401 to anything else.
+            message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE")
+            await bot.slack.click(message, text="Approve", user="U_BOB")
+            await bot.slack.wait_for_message("C_APPROVALS", contains="granted until",
+                                             where=lambda m: m.ts == message.ts)
+            assert okta.is_member(group, alice)
+
+            bot.clock.advance(minutes=30)
+            await bot.engine.sweep()
+            await receiver.wait_for(1, "revoke")
+            assert not okta.is_member(group, alice)
+            audit_rows = await bot.engine.audit.list()
+            slack_calls = repr([call.args for call in bot.slack.calls()])
+            await bot.stop()
+
+    assert [d for d in receiver.deliveries if d.rejected] == []
+    events = {line.get("event") for line in logs.lines}
+    assert {"jitbot.started", "access.granted", "access.revoked", "jitbot.stopped"} <= events  # the capture worked
+    database_files = list(tmp_path.glob("jitbot.db*"))
+    assert database_files and logs.events
+    for secret in (WEBHOOK_SECRET, OKTA_TOKEN):
+        assert secret not in logs.text and secret not in slack_calls
+        assert not [e for e in logs.events if secret in repr(e)], "a secret reached a log call before scrubbing"
+        assert not [row for row in audit_rows if secret in repr(row)]
+        for stored in database_files:  # the database and its WAL, byte for byte
+            assert secret.encode() not in stored.read_bytes(), stored.name
+    assert len(audit_rows) >= 8

@@ -1,0 +1,142 @@
+"""Who the requester is in the target system, end to end: unknown users and stored identity overrides.
+
+The bot runs in-process against the Slack emulator (real Socket Mode), the Okta fake and moto.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from core.models import RequestStatus
+from tests.e2e.test_aws_sso_e2e import ACCOUNT, identity_center, sso_flows
+from tests.fakes.okta_api import OktaFake
+
+OKTA_TOKEN = "00okta-identity-e2e-token"
+
+
+@pytest.fixture
+async def okta() -> AsyncIterator[OktaFake]:
+    async with OktaFake(api_token=OKTA_TOKEN) as fake:
+        yield fake
+
+
+def okta_flows(okta_url: str, group_id: str, *, hooks: str | None = None) -> str:
+    hooks_line = f"\n    hooks: {hooks}" if hooks else ""
+    return f"""\
+slack:
+  command: /sym
+  alerts_channel: C_ALERTS
+integrations:
+  okta_main:
+    type: okta
+    base_url: {okta_url}
+    api_token: {OKTA_TOKEN}
+flows:
+  - name: okta_groups
+    label: Okta groups
+    approval_channel: C_APPROVALS
+    strategy:
+      type: okta
+      integration: okta_main
+      targets:
+        - name: sre
+          label: SRE on-call tools
+          group_id: {group_id}
+    fields:
+      - name: reason
+        label: Why?
+        type: string
+        required: true
+      - name: duration
+        label: Duration
+        type: duration
+        allowed_values: [10s, 30m]
+        required: true{hooks_line}
+"""
+
+
+async def test_a_user_okta_does_not_know_gets_an_inline_error_naming_okta_and_nothing_is_posted(launch, okta):
+    group = okta.add_group("SRE")
+    okta.add_user("alice@example.com")
+    bot = await launch.start(okta_flows(okta.url, group))
+
+    result = await bot.submit("U_BOB", "okta_groups", target="SRE on-call tools")
+
+    assert result.response_action == "errors" and set(result.errors) == {"target"}
+    assert "Okta" in result.errors["target"] and "bob@example.com" in result.errors["target"]
+    assert bot.slack.messages_in("C_APPROVALS") == [] and bot.slack.calls("chat.postMessage") == []
+    assert await bot.all_requests() == []
+    assert okta.calls_to("PUT") == []
+
+
+async def test_an_okta_login_override_is_used_instead_of_the_slack_email(launch, okta):
+    group = okta.add_group("SRE")
+    # Alice's Okta login and email both differ from her Slack email (alice@example.com).
+    alice_okta = okta.add_user("alice.admin", email="alice.a@corp.example")
+    bot = await launch.start(okta_flows(okta.url, group))
+
+    refused = await bot.submit("U_ALICE", "okta_groups", target="SRE on-call tools")
+    assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
+    await bot.slack.close_view(refused.view)
+
+    await bot.engine.identities.set("U_ALICE", "okta_main", "alice.admin", actor="U_ADMIN")
+    message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE on-call tools", duration="10s")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.slack.wait_for_message("C_APPROVALS", contains="granted until", where=lambda m: m.ts == message.ts)
+    assert okta.members[group] == {alice_okta}
+    request = await bot.request_for(message)
+    assert request.grant_state["okta_user_id"] == alice_okta
+
+    bot.clock.advance(seconds=10)
+    await bot.engine.sweep()
+    await bot.slack.wait_for_dm("U_ALICE", contains="expired")
+    assert okta.members[group] == set()
+    assert (await bot.engine.requests.get(request.id)).status is RequestStatus.REVOKED
+
+
+async def test_a_wildcard_override_picks_the_identity_center_user_by_user_name(launch, moto):
+    # In Identity Center Alice is `asmith`, with an email Slack does not know.
+    sso = identity_center(moto, user_name="asmith", email="asmith@corp.example")
+    bot = await launch.start(sso_flows(moto.url, sso))
+    refused = await bot.submit("U_ALICE", "aws_prod", target="Prod Admin")
+    assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
+    await bot.slack.close_view(refused.view)
+
+    await bot.engine.identities.set("U_ALICE", "*", "asmith", actor="U_ADMIN")
+
+    message = await bot.request("U_ALICE", "aws_prod", "C_APPROVALS", target="Prod Admin", duration="10s")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
+    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+
+    bot.clock.advance(seconds=10)
+    await bot.engine.sweep()
+    assert await asyncio.to_thread(sso.holders) == []
+    assert (await bot.request_for(message)).grant_state["account_id"] == ACCOUNT
+
+
+async def test_hooks_see_the_override_identity_of_the_requester(launch, okta):
+    group = okta.add_group("Okta users")
+    oncall = okta.add_group("SRE")
+    alice_okta = okta.add_user("alice.admin", email="alice.a@corp.example")
+    okta.members[oncall].add(alice_okta)
+    launch.write("hooks.py", """\
+        SEEN = []
+
+        async def on_request(evt):
+            SEEN.append(evt.user.identity)
+            # is_user_in_group looks the person up by evt.user.identity, else by email.
+            if await evt.integrations.okta_main.is_user_in_group(evt.user, "%s"):
+                return evt.approve("member of SRE in Okta")
+        """ % oncall)
+    bot = await launch.start(okta_flows(okta.url, group, hooks="hooks.py"))
+    await bot.engine.identities.set("U_ALICE", "okta_main", "alice.admin", actor="U_ADMIN")
+
+    message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE on-call tools")
+    await bot.slack.wait_for_dm("U_ALICE", contains="sent to")
+    assert bot.hook_module("okta_groups").SEEN == ["alice.admin"]
+    await bot.slack.wait_for_message("C_APPROVALS", contains="member of SRE in Okta", where=lambda m: m.ts == message.ts)
+    assert okta.members[group] == {alice_okta}
