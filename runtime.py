@@ -6,6 +6,7 @@ test strategy registry and an injected clock), exactly as production does.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,8 +100,10 @@ class Runtime:
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
         settings = self.settings
-        self.config = load_config(settings.config_path, strategy_types=self.strategy_types,
-                                  integration_types=self.integration_types, resolve_secrets=True)
+        # Resolution may call AWS Secrets Manager (blocking boto3): keep it off the event loop.
+        self.config = await asyncio.to_thread(
+            load_config, settings.config_path, strategy_types=self.strategy_types,
+            integration_types=self.integration_types, resolve_secrets=True)
         clash = RESERVED_INTEGRATION_NAMES & set(self.config.integrations)
         if clash:
             raise StartupError(f"integrations.{clash.pop()}: this name is reserved for the bot's Slack directory.")

@@ -146,7 +146,7 @@ class AccessEngine(ExpiryMixin):
         )
         log.info("request.created", request_id=request.id, flow=flow.name, target=request.target)
 
-        evt = self.hooks.event(request, flow, user=draft.requester)
+        evt = self.hooks.event(request, flow, user=draft.subject)
         decision = await self.hooks.on_request(flow, evt, request)
         approvers = await self.hooks.approvers(flow, evt, request)
         channel = await self.hooks.approval_channel(flow, evt, request)
@@ -342,8 +342,9 @@ class AccessEngine(ExpiryMixin):
             fields=request.fields, granted_at=request.granted_at, expires_at=request.expires_at,
         )
 
-    async def _requester_info(self, request: AccessRequest) -> UserInfo:
-        return UserInfo(slack_id=request.requester, email=request.requester_email)
+    async def _requester_info(self, request: AccessRequest) -> Subject:
+        # Hooks see the identity override too; read locally so no hook call depends on Slack.
+        return await self._subject(request.flow, request.requester, request.requester_email)
 
     async def _publish(self, request: AccessRequest) -> AccessRequest:
         try:
