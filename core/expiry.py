@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import structlog
 
-from core.errors import InvalidTransition
+from core.errors import InvalidTransition, StrategyUnavailable
 from core.models import AccessRequest, RequestStatus as S
 from core.ports import RequesterNotice
 from core.secrets import scrub
@@ -43,6 +43,10 @@ class ExpiryMixin:
             if request.expires_at > now:  # a timer armed for an earlier end; never revoke early
                 self.timers.arm_revoke(request_id, request.expires_at)
                 return None
+            if request.flow not in self.strategies:
+                return await self._revoke_failed(request, StrategyUnavailable(
+                    f"flow '{request.flow}' is no longer in the config: restore it so this grant can be "
+                    "revoked, or revoke it by hand"))
             flow = self.config.flow(request.flow)
             strategy = self.strategies[flow.name]
             try:
@@ -105,8 +109,15 @@ class ExpiryMixin:
         """At start: finish grants left half-way, revoke what is past its end, expire stale requests."""
         counts = {"regranted": 0, "in_doubt_revoked": 0}
         now = self.clock.now()
+        for request in await self.requests.list_by_status(S.PENDING):
+            if request.flow not in self.strategies:  # nobody can decide it any more
+                await self.requests.transition(
+                    request.id, S.PENDING, S.EXPIRED, changes={"ended_at": now, "decision_reason": "flow removed"},
+                    audit=self._audit(request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED,
+                                      {"reason": f"flow '{request.flow}' is no longer in the config"}))
         for request in await self.requests.list_by_status(S.APPROVED):
-            if request.expires_at is not None and request.expires_at <= now:
+            orphaned = request.flow not in self.strategies
+            if orphaned or (request.expires_at is not None and request.expires_at <= now):
                 # The window ended while we were down; the grant may or may not have happened.
                 # Treat it as held so the normal revoke path (with retries and alerts) cleans up.
                 await self.requests.transition(
@@ -119,9 +130,21 @@ class ExpiryMixin:
                 async with self._lock(request.id):
                     await self._grant(request)
                 counts["regranted"] += 1
+        await self._report_orphans()
         counts.update(await self.sweep())
         log.info("recovery.done", **counts)
         return counts
+
+    async def _report_orphans(self) -> None:
+        # A flow removed from the config while it has live requests: its grants cannot be revoked
+        # by this bot until it is restored, so say so loudly rather than let access linger.
+        for flow, count in (await self.requests.live_counts_by_flow()).items():
+            if flow not in self.strategies:
+                log.error("flow.orphaned", flow=flow, live_requests=count)
+                await self.notifier.alert(
+                    f"{count} live request(s) belong to flow '{flow}', which is no longer in the config. "
+                    "Their access cannot be revoked until the flow is restored; revocation is retried and "
+                    "alerted until then.")
 
     async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
         """Revoke every grant that is due, expire timed-out requests; the safety net under the timers."""

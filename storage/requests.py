@@ -352,6 +352,16 @@ class RequestRepo:
 
         return await self._store.read(query)
 
+    async def live_counts_by_flow(self) -> dict[str, int]:
+        """How many pending, approved or granted requests each flow name has."""
+
+        def query(db: sqlite_utils.Database) -> dict[str, int]:
+            sql = ("SELECT flow, COUNT(*) FROM requests WHERE status IN ('pending', 'approved', 'granted') "
+                   "GROUP BY flow")
+            return {flow: n for flow, n in db.execute(sql)}
+
+        return await self._store.read(query)
+
     async def _fetch(self, sql: str, params: list[Any]) -> list[AccessRequest]:
         return await self._store.read(
             lambda db: [row_to_request(r) for r in db.execute(sql, params).fetchall()]

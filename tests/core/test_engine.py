@@ -160,3 +160,28 @@ async def test_a_fast_grant_edits_the_message_once_and_a_revocation_is_never_ear
 def test_revoke_backoff_starts_within_seconds_and_is_capped_at_five_minutes():
     delays = [revoke_backoff(n) for n in range(1, 12)]
     assert delays[:4] == [2, 4, 8, 16] and max(delays) == 300 and delays == sorted(delays)
+
+
+async def test_a_flow_removed_while_its_grant_is_live_is_alerted_and_never_silently_dropped(world, tmp_path):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    await engine.approve(request.id, "U_BOB")
+    pending = await submit(engine, user="U_CAROL")
+
+    renamed = build()
+    renamed.strategies = {"other": strategy}  # the operator renamed the flow in the config
+    await renamed.recover()
+    assert any("no longer in the config" in a for a in notifier.alerts)
+    assert (await renamed.requests.get(pending.id)).status is S.EXPIRED
+
+    clock.advance(hours=1)
+    await renamed.sweep()
+    stuck = await renamed.requests.get(request.id)
+    assert stuck.status is S.GRANTED and stuck.revoke_attempts == 1 and "restore it" in stuck.last_error
+    assert any("Revocation of request" in a for a in notifier.alerts)
+
+    await build().sweep()  # the flow is back: the retry, once due, revokes
+    clock.advance(seconds=2)
+    await build().sweep()
+    assert (await engine.requests.get(request.id)).status is S.REVOKED
