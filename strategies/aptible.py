@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -24,10 +24,10 @@ import structlog
 from pydantic import Field, field_validator
 
 from core.clock import Clock, SystemClock
-from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.errors import StartupError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
 from strategies.base import GrantContext, GrantResult, ValidationIssue
-from strategies.okta import http_base_url
+from strategies.http import ApiCaller, Sleep, backoff, http_base_url, json_object
 
 log = structlog.get_logger(__name__)
 
@@ -98,7 +98,7 @@ class AptibleIntegration:
         config: AptibleIntegrationConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
         clock: Clock | None = None,
         timeout: float = 10.0,
         max_attempts: int = 3,
@@ -106,10 +106,13 @@ class AptibleIntegration:
         self.name = name
         self.config = config
         self._transport = transport
-        self._sleep = sleep
         self._clock = clock or SystemClock()
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        self._max_attempts = max_attempts
+        # Aptible sends no reset time with a 429: it is retried like a 5xx, after Retry-After if given.
+        self._api = ApiCaller(
+            "Aptible", name, sleep=sleep, attempts=max_attempts, error_text=_error_text,
+            retry_wait=lambda response, attempt: _retry_after(response) or backoff(attempt),
+        )
         self._client: httpx.AsyncClient | None = None
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -172,8 +175,7 @@ class AptibleIntegration:
         for membership in await self.role_memberships(role_id):
             if membership.user_id == user_id:
                 return membership
-        raise StrategyError(f"Aptible integration '{self.name}' could not add a member to role {role_id}: "
-                            f"{response.status_code} {_error_text(response)}")
+        raise self._api.failed(f"add a member to role {role_id}", response)
 
     async def delete_membership(self, membership_id: str) -> None:
         """Delete the membership; already gone (404) is success."""
@@ -182,8 +184,7 @@ class AptibleIntegration:
         if response.status_code == 404:
             log.info("aptible_membership_already_gone", integration=self.name, membership_id=membership_id)
         elif not response.is_success:
-            raise StrategyError(f"Aptible integration '{self.name}' could not delete membership {membership_id}: "
-                                f"{response.status_code} {_error_text(response)}")
+            raise self._api.failed(f"delete membership {membership_id}", response)
 
     async def user_roles(self, user_id: str) -> list[AptibleRole]:
         """The user's roles in the configured organization."""
@@ -208,8 +209,7 @@ class AptibleIntegration:
             if response.status_code == 404:
                 raise TargetNotFound(f"Aptible could not {action}: {_error_text(response)}")
             if not response.is_success:
-                raise StrategyError(f"Aptible integration '{self.name}' could not {action}: "
-                                    f"{response.status_code} {_error_text(response)}")
+                raise self._api.failed(action, response)
             body = response.json()
             items.extend((body.get("_embedded") or {}).get(name) or [])
             next_url = ((body.get("_links") or {}).get("next") or {}).get("href")
@@ -283,32 +283,10 @@ class AptibleIntegration:
         """Send with retries for transport errors, 429 and 5xx; return any other response."""
         await self.open()
         assert self._client is not None
-        for attempt in range(1, self._max_attempts + 1):
-            last_attempt = attempt == self._max_attempts
-            try:
-                response = await self._client.request(method, url, json=json, headers=headers)
-            except httpx.TransportError as exc:
-                if last_attempt:
-                    raise self._unavailable(f"could not {action}: {type(exc).__name__}") from exc
-                await self._sleep(0.5 * 2 ** (attempt - 1))
-                continue
-            if response.status_code == 429 or response.status_code >= 500:
-                if last_attempt:
-                    raise self._unavailable(
-                        f"answered {response.status_code} ({_error_text(response)}); could not {action}"
-                    )
-                await self._sleep(_retry_after(response) or 0.5 * 2 ** (attempt - 1))
-                continue
-            return response
-        raise AssertionError("unreachable: the last attempt returns or raises")
-
-    def _unavailable(self, what: str) -> StrategyUnavailable:
-        return StrategyUnavailable(f"Aptible integration '{self.name}' {what}", retryable=True,
-                                   user_message="Aptible is not answering right now; jitbot will report or retry.")
+        return await self._api.send(self._client, method, url, action=action, json=json, headers=headers)
 
     def _permanent(self, what: str) -> StrategyUnavailable:
-        return StrategyUnavailable(f"Aptible integration '{self.name}' {what}", retryable=False,
-                                   user_message="jitbot's Aptible connection is not working; tell the jitbot admins.")
+        return self._api.refused(what, user_message="jitbot's Aptible connection is not working; tell the jitbot admins.")
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -343,20 +321,13 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 def _error_code(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    return str(body.get("error") or "") if isinstance(body, dict) else ""
+    return str((json_object(response) or {}).get("error") or "")
 
 
 def _error_text(response: httpx.Response) -> str:
     """Aptible's `error: message`, or the status reason when the body is not JSON."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase
-    if isinstance(body, dict) and (body.get("error") or body.get("message")):
+    body = json_object(response) or {}
+    if body.get("error") or body.get("message"):
         return f"{body.get('error', '')}: {body.get('message', '')}".strip(": ")
     return response.reason_phrase
 

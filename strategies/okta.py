@@ -13,7 +13,7 @@ import email.utils
 import re
 import time
 from dataclasses import dataclass
-from typing import Annotated, Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
+from typing import Annotated, Any, AsyncIterator, Callable, Literal, Mapping
 from urllib.parse import quote
 
 import httpx
@@ -21,10 +21,11 @@ import structlog
 from pydantic import Field, field_validator, model_validator
 
 from core.clock import Clock, SystemClock
-from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.errors import StartupError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
 from core.ttl_cache import TTLCache
 from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.http import ApiCaller, Sleep, backoff, http_base_url, json_object
 
 log = structlog.get_logger(__name__)
 
@@ -33,17 +34,6 @@ INACTIVE_USER_STATUSES = frozenset({"DEPROVISIONED", "SUSPENDED"})
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})+$")
 _MAX_PAGES = 1000  # a Link loop in a misbehaving proxy must not spin forever
-
-
-def http_base_url(value: str) -> str:
-    """Check that `value` is an http(s) URL and drop a trailing slash."""
-    try:
-        url = httpx.URL(value)
-    except httpx.InvalidURL:
-        url = None
-    if url is None or url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(f"'{value}' is not an http:// or https:// URL")
-    return value.rstrip("/")
 
 
 class OktaIntegrationConfig(IntegrationConfig):
@@ -114,7 +104,7 @@ class OktaIntegration:
         config: OktaIntegrationConfig,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
         clock: Clock | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         timeout: float = 10.0,
@@ -125,11 +115,12 @@ class OktaIntegration:
         self.name = name
         self.config = config
         self._transport = transport
-        self._sleep = sleep
         self._clock = clock or SystemClock()
         self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        self._max_attempts = max_attempts
-        self._max_rate_limit_wait = max_rate_limit_wait
+        self._api = ApiCaller(
+            "Okta", name, sleep=sleep, attempts=max_attempts, error_text=_error_text,
+            rate_limit_wait=self._rate_limit_wait, max_rate_limit_wait=max_rate_limit_wait,
+        )
         self._membership_cache = TTLCache(membership_cache_ttl, monotonic=monotonic)
         self._client: httpx.AsyncClient | None = None
 
@@ -265,43 +256,19 @@ class OktaIntegration:
         await self.open()
         assert self._client is not None
         headers = {"Authorization": f"SSWS {self.config.api_token.reveal()}"}
-        for attempt in range(1, self._max_attempts + 1):
-            last_attempt = attempt == self._max_attempts
-            try:
-                response = await self._client.request(method, url, params=params, headers=headers)
-            except httpx.TransportError as exc:
-                if last_attempt:
-                    raise self._unavailable(f"could not {action}: {type(exc).__name__}") from exc
-                await self._sleep(_backoff(attempt))
-                continue
-            status = response.status_code
-            if status == 429:
-                wait = self._rate_limit_wait(response)
-                if last_attempt or wait > self._max_rate_limit_wait:
-                    raise self._unavailable(
-                        f"is rate limited ({_error_text(response)}), resetting in {wait:.0f}s; could not {action}"
-                    )
-                log.info("okta_rate_limited", integration=self.name, action=action, wait_seconds=wait)
-                await self._sleep(wait)
-                continue
-            if status >= 500:
-                if last_attempt:
-                    raise self._unavailable(f"answered {status} ({_error_text(response)}); could not {action}")
-                await self._sleep(_backoff(attempt))
-                continue
-            if status in (401, 403):
-                raise self._auth_error(response, action)
-            if status < 300 or status == 404:
-                return response
-            raise StrategyError(f"Okta integration '{self.name}' could not {action}: {status} {_error_text(response)}")
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        response = await self._api.send(self._client, method, url, action=action, params=params, headers=headers)
+        if response.status_code in (401, 403):
+            raise self._auth_error(response, action)
+        if response.status_code < 300 or response.status_code == 404:
+            return response
+        raise self._api.failed(action, response)
 
     def _rate_limit_wait(self, response: httpx.Response) -> float:
         """Seconds until X-Rate-Limit-Reset, measured against the server's Date (clock skew) if present."""
         try:
             reset_at = float(response.headers["X-Rate-Limit-Reset"])
         except (KeyError, ValueError):
-            return _backoff(1)
+            return backoff(1)
         now = self._now()
         if date := response.headers.get("Date"):
             try:
@@ -310,13 +277,6 @@ class OktaIntegration:
                 pass
         # Reset and Date have one-second resolution: one more second makes sure the window has turned.
         return max(reset_at - now, 0.0) + 1.0
-
-    def _unavailable(self, what: str) -> StrategyUnavailable:
-        return StrategyUnavailable(
-            f"Okta integration '{self.name}' {what}",
-            retryable=True,
-            user_message="Okta is not answering right now; jitbot will report or retry.",
-        )
 
     def _auth_error(self, response: httpx.Response, action: str) -> StrategyUnavailable:
         if response.status_code == 401:
@@ -329,9 +289,8 @@ class OktaIntegration:
                 "the admin who created the API token lacks the permission; give that admin Group Membership "
                 "Administrator (or a custom role with okta.groups.members.manage) over the target groups"
             )
-        return StrategyUnavailable(
-            f"Okta integration '{self.name}' could not {action}: {response.status_code} {_error_text(response)}: {why}",
-            retryable=False,
+        return self._api.refused(
+            f"could not {action}: {response.status_code} {_error_text(response)}: {why}",
             user_message="jitbot's Okta connection is not allowed to do this; tell the jitbot admins.",
         )
 
@@ -341,18 +300,10 @@ def _seg(value: str) -> str:
     return quote(value, safe="")
 
 
-def _backoff(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (0.5, 1, 2, …)."""
-    return 0.5 * 2 ** (attempt - 1)
-
-
 def _error_text(response: httpx.Response) -> str:
     """Okta's errorCode and errorSummary, or the status reason when the body is not Okta JSON."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.reason_phrase
-    if isinstance(body, dict) and body.get("errorCode"):
+    body = json_object(response) or {}
+    if body.get("errorCode"):
         return f"{body['errorCode']} {body.get('errorSummary', '')}".strip()
     return response.reason_phrase
 

@@ -33,6 +33,7 @@ from core.errors import JitError
 from core.schema import IntegrationConfig, SecretStr
 from core.secrets import scrub
 from core.ttl_cache import TTLCache
+from strategies.http import http_base_url
 
 log = structlog.get_logger("jitbot.pagerduty")
 
@@ -59,10 +60,7 @@ class PagerDutyIntegrationConfig(IntegrationConfig):
     @field_validator("base_url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        parsed = httpx.URL(value)
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an http:// or https:// URL")
-        return value.rstrip("/")
+        return http_base_url(value)
 
 
 class PagerDutyError(JitError):

@@ -39,6 +39,7 @@ from core.errors import StrategyUnavailable, SubjectNotFound
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import scrub
 from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.http import http_url
 
 SIGNATURE_HEADER = "X-Jitbot-Signature"
 REQUEST_ID_HEADER = "X-Jitbot-Request-Id"
@@ -71,13 +72,8 @@ class WebhookStrategyConfig(StrategyConfig):
     @field_validator("url")
     @classmethod
     def _http_url(cls, value: str) -> str:
-        try:
-            parsed = httpx.URL(value)
-        except httpx.InvalidURL as exc:
-            raise ValueError(f"not a valid URL: {exc}") from None
-        if parsed.scheme not in ("http", "https") or not parsed.host:
-            raise ValueError("must be an http:// or https:// URL")
-        return value
+        # Kept exactly as written (no trailing slash dropped): it is the address POSTed to.
+        return http_url(value)
 
     @field_validator("headers")
     @classmethod
