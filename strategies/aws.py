@@ -5,8 +5,9 @@ With `role_arn`, the bot assumes that role with STS (session name "jitbot") and 
 the temporary credentials before they expire. `endpoint_url` is applied to every client it makes
 (VPC endpoints; moto in tests).
 
-Also here, shared by the AWS strategies: mapping botocore errors onto `core.errors`, and a retry
-loop with capped exponential back-off for throttling and conflicting concurrent operations.
+Also here, shared by the AWS strategies: mapping botocore errors onto `core.errors`, a retry
+loop with capped exponential back-off for throttling and conflicting concurrent operations, and
+`AwsStrategyBase` (the integration lookup, retried and mapped calls, identity and target checks).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from dataclasses import dataclass
-from typing import Annotated, Any, Awaitable, Callable, Literal, TypeVar
+from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping, TypeVar
 
 import boto3
 import botocore.session
@@ -34,8 +35,9 @@ from botocore.exceptions import (
 from pydantic import Field
 
 from core.clock import Clock, SystemClock
-from core.errors import JitError, StrategyError, StrategyUnavailable
+from core.errors import JitError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.schema import IntegrationConfig
+from strategies.base import GrantContext, ValidationIssue
 
 ROLE_SESSION_NAME = "jitbot"
 
@@ -278,3 +280,97 @@ async def with_retry(
                 raise
         await sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def mapped_call(
+    operation: Callable[[], Awaitable[T]], *, system: str, client_name: str, missing: str | None = None
+) -> T | None:
+    """Await `operation()`; None when AWS answers the error code `missing`, other botocore errors mapped."""
+    try:
+        return await operation()
+    except ClientError as exc:
+        if missing is not None and error_code(exc) == missing:
+            return None
+        raise aws_error(exc, system=system, client_name=client_name) from exc
+    except BotoCoreError as exc:
+        raise aws_error(exc, system=system, client_name=client_name) from exc
+
+
+class AwsStrategyBase:
+    """What the AWS strategies share; a subclass sets `system`, `identity_noun` and `config_model`.
+
+    `system` names the service in every message; `identity_noun` is what a person's identity is
+    matched to ("an AWS IAM user"). The strategy's config must have an `integration` of type aws.
+    """
+
+    system: str
+    identity_noun: str
+    integration_type = "aws"
+
+    def __init__(
+        self,
+        config: Any,
+        *,
+        integrations: Mapping[str, object],
+        hooks: Any = None,
+        sleep: Sleep = asyncio.sleep,
+        backoff: Backoff = Backoff(),
+    ) -> None:
+        self.config = config
+        integration = integrations[config.integration]
+        if not isinstance(integration, AwsIntegration):
+            raise TypeError(f"integration {config.integration!r} is not of type aws")
+        self._aws = integration
+        self._sleep = sleep
+        self._backoff = backoff
+
+    @property
+    def identity_key(self) -> str:
+        """Identity overrides are stored per integration name."""
+        return self.config.integration
+
+    async def open(self) -> None:
+        """Nothing to prepare beyond the integration's own session."""
+
+    async def aclose(self) -> None:
+        """Nothing to release: the integration owns the clients."""
+
+    async def _call(self, client_name: str, method: str, *, missing: str | None = None, **kwargs: Any) -> Any:
+        """One call with retries; None when AWS answers the error code `missing`, other errors mapped."""
+        return await mapped_call(
+            lambda: with_retry(
+                lambda: self._aws.call(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+            ),
+            system=self.system, client_name=client_name, missing=missing,
+        )
+
+    async def _paginate(self, client_name: str, method: str, **kwargs: Any) -> list[dict[str, Any]]:
+        """Every page of a paginated call, with retries; errors mapped."""
+        return await mapped_call(
+            lambda: with_retry(
+                lambda: self._aws.paginate(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+            ),
+            system=self.system, client_name=client_name,
+        )
+
+    def _no_identity_issue(self, ctx: GrantContext) -> ValidationIssue:
+        return ValidationIssue(
+            f"Your Slack account has no email or stored identity to match to {self.identity_noun}. "
+            "Ask an admin to map it with `bot.py identities set`.",
+            detail=f"subject {ctx.subject.slack_id} has no identity for {self.system}",
+        )
+
+    def _require_identity(self, ctx: GrantContext) -> str:
+        """The requester's identity, or SubjectNotFound worded like the validation issue."""
+        identity = ctx.subject.identity
+        if not identity:
+            issue = self._no_identity_issue(ctx)
+            raise SubjectNotFound(f"{self.system}: {issue.detail}", user_message=issue.user_message)
+        return identity
+
+    def _setting(self, ctx: GrantContext, key: str) -> str:
+        """The target's `key` setting, or TargetNotFound when it is missing or empty."""
+        value = ctx.target.settings.get(key)
+        if not value:
+            raise TargetNotFound(f"{self.system}: target {ctx.target.name!r} has no {key}")
+        return str(value)

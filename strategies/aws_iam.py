@@ -7,21 +7,20 @@ with `bot.py identities set` (it applies to the strategy's `integration`).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated, Any, Literal, Mapping
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import Name, StrategyConfig, TargetConfig
-from strategies.aws import AwsIntegration, Backoff, Sleep, aws_error, error_code, with_retry
+from strategies.aws import AwsStrategyBase, mapped_call
 from strategies.base import GrantContext, GrantResult, ValidationIssue
 
 log = structlog.get_logger(__name__)
 
 SYSTEM = "AWS IAM"
+_NO_SUCH_ENTITY = "NoSuchEntity"
 
 
 class AwsIamTarget(TargetConfig):
@@ -38,47 +37,19 @@ class AwsIamStrategyConfig(StrategyConfig):
     targets: Annotated[list[AwsIamTarget], Field(min_length=1)]
 
 
-class AwsIamStrategy:
+class AwsIamStrategy(AwsStrategyBase):
     """Grants a target by adding the requester's IAM user to the target's IAM group."""
 
     system = SYSTEM
+    identity_noun = "an AWS IAM user"
     config_model = AwsIamStrategyConfig
-    integration_type = "aws"
-
-    def __init__(
-        self,
-        config: AwsIamStrategyConfig,
-        *,
-        integrations: Mapping[str, object],
-        hooks: Any = None,
-        sleep: Sleep = asyncio.sleep,
-        backoff: Backoff = Backoff(),
-    ) -> None:
-        self.config = config
-        integration = integrations[config.integration]
-        if not isinstance(integration, AwsIntegration):
-            raise TypeError(f"integration {config.integration!r} is not of type aws")
-        self._aws = integration
-        self._sleep = sleep
-        self._backoff = backoff
-
-    @property
-    def identity_key(self) -> str:
-        """Identity overrides are stored per integration name."""
-        return self.config.integration
-
-    async def open(self) -> None:
-        """Nothing to prepare beyond the integration's own session."""
-
-    async def aclose(self) -> None:
-        """Nothing to release: the integration owns the clients."""
 
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check that the IAM user and the target's group both exist."""
         issues: list[ValidationIssue] = []
         user = ctx.subject.identity
         if not user:
-            issues.append(_no_identity_issue(ctx))
+            issues.append(self._no_identity_issue(ctx))
         elif not await self._user_exists(user):
             issues.append(
                 ValidationIssue(
@@ -87,7 +58,7 @@ class AwsIamStrategy:
                     detail=f"iam:GetUser(UserName={user!r}) -> NoSuchEntity (identity key {self.identity_key!r})",
                 )
             )
-        group = _group_name(ctx)
+        group = self._setting(ctx, "group_name")
         if not await self._group_exists(group):
             issues.append(
                 ValidationIssue(
@@ -100,12 +71,9 @@ class AwsIamStrategy:
 
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """Add the user to the group; IAM accepts adding a member twice, so retries are harmless."""
-        user = ctx.subject.identity
-        if not user:
-            issue = _no_identity_issue(ctx)
-            raise SubjectNotFound(f"{SYSTEM}: {issue.detail}", user_message=issue.user_message)
-        group = _group_name(ctx)
-        if await self._call("add_user_to_group", GroupName=group, UserName=user) is None:
+        user = self._require_identity(ctx)
+        group = self._setting(ctx, "group_name")
+        if await self._iam("add_user_to_group", GroupName=group, UserName=user) is None:
             # NoSuchEntity names either the user or the group; ask which one is missing.
             if not await self._group_exists(group):
                 raise TargetNotFound(
@@ -121,10 +89,10 @@ class AwsIamStrategy:
     async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
         """Remove the user from the group; a membership, user or group already gone counts as done."""
         user = state.get("user_name") or ctx.subject.identity
-        group = state.get("group_name") or _group_name(ctx)
+        group = state.get("group_name") or self._setting(ctx, "group_name")
         if not user:
             raise SubjectNotFound(f"{SYSTEM}: nothing recorded to revoke for {ctx.subject.slack_id}")
-        if await self._call("remove_user_from_group", GroupName=group, UserName=user) is None:
+        if await self._iam("remove_user_from_group", GroupName=group, UserName=user) is None:
             log.info("aws_iam.revoke.already_gone", user=user, group=group)
 
     async def is_active(self, ctx: GrantContext) -> bool:
@@ -132,47 +100,21 @@ class AwsIamStrategy:
         user = ctx.subject.identity
         if not user:
             return False
-        wanted = _group_name(ctx).lower()  # IAM names are unique regardless of case
-        try:
-            pages = await self._aws.paginate("iam", "list_groups_for_user", UserName=user)
-        except ClientError as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return False
-            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
-        except BotoCoreError as exc:
-            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+        wanted = self._setting(ctx, "group_name").lower()  # IAM names are unique regardless of case
+        pages = await mapped_call(
+            lambda: self._aws.paginate("iam", "list_groups_for_user", UserName=user),
+            system=SYSTEM, client_name="iam", missing=_NO_SUCH_ENTITY,
+        )
+        if pages is None:
+            return False
         return any(g["GroupName"].lower() == wanted for page in pages for g in page.get("Groups", []))
 
-    async def _call(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
+    async def _iam(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
         """One IAM call with retries; None when IAM answers NoSuchEntity, other errors mapped."""
-        try:
-            return await with_retry(
-                lambda: self._aws.call("iam", method, **kwargs), sleep=self._sleep, backoff=self._backoff
-            )
-        except ClientError as exc:
-            if error_code(exc) == "NoSuchEntity":
-                return None
-            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
-        except BotoCoreError as exc:
-            raise aws_error(exc, system=SYSTEM, client_name="iam") from exc
+        return await self._call("iam", method, missing=_NO_SUCH_ENTITY, **kwargs)
 
     async def _user_exists(self, user: str) -> bool:
-        return await self._call("get_user", UserName=user) is not None
+        return await self._iam("get_user", UserName=user) is not None
 
     async def _group_exists(self, group: str) -> bool:
-        return await self._call("get_group", GroupName=group, MaxItems=1) is not None
-
-
-def _group_name(ctx: GrantContext) -> str:
-    group = ctx.target.settings.get("group_name")
-    if not group:
-        raise TargetNotFound(f"{SYSTEM}: target {ctx.target.name!r} has no group_name")
-    return str(group)
-
-
-def _no_identity_issue(ctx: GrantContext) -> ValidationIssue:
-    return ValidationIssue(
-        "Your Slack account has no email or stored identity to match to an AWS IAM user. "
-        "Ask an admin to map it with `bot.py identities set`.",
-        detail=f"subject {ctx.subject.slack_id} has no identity for {SYSTEM}",
-    )
+        return await self._iam("get_group", GroupName=group, MaxItems=1) is not None

@@ -14,12 +14,11 @@ from datetime import timedelta
 from typing import Annotated, Any, Callable, Literal, Mapping
 
 import structlog
-from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BeforeValidator, Field
 
 from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.schema import Duration, Name, StrategyConfig, TargetConfig
-from strategies.aws import AwsIntegration, Backoff, Sleep, aws_error, error_code, with_retry
+from strategies.aws import AwsStrategyBase, Backoff, Sleep
 from strategies.base import GrantContext, GrantResult, ValidationIssue
 
 log = structlog.get_logger(__name__)
@@ -56,12 +55,12 @@ class AwsSsoStrategyConfig(StrategyConfig):
     targets: Annotated[list[AwsSsoTarget], Field(min_length=1)]
 
 
-class AwsSsoStrategy:
+class AwsSsoStrategy(AwsStrategyBase):
     """Grants a target by assigning its permission set in its account to the requester's user."""
 
     system = SYSTEM
+    identity_noun = f"a user in {SYSTEM}"
     config_model = AwsSsoStrategyConfig
-    integration_type = "aws"
 
     def __init__(
         self,
@@ -74,22 +73,11 @@ class AwsSsoStrategy:
         backoff: Backoff = Backoff(),
         poll: Backoff = Backoff(first=0.5, factor=2.0, cap=5.0),
     ) -> None:
-        self.config = config
-        integration = integrations[config.integration]
-        if not isinstance(integration, AwsIntegration):
-            raise TypeError(f"integration {config.integration!r} is not of type aws")
-        self._aws = integration
-        self._sleep = sleep
+        super().__init__(config, integrations=integrations, hooks=hooks, sleep=sleep, backoff=backoff)
         self._monotonic = monotonic
-        self._backoff = backoff
         self._poll = poll
         self._identity_store: str | None = config.identity_store_id
         self._store_lock = asyncio.Lock()
-
-    @property
-    def identity_key(self) -> str:
-        """Identity overrides are stored per integration name."""
-        return self.config.integration
 
     async def open(self) -> None:
         """Read the Identity Store id from the instance when the config does not give it."""
@@ -101,15 +89,12 @@ class AwsSsoStrategy:
             # A passing outage must not stop the bot; the id is read again on first use.
             log.warning("aws_sso.open.identity_store_deferred", error=str(exc))
 
-    async def aclose(self) -> None:
-        """Nothing to release: the integration owns the clients."""
-
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check that the requester is an Identity Center user and the permission set exists."""
         issues: list[ValidationIssue] = []
         identity = ctx.subject.identity
         if not identity:
-            issues.append(_no_identity_issue(ctx))
+            issues.append(self._no_identity_issue(ctx))
         elif await self._principal_id(identity) is None:
             issues.append(
                 ValidationIssue(
@@ -119,9 +104,9 @@ class AwsSsoStrategy:
                     detail=f"identitystore:GetUserId(emails.value|userName={identity!r}) -> {_NOT_FOUND}",
                 )
             )
-        permission_set = _setting(ctx, "permission_set_arn")
+        permission_set = self._setting(ctx, "permission_set_arn")
         found = await self._call(
-            "sso-admin", "describe_permission_set", not_found_ok=True,
+            "sso-admin", "describe_permission_set", missing=_NOT_FOUND,
             InstanceArn=self.config.instance_arn, PermissionSetArn=permission_set,
         )
         if found is None:
@@ -136,10 +121,7 @@ class AwsSsoStrategy:
 
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """Create the account assignment (unless it already exists) and wait until it has succeeded."""
-        identity = ctx.subject.identity
-        if not identity:
-            issue = _no_identity_issue(ctx)
-            raise SubjectNotFound(f"{SYSTEM}: {issue.detail}", user_message=issue.user_message)
+        identity = self._require_identity(ctx)
         principal_id = await self._principal_id(identity)
         if principal_id is None:
             raise SubjectNotFound(
@@ -149,13 +131,13 @@ class AwsSsoStrategy:
         state = {
             "principal_id": principal_id,
             "instance_arn": self.config.instance_arn,
-            "account_id": _setting(ctx, "account_id"),
-            "permission_set_arn": _setting(ctx, "permission_set_arn"),
+            "account_id": self._setting(ctx, "account_id"),
+            "permission_set_arn": self._setting(ctx, "permission_set_arn"),
         }
         # Check first: moto stores a second identical assignment, and AWS may answer ConflictException.
         if await self._assigned(state):
             return GrantResult(state=state)
-        response = await self._call("sso-admin", "create_account_assignment", not_found_ok=True, **_assignment(state))
+        response = await self._call("sso-admin", "create_account_assignment", missing=_NOT_FOUND, **_assignment(state))
         if response is None:
             raise TargetNotFound(
                 f"{SYSTEM}: permission set {state['permission_set_arn']} or instance not found",
@@ -184,12 +166,12 @@ class AwsSsoStrategy:
         full = {
             "principal_id": principal_id,
             "instance_arn": state.get("instance_arn") or self.config.instance_arn,
-            "account_id": state.get("account_id") or _setting(ctx, "account_id"),
-            "permission_set_arn": state.get("permission_set_arn") or _setting(ctx, "permission_set_arn"),
+            "account_id": state.get("account_id") or self._setting(ctx, "account_id"),
+            "permission_set_arn": state.get("permission_set_arn") or self._setting(ctx, "permission_set_arn"),
         }
         if not await self._assigned(full):
             return
-        response = await self._call("sso-admin", "delete_account_assignment", not_found_ok=True, **_assignment(full))
+        response = await self._call("sso-admin", "delete_account_assignment", missing=_NOT_FOUND, **_assignment(full))
         if response is None:
             return
         status = await self._wait(response["AccountAssignmentDeletionStatus"], "deletion")
@@ -211,8 +193,8 @@ class AwsSsoStrategy:
             {
                 "principal_id": principal_id,
                 "instance_arn": self.config.instance_arn,
-                "account_id": _setting(ctx, "account_id"),
-                "permission_set_arn": _setting(ctx, "permission_set_arn"),
+                "account_id": self._setting(ctx, "account_id"),
+                "permission_set_arn": self._setting(ctx, "permission_set_arn"),
             }
         )
 
@@ -257,7 +239,7 @@ class AwsSsoStrategy:
         store = await self._identity_store_id()
         for path in ("emails.value", "userName"):
             response = await self._call(
-                "identitystore", "get_user_id", not_found_ok=True, IdentityStoreId=store,
+                "identitystore", "get_user_id", missing=_NOT_FOUND, IdentityStoreId=store,
                 AlternateIdentifier={"UniqueAttribute": {"AttributePath": path, "AttributeValue": identity}},
             )
             if response is not None:
@@ -280,27 +262,6 @@ class AwsSsoStrategy:
                     )
             return self._identity_store
 
-    async def _call(self, client: str, method: str, *, not_found_ok: bool = False, **kwargs: Any) -> Any:
-        """One call with retries; None on ResourceNotFoundException when allowed, other errors mapped."""
-        try:
-            return await with_retry(
-                lambda: self._aws.call(client, method, **kwargs), sleep=self._sleep, backoff=self._backoff
-            )
-        except ClientError as exc:
-            if not_found_ok and error_code(exc) == _NOT_FOUND:
-                return None
-            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
-        except BotoCoreError as exc:
-            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
-
-    async def _paginate(self, client: str, method: str, **kwargs: Any) -> list[dict[str, Any]]:
-        try:
-            return await with_retry(
-                lambda: self._aws.paginate(client, method, **kwargs), sleep=self._sleep, backoff=self._backoff
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise aws_error(exc, system=SYSTEM, client_name=client) from exc
-
 
 def _assignment(state: Mapping[str, str]) -> dict[str, str]:
     return {
@@ -311,18 +272,3 @@ def _assignment(state: Mapping[str, str]) -> dict[str, str]:
         "PrincipalType": "USER",
         "PrincipalId": state["principal_id"],
     }
-
-
-def _setting(ctx: GrantContext, key: str) -> str:
-    value = ctx.target.settings.get(key)
-    if not value:
-        raise TargetNotFound(f"{SYSTEM}: target {ctx.target.name!r} has no {key}")
-    return str(value)
-
-
-def _no_identity_issue(ctx: GrantContext) -> ValidationIssue:
-    return ValidationIssue(
-        f"Your Slack account has no email or stored identity to match to a user in {SYSTEM}. "
-        "Ask an admin to map it with `bot.py identities set`.",
-        detail=f"subject {ctx.subject.slack_id} has no identity for {SYSTEM}",
-    )
