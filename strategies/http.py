@@ -3,9 +3,9 @@
 - `http_url` / `http_base_url`: field checks for http(s) URLs in config models.
 - `json_object(response)`: a JSON object body or None, for reading error bodies.
 - `backoff(attempt)`: the pause before a retry (0.5 s, 1 s, 2 s, …).
-- `ApiCaller`: sends one request for a named integration, retrying connection errors, 5xx and 429
-  a bounded number of times, and builds the `core.errors` exceptions those integrations raise,
-  all worded "<System> integration '<name>' …".
+- `ApiCaller`: owns a named integration's httpx client and sends its requests, retrying connection
+  errors, 5xx and 429 a bounded number of times; it builds the `core.errors` exceptions those
+  integrations raise, all worded "<System> integration '<name>' …".
 
 What differs per system stays in its module and is passed in: how long a 429 asks us to wait
 (Okta's X-Rate-Limit-Reset against Date, Aptible's Retry-After), how an error body reads, and
@@ -15,7 +15,7 @@ what the returned response means (token refresh on 401, which 4xx count as succe
 from __future__ import annotations
 
 import math
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
 import structlog
@@ -59,9 +59,10 @@ def backoff(attempt: int) -> float:
 
 
 class ApiCaller:
-    """Sends requests for one named integration with bounded retries, and words its errors.
+    """One named integration's HTTP client: sends with bounded retries, and words its errors.
 
-    A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused
+    `open()` builds the client (explicit time-outs, `headers` on every request, paths relative to
+    `base_url` when given); `send` opens it on first use and `aclose()` closes it. A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused
     when the wait exceeds `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after
     `retry_wait(response, attempt)` seconds (default: `backoff(attempt)`).
     """
@@ -71,9 +72,13 @@ class ApiCaller:
         system: str,
         name: str,
         *,
+        headers: Mapping[str, str],
         sleep: Sleep,
         attempts: int,
         error_text: Callable[[httpx.Response], str],
+        base_url: str = "",
+        transport: httpx.AsyncBaseTransport | None = None,
+        timeout: float = 10.0,
         rate_limit_wait: Callable[[httpx.Response], float] | None = None,
         max_rate_limit_wait: float = math.inf,
         retry_wait: Callable[[httpx.Response, int], float] | None = None,
@@ -81,18 +86,38 @@ class ApiCaller:
         self.system = system
         self.name = name
         self.error_text = error_text
+        self._headers = dict(headers)
+        self._base_url = base_url
+        self._transport = transport
+        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._client: httpx.AsyncClient | None = None
         self._sleep = sleep
         self._attempts = attempts
         self._rate_limit_wait = rate_limit_wait
         self._max_rate_limit_wait = max_rate_limit_wait
         self._retry_wait = retry_wait or (lambda _response, attempt: backoff(attempt))
 
-    async def send(self, client: httpx.AsyncClient, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
-        """Send `client.request(method, url, **kwargs)`, retrying as above; return any other response."""
+    async def open(self) -> None:
+        """Build the HTTP client (idempotent)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                base_url=self._base_url, timeout=self._timeout, transport=self._transport, headers=self._headers
+            )
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def send(self, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
+        """Send `request(method, url, **kwargs)`, retrying as above; return any other response."""
+        await self.open()
+        assert self._client is not None
         for attempt in range(1, self._attempts + 1):
             last_attempt = attempt == self._attempts
             try:
-                response = await client.request(method, url, **kwargs)
+                response = await self._client.request(method, url, **kwargs)
             except httpx.TransportError as exc:
                 if last_attempt:
                     raise self.unavailable(f"could not {action}: {type(exc).__name__}") from exc

@@ -99,33 +99,25 @@ class AptibleIntegration:
     ) -> None:
         self.name = name
         self.config = config
-        self._transport = transport
         self._clock = clock or SystemClock()
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         # Aptible sends no reset time with a 429: it is retried like a 5xx, after Retry-After if given.
         self._api = ApiCaller(
-            "Aptible", name, sleep=sleep, attempts=max_attempts, error_text=_error_text,
+            "Aptible", name, transport=transport, timeout=timeout,
+            headers={"Accept": _HAL, "Content-Type": _HAL, "User-Agent": "jitbot"},
+            sleep=sleep, attempts=max_attempts, error_text=_error_text,
             retry_wait=lambda response, attempt: _retry_after(response) or backoff(attempt),
         )
-        self._client: httpx.AsyncClient | None = None
         self._token: str | None = None
         self._token_expires_at = 0.0
         self._token_lock = asyncio.Lock()
 
     async def open(self) -> None:
         """Build the HTTP client (idempotent); the first call logs in."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                timeout=self._timeout,
-                transport=self._transport,
-                headers={"Accept": _HAL, "Content-Type": _HAL, "User-Agent": "jitbot"},
-            )
+        await self._api.open()
 
     async def aclose(self) -> None:
         """Close the HTTP client and forget the token."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._api.aclose()
         self._token = None
 
     async def find_user_by_email(self, email: str) -> AptibleUser | None:
@@ -275,9 +267,7 @@ class AptibleIntegration:
         self, method: str, url: str, *, action: str, json: Any = None, headers: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """Send with retries for transport errors, 429 and 5xx; return any other response."""
-        await self.open()
-        assert self._client is not None
-        return await self._api.send(self._client, method, url, action=action, json=json, headers=headers)
+        return await self._api.send(method, url, action=action, json=json, headers=headers)
 
     def _permanent(self, what: str) -> StrategyUnavailable:
         return self._api.refused(what, user_message="jitbot's Aptible connection is not working; tell the jitbot admins.")

@@ -113,31 +113,22 @@ class OktaIntegration:
     ) -> None:
         self.name = name
         self.config = config
-        self._transport = transport
         self._clock = clock or SystemClock()
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
         self._api = ApiCaller(
-            "Okta", name, sleep=sleep, attempts=max_attempts, error_text=_error_text,
+            "Okta", name, base_url=config.url, transport=transport, timeout=timeout,
+            headers={"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "jitbot"},
+            sleep=sleep, attempts=max_attempts, error_text=_error_text,
             rate_limit_wait=self._rate_limit_wait, max_rate_limit_wait=max_rate_limit_wait,
         )
         self._membership_cache = TTLCache(membership_cache_ttl, monotonic=monotonic)
-        self._client: httpx.AsyncClient | None = None
 
     async def open(self) -> None:
         """Build the HTTP client (idempotent)."""
-        if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self.config.url,
-                timeout=self._timeout,
-                transport=self._transport,
-                headers={"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "jitbot"},
-            )
+        await self._api.open()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._api.aclose()
 
     async def find_user(self, login_or_email: str) -> OktaUser | None:
         """Return the user with this login (or, failing that, this email), or None."""
@@ -252,10 +243,8 @@ class OktaIntegration:
         self, method: str, url: str, *, action: str, params: Mapping[str, str] | None = None
     ) -> httpx.Response:
         """Send one call, waiting out 429s and retrying 5xx; return 2xx and 404 responses, raise on the rest."""
-        await self.open()
-        assert self._client is not None
         headers = {"Authorization": f"SSWS {self.config.api_token.reveal()}"}
-        response = await self._api.send(self._client, method, url, action=action, params=params, headers=headers)
+        response = await self._api.send(method, url, action=action, params=params, headers=headers)
         if response.status_code in (401, 403):
             raise self._auth_error(response, action)
         if response.status_code < 300 or response.status_code == 404:
