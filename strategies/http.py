@@ -62,8 +62,10 @@ class ApiCaller:
     """One named integration's HTTP client: sends with bounded retries, and words its errors.
 
     `open()` builds the client (explicit time-outs, `headers` on every request, paths relative to
-    `base_url` when given); `send` opens it on first use and `aclose()` closes it. A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused
-    when the wait exceeds `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after
+    `base_url` when given); `send` opens it on first use and `aclose()` closes it.
+
+    A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused when
+    the wait exceeds `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after
     `retry_wait(response, attempt)` seconds (default: `backoff(attempt)`).
     """
 

@@ -270,7 +270,9 @@ class AptibleIntegration:
         return await self._api.send(method, url, action=action, json=json, headers=headers)
 
     def _permanent(self, what: str) -> StrategyUnavailable:
-        return self._api.refused(what, user_message="jitbot's Aptible connection is not working; tell the jitbot admins.")
+        return self._api.refused(
+            what, user_message="jitbot's Aptible connection is not working; tell the jitbot admins."
+        )
 
 
 def _bearer(token: str) -> dict[str, str]:
