@@ -115,7 +115,8 @@ def run() -> int:
             for issue in error.issues:
                 print(issue, file=sys.stderr)
             await runtime.stop()
-            return _fail(f"{settings.config_path} is not valid ({len(error.issues)} errors); nothing was started.",
+            count = len(error.issues)
+            return _fail(f"{settings.config_path} is not usable ({count} error{'s' if count != 1 else ''}); nothing was started.",
                          EXIT_INVALID_CONFIG)
         except JitError as error:
             await runtime.stop()

@@ -176,7 +176,7 @@ class Runtime:
         if self.socket is not None:
             await self.socket.close_async()
         if self.scheduler is not None:
-            self.scheduler.shutdown()
+            await self.scheduler.shutdown()
         for closable in [*self.strategies.values(), *self.integrations.values()]:
             try:
                 await closable.aclose()
@@ -186,4 +186,5 @@ class Runtime:
             await self.client.session.close()
         if self.store is not None:
             await self.store.close()
-        log.info("jitbot.stopped")
+        if self.engine is not None:
+            log.info("jitbot.stopped")

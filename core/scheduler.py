@@ -7,6 +7,7 @@ and a lost timer (a crash, a clock jump) is caught by the next sweep.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta, timezone
 
 import structlog
@@ -26,6 +27,7 @@ class Scheduler:
         self.clock = clock
         self.horizon = horizon
         self.sweep_interval = sweep_interval
+        self._running: set[asyncio.Task] = set()
         self._scheduler = AsyncIOScheduler(
             timezone=timezone.utc,
             # A job that fires late still runs (never skipped as "misfired"); duplicates coalesce.
@@ -43,10 +45,14 @@ class Scheduler:
                                 id="sweep", replace_existing=True)
         self._scheduler.start()
 
-    def shutdown(self) -> None:
-        """Stop firing timers; running jobs finish on their own."""
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop firing timers, then give revocations already running `grace` seconds to finish."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+        running = {task for task in self._running if not task.done()}
+        if running:
+            log.info("scheduler.draining", jobs=len(running))
+            await asyncio.wait(running, timeout=grace)
 
     def arm_revoke(self, request_id: str, when: datetime) -> None:
         """Revoke `request_id` at `when` (or on a later sweep when beyond the horizon)."""
@@ -70,10 +76,27 @@ class Scheduler:
     def _arm(self, job_id: str, fn, request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:
             return  # the sweep arms it when it comes within the horizon
-        self._scheduler.add_job(fn, "date", run_date=when, args=[request_id], id=job_id, replace_existing=True)
+        self._scheduler.add_job(self._run_timer, "date", run_date=when, args=[fn, job_id, request_id],
+                                id=job_id, replace_existing=True)
+
+    async def _run_timer(self, fn, job_id: str, request_id: str) -> None:
+        # APScheduler runs the job in the context of whatever armed it (often a Slack click):
+        # without a fresh log context, a timer's revocation would be logged as that click.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(timer=job_id)
+        task = asyncio.current_task()
+        self._running.add(task)
+        try:
+            await fn(request_id)
+        except Exception:
+            log.exception("timer.failed", job=job_id)
+        finally:
+            self._running.discard(task)
 
     async def sweep(self) -> None:
         """Revoke and expire what is due, then arm every timer that falls within the horizon."""
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(timer="sweep")
         try:
             await self.engine.sweep()
             await self.arm_window()

@@ -40,7 +40,7 @@ async def test_an_armed_revocation_fires_at_its_time():
         fired = {await asyncio.wait_for(engine.revoked.get(), 5), await asyncio.wait_for(engine.revoked.get(), 5)}
         assert fired == {"r1", "r2"}
     finally:
-        scheduler.shutdown()
+        await scheduler.shutdown()
 
 
 async def test_arming_twice_keeps_one_timer_and_disarm_removes_it():
@@ -55,7 +55,7 @@ async def test_arming_twice_keeps_one_timer_and_disarm_removes_it():
         scheduler.disarm("r1")
         assert scheduler.armed() == 0
     finally:
-        scheduler.shutdown()
+        await scheduler.shutdown()
 
 
 async def test_only_timers_within_the_horizon_are_held_in_memory():
