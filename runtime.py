@@ -32,6 +32,7 @@ from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.scheduler import Scheduler
 from handlers.directory import SlackDirectory
+from handlers.health import start_health_server
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
 from storage.db import Store
@@ -54,6 +55,7 @@ class Settings:
     config_path: Path
     db_path: str
     slack_api_url: str = DEFAULT_SLACK_API_URL
+    health_address: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
@@ -73,6 +75,7 @@ class Settings:
             config_path=Path(env.get("JITBOT_CONFIG", "config/flows.yaml")),
             db_path=env.get("JITBOT_DB", "data/jitbot.db"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
+            health_address=env.get("JITBOT_HEALTH_ADDR") or None,
         )
 
 
@@ -96,6 +99,7 @@ class Runtime:
         self.app: AsyncApp | None = None
         self.socket: AsyncSocketModeHandler | None = None
         self.client: AsyncWebClient | None = None
+        self.health = None
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -154,7 +158,15 @@ class Runtime:
             log.info("timers.armed", count=armed)
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
+        if settings.health_address:
+            self.health = await start_health_server(settings.health_address, {
+                "slack": self.socket.client.is_connected,
+                "database": self._database_answers,
+            })
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
+
+    async def _database_answers(self) -> bool:
+        return await self.store.read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
 
     async def _check_tokens(self) -> None:
         # slack_sdk retries a bad app token forever inside connect(); one explicit call each turns
@@ -173,6 +185,8 @@ class Runtime:
 
     async def stop(self) -> None:
         """Disconnect, stop the timers, close clients and the database."""
+        if self.health is not None:
+            await self.health.cleanup()
         if self.socket is not None:
             await self.socket.close_async()
         if self.scheduler is not None:

@@ -51,3 +51,28 @@ async def test_sym_with_a_flow_name_opens_that_form_and_an_unknown_name_is_answe
     result = await slack.slash_command(user="U_ALICE", command="/sym", text="nope")
     assert "no flow named `nope`" in result.ack_payload["text"]
     assert "`db_access`" in result.ack_payload["text"]
+
+
+async def test_the_health_endpoint_reports_slack_and_database(slack, receiver, tmp_path, monkeypatch):
+    import socket
+
+    import aiohttp
+
+    from runtime import Runtime, Settings
+
+    monkeypatch.setenv("JITBOT_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    runtime = await start_bot(slack, receiver, tmp_path, FrozenClock())
+    settings = Settings(**{**runtime.settings.__dict__, "health_address": f"127.0.0.1:{port}", "db_path": str(tmp_path / "h.db")})
+    await runtime.stop()
+    healthy = Runtime(settings, clock=FrozenClock(), start_timers=False)
+    await healthy.start()
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                assert response.status == 200
+                assert await response.json() == {"status": "ok", "slack": True, "database": True}
+    finally:
+        await healthy.stop()
