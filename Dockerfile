@@ -11,8 +11,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     JITBOT_HEALTH_ADDR=0.0.0.0:8080
 
 WORKDIR /app
-COPY requirements.lock ./
-RUN pip install --no-cache-dir -r requirements.lock
+COPY requirements-runtime.lock ./
+RUN pip install --no-cache-dir -r requirements-runtime.lock
 COPY bot.py runtime.py ./
 COPY core ./core
 COPY handlers ./handlers
