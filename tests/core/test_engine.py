@@ -80,6 +80,13 @@ async def submit(engine, user="U_ALICE"):
     return await engine.submit(draft)
 
 
+async def crash_after_approval(engine, request, clock):
+    """What a crash between the approval's commit and the strategy call leaves: an `approved` row."""
+    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
+        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
+        audit=engine._audit(request, "U_BOB", "request.approved"))
+
+
 async def test_a_retryable_grant_failure_is_retried_and_then_granted(world):
     build, clock, notifier, strategy = world
     engine = build()
@@ -116,10 +123,7 @@ async def test_recovery_grants_a_row_left_approved_exactly_once(world):
     build, clock, notifier, strategy = world
     engine = build()
     request = await submit(engine)
-    # A crash between the approval's commit and the strategy call leaves the row `approved`.
-    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
-        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
-        audit=engine._audit(request, "U_BOB", "request.approved"))
+    await crash_after_approval(engine, request, clock)
     restarted = build()
     await restarted.recover()
     await restarted.recover()
@@ -134,9 +138,7 @@ async def test_recovery_past_the_end_revokes_a_grant_in_doubt_without_granting(w
     build, clock, notifier, strategy = world
     engine = build()
     request = await submit(engine)
-    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
-        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
-        audit=engine._audit(request, "U_BOB", "request.approved"))
+    await crash_after_approval(engine, request, clock)
     clock.advance(hours=2)
     counts = await build().recover()
     assert counts["in_doubt_revoked"] == 1
