@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
+import aiohttp
 import structlog
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
@@ -32,6 +33,7 @@ from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.scheduler import Scheduler
 from handlers.directory import SlackDirectory
+from handlers.errors import drain_listeners
 from handlers.health import start_health_server
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
@@ -113,6 +115,8 @@ class Runtime:
             raise StartupError(f"integrations.{clash.pop()}: this name is reserved for the bot's Slack directory.")
         self.client = AsyncWebClient(
             token=settings.bot_token, base_url=settings.slack_api_url,
+            # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.
+            session=aiohttp.ClientSession(),
             retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
                             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
                             AsyncServerErrorRetryHandler(max_retry_count=2)],
@@ -147,7 +151,10 @@ class Runtime:
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
 
-        self.app = AsyncApp(client=self.client, process_before_response=False)
+        # process_before_response=True: our listener wrapper (handlers.errors.reported) returns as
+        # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
+        # once instead of polling for it every 10 ms.
+        self.app = AsyncApp(client=self.client, process_before_response=True)
         handlers.register(self.app, config=self.config, engine=self.engine)
 
         if self.start_timers:
@@ -189,6 +196,7 @@ class Runtime:
             await self.health.cleanup()
         if self.socket is not None:
             await self.socket.close_async()
+            await drain_listeners()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         for closable in [*self.strategies.values(), *self.integrations.values()]:

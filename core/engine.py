@@ -38,6 +38,7 @@ log = structlog.get_logger("jitbot.engine")
 
 GRANT_ATTEMPTS = 3
 ANNOUNCE_SLOW_GRANT_AFTER = 1.0  # seconds before the message says "granting…"
+STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 
 
 class SubmissionRejected(JitError):
@@ -100,6 +101,7 @@ class AccessEngine(ExpiryMixin):
         self.timers = timers or Timers()
         self.grant_retry_delay = grant_retry_delay
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._gates: dict[str, asyncio.Semaphore] = {}
 
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
@@ -287,7 +289,8 @@ class AccessEngine(ExpiryMixin):
         """Call the strategy's grant, retrying retryable failures; return (result, None) or (None, error)."""
         for attempt in range(1, GRANT_ATTEMPTS + 1):
             try:
-                return await strategy.grant(ctx), None
+                async with self._gate(ctx.flow):
+                    return await strategy.grant(ctx), None
             except StrategyError as exc:
                 if not exc.retryable or attempt == GRANT_ATTEMPTS:
                     return None, exc
@@ -310,7 +313,8 @@ class AccessEngine(ExpiryMixin):
         # A grant can fail after part of it took effect (a timeout after the write); take back
         # whatever may be there so a failed request never leaves access behind.
         try:
-            await strategy.revoke(ctx, {})
+            async with self._gate(ctx.flow):
+                await strategy.revoke(ctx, {})
         except Exception as exc:
             await self.notifier.alert(
                 f"Cleanup after the failed grant of request {request.id} also failed ({scrub(str(exc))}). "
@@ -361,6 +365,14 @@ class AccessEngine(ExpiryMixin):
             await self.notifier.notify_requester(request, notice, detail)
         except Exception:
             log.exception("notify.failed", request_id=request.id, notice=notice.value)
+
+    def _gate(self, flow_name: str) -> asyncio.Semaphore:
+        # At most this many strategy calls per flow at once: 1,000 revocations due in the same second
+        # must queue, not open 1,000 connections to one target system and time out together.
+        gate = self._gates.get(flow_name)
+        if gate is None:
+            gate = self._gates[flow_name] = asyncio.Semaphore(STRATEGY_CONCURRENCY)
+        return gate
 
     def _lock(self, request_id: str) -> asyncio.Lock:
         lock = self._locks.get(request_id)

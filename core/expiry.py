@@ -50,7 +50,8 @@ class ExpiryMixin:
             flow = self.config.flow(request.flow)
             strategy = self.strategies[flow.name]
             try:
-                await strategy.revoke(await self._context(request), request.grant_state)
+                async with self._gate(flow.name):
+                    await strategy.revoke(await self._context(request), request.grant_state)
             except Exception as exc:
                 return await self._revoke_failed(request, exc)
             request = await self.requests.transition(

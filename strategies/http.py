@@ -21,6 +21,7 @@ import httpx
 import structlog
 
 from core.errors import StrategyError, StrategyUnavailable
+from strategies.aiohttp_transport import AiohttpTransport
 
 log = structlog.get_logger(__name__)
 
@@ -103,7 +104,8 @@ class ApiCaller:
         """Build the HTTP client (idempotent)."""
         if self._client is None:
             self._client = httpx.AsyncClient(
-                base_url=self._base_url, timeout=self._timeout, transport=self._transport, headers=self._headers
+                base_url=self._base_url, timeout=self._timeout, transport=self._transport or AiohttpTransport(),
+                headers=self._headers,
             )
 
     async def aclose(self) -> None:

@@ -33,6 +33,7 @@ from core.errors import JitError
 from core.schema import IntegrationConfig, SecretStr
 from core.secrets import scrub
 from core.ttl_cache import TTLCache
+from strategies.aiohttp_transport import AiohttpTransport
 from strategies.http import http_base_url
 
 log = structlog.get_logger("jitbot.pagerduty")
@@ -99,7 +100,7 @@ class PagerDutyIntegration:
             self._client = httpx.AsyncClient(
                 base_url=self.config.base_url,
                 timeout=httpx.Timeout(self._timeout),
-                transport=self._transport,
+                transport=self._transport or AiohttpTransport(),
                 headers={
                     "Accept": "application/vnd.pagerduty+json;version=2",
                     "Content-Type": "application/json",

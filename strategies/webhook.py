@@ -39,6 +39,7 @@ from core.errors import StrategyUnavailable, SubjectNotFound
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import scrub
 from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.aiohttp_transport import AiohttpTransport
 from strategies.http import http_url
 
 SIGNATURE_HEADER = "X-Jitbot-Signature"
@@ -123,7 +124,8 @@ class WebhookStrategy:
             seconds = self.config.timeout.total_seconds()
             # follow_redirects=False: a redirect would re-send a signed grant somewhere unreviewed.
             self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(seconds), follow_redirects=False, transport=self._transport
+                timeout=httpx.Timeout(seconds), follow_redirects=False,
+                transport=self._transport or AiohttpTransport(),
             )
 
     async def aclose(self) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -36,3 +36,14 @@ async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackEmulator]
     finally:
         await emu.stop()
     emu.verify()
+
+
+@pytest.fixture(autouse=True)
+def isolated_secret_registry() -> Iterator[None]:
+    """Forget secret values a test registered, so one test's secret ('secops') is not scrubbed from the next."""
+    from core import secrets
+
+    saved = set(secrets._known_values)
+    yield
+    secrets._known_values.clear()
+    secrets._known_values.update(saved)

@@ -31,14 +31,12 @@ import structlog
 
 from core.logging import configure_logging
 from core.models import AccessRequest, AuditEvent, RequestStatus
+from handlers.errors import running_listeners
 from runtime import Runtime, Settings
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator, View
 
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
-# Bolt acks first and runs the rest of a listener in a task named like these (slack_bolt 1.30's
-# asyncio runner, slack_sdk's socket mode client): the work a test waits for happens inside them.
-LISTENER_TASKS = ("run_ack_function_asynchronously", "run_message_listeners")
 
 
 @dataclass
@@ -84,7 +82,7 @@ class RunningBot:
         """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while busy := _listener_tasks():
+        while busy := running_listeners():
             remaining = deadline - loop.time()
             assert remaining > 0, f"the bot is still busy after {timeout}s: {busy}"
             await asyncio.wait(busy, timeout=remaining)
@@ -156,12 +154,6 @@ class BotLauncher:
         """Stop every bot this launcher started."""
         for bot in reversed(self.bots):
             await bot.stop()
-
-
-def _listener_tasks() -> list[asyncio.Task]:
-    current = asyncio.current_task()
-    return [task for task in asyncio.all_tasks() if task is not current and not task.done()
-            and getattr(task.get_coro(), "__qualname__", "").endswith(LISTENER_TASKS)]
 
 
 @dataclass
