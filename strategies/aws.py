@@ -37,7 +37,7 @@ from pydantic import Field
 from core.clock import Clock, SystemClock
 from core.errors import JitError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.schema import IntegrationConfig
-from strategies.base import GrantContext, ValidationIssue
+from strategies.base import GrantContext, IntegrationStrategy, ValidationIssue
 
 ROLE_SESSION_NAME = "jitbot"
 
@@ -296,7 +296,7 @@ async def mapped_call(
         raise aws_error(exc, system=system, client_name=client_name) from exc
 
 
-class AwsStrategyBase:
+class AwsStrategyBase(IntegrationStrategy):
     """What the AWS strategies share; a subclass sets `system`, `identity_noun` and `config_model`.
 
     `system` names the service in every message; `identity_noun` is what a person's identity is
@@ -306,6 +306,7 @@ class AwsStrategyBase:
     system: str
     identity_noun: str
     integration_type = "aws"
+    integration_class = AwsIntegration
 
     def __init__(
         self,
@@ -316,30 +317,15 @@ class AwsStrategyBase:
         sleep: Sleep = asyncio.sleep,
         backoff: Backoff = Backoff(),
     ) -> None:
-        self.config = config
-        integration = integrations[config.integration]
-        if not isinstance(integration, AwsIntegration):
-            raise TypeError(f"integration {config.integration!r} is not of type aws")
-        self._aws = integration
+        super().__init__(config, integrations=integrations, hooks=hooks)
         self._sleep = sleep
         self._backoff = backoff
-
-    @property
-    def identity_key(self) -> str:
-        """Identity overrides are stored per integration name."""
-        return self.config.integration
-
-    async def open(self) -> None:
-        """Nothing to prepare beyond the integration's own session."""
-
-    async def aclose(self) -> None:
-        """Nothing to release: the integration owns the clients."""
 
     async def _call(self, client_name: str, method: str, *, missing: str | None = None, **kwargs: Any) -> Any:
         """One call with retries; None when AWS answers the error code `missing`, other errors mapped."""
         return await mapped_call(
             lambda: with_retry(
-                lambda: self._aws.call(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+                lambda: self.integration.call(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
             ),
             system=self.system, client_name=client_name, missing=missing,
         )
@@ -348,7 +334,7 @@ class AwsStrategyBase:
         """Every page of a paginated call, with retries; errors mapped."""
         return await mapped_call(
             lambda: with_retry(
-                lambda: self._aws.paginate(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+                lambda: self.integration.paginate(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
             ),
             system=self.system, client_name=client_name,
         )

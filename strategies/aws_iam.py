@@ -102,7 +102,7 @@ class AwsIamStrategy(AwsStrategyBase):
             return False
         wanted = self._setting(ctx, "group_name").lower()  # IAM names are unique regardless of case
         pages = await mapped_call(
-            lambda: self._aws.paginate("iam", "list_groups_for_user", UserName=user),
+            lambda: self.integration.paginate("iam", "list_groups_for_user", UserName=user),
             system=SYSTEM, client_name="iam", missing=_NO_SUCH_ENTITY,
         )
         if pages is None:

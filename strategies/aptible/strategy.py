@@ -13,10 +13,10 @@ from typing import Annotated, Literal, Mapping
 import structlog
 from pydantic import Field
 
-from core.errors import StartupError, SubjectNotFound, TargetNotFound
+from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import StrategyConfig, TargetConfig
 from strategies.aptible.client import AptibleIntegration, AptibleUser
-from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.base import GrantContext, GrantResult, IntegrationStrategy, ValidationIssue
 
 log = structlog.get_logger(__name__)
 
@@ -35,33 +35,13 @@ class AptibleStrategyConfig(StrategyConfig):
     targets: Annotated[list[AptibleTarget], Field(min_length=1)]
 
 
-class AptibleStrategy:
+class AptibleStrategy(IntegrationStrategy):
     """Grants by adding the person to the target's Aptible role; revokes by deleting that membership."""
 
     system = "Aptible"
     config_model = AptibleStrategyConfig
     integration_type = "aptible"
-
-    def __init__(
-        self, config: AptibleStrategyConfig, *, integrations: Mapping[str, object], hooks: object = None
-    ) -> None:
-        integration = integrations.get(config.integration)
-        if not isinstance(integration, AptibleIntegration):
-            raise StartupError(f"the aptible strategy needs integration '{config.integration}' of type aptible")
-        self.config = config
-        self._aptible = integration
-
-    @property
-    def identity_key(self) -> str:
-        """Identity overrides are stored per integration."""
-        return self.config.integration
-
-    async def open(self) -> None:
-        """Make sure the shared integration is open (its owner closes it)."""
-        await self._aptible.open()
-
-    async def aclose(self) -> None:
-        """Nothing of its own to release: the integration is shared and closed by its owner."""
+    integration_class = AptibleIntegration
 
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check the person is a user of the organization and the role belongs to it."""
@@ -76,11 +56,11 @@ class AptibleStrategy:
             issues.append(ValidationIssue(
                 f"No Aptible user with {ctx.subject.identity} is in the organization; "
                 "ask an Aptible admin to invite you.",
-                detail=f"Aptible organization {self._aptible.config.organization_id} "
+                detail=f"Aptible organization {self.integration.config.organization_id} "
                 f"has no user {ctx.subject.identity}",
             ))
         try:
-            await self._aptible.get_role(self._role_id(ctx))
+            await self.integration.get_role(self._role_id(ctx))
         except TargetNotFound as exc:
             issues.append(ValidationIssue(exc.user_message, detail=str(exc)))
         return issues
@@ -90,12 +70,12 @@ class AptibleStrategy:
         user = await self._find_user(ctx)
         if user is None:
             raise SubjectNotFound(
-                f"no Aptible user {ctx.subject.identity!r} in organization {self._aptible.config.organization_id}",
+                f"no Aptible user {ctx.subject.identity!r} in organization {self.integration.config.organization_id}",
                 user_message="No Aptible user in the organization matches you.",
             )
-        role = await self._aptible.get_role(self._role_id(ctx))
-        existing = [m for m in await self._aptible.role_memberships(role.id) if m.user_id == user.id]
-        membership = existing[0] if existing else await self._aptible.add_membership(role.id, user.href)
+        role = await self.integration.get_role(self._role_id(ctx))
+        existing = [m for m in await self.integration.role_memberships(role.id) if m.user_id == user.id]
+        membership = existing[0] if existing else await self.integration.add_membership(role.id, user.href)
         log.info("aptible_role_granted", integration=self.identity_key, role_id=role.id, aptible_user_id=user.id,
                  already_held=bool(existing), request_id=ctx.request_id)
         return GrantResult(state={"aptible_user_id": user.id, "role_id": role.id, "membership_id": membership.id})
@@ -113,13 +93,13 @@ class AptibleStrategy:
                 return
             user_id = user.id
         try:
-            mine = [m for m in await self._aptible.role_memberships(role_id) if m.user_id == user_id]
+            mine = [m for m in await self.integration.role_memberships(role_id) if m.user_id == user_id]
         except TargetNotFound:
             log.info("aptible_role_already_gone", integration=self.identity_key, role_id=role_id)
             return
         if not mine:
             return
-        if not any(role.id != role_id for role in await self._aptible.user_roles(user_id)):
+        if not any(role.id != role_id for role in await self.integration.user_roles(user_id)):
             log.warning(
                 "aptible_revoked_last_role", integration=self.identity_key, role_id=role_id, aptible_user_id=user_id,
                 request_id=ctx.request_id,
@@ -127,7 +107,7 @@ class AptibleStrategy:
                      "give them a baseline role to keep them in it",
             )
         for membership in mine:
-            await self._aptible.delete_membership(membership.id)
+            await self.integration.delete_membership(membership.id)
         log.info("aptible_role_revoked", integration=self.identity_key, role_id=role_id, aptible_user_id=user_id,
                  request_id=ctx.request_id)
 
@@ -136,13 +116,13 @@ class AptibleStrategy:
         user = await self._find_user(ctx)
         if user is None:
             return False
-        return any(m.user_id == user.id for m in await self._aptible.role_memberships(self._role_id(ctx)))
+        return any(m.user_id == user.id for m in await self.integration.role_memberships(self._role_id(ctx)))
 
     async def _find_user(self, ctx: GrantContext) -> AptibleUser | None:
         """The person's Aptible user, or None when there is no identity or no such user."""
         if not ctx.subject.identity:
             return None
-        return await self._aptible.find_user_by_email(ctx.subject.identity)
+        return await self.integration.find_user_by_email(ctx.subject.identity)
 
     def _role_id(self, ctx: GrantContext) -> str:
         role_id = ctx.target.settings.get("role_id")

@@ -7,9 +7,9 @@ from typing import Annotated, Literal, Mapping
 import structlog
 from pydantic import Field
 
-from core.errors import StartupError, SubjectNotFound, TargetNotFound
+from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import StrategyConfig, TargetConfig
-from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.base import GrantContext, GrantResult, IntegrationStrategy, ValidationIssue
 from strategies.okta.client import INACTIVE_USER_STATUSES, OktaIntegration, OktaUser
 
 log = structlog.get_logger(__name__)
@@ -29,31 +29,13 @@ class OktaStrategyConfig(StrategyConfig):
     targets: Annotated[list[OktaTarget], Field(min_length=1)]
 
 
-class OktaStrategy:
+class OktaStrategy(IntegrationStrategy):
     """Grants by adding the person's Okta user to the target's group; revokes by removing it."""
 
     system = "Okta"
     config_model = OktaStrategyConfig
     integration_type = "okta"
-
-    def __init__(self, config: OktaStrategyConfig, *, integrations: Mapping[str, object], hooks: object = None) -> None:
-        integration = integrations.get(config.integration)
-        if not isinstance(integration, OktaIntegration):
-            raise StartupError(f"the okta strategy needs integration '{config.integration}' of type okta")
-        self.config = config
-        self._okta = integration
-
-    @property
-    def identity_key(self) -> str:
-        """Identity overrides are stored per integration."""
-        return self.config.integration
-
-    async def open(self) -> None:
-        """Make sure the shared integration is open (its owner closes it)."""
-        await self._okta.open()
-
-    async def aclose(self) -> None:
-        """Nothing of its own to release: the integration is shared and closed by its owner."""
+    integration_class = OktaIntegration
 
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check the person has an active Okta user and the group can be changed."""
@@ -66,7 +48,7 @@ class OktaStrategy:
             )]
         issues: list[ValidationIssue] = []
         try:
-            user = await self._okta.find_user(identity)
+            user = await self.integration.find_user(identity)
         except SubjectNotFound as exc:
             return [ValidationIssue(exc.user_message, detail=str(exc))]
         if user is None:
@@ -80,7 +62,7 @@ class OktaStrategy:
                 detail=f"Okta user {user.id} has status {user.status}",
             ))
         try:
-            await self._okta.require_manageable_group(self._group_id(ctx))
+            await self.integration.require_manageable_group(self._group_id(ctx))
         except TargetNotFound as exc:
             issues.append(ValidationIssue(exc.user_message, detail=str(exc)))
         return issues
@@ -98,8 +80,8 @@ class OktaStrategy:
                 f"Okta user {user.id} is {user.status}", user_message=f"Your Okta account is {user.status.lower()}."
             )
         group_id = self._group_id(ctx)
-        await self._okta.require_manageable_group(group_id)
-        await self._okta.add_user_to_group(group_id, user.id)
+        await self.integration.require_manageable_group(group_id)
+        await self.integration.add_user_to_group(group_id, user.id)
         log.info(
             "okta_group_granted",
             integration=self.identity_key, group_id=group_id, okta_user_id=user.id, request_id=ctx.request_id,
@@ -120,7 +102,7 @@ class OktaStrategy:
                 )
                 return
             user_id = user.id
-        await self._okta.remove_user_from_group(group_id, user_id)
+        await self.integration.remove_user_from_group(group_id, user_id)
         log.info(
             "okta_group_revoked",
             integration=self.identity_key, group_id=group_id, okta_user_id=user_id, request_id=ctx.request_id,
@@ -129,13 +111,13 @@ class OktaStrategy:
     async def is_active(self, ctx: GrantContext) -> bool:
         """Whether the person is in the target's group in Okta right now."""
         user = await self._find_user(ctx)
-        return user is not None and await self._okta.is_member(self._group_id(ctx), user.id)
+        return user is not None and await self.integration.is_member(self._group_id(ctx), user.id)
 
     async def _find_user(self, ctx: GrantContext) -> OktaUser | None:
         """The person's Okta user, or None when there is no identity or no such user."""
         if not ctx.subject.identity:
             return None
-        return await self._okta.find_user(ctx.subject.identity)
+        return await self.integration.find_user(ctx.subject.identity)
 
     def _group_id(self, ctx: GrantContext) -> str:
         group_id = ctx.target.settings.get("group_id")

@@ -121,7 +121,7 @@ async def test_is_active_ignores_other_groups_and_group_name_case(iam, aws_integ
     iam.add_user_to_group(GroupName="readers", UserName=USER)
     assert not await strategy.is_active(ctx_for(strategy))
     iam.add_user_to_group(GroupName=GROUP, UserName=USER)
-    upper = make_strategy(strategy._aws, group=GROUP.upper())
+    upper = make_strategy(strategy.integration, group=GROUP.upper())
     assert await upper.is_active(ctx_for(upper))
 
 
