@@ -45,7 +45,6 @@ from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 log = structlog.get_logger("jitbot")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
-RESERVED_INTEGRATION_NAMES = {"slack"}  # `evt.integrations.slack` is the bot's own directory
 
 
 @dataclass
@@ -110,9 +109,6 @@ class Runtime:
         self.config = await asyncio.to_thread(
             load_config, settings.config_path, strategy_types=self.strategy_types,
             integration_types=self.integration_types, resolve_secrets=True)
-        clash = RESERVED_INTEGRATION_NAMES & set(self.config.integrations)
-        if clash:
-            raise StartupError(f"integrations.{clash.pop()}: this name is reserved for the bot's Slack directory.")
         self.client = AsyncWebClient(
             token=settings.bot_token, base_url=settings.slack_api_url,
             # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.

@@ -322,7 +322,12 @@ class JitConfig(StrictModel):
     @field_validator("integrations", mode="before")
     @classmethod
     def _no_integrations(cls, value: Any) -> Any:
-        return {} if value is None else value  # `integrations:` with every entry commented out
+        if value is None:
+            return {}  # `integrations:` with every entry commented out
+        if isinstance(value, dict) and "slack" in value:
+            # Hooks reach the bot's own Slack directory as evt.integrations.slack.
+            _raise([_problem(("slack",), "the name 'slack' is reserved for the bot's own Slack directory", value["slack"])])
+        return value
 
     @model_validator(mode="wrap")
     @classmethod

@@ -620,3 +620,12 @@ async def test_fake_strategy_scripted_failures_and_unknown_identities():
         await strategy.grant(fake_ctx(target="elsewhere"))
     with pytest.raises(ValueError):
         strategy.fail_next("explode", RuntimeError())
+
+
+def test_the_integration_name_slack_is_reserved_for_the_bots_directory(tmp_path):
+    # `slack:` becomes the first entry of the file's `integrations:` mapping, at line 2.
+    path = tmp_path / "f.yaml"
+    path.write_text("integrations:\n  slack: {type: whatever}\n" + "\n".join(
+        line for line in VALID.splitlines() if not line.startswith("integrations:")) + "\n")
+    found = [(i.line, i.path) for i in issues(path) if "reserved" in i.message]
+    assert found == [(2, "integrations.slack")]
