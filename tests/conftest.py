@@ -1,12 +1,16 @@
-"""Shared fixtures: `slack`, a local Slack emulator preloaded with a small directory."""
+"""Shared fixtures: `slack`, a local Slack emulator preloaded with a small directory; `moto_server`."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.fakes.slack_emulator import SlackEmulator
+
+if TYPE_CHECKING:
+    from tests.fakes.moto_server import MotoServer
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -47,3 +51,13 @@ def isolated_secret_registry() -> Iterator[None]:
     yield
     secrets._known_values.clear()
     secrets._known_values.update(saved)
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    """One moto server (AWS over its real wire protocol) for the whole session; each user resets it."""
+    from tests.fakes.moto_server import MotoServer  # boto3 and moto load only for the tests that use AWS
+
+    server = MotoServer().start()
+    yield server
+    server.stop()

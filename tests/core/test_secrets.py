@@ -1,16 +1,13 @@
 from __future__ import annotations
 
 import json
-import logging
 import textwrap
 import threading
 import uuid
 from pathlib import Path
 from typing import Literal
 
-import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from core.config import load_config
 from core.errors import ConfigError, SecretResolutionError
@@ -26,9 +23,8 @@ from core.secrets import (
     scrub_data,
     substitute,
 )
+from tests.fakes.moto_server import MotoServer, isolate_aws_env
 from tests.fakes.strategy import TEST_STRATEGY_TYPES
-
-REGION = "us-east-1"
 
 
 # --- reference syntax -----------------------------------------------------------------------------
@@ -145,29 +141,13 @@ def test_resolver_fetches_each_aws_secret_once_per_pass(tmp_path):
 
 # --- AWS Secrets Manager through moto's server ---------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def moto_url():
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 @pytest.fixture
-def aws_env(moto_url, monkeypatch, tmp_path):
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "HTTP_PROXY", "HTTPS_PROXY",
-                 "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_url)
-    return boto3.client("secretsmanager", endpoint_url=moto_url, region_name=REGION,
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+def aws_env(moto_server: MotoServer, monkeypatch, tmp_path):
+    """Secrets Manager on the session's moto server, as the standard chain sees it; the region only in AWS_REGION."""
+    isolate_aws_env(monkeypatch, tmp_path, endpoint_url=moto_server.url)
+    monkeypatch.delenv("AWS_DEFAULT_REGION")  # so that taking AWS_REGION away leaves no region at all
+    moto_server.reset()
+    return moto_server.client("secretsmanager")
 
 
 def unique(prefix: str) -> str:

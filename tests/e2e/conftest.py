@@ -136,32 +136,11 @@ async def launch(slack, tmp_path) -> AsyncIterator[BotLauncher]:
         await launcher.close()
 
 
-@pytest.fixture(scope="session")
-def moto_server():
-    """One moto server (AWS over its real wire protocol) for the session."""
-    from tests.fakes.moto_server import MotoServer
-
-    server = MotoServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def moto(moto_server, monkeypatch, tmp_path):
     """The moto server, reset, as the standard AWS chain's endpoint with fake credentials (AWS_ENDPOINT_URL)."""
-    from tests.fakes.moto_server import REGION
+    from tests.fakes.moto_server import isolate_aws_env  # boto3 and moto load only for the tests that use AWS
 
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-                 "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server.url)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(monkeypatch, tmp_path, endpoint_url=moto_server.url)
     moto_server.reset()
     return moto_server

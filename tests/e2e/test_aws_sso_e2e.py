@@ -8,54 +8,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
 from core.models import RequestStatus
 from tests.e2e.harness import capture_logs
-from tests.fakes.moto_server import REGION
+from tests.fakes.moto_server import REGION, SSO_ACCOUNT as ACCOUNT, IdentityCenter, seed_identity_center
 from tests.fakes.okta_api import OktaFake
 from tests.fakes.webhook_receiver import WebhookReceiver
 
-ACCOUNT = "012345678901"
 ALICE_EMAIL = "alice@example.com"  # the emulator's U_ALICE
-
-
-@dataclass
-class IdentityCenter:
-    """moto's SSO instance with one permission set and Alice in its identity store."""
-
-    admin: Any
-    instance_arn: str
-    identity_store_id: str
-    permission_set_arn: str
-    alice_id: str
-
-    def holders(self) -> list[str]:
-        """Principal ids of the users assigned the permission set in ACCOUNT, straight from moto."""
-        response = self.admin.list_account_assignments(
-            InstanceArn=self.instance_arn, AccountId=ACCOUNT, PermissionSetArn=self.permission_set_arn)
-        return [a["PrincipalId"] for a in response["AccountAssignments"] if a["PrincipalType"] == "USER"]
-
-
-def identity_center(moto, *, user_name: str = "alice", email: str = ALICE_EMAIL) -> IdentityCenter:
-    """Set up moto's default SSO instance: a ProdAdmin permission set and Alice under `user_name` / `email`."""
-    admin = moto.client("sso-admin")
-    instance = admin.list_instances()["Instances"][0]
-    permission_set = admin.create_permission_set(Name="ProdAdmin", InstanceArn=instance["InstanceArn"])
-    alice = moto.client("identitystore").create_user(
-        IdentityStoreId=instance["IdentityStoreId"], UserName=user_name, DisplayName="Alice",
-        Name={"GivenName": "Alice", "FamilyName": "Requester"}, Emails=[{"Value": email, "Primary": True}],
-    )
-    return IdentityCenter(admin, instance["InstanceArn"], instance["IdentityStoreId"],
-                          permission_set["PermissionSet"]["PermissionSetArn"], alice["UserId"])
 
 
 @pytest.fixture
 def sso(moto) -> IdentityCenter:
-    return identity_center(moto)
+    return seed_identity_center(moto, email=ALICE_EMAIL)
 
 
 def sso_flows(moto_url: str, sso: IdentityCenter) -> str:
@@ -103,14 +70,14 @@ async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes
     await bot.slack.click(message, text="Approve", user="U_BOB")
     granted = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
     assert granted.ts == message.ts and "U_BOB" in granted.plain and not granted.buttons
-    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+    assert await asyncio.to_thread(sso.holders) == [sso.user_id]
     await bot.slack.wait_for_dm("U_ALICE", contains="granted")
     request = await bot.request_for(message)
-    assert request.status is RequestStatus.GRANTED and request.grant_state["principal_id"] == sso.alice_id
+    assert request.status is RequestStatus.GRANTED and request.grant_state["principal_id"] == sso.user_id
 
     bot.clock.advance(minutes=29, seconds=59)
     await bot.engine.sweep()
-    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+    assert await asyncio.to_thread(sso.holders) == [sso.user_id]
 
     bot.clock.advance(seconds=1)
     await bot.engine.sweep()

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.models import RequestStatus
-from tests.e2e.test_aws_sso_e2e import ACCOUNT, identity_center, sso_flows
+from tests.e2e.test_aws_sso_e2e import sso_flows
+from tests.fakes.moto_server import SSO_ACCOUNT, seed_identity_center
 from tests.fakes.okta_api import OktaFake
 
 OKTA_TOKEN = "00okta-identity-e2e-token"
@@ -99,7 +100,7 @@ async def test_an_okta_login_override_is_used_instead_of_the_slack_email(launch,
 
 async def test_a_wildcard_override_picks_the_identity_center_user_by_user_name(launch, moto):
     # In Identity Center Alice is `asmith`, with an email Slack does not know.
-    sso = identity_center(moto, user_name="asmith", email="asmith@corp.example")
+    sso = seed_identity_center(moto, user_name="asmith", email="asmith@corp.example")
     bot = await launch.start(sso_flows(moto.url, sso))
     refused = await bot.submit("U_ALICE", "aws_prod", target="Prod Admin")
     assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
@@ -110,12 +111,12 @@ async def test_a_wildcard_override_picks_the_identity_center_user_by_user_name(l
     message = await bot.request("U_ALICE", "aws_prod", "C_APPROVALS", target="Prod Admin", duration="10s")
     await bot.slack.click(message, text="Approve", user="U_BOB")
     await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
-    assert await asyncio.to_thread(sso.holders) == [sso.alice_id]
+    assert await asyncio.to_thread(sso.holders) == [sso.user_id]
 
     bot.clock.advance(seconds=10)
     await bot.engine.sweep()
     assert await asyncio.to_thread(sso.holders) == []
-    assert (await bot.request_for(message)).grant_state["account_id"] == ACCOUNT
+    assert (await bot.request_for(message)).grant_state["account_id"] == SSO_ACCOUNT
 
 
 async def test_hooks_see_the_override_identity_of_the_requester(launch, okta):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -13,7 +13,7 @@ from core.models import Target
 from core.schema import TargetConfig
 from strategies.aws import AwsIntegration, AwsIntegrationConfig
 from tests.fakes.aws_fault_proxy import AwsFaultProxy
-from tests.fakes.moto_server import REGION, MotoServer
+from tests.fakes.moto_server import REGION, MotoServer, isolate_aws_env
 
 
 class FakeTime:
@@ -36,35 +36,17 @@ def target_of(config: TargetConfig) -> Target:
     return as_target(config)
 
 
-@pytest.fixture(scope="session")
-def aws_moto_server() -> Iterator[MotoServer]:
-    server = MotoServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """Fake static credentials, and nothing from the developer's own AWS config or instance role."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ROLE_ARN",
-                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS",
-                 # botocore sends even loopback requests through a configured proxy
-                 "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws_env(monkeypatch, tmp_path)
 
 
 @pytest.fixture
-def aws_moto(aws_moto_server: MotoServer, aws_env: None) -> MotoServer:
-    """The session's moto server with every backend reset, so each test starts from nothing."""
-    aws_moto_server.reset()
-    return aws_moto_server
+def aws_moto(moto_server: MotoServer, aws_env: None) -> MotoServer:
+    """The session's moto server (tests/conftest.py) with every backend reset, so each test starts from nothing."""
+    moto_server.reset()
+    return moto_server
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,45 +13,22 @@ from strategies.aws import AwsIntegration
 from strategies.aws_sso import AwsSsoStrategy, AwsSsoStrategyConfig
 from strategies.base import GrantContext, SupportsIsActive
 from tests.fakes.aws_fault_proxy import Reply, Rewrite, aws_error_reply
+from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT, IdentityCenter, seed_identity_center
 from tests.strategies.conftest import FakeTime, target_of
 from tests.strategies.contract import Harness, run_contract
 
 EMAIL = "alice@example.com"
-ACCOUNT = "012345678901"
 CREATE, DESCRIBE_CREATE = "CreateAccountAssignment", "DescribeAccountAssignmentCreationStatus"
 DELETE, DESCRIBE_DELETE = "DeleteAccountAssignment", "DescribeAccountAssignmentDeletionStatus"
 
 
-@dataclass
-class SsoWorld:
-    admin: Any  # boto3 sso-admin client straight to moto
-    instance_arn: str
-    identity_store_id: str
-    permission_set_arn: str
-    user_id: str
-
-    def holders(self) -> list[str]:
-        response = self.admin.list_account_assignments(
-            InstanceArn=self.instance_arn, AccountId=ACCOUNT, PermissionSetArn=self.permission_set_arn
-        )
-        return [a["PrincipalId"] for a in response["AccountAssignments"] if a["PrincipalType"] == "USER"]
-
-
 @pytest.fixture
-def sso(aws_moto) -> SsoWorld:
-    admin = aws_moto.client("sso-admin")
-    instance = admin.list_instances()["Instances"][0]
-    permission_set = admin.create_permission_set(Name="ProdAdmin", InstanceArn=instance["InstanceArn"])
-    user = aws_moto.client("identitystore").create_user(
-        IdentityStoreId=instance["IdentityStoreId"], UserName="alice", DisplayName="Alice",
-        Name={"GivenName": "Alice", "FamilyName": "Doe"}, Emails=[{"Value": EMAIL, "Primary": True}],
-    )
-    return SsoWorld(admin, instance["InstanceArn"], instance["IdentityStoreId"],
-                    permission_set["PermissionSet"]["PermissionSetArn"], user["UserId"])
+def sso(aws_moto) -> IdentityCenter:
+    return seed_identity_center(aws_moto, email=EMAIL)
 
 
 def make_strategy(
-    sso: SsoWorld, integration: AwsIntegration, time: FakeTime | None = None, **keys: Any
+    sso: IdentityCenter, integration: AwsIntegration, time: FakeTime | None = None, **keys: Any
 ) -> AwsSsoStrategy:
     permission_set_arn = keys.pop("permission_set_arn", sso.permission_set_arn)
     config = AwsSsoStrategyConfig.model_validate(
