@@ -1,129 +1,76 @@
-"""An in-process bot, built by the same Runtime as `bot.py run`, against the emulator and a webhook receiver.
+"""In-process bots for the e2e tests, built by the same Runtime as `bot.py run` (see tests/e2e/harness.py).
 
 Time is a FrozenClock and the APScheduler timers are off, so tests move time and call `sweep()`
 instead of sleeping; the timers themselves are covered by the subprocess tests.
+
+- `launch`: starts bots from any flows text (several per test, hooks files next to them).
+- `bot`: one bot on the standard webhook flow (`db_access`, approvers @secops) and its `receiver`;
+  `start_webhook_bot(*more_flows)` starts one on that flows file plus more flows.
+- `moto`: the session's moto server, reset, as the standard AWS chain's endpoint.
 """
 
 from __future__ import annotations
 
-import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from runtime import Runtime, Settings
+from runtime import Runtime
+from tests.e2e.flows import APPROVAL_CHANNEL, SECOPS, db_access_flow, flows_file
+from tests.e2e.harness import BotLauncher, RunningBot
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_emulator import Message, SlackEmulator
 from tests.fakes.webhook_receiver import WebhookReceiver
 
-WEBHOOK_SECRET = "whsec-e2e-0123456789abcdef"
+if TYPE_CHECKING:
+    from tests.fakes.moto_server import MotoServer
 
-FLOWS = """\
-slack:
-  command: /sym
-  alerts_channel: C_ALERTS
-flows:
-  - name: db_access
-    label: Database Access
-    approval_channel: C_APPROVALS
-    approvers:
-      usergroups: [S_SECOPS]
-    strategy:
-      type: webhook
-      url: {url}
-      secret: ${{env:JITBOT_TEST_WEBHOOK_SECRET}}
-      timeout: 5s
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-          settings: {{database: prod, role: admin}}
-        - name: staging_ro
-          label: Staging read-only
-          settings: {{database: staging, role: readonly}}
-    fields:
-      - name: reason
-        label: Why do you need access?
-        type: text
-        required: true
-      - name: ticket
-        label: Ticket
-        type: string
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [10s, 30m, 1h]
-        required: true
-    request_timeout: 1h
-{extra}"""
+WEBHOOK_SECRET = "whsec-e2e-0123456789abcdef"
+SECRET_ENV = "JITBOT_TEST_WEBHOOK_SECRET"
+
+
+def webhook_flows(receiver_url: str, *more_flows: dict) -> str:
+    """The standard flows file: `db_access` (webhook to `receiver_url`, approvers @secops), then `more_flows`."""
+    standard = db_access_flow(receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
+                              approvers=SECOPS, request_timeout="1h")
+    return flows_file(standard, *more_flows)
 
 
 @dataclass
 class Bot:
-    """The running bot and everything a test needs around it."""
+    """A RunningBot on the standard webhook flow, its receiver, and a one-call request with defaults."""
 
-    runtime: Runtime
-    slack: SlackEmulator
+    running: RunningBot
     receiver: WebhookReceiver
-    clock: FrozenClock
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.running.runtime
+
+    @property
+    def slack(self) -> SlackEmulator:
+        return self.running.slack
+
+    @property
+    def clock(self) -> FrozenClock:
+        return self.running.clock
 
     @property
     def engine(self):
-        return self.runtime.engine
+        return self.running.engine
 
     async def request(self, user: str = "U_ALICE", *, target: str = "Prod Admin", reason: str = "incident 42",
                       duration: str = "30m", text: str = "db_access") -> Message:
         """Run the slash command as `user`, fill the form, submit, and return the posted channel message."""
-        before = len(self.slack.messages_in("C_APPROVALS"))
-        result = await self.slack.slash_command(user=user, command="/sym", text=text)
-        assert result.ack_payload in (None, {}), result.ack_payload
-        view = await self.slack.wait_for_view(user, contains="Request access")
-        await self.slack.submit_view(view, {"target": target, "field:reason": reason, "field:duration": duration})
-        await self.slack.wait_for(lambda: len(self.slack.messages_in("C_APPROVALS")) > before)
-        return self.slack.messages_in("C_APPROVALS")[-1]
-
-    async def request_id(self, message: Message) -> str:
-        """The request id behind a channel message."""
-        rows = [r for r in await self.engine.requests.list_by_status(*__import__("core.models", fromlist=["x"]).RequestStatus)
-                if r.message_ts == message.ts]
-        assert len(rows) == 1
-        return rows[0].id
-
-
-async def start_bot(slack: SlackEmulator, receiver: WebhookReceiver, tmp_path: Path, clock: FrozenClock,
-                    extra: str = "", db_name: str = "jitbot.db") -> Runtime:
-    """Write the flows file and start a Runtime against the emulator."""
-    config = tmp_path / "flows.yaml"
-    config.write_text(FLOWS.format(url=receiver.url, extra=textwrap.dedent(extra)))
-    settings = Settings(bot_token=slack.bot_token, app_token=slack.app_token, config_path=config,
-                        db_path=str(tmp_path / db_name), slack_api_url=slack.api_url)
-    runtime = Runtime(settings, clock=clock, start_timers=False)
-    await runtime.start()
-    await slack.wait_connected()
-    return runtime
+        return await self.running.request(user, text, APPROVAL_CHANNEL, target=target, reason=reason, duration=duration)
 
 
 @pytest.fixture
 async def receiver() -> AsyncIterator[WebhookReceiver]:
     async with WebhookReceiver(secret=WEBHOOK_SECRET) as r:
         yield r
-
-
-@pytest.fixture
-async def bot(slack, receiver, tmp_path, monkeypatch) -> AsyncIterator[Bot]:
-    monkeypatch.setenv("JITBOT_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    clock = FrozenClock()
-    runtime = await start_bot(slack, receiver, tmp_path, clock)
-    try:
-        yield Bot(runtime, slack, receiver, clock)
-    finally:
-        await runtime.stop()
-
-
-# ── fixtures for tests that bring their own flows file (tests/e2e/harness.py) ─────────────────────
-
-from tests.e2e.harness import BotLauncher  # noqa: E402  (appended section)
 
 
 @pytest.fixture
@@ -137,7 +84,24 @@ async def launch(slack, tmp_path) -> AsyncIterator[BotLauncher]:
 
 
 @pytest.fixture
-def moto(moto_server, monkeypatch, tmp_path):
+def start_webhook_bot(receiver, launch, monkeypatch) -> Callable[..., Awaitable[RunningBot]]:
+    """Starts bots on the standard flows file plus any more flows; `launch` stops them before the receiver closes."""
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+
+    async def start(*more_flows: dict, **options: Any) -> RunningBot:
+        return await launch.start(webhook_flows(receiver.url, *more_flows), **options)
+
+    return start
+
+
+@pytest.fixture
+async def bot(start_webhook_bot, receiver) -> Bot:
+    """The standard bot, started."""
+    return Bot(await start_webhook_bot(), receiver)
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer, monkeypatch, tmp_path) -> MotoServer:
     """The moto server, reset, as the standard AWS chain's endpoint with fake credentials (AWS_ENDPOINT_URL)."""
     from tests.fakes.moto_server import isolate_aws_env  # boto3 and moto load only for the tests that use AWS
 

@@ -1,8 +1,7 @@
 """Start an in-process bot from any flows text against the Slack emulator, and drive it as people would.
 
-The same approach as `tests/e2e/conftest.py`'s `start_bot` (the production Runtime, a FrozenClock, the
-APScheduler timers off so tests move time and call `sweep()`), but for any flows file, hooks files
-and several bots per test:
+The production Runtime, a FrozenClock, the APScheduler timers off (tests move time and call
+`sweep()`); any flows file (see tests/e2e/flows.py), hooks files next to it, several bots per test:
 
     async def test_x(launch):                          # fixture in tests/e2e/conftest.py
         launch.write("hooks.py", "def on_request(evt): ...")
@@ -34,9 +33,19 @@ from core.models import AccessRequest, AuditEvent, RequestStatus
 from handlers.errors import running_listeners
 from runtime import Runtime, Settings
 from tests.fakes.clock import FrozenClock
-from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator, View
+from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
 
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
+
+
+async def submit_request(slack: SlackEmulator, user: str, flow: str, *, target: str, timeout: float = 5.0,
+                         **values: Any) -> EnvelopeResult:
+    """`/sym FLOW` as `user`, then fill the request modal (target label, reason, duration…) and submit it."""
+    result = await slack.slash_command(user=user, command="/sym", text=flow)
+    assert result.ack_payload in (None, {}), result.ack_payload
+    view = await slack.wait_for_view(user, contains="Request access", timeout=timeout)
+    filled = {**DEFAULT_VALUES, **{f"field:{k}": v for k, v in values.items()}, "target": target}
+    return await slack.submit_view(view, filled)
 
 
 @dataclass
@@ -55,17 +64,9 @@ class RunningBot:
         """The runtime's AccessEngine."""
         return self.runtime.engine
 
-    async def open_form(self, user: str, flow: str) -> View:
-        """`/sym FLOW` as `user`; returns the request modal once it is open."""
-        result = await self.slack.slash_command(user=user, command="/sym", text=flow)
-        assert result.ack_payload in (None, {}), result.ack_payload
-        return await self.slack.wait_for_view(user, contains="Request access")
-
     async def submit(self, user: str, flow: str, *, target: str, **values: Any) -> EnvelopeResult:
         """Open `flow`'s form as `user`, fill it (target label, reason, duration…) and submit it."""
-        view = await self.open_form(user, flow)
-        filled = {**DEFAULT_VALUES, **{f"field:{k}": v for k, v in values.items()}, "target": target}
-        return await self.slack.submit_view(view, filled)
+        return await submit_request(self.slack, user, flow, target=target, **values)
 
     async def request(self, user: str, flow: str, channel: str, *, target: str, **values: Any) -> Message:
         """Submit a request and return the message it posted in `channel` (the submit must be accepted)."""
@@ -131,12 +132,12 @@ class BotLauncher:
         return path.resolve()
 
     async def start(self, flows: str, *, clock: FrozenClock | None = None, name: str = "flows.yaml",
-                    db_name: str = "jitbot.db") -> RunningBot:
-        """Write `flows` (dedented) and start a Runtime on it against the emulator."""
+                    db_name: str = "jitbot.db", health_address: str | None = None) -> RunningBot:
+        """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on `health_address`)."""
         config = self.write(name, flows)
         db_path = self.directory / db_name
         settings = Settings(bot_token=self.slack.bot_token, app_token=self.slack.app_token, config_path=config,
-                            db_path=str(db_path), slack_api_url=self.slack.api_url)
+                            db_path=str(db_path), slack_api_url=self.slack.api_url, health_address=health_address)
         clock = clock or FrozenClock()
         runtime = Runtime(settings, clock=clock, start_timers=False)
         connected = self.slack.connects

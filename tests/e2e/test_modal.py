@@ -1,30 +1,17 @@
+import socket
+
+import aiohttp
 import pytest
 
-from tests.e2e.conftest import WEBHOOK_SECRET, start_bot
-from tests.fakes.clock import FrozenClock
-
-SECOND_FLOW = """\
-# a second flow, so /sym opens the picker (this comment also keeps start_bot's dedent from moving it)
-  - name: staging_shell
-    label: Staging Shell
-    approval_channel: C_APPROVALS
-    strategy:
-      type: webhook
-      url: {url}
-      targets:
-        - {name: shell, label: Staging shell}
-    fields:
-      - {name: duration, label: How long, type: duration, max: 2h, required: true}
-"""
+from tests.e2e.flows import duration_field, flow, target, webhook_strategy
 
 
 @pytest.fixture
-async def two_flow_bot(slack, receiver, tmp_path, monkeypatch):
-    monkeypatch.setenv("JITBOT_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
-    runtime = await start_bot(slack, receiver, tmp_path, FrozenClock(),
-                              extra=SECOND_FLOW.replace("{url}", receiver.url))
-    yield runtime
-    await runtime.stop()
+async def two_flow_bot(receiver, start_webhook_bot):
+    """The standard bot with a second flow, so /sym opens the picker."""
+    staging_shell = flow("staging_shell", "Staging Shell", webhook_strategy(receiver.url, target("shell", "Staging shell")),
+                         [duration_field(label="How long", max="2h")])
+    return await start_webhook_bot(staging_shell)
 
 
 async def test_several_flows_open_a_picker_and_choosing_one_updates_the_modal_to_its_form(slack, two_flow_bot):
@@ -53,26 +40,12 @@ async def test_sym_with_a_flow_name_opens_that_form_and_an_unknown_name_is_answe
     assert "`db_access`" in result.ack_payload["text"]
 
 
-async def test_the_health_endpoint_reports_slack_and_database(slack, receiver, tmp_path, monkeypatch):
-    import socket
-
-    import aiohttp
-
-    from runtime import Runtime, Settings
-
-    monkeypatch.setenv("JITBOT_TEST_WEBHOOK_SECRET", WEBHOOK_SECRET)
+async def test_the_health_endpoint_reports_slack_and_database(start_webhook_bot):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    runtime = await start_bot(slack, receiver, tmp_path, FrozenClock())
-    settings = Settings(**{**runtime.settings.__dict__, "health_address": f"127.0.0.1:{port}", "db_path": str(tmp_path / "h.db")})
-    await runtime.stop()
-    healthy = Runtime(settings, clock=FrozenClock(), start_timers=False)
-    await healthy.start()
-    try:
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                assert response.status == 200
-                assert await response.json() == {"status": "ok", "slack": True, "database": True}
-    finally:
-        await healthy.stop()
+    await start_webhook_bot(health_address=f"127.0.0.1:{port}")
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"http://127.0.0.1:{port}/health") as response:
+            assert response.status == 200
+            assert await response.json() == {"status": "ok", "slack": True, "database": True}

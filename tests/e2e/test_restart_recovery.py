@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.botprocess import ArrivalLog, BotProcess, db_time
+from tests.e2e.flows import PROD_ADMIN, SECOPS, db_access_flow, flows_file
+from tests.e2e.harness import submit_request
 from tests.fakes.slack_emulator import Message, SlackEmulator
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -24,38 +26,8 @@ pytestmark = pytest.mark.slow
 
 # Distinctive, so a leak anywhere (a log line, an audit row) is found by a plain substring search.
 WEBHOOK_SECRET = "whsec-restart-5c1e9f0d7a3b-never-logged"
+SECRET_ENV = "JITBOT_TEST_WEBHOOK_SECRET"
 ON_TIME = timedelta(seconds=2)  # SPEC §5: revocation runs within 2 s of the end time
-
-FLOWS = """\
-slack:
-  command: /sym
-  alerts_channel: C_ALERTS
-flows:
-  - name: db_access
-    label: Database Access
-    approval_channel: C_APPROVALS
-    approvers:
-      usergroups: [S_SECOPS]
-    strategy:
-      type: webhook
-      url: {url}
-      secret: ${{env:JITBOT_TEST_WEBHOOK_SECRET}}
-      timeout: 5s
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-          settings: {{database: prod, role: admin}}
-    fields:
-      - name: reason
-        label: Why do you need access?
-        type: text
-        required: true
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [3s, 5s]
-        required: true
-"""
 
 
 @pytest.fixture
@@ -69,9 +41,10 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 async def jitbot(slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path) -> AsyncIterator[BotProcess]:
     """A not-yet-started `bot.py run` subprocess; whatever is left running is killed at the end."""
     config = tmp_path / "flows.yaml"
-    config.write_text(FLOWS.format(url=webhook.url))
+    config.write_text(flows_file(db_access_flow(webhook.url, "3s", "5s", secret_env=SECRET_ENV, targets=(PROD_ADMIN,),
+                                                approvers=SECOPS)))
     bot = BotProcess(slack, config=config, db=tmp_path / "jitbot.db", logs=tmp_path / "logs",
-                     extra_env={"JITBOT_TEST_WEBHOOK_SECRET": WEBHOOK_SECRET})
+                     extra_env={SECRET_ENV: WEBHOOK_SECRET})
     try:
         yield bot
     finally:
@@ -83,9 +56,7 @@ async def jitbot(slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path)
 async def request_access(slack: SlackEmulator, duration: str) -> Message:
     """Alice asks for Prod Admin for `duration`; returns the request's message in the approval channel."""
     before = len(slack.messages_in("C_APPROVALS"))
-    await slack.slash_command(user="U_ALICE", command="/sym", text="db_access")
-    view = await slack.wait_for_view("U_ALICE", contains="Request access", timeout=10)
-    await slack.submit_view(view, {"target": "Prod Admin", "field:reason": "incident 42", "field:duration": duration})
+    await submit_request(slack, "U_ALICE", "db_access", target="Prod Admin", duration=duration, timeout=10)
     await slack.wait_for(lambda: len(slack.messages_in("C_APPROVALS")) > before, timeout=10,
                          description="the request posted to C_APPROVALS")
     return slack.messages_in("C_APPROVALS")[-1]
