@@ -12,6 +12,8 @@ import json
 import pytest
 
 from core.models import RequestStatus
+from tests.e2e.flows import (flow, flows_file, okta_integration, okta_strategy, reason_and_duration, target,
+                             webhook_strategy)
 from tests.e2e.harness import capture_logs
 from tests.fakes.moto_server import REGION, SSO_ACCOUNT as ACCOUNT, IdentityCenter, seed_identity_center
 from tests.fakes.okta_api import OktaFake
@@ -26,39 +28,13 @@ def sso(moto) -> IdentityCenter:
 
 
 def sso_flows(moto_url: str, sso: IdentityCenter) -> str:
-    return f"""\
-        slack:
-          command: /sym
-          alerts_channel: C_ALERTS
-        integrations:
-          aws:
-            type: aws
-            region: {REGION}
-            endpoint_url: {moto_url}
-        flows:
-          - name: aws_prod
-            label: AWS Production
-            approval_channel: C_APPROVALS
-            strategy:
-              type: aws_sso
-              integration: aws
-              instance_arn: {sso.instance_arn}
-              targets:
-                - name: prod_admin
-                  label: Prod Admin
-                  permission_set_arn: {sso.permission_set_arn}
-                  account_id: '{ACCOUNT}'
-            fields:
-              - name: reason
-                label: Why do you need access?
-                type: string
-                required: true
-              - name: duration
-                label: Duration
-                type: duration
-                allowed_values: [10s, 30m, 1h]
-                required: true
-        """
+    """One aws_sso flow (ProdAdmin in ACCOUNT) through an `aws` integration whose endpoint is moto."""
+    strategy = {"type": "aws_sso", "integration": "aws", "instance_arn": sso.instance_arn,
+                "targets": [target("prod_admin", "Prod Admin", permission_set_arn=sso.permission_set_arn,
+                                   account_id=ACCOUNT)]}
+    fields = reason_and_duration("10s", "30m", "1h", reason_label="Why do you need access?")
+    return flows_file(flow("aws_prod", "AWS Production", strategy, fields),
+                      integrations={"aws": {"type": "aws", "region": REGION, "endpoint_url": moto_url}})
 
 
 async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes_it(launch, moto, sso):
@@ -109,58 +85,13 @@ OKTA_TOKEN = "00okta-token-from-secrets-manager-5b8d2e"
 
 
 def secret_flows(receiver_url: str, okta_url: str, group_id: str) -> str:
-    return f"""\
-        slack:
-          command: /sym
-          alerts_channel: C_ALERTS
-        integrations:
-          okta_main:
-            type: okta
-            base_url: {okta_url}
-            api_token: ${{aws_secret:jitbot/okta#api_token}}
-        flows:
-          - name: db_access
-            label: Database Access
-            approval_channel: C_APPROVALS
-            strategy:
-              type: webhook
-              url: {receiver_url}
-              secret: ${{aws_secret:jitbot/webhook-secret}}
-              targets:
-                - name: prod_admin
-                  label: Prod Admin
-                  settings: {{database: prod}}
-            fields:
-              - name: reason
-                label: Why?
-                type: string
-                required: true
-              - name: duration
-                label: Duration
-                type: duration
-                allowed_values: [30m]
-                required: true
-          - name: okta_groups
-            label: Okta groups
-            approval_channel: C_APPROVALS
-            strategy:
-              type: okta
-              integration: okta_main
-              targets:
-                - name: sre
-                  label: SRE
-                  group_id: {group_id}
-            fields:
-              - name: reason
-                label: Why?
-                type: string
-                required: true
-              - name: duration
-                label: Duration
-                type: duration
-                allowed_values: [30m]
-                required: true
-        """
+    """A webhook flow and an Okta flow whose webhook secret and Okta token are `${aws_secret:…}` references."""
+    webhook = webhook_strategy(receiver_url, target("prod_admin", "Prod Admin", settings={"database": "prod"}),
+                               secret="${aws_secret:jitbot/webhook-secret}")
+    okta = okta_strategy("okta_main", target("sre", "SRE", group_id=group_id))
+    return flows_file(flow("db_access", "Database Access", webhook, reason_and_duration("30m")),
+                      flow("okta_groups", "Okta groups", okta, reason_and_duration("30m")),
+                      integrations={"okta_main": okta_integration(okta_url, "${aws_secret:jitbot/okta#api_token}")})
 
 
 async def test_aws_secrets_are_resolved_at_start_used_end_to_end_and_never_logged_or_audited(launch, moto, tmp_path):

@@ -11,32 +11,13 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.botprocess import REPO, bot_env, clean_env, run_cli
+from tests.e2e.flows import minimal_webhook_flows
 
 pytestmark = pytest.mark.slow
 
 EXIT_INVALID_CONFIG = 2
 
-VALID_FLOWS = """\
-slack:
-  command: /sym
-flows:
-  - name: db_access
-    label: Database Access
-    approval_channel: C_APPROVALS
-    strategy:
-      type: webhook
-      url: http://127.0.0.1:9/grants
-      {secret_line}
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-    fields:
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [10s]
-        required: true
-"""
+UNCALLED_URL = "http://127.0.0.1:9/grants"  # port 9 (discard): these tests never reach a grant
 
 # Each line ending in `# ERROR key.path: words` is where the validator must report that key path.
 BROKEN_FLOWS = """\
@@ -106,7 +87,7 @@ def plain_lines(stderr: str) -> list[str]:
 def flows(tmp_path: Path) -> Path:
     """A valid flows file without secrets."""
     path = tmp_path / "flows.yaml"
-    path.write_text(VALID_FLOWS.format(secret_line=""))
+    path.write_text(minimal_webhook_flows(UNCALLED_URL, "10s"))
     return path
 
 
@@ -180,7 +161,7 @@ async def test_run_with_a_missing_flows_file_exits_non_zero_naming_it(slack, tmp
 
 async def test_run_with_an_unresolvable_secret_names_the_key_path_and_never_connects(slack, tmp_path):
     config = tmp_path / "flows.yaml"
-    config.write_text(VALID_FLOWS.format(secret_line="secret: ${env:JITBOT_TEST_NOT_SET_ANYWHERE}"))
+    config.write_text(minimal_webhook_flows(UNCALLED_URL, "10s", secret="${env:JITBOT_TEST_NOT_SET_ANYWHERE}"))
     result = await run_cli("run", env=bot_env(slack, config=config, db=tmp_path / "jitbot.db"))
     assert result.returncode != 0, result
     assert_no_traceback(result)

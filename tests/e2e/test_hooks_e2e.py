@@ -7,9 +7,7 @@ grant is visible in the Okta fake's state, not only in the bot's.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import textwrap
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +15,14 @@ from pathlib import Path
 import pytest
 
 from core.models import RequestStatus
+from tests.e2e.botprocess import REPO, CliResult, clean_env, run_cli
+from tests.e2e.flows import (flow, flows_file, minimal_webhook_flows, okta_integration, okta_strategy,
+                             reason_and_duration, target)
 from tests.fakes.okta_api import OktaFake
 from tests.fakes.pagerduty_api import PagerDutyApi
 
-REPO = Path(__file__).resolve().parents[2]
 SHIPPED_HOOKS = REPO / "config" / "hooks"
+GRANTS_URL = "https://grants.example.com/jitbot"  # never called: validate only reads the flows
 PD_TOKEN = "pd-hooks-e2e-token"
 OKTA_TOKEN = "00okta-hooks-e2e-token"
 
@@ -37,47 +38,15 @@ class World:
     sre_group: str
     okta_ids: dict[str, str]
 
-    def flows(self, hooks: str | Path, extra: str = "", approvers: str = "") -> str:
+    def flows(self, hooks: str | Path, **keys: str) -> str:
         """A flows file with the pagerduty and okta_main integrations and one Okta flow using `hooks`."""
-        return f"""\
-slack:
-  command: /sym
-  alerts_channel: C_ALERTS
-integrations:
-  pagerduty:
-    type: pagerduty
-    api_token: {PD_TOKEN}
-    base_url: {self.pagerduty.url}
-  okta_main:
-    type: okta
-    base_url: {self.okta.url}
-    api_token: {OKTA_TOKEN}
-flows:
-  - name: prod_access
-    label: Production access
-    approval_channel: C_APPROVALS{approvers}
-    strategy:
-      type: okta
-      integration: okta_main
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-          group_id: {self.prod_group}
-        - name: staging_ro
-          label: Staging read-only
-          group_id: {self.staging_group}
-    fields:
-      - name: reason
-        label: Why?
-        type: string
-        required: true
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [10s, 30m, 1h]
-        required: true
-    hooks: {hooks}{extra}
-"""
+        strategy = okta_strategy("okta_main", target("prod_admin", "Prod Admin", group_id=self.prod_group),
+                                 target("staging_ro", "Staging read-only", group_id=self.staging_group))
+        prod_access = flow("prod_access", "Production access", strategy, reason_and_duration("10s", "30m", "1h"),
+                           hooks=hooks, **keys)
+        pagerduty = {"type": "pagerduty", "api_token": PD_TOKEN, "base_url": self.pagerduty.url}
+        return flows_file(prod_access, integrations={"pagerduty": pagerduty,
+                                                     "okta_main": okta_integration(self.okta.url, OKTA_TOKEN)})
 
     def holds(self, person: str, group: str | None = None) -> bool:
         """Whether `person` (alice, bob…) is in the Okta group right now (prod by default)."""
@@ -181,7 +150,7 @@ FAILING_HOOKS = {
 @pytest.mark.parametrize("source, error", FAILING_HOOKS.values(), ids=FAILING_HOOKS.keys())
 async def test_a_hook_that_fails_leaves_the_request_for_humans_and_alerts(launch, world, source, error):
     hooks = launch.write("hooks.py", source)
-    bot = await launch.start(world.flows("hooks.py", extra="\n    hook_timeout: 1s"))
+    bot = await launch.start(world.flows("hooks.py", hook_timeout="1s"))
     try:
         message = await request_prod(bot)
         alert = await bot.slack.wait_for_message("C_ALERTS", contains="on_request")
@@ -329,23 +298,19 @@ BROKEN_HOOKS = {
 }
 
 
-def run_validate(config: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("JITBOT_", "SLACK_"))}
-    return subprocess.run([sys.executable, str(REPO / "bot.py"), "validate", "--config", str(config)],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+async def run_validate(config: Path) -> CliResult:
+    return await run_cli("validate", "--config", str(config), env=clean_env())
 
 
 @pytest.mark.parametrize("source, line, message", BROKEN_HOOKS.values(), ids=BROKEN_HOOKS.keys())
-def test_validate_reports_a_broken_hooks_file_with_its_line(tmp_path, source, line, message):
-    import textwrap
-
+async def test_validate_reports_a_broken_hooks_file_with_its_line(tmp_path, source, line, message):
     hooks = tmp_path / "hooks" / "policy.py"
     hooks.parent.mkdir()
     hooks.write_text(textwrap.dedent(source))
     config = tmp_path / "flows.yaml"
-    config.write_text(WEBHOOK_FLOW.format(hooks="hooks/policy.py"))
+    config.write_text(minimal_webhook_flows(GRANTS_URL, "30m", hooks="hooks/policy.py"))
 
-    result = run_validate(config)
+    result = await run_validate(config)
     output = result.stdout + result.stderr
     assert result.returncode == 2, output
     reported = [text for text in output.splitlines() if text.startswith(f"{hooks.resolve()}:{line}:")]
@@ -353,32 +318,9 @@ def test_validate_reports_a_broken_hooks_file_with_its_line(tmp_path, source, li
     assert "Traceback" not in output
 
 
-def test_validate_accepts_the_same_flow_with_a_correct_hooks_file(tmp_path):
+async def test_validate_accepts_the_same_flow_with_a_correct_hooks_file(tmp_path):
     (tmp_path / "policy.py").write_text(ONCALL_HOOK.replace("\n    ", "\n").strip() + "\n")
     config = tmp_path / "flows.yaml"
-    config.write_text(WEBHOOK_FLOW.format(hooks="policy.py"))
-    result = run_validate(config)
+    config.write_text(minimal_webhook_flows(GRANTS_URL, "30m", hooks="policy.py"))
+    result = await run_validate(config)
     assert result.returncode == 0, result.stdout + result.stderr
-
-
-WEBHOOK_FLOW = """\
-slack:
-  command: /sym
-flows:
-  - name: db_access
-    label: Database Access
-    approval_channel: C_APPROVALS
-    strategy:
-      type: webhook
-      url: https://grants.example.com/jitbot
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-    fields:
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [30m]
-        required: true
-    hooks: {hooks}
-"""

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from core.models import RequestStatus
+from tests.e2e.flows import flow, flows_file, okta_integration, okta_strategy, reason_and_duration, target
 from tests.e2e.test_aws_sso_e2e import sso_flows
 from tests.fakes.moto_server import SSO_ACCOUNT, seed_identity_center
 from tests.fakes.okta_api import OktaFake
@@ -25,38 +26,10 @@ async def okta() -> AsyncIterator[OktaFake]:
 
 
 def okta_flows(okta_url: str, group_id: str, *, hooks: str | None = None) -> str:
-    hooks_line = f"\n    hooks: {hooks}" if hooks else ""
-    return f"""\
-slack:
-  command: /sym
-  alerts_channel: C_ALERTS
-integrations:
-  okta_main:
-    type: okta
-    base_url: {okta_url}
-    api_token: {OKTA_TOKEN}
-flows:
-  - name: okta_groups
-    label: Okta groups
-    approval_channel: C_APPROVALS
-    strategy:
-      type: okta
-      integration: okta_main
-      targets:
-        - name: sre
-          label: SRE on-call tools
-          group_id: {group_id}
-    fields:
-      - name: reason
-        label: Why?
-        type: string
-        required: true
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [10s, 30m]
-        required: true{hooks_line}
-"""
+    """One Okta flow granting the group `group_id` as "SRE on-call tools"."""
+    strategy = okta_strategy("okta_main", target("sre", "SRE on-call tools", group_id=group_id))
+    return flows_file(flow("okta_groups", "Okta groups", strategy, reason_and_duration("10s", "30m"), hooks=hooks),
+                      integrations={"okta_main": okta_integration(okta_url, OKTA_TOKEN)})
 
 
 async def test_a_user_okta_does_not_know_gets_an_inline_error_naming_okta_and_nothing_is_posted(launch, okta):
