@@ -22,6 +22,8 @@ from typing import Any, Awaitable, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import BotSpec, rss_mb  # noqa: E402
+
 # A modal as small as Slack accepts: what the bare app opens for `/sym`.
 TRIVIAL_MODAL = {
     "type": "modal",
@@ -31,16 +33,6 @@ TRIVIAL_MODAL = {
 }
 
 Stop = Callable[[], Awaitable[dict[str, Any]]]
-
-
-def _memory() -> dict[str, float]:
-    figures = {}
-    with open("/proc/self/status") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                figures[key] = int(value.split()[0]) / 1024
-    return {"rss_mb": figures.get("VmRSS", 0.0), "peak_rss_mb": figures.get("VmHWM", 0.0)}
 
 
 def _cpu_seconds() -> float:
@@ -75,10 +67,10 @@ async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
     cpu, started = _cpu_seconds(), time.perf_counter()
     await runtime.start()
     report = {"event": "ready", "kind": "jitbot", "start_seconds": time.perf_counter() - started,
-              "start_cpu_seconds": _cpu_seconds() - cpu, "armed": runtime.scheduler.armed(), **_memory()}
+              "start_cpu_seconds": _cpu_seconds() - cpu, "armed": runtime.scheduler.armed(), **rss_mb()}
 
     async def stop() -> dict[str, Any]:
-        final = {"event": "stopped", "cpu_seconds": _cpu_seconds(), **_memory()}
+        final = {"event": "stopped", "cpu_seconds": _cpu_seconds(), **rss_mb()}
         await runtime.stop()
         return final
 
@@ -102,10 +94,10 @@ async def _start_bare(spec) -> tuple[dict[str, Any], Stop]:
     started = time.perf_counter()
     handler = AsyncSocketModeHandler(app, spec.app_token)
     await handler.connect_async()
-    report = {"event": "ready", "kind": "bare", "start_seconds": time.perf_counter() - started, **_memory()}
+    report = {"event": "ready", "kind": "bare", "start_seconds": time.perf_counter() - started, **rss_mb()}
 
     async def stop() -> dict[str, Any]:
-        final = {"event": "stopped", "cpu_seconds": _cpu_seconds(), **_memory()}
+        final = {"event": "stopped", "cpu_seconds": _cpu_seconds(), **rss_mb()}
         await handler.close_async()
         return final
 
@@ -148,8 +140,6 @@ async def _serve(spec) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run one bot until told to stop."""
-    from common import BotSpec
-
     parser = argparse.ArgumentParser(description="Run one bot for the bench scripts.")
     parser.add_argument("--kind", choices=("jitbot", "bare"), required=True)
     parser.add_argument("--api-url", required=True)

@@ -20,55 +20,21 @@ if str(REPO) not in sys.path:
 
 from aiohttp import web  # noqa: E402
 
+from tests.e2e.flows import ALERTS_CHANNEL, APPROVAL_CHANNEL, db_access_flow, flows_file  # noqa: E402,F401
 from tests.fakes.webhook_receiver import WebhookReceiver  # noqa: E402
 
 BOT_HOST = Path(__file__).resolve().with_name("bot_host.py")
 WEBHOOK_SECRET = "whsec-bench-0123456789abcdef"
 SECRET_ENV = "JITBOT_BENCH_WEBHOOK_SECRET"
-APPROVAL_CHANNEL = "C_APPROVALS"
-ALERTS_CHANNEL = "C_ALERTS"
 # slack_sdk honours proxy variables even for the Socket Mode WebSocket and ignores NO_PROXY.
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
-FLOWS = """\
-slack:
-  command: /sym
-  alerts_channel: {alerts}
-flows:
-  - name: db_access
-    label: Database Access
-    approval_channel: {approvals}
-    strategy:
-      type: webhook
-      url: {url}
-      secret: ${{env:{secret_env}}}
-      timeout: 5s
-      targets:
-        - name: prod_admin
-          label: Prod Admin
-          settings: {{database: prod, role: admin}}
-        - name: staging_ro
-          label: Staging read-only
-          settings: {{database: staging, role: readonly}}
-    fields:
-      - name: reason
-        label: Why do you need access?
-        type: text
-        required: true
-      - name: duration
-        label: Duration
-        type: duration
-        allowed_values: [30m, 1h, 4h]
-        required: true
-    request_timeout: 24h
-"""
-
 
 def write_flows(directory: Path, receiver_url: str) -> Path:
-    """The bench flows file: one webhook flow, no approvers restriction (anyone but the requester)."""
+    """The bench flows file: the e2e tests' webhook flow, no approvers restriction (anyone but the requester)."""
     path = directory / "flows.yaml"
-    path.write_text(FLOWS.format(url=receiver_url, alerts=ALERTS_CHANNEL, approvals=APPROVAL_CHANNEL,
-                                 secret_env=SECRET_ENV))
+    flow = db_access_flow(receiver_url, "30m", "1h", "4h", secret_env=SECRET_ENV, request_timeout="24h")
+    path.write_text(flows_file(flow, alerts_channel=ALERTS_CHANNEL))
     return path
 
 
