@@ -13,22 +13,15 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 from aiohttp import web
 
+from tests.fakes.fake_api import Call, FakeApi
+
 _CALLER = web.RequestKey("caller", str)  # the user id the bearer token belongs to
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request the fake received."""
-
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -39,23 +32,18 @@ class _User:
     mfa: bool
 
 
-class AptibleFake:
+class AptibleFake(FakeApi):
     """An in-memory Aptible Auth API served over HTTP; inspect `memberships`, `calls`, `login_forms`."""
 
     def __init__(self, *, page_size: int = 2, now: Callable[[], float] = time.time) -> None:
-        self.page_size = page_size
-        self.now = now
+        super().__init__(page_size=page_size, now=now)
         self.users: dict[str, _User] = {}
         self.organizations: dict[str, str] = {}
         self.roles: dict[str, dict[str, str]] = {}  # id -> {name, type, organization}
         self.memberships: dict[str, dict[str, Any]] = {}  # id -> {user, role, privileged}
-        self.calls: list[Call] = []
         self.tokens: dict[str, tuple[str, float]] = {}  # access token -> (user id, expires at)
         self.login_forms: list[dict[str, Any]] = []  # every /tokens body, password removed
-        self._failures: list[int] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # --- state -------------------------------------------------------------------------------
     def add_organization(self, name: str) -> str:
@@ -90,55 +78,24 @@ class AptibleFake:
         """Make every issued token invalid, as if it expired or was revoked."""
         self.tokens.clear()
 
-    def fail(self, times: int, *, status: int = 503) -> None:
-        """Answer the next `times` calls with `status`."""
-        self._failures = [status] * times
-
-    def calls_to(self, method: str, path_prefix: str = "") -> list[Call]:
-        """The recorded calls with this method whose path starts with `path_prefix`."""
-        return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
-
     @property
     def token_requests(self) -> list[Call]:
         """Every POST /tokens."""
         return self.calls_to("POST", "/tokens")
 
     # --- server ------------------------------------------------------------------------------
-    async def start(self) -> str:
-        """Serve on 127.0.0.1 with a free port; returns the base URL."""
-        app = web.Application(middlewares=[self._middleware])
-        app.router.add_post("/tokens", self._create_token)
-        app.router.add_get("/organizations/{org}/users", self._org_users)
-        app.router.add_get("/roles/{role}", self._get_role)
-        app.router.add_get("/roles/{role}/memberships", self._role_memberships)
-        app.router.add_post("/roles/{role}/memberships", self._create_membership)
-        app.router.add_delete("/memberships/{membership}", self._delete_membership)
-        app.router.add_get("/users/{user}/roles", self._user_roles)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_post("/tokens", self._create_token)
+        router.add_get("/organizations/{org}/users", self._org_users)
+        router.add_get("/roles/{role}", self._get_role)
+        router.add_get("/roles/{role}/memberships", self._role_memberships)
+        router.add_post("/roles/{role}/memberships", self._create_membership)
+        router.add_delete("/memberships/{membership}", self._delete_membership)
+        router.add_get("/users/{user}/roles", self._user_roles)
 
-    async def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> AptibleFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        self.calls.append(Call(request.method, request.path, dict(request.query)))
-        if self._failures:
-            return _error(self._failures.pop(0), "internal_server_error", "Something went wrong")
+    async def _answer(self, request: web.Request, handler) -> web.StreamResponse:
+        if (status := self._next_failure()) is not None:
+            return _error(status, "internal_server_error", "Something went wrong")
         if request.path != "/tokens":
             token = request.headers.get("Authorization", "").removeprefix("Bearer ")
             holder = self.tokens.get(token)

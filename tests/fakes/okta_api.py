@@ -12,46 +12,33 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any, Callable
 
 from aiohttp import web
 from multidict import CIMultiDict
 
+from tests.fakes.fake_api import FakeApi
+
 _SEARCH_EMAIL = re.compile(r'^profile\.email eq "((?:[^"\\]|\\.)*)"$')
 RATE_LIMIT = 600
 
 
-@dataclass(frozen=True)
-class Call:
-    """One request the fake received."""
-
-    method: str
-    path: str
-    query: dict[str, str] = field(default_factory=dict)
-
-
-class OktaFake:
+class OktaFake(FakeApi):
     """An in-memory Okta org served over HTTP; inspect `users`, `groups`, `members`, `calls`."""
 
     def __init__(
         self, *, api_token: str = "00fake-okta-ssws-token", page_size: int = 2, now: Callable[[], float] = time.time
     ) -> None:
+        super().__init__(page_size=page_size, now=now)
         self.api_token = api_token
-        self.page_size = page_size
-        self.now = now
         self.users: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, dict[str, Any]] = {}
         self.members: dict[str, set[str]] = {}
-        self.calls: list[Call] = []
         self.deny_writes = False
         self._throttled = 0
         self._reset_in = 0
-        self._failures: list[int] = []
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self.url = ""
 
     # --- state -------------------------------------------------------------------------------
     def add_user(self, login: str, *, email: str | None = None, status: str = "ACTIVE") -> str:
@@ -76,47 +63,16 @@ class OktaFake:
         """Answer the next `times` calls with 429 and X-Rate-Limit-Reset = now + reset_in."""
         self._throttled, self._reset_in = times, reset_in
 
-    def fail(self, times: int, *, status: int = 503) -> None:
-        """Answer the next `times` calls with `status`."""
-        self._failures = [status] * times
-
-    def calls_to(self, method: str, path_prefix: str = "") -> list[Call]:
-        """The recorded calls with this method whose path starts with `path_prefix`."""
-        return [c for c in self.calls if c.method == method and c.path.startswith(path_prefix)]
-
     # --- server ------------------------------------------------------------------------------
-    async def start(self) -> str:
-        """Serve on 127.0.0.1 with a free port; returns the base URL."""
-        app = web.Application(middlewares=[self._middleware])
-        app.router.add_get("/api/v1/users", self._list_users)
-        app.router.add_get("/api/v1/users/{user}", self._get_user)
-        app.router.add_get("/api/v1/users/{user}/groups", self._user_groups)
-        app.router.add_get("/api/v1/groups/{group}", self._get_group)
-        app.router.add_put("/api/v1/groups/{group}/users/{user}", self._add_member)
-        app.router.add_delete("/api/v1/groups/{group}/users/{user}", self._remove_member)
-        self._runner = web.AppRunner(app, shutdown_timeout=0.1)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
-        return self.url
+    def _routes(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/api/v1/users", self._list_users)
+        router.add_get("/api/v1/users/{user}", self._get_user)
+        router.add_get("/api/v1/users/{user}/groups", self._user_groups)
+        router.add_get("/api/v1/groups/{group}", self._get_group)
+        router.add_put("/api/v1/groups/{group}/users/{user}", self._add_member)
+        router.add_delete("/api/v1/groups/{group}/users/{user}", self._remove_member)
 
-    async def stop(self) -> None:
-        """Stop serving."""
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> OktaFake:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler) -> web.StreamResponse:
-        self.calls.append(Call(request.method, request.path, dict(request.query)))
+    async def _answer(self, request: web.Request, handler) -> web.StreamResponse:
         response = await self._dispatch(request, handler)
         now = self.now()
         # Okta sends these on every response; clients compare Reset with Date to size their wait.
@@ -134,8 +90,8 @@ class OktaFake:
         if self._throttled:
             self._throttled -= 1
             return _error(429, "E0000047", "API call exceeded rate limit due to too many requests.")
-        if self._failures:
-            return _error(self._failures.pop(0), "E0000009", "Internal Server Error")
+        if (status := self._next_failure()) is not None:
+            return _error(status, "E0000009", "Internal Server Error")
         try:
             return await handler(request)
         except LookupError as exc:
