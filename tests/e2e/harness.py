@@ -79,6 +79,12 @@ class RunningBot:
             timeout=0.5, description=f"a new request message in {channel}",
         )
 
+    async def approve(self, message: Message, user: str = "U_BOB") -> Message:
+        """`user` clicks Approve on a request message; returns that message once it shows the grant."""
+        await self.slack.click(message, text="Approve", user=user)
+        return await self.slack.wait_for_message(message.channel, contains="granted until",
+                                                 where=lambda m: m.ts == message.ts)
+
     async def idle(self, timeout: float = 10.0) -> None:
         """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
         loop = asyncio.get_running_loop()

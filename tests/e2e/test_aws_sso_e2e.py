@@ -113,9 +113,7 @@ async def test_aws_secrets_are_resolved_at_start_used_end_to_end_and_never_logge
 
             # The Okta token was one key of a JSON secret: the fake answers 401 to anything else.
             message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE")
-            await bot.slack.click(message, text="Approve", user="U_BOB")
-            await bot.slack.wait_for_message("C_APPROVALS", contains="granted until",
-                                             where=lambda m: m.ts == message.ts)
+            await bot.approve(message)
             assert okta.is_member(group, alice)
 
             bot.clock.advance(minutes=30)

@@ -79,15 +79,24 @@ async def request_prod(bot, user: str = "U_ALICE", channel: str = "C_APPROVALS",
     return message
 
 
-async def approve_as(bot, message, user: str, channel: str = "C_APPROVALS"):
+async def approve_as(bot, message, user: str):
     """`user` approves; the grant must be theirs (proof no hook decided it first) and really happen."""
-    await bot.slack.click(message, text="Approve", user=user)
-    granted = await bot.slack.wait_for_message(channel, contains="granted until", where=lambda m: m.ts == message.ts)
+    granted = await bot.approve(message, user)
     assert f"<@{user}>" in granted.plain and "policy hook" not in granted.plain
     request = await bot.request_for(message)
     approvals = [e.actor for e in await bot.audit(request.id) if e.action == "request.approved"]
     assert approvals == [user] and request.status is RequestStatus.GRANTED
     return request
+
+
+async def assert_fast_tracks_alice_not_bob(bot, world: World, reason: str) -> None:
+    """Alice's request is granted by the hook for `reason`; Bob's waits for a human (Carol approves it)."""
+    alice = await request_prod(bot, user="U_ALICE")
+    await bot.slack.wait_for_message("C_APPROVALS", contains=reason, where=lambda m: m.ts == alice.ts)
+    assert world.holds("alice")
+    bob = await request_prod(bot, user="U_BOB")
+    assert bot.slack.message("C_APPROVALS", bob.ts).buttons and not world.holds("bob")
+    await approve_as(bot, bob, "U_CAROL")
 
 
 # ── on_request ────────────────────────────────────────────────────────────────────────────────────
@@ -183,13 +192,7 @@ async def test_on_request_can_check_an_okta_group(launch, world):
         """)
     bot = await launch.start(world.flows("hooks.py"))
 
-    alice = await request_prod(bot, user="U_ALICE")
-    await bot.slack.wait_for_message("C_APPROVALS", contains="member of SRE in Okta", where=lambda m: m.ts == alice.ts)
-    assert world.holds("alice")
-
-    bob = await request_prod(bot, user="U_BOB")
-    assert bot.slack.message("C_APPROVALS", bob.ts).buttons and not world.holds("bob")
-    await approve_as(bot, bob, "U_CAROL")
+    await assert_fast_tracks_alice_not_bob(bot, world, "member of SRE in Okta")
 
 
 # ── routing ───────────────────────────────────────────────────────────────────────────────────────
@@ -219,7 +222,7 @@ async def test_routing_hooks_choose_the_channel_and_who_may_decide(launch, world
     assert (await bot.engine.requests.get(request.id)).status is RequestStatus.PENDING
     assert not slack.message("C_PROD_APPROVALS", prod.ts).edited
 
-    await approve_as(bot, prod, "U_CAROL", channel="C_PROD_APPROVALS")
+    await approve_as(bot, prod, "U_CAROL")  # in C_PROD_APPROVALS, where the message is
     assert world.holds("alice")
     actions = [(e.action, e.actor) for e in await bot.audit(request.id)]
     assert ("request.routed", "hook:hooks.py") in actions and ("click.refused", "U_BOB") in actions
@@ -253,12 +256,7 @@ async def test_on_approve_refuses_a_click_from_outside_a_usergroup(launch, world
 
 async def test_shipped_oncall_fasttrack_hook(launch, world):
     bot = await launch.start(world.flows(SHIPPED_HOOKS / "oncall_fasttrack.py"))
-    alice = await request_prod(bot, user="U_ALICE")
-    await bot.slack.wait_for_message("C_APPROVALS", contains="on call in PagerDuty", where=lambda m: m.ts == alice.ts)
-    assert world.holds("alice")
-    bob = await request_prod(bot, user="U_BOB")
-    assert bot.slack.message("C_APPROVALS", bob.ts).buttons and not world.holds("bob")
-    await approve_as(bot, bob, "U_CAROL")
+    await assert_fast_tracks_alice_not_bob(bot, world, "on call in PagerDuty")
 
 
 async def test_shipped_route_production_hook(launch, world, slack):

@@ -12,6 +12,7 @@ import pytest
 
 from core.models import RequestStatus
 from tests.e2e.flows import flow, flows_file, okta_integration, okta_strategy, reason_and_duration, target
+from tests.e2e.harness import RunningBot
 from tests.e2e.test_aws_sso_e2e import sso_flows
 from tests.fakes.moto_server import SSO_ACCOUNT, seed_identity_center
 from tests.fakes.okta_api import OktaFake
@@ -30,6 +31,13 @@ def okta_flows(okta_url: str, group_id: str, *, hooks: str | None = None) -> str
     strategy = okta_strategy("okta_main", target("sre", "SRE on-call tools", group_id=group_id))
     return flows_file(flow("okta_groups", "Okta groups", strategy, reason_and_duration("10s", "30m"), hooks=hooks),
                       integrations={"okta_main": okta_integration(okta_url, OKTA_TOKEN)})
+
+
+async def assert_refused_by_slack_email(bot: RunningBot, flow: str, target: str) -> None:
+    """Alice's submit is refused inline naming her Slack email (the target system does not know it); close it."""
+    refused = await bot.submit("U_ALICE", flow, target=target)
+    assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
+    await bot.slack.close_view(refused.view)
 
 
 async def test_a_user_okta_does_not_know_gets_an_inline_error_naming_okta_and_nothing_is_posted(launch, okta):
@@ -52,14 +60,11 @@ async def test_an_okta_login_override_is_used_instead_of_the_slack_email(launch,
     alice_okta = okta.add_user("alice.admin", email="alice.a@corp.example")
     bot = await launch.start(okta_flows(okta.url, group))
 
-    refused = await bot.submit("U_ALICE", "okta_groups", target="SRE on-call tools")
-    assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
-    await bot.slack.close_view(refused.view)
+    await assert_refused_by_slack_email(bot, "okta_groups", "SRE on-call tools")
 
     await bot.engine.identities.set("U_ALICE", "okta_main", "alice.admin", actor="U_ADMIN")
     message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE on-call tools", duration="10s")
-    await bot.slack.click(message, text="Approve", user="U_BOB")
-    await bot.slack.wait_for_message("C_APPROVALS", contains="granted until", where=lambda m: m.ts == message.ts)
+    await bot.approve(message)
     assert okta.members[group] == {alice_okta}
     request = await bot.request_for(message)
     assert request.grant_state["okta_user_id"] == alice_okta
@@ -75,15 +80,12 @@ async def test_a_wildcard_override_picks_the_identity_center_user_by_user_name(l
     # In Identity Center Alice is `asmith`, with an email Slack does not know.
     sso = seed_identity_center(moto, user_name="asmith", email="asmith@corp.example")
     bot = await launch.start(sso_flows(moto.url, sso))
-    refused = await bot.submit("U_ALICE", "aws_prod", target="Prod Admin")
-    assert refused.response_action == "errors" and "alice@example.com" in refused.errors["target"]
-    await bot.slack.close_view(refused.view)
+    await assert_refused_by_slack_email(bot, "aws_prod", "Prod Admin")
 
     await bot.engine.identities.set("U_ALICE", "*", "asmith", actor="U_ADMIN")
 
     message = await bot.request("U_ALICE", "aws_prod", "C_APPROVALS", target="Prod Admin", duration="10s")
-    await bot.slack.click(message, text="Approve", user="U_BOB")
-    await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
+    await bot.approve(message)
     assert await asyncio.to_thread(sso.holders) == [sso.user_id]
 
     bot.clock.advance(seconds=10)

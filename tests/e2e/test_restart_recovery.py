@@ -95,6 +95,20 @@ def request_window(bot: BotProcess, delivery) -> tuple[str, datetime]:
     return request_id, expires_at
 
 
+async def wait_revoked_at_start(webhook: WebhookReceiver, bot: BotProcess, request_id: str) -> None:
+    """The restarted bot revokes the request at start (recovery), not on a later timer or the minute sweep."""
+    (revoke,) = await webhook.wait_for(1, "revoke", timeout=10)
+    assert revoke.status == 200 and revoke.body["request_id"] == request_id
+    assert webhook.deliveries.when(revoke) <= bot.connected_at + ON_TIME
+
+
+async def wait_access_ended(slack: SlackEmulator, webhook: WebhookReceiver, message: Message, request_id: str) -> None:
+    """The approval message says access ended, Alice was told it expired, and the receiver no longer holds it."""
+    await wait_message(slack, message, "Access ended")
+    await slack.wait_for_dm("U_ALICE", contains="expired")
+    assert not webhook.is_held(request_id)
+
+
 def assert_on_time(arrived: datetime, expires_at: datetime) -> None:
     """Never before the end, and at most ON_TIME after it."""
     assert expires_at <= arrived <= expires_at + ON_TIME, (
@@ -118,9 +132,7 @@ async def test_killed_after_a_grant_and_restarted_before_its_end_revokes_on_time
     (revoke,) = await webhook.wait_for(1, "revoke", timeout=seconds_until(expires_at) + 10)
     assert revoke.status == 200 and revoke.body["request_id"] == request_id
     assert_on_time(webhook.deliveries.when(revoke), expires_at)
-    await wait_message(slack, message, "Access ended")
-    await slack.wait_for_dm("U_ALICE", contains="expired")
-    assert not webhook.is_held(request_id)
+    await wait_access_ended(slack, webhook, message, request_id)
     assert jitbot.row(request_id)["status"] == "revoked"
     assert len(webhook.accepted("grant")) == 1  # the restart did not grant again
 
@@ -136,13 +148,8 @@ async def test_killed_after_a_grant_and_restarted_after_its_end_revokes_at_start
     assert webhook.accepted("revoke") == [] and webhook.is_held(request_id)
 
     await jitbot.start()
-    (revoke,) = await webhook.wait_for(1, "revoke", timeout=10)
-    assert revoke.status == 200 and revoke.body["request_id"] == request_id
-    # At start (recovery), not on a later timer or the minute sweep.
-    assert webhook.deliveries.when(revoke) <= jitbot.connected_at + ON_TIME
-    await wait_message(slack, message, "Access ended")
-    await slack.wait_for_dm("U_ALICE", contains="expired")
-    assert not webhook.is_held(request_id)
+    await wait_revoked_at_start(webhook, jitbot, request_id)
+    await wait_access_ended(slack, webhook, message, request_id)
     assert jitbot.row(request_id)["status"] == "revoked"
 
 
@@ -184,9 +191,7 @@ async def test_killed_with_the_grant_in_flight_grants_exactly_once_after_restart
 
     (revoke,) = await webhook.wait_for(1, "revoke", timeout=seconds_until(expires_at) + 10)
     assert_on_time(webhook.deliveries.when(revoke), expires_at)
-    await wait_message(slack, message, "Access ended")
-    await slack.wait_for_dm("U_ALICE", contains="expired")
-    assert not webhook.is_held(request_id)
+    await wait_access_ended(slack, webhook, message, request_id)
     assert len(applied_grants(webhook)) == 1
 
     audit = await jitbot.cli("audit", "--request", request_id)
@@ -209,13 +214,9 @@ async def test_a_grant_in_doubt_whose_end_passed_during_the_outage_is_revoked_ne
     await sleep_until(expires_at + timedelta(seconds=0.5))
     await jitbot.start()
     # The bot cannot know whether the grant took effect: it revokes, and never grants past the end.
-    (revoke,) = await webhook.wait_for(1, "revoke", timeout=10)
-    assert revoke.status == 200 and revoke.body["request_id"] == request_id
-    assert webhook.deliveries.when(revoke) <= jitbot.connected_at + ON_TIME
-    await wait_message(slack, message, "Access ended")
-    await slack.wait_for_dm("U_ALICE", contains="expired")
+    await wait_revoked_at_start(webhook, jitbot, request_id)
+    await wait_access_ended(slack, webhook, message, request_id)
     assert [d for d in webhook.deliveries if d.action == "grant"] == [in_flight], "granted again after its end"
-    assert not webhook.is_held(request_id)
     assert jitbot.row(request_id)["status"] == "revoked"
     actions = [r["action"] for r in (await jitbot.cli("audit", "--request", request_id)).json_lines()]
     assert "access.granted" not in actions and actions[-1] == "access.revoked", actions
@@ -241,9 +242,7 @@ async def test_a_failing_revocation_is_retried_with_backoff_alerted_each_time_th
     for attempt in (1, 2):
         alert = await slack.wait_for_message("C_ALERTS", contains=f"attempt {attempt}")
         assert request_id in alert.plain
-    await wait_message(slack, message, "Access ended")
-    await slack.wait_for_dm("U_ALICE", contains="expired")
-    assert not webhook.is_held(request_id)
+    await wait_access_ended(slack, webhook, message, request_id)
     assert not any("attempt 3" in m.plain for m in slack.messages_in("C_ALERTS"))
 
     audit = await jitbot.cli("audit", "--request", request_id)
