@@ -36,6 +36,24 @@ def target_of(config: TargetConfig) -> Target:
     return as_target(config)
 
 
+Opener = Callable[[Any], Awaitable[Any]]
+
+
+@pytest.fixture
+async def opened() -> AsyncIterator[Opener]:
+    """`await opened(thing)`: open an integration or strategy now; each is closed, in order, after the test."""
+    things: list[Any] = []
+
+    async def open_now(thing: Any) -> Any:
+        await thing.open()
+        things.append(thing)
+        return thing
+
+    yield open_now
+    for thing in things:
+        await thing.aclose()
+
+
 @pytest.fixture
 def aws_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """Fake static credentials, and nothing from the developer's own AWS config or instance role."""
@@ -62,17 +80,10 @@ NO_BOTOCORE_RETRIES = Config(retries={"total_max_attempts": 1})
 
 
 @pytest.fixture
-async def aws_integration(aws_moto: MotoServer) -> AsyncIterator[Callable[..., Awaitable[AwsIntegration]]]:
+def aws_integration(aws_moto: MotoServer, opened: Opener) -> Callable[..., Awaitable[AwsIntegration]]:
     """Factory: an opened AwsIntegration named 'aws' (endpoint: moto unless given), closed after the test."""
-    opened: list[AwsIntegration] = []
-
     async def make(endpoint_url: str | None = None, *, clock: Any = None, **config: Any) -> AwsIntegration:
         cfg = AwsIntegrationConfig(type="aws", region=REGION, endpoint_url=endpoint_url or aws_moto.url, **config)
-        integration = AwsIntegration("aws", cfg, botocore_config=NO_BOTOCORE_RETRIES, clock=clock)
-        await integration.open()
-        opened.append(integration)
-        return integration
+        return await opened(AwsIntegration("aws", cfg, botocore_config=NO_BOTOCORE_RETRIES, clock=clock))
 
-    yield make
-    for integration in opened:
-        await integration.aclose()
+    return make

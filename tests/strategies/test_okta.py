@@ -44,12 +44,10 @@ def clock() -> FrozenClock:
 
 
 @pytest.fixture
-async def integration(okta, fake_time, clock):
+async def integration(okta, fake_time, clock, opened):
     config = OktaIntegrationConfig(type="okta", base_url=okta.url, api_token=okta.api_token)
-    client = OktaIntegration("okta_main", config, sleep=fake_time.sleep, monotonic=fake_time.monotonic, clock=clock)
-    await client.open()
-    yield client
-    await client.aclose()
+    return await opened(OktaIntegration("okta_main", config, sleep=fake_time.sleep, monotonic=fake_time.monotonic,
+                                        clock=clock))
 
 
 async def make_strategy(integration: OktaIntegration, group_id: str) -> OktaStrategy:

@@ -54,22 +54,16 @@ def monotonic():
 
 
 @pytest.fixture
-async def make_integration(pd, sleeps, monotonic):
-    opened = []
-
+def make_integration(pd, sleeps, monotonic, opened):
     async def build(token: str = TOKEN, **config) -> PagerDutyIntegration:
         async def sleep(seconds: float) -> None:
             sleeps.append(seconds)
 
         cfg = PagerDutyIntegrationConfig(type="pagerduty", api_token=token, base_url=pd.url, **config)
-        integration = PagerDutyIntegration("pagerduty", cfg, clock=FrozenClock(NOW), sleep=sleep, monotonic=monotonic)
-        await integration.open()
-        opened.append(integration)
-        return integration
+        return await opened(PagerDutyIntegration("pagerduty", cfg, clock=FrozenClock(NOW), sleep=sleep,
+                                                 monotonic=monotonic))
 
-    yield build
-    for integration in opened:
-        await integration.aclose()
+    return build
 
 
 async def test_on_call_user_is_on_call(pd, make_integration):

@@ -50,18 +50,11 @@ async def receiver():
 
 
 @pytest.fixture
-async def make_strategy():
-    opened = []
-
+def make_strategy(opened):
     async def build(cfg: WebhookStrategyConfig, **kwargs) -> WebhookStrategy:
-        strategy = WebhookStrategy(cfg, integrations={}, **kwargs)
-        await strategy.open()
-        opened.append(strategy)
-        return strategy
+        return await opened(WebhookStrategy(cfg, integrations={}, **kwargs))
 
-    yield build
-    for strategy in opened:
-        await strategy.aclose()
+    return build
 
 
 async def test_contract(receiver, make_strategy):
