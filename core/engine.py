@@ -148,10 +148,12 @@ class AccessEngine(ExpiryMixin):
         )
         log.info("request.created", request_id=request.id, flow=flow.name, target=request.target)
 
-        evt = self.hooks.event(request, flow, user=draft.subject)
-        decision = await self.hooks.on_request(flow, evt, request)
-        approvers = await self.hooks.approvers(flow, evt, request)
-        channel = await self.hooks.approval_channel(flow, evt, request)
+        decision = approvers = channel = None
+        if self.hooks.active(flow):
+            evt = self.hooks.event(request, flow, user=draft.subject)
+            decision = await self.hooks.on_request(flow, evt, request)
+            approvers = await self.hooks.approvers(flow, evt, request)
+            channel = await self.hooks.approval_channel(flow, evt, request)
         routing: dict[str, Any] = {}
         if approvers is not None:
             routing["approvers"] = tuple(approvers)
@@ -281,8 +283,7 @@ class AccessEngine(ExpiryMixin):
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
         await self._tell(request, RequesterNotice.GRANTED, detail=instructions)
-        evt = self.hooks.event(request, flow, user=await self._requester_info(request))
-        await self.hooks.observe(flow, "after_grant", evt, request)
+        await self._after(flow, "after_grant", request)
         return request
 
     async def _attempt_grant(self, strategy: Strategy, ctx: GrantContext) -> tuple[GrantResult | None, BaseException | None]:
@@ -345,6 +346,12 @@ class AccessEngine(ExpiryMixin):
             subject=await self._subject(request.flow, request.requester, request.requester_email),
             fields=request.fields, granted_at=request.granted_at, expires_at=request.expires_at,
         )
+
+    async def _after(self, flow, hook: str, request: AccessRequest) -> None:
+        """Run an after_* hook, when the flow has one (no event is built otherwise)."""
+        if self.hooks.has(flow, hook):
+            evt = self.hooks.event(request, flow, user=await self._requester_info(request))
+            await self.hooks.observe(flow, hook, evt, request)
 
     async def _requester_info(self, request: AccessRequest) -> Subject:
         # Hooks see the identity override too; read locally so no hook call depends on Slack.

@@ -64,8 +64,7 @@ class ExpiryMixin:
                      late_seconds=round((self.clock.now() - request.expires_at).total_seconds(), 3))
         request = await self._publish(request)
         await self._tell(request, RequesterNotice.REVOKED)
-        evt = self.hooks.event(request, flow, user=await self._requester_info(request))
-        await self.hooks.observe(flow, "after_revoke", evt, request)
+        await self._after(flow, "after_revoke", request)
         return request
 
     async def _revoke_failed(self, request: AccessRequest, error: BaseException) -> AccessRequest:

@@ -40,6 +40,10 @@ class HookRunner:
             granted_at=request.granted_at, expires_at=request.expires_at, state=dict(request.grant_state),
         )
 
+    def active(self, flow) -> bool:
+        """Whether the flow has a hooks file at all."""
+        return self.modules.get(flow.name) is not None
+
     def has(self, flow, hook: str) -> bool:
         """Whether the flow's hooks file defines `hook`."""
         module = self.modules.get(flow.name)
