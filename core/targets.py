@@ -14,10 +14,10 @@ _COMMON_KEYS = {"name", "label"}
 
 def flow_target(flow, target_name: str) -> Target | None:
     """The flow's target of that name as a domain Target, or None."""
-    for config in flow.strategy.targets:
-        if config.name == target_name:
-            return as_target(config)
-    return None
+    try:
+        return as_target(flow.target(target_name))
+    except KeyError:
+        return None
 
 
 def as_target(config: BaseModel) -> Target:

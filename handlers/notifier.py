@@ -23,8 +23,10 @@ class SlackNotifier:
 
     def _labels(self, request: AccessRequest):
         flow = self.config.flow(request.flow)
-        target = next((t for t in flow.strategy.targets if t.name == request.target), None)
-        return flow, (target.label if target else request.target)
+        try:
+            return flow, flow.target(request.target).label
+        except KeyError:  # the target was removed from the config since the request was made
+            return flow, request.target
 
     async def publish(self, request: AccessRequest) -> str:
         """Post the request message the first time, then edit that same message in place."""
