@@ -235,6 +235,7 @@ class Flow(StrictModel):
     approval_channel: NonEmpty
     approvers: Approvers | None = None
     allow_self_approval: bool = False
+    allow_guests: bool = False  # guests and Slack Connect users may neither ask nor decide unless true
     strategy: StrategyEntry
     fields: Annotated[list[FieldSpec], Field(min_length=1)]
     request_timeout: Duration | None = None

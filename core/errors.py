@@ -72,9 +72,14 @@ class HookError(JitError):
 
 
 class StrategyError(JitError):
-    """A strategy could not grant, revoke or validate; `retryable` says whether trying again may help."""
+    """A strategy could not grant, revoke or validate; `retryable` says whether trying again may help.
+
+    `grant_state`, when a failed grant may still land (an AWS SSO assignment left in progress), is
+    what the clean-up revoke needs to find and remove it; the engine stores it with the failure.
+    """
 
     retryable = False
+    grant_state: dict[str, str] | None = None
 
 
 class SubjectNotFound(StrategyError):

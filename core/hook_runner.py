@@ -21,6 +21,14 @@ from core.targets import flow_target
 log = structlog.get_logger("jitbot.hooks")
 
 
+class ApproversUnavailable:
+    """`get_approvers` raised, timed out or returned nothing usable: the flow's static approvers
+    decide, and with none, nobody may (never "anyone but the requester")."""
+
+    def __repr__(self) -> str:
+        return "ApproversUnavailable()"
+
+
 class HookRunner:
     """Calls the hooks file of each flow with a time limit, and reports what went wrong."""
 
@@ -60,15 +68,17 @@ class HookRunner:
         ok, result = await self._call(flow, "on_request", evt, request)
         return result if ok and isinstance(result, (Approve, Deny)) else None
 
-    async def approvers(self, flow, evt: HookEvent, request: AccessRequest) -> list[str] | None:
-        """Slack ids that may decide this request, or None to keep the flow's approvers."""
+    async def approvers(self, flow, evt: HookEvent, request: AccessRequest) -> list[str] | None | ApproversUnavailable:
+        """Slack ids that may decide this request, None to keep the flow's approvers, or
+        ApproversUnavailable when the hook failed (the engine then falls back, closed)."""
         ok, result = await self._call(flow, "get_approvers", evt, request)
-        if not ok or result is None:
+        if not ok:
+            return ApproversUnavailable()
+        if result is None:
             return None
         if not result:
-            await self._report(flow, "get_approvers", request,
-                               "returned an empty list; keeping the flow's approvers so the request can be decided")
-            return None
+            await self._report(flow, "get_approvers", request, "returned an empty list")
+            return ApproversUnavailable()
         return list(result)
 
     async def approval_channel(self, flow, evt: HookEvent, request: AccessRequest) -> str | None:
@@ -107,9 +117,13 @@ class HookRunner:
             at=self.clock.now(), actor=self.actor(flow, hook), action="hook.failed", request_id=request.id,
             detail={"path": path, "hook": hook, "error": message},
         ))
+        consequence = {
+            "get_approvers": "The flow's static approvers decide this request; without any, nobody may approve it.",
+            "on_approve": "The approval was refused.",
+        }.get(hook, "The request was handled as if the hook had not spoken.")
         try:
             await self.notifier.alert(
-                f"Hook `{hook}` in {path} failed for request {request.id} ({flow.name}): {message}. "
-                "The request was handled as if the hook had not spoken.", request)
+                f"Hook {hook} in {path} failed for request {request.id} ({flow.name}): {message}. {consequence}",
+                request)
         except Exception:
             log.exception("alert.failed")

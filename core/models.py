@@ -77,6 +77,14 @@ class AccessRequest:
 
 
 @dataclass(frozen=True)
+class MessageRef:
+    """Where a click came from: the channel and timestamp of the message that carried the button."""
+
+    channel: str | None
+    ts: str | None
+
+
+@dataclass(frozen=True)
 class AuditEvent:
     """One append-only audit record: who did what to which request, when and why."""
 

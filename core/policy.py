@@ -14,6 +14,12 @@ class Decision:
     reason: str = ""
 
 
+NOBODY_MAY_DECIDE = (
+    "Nobody may decide this request: its approval rule could not be evaluated, so it cannot be approved. "
+    "The operators have been alerted."
+)
+
+
 def may_decide(
     *,
     requester: str,
@@ -21,13 +27,18 @@ def may_decide(
     allow_self_approval: bool,
     approver_users: Collection[str] | None,
     approver_group_members: Collection[str] = (),
+    clicker_is_guest: bool = False,
+    allow_guests: bool = False,
 ) -> Decision:
     """Whether `clicker` may approve or deny `requester`'s request.
 
     `approver_users` is None when the flow names no approvers (anyone but the requester may
     decide); otherwise the allowed set is those users plus the members of the named user groups.
-    A hook's `get_approvers` replaces both lists for its request.
+    A hook's `get_approvers` replaces both lists for its request. Guests and people from other
+    organisations never decide unless the flow allows guests.
     """
+    if clicker_is_guest and not allow_guests:
+        return Decision(False, "Guests and people from other organisations can't decide access requests.")
     if clicker == requester and not allow_self_approval:
         return Decision(False, "You can't approve or deny your own request.")
     if approver_users is None:

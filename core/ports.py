@@ -18,6 +18,7 @@ class UserInfo:
     name: str | None = None
     is_bot: bool = False
     deleted: bool = False
+    guest: bool = False  # a guest account, or someone from another organisation (shared channels)
 
 
 class RequesterNotice(StrEnum):
@@ -30,14 +31,18 @@ class RequesterNotice(StrEnum):
     REVOKED = "revoked"
     EXPIRED = "expired"
     NOT_POSTED = "not_posted"
+    SUPERSEDED = "superseded"  # this grant ended, but another live grant keeps the same access
 
 
 class Directory(Protocol):
-    """Looks people and groups up in the chat workspace."""
+    """Looks people and groups up in the chat workspace.
 
-    async def lookup_user(self, slack_id: str) -> UserInfo: ...
+    `fresh=True` bypasses any cache: decisions read the present, a cache may only speed up display.
+    """
 
-    async def usergroup_members(self, usergroup_id: str) -> frozenset[str]: ...
+    async def lookup_user(self, slack_id: str, *, fresh: bool = False) -> UserInfo: ...
+
+    async def usergroup_members(self, usergroup_id: str, *, fresh: bool = False) -> frozenset[str]: ...
 
 
 class Notifier(Protocol):
@@ -51,4 +56,6 @@ class Notifier(Protocol):
         """DM the requester about `notice`; `detail` is extra text such as a strategy's instructions."""
         ...
 
-    async def alert(self, text: str, request: AccessRequest | None = None) -> None: ...
+    async def alert(self, text: str, request: AccessRequest | None = None) -> None:
+        """Tell the operators; `text` is plain text (the notifier escapes it), never markup."""
+        ...

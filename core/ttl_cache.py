@@ -42,6 +42,12 @@ class TTLCache:
         future.set_result(value)
         return value
 
+    def put(self, key: Hashable, value: Any) -> None:
+        """Store a value read elsewhere (a fresh read refreshes the cache for later display)."""
+        if len(self._values) >= self.max_entries:
+            self._values.clear()
+        self._values[key] = (self._now() + self.ttl, value)
+
     def clear(self) -> None:
         """Forget every cached value."""
         self._values.clear()

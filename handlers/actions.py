@@ -4,9 +4,18 @@ from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
+from core.models import MessageRef
 from handlers.errors import reported
 from handlers.ids import ActionId
 from handlers.metadata import parse_decision_value
+
+
+def _source(body: dict) -> MessageRef:
+    """The message the clicked button sits on: a click is only valid on the request's own message."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
+    return MessageRef(channel=channel, ts=ts)
 
 
 def register(app: AsyncApp, engine) -> None:
@@ -14,11 +23,11 @@ def register(app: AsyncApp, engine) -> None:
 
     async def handle_approve_button(ack, body, action) -> None:
         await ack()
-        await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"])
+        await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 
     async def handle_deny_button(ack, body, action) -> None:
         await ack()
-        await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"])
+        await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 
     app.action(ActionId.APPROVE)(reported(handle_approve_button))
     app.action(ActionId.DENY)(reported(handle_deny_button))

@@ -166,16 +166,21 @@ def _field_input(spec) -> dict:
 
 
 def request_message(request: AccessRequest, flow, target_label: str) -> tuple[str, list[dict]]:
-    """The channel message of a request at its current stage: (fallback text, blocks)."""
+    """The channel message of a request at its current stage: (fallback text, blocks).
+
+    `flow` is None when the flow has been removed from the config since the request was made.
+    """
     duration = human_duration(request.duration_seconds)
+    flow_label = flow.label if flow is not None else request.flow
     headline = (f"<@{request.requester}> requests *{escape(target_label)}* "
-                f"({escape(flow.label)}) for *{duration}*")
+                f"({escape(flow_label)}) for *{duration}*")
     facts = [
         mrkdwn(f"*Target*\n{escape(target_label)}", FIELD_TEXT_MAX),
         mrkdwn(f"*Duration*\n{duration}", FIELD_TEXT_MAX),
     ]
-    labels = {f.name: f.label for f in flow.fields}
-    duration_field = next((f.name for f in flow.fields if f.type == "duration"), None)
+    specs = flow.fields if flow is not None else []
+    labels = {f.name: f.label for f in specs}
+    duration_field = next((f.name for f in specs if f.type == "duration"), "duration")
     for name, value in request.fields.items():
         if name == duration_field or len(facts) >= 10:
             continue
@@ -185,7 +190,7 @@ def request_message(request: AccessRequest, flow, target_label: str) -> tuple[st
         {"type": "section", "fields": facts},
         {"type": "context", "block_id": BlockId.STATUS, "elements": [mrkdwn(status_line(request))]},
     ]
-    if request.status is S.PENDING:
+    if request.status is S.PENDING and request.approvers != ():  # () = nobody may decide
         blocks.append({
             "type": "actions",
             "block_id": BlockId.DECISION,
@@ -223,6 +228,9 @@ def status_line(request: AccessRequest) -> str:
     """One line saying where the request stands, for the message's status context block."""
     reason = f": {escape(clip(request.decision_reason, 500))}" if request.decision_reason else ""
     status = request.status
+    if status is S.PENDING and request.approvers == ():
+        return (":no_entry: Nobody may approve this request: its approval rule could not be evaluated. "
+                f"The operators have been alerted · request `{request.id}`")
     if status is S.PENDING:
         approvers = ""
         if request.approvers:
@@ -241,7 +249,7 @@ def status_line(request: AccessRequest) -> str:
     if status is S.FAILED:
         return f":x: Approved by {who(request.decided_by)}, but the grant failed: {escape(clip(request.failure_reason or 'unknown error', 1500))}"
     if status is S.EXPIRED:
-        return ":alarm_clock: Expired: nobody decided in time"
+        return f":alarm_clock: Expired{reason or ': nobody decided in time'}"
     return status.value
 
 
@@ -257,7 +265,7 @@ def requester_dm(request: AccessRequest, notice: str, target_label: str, detail:
     texts = {
         "submitted": f"Your request for {what} was sent to {channel} for approval (request `{request.id}`).",
         "not_posted": (f"Your request for {what} was saved (request `{request.id}`) but could not be posted to "
-                       f"{channel}. The jitbot operators have been alerted."),
+                       f"{channel}, so nobody can approve it yet."),
         "granted": (f":white_check_mark: Access to *{escape(target_label)}* is granted, approved by "
                     f"{who(request.decided_by)}{reason}. It ends "
                     f"{slack_date(request.expires_at) if request.expires_at else 'soon'}."),
@@ -265,6 +273,7 @@ def requester_dm(request: AccessRequest, notice: str, target_label: str, detail:
         "failed": (f":x: Your request for {what} was approved, but granting it failed: "
                    f"{escape(clip(request.failure_reason or 'unknown error', 1500))}. The operators have been alerted."),
         "revoked": f":lock: Your access to *{escape(target_label)}* has expired and was removed.",
+        "superseded": f"Your request `{request.id}` for *{escape(target_label)}* has ended.",
         "expired": f":alarm_clock: Your request for {what} expired: nobody decided in time. You can ask again with the command.",
     }
     text = texts[notice]
@@ -276,3 +285,15 @@ def requester_dm(request: AccessRequest, notice: str, target_label: str, detail:
 def refusal_text(reason: str) -> str:
     """Ephemeral text shown to someone whose click was refused."""
     return f":warning: {escape(reason)}"
+
+
+def already_decided_text(status: str, by: str | None) -> str:
+    """Ephemeral text for a click on a request someone already decided."""
+    decided = f" by {who(by)}" if by else ""
+    return f":warning: This request is already {escape(status)}{decided}."
+
+
+def alert_text(text: str, request: AccessRequest | None) -> str:
+    """An operator alert: plain text escaped like any other text, plus who the request is for."""
+    about = f" (requester <@{request.requester}>)" if request is not None else ""
+    return f":rotating_light: {escape(text)}{about}"

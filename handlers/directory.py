@@ -18,8 +18,10 @@ class SlackDirectory:
 
     name = "slack"
 
-    def __init__(self, client: AsyncWebClient, *, user_ttl: float = 300, group_ttl: float = 60) -> None:
+    def __init__(self, client: AsyncWebClient, *, team_id: str | None = None, user_ttl: float = 300,
+                 group_ttl: float = 60) -> None:
         self.client = client
+        self.team_id = team_id  # the bot's own workspace: anyone from another one is an outsider
         self._users = TTLCache(user_ttl)
         self._groups = TTLCache(group_ttl)
 
@@ -29,8 +31,12 @@ class SlackDirectory:
     async def aclose(self) -> None:
         """Nothing to close: the Slack client is shared."""
 
-    async def lookup_user(self, slack_id: str) -> UserInfo:
-        """The user's email and name from users.info (needs users:read.email)."""
+    async def lookup_user(self, slack_id: str, *, fresh: bool = False) -> UserInfo:
+        """The user's email, name and standing from users.info (needs users:read.email)."""
+        if fresh:
+            user = await self._load_user(slack_id)
+            self._users.put(slack_id, user)
+            return user
         return await self._users.get_or_load(slack_id, lambda: self._load_user(slack_id))
 
     async def _load_user(self, slack_id: str) -> UserInfo:
@@ -48,14 +54,27 @@ class SlackDirectory:
             name=profile.get("real_name") or user.get("real_name") or user.get("name"),
             is_bot=bool(user.get("is_bot")),
             deleted=bool(user.get("deleted")),
+            guest=self._is_guest(user),
         )
 
-    async def usergroup_members(self, usergroup_id: str) -> frozenset[str]:
-        """Members of a user group (needs usergroups:read)."""
+    def _is_guest(self, user: dict) -> bool:
+        # Guests (multi- or single-channel) and people from other organisations in a shared
+        # channel: Slack marks the latter is_stranger, or they carry another workspace's team_id.
+        if user.get("is_restricted") or user.get("is_ultra_restricted") or user.get("is_stranger"):
+            return True
+        home = user.get("team_id")
+        return bool(self.team_id and home and home != self.team_id)
+
+    async def usergroup_members(self, usergroup_id: str, *, fresh: bool = False) -> frozenset[str]:
+        """Members of a user group (needs usergroups:read); `fresh` for decisions."""
         async def load() -> frozenset[str]:
             response = await self.client.usergroups_users_list(usergroup=usergroup_id)
             return frozenset(response.get("users") or [])
 
+        if fresh:
+            members = await load()
+            self._groups.put(usergroup_id, members)
+            return members
         return await self._groups.get_or_load(usergroup_id, load)
 
     async def is_in_usergroup(self, user, usergroup_id: str) -> bool:

@@ -9,6 +9,7 @@ import uuid
 import structlog
 from slack_bolt.error import BoltUnhandledRequestError
 
+from core.decisions import AlreadyDecided
 from core.errors import JitError
 from core.secrets import scrub
 from handlers import blocks
@@ -81,7 +82,10 @@ async def handle_error(error: Exception, body: dict, client) -> None:
         log.warning("slack.unhandled_request", type=body.get("type"))
         return
     user, channel = _where(body)
-    if isinstance(error, JitError):
+    if isinstance(error, AlreadyDecided):
+        text = blocks.already_decided_text(error.status, error.by)
+        log.info("request.refused", user=user, reason=scrub(error.user_message))
+    elif isinstance(error, JitError):
         text = blocks.refusal_text(error.user_message)
         log.info("request.refused", user=user, reason=scrub(error.user_message))
     else:

@@ -22,7 +22,10 @@ class SlackNotifier:
         self._dm_channels: dict[str, str] = {}
 
     def _labels(self, request: AccessRequest):
-        flow = self.config.flow(request.flow)
+        try:
+            flow = self.config.flow(request.flow)
+        except KeyError:  # the flow was removed from the config since the request was made
+            return None, request.target
         try:
             return flow, flow.target(request.target).label
         except KeyError:  # the target was removed from the config since the request was made
@@ -32,7 +35,7 @@ class SlackNotifier:
         """Post the request message the first time, then edit that same message in place."""
         flow, label = self._labels(request)
         text, message_blocks = blocks.request_message(request, flow, label)
-        channel = request.approval_channel or flow.approval_channel
+        channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
         if request.message_ts:
             await self.client.chat_update(channel=channel, ts=request.message_ts, text=text, blocks=message_blocks)
             return request.message_ts
@@ -47,12 +50,17 @@ class SlackNotifier:
         await self.client.chat_postMessage(channel=await self._dm_channel(request.requester), text=text)
 
     async def alert(self, text: str, request: AccessRequest | None = None) -> None:
-        """Post to the alerts channel when one is configured; always log."""
+        """Post to the alerts channel when one is configured; always log.
+
+        The text may quote a hook's error or a requester's reason, so it is escaped like any other
+        text: a `<!channel>` or a `<https://…|link>` in it reaches Slack as plain characters.
+        """
         text = scrub(text)
         log.warning("alert", text=text, request_id=request.id if request else None)
         channel = self.config.slack.alerts_channel
         if channel:
-            await self.client.chat_postMessage(channel=channel, text=f":rotating_light: {text}")
+            await self.client.chat_postMessage(channel=channel, text=blocks.alert_text(text, request),
+                                               unfurl_links=False, unfurl_media=False)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:
         """Show `text` to one person in a channel."""

@@ -288,18 +288,31 @@ class RequestRepo:
         return await self._fetch(sql, values)
 
     async def list_due_revocations(self, now: datetime) -> list[AccessRequest]:
-        """Granted requests whose end has passed and whose next retry (if any) is due, soonest first."""
+        """What must be revoked now, soonest first: granted requests past their end whose next retry
+        (if any) is due, and failed grants whose clean-up revoke is due (next_attempt_at set)."""
         when = to_db_time(now)
         sql = (
-            f"{_SELECT} WHERE status = 'granted' AND expires_at <= ? "
-            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?) ORDER BY expires_at, id"
+            f"{_SELECT} WHERE (status = 'granted' AND expires_at <= ? "
+            "AND (next_attempt_at IS NULL OR next_attempt_at <= ?)) "
+            "OR (status = 'failed' AND next_attempt_at IS NOT NULL AND next_attempt_at <= ?) "
+            "ORDER BY expires_at, id"
         )
-        return await self._fetch(sql, [when, when])
+        return await self._fetch(sql, [when, when, when])
 
     async def list_granted_ending_before(self, t: datetime) -> list[AccessRequest]:
         """Granted requests with expires_at strictly before `t`, soonest first."""
         sql = f"{_SELECT} WHERE status = 'granted' AND expires_at < ? ORDER BY expires_at, id"
         return await self._fetch(sql, [to_db_time(t)])
+
+    async def list_live_for(self, flow: str, target: str, requester: str) -> list[AccessRequest]:
+        """Approved or granted requests of one person for one target of one flow (the access they cover)."""
+        sql = (f"{_SELECT} WHERE status IN ('approved', 'granted') AND flow = ? AND target = ? AND requester = ? "
+               "ORDER BY expires_at DESC, id")
+        return await self._fetch(sql, [flow, target, requester])
+
+    async def list_unposted(self) -> list[AccessRequest]:
+        """Pending requests that never reached their approval channel (no message yet)."""
+        return await self._fetch(f"{_SELECT} WHERE status = 'pending' AND message_ts IS NULL ORDER BY created_at, id", [])
 
     async def list_pending_timed_out(self, now: datetime) -> list[AccessRequest]:
         """Pending requests whose approval timeout is at or before `now`."""
@@ -317,9 +330,15 @@ class RequestRepo:
         if until is not None:
             sql += " AND expires_at <= ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             params = [to_db_time(until)] * 2
+        # Failed grants whose clean-up revoke is still due are armed like revocations.
+        sql = (f"{sql} UNION ALL SELECT id, next_attempt_at, next_attempt_at FROM requests "
+               "WHERE status = 'failed' AND next_attempt_at IS NOT NULL"
+               + (" AND next_attempt_at <= ?" if until is not None else ""))
+        if until is not None:
+            params.append(to_db_time(until))
 
         def query(db: sqlite_utils.Database) -> list[GrantSchedule]:
-            rows = db.execute(f"{sql} ORDER BY expires_at, id", params).fetchall()
+            rows = db.execute(f"{sql} ORDER BY 2, 1", params).fetchall()
             parse = from_db_time
             # A granted row always has expires_at (the engine writes it with the transition); a
             # None here would be a bug we want to see, so it is parsed without a guard.

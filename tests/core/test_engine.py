@@ -49,10 +49,10 @@ class RecordingNotifier:
 
 
 class Directory:
-    async def lookup_user(self, slack_id):
+    async def lookup_user(self, slack_id, *, fresh=False):
         return UserInfo(slack_id, email=f"{slack_id.lower()}@example.com")
 
-    async def usergroup_members(self, group):
+    async def usergroup_members(self, group, *, fresh=False):
         return frozenset()
 
 

@@ -73,9 +73,10 @@ ONCALL_HOOK = """\
 
 
 async def request_prod(bot, user: str = "U_ALICE", channel: str = "C_APPROVALS", target: str = "Prod Admin"):
-    """Submit a Prod Admin request and wait until the requester was told it was sent."""
+    """Submit a Prod Admin request and wait until the requester was told where it stands: sent for
+    approval, or (fast-tracked by a hook, whose verdict comes before any post) already granted."""
     message = await bot.request(user, "prod_access", channel, target=target)
-    await bot.slack.wait_for_dm(user, contains="sent to")
+    await bot.slack.wait_for_dm(user, where=lambda m: "sent to" in (m.text or "") or "is granted" in (m.text or ""))
     return message
 
 

@@ -112,7 +112,8 @@ async def test_hooks_see_the_override_identity_of_the_requester(launch, okta):
     await bot.engine.identities.set("U_ALICE", "okta_main", "alice.admin", actor="U_ADMIN")
 
     message = await bot.request("U_ALICE", "okta_groups", "C_APPROVALS", target="SRE on-call tools")
-    await bot.slack.wait_for_dm("U_ALICE", contains="sent to")
+    # Fast-tracked: the hook's verdict is applied before anything is posted, so the first DM says granted.
+    await bot.slack.wait_for_dm("U_ALICE", contains="is granted")
     assert bot.hook_module("okta_groups").SEEN == ["alice.admin"]
     await bot.slack.wait_for_message("C_APPROVALS", contains="member of SRE in Okta", where=lambda m: m.ts == message.ts)
     assert okta.members[group] == {alice_okta}

@@ -104,11 +104,14 @@ class SlackEmulator(PeopleMixin):
     # -- directory -----------------------------------------------------------------------------------
 
     def add_user(self, id: str, *, email: str | None = None, name: str | None = None, real_name: str = "",
-                 is_bot: bool = False, deleted: bool = False) -> User:
-        """Add (or replace) a workspace member."""
+                 is_bot: bool = False, deleted: bool = False, guest: str | None = None,
+                 team_id: str | None = None) -> User:
+        """Add (or replace) a workspace member; `guest` is 'multi', 'single' or 'external' (Slack Connect)."""
         name = name or (email.split("@")[0] if email else id.lower())
-        return self.workspace.add_user(User(id=id, name=name, email=email, real_name=real_name, is_bot=is_bot,
-                                            deleted=deleted))
+        return self.workspace.add_user(User(
+            id=id, name=name, email=email, real_name=real_name, is_bot=is_bot, deleted=deleted,
+            is_restricted=guest == "multi", is_ultra_restricted=guest == "single", is_stranger=guest == "external",
+            team_id=team_id or ("T_OTHER_ORG" if guest == "external" else None)))
 
     def add_channel(self, id: str, *, name: str | None = None, members: Iterable[str] | None = None,
                     is_private: bool = False, bot_is_member: bool = True, is_archived: bool = False) -> Channel:

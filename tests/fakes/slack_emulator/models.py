@@ -18,6 +18,10 @@ class User:
     real_name: str = ""
     is_bot: bool = False
     deleted: bool = False
+    is_restricted: bool = False  # a multi-channel guest
+    is_ultra_restricted: bool = False  # a single-channel guest
+    is_stranger: bool = False  # a Slack Connect user from another organisation
+    team_id: str | None = None  # their home workspace, when it is not the emulator's
 
     def to_api(self, team_id: str) -> dict[str, Any]:
         """Return the `user` object of users.info."""
@@ -27,12 +31,15 @@ class User:
             profile["email"] = self.email
         return {
             "id": self.id,
-            "team_id": team_id,
+            "team_id": self.team_id or team_id,
             "name": self.name,
             "real_name": real_name,
             "deleted": self.deleted,
             "is_bot": self.is_bot,
             "is_app_user": False,
+            "is_restricted": self.is_restricted or self.is_ultra_restricted,
+            "is_ultra_restricted": self.is_ultra_restricted,
+            **({"is_stranger": True} if self.is_stranger else {}),
             "tz": "UTC",
             "profile": profile,
         }

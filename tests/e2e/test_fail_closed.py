@@ -1,0 +1,387 @@
+"""Fail closed: every failure path refuses access, and every grant stays accounted for.
+
+Each test reproduces one way the bot used to open access or lose track of it, through the Slack
+emulator and the webhook receiver exactly as people and target systems meet the bot.
+"""
+
+from __future__ import annotations
+
+import copy
+import sqlite3
+from datetime import timedelta
+
+import pytest
+
+from core.errors import NotAllowed
+from core.models import RequestStatus
+from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
+from tests.e2e.flows import (
+    ALERTS_CHANNEL,
+    APPROVAL_CHANNEL,
+    PROD_ADMIN,
+    SECOPS,
+    STAGING_RO,
+    db_access_flow,
+    flows_file,
+)
+
+PARSE_TICKET_HOOK = """\
+    def get_approvers(evt):
+        # Breaks on a reason without '#': the requester controls whether this hook fails.
+        ticket = evt.fields["reason"].split("#", 1)[1]
+        return ["U_" + ticket.upper()]
+    """
+
+
+def open_flow(receiver_url: str, *, hooks: str | None = None, **keys) -> str:
+    """The webhook flow with no static approvers (anyone but the requester), and options."""
+    flow = db_access_flow(receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
+                          request_timeout="1h", **keys)
+    if hooks:
+        flow["hooks"] = hooks
+    return flows_file(flow)
+
+
+async def refused(bot, message, user: str, text: str = "Approve", contains: str = "") -> None:
+    """`user` clicks `text`; they are told why it was refused, and the message keeps its state."""
+    before = len(bot.slack.ephemerals_to(user))
+    await bot.slack.click(message, text=text, user=user)
+    await bot.slack.wait_for(lambda: len(bot.slack.ephemerals_to(user)) > before, description="a refusal")
+    assert contains.lower() in bot.slack.ephemerals_to(user)[-1].text.lower()
+
+
+# ── 1. a failing approval rule never opens the flow ───────────────────────────────────────────────
+
+
+async def test_when_get_approvers_fails_and_the_flow_names_nobody_no_one_may_approve(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write("hooks.py", PARSE_TICKET_HOOK)
+    bot = await launch.start(open_flow(receiver.url, hooks="hooks.py"))
+    bot.slack.add_user("U_MALLORY", email="mallory@example.com")
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
+                                reason="no ticket here", duration="30m")
+
+    assert "Nobody may approve" in message.plain and not message.buttons
+    alert = await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="Nobody may approve")
+    assert "get_approvers" in alert.plain
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.PENDING and request.approvers == ()
+    # Even a click that reaches the engine without a button is refused.
+    with pytest.raises(NotAllowed, match="Nobody may decide"):
+        await bot.engine.approve(request.id, "U_MALLORY")
+    assert receiver.accepted("grant") == []
+
+
+async def test_when_get_approvers_fails_the_flows_static_approvers_decide(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write("hooks.py", PARSE_TICKET_HOOK)
+    bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
+    bot.slack.add_user("U_MALLORY", email="mallory@example.com")
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
+                                reason="no ticket here", duration="30m")
+
+    await refused(bot, message, "U_MALLORY", contains="not an approver")
+    assert receiver.accepted("grant") == []
+    await bot.approve(message, "U_BOB")
+    assert len(receiver.accepted("grant")) == 1
+
+
+# ── 7. a hook's verdict comes before the buttons ──────────────────────────────────────────────────
+
+
+async def test_an_on_request_deny_is_applied_before_anything_with_buttons_is_posted(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write("hooks.py", """\
+        def on_request(evt):
+            return evt.deny("production is frozen")
+        """)
+    bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+
+    assert "Denied" in message.plain and "production is frozen" in message.plain
+    # No version of the message ever carried a button, and the requester never heard "sent".
+    assert not message.buttons and all(not version.blocks or "Approve" not in str(version.blocks)
+                                       for version in message.history)
+    dms = [m.plain for m in bot.slack.dms_to("U_ALICE")]
+    assert any("denied" in text for text in dms) and not any("sent to" in text for text in dms)
+
+
+# ── 8. group membership is read fresh for a decision ──────────────────────────────────────────────
+
+
+async def test_someone_removed_from_the_approver_group_can_no_longer_approve(bot):
+    bot.slack.add_user("U_MALLORY", email="mallory@example.com")
+    message = await bot.request(user="U_ALICE")
+    await refused(bot, message, "U_MALLORY", contains="not an approver")  # the group was read just now
+    bot.slack.workspace.usergroups["S_SECOPS"].users.remove("U_BOB")
+
+    await refused(bot, message, "U_BOB", contains="not an approver")
+    assert bot.receiver.accepted("grant") == []
+
+
+# ── 9. alert text is text ─────────────────────────────────────────────────────────────────────────
+
+
+async def test_an_alert_quoting_a_requesters_words_cannot_ping_the_channel_or_carry_a_link(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write("hooks.py", """\
+        def get_approvers(evt):
+            raise ValueError("cannot parse " + evt.fields["reason"])
+        """)
+    bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
+    await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
+                      reason="<!channel> log in at <https://evil.example/login|Okta>")
+
+    alert = await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="cannot parse")
+    assert "<!channel>" not in alert.text and "<https://evil.example" not in alert.text
+    assert "&lt;!channel&gt;" in alert.text
+
+
+# ── 14. an approval checks the present ────────────────────────────────────────────────────────────
+
+
+async def test_an_approval_after_the_request_timed_out_is_refused_and_the_request_expires(bot):
+    message = await bot.request(user="U_ALICE")
+    bot.clock.advance(hours=2)  # request_timeout is 1h; the expiry timer has not fired yet
+
+    await refused(bot, message, "U_BOB", contains="expired")
+    (request,) = await bot.running.all_requests()
+    assert request.status is RequestStatus.EXPIRED
+    assert bot.receiver.accepted("grant") == []
+    await bot.slack.wait_for_dm("U_ALICE", contains="expired")
+
+
+async def test_an_approval_for_a_target_removed_from_the_config_is_refused(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Staging read-only")
+    await first.stop()
+    flow = db_access_flow(receiver.url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
+                          approvers=SECOPS, request_timeout="1h", targets=(PROD_ADMIN,))
+    second = await launch.start(flows_file(flow))
+
+    await refused(second, message, "U_BOB", contains="no longer")
+    assert receiver.accepted("grant") == []
+
+
+async def test_an_approval_for_a_duration_the_flow_no_longer_allows_is_refused(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="1h")
+    await first.stop()
+    flow = db_access_flow(receiver.url, "10s", "30m", secret_env=SECRET_ENV, ticket=True,
+                          approvers=SECOPS, request_timeout="1h", targets=(PROD_ADMIN, STAGING_RO))
+    second = await launch.start(flows_file(flow))
+
+    await refused(second, message, "U_BOB", contains="duration")
+    assert receiver.accepted("grant") == []
+
+
+async def test_an_approval_for_a_requester_deactivated_since_is_refused(bot):
+    message = await bot.request(user="U_ALICE")
+    bot.slack.workspace.users["U_ALICE"].deleted = True
+
+    await refused(bot, message, "U_BOB", contains="deactivated")
+    assert bot.receiver.accepted("grant") == []
+
+
+async def test_a_click_carrying_another_requests_id_is_refused(bot):
+    bot.slack.add_user("U_DAVE", email="dave@example.com")
+    alice = await bot.request(user="U_ALICE")
+    dave = await bot.request(user="U_DAVE")
+    # Bob's approval of Alice's message, with Dave's request id swapped into the button.
+    click = await bot.slack.click(alice, text="Deny", user="U_ALICE")  # the requester's own deny: refused
+    forged = copy.deepcopy(click.payload)
+    forged["user"] = {**forged["user"], "id": "U_BOB"}
+    forged["actions"][0]["value"] = dave.buttons[0]["value"]
+    forged["actions"][0]["action_id"] = dave.buttons[0]["action_id"]
+    before = len(bot.slack.ephemerals_to("U_BOB"))
+    await bot.slack.send_envelope("interactive", forged)
+    await bot.slack.wait_for(lambda: len(bot.slack.ephemerals_to("U_BOB")) > before, description="a refusal")
+
+    assert "does not belong" in bot.slack.ephemerals_to("U_BOB")[-1].text
+    assert bot.receiver.accepted("grant") == []
+
+
+# ── 15. overlapping grants never cut each other short ─────────────────────────────────────────────
+
+
+async def test_a_second_grant_of_held_access_keeps_it_until_the_last_grant_ends(bot):
+    first = await bot.request(user="U_ALICE", duration="30m")
+    await bot.running.approve(first, "U_BOB")
+    bot.clock.advance(minutes=10)
+    second = await bot.request(user="U_ALICE", duration="1h")
+    await bot.running.approve(second, "U_BOB")
+
+    bot.clock.advance(minutes=21)  # the first has ended, the second runs until +70 min
+    await bot.engine.sweep()
+    ended, live = await bot.running.request_for(first), await bot.running.request_for(second)
+    assert ended.status is RequestStatus.REVOKED and live.status is RequestStatus.GRANTED
+    assert bot.receiver.accepted("revoke") == []  # nothing took Alice's access away
+    revoked = [e for e in await bot.running.audit(ended.id) if e.action == "access.revoked"]
+    assert revoked[0].detail["access_kept_by"] == live.id
+
+    bot.clock.advance(minutes=40)
+    await bot.engine.sweep()
+    assert len(bot.receiver.accepted("revoke")) == 1
+    assert (await bot.running.request_for(second)).status is RequestStatus.REVOKED
+
+
+# ── 16. a request that could not be posted ────────────────────────────────────────────────────────
+
+
+async def test_a_request_that_cannot_be_posted_is_alerted_retried_and_the_requester_told_the_truth(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    closed = launch.slack.add_channel("C_CLOSED", name="closed-approvals", bot_is_member=False)
+    flow = db_access_flow(receiver.url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
+    flow["approval_channel"] = "C_CLOSED"
+    bot = await launch.start(flows_file(flow))
+    await bot.submit("U_ALICE", "db_access", target="Prod Admin", duration="30m")
+    await bot.idle()
+
+    alert = await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="could not be posted")
+    assert "keeps trying" in alert.plain
+    dm = await bot.slack.wait_for_dm("U_ALICE", contains="could not be posted")
+    assert "operators have been alerted" in dm.plain
+
+    closed.bot_is_member = True
+    bot.clock.advance(minutes=1)
+    await bot.engine.sweep()
+    posted = await bot.slack.wait_for_message("C_CLOSED", contains="Prod Admin")
+    assert posted.buttons
+    await bot.slack.wait_for_dm("U_ALICE", contains="sent to")
+
+
+# ── 17. a removed flow's pending requests end visibly ─────────────────────────────────────────────
+
+
+async def test_pending_requests_of_a_removed_flow_expire_with_their_message_updated_and_the_requester_told(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await first.stop()
+    other = db_access_flow(receiver.url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
+    other["name"] = "other_access"
+    second = await launch.start(flows_file(other))
+
+    updated = second.slack.message(APPROVAL_CHANNEL, message.ts)
+    assert updated.edited and not updated.buttons and "Expired" in updated.plain
+    await second.slack.wait_for_dm("U_ALICE", contains="expired")
+    (request,) = await second.all_requests()
+    assert request.status is RequestStatus.EXPIRED
+
+
+# ── 19. guests and other organisations ────────────────────────────────────────────────────────────
+
+
+async def test_guests_and_people_from_other_organisations_can_neither_approve_nor_request(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="multi")
+    launch.slack.add_user("U_PARTNER", email="eve@partner.example", guest="external")
+    bot = await launch.start(open_flow(receiver.url))  # no approvers: anyone but the requester…
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+
+    await refused(bot, message, "U_GUEST", contains="guests")  # …but never a guest
+    await refused(bot, message, "U_PARTNER", contains="other organisations")
+    assert receiver.accepted("grant") == []
+    result = await bot.submit("U_GUEST", "db_access", target="Prod Admin")
+    assert result.response_action == "errors" and "Guests" in str(result.ack_payload)
+
+
+async def test_a_flow_that_allows_guests_lets_a_guest_approve(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="single")
+    bot = await launch.start(open_flow(receiver.url, allow_guests=True))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.approve(message, "U_GUEST")
+    assert len(receiver.accepted("grant")) == 1
+
+
+# ── 2 and 5. failed clean-ups are retried; a failing alerts channel stops nothing ────────────────
+
+
+async def test_a_failed_grants_cleanup_is_retried_until_it_succeeds_even_when_alerts_fail(bot):
+    bot.slack.workspace.channels[ALERTS_CHANNEL].is_archived = True  # every alert now fails
+    message = await bot.request(user="U_ALICE")
+    bot.receiver.fail_next(3, status=503, action="grant")
+    bot.receiver.fail_next(2, status=503, action="revoke")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="grant failed", where=lambda m: m.ts == message.ts)
+    await bot.slack.wait_for_dm("U_ALICE", contains="granting it failed")
+
+    for _ in range(3):
+        bot.clock.advance(minutes=5)
+        await bot.engine.sweep()
+    assert len(bot.receiver.accepted("revoke")) == 1
+    request = await bot.running.request_for(message)
+    assert request.status is RequestStatus.FAILED and request.next_attempt_at is None
+    actions = [e.action for e in await bot.running.audit(request.id)]
+    assert actions.count("revoke.failed") == 2 and actions[-1] == "grant.cleaned_up"
+
+
+async def test_a_revocation_at_start_up_goes_ahead_when_the_alerts_channel_fails(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await first.approve(message, "U_BOB")
+    await first.stop()
+    launch.slack.workspace.channels[ALERTS_CHANNEL].is_archived = True
+    receiver.fail_next(1, status=503, action="revoke")
+    first.clock.advance(hours=1)
+
+    second = await launch.start(webhook_flows(receiver.url), clock=first.clock)
+    request = await second.request_for(message)
+    assert request.status is RequestStatus.GRANTED and request.next_attempt_at is not None  # retry armed
+    second.clock.advance(seconds=5)
+    await second.engine.sweep()
+    assert (await second.request_for(message)).status is RequestStatus.REVOKED
+
+
+# ── 3. a grant whose record could not be written ─────────────────────────────────────────────────
+
+
+def break_grant_writes(db_path) -> None:
+    """A real database error for the approved → granted write, from a second connection."""
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TRIGGER IF NOT EXISTS test_fail_grant BEFORE UPDATE OF status ON requests "
+                   "WHEN NEW.status = 'granted' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+
+
+def heal_grant_writes(db_path) -> None:
+    """Drop the injected fault."""
+    with sqlite3.connect(db_path) as db:
+        db.execute("DROP TRIGGER IF EXISTS test_fail_grant")
+
+
+async def test_a_grant_whose_record_write_failed_is_still_revoked_on_time_by_the_sweep(bot):
+    bot.engine.retry_delay = 0
+    message = await bot.request(user="U_ALICE", duration="30m")
+    break_grant_writes(bot.running.db_path)
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.running.idle()
+    assert len(bot.receiver.accepted("grant")) == 1
+    assert (await bot.running.request_for(message)).status is RequestStatus.APPROVED
+    await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="refused to record")
+    heal_grant_writes(bot.running.db_path)
+
+    bot.clock.advance(minutes=31)
+    await bot.engine.sweep()  # no restart: the sweep finishes what recovery would
+    assert len(bot.receiver.accepted("revoke")) == 1
+    assert (await bot.running.request_for(message)).status is RequestStatus.REVOKED
+
+
+async def test_a_grant_whose_record_write_failed_is_recorded_by_the_next_sweep_before_its_end(bot):
+    bot.engine.retry_delay = 0
+    message = await bot.request(user="U_ALICE", duration="30m")
+    break_grant_writes(bot.running.db_path)
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.running.idle()
+    heal_grant_writes(bot.running.db_path)
+
+    bot.clock.advance(minutes=1)
+    await bot.engine.sweep()
+    request = await bot.running.request_for(message)
+    assert request.status is RequestStatus.GRANTED
+    assert request.expires_at == request.decided_at + timedelta(minutes=30)  # the original end, never extended
