@@ -4,6 +4,12 @@ Assignments are asynchronous: Create/DeleteAccountAssignment return a request id
 polled until SUCCEEDED or FAILED. The requester is found in the Identity Store by email, falling
 back to user name (`bot.py identities set` stores an override). The principal id found at grant
 time is saved in the grant state, so revoke never depends on a later lookup.
+
+A creation can outlast `poll_timeout` (or its polling can fail) and still land later. The grant
+then fails for good (never retried: a second creation would race the first) and the error's
+`grant_state` names the creation. A revoke first makes sure no creation of the assignment is still
+in flight, the one its state names or, without a state from a finished grant, any it can find: while
+one is, it fails retryably, so the engine's retries delete the assignment once it has landed.
 """
 
 from __future__ import annotations
@@ -143,7 +149,11 @@ class AwsSsoStrategy(AwsStrategyBase):
                 f"{SYSTEM}: permission set {state['permission_set_arn']} or instance not found",
                 user_message=f"The {SYSTEM} permission set behind '{ctx.target.label}' does not exist.",
             )
-        status = await self._wait(response["AccountAssignmentCreationStatus"], "creation")
+        creation = response["AccountAssignmentCreationStatus"]
+        try:
+            status = await self._wait(creation, "creation")
+        except StrategyError as exc:
+            raise self._creation_in_doubt(ctx, state, creation, exc) from exc
         if status["Status"] == "FAILED":
             reason = status.get("FailureReason") or "no reason given"
             raise StrategyUnavailable(
@@ -169,6 +179,7 @@ class AwsSsoStrategy(AwsStrategyBase):
             "account_id": state.get("account_id") or self._setting(ctx, "account_id"),
             "permission_set_arn": state.get("permission_set_arn") or self._setting(ctx, "permission_set_arn"),
         }
+        await self._no_creation_in_flight(full, state)
         if not await self._assigned(full):
             return
         response = await self._call("sso-admin", "delete_account_assignment", missing=_NOT_FOUND, **_assignment(full))
@@ -196,6 +207,58 @@ class AwsSsoStrategy(AwsStrategyBase):
                 "account_id": self._setting(ctx, "account_id"),
                 "permission_set_arn": self._setting(ctx, "permission_set_arn"),
             }
+        )
+
+    def _creation_in_doubt(
+        self, ctx: GrantContext, state: Mapping[str, str], creation: Mapping[str, Any], error: StrategyError
+    ) -> StrategyUnavailable:
+        """The final error of a grant whose creation may still land; its grant_state lets the revoke find it."""
+        exc = StrategyUnavailable(
+            f"{error}; the grant is not retried, and the clean-up revoke deletes the assignment once "
+            "the creation has landed",
+            retryable=False,
+            user_message=f"{SYSTEM} did not confirm the grant of '{ctx.target.label}' in time; "
+                         "jitbot is taking it back.",
+        )
+        exc.grant_state = {**state, "creation_request_id": str(creation.get("RequestId", ""))}
+        return exc
+
+    async def _no_creation_in_flight(self, full: Mapping[str, str], state: Mapping[str, str]) -> None:
+        """Raise a retryable error while a creation of this assignment is IN_PROGRESS (it would land after us)."""
+        request_id = state.get("creation_request_id")
+        if request_id:
+            found = await self._creation_status(full["instance_arn"], request_id)
+            if found is not None:
+                if found.get("Status") == "IN_PROGRESS":
+                    raise self._still_creating(full, request_id)
+                return
+            # Unknown to AWS (its history is not kept for ever): look for any creation instead.
+        elif state.get("principal_id"):
+            return  # the state of a grant that finished: none of its creations is in flight
+        pages = await self._paginate(
+            "sso-admin", "list_account_assignment_creation_status",
+            InstanceArn=full["instance_arn"], Filter={"Status": "IN_PROGRESS"},
+        )
+        for operation in (o for page in pages for o in page.get("AccountAssignmentsCreationStatus", [])):
+            # The list names requests only; which assignment each creates is in its description.
+            found = await self._creation_status(full["instance_arn"], operation["RequestId"])
+            if found is not None and found.get("Status") == "IN_PROGRESS" and _same_assignment(found, full):
+                raise self._still_creating(full, operation["RequestId"])
+
+    async def _creation_status(self, instance_arn: str, request_id: str) -> Mapping[str, Any] | None:
+        response = await self._call(
+            "sso-admin", "describe_account_assignment_creation_status", missing=_NOT_FOUND,
+            InstanceArn=instance_arn, AccountAssignmentCreationRequestId=request_id,
+        )
+        return None if response is None else response["AccountAssignmentCreationStatus"]
+
+    @staticmethod
+    def _still_creating(full: Mapping[str, str], request_id: str) -> StrategyUnavailable:
+        return StrategyUnavailable(
+            f"{SYSTEM}: the assignment of {full['permission_set_arn']} in account {full['account_id']} to "
+            f"{full['principal_id']} is still being created (request {request_id}); it will be deleted once it lands",
+            retryable=True,
+            user_message=f"{SYSTEM} is still creating the assignment; jitbot will delete it once it lands.",
         )
 
     async def _wait(self, status: Mapping[str, Any], kind: Literal["creation", "deletion"]) -> Mapping[str, Any]:
@@ -261,6 +324,16 @@ class AwsSsoStrategy(AwsStrategyBase):
                         retryable=False,
                     )
             return self._identity_store
+
+
+def _same_assignment(status: Mapping[str, Any], full: Mapping[str, str]) -> bool:
+    """Whether an assignment operation's status is about the assignment `full` describes."""
+    return (
+        status.get("TargetId") == full["account_id"]
+        and status.get("PermissionSetArn") == full["permission_set_arn"]
+        and status.get("PrincipalType") == "USER"
+        and status.get("PrincipalId") == full["principal_id"]
+    )
 
 
 def _assignment(state: Mapping[str, str]) -> dict[str, str]:

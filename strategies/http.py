@@ -1,5 +1,8 @@
 """HTTP plumbing shared by the HTTP integrations and the webhook strategy.
 
+- `http_client(...)`: the one way our code builds an httpx client. Every answer goes through
+  `LimitedTransport`: at most `MAX_RESPONSE_BYTES` (1 MiB) are read, counted after decoding, and
+  the whole exchange has a deadline; over the cap is `ResponseTooLarge` (an `httpx.DecodingError`).
 - `http_url` / `http_base_url`: field checks for http(s) URLs in config models.
 - `json_object(response)`: a JSON object body or None, for reading error bodies.
 - `backoff(attempt)`: the pause before a retry (0.5 s, 1 s, 2 s, …).
@@ -14,7 +17,9 @@ what the returned response means (token refresh on 401, which 4xx count as succe
 
 from __future__ import annotations
 
+import asyncio
 import math
+import zlib
 from typing import Any, Awaitable, Callable, Mapping
 
 import httpx
@@ -26,6 +31,28 @@ from strategies.aiohttp_transport import AiohttpTransport
 log = structlog.get_logger(__name__)
 
 Sleep = Callable[[float], Awaitable[Any]]
+
+MAX_RESPONSE_BYTES = 1 << 20
+# Only encodings that can be decoded a bounded piece at a time are offered (httpx would add br and
+# zstd when their packages are installed, and decode them whole).
+ACCEPT_ENCODING = "gzip, deflate"
+_DROPPED_RESPONSE_HEADERS = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"})
+
+
+class ResponseTooLarge(httpx.DecodingError):
+    """An answer that would take more than the cap once decoded; reading stopped at the cap.
+
+    `status_code` is the answer's status, so a caller can still tell an outage (5xx) from a refusal.
+    """
+
+    def __init__(self, limit: int, *, status_code: int, request: httpx.Request) -> None:
+        super().__init__(f"the answer (HTTP {status_code}) is larger than {size_text(limit)}", request=request)
+        self.status_code = status_code
+
+
+def size_text(limit: int) -> str:
+    """A byte count as people write it: '1 MiB', or '1500 bytes'."""
+    return f"{limit >> 20} MiB" if limit and limit % (1 << 20) == 0 else f"{limit} bytes"
 
 
 def http_url(value: str) -> str:
@@ -62,8 +89,10 @@ def backoff(attempt: int) -> float:
 class ApiCaller:
     """One named integration's HTTP client: sends with bounded retries, and words its errors.
 
-    `open()` builds the client (explicit time-outs, `headers` on every request, paths relative to
-    `base_url` when given); `send` opens it on first use and `aclose()` closes it.
+    `open()` builds the client (`http_client`: `timeout` seconds per exchange, answers capped,
+    `headers` on every request, paths relative to `base_url` when given); `send` opens it on first
+    use and `aclose()` closes it. An answer over the cap keeps the meaning of its status: a 5xx or
+    429 is retried like any other, anything else is a final (non-retryable) error.
 
     A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused when
     the wait exceeds `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after
@@ -92,7 +121,7 @@ class ApiCaller:
         self._headers = dict(headers)
         self._base_url = base_url
         self._transport = transport
-        self._timeout = httpx.Timeout(timeout, connect=min(timeout, 5.0))
+        self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._sleep = sleep
         self._attempts = attempts
@@ -103,9 +132,8 @@ class ApiCaller:
     async def open(self) -> None:
         """Build the HTTP client (idempotent)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
-                base_url=self._base_url, timeout=self._timeout, transport=self._transport or AiohttpTransport(),
-                headers=self._headers,
+            self._client = http_client(
+                timeout=self._timeout, transport=self._transport, base_url=self._base_url, headers=self._headers,
             )
 
     async def aclose(self) -> None:
@@ -122,6 +150,19 @@ class ApiCaller:
             last_attempt = attempt == self._attempts
             try:
                 response = await self._client.request(method, url, **kwargs)
+            except httpx.DecodingError as exc:
+                status = exc.status_code if isinstance(exc, ResponseTooLarge) else 0
+                if not (status == 429 or status >= 500):
+                    # An oversized or undecodable answer comes back the same when asked again.
+                    raise self.refused(
+                        f"could not {action}: {exc}",
+                        user_message=f"{self.system} sent an answer jitbot will not read; tell the jitbot admins.",
+                    ) from None
+                # An outage's error page is still an outage, however large: retried like any 5xx.
+                if last_attempt:
+                    raise self.unavailable(f"could not {action}: {exc}") from None
+                await self._sleep(backoff(attempt))
+                continue
             except httpx.TransportError as exc:
                 if last_attempt:
                     raise self.unavailable(f"could not {action}: {type(exc).__name__}") from exc
@@ -164,3 +205,130 @@ class ApiCaller:
             f"{self.system} integration '{self.name}' could not {action}: "
             f"{response.status_code} {self.error_text(response)}"
         )
+
+
+def http_client(
+    *,
+    timeout: float,
+    transport: httpx.AsyncBaseTransport | None = None,
+    max_bytes: int = MAX_RESPONSE_BYTES,
+    **options: Any,
+) -> httpx.AsyncClient:
+    """An httpx client over aiohttp (or `transport`): answers capped, each exchange over within `timeout` seconds.
+
+    `options` go to `httpx.AsyncClient` (base_url, headers, …). Redirects are never followed: a
+    redirect would carry our credentials or a signed body to an address nobody configured.
+    """
+    limited = LimitedTransport(transport or AiohttpTransport(), max_bytes=max_bytes, deadline=timeout)
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=limited, follow_redirects=False,
+        **options,
+    )
+
+
+class LimitedTransport(httpx.AsyncBaseTransport):
+    """Wraps a transport: reads each answer whole within `max_bytes` (decoded) and `deadline` seconds.
+
+    httpx would decode Content-Encoding itself, a whole chunk at once: 64 KB of gzip becomes 64 MB
+    before anything can count it. Here the encoded stream is decoded piece by piece with an output
+    limit, and the answer handed to httpx is already decoded (its Content-Encoding removed). With
+    several encodings each stage is held to the cap, which may refuse an answer a little early.
+    """
+
+    def __init__(
+        self, inner: httpx.AsyncBaseTransport, *, max_bytes: int = MAX_RESPONSE_BYTES, deadline: float
+    ) -> None:
+        self._inner = inner
+        self._max_bytes = max_bytes
+        self._deadline = deadline
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """Send through the wrapped transport and return the answer read within the limits."""
+        request.headers["Accept-Encoding"] = ACCEPT_ENCODING
+        try:
+            # httpx's time-outs are per read; a body dripped a byte at a time would never end.
+            async with asyncio.timeout(self._deadline):
+                response = await self._inner.handle_async_request(request)
+                try:
+                    content = await _read_within(response, self._max_bytes, request)
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            raise httpx.ReadTimeout(f"no complete answer within {self._deadline:g}s", request=request) from None
+        headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_RESPONSE_HEADERS]
+        return httpx.Response(response.status_code, headers=headers, content=content, request=request,
+                              extensions=response.extensions)
+
+    async def aclose(self) -> None:
+        """Close the wrapped transport."""
+        await self._inner.aclose()
+
+
+async def _read_within(response: httpx.Response, limit: int, request: httpx.Request) -> bytes:
+    """The decoded body, or ResponseTooLarge as soon as the encoded or the decoded bytes pass `limit`."""
+    decoders = _decoders(response.headers.get("content-encoding", ""), request)
+    too_large = ResponseTooLarge(limit, status_code=response.status_code, request=request)
+    body = bytearray()
+    received = 0
+    try:
+        async for chunk in response.stream:
+            received += len(chunk)
+            if received > limit:
+                raise too_large
+            for decoder in decoders:
+                chunk = decoder.decode(chunk, limit - len(body))
+                if len(chunk) > limit - len(body):
+                    raise too_large
+            body += chunk
+        tail = b""
+        for decoder in decoders:
+            tail = decoder.decode(tail, limit - len(body)) + decoder.flush()
+            if len(tail) > limit - len(body):
+                raise too_large
+        body += tail
+    except zlib.error as exc:
+        encoding = response.headers.get("content-encoding")
+        raise httpx.DecodingError(f"the answer's {encoding} body is corrupt ({exc})", request=request) from None
+    return bytes(body)
+
+
+def _decoders(content_encoding: str, request: httpx.Request) -> list["_Inflater"]:
+    """Decoders in the order to apply them (the reverse of the order the encodings were applied)."""
+    decoders = []
+    for name in reversed([value.strip().lower() for value in content_encoding.split(",") if value.strip()]):
+        if name in ("gzip", "x-gzip"):
+            decoders.append(_Inflater(zlib.MAX_WBITS | 16))
+        elif name == "deflate":
+            decoders.append(_Inflater(zlib.MAX_WBITS, raw_fallback=True))
+        elif name != "identity":
+            raise httpx.DecodingError(
+                f"the answer is encoded with {name!r}, which jitbot did not ask for and does not read", request=request)
+    return decoders
+
+
+class _Inflater:
+    """Bounded zlib decoding: one piece of input never yields more than `room + 1` bytes."""
+
+    def __init__(self, wbits: int, *, raw_fallback: bool = False) -> None:
+        self._inflate = zlib.decompressobj(wbits)
+        # "deflate" is meant to be zlib-wrapped, but some servers send raw deflate (httpx reads both).
+        self._raw_fallback = raw_fallback
+        self._started = False
+
+    def decode(self, data: bytes, room: int) -> bytes:
+        """Decode `data`, stopping once the output passes `room` bytes (the caller refuses the answer then)."""
+        if not data:
+            return b""
+        try:
+            out = self._inflate.decompress(data, room + 1)
+        except zlib.error:
+            if self._started or not self._raw_fallback:
+                raise
+            self._inflate, self._raw_fallback = zlib.decompressobj(-zlib.MAX_WBITS), False
+            return self.decode(data, room)
+        self._started = True
+        return out
+
+    def flush(self) -> bytes:
+        """What the decoder still holds once the input has ended (all input was consumed below the limit)."""
+        return self._inflate.flush()

@@ -1,4 +1,4 @@
-"""The `pagerduty` integration: is this person on call right now? (for hooks, SPEC §6)
+"""The `pagerduty` integration: is this person on call right now? (for hooks)
 
     integrations:
       pagerduty:
@@ -14,7 +14,8 @@
 Two REST v2 calls: `GET /users?query=<email>` (exact email match, case-insensitive) and
 `GET /oncalls?user_ids[]=…&since=now&until=now` with `more`/`offset` pagination. Both are cached
 briefly (`core.ttl_cache`), so a burst of requests does not spend the token's rate limit; a 429 is
-retried after `ratelimit-reset` / `Retry-After`, a bounded number of times.
+retried after `ratelimit-reset` / `Retry-After`, a bounded number of times. Answers are read
+through `strategies.http.http_client` (at most 1 MiB once decoded, `timeout` seconds per call).
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ from core.errors import JitError
 from core.schema import IntegrationConfig, SecretStr
 from core.secrets import scrub
 from core.ttl_cache import TTLCache
-from strategies.aiohttp_transport import AiohttpTransport
-from strategies.http import http_base_url
+from strategies.http import http_base_url, http_client
 
 log = structlog.get_logger("jitbot.pagerduty")
 
@@ -97,10 +97,10 @@ class PagerDutyIntegration:
     async def open(self) -> None:
         """Create the HTTP client (no request is made)."""
         if self._client is None:
-            self._client = httpx.AsyncClient(
+            self._client = http_client(
+                timeout=self._timeout,
+                transport=self._transport,
                 base_url=self.config.base_url,
-                timeout=httpx.Timeout(self._timeout),
-                transport=self._transport or AiohttpTransport(),
                 headers={
                     "Accept": "application/vnd.pagerduty+json;version=2",
                     "Content-Type": "application/json",
@@ -180,6 +180,9 @@ class PagerDutyIntegration:
         for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
             try:
                 response = await self._client.get(path, params=params, headers={"Authorization": f"Token token={token}"})
+            except httpx.DecodingError as exc:  # over the size cap, or an encoding we did not ask for
+                raise PagerDutyError(
+                    f"integrations.{self.name}: GET {path}: refused PagerDuty's answer: {exc}") from None
             except httpx.HTTPError as exc:
                 raise PagerDutyError(
                     f"integrations.{self.name}: cannot reach PagerDuty at {self.config.base_url}: {type(exc).__name__}"

@@ -1,46 +1,56 @@
-"""The `webhook` strategy: POST a signed JSON body to your own service to grant and to revoke (SPEC §4).
+"""The `webhook` strategy: POST a signed JSON body to your own service to grant and to revoke.
 
     strategy:
       type: webhook
       url: https://access.internal.example.com/jitbot
       secret: ${env:WEBHOOK_SECRET}          # optional: HMAC-SHA256 of the raw body
-      timeout: 10s                           # optional, per delivery
+      timeout: 10s                           # optional, per delivery (the whole exchange)
       headers: {Authorization: ${env:ACCESS_API_KEY}}   # optional extra headers
       targets:
         - {name: prod_admin, label: Prod Admin, settings: {database: prod, role: admin}}
 
-The body, serialised once (compact JSON, UTF-8) and signed exactly as sent:
+docs/webhook-contract.md is the receiver's side of this contract; in short, the body, serialised
+once (compact JSON, UTF-8) and signed exactly as sent:
 
     {"action": "grant" | "revoke", "request_id", "flow", "target": {"name", "label", "settings"},
-     "requester": {"slack_id", "email"}, "fields", "granted_at", "expires_at"}
+     "requester": {"slack_id", "email", "identity"}, "fields", "granted_at", "expires_at",
+     "sent_at", "delivery_id"}
 
-Times are ISO 8601 UTC with a `Z` suffix and whole seconds (`2026-01-02T03:04:05Z`), or null.
+Times are ISO 8601 UTC with a `Z` suffix and whole seconds (`2026-01-02T03:04:05Z`). `granted_at`
+is never null (the time of this delivery when the grant's own time is unknown); `expires_at` is
+null only for a request without an end. `sent_at` and `delivery_id` (fresh for every attempt) are
+inside the signed body so that a receiver can refuse a replayed delivery.
 Headers: `X-Jitbot-Signature: sha256=<hex>` (with a secret), `X-Jitbot-Request-Id`, and
 `X-Jitbot-Delivery: <request_id>:<action>` which is the same for every retry of one action, so a
 receiver can de-duplicate. A revoke also carries `X-Jitbot-Grant-Id` when the grant's response gave a
-`grant_id`. Any 2xx is success; 4xx is final except 408 and 429; 5xx, time-outs and connection errors
-are retryable. Receivers must be idempotent: jitbot re-delivers after a crash or a failure.
+`grant_id`; a `grant_id` that could not be sent back as a header (see `valid_grant_id`) fails the
+grant, so that the engine takes it back at once. Any 2xx is success; 4xx is final except 408 and
+429; 5xx, time-outs and connection errors are retryable; an answer over 1 MiB is refused.
+Receivers must be idempotent: jitbot re-delivers after a crash or a failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import re
+import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, Mapping
 
 import httpx
+import structlog
 from pydantic import field_validator
 
+from core.clock import Clock, SystemClock
 from core.errors import StrategyUnavailable, SubjectNotFound
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import scrub
 from strategies.base import GrantContext, GrantResult, ValidationIssue
-from strategies.aiohttp_transport import AiohttpTransport
-from strategies.http import http_url
+from strategies.http import ResponseTooLarge, http_client, http_url
+
+log = structlog.get_logger(__name__)
 
 SIGNATURE_HEADER = "X-Jitbot-Signature"
 REQUEST_ID_HEADER = "X-Jitbot-Request-Id"
@@ -52,6 +62,11 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _RETRYABLE_4XX = {408, 429}
 _EXCERPT_CHARS = 200
 _HEX_DIGEST = re.compile(r"(sha256=)?\b[0-9a-fA-F]{64}\b")
+GRANT_ID_MAX_CHARS = 200
+# Visible ASCII only: no space (trimmed by HTTP), no control character (CR/LF would split the header),
+# nothing outside ASCII (header values are bytes; httpx refuses to encode them).
+_GRANT_ID = re.compile(rf"[\x21-\x7e]{{1,{GRANT_ID_MAX_CHARS}}}")
+_JSON_TYPE = {dict: "an object", list: "an array", float: "a number", bool: "a boolean"}
 
 
 class WebhookTarget(TargetConfig):
@@ -107,9 +122,11 @@ class WebhookStrategy:
         integrations: Mapping[str, object] | None = None,
         hooks: object = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self._transport = transport
+        self._clock = clock or SystemClock()
         self._client: httpx.AsyncClient | None = None
         self._where = _safe_url(config.url)
 
@@ -121,12 +138,8 @@ class WebhookStrategy:
     async def open(self) -> None:
         """Create the HTTP client (no request is made)."""
         if self._client is None:
-            seconds = self.config.timeout.total_seconds()
-            # follow_redirects=False: a redirect would re-send a signed grant somewhere unreviewed.
-            self._client = httpx.AsyncClient(
-                timeout=httpx.Timeout(seconds), follow_redirects=False,
-                transport=self._transport or AiohttpTransport(),
-            )
+            # Redirects are not followed: one would re-send a signed grant somewhere unreviewed.
+            self._client = http_client(timeout=self.config.timeout.total_seconds(), transport=self._transport)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
@@ -144,30 +157,45 @@ class WebhookStrategy:
         )]
 
     async def grant(self, ctx: GrantContext) -> GrantResult:
-        """POST action=grant; a `grant_id` in a JSON response is kept for the revoke."""
+        """POST action=grant; a usable `grant_id` in a JSON answer is kept for the revoke, any other fails the grant."""
         self._require_subject(ctx)
         response = await self._deliver("grant", ctx, {})
-        grant_id = _grant_id(response)
+        grant_id = self._grant_id(response)
         return GrantResult(state={"grant_id": grant_id} if grant_id else {})
 
     async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
-        """POST action=revoke, with the grant's id in a header when there is one."""
-        extra = {GRANT_ID_HEADER: state["grant_id"]} if state.get("grant_id") else {}
+        """POST action=revoke, with the grant's id in a header when there is a usable one."""
+        grant_id = state.get("grant_id")
+        extra = {}
+        if valid_grant_id(grant_id):
+            extra[GRANT_ID_HEADER] = grant_id
+        elif grant_id:
+            # Stored before grant ids were checked: the revoke goes out without it rather than not at all.
+            log.warning("webhook.revoke.grant_id_dropped", request_id=ctx.request_id, where=self._where,
+                        reason=_grant_id_problem(grant_id))
         await self._deliver("revoke", ctx, extra)
 
     # ── delivery ──────────────────────────────────────────────────────────────────────────────────
 
-    def body(self, action: str, ctx: GrantContext) -> bytes:
-        """The exact bytes POSTed (and signed) for `action`."""
+    def body(self, action: str, ctx: GrantContext, *, sent_at: datetime, delivery_id: str) -> bytes:
+        """The exact bytes POSTed (and signed) for one delivery of `action`."""
         document = {
             "action": action,
             "request_id": ctx.request_id,
             "flow": ctx.flow,
             "target": {"name": ctx.target.name, "label": ctx.target.label, "settings": plain_settings(ctx.target.settings)},
-            "requester": {"slack_id": ctx.subject.slack_id, "email": ctx.subject.email},
+            "requester": {
+                "slack_id": ctx.subject.slack_id,
+                "email": ctx.subject.email,
+                "identity": ctx.subject.identity or ctx.subject.email,
+            },
             "fields": dict(ctx.fields),
-            "granted_at": iso_utc(ctx.granted_at),
+            # Never null: a receiver may key on it. Unknown only when the engine did not record it
+            # (a grant in doubt after a crash); then it is the time of this delivery.
+            "granted_at": iso_utc(ctx.granted_at or sent_at),
             "expires_at": iso_utc(ctx.expires_at),
+            "sent_at": iso_utc(sent_at),
+            "delivery_id": delivery_id,
         }
         return json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 
@@ -187,23 +215,52 @@ class WebhookStrategy:
     async def _deliver(self, action: str, ctx: GrantContext, extra: Mapping[str, str]) -> httpx.Response:
         if self._client is None:
             raise RuntimeError("WebhookStrategy.open() was not called")
-        body = self.body(action, ctx)
+        # A new id and time for every attempt, inside the signature: a captured delivery cannot be
+        # passed off as a fresh one.
+        body = self.body(action, ctx, sent_at=self._clock.now(), delivery_id=uuid.uuid4().hex)
         headers = {**self.headers(action, ctx, body), **extra}
-        limit = self.config.timeout.total_seconds()
         try:
-            # httpx applies the limit per phase (connect, write, read); this caps the whole delivery.
-            async with asyncio.timeout(limit):
-                response = await self._client.post(self.config.url, content=body, headers=headers)
-        except (TimeoutError, httpx.TimeoutException):
+            # The client's transport bounds the whole exchange (time and size), not each read.
+            response = await self._client.post(self.config.url, content=body, headers=headers)
+        except httpx.TimeoutException:
+            limit = self.config.timeout.total_seconds()
             raise self._unavailable(action, f"no answer within {limit:g}s", retryable=True) from None
+        except ResponseTooLarge as exc:
+            raise self._unavailable(action, str(exc), retryable=_retryable_status(exc.status_code)) from None
+        except httpx.DecodingError as exc:
+            raise self._unavailable(action, str(exc), retryable=False) from None
         except httpx.HTTPError as exc:
             raise self._unavailable(action, f"{type(exc).__name__}: {_short(str(exc))}", retryable=True) from None
         status = response.status_code
         if 200 <= status < 300:
             return response
         excerpt = self._excerpt(response)
-        retryable = status >= 500 or status in _RETRYABLE_4XX
-        raise self._unavailable(action, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""), retryable=retryable, status=status)
+        raise self._unavailable(action, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""),
+                                retryable=_retryable_status(status), status=status)
+
+    def _grant_id(self, response: httpx.Response) -> str | None:
+        """The `grant_id` of a JSON grant answer; an unusable one is a final error (the grant is then undone)."""
+        if "json" not in response.headers.get("content-type", ""):
+            return None
+        try:
+            document = response.json()
+        except ValueError:
+            return None
+        value = document.get("grant_id") if isinstance(document, dict) else None
+        if value is None or value == "":
+            return None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if valid_grant_id(value):
+            return value
+        # The value itself stays out of the message: it failed the check, so it may hold anything.
+        raise StrategyUnavailable(
+            f"webhook grant to {self._where} answered a grant_id that cannot be sent back on revoke "
+            f"({_grant_id_problem(value)}); the grant is treated as failed",
+            retryable=False,
+            user_message="The access service answered the grant with an unusable grant_id, so jitbot is taking "
+                         "the access back.",
+        )
 
     def _unavailable(self, action: str, what: str, *, retryable: bool, status: int | None = None) -> StrategyUnavailable:
         shown = f" (HTTP {status})" if status else ""
@@ -254,15 +311,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _grant_id(response: httpx.Response) -> str | None:
-    if "json" not in response.headers.get("content-type", ""):
-        return None
-    try:
-        document = response.json()
-    except ValueError:
-        return None
-    value = document.get("grant_id") if isinstance(document, dict) else None
-    return str(value)[:200] if value not in (None, "") else None
+def valid_grant_id(value: object) -> bool:
+    """Whether `value` may be sent as X-Jitbot-Grant-Id: 1 to 200 visible ASCII characters (no space or control)."""
+    return isinstance(value, str) and _GRANT_ID.fullmatch(value) is not None
+
+
+def _grant_id_problem(value: object) -> str:
+    """Why `value` is not a usable grant id, without repeating it."""
+    if not isinstance(value, str):
+        return f"it is {_JSON_TYPE.get(type(value), type(value).__name__)}, not a string"
+    if len(value) > GRANT_ID_MAX_CHARS:
+        return f"{len(value)} characters, at most {GRANT_ID_MAX_CHARS} allowed"
+    return "only visible ASCII characters are allowed: no spaces, control characters or non-ASCII"
+
+
+def _retryable_status(status: int) -> bool:
+    return status >= 500 or status in _RETRYABLE_4XX
 
 
 def _short(text: str) -> str:

@@ -14,7 +14,8 @@ async def test_approve_grants_then_revokes_on_time_editing_the_same_message(bot)
 
     await bot.slack.click(message, text="Approve", user="U_BOB")
     (grant,) = await bot.receiver.wait_for(1, "grant")
-    assert grant.body["requester"] == {"slack_id": "U_ALICE", "email": "alice@example.com"}
+    assert grant.body["requester"] == {"slack_id": "U_ALICE", "email": "alice@example.com",
+                                       "identity": "alice@example.com"}
     assert grant.body["target"]["settings"] == {"database": "prod", "role": "admin"}
     edited = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
     assert edited.ts == message.ts and "U_BOB" in edited.plain and not edited.buttons

@@ -10,11 +10,24 @@ a script for their operation is queued; each matching request consumes one scrip
 
 The operation of a request is read from `X-Amz-Target` (JSON protocol: SSO Admin, Identity Store)
 or the `Action` form field (query protocol: IAM, STS). `calls` lists every operation seen, in order.
+
+Account assignments that take a while to land, as they do in AWS (moto creates them at once):
+
+    proxy.hold_creations()        # CreateAccountAssignment answers IN_PROGRESS and is kept back
+    ...                           # Describe/ListAccountAssignmentCreationStatus report IN_PROGRESS;
+                                  # ListAccountAssignments (moto) does not show the assignment yet
+    await proxy.land_creations()  # now forwarded to moto: the assignment exists, status SUCCEEDED
+    proxy.fail_creations("…")     # or: they end FAILED and never reach moto
+
+The proxy also answers ListAccountAssignmentCreationStatus (which moto lacks) from the creations it
+held: moto's own creations are SUCCEEDED at once, so they are never in progress.
 """
 
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +37,8 @@ import aiohttp
 from aiohttp import web
 
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
+_CREATION_OPERATIONS = {"CreateAccountAssignment", "DescribeAccountAssignmentCreationStatus",
+                        "ListAccountAssignmentCreationStatus"}
 
 
 @dataclass(frozen=True)
@@ -54,12 +69,39 @@ def aws_error_reply(code: str, message: str = "scripted fault", status: int = 40
     return Reply(status, {"__type": code, "message": message}, {"Content-Type": "application/x-amz-json-1.1"})
 
 
+@dataclass
+class HeldCreation:
+    """A CreateAccountAssignment the proxy answered itself and has not (yet) passed on to moto."""
+
+    request_id: str
+    params: dict[str, Any]
+    path_qs: str
+    headers: dict[str, str]
+    body: bytes
+    status: str = "IN_PROGRESS"
+    failure_reason: str | None = None
+    created: float = field(default_factory=time.time)
+
+    def status_json(self) -> dict[str, Any]:
+        """The AccountAssignmentOperationStatus AWS reports for this request."""
+        status = {
+            "Status": self.status, "RequestId": self.request_id, "CreatedDate": self.created,
+            **{key: self.params[key] for key in ("TargetId", "TargetType", "PermissionSetArn", "PrincipalType",
+                                                 "PrincipalId") if key in self.params},
+        }
+        if self.failure_reason:
+            status["FailureReason"] = self.failure_reason
+        return status
+
+
 class AwsFaultProxy:
     """Forwards AWS requests to `upstream`, except those a queued script answers or rewrites."""
 
     def __init__(self, upstream: str) -> None:
         self.upstream = upstream.rstrip("/")
         self.calls: list[str] = []
+        self.held: list[HeldCreation] = []
+        self._holding = False
         self._scripts: dict[str, deque[Reply | Rewrite]] = {}
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -76,6 +118,27 @@ class AwsFaultProxy:
     def count(self, operation: str) -> int:
         """How many requests for `operation` arrived (scripted or forwarded)."""
         return self.calls.count(operation)
+
+    def hold_creations(self) -> None:
+        """Answer CreateAccountAssignment IN_PROGRESS and keep it back until `land_creations()`."""
+        self._holding = True
+
+    async def land_creations(self) -> None:
+        """Pass every creation still in progress on to moto (the assignment appears) and report it SUCCEEDED."""
+        self._holding = False
+        for creation in self.held:
+            if creation.status == "IN_PROGRESS":
+                status, _headers, content = await self._send_upstream(
+                    "POST", creation.path_qs, creation.headers, creation.body)
+                assert status == 200, f"moto refused the held creation: {status} {content[:200]!r}"
+                creation.status = "SUCCEEDED"
+
+    def fail_creations(self, reason: str = "scripted failure") -> None:
+        """End every creation still in progress as FAILED; none reaches moto."""
+        self._holding = False
+        for creation in self.held:
+            if creation.status == "IN_PROGRESS":
+                creation.status, creation.failure_reason = "FAILED", reason
 
     async def start(self) -> "AwsFaultProxy":
         """Listen on 127.0.0.1 at a free port; `url` is set on return."""
@@ -105,17 +168,47 @@ class AwsFaultProxy:
         if isinstance(step, Reply):
             payload = step.body if isinstance(step.body, str) else json.dumps(step.body)
             return web.Response(status=step.status, body=payload.encode(), headers=step.headers)
+        if step is None:
+            answer = self._creation_answer(operation, request, body)
+            if answer is not None:
+                return web.json_response(answer, content_type="application/x-amz-json-1.1")
         status, headers, content = await self._forward(request, body)
         if isinstance(step, Rewrite):
             content = _rewrite_status(content, step)
         return web.Response(status=status, body=content, headers=headers)
 
+    def _creation_answer(self, operation: str, request: web.Request, body: bytes) -> dict[str, Any] | None:
+        """The proxy's own answer about held creations, or None to forward the request to moto."""
+        if operation not in _CREATION_OPERATIONS:
+            return None
+        params = json.loads(body) if body else {}
+        if operation == "CreateAccountAssignment" and self._holding:
+            creation = HeldCreation(
+                str(uuid.uuid4()), params, request.path_qs,
+                {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}, body)
+            self.held.append(creation)
+            return {"AccountAssignmentCreationStatus": creation.status_json()}
+        if operation == "DescribeAccountAssignmentCreationStatus":
+            wanted = params.get("AccountAssignmentCreationRequestId")
+            creation = next((c for c in self.held if c.request_id == wanted), None)
+            return None if creation is None else {"AccountAssignmentCreationStatus": creation.status_json()}
+        if operation == "ListAccountAssignmentCreationStatus":
+            status = (params.get("Filter") or {}).get("Status")
+            return {"AccountAssignmentsCreationStatus": [
+                {"Status": c.status, "RequestId": c.request_id, "CreatedDate": c.created}
+                for c in self.held if status in (None, c.status)
+            ]}
+        return None
+
     async def _forward(self, request: web.Request, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        assert self._session is not None, "start() first"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
-        async with self._session.request(
-            request.method, self.upstream + request.path_qs, headers=headers, data=body
-        ) as upstream:
+        return await self._send_upstream(request.method, request.path_qs, headers, body)
+
+    async def _send_upstream(
+        self, method: str, path_qs: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        assert self._session is not None, "start() first"
+        async with self._session.request(method, self.upstream + path_qs, headers=headers, data=body) as upstream:
             content = await upstream.read()
             out = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
             return upstream.status, out, content

@@ -1,4 +1,4 @@
-"""A webhook receiver like the one a team would put behind `type: webhook` (SPEC §4), for tests.
+"""A webhook receiver like the one a team would put behind `type: webhook` (docs/webhook-contract.md), for tests.
 
 It verifies `X-Jitbot-Signature` (401 and recorded as rejected when wrong), keeps the grants it
 currently holds, answers a grant with `{"grant_id": …}`, and de-duplicates by request id and action
@@ -8,6 +8,7 @@ currently holds, answers a grant with `{"grant_id": …}`, and de-duplicates by 
         strategy = WebhookStrategy(config(url=receiver.url, secret="s3cret"), integrations={})
         ...
         receiver.fail_next(2, status=503, action="revoke")
+        receiver.answer_next_grant({"grant_id": "grant-José"})   # script the body of the next grant's answer
         receiver.set_latency(30)               # answers late (released at close, no sleeping test)
         await receiver.wait_for(1, "grant")
         assert receiver.is_held("req-1")
@@ -63,6 +64,7 @@ class WebhookReceiver:
     grants: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
     latency: float = 0.0
     _failures: list[_Failure] = field(default_factory=list)
+    _grant_answers: list[Any] = field(default_factory=list)
     _processed: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event | None = None
@@ -101,6 +103,10 @@ class WebhookReceiver:
     def fail_next(self, count: int = 1, *, status: int = 500, action: str | None = None, body: str = "receiver failure") -> None:
         """Answer the next `count` valid deliveries (of `action`, or any) with `status`, changing nothing."""
         self._failures.append(_Failure(count, status, action, body))
+
+    def answer_next_grant(self, answer: Any) -> None:
+        """Answer the next processed grant with `answer` (any JSON value) instead of a fresh grant id."""
+        self._grant_answers.append(answer)
 
     def set_latency(self, seconds: float) -> None:
         """Delay every answer; delayed answers are released at once when the receiver closes."""
@@ -179,8 +185,10 @@ class WebhookReceiver:
 
         grant_key = (body["request_id"], body["target"]["name"], body["requester"]["slack_id"])
         if body["action"] == "grant":
-            answer = {"ok": True, "grant_id": f"g-{next(self._ids)}"}
-            self.grants[grant_key] = {**body, "grant_id": answer["grant_id"]}
+            scripted = bool(self._grant_answers)
+            answer = self._grant_answers.pop(0) if scripted else {"ok": True, "grant_id": f"g-{next(self._ids)}"}
+            grant_id = answer.get("grant_id") if isinstance(answer, dict) else None
+            self.grants[grant_key] = {**body, "grant_id": grant_id}
         else:
             self.grants.pop(grant_key, None)
             answer = {"ok": True}

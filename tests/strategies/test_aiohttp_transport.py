@@ -22,9 +22,22 @@ async def server():
     async def moved(_request):
         raise web.HTTPFound("/elsewhere")
 
+    async def big(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            for _ in range(128):  # 8 MiB, more than anyone should hold at once
+                await response.write(b"x" * 65536)
+            await response.write_eof()
+        except ConnectionResetError:
+            pass
+        return response
+
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_get("/moved", moved)
+    app.router.add_get("/big", big)
     async with TestServer(app, host="127.0.0.1") as srv:
         srv.seen = seen
         yield srv
@@ -50,3 +63,10 @@ async def test_a_refused_connection_is_an_httpx_connect_error():
     async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
         with pytest.raises(httpx.ConnectError):
             await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_bodies_are_streamed_so_the_reader_decides_how_much_to_hold(server):
+    async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
+        async with client.stream("GET", str(server.make_url("/big"))) as response:
+            first = await anext(response.aiter_raw())
+    assert 0 < len(first) <= 64 * 1024, "the transport must not read the whole body itself"
