@@ -6,6 +6,10 @@
     python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
 
 Startup failures print one clear sentence and exit non-zero, never a traceback.
+
+JITBOT_DB is a SQLite file path; a URL (postgresql://…, sqlite://…) is refused. Only `run` takes the
+database's run lock, so a second bot on the same file refuses to start and names the first;
+`identities` and `audit` open the file beside a running bot, as SQLite allows for short writes.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; return the exit code."""
+    from core.errors import StartupError
+
     args = build_parser().parse_args(argv)
     command = args.command or "run"
     try:
@@ -61,8 +67,17 @@ def main(argv: list[str] | None = None) -> int:
         if command == "audit":
             return asyncio.run(audit(args))
         return run()
+    except StartupError as error:  # an unusable JITBOT_DB for identities / audit: a sentence, no traceback
+        return _fail(error.user_message)
     except KeyboardInterrupt:
         return 130
+
+
+def _database_path() -> str:
+    """JITBOT_DB (default data/jitbot.db) for the commands that open the database; StartupError if it is a URL."""
+    from storage.db import DEFAULT_DATABASE_PATH, check_database_path
+
+    return check_database_path(os.environ.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB")
 
 
 def _fail(message: str, code: int = EXIT_STARTUP) -> int:
@@ -140,7 +155,7 @@ async def identities(args) -> int:
     from storage.db import Store
     from storage.identities import IdentityImportError, IdentityStore
 
-    store = await Store.open(os.environ.get("JITBOT_DB", "data/jitbot.db"))
+    store = await Store.open(_database_path())
     actor = f"cli:{os.environ.get('USER', 'unknown')}"
     try:
         repo = IdentityStore(store)
@@ -170,7 +185,7 @@ async def audit(args) -> int:
     from storage.audit import AuditLog
     from storage.db import Store
 
-    store = await Store.open(os.environ.get("JITBOT_DB", "data/jitbot.db"))
+    store = await Store.open(_database_path())
     try:
         log = AuditLog(store)
         events = await (log.for_request(args.request) if args.request else log.list(limit=args.limit))

@@ -14,16 +14,40 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from core.secrets import Secret
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+# ASCII digits only: \d would also take '٣٠', which nobody means and int() would quietly accept.
+_DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+MAX_DURATION = timedelta(days=365)
+"""The longest duration jitbot accepts anywhere (a grant, a timeout, a field's max)."""
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than MAX_DURATION."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse '<n>s|m|h|d' into a timedelta; raise ValueError with a readable message otherwise."""
-    match = _DURATION.match(str(text))
-    if not match or int(match.group(1)) <= 0:
-        raise ValueError(f"'{text}' is not a duration like 30s, 10m, 1h or 2d")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    """Parse '<n>s|m|h|d' into a timedelta of at most MAX_DURATION (365d); ValueError with a readable message otherwise.
+
+    The flows file and the request form share this bound: unbounded, a typed '99999999999d'
+    overflows timedelta and the form's submission is never answered. `DurationTooLong` (a
+    ValueError) tells a too-long duration from a malformed one.
+    """
+    written = str(text)
+    match = _DURATION.match(written)
+    digits = match.group(1).lstrip("0") if match else ""
+    if not digits:
+        raise ValueError(f"'{_shorten(written)}' is not a duration like 30s, 10m, 1h or 2d")
+    # A year is 31536000 seconds: more than 8 digits is too long in any unit, and checking that
+    # first spares int() a pasted megabyte of digits (it refuses more than 4300 anyway).
+    if len(digits) > 8 or int(digits) * _UNITS[match.group(2)] > MAX_DURATION.total_seconds():
+        raise DurationTooLong(f"'{_shorten(written)}' is too long: durations are at most {format_duration(MAX_DURATION)}")
+    return timedelta(seconds=int(digits) * _UNITS[match.group(2)])
+
+
+def _shorten(text: str) -> str:
+    # The text is echoed into errors and config issues; a pasted megabyte must not come with it.
+    return text if len(text) <= 24 else text[:20] + "…"
 
 
 def format_duration(value: timedelta) -> str:

@@ -65,8 +65,24 @@ def register_secret_value(value: str) -> None:
     # Very short strings ("1", "no") would redact half of every log line and protect nothing, and a
     # bare `${env:NAME}` (a SecretStr key validated before resolution) is configuration, not a secret.
     if isinstance(value, str) and len(value) >= 4 and not _is_reference_text(value):
+        forms = escaped_forms(value)
         with _lock:
-            _known_values.add(value)
+            _known_values.update(forms)
+
+
+def escaped_forms(value: str) -> set[str]:
+    """`value` as written raw and as JSON or a Python literal would escape it (the part between quotes).
+
+    A secret with a quote, a backslash, a newline or a non-ASCII character is printed escaped by a
+    JSON renderer, a repr() or a traceback; scrubbing only the raw form would miss it there.
+    """
+    forms = {value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
+    # repr() escapes character by character; which quote it escapes depends on the whole string the
+    # secret sits in, so both are kept, each with non-ASCII kept (repr) and escaped (ascii).
+    for quote in ("'", '"'):
+        for literal in (repr, ascii):
+            forms.add("".join("\\" + c if c == quote else c if c in "'\"" else literal(c)[1:-1] for c in value))
+    return forms
 
 
 def scrub(text: str) -> str:

@@ -11,6 +11,7 @@ from typing import Any, Iterable
 
 from core.models import AccessRequest, RequestStatus as S
 from core.schema import format_duration
+from handlers.forms import MAX_INT_DIGITS, MAX_STRING_LENGTH, MAX_TEXT_LENGTH
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.metadata import FormMetadata, decision_value
 
@@ -126,11 +127,14 @@ def _field_input(spec) -> dict:
     kind = spec.type
     if kind in ("string", "text"):
         element: dict[str, Any] = {"type": "plain_text_input", "action_id": ActionId.VALUE,
-                                   "multiline": kind == "text", "max_length": 3000 if kind == "text" else 500}
+                                   "multiline": kind == "text",
+                                   "max_length": MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH}
         if default is not None:
             element["initial_value"] = str(default)
     elif kind == "int":
-        element = {"type": "number_input", "action_id": ActionId.VALUE, "is_decimal_allowed": False}
+        # The same bounds the form parser enforces, so Slack refuses what the parser would.
+        element = {"type": "number_input", "action_id": ActionId.VALUE, "is_decimal_allowed": False,
+                   "min_value": str(1 - 10**MAX_INT_DIGITS), "max_value": str(10**MAX_INT_DIGITS - 1)}
         if default is not None:
             element["initial_value"] = str(default)
     elif kind == "bool":

@@ -19,7 +19,7 @@ def register(app: AsyncApp, config) -> None:
             if flow is None:
                 names = ", ".join(f"`{f.name}`" for f in config.flows)
                 # The ack payload is shown to the person as an ephemeral message.
-                await ack(text=f"There is no flow named `{blocks.escape(text)}`. Available: {names}.")
+                await ack(text=f"There is no flow named `{blocks.escape(_shorten(text))}`. Available: {names}.")
                 return
             view = blocks.request_form(flow, channel)
         elif len(config.flows) == 1:
@@ -31,3 +31,8 @@ def register(app: AsyncApp, config) -> None:
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     app.command(config.slack.command)(reported(handle_request_command))
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    # Whatever was typed after the command is echoed back; a pasted page must not come back whole.
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,13 +1,30 @@
-"""Read a submitted request form into typed values, or inline errors keyed by block id. Pure."""
+"""Read a submitted request form into typed values, or inline errors keyed by block id. Pure.
+
+Every value is checked and bounded here, whatever the modal let the person type: a payload can be
+replayed or crafted, and what passes goes into the database, hooks, the target system and Slack
+messages. A value out of bounds or of the wrong shape is an inline error, never an exception (an
+exception would leave the submission unanswered and the modal showing Slack's own error).
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Mapping
 
-from core.schema import format_duration, parse_duration
+from core.schema import MAX_DURATION, DurationTooLong, format_duration, parse_duration
 from handlers.ids import ActionId, BlockId, field_block_id
+
+MAX_STRING_LENGTH = 500
+"""Characters of a `string` field: the max_length of its input in the modal."""
+MAX_TEXT_LENGTH = 3000
+"""Characters of a `text` field: the max_length of its input in the modal."""
+MAX_INT_DIGITS = 15
+"""Digits of an `int` field: every JSON consumer (JavaScript's safe integers end near 9.0e15) reads it exactly."""
+
+# ASCII digits only: int() would also take '1_000' and '٤٢', which no number input sends.
+_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 
 @dataclass
@@ -21,20 +38,40 @@ class ParsedForm:
 
 
 def _element(values: Mapping, block_id: str) -> Mapping:
-    return (values.get(block_id) or {}).get(ActionId.VALUE) or {}
+    block = values.get(block_id) if isinstance(values, Mapping) else None
+    element = block.get(ActionId.VALUE) if isinstance(block, Mapping) else None
+    return element if isinstance(element, Mapping) else {}
 
 
 def _selected(element: Mapping) -> str | None:
     chosen = element.get("selected_option")
-    return chosen.get("value") if chosen else None
+    if chosen is None:
+        return None
+    value = chosen.get("value") if isinstance(chosen, Mapping) else None
+    if not isinstance(value, str):
+        raise ValueError("Choose one of the listed values.")
+    return value
+
+
+def _typed(element: Mapping) -> str:
+    value = element.get("value")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("Enter text.")
+    return value.strip()
 
 
 def parse_form(flow, state_values: Mapping) -> ParsedForm:
     """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id)."""
     form = ParsedForm()
     target_names = {t.name for t in flow.strategy.targets}
-    form.target = _selected(_element(state_values, BlockId.TARGET))
+    try:
+        form.target = _selected(_element(state_values, BlockId.TARGET))
+    except ValueError:
+        form.target = None
     if form.target not in target_names:
+        form.target = None
         form.errors[BlockId.TARGET] = "Choose one of the listed targets."
     for spec in flow.fields:
         block_id = field_block_id(spec.name)
@@ -61,33 +98,51 @@ def parse_form(flow, state_values: Mapping) -> ParsedForm:
 def _read(spec, element: Mapping) -> Any:
     kind = spec.type
     if kind in ("string", "text"):
-        return (element.get("value") or "").strip()
+        limit = MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH
+        text = _typed(element)
+        if len(text) > limit:
+            raise ValueError(f"At most {limit} characters.")
+        return text
     if kind == "int":
-        raw = (element.get("value") or "").strip()
+        raw = _typed(element)
         if not raw:
             return None
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError("Enter a whole number.") from None
+        if not _WHOLE_NUMBER.fullmatch(raw):
+            raise ValueError("Enter a whole number.")
+        if len(raw.lstrip("+-").lstrip("0")) > MAX_INT_DIGITS:
+            raise ValueError(f"Enter a whole number of at most {MAX_INT_DIGITS} digits.")
+        return int(raw)
     if kind == "bool":
-        return bool(element.get("selected_options"))
+        chosen = element.get("selected_options") or []
+        if not isinstance(chosen, list):
+            raise ValueError("Tick the box or leave it empty.")
+        return bool(chosen)
     if kind == "list":
         chosen = _selected(element)
         if chosen is not None and chosen not in [str(v) for v in spec.allowed_values]:
             raise ValueError("Choose one of the listed values.")
         return chosen
     if kind == "duration":
-        raw = _selected(element) if spec.allowed_values else (element.get("value") or "").strip()
-        if not raw:
-            return None
-        try:
-            value = parse_duration(raw)
-        except ValueError:
-            raise ValueError("Enter a duration like 30m, 1h or 2d.") from None
-        if spec.allowed_values and raw not in [str(v) for v in spec.allowed_values]:
-            raise ValueError("Choose one of the listed durations.")
-        if spec.max is not None and value > spec.max:
-            raise ValueError(f"At most {format_duration(spec.max)}.")
-        return value
+        return _read_duration(spec, element)
     raise ValueError(f"unsupported field type {kind}")
+
+
+def _read_duration(spec, element: Mapping) -> timedelta | None:
+    if spec.allowed_values:
+        raw = _selected(element)
+        # Membership first: a value the select never offered is refused as such, however it parses.
+        if raw is not None and raw not in [str(v) for v in spec.allowed_values]:
+            raise ValueError("Choose one of the listed durations.")
+    else:
+        raw = _typed(element)
+    if not raw:
+        return None
+    try:
+        value = parse_duration(raw)
+    except DurationTooLong:
+        raise ValueError(f"At most {format_duration(spec.max or MAX_DURATION)}.") from None
+    except ValueError:
+        raise ValueError("Enter a duration like 30m, 1h or 2d.") from None
+    if spec.max is not None and value > spec.max:
+        raise ValueError(f"At most {format_duration(spec.max)}.")
+    return value

@@ -42,7 +42,8 @@ def register(app: AsyncApp, config, engine) -> None:
         except (BadMetadata, KeyError):
             await ack(response_action="errors", errors={BlockId.TARGET: "This form is out of date; close it and run the command again."})
             return
-        form = parse_form(flow, view["state"]["values"])
+        # parse_form turns any missing or malformed value into an inline error, never an exception.
+        form = parse_form(flow, (view.get("state") or {}).get("values") or {})
         if form.errors:
             await ack(response_action="errors", errors=form.errors)
             return

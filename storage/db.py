@@ -4,14 +4,26 @@ SQLite connections are not safe to share across threads, and a single writer is 
 anyway, so every statement runs on one worker thread (as datasette's database.py does). Serialising
 all work there is also what makes our compare-and-set transitions race-free inside the process.
 `write(fn)` wraps `fn` in one `BEGIN IMMEDIATE … COMMIT`: everything it does commits, or nothing.
+
+The database is a SQLite file path (a URL such as `postgresql://…` is refused: see
+`check_database_path`). One process at a time may *run* the bot on a file: `Store.open(path,
+exclusive=True)` holds `RunLock`, an OS lock on `<database>.lock`, until `close()`. Other commands
+(`bot.py audit`, `bot.py identities`) open the file without it, since a short write beside a
+running bot is ordinary SQLite concurrency; two schedulers revoking from one file is what must
+never happen.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
+import os
+import re
+import socket
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -22,6 +34,31 @@ from core.errors import StartupError
 T = TypeVar("T")
 
 MEMORY = ":memory:"
+DEFAULT_DATABASE_PATH = "data/jitbot.db"
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
+# Schemes refused even without '//' ('sqlite:jit.db', SQLite's own 'file:jit.db'): nobody means a file named so.
+_DATABASE_SCHEMES = frozenset({"file", "sqlite", "sqlite3", "postgres", "postgresql", "mysql", "mariadb"})
+_HOLDER_BYTES = 4096  # what we read of a lock file: ours is ~100 bytes, anything longer is not ours
+
+
+def check_database_path(path: str | Path, *, name: str = "the database path") -> str:
+    """Return `path` as text if it is a SQLite file path or ':memory:'; StartupError if it is empty or a URL.
+
+    Only plain paths are accepted: not `sqlite://…`, nor SQLite's `file:` URIs. sqlite3 would open
+    any of them as a file literally named after the URL: `postgresql://host/db` would become a
+    SQLite file under a `postgresql:` directory, and the bot would run on data nobody backs up.
+    The message names the scheme only, since a URL may carry a password.
+    """
+    text = str(path)
+    if not text.strip():
+        raise StartupError(f"{name} is empty: set it to a SQLite file path such as {DEFAULT_DATABASE_PATH}.")
+    url = _URL_SCHEME.match(text)
+    if url and (url.group(2) or url.group(1).lower() in _DATABASE_SCHEMES):
+        written = f"{url.group(1)}:{url.group(2) or ''}"
+        raise StartupError(f"{name} is a {written} URL, but jitbot stores its data only in a SQLite file: "
+                           f"set it to a file path such as {DEFAULT_DATABASE_PATH}.")
+    return text
 
 
 def to_db_time(value: datetime) -> str:
@@ -56,26 +93,114 @@ def optional_from_db_time(text: str | None) -> datetime | None:
     return None if text is None else from_db_time(text)
 
 
+class RunLock:
+    """The exclusive OS lock on `<database>.lock` that the one process running the bot on a database holds.
+
+    flock() belongs to the open file, so the OS drops it however the holder ends, kill -9 and OOM
+    kills included: there is never a stale lock to clean up by hand. The holder writes its pid, host
+    and start time into the file so that the process refused can name it. The file is never deleted:
+    unlinking it while another process waits would let each of them lock a different file.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd: int | None = fd
+
+    @classmethod
+    def acquire(cls, database: str) -> "RunLock":
+        """Take the lock of `database` without waiting; StartupError naming the holder if another process has it."""
+        # realpath: a symlink or a relative path to the same database must find the same lock file.
+        path = os.path.realpath(database) + ".lock"
+        try:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # not inheritable: no child keeps the lock
+        except OSError as exc:
+            raise StartupError(f"cannot create the lock file {path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _describe_holder(fd)
+            os.close(fd)
+            # Two schedulers on one file would each own the other's timers, and those of the one that
+            # died would be lost: refuse, and name the holder so the operator can find it.
+            raise StartupError(f"another jitbot ({holder}) is already running on {database}: stop it first, "
+                               "or point JITBOT_DB at another file.") from None
+        except OSError as exc:
+            os.close(fd)
+            raise StartupError(f"cannot lock {path} ({exc.strerror or exc}): jitbot needs a filesystem with "
+                               "file locks to make sure only one bot runs on a database.") from exc
+        try:
+            started = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": started})
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.encode() + b"\n", 0)
+        except OSError as exc:
+            os.close(fd)
+            raise StartupError(f"cannot write the lock file {path}: {exc.strerror or exc}") from exc
+        return cls(path, fd)
+
+    def release(self) -> None:
+        """Give the lock up and empty the file (idempotent)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            os.ftruncate(fd, 0)  # while still locked: the next holder's details must not be erased
+        except OSError:
+            pass  # a full or read-only disk must not stop the release itself
+        finally:
+            os.close(fd)
+
+
+def _describe_holder(fd: int) -> str:
+    """'pid 4242 on host-a, started 2026-11-21T15:00:00Z' from a held lock file, as far as it can be read."""
+    try:
+        holder = json.loads(os.pread(fd, _HOLDER_BYTES, 0).decode("utf-8", "replace"))
+    except (OSError, ValueError):
+        holder = None
+    if not isinstance(holder, dict):
+        # The holder has locked but not yet written (it is starting this very moment), or it is not ours.
+        return "a process that has not said who it is yet"
+
+    def part(key: str) -> str:
+        # One line of bounded text whatever the file holds: it goes into the operator's error.
+        return " ".join(str(holder.get(key, "?")).split())[:80] or "?"
+
+    return f"pid {part('pid')} on {part('host')}, started {part('started_at')}"
+
+
 class Store:
     """Owns the jitbot SQLite database; every access goes through `read` or `write`."""
 
-    def __init__(self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database) -> None:
+    def __init__(self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database,
+                 run_lock: RunLock | None = None) -> None:
         self.path = path
         self._executor = executor
         self._db: sqlite_utils.Database | None = db
+        self._run_lock = run_lock
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> "Store":
-        """Open (creating if needed) the database at `path` or ":memory:", and apply migrations."""
-        path = str(path)
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000, exclusive: bool = False) -> "Store":
+        """Open (creating if needed) the database at `path` or ":memory:", and apply migrations.
+
+        `exclusive=True` is for running the bot: it first takes the database's `RunLock`, held until
+        `close()`, so a second bot on the same file gets a StartupError naming the first.
+        """
+        path = check_database_path(path)
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitbot-sqlite")
         loop = asyncio.get_running_loop()
+        run_lock: RunLock | None = None
         try:
+            if exclusive and path != MEMORY:
+                # Before connecting: a refused process must not even migrate the file under the holder.
+                run_lock = await loop.run_in_executor(executor, RunLock.acquire, path)
             db = await loop.run_in_executor(executor, _connect, path, busy_timeout_ms)
         except BaseException:
+            if run_lock is not None:
+                run_lock.release()
             executor.shutdown(wait=True)
             raise
-        return cls(path, executor, db)
+        return cls(path, executor, db, run_lock)
 
     async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         """Run `fn(db)` on the database thread; the connection is query-only while it runs."""
@@ -90,7 +215,7 @@ class Store:
         return await self._submit(self._run_write, fn)
 
     async def close(self) -> None:
-        """Close the connection (SQLite checkpoints the WAL) and stop the thread. Idempotent."""
+        """Close the connection (SQLite checkpoints the WAL), stop the thread, release the run lock. Idempotent."""
         if self._db is None:
             return
         db, self._db = self._db, None
@@ -99,6 +224,9 @@ class Store:
             await loop.run_in_executor(self._executor, db.close)
         finally:
             self._executor.shutdown(wait=True)
+            # Last, after the connection is closed: the next bot must not start on a file still in use.
+            if self._run_lock is not None:
+                self._run_lock.release()
 
     @property
     def closed(self) -> bool:

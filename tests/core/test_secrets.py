@@ -247,3 +247,14 @@ def test_missing_aws_secret_and_key_are_located_without_values(aws_env, tmp_path
         (5, "integrations.db.password", f"AWS secret '{missing}' does not exist"),
     ]
     assert "aws-pw-hidden-42" not in str(caught.value)
+
+
+def test_a_secret_written_escaped_by_json_repr_or_a_traceback_is_still_scrubbed():
+    secret = 'pa"ss\\wörd\nline2'
+    Secret(secret)
+    renderings = [
+        json.dumps(secret), json.dumps(secret, ensure_ascii=False), repr(secret), ascii(secret),
+        repr(["it's", secret]), ascii({"k": secret + "'"}), str(KeyError(secret)), f"got {secret!r} back",
+    ]
+    for text in renderings:
+        assert "line2" not in scrub(text) and "***" in scrub(text), (text, scrub(text))

@@ -6,11 +6,12 @@ Every test runs `python bot.py …` as a subprocess; the ones that reach Slack u
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.botprocess import REPO, bot_env, clean_env, run_cli
+from tests.e2e.botprocess import REPO, BotProcess, bot_env, clean_env, run_cli
 from tests.e2e.flows import minimal_webhook_flows
 
 pytestmark = pytest.mark.slow
@@ -167,6 +168,57 @@ async def test_run_with_an_unresolvable_secret_names_the_key_path_and_never_conn
     assert_no_traceback(result)
     assert "flows[0].strategy.secret" in result.stderr and "JITBOT_TEST_NOT_SET_ANYWHERE" in result.stderr, result
     assert slack.connects == 0
+
+
+DATABASE_URL = "postgresql://jitbot:pg-pass-31337@db.internal:5432/jitbot"
+
+
+async def test_run_with_a_database_url_refuses_in_one_sentence_before_touching_slack_or_the_disk(slack, flows, tmp_path):
+    result = await run_cli("run", env=bot_env(slack, config=flows, db=tmp_path / "unused.db", JITBOT_DB=DATABASE_URL))
+    assert result.returncode != 0, result
+    assert_no_traceback(result)
+    (sentence,) = plain_lines(result.stderr)
+    assert "JITBOT_DB" in sentence and "postgresql://" in sentence and "SQLite" in sentence, sentence
+    assert "pg-pass-31337" not in result.stderr + result.stdout  # a URL may carry a password
+    assert slack.calls() == [] and slack.connects == 0
+    assert not (REPO / "postgresql:").exists()
+
+
+@pytest.mark.parametrize("command", [("audit",), ("identities", "list")])
+async def test_audit_and_identities_refuse_a_database_url_too(command):
+    result = await run_cli(*command, env=clean_env(JITBOT_DB="sqlite:///data/jitbot.db"))
+    assert result.returncode != 0, result
+    assert_no_traceback(result)
+    (sentence,) = plain_lines(result.stderr)
+    assert "JITBOT_DB" in sentence and "sqlite://" in sentence, sentence
+    assert not (REPO / "sqlite:").exists()
+
+
+async def test_a_second_bot_on_the_same_database_refuses_naming_the_first_until_the_first_is_killed(
+        slack, flows, tmp_path):
+    db = tmp_path / "jitbot.db"
+    first = BotProcess(slack, config=flows, db=db, logs=tmp_path / "first")
+    await first.start()
+    try:
+        connects = slack.connects
+        second = await run_cli("run", env=first.env)
+        assert second.returncode != 0, second
+        assert_no_traceback(second)
+        (sentence,) = plain_lines(second.stderr)
+        assert f"pid {first.process.pid} on {socket.gethostname()}, started 20" in sentence, sentence
+        assert str(db) in sentence and "already running" in sentence, sentence
+        assert slack.connects == connects  # the refused bot never opened a Socket Mode connection
+
+        # Reading the trail beside the running bot is fine: only `run` takes the lock.
+        audit = await first.cli("audit")
+        assert audit.returncode == 0, audit
+
+        # kill -9 leaves no stale lock: the OS released it with the process.
+        await first.kill()
+        await first.start()
+        assert await first.terminate() == 0
+    finally:
+        await first.kill()
 
 
 # ── validate ───────────────────────────────────────────────────────────────────────────────────────

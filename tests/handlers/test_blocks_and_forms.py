@@ -88,3 +88,74 @@ def test_the_request_message_at_every_stage_is_a_message_slack_accepts_even_with
         assert has_buttons is (status is S.PENDING)
     text, message = blocks.request_message(request, f, "Target 1")
     assert "&lt;script&gt;&amp;" in message[1]["fields"][2]["text"]
+
+
+# --- every submitted value is bounded: an out-of-range value is an inline error, never a crash ---------
+
+def test_a_huge_duration_is_an_inline_error_not_a_crash(tmp_path):
+    f = flow(tmp_path)
+    for typed in ("99999999999d", "999999999999999999999999s", "9" * 5000 + "m", "366d"):
+        form = parse_form(f, state(duration=typed))
+        assert form.errors == {"field:duration": "At most 4h."}, typed
+        assert form.duration is None and "duration" not in form.fields
+
+
+def test_a_duration_outside_a_select_is_refused_before_it_is_parsed(tmp_path):
+    f = flow_with_fields(tmp_path, "{name: duration, label: Duration, type: duration, allowed_values: [30m, 1h], required: true}")
+    for tampered in ("99999999999d", "2h", "soon"):
+        form = parse_form(f, {**state(), "field:duration": {ActionId.VALUE: {
+            "type": "static_select", "selected_option": {"value": tampered}}}})
+        assert form.errors == {"field:duration": "Choose one of the listed durations."}, tampered
+
+
+def test_text_and_string_fields_are_bounded_to_what_the_modal_lets_a_person_type(tmp_path):
+    f = flow_with_fields(tmp_path, "{name: reason, label: Reason, type: text, required: true}",
+                         "{name: ticket, label: Ticket, type: string}",
+                         "{name: duration, label: Duration, type: duration, max: 1h, required: true}")
+
+    def submitted(reason: str, ticket: str):
+        return parse_form(f, {**state(), "field:reason": text_input(reason), "field:ticket": text_input(ticket)})
+
+    assert submitted("r" * 3000, "t" * 500).errors == {}
+    too_long = submitted("r" * 3001, "t" * 501)
+    assert too_long.errors == {"field:reason": "At most 3000 characters.", "field:ticket": "At most 500 characters."}
+    assert too_long.fields.get("reason") is None and too_long.fields.get("ticket") is None
+    # A megabyte of text is refused the same way, not stored, posted or sent to a hook.
+    assert submitted("x" * 1_000_000, "ok").errors == {"field:reason": "At most 3000 characters."}
+
+
+def test_int_fields_take_whole_numbers_of_at_most_15_digits(tmp_path):
+    f = flow(tmp_path)
+    for typed, value in (("42", 42), (" -7 ", -7), ("999999999999999", 999_999_999_999_999),
+                         ("-999999999999999", -999_999_999_999_999)):
+        form = parse_form(f, state(count=typed))
+        assert form.errors == {} and form.fields["count"] == value, typed
+    for typed in ("1000000000000000", "-99999999999999999999", "9" * 5000, "1e30", "1_000", "٤٢", "4.5"):
+        form = parse_form(f, state(count=typed))
+        assert set(form.errors) == {"field:count"}, typed
+        assert "count" not in form.fields
+
+
+def test_a_tampered_payload_with_values_of_the_wrong_shape_is_an_inline_error(tmp_path):
+    f = flow(tmp_path)
+    odd = {
+        "field:reason": {ActionId.VALUE: {"type": "plain_text_input", "value": ["not", "text"]}},
+        "field:count": {ActionId.VALUE: {"type": "number_input", "value": 12}},
+        "field:env": {ActionId.VALUE: {"type": "static_select", "selected_option": "a"}},
+        "field:duration": {ActionId.VALUE: {"type": "plain_text_input", "value": {"seconds": 60}}},
+        "target": "t1",
+    }
+    form = parse_form(f, {**state(), **odd})
+    assert set(form.errors) == {"target", "field:reason", "field:count", "field:env", "field:duration"}
+
+
+def flow_with_fields(tmp_path, *fields: str):
+    body = "\n".join(f"      - {spec}" for spec in fields)
+    (tmp_path / "g.yaml").write_text(
+        "flows:\n  - name: small\n    label: Small\n    approval_channel: C1\n    strategy:\n      type: fake\n"
+        f"      targets:\n        - {{name: t1, label: Target 1}}\n    fields:\n{body}\n")
+    return load_config(tmp_path / "g.yaml", strategy_types=TEST_STRATEGY_TYPES).flow("small")
+
+
+def text_input(value: str) -> dict:
+    return {ActionId.VALUE: {"type": "plain_text_input", "value": value}}

@@ -5,9 +5,11 @@ from datetime import timedelta
 from types import MappingProxyType
 
 import pytest
+import sqlite_utils
 
 from core.models import AuditEvent, RequestStatus
 from core.secrets import Secret, register_secret_value
+from storage import AuditLog, Store
 
 from .conftest import T0, event
 
@@ -106,3 +108,66 @@ async def test_append_returns_increasing_ids(audit_log):
     first = await audit_log.append(event())
     second = await audit_log.append(event())
     assert second > first
+
+
+TAMPERING = {
+    "insert or replace": "INSERT OR REPLACE INTO audit_events (id, at, actor, action, detail) "
+                         "VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')",
+    "replace into": "REPLACE INTO audit_events (id, at, actor, action, detail) VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')",
+    "replace by rowid": "INSERT OR REPLACE INTO audit_events (rowid, at, actor, action) VALUES ({id}, 'x', 'mallory', 'cover-up')",
+    "upsert": "INSERT INTO audit_events (id, at, actor, action) VALUES ({id}, 'x', 'mallory', 'cover-up') "
+              "ON CONFLICT (id) DO UPDATE SET actor = excluded.actor, action = excluded.action",
+    "update": "UPDATE audit_events SET actor = 'mallory' WHERE id = {id}",
+    "update or replace": "UPDATE OR REPLACE audit_events SET id = {id} + 1000 WHERE id = {id}",
+    "delete": "DELETE FROM audit_events WHERE id = {id}",
+}
+
+
+@pytest.mark.parametrize("recursive_triggers", ["OFF", "ON"])
+@pytest.mark.parametrize("how", list(TAMPERING))
+async def test_raw_sql_on_the_database_file_cannot_rewrite_or_remove_an_audit_row(tmp_path, how, recursive_triggers):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path) as store:
+        row_id = await AuditLog(store).append(event(request_id="r1", detail={"reason": "original"}))
+    before = _rows(path)
+
+    # A maintenance shell: its own connection, no jitbot code in between, whatever its pragmas.
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA recursive_triggers = {recursive_triggers}")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        conn.execute(TAMPERING[how].format(id=row_id))
+    conn.commit()
+    conn.close()
+    assert _rows(path) == before
+
+
+async def test_sqlite_utils_upsert_and_replace_cannot_rewrite_an_audit_row(tmp_path):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path) as store:
+        row_id = await AuditLog(store).append(event(request_id="r1"))
+    before = _rows(path)
+    db = sqlite_utils.Database(path)
+    forged = {"id": row_id, "at": "x", "actor": "mallory", "action": "cover-up", "detail": "{}"}
+    for write in (lambda: db["audit_events"].insert(forged, replace=True),
+                  lambda: db["audit_events"].upsert(forged, pk="id")):
+        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+            write()
+    db.close()
+    assert _rows(path) == before
+
+
+async def test_appending_still_works_after_a_refused_replace(tmp_path):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path) as store:
+        log = AuditLog(store)
+        first = await log.append(event(request_id="r1"))
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            await store.write(lambda db: db.execute(TAMPERING["insert or replace"].format(id=first)))
+        second = await log.append(event(request_id="r1", action="request.approved"))
+        assert second > first
+        assert [e.action for e in await log.for_request("r1")] == ["request.created", "request.approved"]
+
+
+def _rows(path) -> list[tuple]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT * FROM audit_events ORDER BY id").fetchall()

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -168,3 +170,121 @@ async def test_committed_transition_survives_sigkill(tmp_path):
         ("request.created", None, "pending"),
         ("request.approved", "pending", "approved"),
     ]
+
+
+# ── the database is a file path; one bot at a time runs on it ───────────────────────────────────────
+
+@pytest.mark.parametrize("url", [
+    "postgresql://jitbot:pg-pass-9f8e@db.internal:5432/jitbot",
+    "postgres://jitbot@db.internal/jitbot",
+    "mysql://root:pw@localhost/jit",
+    "sqlite:///data/jitbot.db",
+    "file:jitbot.db?mode=rwc",
+    "sqlite:jitbot.db",
+    "PostgreSQL:jitbot",
+])
+async def test_a_database_url_is_refused_and_nothing_is_created(tmp_path, monkeypatch, url):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StartupError) as caught:
+        await Store.open(url)
+    scheme = url.split(":", 1)[0]
+    assert f"{scheme}:" in str(caught.value) and "SQLite file" in str(caught.value)
+    assert "pg-pass" not in str(caught.value) and ":pw@" not in str(caught.value)  # a URL may carry a password
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_an_empty_database_path_is_refused_rather_than_a_throwaway_database(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(StartupError, match="empty"):
+        await Store.open("  ")
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_plain_paths_that_merely_contain_a_colon_or_slashes_are_still_files(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for path in ("./postgresql:/x.db", "data:2026/jit.db", str(tmp_path / "jit.db")):
+        async with await Store.open(path):
+            pass
+    assert (tmp_path / "postgresql:" / "x.db").exists() and (tmp_path / "data:2026" / "jit.db").exists()
+
+
+HOLD_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from storage import Store
+
+    async def main():
+        store = await Store.open(sys.argv[1], exclusive=True)
+        print("holding", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)  # until the test says so
+        await store.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def start_holder(path: Path) -> subprocess.Popen:
+    """Another process that opens `path` for running the bot and keeps it open."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(path)], cwd=REPO_ROOT, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = holder.stdout.readline()
+    assert line.strip() == "holding", (line, holder.stderr.read() if holder.poll() is not None else "")
+    return holder
+
+
+async def test_a_second_process_cannot_run_on_a_database_another_process_runs_on(tmp_path):
+    path = tmp_path / "jit.db"
+    holder = start_holder(path)
+    try:
+        with pytest.raises(StartupError) as caught:
+            await Store.open(path, exclusive=True)
+        message = str(caught.value)
+        assert f"pid {holder.pid} on {socket.gethostname()}, started 20" in message, message
+        assert str(path) in message and "\n" not in message
+        # Reading the audit trail or setting an override beside the running bot is fine.
+        async with await Store.open(path) as reader:
+            assert await reader.read(lambda db: db.execute("SELECT COUNT(*) FROM audit_events").fetchone()[0]) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+async def test_a_holder_killed_with_sigkill_frees_the_database_for_the_next_bot(tmp_path):
+    path = tmp_path / "jit.db"
+    holder = start_holder(path)
+    holder.send_signal(signal.SIGKILL)
+    assert holder.wait(timeout=30) == -signal.SIGKILL
+    async with await Store.open(path, exclusive=True) as store:
+        assert not store.closed
+    holder.stdout.close()
+    holder.stderr.close()
+    holder.stdin.close()
+
+
+async def test_closing_the_store_releases_the_lock_and_a_second_open_in_one_process_is_refused(tmp_path):
+    path = tmp_path / "jit.db"
+    first = await Store.open(path, exclusive=True)
+    with pytest.raises(StartupError, match=f"pid {os.getpid()} on "):
+        await Store.open(path, exclusive=True)
+    await first.close()
+    assert Path(str(path) + ".lock").read_text() == ""  # emptied, never deleted
+    async with await Store.open(path, exclusive=True):
+        holder = json.loads(Path(str(path) + ".lock").read_text())
+        assert holder["pid"] == os.getpid() and holder["host"] == socket.gethostname()
+
+
+async def test_the_lock_is_found_through_a_symlink_or_a_relative_path(tmp_path, monkeypatch):
+    real = tmp_path / "real" / "jit.db"
+    real.parent.mkdir()
+    (tmp_path / "link").symlink_to(real.parent)
+    monkeypatch.chdir(tmp_path)
+    async with await Store.open(real, exclusive=True):
+        for other in ("link/jit.db", "real/../real/jit.db"):
+            with pytest.raises(StartupError, match="already running"):
+                await Store.open(other, exclusive=True)
+
+
+async def test_an_in_memory_store_has_nothing_to_lock():
+    async with await Store.open(":memory:", exclusive=True) as a, await Store.open(":memory:", exclusive=True) as b:
+        assert not a.closed and not b.closed

@@ -1,0 +1,75 @@
+"""Settings from the environment: the Slack tokens are secrets from the moment they are read."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from core.errors import StartupError
+from core.logging import configure_logging
+from core.secrets import scrub
+from runtime import Settings
+
+BOT = "xoxb-1111-2222-settingsBotToken"
+APP = "xapp-1-A111-3333-settingsAppToken"
+
+
+def env(**values: str) -> dict[str, str]:
+    return {"SLACK_BOT_TOKEN": BOT, "SLACK_APP_TOKEN": APP, **values}
+
+
+def test_the_tokens_never_show_in_the_settings_repr_or_str():
+    settings = Settings.from_env(env())
+    for text in (repr(settings), str(settings), f"{settings}", f"{settings!r}", "%s" % (settings,)):
+        assert BOT not in text and APP not in text, text
+        assert "db_path='data/jitbot.db'" in text  # the rest is still there to read
+    direct = Settings(bot_token=BOT, app_token=APP, config_path="flows.yaml", db_path="x.db")
+    assert BOT not in repr(direct) and APP not in repr(direct)
+
+
+def test_the_tokens_are_still_the_plain_strings_the_slack_clients_take():
+    settings = Settings.from_env(env())
+    assert settings.bot_token == BOT and settings.app_token == APP
+    assert isinstance(settings.bot_token, str) and isinstance(settings.app_token, str)
+
+
+def test_the_tokens_are_registered_secrets_as_soon_as_they_are_read():
+    Settings.from_env(env())
+    assert scrub(f"auth with {BOT} then {APP}") == "auth with *** then ***"
+
+
+@pytest.mark.parametrize("swapped", [{"SLACK_BOT_TOKEN": APP, "SLACK_APP_TOKEN": BOT}, {"SLACK_BOT_TOKEN": "xoxp-user-token-value"}])
+def test_a_token_refused_at_start_is_registered_too_and_not_in_the_error(swapped):
+    with pytest.raises(StartupError) as caught:
+        Settings.from_env(env(**swapped))
+    for value in swapped.values():
+        assert value not in str(caught.value)
+        assert scrub(f"[{value}]") == "[***]"
+
+
+def test_settings_built_directly_register_their_tokens():
+    Settings(bot_token="xoxb-direct-construction-token", app_token="xapp-direct-construction-token",
+             config_path="flows.yaml", db_path="x.db")
+    assert scrub("xoxb-direct-construction-token xapp-direct-construction-token") == "*** ***"
+
+
+def test_a_settings_object_logged_by_mistake_shows_no_token():
+    settings = Settings.from_env(env())
+    stream = io.StringIO()
+    root = logging.getLogger()
+    saved_root, saved = (root.handlers[:], root.level), structlog.get_config()
+    configure_logging("json", stream=stream)
+    structlog.configure(cache_logger_on_first_use=False)
+    try:
+        structlog.get_logger("jitbot.test").info("starting", settings=settings, tokens=[settings.bot_token])
+    finally:
+        structlog.configure(**saved)
+        root.handlers[:], level = saved_root
+        root.setLevel(level)
+    (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
+    assert BOT not in stream.getvalue() and APP not in stream.getvalue()
+    assert line["tokens"] == ["***"]
