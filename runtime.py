@@ -31,13 +31,15 @@ from core.engine import AccessEngine
 from core.errors import StartupError
 from core.hook_runner import HookRunner
 from core.hooks import load_hooks
+from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
 from handlers.directory import SlackDirectory
 from handlers.errors import drain_listeners
 from handlers.health import start_health_server
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
-from storage.db import Store
+from core.secrets import register_secret_value
+from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
@@ -49,19 +51,28 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
 @dataclass
 class Settings:
-    """Everything the process takes from its environment (SPEC §1)."""
+    """Everything the process takes from its environment; the Slack tokens never show in its repr."""
 
-    bot_token: str
-    app_token: str
+    # Plain strings, because the Slack clients take them as they are; repr=False keeps them out of
+    # repr() and str(), and __post_init__ registers them for scrubbing however Settings is built.
+    bot_token: str = field(repr=False)
+    app_token: str = field(repr=False)
     config_path: Path
     db_path: str
     slack_api_url: str = DEFAULT_SLACK_API_URL
     health_address: str | None = None
 
+    def __post_init__(self) -> None:
+        register_secret_value(self.bot_token)
+        register_secret_value(self.app_token)
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
-        """Read SPEC §1's variables; a missing token is a StartupError with one clear sentence."""
+        """Read the process's variables; a missing token or an unusable JITBOT_DB is a StartupError in one sentence."""
         bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
+        # Before any check: a token refused below (a user token, the two swapped) is still a secret.
+        register_secret_value(bot)
+        register_secret_value(app)
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
         if missing:
             raise StartupError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
@@ -74,7 +85,8 @@ class Settings:
             bot_token=bot,
             app_token=app,
             config_path=Path(env.get("JITBOT_CONFIG", "config/flows.yaml")),
-            db_path=env.get("JITBOT_DB", "data/jitbot.db"),
+            # Checked here, not when the Store opens: a URL is refused before Slack is contacted.
+            db_path=check_database_path(env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
             health_address=env.get("JITBOT_HEALTH_ADDR") or None,
         )
@@ -101,6 +113,8 @@ class Runtime:
         self.socket: AsyncSocketModeHandler | None = None
         self.client: AsyncWebClient | None = None
         self.health = None
+        self.team_id: str | None = None
+        self.retired: RetiredStrategies | None = None
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -117,8 +131,9 @@ class Runtime:
                             AsyncRateLimitErrorRetryHandler(max_retry_count=5),
                             AsyncServerErrorRetryHandler(max_retry_count=2)],
         )
+        # The run lock first: a second bot on this database refuses before it touches Slack.
+        self.store = await Store.open(settings.db_path, exclusive=True)
         await self._check_tokens()
-        self.store = await Store.open(settings.db_path)
         requests, audit = RequestRepo(self.store), AuditLog(self.store)
         identities = IdentityStore(self.store)
 
@@ -136,7 +151,7 @@ class Runtime:
             await strategy.open()
             self.strategies[flow.name] = strategy
 
-        directory = SlackDirectory(self.client)
+        directory = SlackDirectory(self.client, team_id=self.team_id)
         notifier = SlackNotifier(self.client, self.config)
         runner = HookRunner(hook_modules, {**self.integrations, "slack": directory},
                             notifier=notifier, audit=audit, clock=self.clock)
@@ -146,6 +161,11 @@ class Runtime:
         )
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
+        # Live grants of flows edited or removed since: revoked with what they recorded.
+        self.retired = await rebuild_retired(
+            requests, self.config, integrations=self.integrations, strategy_types=self.strategy_types,
+            integration_types=self.integration_types, load_hooks=load_hooks)
+        self.engine.retired = self.retired.by_request
 
         # process_before_response=True: our listener wrapper (handlers.errors.reported) returns as
         # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
@@ -175,7 +195,8 @@ class Runtime:
         # slack_sdk retries a bad app token forever inside connect(); one explicit call each turns
         # a bad token into one clear sentence instead (reference §1.6).
         try:
-            await self.client.auth_test()
+            identity = await self.client.auth_test()
+            self.team_id = identity.get("team_id")
         except SlackApiError as exc:
             raise StartupError(f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
         except Exception as exc:
@@ -195,6 +216,8 @@ class Runtime:
             await drain_listeners()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
+        if self.retired is not None:
+            await self.retired.aclose()
         for closable in [*self.strategies.values(), *self.integrations.values()]:
             try:
                 await closable.aclose()

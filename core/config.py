@@ -38,7 +38,7 @@ from core.secrets import SecretResolver, has_references, parse_references, scrub
 
 __all__ = [
     "Approvers", "ConfigIssue", "FieldSpec", "Flow", "JitConfig", "SlackSettings",
-    "as_target", "check_config", "load_config", "target_settings",
+    "as_target", "check_config", "load_config", "recorded_strategy_config", "target_settings",
 ]
 
 _ABSENT = object()
@@ -128,7 +128,25 @@ class _Loader:
         _raise_if(issues)
         config, issues = self._validate(resolved, raw=data, resolved=True)
         _raise_if(issues)
+        _remember_written_strategies(config, data)
         return config
+
+    def recorded_strategy(self, spec: Mapping[str, Any], integration_kinds: Mapping[str, Any]) -> Any:
+        """Build the strategy config a grant recorded (its `strategy:` block and target as written),
+        resolving its references now; ConfigError when it no longer validates."""
+        block = {**spec["strategy"], "targets": [spec["target"]]}
+        resolved, issues = self._resolve(block)
+        _raise_if(issues)
+        strategy_class = self.strategy_types.get(block.get("type"))
+        if strategy_class is None:
+            _raise_if([ConfigIssue(self.file, None, "strategy.type", f"unknown strategy type {block.get('type')!r}")])
+        context = ValidationContext(self.strategy_types, self.integration_types, self.base_dir,
+                                    integration_kinds=dict(integration_kinds))
+        try:
+            return strategy_class.config_model.model_validate(resolved, context={CONTEXT_KEY: context})
+        except ValidationError as exc:
+            _raise_if([ConfigIssue(self.file, None, format_path(tuple(e["loc"])), scrub(e["msg"]))
+                       for e in exc.errors()])
 
     def _read(self) -> tuple[Any, list[ConfigIssue]]:
         try:
@@ -194,6 +212,41 @@ class _Loader:
             if len(values) == len(set(parse_references(text))):
                 replacements[loc] = substitute(text, values)
         return _replace_strings(data, lambda loc, text: replacements.get(loc, text)), issues
+
+
+def recorded_strategy_config(
+    spec: Mapping[str, Any],
+    config: JitConfig,
+    *,
+    strategy_types: Mapping[str, type],
+    integration_types: Mapping[str, type],
+) -> Any:
+    """The strategy config a grant recorded at grant time (see Flow.grant_spec), validated against
+    today's integrations, with its references resolved now (may call AWS: run it off the loop)."""
+    path = config.path or Path("flows.yaml")
+    loader = _Loader(path, strategy_types, integration_types)
+    kinds = {name: integration.type for name, integration in config.integrations.items()}
+    return loader.recorded_strategy(spec, kinds)
+
+
+def _remember_written_strategies(config: JitConfig, data: Any) -> None:
+    """Keep each flow's `strategy:` block as written (references unresolved) for Flow.grant_spec."""
+    written = data.get("flows") if isinstance(data, Mapping) else None
+    for flow, raw in zip(config.flows, written if isinstance(written, list) else []):
+        strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
+        if isinstance(strategy, Mapping):
+            flow._written_strategy = _plain_data(strategy)
+
+
+def _plain_data(value: Any) -> Any:
+    """YAML data as JSON-safe values (dates and other scalars become strings)."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain_data(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain_data(item) for item in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
 
 
 def _readable_errors(exc: ValidationError, raw: Any) -> list[tuple[Loc, str, str]]:

@@ -243,6 +243,7 @@ class Flow(StrictModel):
     hook_timeout: Duration = timedelta(seconds=5)
 
     _hooks_path: Path | None = PrivateAttr(default=None)
+    _written_strategy: dict[str, Any] | None = PrivateAttr(default=None)
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -285,6 +286,20 @@ class Flow(StrictModel):
     def hooks_path(self) -> Path | None:
         """Absolute path of the flow's hooks file, or None when it has none."""
         return self._hooks_path
+
+    def grant_spec(self, target_name: str) -> dict[str, Any]:
+        """What a grant of `target_name` must remember to be revoked after this flow changes or goes:
+        the `strategy:` block and the target as written (references unresolved, so no secret is
+        stored), and the hooks file. Empty when the flow was not loaded from a file."""
+        written = self._written_strategy
+        if not written:
+            return {}
+        target = next((t for t in written.get("targets") or [] if isinstance(t, dict) and t.get("name") == target_name),
+                      None)
+        spec: dict[str, Any] = {"strategy": {k: v for k, v in written.items() if k != "targets"}, "target": target}
+        if self._hooks_path is not None:
+            spec["hooks"] = str(self._hooks_path)
+        return spec
 
     @property
     def targets(self) -> list[TargetConfig]:

@@ -107,6 +107,9 @@ class AccessEngine(ExpiryMixin):
         self.grant_retry_delay = grant_retry_delay
         self.retry_delay = retry_delay  # between attempts at a database write or a first post
         self._submitting: set[str] = set()  # requests between creation and their first post
+        # Live grants whose flow was edited or removed since they were granted: the strategy and
+        # target they recorded, rebuilt at start by the composition root (request id → both).
+        self.retired: dict[str, tuple[Strategy, Target]] = {}
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._gates: dict[str, asyncio.Semaphore] = {}
 
@@ -247,6 +250,8 @@ class AccessEngine(ExpiryMixin):
                     "decided_by": actor, "decided_at": now, "decision_reason": reason,
                     # Saved before the strategy runs: a crash mid-grant still ends at this time.
                     "expires_at": now + timedelta(seconds=request.duration_seconds),
+                    # How to revoke it even after the flow is edited or removed from the config.
+                    "grant_spec": flow.grant_spec(request.target),
                 },
                 audit=self._audit(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
             )
@@ -358,7 +363,7 @@ class AccessEngine(ExpiryMixin):
     # ── grant ─────────────────────────────────────────────────────────────────────────────────
 
     async def _grant(self, request: AccessRequest, flow) -> AccessRequest:
-        strategy = self.strategies[flow.name]
+        strategy = self._strategy_for(request)
         granted_at = self.clock.now()
         ctx = await self._context(request, granted_at=granted_at)
         attempt = asyncio.ensure_future(self._attempt_grant(strategy, ctx))
@@ -383,7 +388,8 @@ class AccessEngine(ExpiryMixin):
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
         await self._tell(request, RequesterNotice.GRANTED, detail=instructions)
-        await self._after(flow, "after_grant", request)
+        if flow is not None:
+            await self._after(flow, "after_grant", request)
         return request
 
     async def _record_grant(self, request: AccessRequest, granted_at, state, strategy) -> AccessRequest | None:
@@ -466,14 +472,17 @@ class AccessEngine(ExpiryMixin):
             return None
 
     def _strategy_for(self, request: AccessRequest) -> Strategy | None:
-        """The strategy that acts on this request's access (None when its flow is gone)."""
-        return self.strategies.get(request.flow)
+        """The strategy that acts on this request's access: the one it recorded when its flow has
+        changed since, else its flow's (None when neither exists)."""
+        retired = self.retired.get(request.id)
+        return retired[0] if retired is not None else self.strategies.get(request.flow)
 
     def _timed_out(self, request: AccessRequest) -> bool:
         return request.timeout_at is not None and request.timeout_at <= self.clock.now()
 
-    async def _subject(self, flow_name: str, slack_id: str, email: str | None, name: str | None = None) -> Subject:
-        strategy = self.strategies.get(flow_name)
+    async def _subject(self, flow_name: str, slack_id: str, email: str | None, name: str | None = None,
+                       strategy: Strategy | None = None) -> Subject:
+        strategy = strategy or self.strategies.get(flow_name)
         key = strategy.identity_key if strategy is not None else "*"
         identity = await self.identities.get(slack_id, key)
         return Subject(slack_id=slack_id, email=email, identity=identity or email, name=name)
@@ -481,12 +490,17 @@ class AccessEngine(ExpiryMixin):
     async def _context(self, request: AccessRequest, *, granted_at: datetime | None = None) -> GrantContext:
         # Built from the stored row and our own identity table only: a revocation must not
         # depend on Slack being reachable.
+        retired = self.retired.get(request.id)
         flow = self._flow(request.flow)
-        target = (flow_target(flow, request.target) if flow is not None else None) or Target(
-            request.target, request.target, {})
+        if retired is not None:
+            target = retired[1]
+        else:
+            target = (flow_target(flow, request.target) if flow is not None else None) or Target(
+                request.target, request.target, {})
         return GrantContext(
             request_id=request.id, flow=request.flow, target=target,
-            subject=await self._subject(request.flow, request.requester, request.requester_email),
+            subject=await self._subject(request.flow, request.requester, request.requester_email,
+                                        strategy=self._strategy_for(request)),
             fields=request.fields, granted_at=granted_at or request.granted_at, expires_at=request.expires_at,
         )
 

@@ -61,7 +61,8 @@ class ExpiryMixin:
         if covering is None:
             if strategy is None:
                 return await self._revoke_failed(request, StrategyUnavailable(
-                    f"flow '{request.flow}' is no longer in the config and its strategy could not be rebuilt"))
+                    f"flow '{request.flow}' is no longer in the config and no recorded strategy was rebuilt for "
+                    "this grant: restore the flow, or revoke it by hand"))
             try:
                 async with self._gate(request.flow):
                     await strategy.revoke(await self._context(request), request.grant_state)
@@ -92,22 +93,27 @@ class ExpiryMixin:
     async def _clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left; retried like any revocation until it succeeds."""
         covering = await self._covering(request)
-        if covering is None:
-            strategy = self._strategy_for(request)
-            try:
-                if strategy is None:
-                    raise StrategyUnavailable(f"flow '{request.flow}' is no longer in the config")
-                async with self._gate(request.flow):
-                    await strategy.revoke(await self._context(request), request.grant_state)
-            except Exception as exc:
-                return await self._revoke_failed(request, exc, expected=S.FAILED)
-        detail = {"attempts": request.revoke_attempts + 1}
         if covering is not None:
-            detail = {"skipped": True, "access_kept_by": covering.id}
+            # Another live grant holds the same access: revoking now would cut it short. The failed
+            # attempt may still land late, so the clean-up is put off until that grant ends, not dropped.
+            request = await self.requests.update(
+                request.id, {"next_attempt_at": covering.expires_at}, expected_status=S.FAILED,
+                audit=self._audit(request, SYSTEM, "grant.cleanup_deferred", detail={
+                    "access_kept_by": covering.id, "until": covering.expires_at.isoformat()}))
+            self.timers.arm_revoke(request.id, covering.expires_at)
+            return request
+        strategy = self._strategy_for(request)
+        try:
+            if strategy is None:
+                raise StrategyUnavailable(f"flow '{request.flow}' is no longer in the config")
+            async with self._gate(request.flow):
+                await strategy.revoke(await self._context(request), request.grant_state)
+        except Exception as exc:
+            return await self._revoke_failed(request, exc, expected=S.FAILED)
         request = await self.requests.update(
             request.id, {"next_attempt_at": None, "last_error": None}, expected_status=S.FAILED,
-            audit=self._audit(request, SYSTEM, "grant.cleaned_up", detail=detail))
-        log.info("grant.cleaned_up", request_id=request.id, kept_by=covering.id if covering else None)
+            audit=self._audit(request, SYSTEM, "grant.cleaned_up", detail={"attempts": request.revoke_attempts + 1}))
+        log.info("grant.cleaned_up", request_id=request.id)
         return request
 
     async def _covering(self, request: AccessRequest) -> AccessRequest | None:
@@ -195,10 +201,9 @@ class ExpiryMixin:
                                   {"note": "the grant's window ended before it was recorded; revoking"}),
             )
             return await self._revoke_granted(request)
-        flow = self._flow(request.flow)
-        if flow is None or request.flow not in self.strategies:
-            return None  # a removed flow's approved row is revoked at its end through the branch above
-        return await self._grant(request, flow)
+        if self._strategy_for(request) is None:
+            return None  # nothing can act on it: revoked at its end through the branch above, or alerted
+        return await self._grant(request, self._flow(request.flow))
 
     async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
         """Do everything that is due; the safety net under the timers, and what finishes a failed write."""

@@ -48,6 +48,8 @@ class AccessRequest:
 
     Times are timezone-aware UTC. `fields` holds every submitted field by name (reason, duration as
     written, custom fields). `grant_state` is what the strategy's grant returned, handed to revoke.
+    `grant_spec` is the strategy block and target as written when the request was approved, so the
+    grant can still be revoked after its flow is edited or removed.
     """
 
     id: str
@@ -74,6 +76,7 @@ class AccessRequest:
     revoke_attempts: int = 0
     next_attempt_at: datetime | None = None
     last_error: str | None = None
+    grant_spec: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

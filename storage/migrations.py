@@ -124,6 +124,29 @@ def m003_identity_overrides(db: sqlite_utils.Database) -> None:
     )
 
 
+@_migration
+def m004_audit_events_no_replace(db: sqlite_utils.Database) -> None:
+    """Refuse an INSERT that would replace an audit row (INSERT OR REPLACE, REPLACE INTO)."""
+    # A REPLACE deletes the conflicting row without firing DELETE triggers unless the connection has
+    # PRAGMA recursive_triggers on: ours has (sqlite-utils sets it), a sqlite3 shell does not. A
+    # BEFORE INSERT trigger lives in the file, so it holds for every connection. An UPSERT's DO
+    # UPDATE is refused here too, before the UPDATE trigger would. In a BEFORE INSERT trigger an id
+    # that SQLite will assign reads as -1; AUTOINCREMENT never assigns -1, so -1 is left alone.
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_replace BEFORE INSERT ON audit_events
+        WHEN NEW.id <> -1 AND EXISTS (SELECT 1 FROM audit_events WHERE id = NEW.id)
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: replacing a row refused'); END
+        """
+    )
+
+
+@_migration
+def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
+    """What a grant recorded of its strategy and target, to revoke it after its flow changes or goes."""
+    db.execute("ALTER TABLE requests ADD COLUMN grant_spec TEXT NOT NULL DEFAULT '{}'")
+
+
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations already applied to `db`, in order."""
     return [m.name for m in MIGRATIONS.applied(db)]

@@ -31,7 +31,7 @@ _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests"
 _TIME_FIELDS = frozenset(
     {"created_at", "decided_at", "timeout_at", "granted_at", "expires_at", "ended_at", "next_attempt_at"}
 )
-_DICT_FIELDS = frozenset({"fields", "grant_state"})
+_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec"})
 # Free text that may quote an upstream error or a hook's reason: scrubbed of registered secrets.
 _SCRUBBED_FIELDS = frozenset({"decision_reason", "failure_reason", "last_error"})
 # A request's identity never changes, and status only moves through transition().
@@ -368,6 +368,21 @@ class RequestRepo:
             for status, n in db.execute("SELECT status, COUNT(*) FROM requests GROUP BY status"):
                 counts[RequestStatus(status)] = n
             return counts
+
+        return await self._store.read(query)
+
+    async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+        """(flow, target, recorded grant_spec, request ids) of everything that may still hold access:
+        approved, granted, and failed grants whose clean-up is due. Grouped, so 100,000 live grants
+        of a handful of targets cost a handful of rows."""
+
+        def query(db: sqlite_utils.Database) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+            rows = db.execute(
+                "SELECT flow, target, grant_spec, group_concat(id) FROM requests "
+                "WHERE status IN ('approved', 'granted') OR (status = 'failed' AND next_attempt_at IS NOT NULL) "
+                "GROUP BY flow, target, grant_spec"
+            ).fetchall()
+            return [(flow, target, json.loads(spec), ids.split(",")) for flow, target, spec, ids in rows]
 
         return await self._store.read(query)
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.errors import NotAllowed
+from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
 from tests.e2e.flows import (
@@ -321,24 +321,6 @@ async def test_a_failed_grants_cleanup_is_retried_until_it_succeeds_even_when_al
     assert actions.count("revoke.failed") == 2 and actions[-1] == "grant.cleaned_up"
 
 
-async def test_a_revocation_at_start_up_goes_ahead_when_the_alerts_channel_fails(launch, receiver, monkeypatch):
-    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    first = await launch.start(webhook_flows(receiver.url))
-    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
-    await first.approve(message, "U_BOB")
-    await first.stop()
-    launch.slack.workspace.channels[ALERTS_CHANNEL].is_archived = True
-    receiver.fail_next(1, status=503, action="revoke")
-    first.clock.advance(hours=1)
-
-    second = await launch.start(webhook_flows(receiver.url), clock=first.clock)
-    request = await second.request_for(message)
-    assert request.status is RequestStatus.GRANTED and request.next_attempt_at is not None  # retry armed
-    second.clock.advance(seconds=5)
-    await second.engine.sweep()
-    assert (await second.request_for(message)).status is RequestStatus.REVOKED
-
-
 # ── 3. a grant whose record could not be written ─────────────────────────────────────────────────
 
 
@@ -385,3 +367,101 @@ async def test_a_grant_whose_record_write_failed_is_recorded_by_the_next_sweep_b
     request = await bot.running.request_for(message)
     assert request.status is RequestStatus.GRANTED
     assert request.expires_at == request.decided_at + timedelta(minutes=30)  # the original end, never extended
+
+
+# ── 20. editing the config never strands access ───────────────────────────────────────────────────
+
+
+def other_flow(receiver_url: str) -> dict:
+    """A flow that is not db_access, so a flows file without db_access is still valid."""
+    other = db_access_flow(receiver_url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
+    other["name"] = "other_access"
+    return other
+
+
+async def test_a_removed_flows_live_grant_is_revoked_on_time_with_the_strategy_and_target_it_recorded(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+    await first.approve(message, "U_BOB")
+    await first.stop()
+
+    second = await launch.start(flows_file(other_flow(receiver.url)), clock=first.clock)
+    assert (await second.request_for(message)).status is RequestStatus.GRANTED
+    second.clock.advance(minutes=31)
+    await second.engine.sweep()
+
+    (revoke,) = receiver.accepted("revoke")  # signed with the secret, as the receiver checks
+    assert revoke.body["flow"] == "db_access" and revoke.body["target"]["settings"] == PROD_ADMIN["settings"]
+    assert (await second.request_for(message)).status is RequestStatus.REVOKED
+    await second.slack.wait_for_dm("U_ALICE", contains="expired and was removed")
+
+
+async def test_a_target_whose_settings_changed_is_revoked_with_the_settings_it_was_granted_with(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(webhook_flows(receiver.url))
+    message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+    await first.approve(message, "U_BOB")
+    await first.stop()
+    moved = {**PROD_ADMIN, "settings": {"database": "prod-replica", "role": "admin"}}
+    flow = db_access_flow(receiver.url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
+                          approvers=SECOPS, request_timeout="1h", targets=(moved, STAGING_RO))
+
+    second = await launch.start(flows_file(flow), clock=first.clock)
+    second.clock.advance(minutes=31)
+    await second.engine.sweep()
+    (revoke,) = receiver.accepted("revoke")
+    assert revoke.body["target"]["settings"] == {"database": "prod", "role": "admin"}
+
+
+async def test_run_refuses_to_start_when_a_live_grants_integration_is_gone_too(launch, receiver, monkeypatch):
+    from tests.e2e.flows import flow as flow_entry
+    from tests.e2e.flows import okta_integration, okta_strategy, reason_and_duration, target
+    from tests.fakes.okta_api import OktaFake
+
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    async with OktaFake(api_token="00okta-token") as okta:
+        group = okta.add_group("SRE")
+        okta.add_user("alice@example.com")
+        okta_flow = flow_entry("okta_groups", "Okta groups", okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
+                               reason_and_duration("30m"), approvers=SECOPS)
+        first = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, "00okta-token")}))
+        message = await first.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
+        await first.approve(message, "U_BOB")
+        request = await first.request_for(message)
+        await first.stop()
+
+        with pytest.raises(StartupError) as refused:
+            await launch.start(flows_file(other_flow(receiver.url)), clock=first.clock)
+        text = str(refused.value)
+        assert "okta_groups" in text and "okta_main" in text and request.id in text
+
+
+# ── 5. a failing alert stops nothing at start-up ──────────────────────────────────────────────────
+
+
+async def test_start_up_revokes_what_is_due_even_with_a_removed_flow_and_a_broken_alerts_channel(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    first = await launch.start(flows_file(db_access_flow(receiver.url, "30m", "1h", secret_env=SECRET_ENV,
+                                                         approvers=SECOPS), other_flow(receiver.url)))
+    due = await first.request("U_ALICE", "other_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+    await first.approve(due, "U_BOB")
+    removed = await first.request("U_CAROL", "db_access", APPROVAL_CHANNEL, target="Staging read-only", duration="1h")
+    await first.approve(removed, "U_BOB")
+    await first.stop()
+    launch.slack.workspace.channels[ALERTS_CHANNEL].is_archived = True
+    receiver.fail_next(1, status=503, action="revoke")  # the first revocation fails and must alert
+    first.clock.advance(minutes=31)
+
+    second = await launch.start(flows_file(other_flow(receiver.url)), clock=first.clock)
+    request = await second.request_for(due)
+    assert request.status is RequestStatus.GRANTED and request.next_attempt_at is not None  # retry armed
+    second.clock.advance(seconds=5)
+    await second.engine.sweep()
+    assert (await second.request_for(due)).status is RequestStatus.REVOKED
+    second.clock.advance(minutes=30)
+    await second.engine.sweep()
+    assert (await second.request_for(removed)).status is RequestStatus.REVOKED

@@ -1,6 +1,10 @@
 from __future__ import annotations
 
-from storage import RequestRepo, Store
+import sqlite3
+
+import pytest
+
+from storage import AuditLog, RequestRepo, Store
 from storage.migrations import KNOWN_MIGRATIONS, applied_migrations, apply_migrations
 
 from .conftest import event, make_request
@@ -23,6 +27,7 @@ async def test_fresh_database_gets_every_migration_in_order(store):
         ("table", "identity_overrides"),
         ("trigger", "audit_events_no_update"),
         ("trigger", "audit_events_no_delete"),
+        ("trigger", "audit_events_no_replace"),
         ("index", "requests_status_expires"),
         ("index", "requests_status_timeout"),
     ]:
@@ -59,3 +64,17 @@ async def test_query_plans_use_the_status_indexes(store):
     )
     assert "requests_status_expires" in due
     assert "requests_status_timeout" in timed_out
+
+
+async def test_a_database_from_before_the_replace_guard_gets_it_on_the_next_start(tmp_path):
+    path = tmp_path / "jit.db"
+    async with await Store.open(path) as store:
+        row_id = await AuditLog(store).append(event())
+    # The file as an older jitbot left it: no m004, no trigger.
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TRIGGER audit_events_no_replace")
+        conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm004_audit_events_no_replace'")
+    async with await Store.open(path):
+        pass
+    with sqlite3.connect(path) as conn, pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("REPLACE INTO audit_events (id, at, actor, action) VALUES (?, 'x', 'mallory', 'x')", [row_id])

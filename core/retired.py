@@ -1,0 +1,115 @@
+"""Live grants whose flow was edited or removed since they were granted: rebuild what revokes them.
+
+Editing the config must never leave access that nothing revokes. Each approval records its flow's
+`strategy:` block and target as written (references unresolved, so no secret is stored). At start,
+every live grant whose recorded strategy no longer matches its flow's (the flow is gone, its
+target was removed or changed, its strategy was replaced) gets that recorded strategy back, built
+with today's integrations and secrets, and is revoked with it on time. Only when the integration
+such a grant needs is gone too (or its recorded strategy no longer builds) does `run` refuse to
+start, naming the flow, what is missing and the grants, so an operator restores it or revokes by hand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from typing import Any, Callable, Mapping
+
+import structlog
+
+from core.config import recorded_strategy_config
+from core.errors import ConfigError, StartupError
+from core.models import Target
+from core.targets import as_target
+
+log = structlog.get_logger("jitbot.retired")
+
+
+class RetiredStrategies:
+    """The strategies rebuilt for retired grants, to open with the rest and close at stop."""
+
+    def __init__(self) -> None:
+        self.by_request: dict[str, tuple[Any, Target]] = {}
+        self.strategies: list[Any] = []
+        self.hook_modules: list[Any] = []
+
+    async def aclose(self) -> None:
+        """Close every rebuilt strategy and hooks module."""
+        for closable in [*self.strategies, *self.hook_modules]:
+            try:
+                await closable.aclose()
+            except Exception:
+                log.exception("close.failed", what=type(closable).__name__)
+
+
+async def rebuild_retired(
+    requests: Any,
+    config: Any,
+    *,
+    integrations: Mapping[str, object],
+    strategy_types: Mapping[str, type],
+    integration_types: Mapping[str, type],
+    load_hooks: Callable[..., Any],
+) -> RetiredStrategies:
+    """Build the recorded strategy of every live grant its flow no longer describes; StartupError
+    naming the flow, what is missing and the grants when one cannot be built."""
+    retired = RetiredStrategies()
+    built: dict[str, tuple[Any, Target]] = {}
+    missing: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for flow_name, target_name, spec, ids in await requests.live_grant_specs():
+        if not spec:
+            continue  # granted before grants recorded their strategy: revoked with the flow's, as then
+        flow = _flow_or_none(config, flow_name)
+        if flow is not None and flow.grant_spec(target_name) == spec:
+            continue
+        integration = spec.get("strategy", {}).get("integration")
+        if isinstance(integration, str) and integration not in config.integrations:
+            missing[(flow_name, f"integration '{integration}'")].extend(ids)
+            continue
+        key = json.dumps(spec, sort_keys=True)
+        if key not in built:
+            try:
+                built[key] = await _build(spec, config, retired, integrations=integrations,
+                                          strategy_types=strategy_types, integration_types=integration_types,
+                                          load_hooks=load_hooks)
+            except (ConfigError, StartupError, OSError) as exc:
+                missing[(flow_name, f"its recorded strategy ({_one_line(exc)})")].extend(ids)
+                continue
+        for request_id in ids:
+            retired.by_request[request_id] = built[key]
+        log.warning("grants.retired_flow", flow=flow_name, target=target_name, grants=len(ids),
+                    flow_present=flow is not None)
+    if missing:
+        await retired.aclose()
+        raise StartupError(" ".join(
+            f"Flow '{flow}' has {len(ids)} live grant(s) ({', '.join(sorted(ids)[:10])}) that jitbot must revoke, "
+            f"but {what} is gone: restore it in the config, or revoke the access by hand first."
+            for (flow, what), ids in sorted(missing.items())))
+    return retired
+
+
+async def _build(spec, config, retired: RetiredStrategies, *, integrations, strategy_types, integration_types,
+                 load_hooks) -> tuple[Any, Target]:
+    # Resolution may call AWS Secrets Manager (blocking boto3): off the event loop.
+    strategy_config = await asyncio.to_thread(
+        recorded_strategy_config, spec, config, strategy_types=strategy_types, integration_types=integration_types)
+    hooks = None
+    if spec.get("hooks") and strategy_config.type == "custom":
+        hooks = load_hooks(spec["hooks"])
+        retired.hook_modules.append(hooks)
+    strategy = strategy_types[strategy_config.type](strategy_config, integrations=integrations, hooks=hooks)
+    await strategy.open()
+    retired.strategies.append(strategy)
+    return strategy, as_target(strategy_config.targets[0])
+
+
+def _flow_or_none(config: Any, name: str) -> Any:
+    try:
+        return config.flow(name)
+    except KeyError:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
