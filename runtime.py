@@ -115,6 +115,7 @@ class Runtime:
         self.health = None
         self.team_id: str | None = None
         self.retired: RetiredStrategies | None = None
+        self.hook_modules: dict[str, object] = {}
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -141,7 +142,7 @@ class Runtime:
             integration = self.integration_types[spec.type](name, spec)
             await integration.open()
             self.integrations[name] = integration
-        hook_modules = {}
+        hook_modules = self.hook_modules
         for flow in self.config.flows:
             if flow.hooks_path is not None:
                 hook_modules[flow.name] = load_hooks(flow.hooks_path, timeout=flow.hook_timeout.total_seconds())
@@ -218,6 +219,12 @@ class Runtime:
             await self.scheduler.shutdown()
         if self.retired is not None:
             await self.retired.aclose()
+        # After the listeners and timers are drained, so no hook call is running: stops their processes.
+        for module in self.hook_modules.values():
+            try:
+                await module.aclose()
+            except Exception:
+                log.exception("close.failed", what="hooks")
         for closable in [*self.strategies.values(), *self.integrations.values()]:
             try:
                 await closable.aclose()

@@ -13,6 +13,10 @@ The request side of `evt` is read-only: attributes cannot be assigned, and mappi
 `MappingProxyType` all the way down (lists become tuples), so a hook cannot alter the request the
 engine goes on to store. The integration objects themselves are the live clients.
 
+Sync hooks (plain `def`) run in a separate hook process (see `core.hooks`): they get a copy of
+`evt` rebuilt from `evt.snapshot()`, whose `evt.integrations` knows the names but refuses to be
+used, because the integrations are async clients bound to the bot's event loop.
+
 A decision method both returns its decision and records it on `evt`, so a hook that forgets the
 `return` still decides. When a hook returns a decision, the returned one wins; when it returns
 nothing, the last recorded one counts (see `core.hooks.HookModule.call`).
@@ -23,7 +27,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar, Iterator, Mapping
+from typing import Any, ClassVar, Iterable, Iterator, Mapping
+
+
+INTEGRATIONS_NEED_ASYNC = "integrations are async clients: make this hook `async def` to use them"
+"""Why `evt.integrations.NAME` fails in a sync hook."""
 
 
 def freeze(value: Any) -> Any:
@@ -34,6 +42,17 @@ def freeze(value: Any) -> Any:
         return tuple(freeze(item) for item in value)
     if isinstance(value, (set, frozenset)):
         return frozenset(freeze(item) for item in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Undo `freeze` for sending: mapping proxies become dicts again (tuples and frozensets stay)."""
+    if isinstance(value, Mapping):
+        return {key: thaw(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return tuple(thaw(item) for item in value)
+    if isinstance(value, frozenset):
+        return frozenset(thaw(item) for item in value)
     return value
 
 
@@ -144,6 +163,20 @@ class HookIntegrations:
         return f"HookIntegrations({', '.join(sorted(self._items))})"
 
 
+class UnusableIntegrations(HookIntegrations):
+    """`evt.integrations` in a sync hook's process: the names are there, using one is a clear error."""
+
+    __slots__ = ()
+
+    def __init__(self, names: Iterable[str] = ()) -> None:
+        super().__init__(dict.fromkeys(names))
+
+    def __getattr__(self, name: str) -> object:
+        if name not in object.__getattribute__(self, "_items"):
+            return super().__getattr__(name)  # the usual "no integration named …" error
+        raise RuntimeError(f"evt.integrations.{name}: {INTEGRATIONS_NEED_ASYNC}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class HookEvent:
     """The `evt` argument of every hook; read-only apart from the decision it records."""
@@ -193,6 +226,31 @@ class HookEvent:
         """Forget recorded decisions (the hook runner does this before each call)."""
         self._recorded.clear()
 
+    def snapshot(self) -> dict[str, Any]:
+        """The event as plain, picklable data for a hook process: no live clients, no decisions."""
+        return {
+            "request_id": self.request_id, "flow": self.flow,
+            "target": {"name": self.target.name, "label": self.target.label, "settings": thaw(self.target.settings)},
+            "user": _person(self.user), "actor": _person(self.actor) if self.actor is not None else None,
+            "fields": thaw(self.fields), "integrations": tuple(self.integrations),
+            "granted_at": self.granted_at, "expires_at": self.expires_at, "state": thaw(self.state),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> HookEvent:
+        """Rebuild a read-only event from `snapshot()`; its integrations refuse to be used."""
+        actor = data.get("actor")
+        return cls(
+            request_id=data["request_id"], flow=data["flow"], target=HookTarget(**data["target"]),
+            user=HookUser(**data["user"]), actor=HookUser(**actor) if actor is not None else None,
+            fields=data["fields"], integrations=UnusableIntegrations(data["integrations"]),
+            granted_at=data["granted_at"], expires_at=data["expires_at"], state=data["state"],
+        )
+
     def _record(self, decision: Decision) -> Any:
         self._recorded.append(decision)
         return decision
+
+
+def _person(user: HookUser) -> dict[str, str | None]:
+    return {"slack_id": user.slack_id, "email": user.email, "name": user.name, "identity": user.identity}

@@ -17,6 +17,11 @@
 Both must be idempotent, like every strategy. They run under the flow's hook time limit. A hook
 that raises or times out is a retryable StrategyUnavailable naming the file and function; a hook
 may raise `core.errors.SubjectNotFound` / `TargetNotFound` itself to report those precisely.
+
+The limit really stops them: a plain `def` grant runs in a hook process that is killed at the limit
+(see `core.hooks`), so once a grant has timed out none of its code runs any more, and the clean-up
+revoke cannot be overtaken by it. (A request it had already sent is the target system's to finish:
+pass it evt.expires_at.) Plain `def` hooks cannot use `evt.integrations`; `async def` ones can.
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ class CustomStrategy:
             raise StartupError("; ".join(problems))
 
     async def aclose(self) -> None:
-        """Nothing to release: the hooks own their clients."""
+        """Nothing to release: the hooks module (and its hook processes) is closed by whoever loaded it."""
 
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """The hooks do their own matching; they get at least an email or an identity to work with."""

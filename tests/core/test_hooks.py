@@ -1,9 +1,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import textwrap
-import threading
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from core.errors import HookError
 from core.hook_events import Approve, Deny, HookEvent, HookUser, Ignore
-from core.hooks import HookLoadError, HookResultError, HookTimeout, load_hooks
+from core.hooks import HookLoadError, HookModule, HookResultError, HookTimeout, load_hooks
 from core.models import Subject, Target
 from core.secrets import Secret
 
@@ -20,6 +21,21 @@ def write(tmp_path: Path, source: str, name: str = "hooks.py") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(source))
     return path
+
+
+@pytest.fixture
+async def load() -> AsyncIterator[Callable[..., HookModule]]:
+    """load_hooks, with every module's hook processes stopped after the test."""
+    loaded: list[HookModule] = []
+
+    def load_and_track(path: Path, **kwargs) -> HookModule:
+        hooks = load_hooks(path, **kwargs)
+        loaded.append(hooks)
+        return hooks
+
+    yield load_and_track
+    for hooks in loaded:
+        await hooks.aclose()
 
 
 def make_event(**overrides) -> HookEvent:
@@ -94,46 +110,48 @@ def test_dataclasses_work_inside_a_hooks_file(tmp_path):
 # ── calling ───────────────────────────────────────────────────────────────────────────────────────
 
 
-async def test_sync_hook_runs_on_another_thread(tmp_path):
+async def test_sync_hook_runs_in_a_process_of_its_own(load, tmp_path):
     path = write(tmp_path, """
-        import threading
+        import os
         def get_approvers(evt):
-            return ["U" + str(threading.get_ident()), "U2"]
+            return ["U" + str(os.getpid()), "U2"]
     """)
-    approvers = await load_hooks(path).call("get_approvers", make_event())
-    assert approvers[0] != f"U{threading.get_ident()}" and approvers[1] == "U2"
+    hooks = load(path)
+    approvers = await hooks.call("get_approvers", make_event())
+    assert approvers[0] != f"U{os.getpid()}" and approvers[1] == "U2"
+    assert approvers[0] == f"U{next(iter(hooks.process_ids))}"
 
 
-async def test_async_hook_is_awaited(tmp_path):
+async def test_async_hook_is_awaited(load, tmp_path):
     path = write(tmp_path, """
         import asyncio
         async def get_approval_channel(evt):
             await asyncio.sleep(0)
             return "C0" + evt.target.settings["database"].upper()
     """)
-    assert await load_hooks(path).call("get_approval_channel", make_event()) == "C0PROD"
+    assert await load(path).call("get_approval_channel", make_event()) == "C0PROD"
 
 
-async def test_async_hook_that_never_finishes_times_out(tmp_path):
+async def test_async_hook_that_never_finishes_times_out(load, tmp_path):
     path = write(tmp_path, """
         import asyncio
         async def on_request(evt):
             await asyncio.Event().wait()
     """)
     with pytest.raises(HookTimeout) as caught:
-        await load_hooks(path).call("on_request", make_event(), timeout=0.2)
+        await load(path).call("on_request", make_event(), timeout=0.2)
     assert str(caught.value).endswith("on_request: timed out after 0.2s")
     assert isinstance(caught.value, HookError)
 
 
-async def test_blocking_sync_hook_times_out_without_freezing_the_loop(tmp_path):
+async def test_blocking_sync_hook_times_out_without_freezing_the_loop(load, tmp_path):
     path = write(tmp_path, """
         import threading
         GATE = threading.Event()
         def on_approve(evt):
             GATE.wait()
     """)
-    hooks = load_hooks(path)
+    hooks = load(path)
     ticks = 0
 
     async def tick():
@@ -148,18 +166,17 @@ async def test_blocking_sync_hook_times_out_without_freezing_the_loop(tmp_path):
             await hooks.call("on_approve", make_event(), timeout=0.2)
     finally:
         ticker.cancel()
-        hooks.module.GATE.set()  # let the abandoned thread finish
-    assert ticks >= 5, "the event loop kept running while the hook blocked its thread"
+    assert ticks >= 5, "the event loop kept running while the hook blocked"
 
 
-async def test_module_default_timeout_applies(tmp_path):
+async def test_module_default_timeout_applies(load, tmp_path):
     path = write(tmp_path, "import asyncio\nasync def after_grant(evt):\n    await asyncio.Event().wait()\n")
     with pytest.raises(HookTimeout, match="after 0.2s"):
-        await load_hooks(path, timeout=0.2).call("after_grant", make_event())
+        await load(path, timeout=0.2).call("after_grant", make_event())
 
 
 @pytest.mark.parametrize("is_async", [False, True])
-async def test_exception_names_type_text_and_line_in_the_hooks_file(tmp_path, is_async):
+async def test_exception_names_type_text_and_line_in_the_hooks_file(load, tmp_path, is_async):
     path = write(tmp_path, f"""
         def _lookup(settings):
             return settings["missing_key"]
@@ -168,7 +185,7 @@ async def test_exception_names_type_text_and_line_in_the_hooks_file(tmp_path, is
             return _lookup(evt.target.settings)
     """)
     with pytest.raises(HookError) as caught:
-        await load_hooks(path).call("on_request", make_event())
+        await load(path).call("on_request", make_event())
     error = caught.value
     assert error.hook == "on_request" and error.path == str(path.resolve())
     assert "KeyError: 'missing_key'" in str(error)
@@ -176,30 +193,31 @@ async def test_exception_names_type_text_and_line_in_the_hooks_file(tmp_path, is
     assert isinstance(error.__cause__, KeyError)
 
 
-async def test_a_hook_timeout_error_is_not_mistaken_for_our_time_limit(tmp_path):
-    path = write(tmp_path, "async def on_request(evt):\n    raise TimeoutError('upstream slow')\n")
+@pytest.mark.parametrize("is_async", [False, True])
+async def test_a_hook_timeout_error_is_not_mistaken_for_our_time_limit(load, tmp_path, is_async):
+    path = write(tmp_path, f"{'async ' if is_async else ''}def on_request(evt):\n    raise TimeoutError('upstream slow')\n")
     with pytest.raises(HookError) as caught:
-        await load_hooks(path).call("on_request", make_event(), timeout=5)
+        await load(path).call("on_request", make_event(), timeout=5)
     assert not isinstance(caught.value, HookTimeout)
     assert "TimeoutError: upstream slow (at hooks.py:2)" in str(caught.value)
 
 
-async def test_sys_exit_in_a_hook_is_a_hook_error_not_a_shutdown(tmp_path):
+async def test_sys_exit_in_a_hook_is_a_hook_error_not_a_shutdown(load, tmp_path):
     path = write(tmp_path, "import sys\ndef after_revoke(evt):\n    sys.exit(3)\n")
     with pytest.raises(HookError, match="SystemExit: 3"):
-        await load_hooks(path).call("after_revoke", make_event())
+        await load(path).call("after_revoke", make_event())
 
 
-async def test_secret_values_are_scrubbed_from_hook_errors(tmp_path):
+async def test_secret_values_are_scrubbed_from_hook_errors(load, tmp_path):
     token = Secret("hook-secret-value-123")
     path = write(tmp_path, f"def on_request(evt):\n    raise ValueError('token {token.reveal()} rejected')\n")
     with pytest.raises(HookError) as caught:
-        await load_hooks(path).call("on_request", make_event())
+        await load(path).call("on_request", make_event())
     assert "hook-secret-value-123" not in str(caught.value) and "token *** rejected" in str(caught.value)
 
 
-async def test_calling_an_undefined_hook_is_an_error(tmp_path):
-    hooks = load_hooks(write(tmp_path, "def on_request(evt):\n    pass\n"))
+async def test_calling_an_undefined_hook_is_an_error(load, tmp_path):
+    hooks = load(write(tmp_path, "def on_request(evt):\n    pass\n"))
     with pytest.raises(HookError, match="get_approvers: is not defined"):
         await hooks.call("get_approvers", make_event())
 
@@ -218,9 +236,9 @@ async def test_calling_an_undefined_hook_is_an_error(tmp_path):
         ("grant", "return None", {}),
     ],
 )
-async def test_valid_results_are_normalised(tmp_path, hook, body, expected):
+async def test_valid_results_are_normalised(load, tmp_path, hook, body, expected):
     path = write(tmp_path, f"def {hook}(evt):\n    {body}\n")
-    assert await load_hooks(path).call(hook, make_event()) == expected
+    assert await load(path).call(hook, make_event()) == expected
 
 
 @pytest.mark.parametrize(
@@ -238,52 +256,52 @@ async def test_valid_results_are_normalised(tmp_path, hook, body, expected):
         ("grant", "return ['g-1']", "dict"),
     ],
 )
-async def test_invalid_results_are_hook_errors(tmp_path, hook, body, complaint):
+async def test_invalid_results_are_hook_errors(load, tmp_path, hook, body, complaint):
     path = write(tmp_path, f"def {hook}(evt):\n    {body}\n")
     with pytest.raises(HookResultError) as caught:
-        await load_hooks(path).call(hook, make_event())
+        await load(path).call(hook, make_event())
     assert complaint in str(caught.value) and f"{hook}: must return" in str(caught.value)
 
 
 # ── decisions ─────────────────────────────────────────────────────────────────────────────────────
 
 
-async def test_returned_approve_is_the_decision(tmp_path):
+async def test_returned_approve_is_the_decision(load, tmp_path):
     path = write(tmp_path, "def on_request(evt):\n    return evt.approve('on call')\n")
-    assert await load_hooks(path).call("on_request", make_event()) == Approve("on call")
+    assert await load(path).call("on_request", make_event()) == Approve("on call")
 
 
-async def test_recorded_decision_counts_without_return(tmp_path):
+async def test_recorded_decision_counts_without_return(load, tmp_path):
     path = write(tmp_path, "async def on_request(evt):\n    evt.deny('outside business hours')\n")
-    decision = await load_hooks(path).call("on_request", make_event())
+    decision = await load(path).call("on_request", make_event())
     assert decision == Deny("outside business hours") and decision.kind == "deny"
 
 
-async def test_returned_decision_wins_over_a_recorded_one(tmp_path):
+async def test_returned_decision_wins_over_a_recorded_one(load, tmp_path):
     path = write(tmp_path, "def on_request(evt):\n    evt.approve('maybe')\n    return evt.deny('no after all')\n")
-    assert await load_hooks(path).call("on_request", make_event()) == Deny("no after all")
+    assert await load(path).call("on_request", make_event()) == Deny("no after all")
 
 
-async def test_no_decision_is_none(tmp_path):
+async def test_no_decision_is_none(load, tmp_path):
     path = write(tmp_path, "def on_request(evt):\n    pass\n")
-    assert await load_hooks(path).call("on_request", make_event()) is None
+    assert await load(path).call("on_request", make_event()) is None
 
 
-async def test_ignore_refuses_a_click(tmp_path):
+async def test_ignore_refuses_a_click(load, tmp_path):
     path = write(tmp_path, """
         def on_approve(evt):
             if evt.actor.slack_id != "UBOSS":
                 return evt.ignore("only the boss approves")
     """)
-    hooks = load_hooks(path)
+    hooks = load(path)
     refused = await hooks.call("on_approve", make_event(actor=HookUser("U9")))
     assert refused == Ignore("only the boss approves") and refused.reason == "only the boss approves"
     assert await hooks.call("on_approve", make_event(actor=HookUser("UBOSS"))) is None
 
 
-async def test_a_reused_event_does_not_carry_an_old_decision_into_the_next_hook(tmp_path):
+async def test_a_reused_event_does_not_carry_an_old_decision_into_the_next_hook(load, tmp_path):
     path = write(tmp_path, "def on_request(evt):\n    evt.approve('fast')\ndef on_approve(evt):\n    pass\n")
-    hooks, evt = load_hooks(path), make_event()
+    hooks, evt = load(path), make_event()
     assert await hooks.call("on_request", evt) == Approve("fast")
     assert await hooks.call("on_approve", evt) is None
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from core.hook_events import HookEvent, HookUser, Ignore
-from core.hooks import KNOWN_HOOKS, check_hooks, load_hooks
+from core.hooks import DEFAULT_HOOK_TIMEOUT, KNOWN_HOOKS, check_hooks, load_hooks
 from core.models import Subject, Target
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "hooks"
@@ -98,6 +98,20 @@ def test_check_reports_wrong_arity(tmp_path):
     ]
 
 
+def test_check_flags_a_sync_hook_that_uses_an_integration(tmp_path):
+    path = write(tmp_path, """
+        def on_request(evt):
+            if evt.integrations.pagerduty.is_on_call(evt.user):
+                return evt.approve("on call")
+
+        async def on_approve(evt):
+            await evt.integrations.slack.is_in_usergroup(evt.actor, "S1")
+    """)
+    [issue] = check_hooks(path)
+    assert issue.line == 3 and issue.message.startswith("on_request is a plain def, so it runs in a hook process")
+    assert "make this hook `async def`" in issue.message
+
+
 def test_check_reports_syntax_errors_with_line(tmp_path):
     path = write(tmp_path, "def on_request(evt):\n    return evt.approve('x'\n\ndef on_deny(evt):\n    pass\n")
     [issue] = check_hooks(path)
@@ -139,14 +153,28 @@ def test_examples_lint_clean_and_load(name):
     assert load_hooks(EXAMPLES / name).defined_hooks
 
 
+def test_custom_grant_example_lints_clean_and_gives_up_on_http_before_its_hook_limit():
+    assert check_hooks(EXAMPLES / "custom_grant.py", required=("grant", "revoke")) == []
+    client = load_hooks(EXAMPLES / "custom_grant.py").module._client()
+    try:
+        phases = client.timeout
+        # connect, then read the answer: both must end before the 5 s limit kills the hook.
+        assert phases.connect + phases.read < DEFAULT_HOOK_TIMEOUT
+    finally:
+        client.close()
+
+
 async def test_route_production_example():
     hooks = load_hooks(EXAMPLES / "route_production.py")
     prod = make_event(target=Target("db_rw", "DB", {"environment": "production"}))
     legacy = make_event(target=Target("prod_admin", "Prod Admin", {}))
     staging = make_event(target=Target("staging_admin", "Staging", {"environment": "staging"}))
-    assert await hooks.call("get_approval_channel", prod) == "C0PRODAPPROVALS"
-    assert await hooks.call("get_approval_channel", legacy) == "C0PRODAPPROVALS"
-    assert await hooks.call("get_approval_channel", staging) is None
+    try:
+        assert await hooks.call("get_approval_channel", prod) == "C0PRODAPPROVALS"
+        assert await hooks.call("get_approval_channel", legacy) == "C0PRODAPPROVALS"
+        assert await hooks.call("get_approval_channel", staging) is None
+    finally:
+        await hooks.aclose()
 
 
 class UsergroupDirectory:

@@ -109,7 +109,8 @@ class RunningBot:
         return await self.engine.audit.for_request(request_id)
 
     def hook_module(self, flow: str) -> Any:
-        """The imported hooks module of `flow` (to reach state a test hook keeps, such as an Event)."""
+        """The bot's own copy of `flow`'s hooks module: state kept by async hooks (sync hooks run in
+        processes of their own, whose state is theirs)."""
         return self.engine.hooks.modules[flow].module
 
     async def stop(self) -> None:

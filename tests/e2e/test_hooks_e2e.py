@@ -145,13 +145,11 @@ FAILING_HOOKS = {
             await asyncio.sleep(30)
             return evt.approve("too late")
         """, "timed out after 1s"),
-    "blocks a thread past its limit": ("""\
-        import threading
-
-        RELEASE = threading.Event()
+    "blocks past its limit": ("""\
+        import time
 
         def on_request(evt):
-            RELEASE.wait(30)
+            time.sleep(30)  # a sync hook runs in its own process, killed at the limit
             return evt.approve("too late")
         """, "timed out after 1s"),
 }
@@ -161,13 +159,8 @@ FAILING_HOOKS = {
 async def test_a_hook_that_fails_leaves_the_request_for_humans_and_alerts(launch, world, source, error):
     hooks = launch.write("hooks.py", source)
     bot = await launch.start(world.flows("hooks.py", hook_timeout="1s"))
-    try:
-        message = await request_prod(bot)
-        alert = await bot.slack.wait_for_message("C_ALERTS", contains="on_request")
-    finally:
-        release = getattr(bot.hook_module("prod_access"), "RELEASE", None)
-        if release is not None:
-            release.set()  # let the abandoned hook thread finish
+    message = await request_prod(bot)
+    alert = await bot.slack.wait_for_message("C_ALERTS", contains="on_request")
     assert str(hooks) in alert.plain and error in alert.plain
 
     request = await bot.request_for(message)

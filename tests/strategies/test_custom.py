@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import textwrap
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -65,10 +67,21 @@ def context(database: Path, **overrides) -> GrantContext:
     return GrantContext(**values)
 
 
-async def build(path: Path, **kwargs) -> CustomStrategy:
-    strategy = CustomStrategy(config(), integrations=kwargs.pop("integrations", {}), hooks=load_hooks(path, timeout=kwargs.pop("timeout", 5)))
-    await strategy.open()
-    return strategy
+@pytest.fixture
+async def build() -> AsyncIterator[Callable[..., Awaitable[CustomStrategy]]]:
+    """Opens custom strategies on a hooks file; their hook processes are closed after the test."""
+    opened: list[CustomStrategy] = []
+
+    async def open_strategy(path: Path, **kwargs) -> CustomStrategy:
+        hooks = load_hooks(path, timeout=kwargs.pop("timeout", 5))
+        strategy = CustomStrategy(config(), integrations=kwargs.pop("integrations", {}), hooks=hooks)
+        opened.append(strategy)
+        await strategy.open()
+        return strategy
+
+    yield open_strategy
+    for strategy in opened:
+        await strategy.hooks.aclose()
 
 
 def members(database: Path) -> list[tuple]:
@@ -78,7 +91,7 @@ def members(database: Path) -> list[tuple]:
         return db.execute("SELECT email, role, until FROM members").fetchall()
 
 
-async def test_contract_against_a_sqlite_target_system(tmp_path):
+async def test_contract_against_a_sqlite_target_system(build, tmp_path):
     database = tmp_path / "target.db"
     strategy = await build(write(tmp_path, SQLITE_HOOKS))
     ctx = context(database)
@@ -89,7 +102,7 @@ async def test_contract_against_a_sqlite_target_system(tmp_path):
     await run_contract(Harness(strategy, ctx, is_held))
 
 
-async def test_grant_state_values_become_strings_and_reach_revoke(tmp_path):
+async def test_grant_state_values_become_strings_and_reach_revoke(build, tmp_path):
     database = tmp_path / "target.db"
     strategy = await build(write(tmp_path, SQLITE_HOOKS))
     result = await strategy.grant(context(database))
@@ -98,7 +111,7 @@ async def test_grant_state_values_become_strings_and_reach_revoke(tmp_path):
     assert members(database) == []
 
 
-async def test_async_hooks_get_the_event_with_times_and_integrations(tmp_path):
+async def test_async_hooks_get_the_event_with_times_and_integrations(build, tmp_path):
     path = write(tmp_path, """
         SEEN = []
 
@@ -125,7 +138,7 @@ async def test_async_hooks_get_the_event_with_times_and_integrations(tmp_path):
     ]
 
 
-async def test_exception_is_retryable_and_names_file_and_function(tmp_path):
+async def test_exception_is_retryable_and_names_file_and_function(build, tmp_path):
     path = write(tmp_path, """
         def grant(evt):
             raise ConnectionError("reporting db unreachable")
@@ -143,7 +156,7 @@ async def test_exception_is_retryable_and_names_file_and_function(tmp_path):
     assert "reporting.py" in caught.value.user_message
 
 
-async def test_timeout_is_retryable(tmp_path):
+async def test_timeout_is_retryable(build, tmp_path):
     path = write(tmp_path, """
         import asyncio
 
@@ -159,7 +172,57 @@ async def test_timeout_is_retryable(tmp_path):
     assert caught.value.retryable is True
 
 
-async def test_invalid_return_is_not_retryable(tmp_path):
+async def test_a_sync_grant_that_times_out_can_never_grant_afterwards(build, tmp_path):
+    # The engine answers a timed-out grant with revoke; a grant still running after that would hand
+    # out access nothing ever revokes. The marker file stands in for the target system.
+    started, marker = tmp_path / "started", tmp_path / "granted-late"
+    path = write(tmp_path, f"""
+        import time
+        from pathlib import Path
+
+        def grant(evt):
+            Path({str(started)!r}).touch()
+            time.sleep(1.5)
+            Path({str(marker)!r}).write_text(evt.user.email)
+            return {{"member": evt.user.email}}
+
+        def revoke(evt):
+            pass
+    """)
+    strategy = await build(path, timeout=0.5)
+    await strategy.hooks.call("revoke", strategy.event(context(tmp_path / "x.db")), timeout=60)  # a warm process
+    with pytest.raises(StrategyUnavailable, match="timed out after 0.5s") as caught:
+        await strategy.grant(context(tmp_path / "x.db"))
+    assert caught.value.retryable is True
+    assert started.exists(), "the grant was running when its time ran out"
+    await asyncio.sleep(3)  # twice as long as the grant would have slept
+    assert not marker.exists(), "the timed-out grant went on and granted after jitbot gave up on it"
+
+
+async def test_two_slow_sync_grants_run_side_by_side(build, tmp_path):
+    # Each grant waits until the other has started: run one after the other, both would time out.
+    path = write(tmp_path, f"""
+        import time
+        from pathlib import Path
+
+        ROOM = Path({str(tmp_path)!r})
+
+        def grant(evt):
+            (ROOM / evt.request_id).touch()
+            while len(list(ROOM.glob("req-*"))) < 2:
+                time.sleep(0.01)
+            return {{"request": evt.request_id}}
+
+        def revoke(evt):
+            pass
+    """)
+    strategy = await build(path, timeout=20)
+    first, second = await asyncio.gather(strategy.grant(context(tmp_path / "x.db", request_id="req-1")),
+                                         strategy.grant(context(tmp_path / "x.db", request_id="req-2")))
+    assert (first.state, second.state) == ({"request": "req-1"}, {"request": "req-2"})
+
+
+async def test_invalid_return_is_not_retryable(build, tmp_path):
     path = write(tmp_path, "def grant(evt):\n    return ['g-1']\n\ndef revoke(evt):\n    pass\n")
     with pytest.raises(StrategyUnavailable, match="must return a dict") as caught:
         await (await build(path)).grant(context(tmp_path / "x.db"))
@@ -167,7 +230,7 @@ async def test_invalid_return_is_not_retryable(tmp_path):
 
 
 @pytest.mark.parametrize("error", [SubjectNotFound, TargetNotFound])
-async def test_strategy_errors_raised_by_the_hook_pass_through(tmp_path, error):
+async def test_strategy_errors_raised_by_the_hook_pass_through(build, tmp_path, error):
     path = write(tmp_path, f"""
         from core.errors import {error.__name__}
 
@@ -181,7 +244,7 @@ async def test_strategy_errors_raised_by_the_hook_pass_through(tmp_path, error):
         await (await build(path)).grant(context(tmp_path / "x.db"))
 
 
-async def test_validate_and_grant_need_an_email_or_identity(tmp_path):
+async def test_validate_and_grant_need_an_email_or_identity(build, tmp_path):
     strategy = await build(write(tmp_path, SQLITE_HOOKS))
     database = tmp_path / "target.db"
     assert await strategy.validate(context(database, subject=Subject("U1", None, identity="ann"))) == []
