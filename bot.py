@@ -1,11 +1,14 @@
-"""jitbot: just-in-time, peer-approved, time-boxed access through Slack. The composition root.
+"""jitbot: just-in-time, peer-approved, time-boxed access through Slack. The command line.
 
     python bot.py [run]                      start the bot (Socket Mode)
     python bot.py validate [--config PATH]   check a flows file; exit 0 when valid, 2 with every error
     python bot.py identities …               manage identity overrides (Slack user → target-system user)
     python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
 
-Startup failures print one clear sentence and exit non-zero, never a traceback.
+This module only parses arguments, runs the chosen command and turns failures into exit codes;
+`runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
+print one clear sentence and exit non-zero, never a traceback. docs/configuration.md lists the
+commands, environment variables and exit codes.
 
 JITBOT_DB is a SQLite file path; a URL (postgresql://…, sqlite://…) is refused. Only `run` takes the
 database's run lock, so a second bot on the same file refuses to start and names the first;
@@ -88,10 +91,11 @@ def _fail(message: str, code: int = EXIT_STARTUP) -> int:
 def validate(config_path: str | None) -> int:
     """Validate the flows file with the production registries; print one line per problem."""
     from core.config import check_config
+    from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
     path = Path(config_path or os.environ.get("JITBOT_CONFIG", "config/flows.yaml"))
     # References (${env:…}) are not resolved here: validate runs where the secrets may not be.
-    issues = check_config(path)
+    issues = check_config(path, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES)
     if issues:
         for issue in issues:
             print(issue, file=sys.stderr)

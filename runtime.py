@@ -175,9 +175,10 @@ class Runtime:
         handlers.register(self.app, config=self.config, engine=self.engine)
 
         if self.start_timers:
-            self.scheduler.start()
+            self.scheduler.start(sweep=False)
         counts = await self.engine.recover()
         if self.start_timers:
+            self.scheduler.start_sweep()  # only now: a sweep must not race recovery
             armed = await self.scheduler.arm_window()
             log.info("timers.armed", count=armed)
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
@@ -194,7 +195,7 @@ class Runtime:
 
     async def _check_tokens(self) -> None:
         # slack_sdk retries a bad app token forever inside connect(); one explicit call each turns
-        # a bad token into one clear sentence instead (reference §1.6).
+        # a bad token into one clear sentence instead.
         try:
             identity = await self.client.auth_test()
             self.team_id = identity.get("team_id")

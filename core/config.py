@@ -52,19 +52,23 @@ _MAY_QUOTE_VALUE = frozenset({"value_error", "assertion_error", CUSTOM_ERROR, _U
 def load_config(
     path: str | Path,
     *,
-    strategy_types: Mapping[str, type] | None = None,
-    integration_types: Mapping[str, type] | None = None,
+    strategy_types: Mapping[str, type],
+    integration_types: Mapping[str, type],
     resolve_secrets: bool = False,
 ) -> JitConfig:
-    """Read and validate a flows file (registries default to `strategies.registry`); ConfigError lists every issue."""
+    """Read and validate a flows file against the given registries; ConfigError lists every issue.
+
+    The registries come from the composition root (`strategies.registry` in production): core never
+    imports the adapters.
+    """
     return _Loader(path, strategy_types, integration_types).load(resolve_secrets)
 
 
 def check_config(
     path: str | Path,
     *,
-    strategy_types: Mapping[str, type] | None = None,
-    integration_types: Mapping[str, type] | None = None,
+    strategy_types: Mapping[str, type],
+    integration_types: Mapping[str, type],
 ) -> list[ConfigIssue]:
     """Every issue of a flows file without resolving references (for `bot.py validate`); [] when valid."""
     try:
@@ -76,13 +80,7 @@ def check_config(
 class _Loader:
     """One load of one file: keeps the data, its line index and the issues found so far."""
 
-    def __init__(self, path: str | Path, strategy_types: Mapping[str, type] | None, integration_types: Mapping[str, type] | None) -> None:
-        if strategy_types is None or integration_types is None:
-            # Imported here: strategy modules import core, so a module-level import would be circular.
-            from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
-
-            strategy_types = STRATEGY_TYPES if strategy_types is None else strategy_types
-            integration_types = INTEGRATION_TYPES if integration_types is None else integration_types
+    def __init__(self, path: str | Path, strategy_types: Mapping[str, type], integration_types: Mapping[str, type]) -> None:
         self.path, self.file = Path(path), str(path)
         self.strategy_types, self.integration_types = strategy_types, integration_types
         self.base_dir = self.path.parent.resolve()
@@ -123,6 +121,7 @@ class _Loader:
             if config is None:  # valid, but some typed key holds a reference: no model without its value
                 _raise_if([self._issue(loc, f"holds {_value_at(data, loc)}, so its value is only known once references "
                                             "are resolved (load with resolve_secrets=True)") for loc in self.held_back])
+            _remember_written_strategies(config, data)
             return config
         resolved, issues = self._resolve(data)
         _raise_if(issues)

@@ -1,4 +1,4 @@
-"""The flows file's models (SPEC §2), validated through the strategy and integration registries.
+"""The flows file's models (docs/configuration.md), validated through the strategy and integration registries.
 
 Beside what pydantic checks by itself, these models hold the checks it cannot express: a strategy's
 and an integration's keys are validated with the model its registered class declares
@@ -8,6 +8,8 @@ directory); `core.config.load_config` passes it and turns every error into a loc
 """
 
 from __future__ import annotations
+
+import json
 
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -27,6 +29,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
+from core.secrets import scrub
 from core.schema import (
     Duration, IntegrationConfig, Name, StrategyConfig, StrictModel, TargetConfig, format_duration, parse_duration,
 )
@@ -299,6 +302,13 @@ class Flow(StrictModel):
         spec: dict[str, Any] = {"strategy": {k: v for k, v in written.items() if k != "targets"}, "target": target}
         if self._hooks_path is not None:
             spec["hooks"] = str(self._hooks_path)
+            spec["hook_timeout"] = self.hook_timeout.total_seconds()
+        # A secret written literally (not as a ${…} reference) must not reach the database: it is
+        # redacted, and the grant is marked so that rebuilding it later is refused, loudly.
+        text = json.dumps(spec, sort_keys=True, ensure_ascii=False)
+        redacted = scrub(text)
+        if redacted != text:
+            spec = {**json.loads(redacted), "literal_secrets": True}
         return spec
 
     @property

@@ -1,10 +1,31 @@
-"""What a decision must find true at the moment it is made: pure checks and structured refusals."""
+"""What a decision must find true at the moment it is made, checked against now, never a cache.
+
+An Approve is accepted only if the request is still pending, the click came from the request's own
+message, its flow and target still exist, its duration is still allowed, the requester is still an
+active member of the workspace, and the person clicking may decide (user-group membership and guest
+status read fresh). A refusal is audited and raised as `NotAllowed` (or `AlreadyDecided`, which the
+handler renders with who decided). When Slack cannot be asked, the click is refused.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 
+import structlog
+
+from core.config_models import Flow
 from core.errors import NotAllowed
+from core.lifecycle import Lifecycle
+from core.models import AccessRequest, MessageRef, RequestStatus as S
+from core.policy import NOBODY_MAY_DECIDE, may_decide
+from core.ports import Directory, UserInfo
+from core.secrets import scrub
+from core.targets import flow_target
+
+log = structlog.get_logger("jitbot.engine")
+
+GUESTS_REFUSED = "Guests and people from other organisations can't request access with this flow."
 
 
 class AlreadyDecided(NotAllowed):
@@ -15,10 +36,104 @@ class AlreadyDecided(NotAllowed):
         super().__init__(f"request already {status}", user_message=f"This request is already {status}.")
 
 
-def duration_allowed(flow, duration_seconds: int) -> bool:
+def duration_allowed(flow: Flow, duration_seconds: int) -> bool:
     """Whether the flow's duration field still allows a request of this length."""
     spec = flow.duration_field
     length = timedelta(seconds=duration_seconds)
     if spec.allowed_values:
         return length in spec.duration_values
     return spec.max is None or length <= spec.max
+
+
+class DecisionChecks:
+    """Checks an approve or deny against the present; audits and raises every refusal."""
+
+    def __init__(self, life: Lifecycle, directory: Directory) -> None:
+        self.life = life
+        self.directory = directory
+
+    async def check(self, request: AccessRequest, actor: str, action: str, *, by_hook: bool,
+                    source: MessageRef | None) -> Flow:
+        """Return the request's flow when `actor` may `action` it now; else audit and raise NotAllowed."""
+        try:
+            return await self._refusal(request, actor, action, by_hook=by_hook, source=source)
+        except NotAllowed as refusal:
+            await self.life.audit.append(self.life.event(
+                request, actor, "click.refused", detail={"action": action, "reason": refusal.user_message}))
+            log.info("click.refused", request_id=request.id, actor=actor, action=action, reason=refusal.user_message)
+            raise
+
+    async def _refusal(self, request: AccessRequest, actor: str, action: str, *, by_hook: bool,
+                       source: MessageRef | None) -> Flow:
+        if request.status is not S.PENDING:
+            raise AlreadyDecided(request.status.value, request.decided_by)
+        if source is not None and (source.channel, source.ts) != (request.approval_channel, request.message_ts):
+            raise NotAllowed("This button does not belong to this request's message.")
+        flow = self.life.flow(request.flow)
+        if flow is None:
+            raise NotAllowed(f"The flow '{request.flow}' is no longer in jitbot's configuration.")
+        if not by_hook:
+            await self._check_decider(request, flow, actor)
+        if action == "approve":
+            await self._check_still_grantable(request, flow)
+        hooks = self.life.hooks
+        if not by_hook and hooks.has(flow, f"on_{action}"):
+            actor_info = await self.directory.lookup_user(actor)
+            evt = hooks.event(request, flow, user=await self.life.requester(request), actor=actor_info)
+            ignored = await hooks.on_click(flow, f"on_{action}", evt, request)
+            if ignored is not None:
+                raise NotAllowed(ignored)
+        return flow
+
+    async def _check_decider(self, request: AccessRequest, flow: Flow, actor: str) -> None:
+        """Whether `actor` may decide, read fresh: a removed group member or a guest is refused."""
+        if request.approvers == ():
+            raise NotAllowed(NOBODY_MAY_DECIDE)
+        clicker = await self.fresh_user(actor, "you")
+        users: set[str] | None
+        members: frozenset[str] = frozenset()
+        if request.approvers is not None:
+            users = set(request.approvers)
+        elif flow.approvers is not None:
+            users, members = set(flow.approvers.users), await self._group_members(flow.approvers.usergroups)
+        else:
+            users = None
+        decision = may_decide(
+            requester=request.requester, clicker=actor, allow_self_approval=flow.allow_self_approval,
+            approver_users=users, approver_group_members=members,
+            clicker_is_guest=clicker.guest, allow_guests=flow.allow_guests,
+        )
+        if not decision.allowed:
+            raise NotAllowed(decision.reason)
+
+    async def _check_still_grantable(self, request: AccessRequest, flow: Flow) -> None:
+        """What an approval needs to be true now, not only when the request was made."""
+        if flow_target(flow, request.target) is None:
+            raise NotAllowed(f"The target '{request.target}' is no longer in the flow's configuration.")
+        if not duration_allowed(flow, request.duration_seconds):
+            raise NotAllowed("The requested duration is no longer allowed by the flow; ask again.")
+        requester = await self.fresh_user(request.requester, "the requester")
+        if requester.deleted:
+            raise NotAllowed("The requester's Slack account is deactivated.")
+        if requester.guest and not flow.allow_guests:
+            raise NotAllowed(GUESTS_REFUSED)
+
+    async def fresh_user(self, slack_id: str, who: str) -> UserInfo:
+        """The person as the directory knows them right now; NotAllowed when it cannot be asked."""
+        try:
+            return await self.directory.lookup_user(slack_id, fresh=True)
+        except NotAllowed:
+            raise
+        except Exception as exc:  # fail closed: an unverifiable person decides nothing
+            log.warning("directory.unavailable", user=slack_id, error=scrub(str(exc)))
+            raise NotAllowed(f"Could not check {who} with Slack just now; try again in a moment.") from None
+
+    async def _group_members(self, groups: Iterable[str]) -> frozenset[str]:
+        members: set[str] = set()
+        for group in groups:
+            try:
+                members |= await self.directory.usergroup_members(group, fresh=True)
+            except Exception as exc:
+                log.warning("directory.unavailable", usergroup=group, error=scrub(str(exc)))
+                raise NotAllowed("Could not check the approvers' user groups with Slack; try again.") from None
+        return frozenset(members)

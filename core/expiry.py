@@ -1,222 +1,289 @@
 """Revocation on time, clean-up of failed grants, request expiry, crash recovery and the sweep.
 
-`ExpiryMixin` is part of `core.engine.AccessEngine` (kept apart for size); it uses the engine's
-repositories, strategies, notifier, locks and audit helpers.
+`Expiry` is the engine's clock side. It shares the engine's `core.lifecycle.Lifecycle` and takes
+the engine's grant step as a constructor argument (a row left `approved` is finished by granting it).
 
-Two rules shape it. Access to one target for one person ends when the last live grant covering it
-ends, so a grant whose end comes while another live grant covers the same access is closed without
-a revoke call. And nothing here may be stopped by a notification: a failed DM, message edit or alert
-is logged, never raised, so a broken alerts channel cannot hold up a revocation or the sweep.
+Two rules shape it. Access to one target for one person ends when the last live grant of exactly
+that access ends: a grant whose end comes while another live grant of the same access runs (same
+recorded strategy, target and identity, on a strategy that `SharesAccess`) is closed without a
+revoke call. And nothing here may be stopped by a notification: a failed DM, message edit or alert is
+logged, never raised, so a broken alerts channel cannot hold up a revocation or the sweep.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import structlog
 
+from core.config_models import Flow
+from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
+from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest, RequestStatus as S
 from core.ports import RequesterNotice
 from core.secrets import scrub
+from core.strategy import SharesAccess
+from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
 
-SYSTEM = "system"  # the audit actor for what the bot does on its own
-REVOKE_BACKOFF_START = 2.0  # seconds: back-off starts within seconds…
-REVOKE_BACKOFF_CAP = 300.0  # …and is capped at 5 minutes
+DEFER_RECHECK = timedelta(minutes=1)  # a deferred clean-up looks again at least this often
+Grant = Callable[[AccessRequest, Flow | None], Awaitable[AccessRequest]]
 
 
 def revoke_backoff(attempt: int) -> float:
     """Seconds to wait before revoke attempt `attempt + 1` (attempt counts failures so far)."""
-    return min(REVOKE_BACKOFF_CAP, REVOKE_BACKOFF_START * 2 ** max(0, attempt - 1))
+    return min(300.0, 2.0 * 2 ** max(0, attempt - 1))
 
 
-class ExpiryMixin:
-    """revoke / clean-up / expire / recover / sweep for AccessEngine."""
+revoke_delay = revoke_backoff
+
+
+class Expiry:
+    """revoke / clean-up / expire / recover / sweep; see the module docstring."""
+
+    def __init__(self, life: Lifecycle, *, grant: Grant) -> None:
+        self.life = life
+        self._grant = grant
 
     # ── revoke ────────────────────────────────────────────────────────────────────────────────
 
     async def revoke(self, request_id: str) -> AccessRequest | None:
         """Do what is due for a request: revoke a grant at its end, retry a failed grant's clean-up,
         or settle a grant whose record write failed. Anything else is left alone."""
-        async with self._lock(request_id):
-            request = await self.requests.get(request_id)
+        life = self.life
+        async with life.lock(request_id):
+            request = await life.requests.get(request_id)
             if request.status is S.APPROVED:
                 return await self._settle_approved(request)
             if request.status is S.FAILED:
-                due = request.next_attempt_at is not None and request.next_attempt_at <= self.clock.now()
-                return await self._clean_up(request) if due else None
-            if request.status is not S.GRANTED:
+                due = request.next_attempt_at is not None and request.next_attempt_at <= life.clock.now()
+                return await self.clean_up(request) if due else None
+            if request.status is not S.GRANTED or request.expires_at is None:
                 return None
-            if request.expires_at > self.clock.now():  # a timer armed for an earlier end; never revoke early
-                self.timers.arm_revoke(request_id, request.expires_at)
+            if request.expires_at > life.clock.now():  # a timer armed for an earlier end; never revoke early
+                life.timers.arm_revoke(request_id, request.expires_at)
                 return None
             return await self._revoke_granted(request)
 
     async def _revoke_granted(self, request: AccessRequest) -> AccessRequest:
-        strategy = self._strategy_for(request)
-        covering = await self._covering(request)
-        if covering is None:
-            if strategy is None:
-                return await self._revoke_failed(request, StrategyUnavailable(
-                    f"flow '{request.flow}' is no longer in the config and no recorded strategy was rebuilt for "
-                    "this grant: restore the flow, or revoke it by hand"))
-            try:
-                async with self._gate(request.flow):
-                    await strategy.revoke(await self._context(request), request.grant_state)
-            except Exception as exc:
-                return await self._revoke_failed(request, exc)
-        detail = {"attempts": request.revoke_attempts + (0 if covering else 1)}
-        if covering is not None:
-            detail["access_kept_by"] = covering.id
-        request = await self.requests.transition(
-            request.id, S.GRANTED, S.REVOKED,
-            changes={"ended_at": self.clock.now(), "next_attempt_at": None},
-            audit=self._audit(request, SYSTEM, "access.revoked", S.GRANTED, S.REVOKED, detail),
-        )
+        life = self.life
+        strategy = life.strategy_for(request)
+        async with life.access_lock(request):
+            covering = await self._covering(request)
+            if covering is None:
+                if strategy is None:
+                    return await self._revoke_failed(request, StrategyUnavailable(
+                        f"flow '{request.flow}' is no longer in the config and no recorded strategy was rebuilt "
+                        "for this grant: restore the flow, or revoke it by hand"))
+                try:
+                    async with life.gate(request.flow):
+                        await strategy.revoke(await life.context(request), request.grant_state)
+                except Exception as exc:
+                    return await self._revoke_failed(request, exc)
+            detail: dict[str, object] = {"attempts": request.revoke_attempts + (0 if covering else 1)}
+            if covering is not None:
+                detail["access_kept_by"] = covering.id
+            request = await life.requests.transition(
+                request.id, S.GRANTED, S.REVOKED,
+                changes={"ended_at": life.clock.now(), "next_attempt_at": None},
+                audit=life.event(request, SYSTEM, "access.revoked", S.GRANTED, S.REVOKED, detail),
+            )
+        assert request.expires_at is not None
         log.info("access.revoked", request_id=request.id, kept_by=covering.id if covering else None,
-                 late_seconds=round((self.clock.now() - request.expires_at).total_seconds(), 3))
-        request = await self._publish(request)
-        if covering is not None:
-            await self._tell(request, RequesterNotice.SUPERSEDED, detail=(
+                 late_seconds=round((life.clock.now() - request.expires_at).total_seconds(), 3))
+        request = await life.publish(request)
+        if covering is not None and covering.expires_at is not None:
+            await life.tell(request, RequesterNotice.SUPERSEDED, detail=(
                 f"Your access continues under request {covering.id}, "
                 f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."))
             return request
-        await self._tell(request, RequesterNotice.REVOKED)
-        flow = self._flow(request.flow)
-        if flow is not None:
-            await self._after(flow, "after_revoke", request)
+        await life.tell(request, RequesterNotice.REVOKED)
+        await life.after(life.flow(request.flow), "after_revoke", request)
         return request
 
-    async def _clean_up(self, request: AccessRequest) -> AccessRequest | None:
-        """Take back whatever a failed grant may have left; retried like any revocation until it succeeds."""
-        covering = await self._covering(request)
-        if covering is not None:
-            # Another live grant holds the same access: revoking now would cut it short. The failed
-            # attempt may still land late, so the clean-up is put off until that grant ends, not dropped.
-            request = await self.requests.update(
-                request.id, {"next_attempt_at": covering.expires_at}, expected_status=S.FAILED,
-                audit=self._audit(request, SYSTEM, "grant.cleanup_deferred", detail={
-                    "access_kept_by": covering.id, "until": covering.expires_at.isoformat()}))
-            self.timers.arm_revoke(request.id, covering.expires_at)
-            return request
-        strategy = self._strategy_for(request)
-        try:
-            if strategy is None:
-                raise StrategyUnavailable(f"flow '{request.flow}' is no longer in the config")
-            async with self._gate(request.flow):
-                await strategy.revoke(await self._context(request), request.grant_state)
-        except Exception as exc:
-            return await self._revoke_failed(request, exc, expected=S.FAILED)
-        request = await self.requests.update(
-            request.id, {"next_attempt_at": None, "last_error": None}, expected_status=S.FAILED,
-            audit=self._audit(request, SYSTEM, "grant.cleaned_up", detail={"attempts": request.revoke_attempts + 1}))
+    async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
+        """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""
+        life = self.life
+        async with life.access_lock(request):
+            covering = await self._covering(request)
+            if covering is not None and covering.expires_at is not None:
+                return await self._defer_clean_up(request, covering)
+            strategy = life.strategy_for(request)
+            try:
+                if strategy is None:
+                    raise StrategyUnavailable(f"flow '{request.flow}' is no longer in the config")
+                async with life.gate(request.flow):
+                    await strategy.revoke(await life.context(request), request.grant_state)
+            except Exception as exc:
+                return await self._revoke_failed(request, exc, expected=S.FAILED)
+            request = await life.requests.update(
+                request.id, {"next_attempt_at": None, "last_error": None}, expected_status=S.FAILED,
+                audit=life.event(request, SYSTEM, "grant.cleaned_up", detail={"attempts": request.revoke_attempts + 1}))
         log.info("grant.cleaned_up", request_id=request.id)
         return request
 
+    async def _defer_clean_up(self, request: AccessRequest, covering: AccessRequest) -> AccessRequest:
+        # Another live grant holds exactly this access: revoking now would cut it short. The failed
+        # attempt may still land late, so the clean-up is put off, not dropped, and looks again at
+        # least every minute (the covering grant may itself fail or end early).
+        life = self.life
+        assert covering.expires_at is not None
+        when = min(covering.expires_at, life.clock.now() + DEFER_RECHECK)
+        note = f"clean-up deferred while request {covering.id} holds the same access"
+        audit = None if request.last_error == note else life.event(
+            request, SYSTEM, "grant.cleanup_deferred",
+            detail={"access_kept_by": covering.id, "until": covering.expires_at.isoformat()})
+        request = await life.requests.update(
+            request.id, {"next_attempt_at": when, "last_error": note}, expected_status=S.FAILED, audit=audit)
+        life.timers.arm_revoke(request.id, when)
+        return request
+
+    async def take_back_unrecorded(self, request: AccessRequest, state: Mapping[str, str]) -> None:
+        """A grant landed for a row someone else settled meanwhile: make sure it leaves nothing behind."""
+        life = self.life
+        current = await life.requests.get(request.id)
+        if current.status is S.GRANTED:
+            return  # recorded after all: revoked at its end like any grant
+        if current.status is S.FAILED:
+            current = await life.requests.update(
+                request.id, {"next_attempt_at": life.clock.now(), "grant_state": dict(state)}, expected_status=S.FAILED)
+            await self.clean_up(current)
+            return
+        strategy = life.strategy_for(request)
+        try:
+            async with life.access_lock(request):
+                if strategy is not None and await self._covering(current) is None:
+                    await strategy.revoke(await life.context(current), state)
+        except Exception as exc:
+            await life.alert("A grant landed for a request that was already settled, and taking it back failed",
+                             request, error=str(exc), action="Check the target system by hand.")
+
     async def _covering(self, request: AccessRequest) -> AccessRequest | None:
-        """Another live grant of the same target to the same person that outlasts now, if any."""
-        now = self.clock.now()
-        for other in await self.requests.list_live_for(request.flow, request.target, request.requester):
-            if other.id != request.id and other.expires_at is not None and other.expires_at > now:
+        """Another live grant of exactly the same access that outlasts now, if the strategy shares access."""
+        if not request.grant_spec or not isinstance(self.life.strategy_for(request), SharesAccess):
+            return None
+        now = self.life.clock.now()
+        for other in await self.life.requests.list_live_for(request.flow, request.target, request.requester):
+            if (other.id != request.id and other.grant_spec == request.grant_spec
+                    and other.expires_at is not None and other.expires_at > now):
                 return other
         return None
 
     async def _revoke_failed(self, request: AccessRequest, error: BaseException, *,
                              expected: S = S.GRANTED) -> AccessRequest:
+        life = self.life
         attempts = request.revoke_attempts + 1
-        delay = revoke_backoff(attempts)
-        next_at = self.clock.now() + timedelta(seconds=delay)
+        delay = revoke_delay(attempts)
+        next_at = life.clock.now() + timedelta(seconds=delay)
         message = scrub(str(error)) or type(error).__name__
-        what = "Revocation" if expected is S.GRANTED else "Clean-up after the failed grant"
-        request = await self.requests.update(
+        request = await life.requests.update(
             request.id,
             {"revoke_attempts": attempts, "next_attempt_at": next_at, "last_error": message},
             expected_status=expected,
-            audit=self._audit(request, SYSTEM, "revoke.failed", detail={
+            audit=life.event(request, SYSTEM, "revoke.failed", detail={
                 "attempt": attempts, "error": message, "retry_in_seconds": delay, "cleanup": expected is S.FAILED}),
         )
         log.error("revoke.failed", request_id=request.id, attempt=attempts, retry_in=delay, error=message)
-        self.timers.arm_revoke(request.id, next_at)
-        await self._alert(
-            f"{what} of request {request.id} ({request.flow}/{request.target}, requested by {request.requester}) "
-            f"failed (attempt {attempts}): {message}. Retrying in {int(delay)}s.", request)
+        life.timers.arm_revoke(request.id, next_at)
+        what = "Revocation failed" if expected is S.GRANTED else "Clean-up after a failed grant failed"
+        await life.alert(f"{what} (attempt {attempts})", request, error=message,
+                         action=f"Retrying in {int(delay)}s.")
         return request
 
     # ── expiry ────────────────────────────────────────────────────────────────────────────────
 
     async def expire(self, request_id: str) -> AccessRequest | None:
         """Expire a pending request that was not decided within its flow's request_timeout."""
-        async with self._lock(request_id):
-            request = await self.requests.get(request_id)
-            if request.status is not S.PENDING or not self._timed_out(request):
+        async with self.life.lock(request_id):
+            request = await self.life.requests.get(request_id)
+            if request.status is not S.PENDING or not self.life.timed_out(request):
                 return None
-            return await self._expire_locked(request)
+            return await self.expire_locked(request)
 
-    async def _expire_locked(self, request: AccessRequest, reason: str | None = None) -> AccessRequest | None:
+    async def expire_locked(self, request: AccessRequest, reason: str | None = None) -> AccessRequest | None:
+        """Expire a pending request whose lock is held; update its message and tell the requester."""
+        life = self.life
         try:
-            request = await self.requests.transition(
+            request = await life.requests.transition(
                 request.id, S.PENDING, S.EXPIRED,
-                changes={"ended_at": self.clock.now(), **({"decision_reason": reason} if reason else {})},
-                audit=self._audit(request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED,
-                                  {"reason": reason} if reason else None),
+                changes={"ended_at": life.clock.now(), **({"decision_reason": reason} if reason else {})},
+                audit=life.event(request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED,
+                                 {"reason": reason} if reason else None),
             )
         except InvalidTransition:
             return None
-        self.timers.disarm(request.id)
-        request = await self._publish(request)
-        await self._tell(request, RequesterNotice.EXPIRED)
+        life.timers.disarm(request.id)
+        request = await life.publish(request)
+        await life.tell(request, RequesterNotice.EXPIRED)
         return request
 
     # ── time: recovery and the sweep ──────────────────────────────────────────────────────────
 
     async def recover(self) -> dict[str, int]:
         """At start: end requests of removed flows, settle half-done grants, then sweep."""
+        life = self.life
         counts = {"regranted": 0, "in_doubt_revoked": 0, "flow_removed_expired": 0}
-        for request in await self.requests.list_by_status(S.PENDING):
-            if self._flow(request.flow) is None:  # nobody can decide it any more
-                async with self._lock(request.id):
-                    if await self._guarded(self._expire_locked, request,
-                                           f"flow '{request.flow}' was removed from the configuration"):
+        for listed in await life.requests.list_by_status(S.PENDING):
+            if life.flow(listed.flow) is None:  # nobody can decide it any more
+                async with life.lock(listed.id):
+                    request = await life.requests.get(listed.id)  # as it is now, not as listed
+                    if request.status is S.PENDING and await self._guarded(
+                            self.expire_locked, request, f"flow '{request.flow}' was removed from the configuration"):
                         counts["flow_removed_expired"] += 1
-        for request in await self.requests.list_by_status(S.APPROVED):
-            in_doubt = request.expires_at is not None and request.expires_at <= self.clock.now()
-            async with self._lock(request.id):
-                if await self._guarded(self._settle_approved, request) is not None:
-                    counts["in_doubt_revoked" if in_doubt else "regranted"] += 1
+        for listed in await life.requests.list_by_status(S.APPROVED):
+            in_doubt = listed.expires_at is not None and listed.expires_at <= life.clock.now()
+            if await self._guarded(self.revoke, listed.id) is not None:  # re-read under its lock
+                counts["in_doubt_revoked" if in_doubt else "regranted"] += 1
         counts.update(await self.sweep())
         log.info("recovery.done", **counts)
         return counts
 
     async def _settle_approved(self, request: AccessRequest) -> AccessRequest | None:
         """A row left `approved` (a crash or a failed write mid-grant): finish it as recovery would."""
-        if request.expires_at is not None and request.expires_at <= self.clock.now():
+        life = self.life
+        if request.expires_at is not None and request.expires_at <= life.clock.now():
             # The window ended; the grant may or may not have happened. Treat it as held so the
             # normal revoke path (with its retries and alerts) takes it back. Never granted late.
-            request = await self.requests.transition(
+            request = await life.requests.transition(
                 request.id, S.APPROVED, S.GRANTED, changes={"granted_at": None, "grant_state": {}},
-                audit=self._audit(request, SYSTEM, "grant.in_doubt", S.APPROVED, S.GRANTED,
-                                  {"note": "the grant's window ended before it was recorded; revoking"}),
+                audit=life.event(request, SYSTEM, "grant.in_doubt", S.APPROVED, S.GRANTED,
+                                 {"note": "the grant's window ended before it was recorded; revoking"}),
             )
             return await self._revoke_granted(request)
-        if self._strategy_for(request) is None:
-            return None  # nothing can act on it: revoked at its end through the branch above, or alerted
-        return await self._grant(request, self._flow(request.flow))
+        flow = life.flow(request.flow)
+        if (flow is None or request.id in life.retired or flow_target(flow, request.target) is None
+                or not duration_allowed(flow, request.duration_seconds)):
+            # What was approved is no longer what the config allows: never granted now. The grant
+            # may have half-happened before the stop, so it is cleaned up like any failed grant.
+            request = await life.requests.transition(
+                request.id, S.APPROVED, S.FAILED,
+                changes={"failure_reason": "the flow changed before the grant was made",
+                         "next_attempt_at": life.clock.now(), "revoke_attempts": 0},
+                audit=life.event(request, SYSTEM, "grant.failed", S.APPROVED, S.FAILED,
+                                 {"error": "the flow changed before the grant was made"}))
+            request = await self.clean_up(request) or request
+            request = await life.publish(request)
+            await life.tell(request, RequesterNotice.FAILED)
+            return request
+        return await self._grant(request, flow)
 
     async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
         """Do everything that is due; the safety net under the timers, and what finishes a failed write."""
-        now = self.clock.now()
-        due = await self.requests.list_due_revocations(now)
-        stale = await self.requests.list_pending_timed_out(now)
+        life = self.life
+        now = life.clock.now()
+        due = await life.requests.list_due_revocations(now)
+        stale = await life.requests.list_pending_timed_out(now)
         # Rows left `approved` by a failed write: not while this process is still granting them.
-        stuck = [r for r in await self.requests.list_by_status(S.APPROVED) if not self._busy(r.id)]
-        unposted = [r for r in await self.requests.list_unposted()
-                    if r.id not in self._submitting and not self._busy(r.id)]
+        stuck = [r for r in await life.requests.list_by_status(S.APPROVED) if not life.busy(r.id)]
+        unposted = [r for r in await life.requests.list_unposted()
+                    if r.id not in life.submitting and not life.busy(r.id)]
         gate = asyncio.Semaphore(concurrency)
 
-        async def guarded(fn, request_id):
+        async def guarded(fn: Callable[[str], Awaitable[object]], request_id: str) -> None:
             async with gate:
                 try:
                     await fn(request_id)
@@ -230,26 +297,23 @@ class ExpiryMixin:
 
     async def _repost(self, request_id: str) -> None:
         """Try again to post a pending request that never reached its approval channel."""
-        async with self._lock(request_id):
-            request = await self.requests.get(request_id)
+        life = self.life
+        async with life.lock(request_id):
+            request = await life.requests.get(request_id)
             if request.status is not S.PENDING or request.message_ts:
                 return
             try:
-                ts = await self.notifier.publish(request)
+                ts = await life.notifier.publish(request)
             except Exception as exc:
                 log.warning("publish.still_failing", request_id=request_id, error=scrub(str(exc)))
                 return
-            request = await self.requests.update(request_id, {"message_ts": ts})
-        await self._tell(request, RequesterNotice.SUBMITTED)
+            request = await life.requests.update(request_id, {"message_ts": ts})
+        await life.tell(request, RequesterNotice.SUBMITTED)
 
-    async def _guarded(self, fn, *args):
+    async def _guarded(self, fn: Callable[..., Awaitable[AccessRequest | None]], *args: object) -> AccessRequest | None:
         """Run one recovery step; a failure is logged and the next step still runs."""
         try:
             return await fn(*args)
         except Exception:
-            log.exception("recovery.item_failed", step=fn.__name__)
+            log.exception("recovery.item_failed", step=getattr(fn, "__name__", "step"))
             return None
-
-    def _busy(self, request_id: str) -> bool:
-        lock = self._locks.get(request_id)
-        return lock is not None and lock.locked()

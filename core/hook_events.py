@@ -1,4 +1,4 @@
-"""The `evt` a policy hook receives (SPEC §6), and the decisions a hook can hand back.
+"""The `evt` a policy hook receives (docs/hooks.md), and the decisions a hook can hand back.
 
     evt.request_id, evt.flow                     the request and its flow's name
     evt.target.name / .label / .settings         what is asked for

@@ -16,6 +16,7 @@ import structlog
 from core.hook_events import Approve, Deny, HookEvent
 from core.errors import HookError
 from core.models import AccessRequest, AuditEvent, Target
+from core.ports import Alert
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.hooks")
@@ -122,8 +123,6 @@ class HookRunner:
             "on_approve": "The approval was refused.",
         }.get(hook, "The request was handled as if the hook had not spoken.")
         try:
-            await self.notifier.alert(
-                f"Hook {hook} in {path} failed for request {request.id} ({flow.name}): {message}. {consequence}",
-                request)
+            await self.notifier.alert(Alert(f"Hook {hook} in {path} failed", request, message, consequence))
         except Exception:
             log.exception("alert.failed")

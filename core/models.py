@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 
 class RequestStatus(StrEnum):
-    """Where a request stands; values are the SPEC's lowercase words."""
+    """Where a request stands; values are the lowercase words of docs/slack-behaviour.md."""
 
     PENDING = "pending"
     APPROVED = "approved"

@@ -1,12 +1,18 @@
-"""What the engine needs from the outside world, as protocols; handlers/ implements them for Slack."""
+"""What the engine needs from the outside world, as protocols.
+
+handlers/ implements Directory and Notifier for Slack, storage/ the stores, core.scheduler the
+Timers. Core owns these protocols; the adapters depend on core, never the other way round.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
-from core.models import AccessRequest
+from core.models import AccessRequest, AuditEvent, RequestStatus
 
 
 @dataclass(frozen=True)
@@ -56,6 +62,94 @@ class Notifier(Protocol):
         """DM the requester about `notice`; `detail` is extra text such as a strategy's instructions."""
         ...
 
-    async def alert(self, text: str, request: AccessRequest | None = None) -> None:
-        """Tell the operators; `text` is plain text (the notifier escapes it), never markup."""
+    async def alert(self, alert: Alert) -> None:
+        """Tell the operators; the notifier renders the alert (and escapes its text)."""
         ...
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Something the operators must know, as data: plain text only, rendered by the notifier.
+
+    `summary` says what happened, `error` quotes the failure (scrubbed), `action` says what jitbot
+    does next or what a person should do; `request` is the request it concerns, if any.
+    """
+
+    summary: str
+    request: AccessRequest | None = None
+    error: str | None = None
+    action: str | None = None
+
+    def __str__(self) -> str:
+        about = ""
+        if self.request is not None:
+            request = self.request
+            about = f" (request {request.id}, {request.flow}/{request.target}, requested by {request.requester})"
+        error = f": {self.error.rstrip('. ')}" if self.error else ""
+        action = f" {self.action}" if self.action else ""
+        return f"{self.summary}{about}{error}.{action}"
+
+
+class Timers(Protocol):
+    """Where the engine arms its timers; core.scheduler implements it, tests may use a recorder."""
+
+    def arm_revoke(self, request_id: str, when: datetime) -> None: ...
+
+    def arm_expire(self, request_id: str, when: datetime) -> None: ...
+
+    def disarm(self, request_id: str) -> None: ...
+
+
+class NoTimers:
+    """Timers that arm nothing: the sweep alone drives time (tests, and before the scheduler is wired)."""
+
+    def arm_revoke(self, request_id: str, when: datetime) -> None:
+        """Arm nothing."""
+
+    def arm_expire(self, request_id: str, when: datetime) -> None:
+        """Arm nothing."""
+
+    def disarm(self, request_id: str) -> None:
+        """Disarm nothing."""
+
+
+class RequestStore(Protocol):
+    """Access requests, every status change a compare-and-set with its audit row (storage.requests)."""
+
+    async def create(self, request: AccessRequest, audit: AuditEvent) -> AccessRequest: ...
+
+    async def get(self, request_id: str) -> AccessRequest: ...
+
+    async def transition(self, request_id: str, expected: RequestStatus | Collection[RequestStatus],
+                         new: RequestStatus, *, changes: Mapping[str, Any] = ..., audit: AuditEvent) -> AccessRequest: ...
+
+    async def update(self, request_id: str, changes: Mapping[str, Any], *, audit: AuditEvent | None = None,
+                     expected_status: RequestStatus | Collection[RequestStatus] | None = None) -> AccessRequest: ...
+
+    async def list_by_status(self, *statuses: RequestStatus) -> list[AccessRequest]: ...
+
+    async def list_due_revocations(self, now: datetime) -> list[AccessRequest]: ...
+
+    async def list_pending_timed_out(self, now: datetime) -> list[AccessRequest]: ...
+
+    async def list_live_for(self, flow: str, target: str, requester: str) -> list[AccessRequest]: ...
+
+    async def list_unposted(self) -> list[AccessRequest]: ...
+
+    async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]: ...
+
+    async def list_granted_schedule(self, until: datetime | None = None) -> Sequence[tuple[str, datetime, datetime | None]]: ...
+
+    async def list_pending_timeouts(self, until: datetime | None = None) -> Sequence[tuple[str, datetime]]: ...
+
+
+class AuditTrail(Protocol):
+    """The append-only audit trail (storage.audit)."""
+
+    async def append(self, event: AuditEvent) -> int: ...
+
+
+class IdentityLookup(Protocol):
+    """Stored identity overrides: who a Slack user is in a target system (storage.identities)."""
+
+    async def get(self, slack_id: str, system: str) -> str | None: ...

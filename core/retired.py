@@ -20,6 +20,7 @@ import structlog
 
 from core.config import recorded_strategy_config
 from core.errors import ConfigError, StartupError
+from core.hooks import DEFAULT_HOOK_TIMEOUT
 from core.models import Target
 from core.targets import as_target
 
@@ -61,7 +62,8 @@ async def rebuild_retired(
         if not spec:
             continue  # granted before grants recorded their strategy: revoked with the flow's, as then
         flow = _flow_or_none(config, flow_name)
-        if flow is not None and flow.grant_spec(target_name) == spec:
+        written = {key: value for key, value in spec.items() if key != "identity"}  # who, not how
+        if flow is not None and flow.grant_spec(target_name) == written:
             continue
         integration = spec.get("strategy", {}).get("integration")
         if isinstance(integration, str) and integration not in config.integrations:
@@ -91,12 +93,15 @@ async def rebuild_retired(
 
 async def _build(spec, config, retired: RetiredStrategies, *, integrations, strategy_types, integration_types,
                  load_hooks) -> tuple[Any, Target]:
+    if spec.get("literal_secrets"):
+        raise StartupError("its strategy block held a secret written literally, which was not recorded; "
+                           "write secrets as ${env:…} references")
     # Resolution may call AWS Secrets Manager (blocking boto3): off the event loop.
     strategy_config = await asyncio.to_thread(
         recorded_strategy_config, spec, config, strategy_types=strategy_types, integration_types=integration_types)
     hooks = None
     if spec.get("hooks") and strategy_config.type == "custom":
-        hooks = load_hooks(spec["hooks"])
+        hooks = load_hooks(spec["hooks"], timeout=float(spec.get("hook_timeout") or DEFAULT_HOOK_TIMEOUT))
         retired.hook_modules.append(hooks)
     strategy = strategy_types[strategy_config.type](strategy_config, integrations=integrations, hooks=hooks)
     await strategy.open()

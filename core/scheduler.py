@@ -34,16 +34,23 @@ class Scheduler:
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
 
-    def start(self) -> None:
-        """Start the scheduler and its periodic sweep (call inside the running event loop).
+    def start(self, *, sweep: bool = True) -> None:
+        """Start the scheduler (call inside the running event loop), and its periodic sweep unless
+        `sweep=False` (then call `start_sweep()` once recovery is done: a sweep racing recovery could
+        settle a row recovery is about to act on).
 
         Start it before anything arms timers: APScheduler only de-duplicates job ids once running.
         """
         if self._scheduler.running:
             return
+        self._scheduler.start()
+        if sweep:
+            self.start_sweep()
+
+    def start_sweep(self) -> None:
+        """Run the sweep every `sweep_interval` from now on."""
         self._scheduler.add_job(self.sweep, "interval", seconds=self.sweep_interval.total_seconds(),
                                 id="sweep", replace_existing=True)
-        self._scheduler.start()
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop firing timers, then give revocations already running `grace` seconds to finish."""

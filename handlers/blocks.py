@@ -1,7 +1,8 @@
 """Pure Block Kit builders: views, the approval message and DMs. No client calls, no I/O.
 
-Every builder returns plain dicts that stay within Slack's limits (reference §4.1): user-supplied
-text is escaped and truncated, option lists are split into groups of at most 100.
+Every builder returns plain dicts that stay within Slack's limits (the test emulator checks them:
+tests/fakes/slack_emulator/blocks_validator.py): user-supplied text is escaped and truncated, option
+lists are split into groups of at most 100.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from datetime import datetime
 from typing import Any, Iterable
 
 from core.models import AccessRequest, RequestStatus as S
+from core.ports import Alert
 from core.schema import format_duration
 from handlers.forms import MAX_INT_DIGITS, MAX_STRING_LENGTH, MAX_TEXT_LENGTH
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
@@ -297,7 +299,14 @@ def already_decided_text(status: str, by: str | None) -> str:
     return f":warning: This request is already {escape(status)}{decided}."
 
 
-def alert_text(text: str, request: AccessRequest | None) -> str:
-    """An operator alert: plain text escaped like any other text, plus who the request is for."""
-    about = f" (requester <@{request.requester}>)" if request is not None else ""
-    return f":rotating_light: {escape(text)}{about}"
+def alert_text(alert: Alert) -> str:
+    """An operator alert: its plain text escaped like any other text, plus who the request is for."""
+    text = f":rotating_light: {escape(alert.summary)}"
+    request = alert.request
+    if request is not None:
+        text += f" · request `{escape(request.id)}` ({escape(request.flow)}/{escape(request.target)}) for <@{request.requester}>"
+    if alert.error:
+        text += f": {escape(clip(alert.error.rstrip('. '), 1500))}"
+    if alert.action:
+        text += f". {escape(alert.action)}"
+    return text

@@ -9,7 +9,7 @@ from handlers.errors import reported
 
 
 def register(app: AsyncApp, config) -> None:
-    """Listen for the configured command (SPEC §2 `slack.command`, default /sym)."""
+    """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
     async def handle_request_command(ack, body, client) -> None:
         text = (body.get("text") or "").strip()

@@ -78,6 +78,10 @@ class SlackDirectory:
         return await self._groups.get_or_load(usergroup_id, load)
 
     async def is_in_usergroup(self, user, usergroup_id: str) -> bool:
-        """Whether `user` (a hook user, or a Slack id) is a member of the user group, for hooks."""
+        """Whether `user` (a hook user, or a Slack id) is a member of the user group, for hooks.
+
+        Read fresh: hooks use it to decide (fast-track, restrict approvals), and a decision reads the
+        present, never a cache someone was removed from a minute ago.
+        """
         slack_id = user if isinstance(user, str) else user.slack_id
-        return slack_id in await self.usergroup_members(usergroup_id)
+        return slack_id in await self.usergroup_members(usergroup_id, fresh=True)

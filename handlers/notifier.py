@@ -6,7 +6,7 @@ import structlog
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.models import AccessRequest
-from core.ports import RequesterNotice
+from core.ports import Alert, RequesterNotice
 from core.secrets import scrub
 from handlers import blocks
 
@@ -49,17 +49,17 @@ class SlackNotifier:
         text = blocks.requester_dm(request, notice.value, label, detail)
         await self.client.chat_postMessage(channel=await self._dm_channel(request.requester), text=text)
 
-    async def alert(self, text: str, request: AccessRequest | None = None) -> None:
+    async def alert(self, alert: Alert) -> None:
         """Post to the alerts channel when one is configured; always log.
 
-        The text may quote a hook's error or a requester's reason, so it is escaped like any other
-        text: a `<!channel>` or a `<https://…|link>` in it reaches Slack as plain characters.
+        The alert may quote a hook's error or a requester's reason, so its text is escaped like any
+        other text: a `<!channel>` or a `<https://…|link>` in it reaches Slack as plain characters.
         """
-        text = scrub(text)
-        log.warning("alert", text=text, request_id=request.id if request else None)
+        text = scrub(str(alert))
+        log.warning("alert", text=text, request_id=alert.request.id if alert.request else None)
         channel = self.config.slack.alerts_channel
         if channel:
-            await self.client.chat_postMessage(channel=channel, text=blocks.alert_text(text, request),
+            await self.client.chat_postMessage(channel=channel, text=scrub(blocks.alert_text(alert)),
                                                unfurl_links=False, unfurl_media=False)
 
     async def ephemeral(self, channel: str, user: str, text: str) -> None:

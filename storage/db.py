@@ -292,7 +292,7 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
         db.execute("PRAGMA foreign_keys = ON")
         if path != MEMORY:
             db.execute("PRAGMA journal_mode = WAL")
-        # FULL, not NORMAL. WAL+NORMAL already survives a process crash or kill -9 (SPEC §5), but
+        # FULL, not NORMAL. WAL+NORMAL already survives a process crash or kill -9 (docs/guarantees.md), but
         # after a power loss or a VM/host crash it can lose every commit since the last checkpoint.
         # Losing an `approved` row whose grant already reached the target system would leave access
         # that nothing ever revokes, so each commit fsyncs the WAL. It costs ~0.3 ms per commit on

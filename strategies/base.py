@@ -1,108 +1,28 @@
-"""The strategy protocol every adapter implements, and the values that cross it.
+"""The base adapters share; the strategy protocol itself and its values live in `core.strategy`.
 
-A strategy grants and revokes one target for one person in one system. The engine calls:
-
-    issues = await strategy.validate(ctx)      # at submit time: can this person be matched?
-    result = await strategy.grant(ctx)         # after approval; result.state is persisted
-    await strategy.revoke(ctx, result.state)   # at the end time, with the persisted state
-
-Rules every strategy keeps:
-- `grant` of something already held and `revoke` of something already gone both succeed
-  (idempotency is what makes crash recovery and retried envelopes safe).
-- Failures raise `core.errors.StrategyError` subclasses: `SubjectNotFound`, `TargetNotFound`,
-  or `StrategyUnavailable(retryable=…)`. Messages never contain secrets.
-- Construction does no I/O: `__init__(config, *, integrations, hooks)` only stores; `open()` builds
-  clients; `aclose()` releases them.
-- The class attribute `config_model` is the pydantic model of the flow's `strategy:` block, and
-  `system` is the human name of the target system ("Okta", "AWS IAM") used in user-facing errors.
-- `identity_key` names whose identity overrides apply (an integration name, or the strategy type).
-
-Optional capabilities are separate runtime-checkable protocols, probed with isinstance():
-`SupportsIsActive` (used by the contract suite and live checks) and `SupportsInstructions`.
+Adapters import the protocol's values from here or from `core.strategy` (the same objects):
+adapters depend on core, never the other way round.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import Any, ClassVar, Mapping
 
 from core.errors import StartupError
-from core.models import Subject, Target
+from core.strategy import (
+    GrantContext,
+    GrantResult,
+    Integration,
+    Strategy,
+    SupportsInstructions,
+    SupportsIsActive,
+    ValidationIssue,
+)
 
-
-@dataclass(frozen=True)
-class GrantContext:
-    """Everything a strategy needs to act on one request."""
-
-    request_id: str
-    flow: str
-    target: Target
-    subject: Subject
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    granted_at: datetime | None = None
-    expires_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class GrantResult:
-    """What a grant produced: `state` is persisted and handed back to `revoke`."""
-
-    state: Mapping[str, str] = field(default_factory=dict)
-    instructions: str | None = None
-
-
-@dataclass(frozen=True)
-class ValidationIssue:
-    """A reason a request cannot be served: `user_message` for the person, `detail` for logs."""
-
-    user_message: str
-    detail: str = ""
-
-
-@runtime_checkable
-class Strategy(Protocol):
-    """Grants and revokes one target for one person; both operations are idempotent."""
-
-    system: ClassVar[str]
-
-    @property
-    def identity_key(self) -> str: ...
-
-    async def open(self) -> None: ...
-
-    async def aclose(self) -> None: ...
-
-    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]: ...
-
-    async def grant(self, ctx: GrantContext) -> GrantResult: ...
-
-    async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None: ...
-
-
-@runtime_checkable
-class SupportsIsActive(Protocol):
-    """A strategy that can tell whether the access is currently held in the target system."""
-
-    async def is_active(self, ctx: GrantContext) -> bool: ...
-
-
-@runtime_checkable
-class SupportsInstructions(Protocol):
-    """A strategy that can tell the requester how to use the access (shown in the DM)."""
-
-    def instructions(self, ctx: GrantContext) -> str | None: ...
-
-
-@runtime_checkable
-class Integration(Protocol):
-    """A named connection from `integrations:` that strategies and hooks share (one client each)."""
-
-    name: str
-
-    async def open(self) -> None: ...
-
-    async def aclose(self) -> None: ...
+__all__ = [
+    "GrantContext", "GrantResult", "Integration", "IntegrationStrategy", "Strategy", "SupportsInstructions",
+    "SupportsIsActive", "ValidationIssue",
+]
 
 
 class IntegrationStrategy:
@@ -115,6 +35,7 @@ class IntegrationStrategy:
 
     integration_class: ClassVar[type]
     integration_type: ClassVar[str]
+    shares_access: ClassVar[bool] = True  # a membership: two grants of it to one identity are one access
 
     def __init__(self, config: Any, *, integrations: Mapping[str, object], hooks: Any = None) -> None:
         integration = integrations.get(config.integration)

@@ -502,7 +502,7 @@ def test_check_config_lists_issues_instead_of_raising(tmp_path):
     assert [str(i) for i in check_config(path, strategy_types=STRATEGIES, integration_types=INTEGRATIONS)] == [
         f"{path}:17: flows[0].strategy.type: unknown type 'aws-sso' (known: {KNOWN})"
     ]
-    assert [i.message for i in check_config(tmp_path / "missing.yaml")] == ["cannot read the file: No such file or directory"]
+    assert [i.message for i in check_config(tmp_path / "missing.yaml", strategy_types=STRATEGIES, integration_types=INTEGRATIONS)] == ["cannot read the file: No such file or directory"]
 
 
 def test_malformed_references_are_located(tmp_path):
@@ -565,11 +565,12 @@ def test_shipped_example_files_are_yaml(tmp_path):
 
 
 def test_shipped_flows_yaml_is_valid_once_webhook_is_registered():
-    from strategies.registry import STRATEGY_TYPES
+    from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
     if "webhook" not in STRATEGY_TYPES:
         pytest.skip("the webhook strategy is not registered yet")
-    config = load_config(REPO / "config" / "flows.yaml")
+    config = load_config(REPO / "config" / "flows.yaml", strategy_types=STRATEGY_TYPES,
+                         integration_types=INTEGRATION_TYPES)
     assert config.flows[0].strategy.type == "webhook"
 
 

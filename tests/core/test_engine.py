@@ -16,7 +16,7 @@ from storage.db import Store
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
 from tests.fakes.clock import FrozenClock
-from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy
+from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
 
 FLOWS = """\
 slack: {alerts_channel: C_ALERTS}
@@ -44,8 +44,8 @@ class RecordingNotifier:
     async def notify_requester(self, request, notice, detail=None):
         self.notices.append(notice.value)
 
-    async def alert(self, text, request=None):
-        self.alerts.append(text)
+    async def alert(self, alert):
+        self.alerts.append(str(alert))
 
 
 class Directory:
@@ -59,7 +59,7 @@ class Directory:
 @pytest.fixture
 async def world(tmp_path):
     (tmp_path / "flows.yaml").write_text(FLOWS)
-    config = load_config(tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES)
+    config = load_config(tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
     audit = AuditLog(store)
@@ -84,7 +84,7 @@ async def crash_after_approval(engine, request, clock):
     """What a crash between the approval's commit and the strategy call leaves: an `approved` row."""
     await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
         "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
-        audit=engine._audit(request, "U_BOB", "request.approved"))
+        audit=engine.life.event(request, "U_BOB", "request.approved"))
 
 
 async def test_a_retryable_grant_failure_is_retried_and_then_granted(world):
@@ -174,7 +174,7 @@ async def test_a_grant_nothing_can_revoke_is_retried_and_alerted_until_its_flow_
     (tmp_path / "renamed.yaml").write_text(FLOWS.replace("name: db", "name: other"))
     renamed = build()
     # The operator renamed the flow, and (unlike `run`) nothing rebuilt the grant's recorded strategy.
-    renamed.config = load_config(tmp_path / "renamed.yaml", strategy_types=TEST_STRATEGY_TYPES)
+    renamed.config = load_config(tmp_path / "renamed.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
     renamed.strategies = {"other": strategy}
     await renamed.recover()
     assert (await renamed.requests.get(pending.id)).status is S.EXPIRED
@@ -183,7 +183,7 @@ async def test_a_grant_nothing_can_revoke_is_retried_and_alerted_until_its_flow_
     await renamed.sweep()
     stuck = await renamed.requests.get(request.id)
     assert stuck.status is S.GRANTED and stuck.revoke_attempts == 1 and "restore the flow" in stuck.last_error
-    assert any("Revocation of request" in a for a in notifier.alerts)
+    assert any("Revocation failed" in a for a in notifier.alerts)
 
     await build().sweep()  # the flow is back: the retry, once due, revokes
     clock.advance(seconds=2)
@@ -201,13 +201,34 @@ async def test_a_failed_grant_under_a_live_grant_is_cleaned_up_when_that_grant_e
     for _ in range(3):
         strategy.fail_next("grant", StrategyUnavailable("target down", retryable=True))
     failed = await engine.approve(second.id, "U_BOB")
-    # Revoking now would cut the first grant short: the clean-up waits for the first grant's end.
-    assert failed.status is S.FAILED and failed.next_attempt_at == (await engine.requests.get(first.id)).expires_at
+    # Revoking now would cut the first grant short: the clean-up waits (looking again every minute).
+    first_end = (await engine.requests.get(first.id)).expires_at
+    assert failed.status is S.FAILED and clock.now() < failed.next_attempt_at <= first_end
     assert strategy.calls_of("revoke") == [] and strategy.holds("u_alice@example.com", "prod")
+    clock.advance(minutes=1)
+    await engine.sweep()
+    assert strategy.calls_of("revoke") == []  # still covered
 
     strategy.holdings.add(("u_alice@example.com", "prod"))  # the failed attempt landed late after all
-    clock.advance(minutes=30)
+    clock.advance(minutes=29)
     await engine.sweep()
     assert (await engine.requests.get(first.id)).status is S.REVOKED
     assert (await engine.requests.get(second.id)).next_attempt_at is None
     assert not strategy.holds("u_alice@example.com", "prod")
+    deferred = [e for e in await engine.audit.for_request(second.id) if e.action == "grant.cleanup_deferred"]
+    assert len(deferred) == 1  # one audit row for the deferral, not one per minute
+
+
+async def test_an_approved_row_whose_target_was_removed_before_the_grant_is_never_granted_at_restart(world, tmp_path):
+    build, clock, notifier, strategy = world
+    engine = build()
+    request = await submit(engine)
+    await crash_after_approval(engine, request, clock)
+    (tmp_path / "narrowed.yaml").write_text(FLOWS.replace("- {name: prod, label: Prod}", "- {name: staging, label: Staging}"))
+    restarted = build()
+    restarted.config = load_config(tmp_path / "narrowed.yaml", strategy_types=TEST_STRATEGY_TYPES,
+                                   integration_types=TEST_INTEGRATION_TYPES)
+    await restarted.recover()
+    settled = await restarted.requests.get(request.id)
+    assert settled.status is S.FAILED and "flow changed" in settled.failure_reason
+    assert strategy.calls_of("grant") == [] and len(strategy.calls_of("revoke")) == 1  # cleaned up, never granted

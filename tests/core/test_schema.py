@@ -8,7 +8,7 @@ import pytest
 
 from core.config import check_config
 from core.schema import MAX_DURATION, DurationTooLong, parse_duration
-from tests.fakes.strategy import TEST_STRATEGY_TYPES
+from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES
 
 
 @pytest.mark.parametrize("text, seconds", [("30s", 30), ("10m", 600), (" 2h ", 7200), ("365d", 365 * 86400),
@@ -51,7 +51,7 @@ def test_a_flows_file_with_a_duration_over_a_year_is_a_located_config_error(tmp_
         "    fields:\n"
         "      - {name: duration, label: Duration, type: duration, max: 400d, required: true}\n"
     )
-    issues = check_config(path, strategy_types=TEST_STRATEGY_TYPES)
+    issues = check_config(path, strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
     assert [(issue.line, issue.path) for issue in issues] == [
         (5, "flows[0].request_timeout"), (11, "flows[0].fields[0].max")]
     assert all("at most 365d" in issue.message for issue in issues), issues

@@ -1,4 +1,4 @@
-"""Flows files (SPEC §3) for end-to-end tests and the bench, built from small pieces and written as YAML.
+"""Flows files (docs/configuration.md) for end-to-end tests and the bench, built from small pieces and written as YAML.
 
     flows_file(
         flow("db_access", "Database Access", webhook_strategy(url, PROD_ADMIN), [*reason_and_duration("30m")],

@@ -1,4 +1,4 @@
-"""Issue 4 end to end: aws_sso grants through moto's IAM Identity Center, and `${aws_secret:…}` at start.
+"""The aws_sso strategy end to end: it grants through moto's IAM Identity Center, and `${aws_secret:…}` at start.
 
 Each test starts the production Runtime in-process against the Slack emulator (real Socket Mode),
 with an `aws` integration whose endpoint is a moto server; time is a FrozenClock moved by the test.

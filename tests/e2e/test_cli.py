@@ -1,4 +1,5 @@
-"""The command line as an operator meets it (SPEC §1): help, exit codes, clear one-line failures, no tracebacks.
+"""The command line as an operator meets it (docs/configuration.md#commands): help, exit codes,
+clear one-line failures, no tracebacks.
 
 Every test runs `python bot.py …` as a subprocess; the ones that reach Slack use the emulator.
 """

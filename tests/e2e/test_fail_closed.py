@@ -15,6 +15,9 @@ import pytest
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
+from tests.e2e.flows import flow as flow_entry
+from tests.e2e.flows import okta_integration, okta_strategy, reason_and_duration, target
+from tests.fakes.okta_api import OktaFake
 from tests.e2e.flows import (
     ALERTS_CHANNEL,
     APPROVAL_CHANNEL,
@@ -24,6 +27,8 @@ from tests.e2e.flows import (
     db_access_flow,
     flows_file,
 )
+
+OKTA_TOKEN = "00okta-fail-closed-token"
 
 PARSE_TICKET_HOOK = """\
     def get_approvers(evt):
@@ -206,25 +211,44 @@ async def test_a_click_carrying_another_requests_id_is_refused(bot):
 # ── 15. overlapping grants never cut each other short ─────────────────────────────────────────────
 
 
-async def test_a_second_grant_of_held_access_keeps_it_until_the_last_grant_ends(bot):
+async def test_a_second_okta_grant_of_held_membership_keeps_it_until_the_last_grant_ends(launch):
+    async with OktaFake(api_token=OKTA_TOKEN) as okta:
+        group, alice = okta.add_group("SRE"), okta.add_user("alice@example.com")
+        okta_flow = flow_entry("okta_groups", "Okta groups", okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
+                               reason_and_duration("30m", "1h"), approvers=SECOPS)
+        bot = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)}))
+        first = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
+        await bot.approve(first, "U_BOB")
+        bot.clock.advance(minutes=10)
+        second = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="1h")
+        await bot.approve(second, "U_BOB")
+
+        bot.clock.advance(minutes=21)  # the first has ended, the second runs until +70 min
+        await bot.engine.sweep()
+        ended, live = await bot.request_for(first), await bot.request_for(second)
+        assert ended.status is RequestStatus.REVOKED and live.status is RequestStatus.GRANTED
+        assert okta.members[group] == {alice}  # nothing took Alice's membership away
+        revoked = [e for e in await bot.audit(ended.id) if e.action == "access.revoked"]
+        assert revoked[0].detail["access_kept_by"] == live.id
+        await bot.slack.wait_for_dm("U_ALICE", contains=f"continues under request {live.id}")
+
+        bot.clock.advance(minutes=40)
+        await bot.engine.sweep()
+        assert okta.members[group] == set()
+        assert (await bot.request_for(second)).status is RequestStatus.REVOKED
+
+
+async def test_each_webhook_grant_gets_its_own_revoke_because_receivers_key_grants_by_request(bot):
     first = await bot.request(user="U_ALICE", duration="30m")
     await bot.running.approve(first, "U_BOB")
-    bot.clock.advance(minutes=10)
     second = await bot.request(user="U_ALICE", duration="1h")
     await bot.running.approve(second, "U_BOB")
 
-    bot.clock.advance(minutes=21)  # the first has ended, the second runs until +70 min
+    bot.clock.advance(minutes=31)
     await bot.engine.sweep()
-    ended, live = await bot.running.request_for(first), await bot.running.request_for(second)
-    assert ended.status is RequestStatus.REVOKED and live.status is RequestStatus.GRANTED
-    assert bot.receiver.accepted("revoke") == []  # nothing took Alice's access away
-    revoked = [e for e in await bot.running.audit(ended.id) if e.action == "access.revoked"]
-    assert revoked[0].detail["access_kept_by"] == live.id
-
-    bot.clock.advance(minutes=40)
-    await bot.engine.sweep()
-    assert len(bot.receiver.accepted("revoke")) == 1
-    assert (await bot.running.request_for(second)).status is RequestStatus.REVOKED
+    ended = await bot.running.request_for(first)
+    assert [d.body["request_id"] for d in bot.receiver.accepted("revoke")] == [ended.id]
+    assert bot.receiver.is_held((await bot.running.request_for(second)).id)
 
 
 # ── 16. a request that could not be posted ────────────────────────────────────────────────────────
@@ -417,17 +441,13 @@ async def test_a_target_whose_settings_changed_is_revoked_with_the_settings_it_w
 
 
 async def test_run_refuses_to_start_when_a_live_grants_integration_is_gone_too(launch, receiver, monkeypatch):
-    from tests.e2e.flows import flow as flow_entry
-    from tests.e2e.flows import okta_integration, okta_strategy, reason_and_duration, target
-    from tests.fakes.okta_api import OktaFake
-
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    async with OktaFake(api_token="00okta-token") as okta:
+    async with OktaFake(api_token=OKTA_TOKEN) as okta:
         group = okta.add_group("SRE")
         okta.add_user("alice@example.com")
         okta_flow = flow_entry("okta_groups", "Okta groups", okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
                                reason_and_duration("30m"), approvers=SECOPS)
-        first = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, "00okta-token")}))
+        first = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)}))
         message = await first.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
         await first.approve(message, "U_BOB")
         request = await first.request_for(message)
@@ -465,3 +485,47 @@ async def test_start_up_revokes_what_is_due_even_with_a_removed_flow_and_a_broke
     second.clock.advance(minutes=30)
     await second.engine.sweep()
     assert (await second.request_for(removed)).status is RequestStatus.REVOKED
+
+
+# ── found by review: the gaps between steps ───────────────────────────────────────────────────────
+
+
+async def test_a_hooked_request_whose_routing_was_never_stored_is_posted_as_nobody_may_approve(
+        launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write("hooks.py", """\
+        def get_approvers(evt):
+            return ["U_SECURITY"]
+        """)
+    bot = await launch.start(open_flow(receiver.url, hooks="hooks.py"))  # no static approvers
+    with sqlite3.connect(bot.db_path) as db:  # the write that stores the hook's answer fails
+        db.execute("CREATE TRIGGER test_fail_routing BEFORE UPDATE OF approvers ON requests "
+                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    await bot.submit("U_ALICE", "db_access", target="Prod Admin")
+    await bot.idle()
+    with sqlite3.connect(bot.db_path) as db:
+        db.execute("DROP TRIGGER test_fail_routing")
+
+    bot.clock.advance(minutes=1)
+    await bot.engine.sweep()  # posts what was stored: a request nobody may decide
+    (request,) = await bot.all_requests()
+    posted = bot.slack.message(APPROVAL_CHANNEL, request.message_ts)
+    assert "Nobody may approve" in posted.plain and not posted.buttons
+    with pytest.raises(NotAllowed):
+        await bot.engine.approve(request.id, "U_BOB")
+    assert receiver.accepted("grant") == []
+
+
+async def test_a_literal_secret_in_the_flow_never_reaches_the_database(launch, receiver):
+    literal = "whsec-literal-0123456789abcdef"
+    flow = db_access_flow(receiver.url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
+    flow["strategy"]["secret"] = literal
+    receiver.secret = literal
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+    await bot.approve(message, "U_BOB")
+
+    request = await bot.request_for(message)
+    assert request.grant_spec.get("literal_secrets") is True
+    files = [bot.db_path, bot.db_path.with_name(bot.db_path.name + "-wal")]
+    assert not any(literal.encode() in f.read_bytes() for f in files if f.exists())

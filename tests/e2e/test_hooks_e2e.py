@@ -1,4 +1,4 @@
-"""Issue 5 end to end: policy hooks (SPEC §6) in a running bot, with the PagerDuty and Okta fakes.
+"""Policy hooks (docs/hooks.md) end to end in a running bot, with the PagerDuty and Okta fakes.
 
 Each test writes a hooks file into tmp_path, starts the production Runtime in-process against the
 Slack emulator (real Socket Mode) and drives it as people would. The flow grants Okta groups, so a

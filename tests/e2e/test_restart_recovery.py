@@ -1,4 +1,5 @@
-"""SPEC §5 with a real process: `bot.py run` is killed with SIGKILL and restarted on the same database.
+"""Restart recovery (docs/guarantees.md) with a real process: `bot.py run` is killed with SIGKILL
+and restarted on the same database.
 
 The bot runs as a subprocess on the real clock with real APScheduler timers, against the Slack
 emulator and a webhook receiver in this process; durations are a few seconds, and every wait is on
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.slow
 # Distinctive, so a leak anywhere (a log line, an audit row) is found by a plain substring search.
 WEBHOOK_SECRET = "whsec-restart-5c1e9f0d7a3b-never-logged"
 SECRET_ENV = "JITBOT_TEST_WEBHOOK_SECRET"
-ON_TIME = timedelta(seconds=2)  # SPEC §5: revocation runs within 2 s of the end time
+ON_TIME = timedelta(seconds=2)  # revocation runs within 2 s of the end time (docs/slack-behaviour.md)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """FakeStrategy: an in-memory target system for engine, handler and e2e tests (type `fake`).
 
-It is registered only in `TEST_STRATEGY_TYPES`, never in production, because SPEC §2 makes an
-unknown `type` a validation error. It keeps holdings keyed by (identity, target name), records
-every call, can script the next failure of an operation, and treats some identities as unknown.
+It is registered only in `TEST_STRATEGY_TYPES`, never in production, because an unknown `type` is
+a validation error (docs/configuration.md). It keeps holdings keyed by (identity, target name),
+records every call, can script the next failure of an operation, and treats some identities as
+unknown.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pydantic import Field
 from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import StrategyConfig, TargetConfig
 from strategies.base import GrantContext, GrantResult, ValidationIssue
-from strategies.registry import STRATEGY_TYPES
+from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 OPERATIONS = ("validate", "grant", "revoke", "is_active")
 
@@ -50,6 +51,7 @@ class FakeStrategy:
 
     system = "Fake"
     config_model = FakeStrategyConfig
+    shares_access = True  # holdings are (identity, target): two grants of one are one access
 
     def __init__(self, config: FakeStrategyConfig | None = None, *, integrations: Mapping[str, object] | None = None, hooks: Any = None) -> None:
         self.config = config
@@ -141,3 +143,5 @@ class FakeStrategy:
 
 TEST_STRATEGY_TYPES: dict[str, type] = {**STRATEGY_TYPES, "fake": FakeStrategy}
 """The production registry plus `fake`: tests load flows files with `strategy_types=TEST_STRATEGY_TYPES`."""
+TEST_INTEGRATION_TYPES: dict[str, type] = dict(INTEGRATION_TYPES)
+"""The production integrations, passed with TEST_STRATEGY_TYPES (core never picks a registry itself)."""

@@ -8,7 +8,7 @@ from handlers import blocks
 from handlers.forms import parse_form
 from handlers.ids import ActionId
 from tests.fakes.slack_emulator.blocks_validator import validate_message_blocks, validate_view
-from tests.fakes.strategy import TEST_STRATEGY_TYPES
+from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES
 
 FLOWS = """\
 flows:
@@ -31,7 +31,7 @@ flows:
 def flow(tmp_path, targets=3):
     lines = "\n".join(f"        - {{name: t{i}, label: Target {i}}}" for i in range(targets))
     (tmp_path / "f.yaml").write_text(FLOWS.format(targets=lines))
-    return load_config(tmp_path / "f.yaml", strategy_types=TEST_STRATEGY_TYPES).flow("big")
+    return load_config(tmp_path / "f.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES).flow("big")
 
 
 def state(target="t1", reason="why", count="", urgent=False, env=None, duration="30m"):
@@ -154,7 +154,7 @@ def flow_with_fields(tmp_path, *fields: str):
     (tmp_path / "g.yaml").write_text(
         "flows:\n  - name: small\n    label: Small\n    approval_channel: C1\n    strategy:\n      type: fake\n"
         f"      targets:\n        - {{name: t1, label: Target 1}}\n    fields:\n{body}\n")
-    return load_config(tmp_path / "g.yaml", strategy_types=TEST_STRATEGY_TYPES).flow("small")
+    return load_config(tmp_path / "g.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES).flow("small")
 
 
 def text_input(value: str) -> dict:

@@ -1,0 +1,205 @@
+"""What every step of a request's life uses, declared once: the stores, the outside world, time, and
+the helpers that keep their rules.
+
+The engine (`core.engine`), the decision checks (`core.decisions`) and the clock side
+(`core.expiry`) each take a `Lifecycle` in their constructor, so their shared collaborators are
+explicit and typed. Its helpers keep three rules in one place: every audit row is built the same way,
+notifications are best effort (a failed DM, edit or alert is logged, never raised), and a request is
+acted on by one coroutine at a time (per-request locks) with at most `STRATEGY_CONCURRENCY` strategy
+calls per flow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from core.clock import Clock
+from core.config_models import Flow, JitConfig
+from core.hook_runner import HookRunner
+from core.models import AccessRequest, AuditEvent, RequestStatus, Subject, Target
+from core.ports import Alert, AuditTrail, IdentityLookup, Notifier, RequesterNotice, RequestStore, Timers
+from core.secrets import scrub
+from core.strategy import GrantContext, Strategy
+from core.targets import flow_target
+
+log = structlog.get_logger("jitbot.engine")
+
+SYSTEM = "system"  # the audit actor for what the bot does on its own
+STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
+
+
+class Lifecycle:
+    """The collaborators and shared helpers of the engine's parts; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: JitConfig,
+        requests: RequestStore,
+        audit: AuditTrail,
+        identities: IdentityLookup,
+        strategies: Mapping[str, Strategy],
+        hooks: HookRunner,
+        notifier: Notifier,
+        clock: Clock,
+        timers: Timers,
+    ) -> None:
+        self.config = config
+        self.requests = requests
+        self.audit = audit
+        self.identities = identities
+        self.strategies = strategies
+        self.hooks = hooks
+        self.notifier = notifier
+        self.clock = clock
+        self.timers = timers
+        # Live grants whose flow was edited or removed since they were granted: the strategy and
+        # target they recorded, rebuilt at start by the composition root (request id → both).
+        self.retired: dict[str, tuple[Strategy, Target]] = {}
+        self.submitting: set[str] = set()  # requests between creation and their first post
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._access_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary())
+        self._gates: dict[str, asyncio.Semaphore] = {}
+
+    # ── what a request refers to ──────────────────────────────────────────────────────────────
+
+    def flow(self, name: str) -> Flow | None:
+        """The flow of that name in the current config, or None when it was removed."""
+        try:
+            return self.config.flow(name)
+        except KeyError:
+            return None
+
+    def strategy_for(self, request: AccessRequest) -> Strategy | None:
+        """The strategy that acts on this request's access: the one it recorded when its flow has
+        changed since, else its flow's (None when neither exists)."""
+        retired = self.retired.get(request.id)
+        return retired[0] if retired is not None else self.strategies.get(request.flow)
+
+    def timed_out(self, request: AccessRequest) -> bool:
+        """Whether a pending request is past its request_timeout."""
+        return request.timeout_at is not None and request.timeout_at <= self.clock.now()
+
+    async def subject(self, flow_name: str, slack_id: str, email: str | None, name: str | None = None,
+                      strategy: Strategy | None = None) -> Subject:
+        """A person as a strategy sees them: their identity override for its system, else the email."""
+        strategy = strategy or self.strategies.get(flow_name)
+        key = strategy.identity_key if strategy is not None else "*"
+        identity = await self.identities.get(slack_id, key)
+        return Subject(slack_id=slack_id, email=email, identity=identity or email, name=name)
+
+    async def requester(self, request: AccessRequest) -> Subject:
+        """The requester as hooks see them (identity override included), read locally, never from Slack."""
+        return await self.subject(request.flow, request.requester, request.requester_email,
+                                  strategy=self.strategy_for(request))
+
+    async def context(self, request: AccessRequest, *, granted_at: datetime | None = None) -> GrantContext:
+        """What the strategy gets, built from the stored row and our identity table only: a revocation
+        must not depend on Slack being reachable."""
+        retired = self.retired.get(request.id)
+        flow = self.flow(request.flow)
+        if retired is not None:
+            target = retired[1]
+        else:
+            target = (flow_target(flow, request.target) if flow is not None else None) or Target(
+                request.target, request.target, {})
+        subject = await self.requester(request)
+        recorded = request.grant_spec.get("identity") if request.grant_spec else None
+        if isinstance(recorded, str) and recorded:
+            # The identity the grant was made for: an override changed since must not redirect the revoke.
+            subject = Subject(subject.slack_id, subject.email, recorded, subject.name)
+        return GrantContext(
+            request_id=request.id, flow=request.flow, target=target, subject=subject,
+            fields=request.fields, granted_at=granted_at or request.granted_at, expires_at=request.expires_at,
+        )
+
+    # ── the record ────────────────────────────────────────────────────────────────────────────
+
+    def event(self, request: AccessRequest, actor: str, action: str, status_from: RequestStatus | None = None,
+              status_to: RequestStatus | None = None, detail: Mapping[str, Any] | None = None) -> AuditEvent:
+        """An audit row about `request`, at the clock's now."""
+        return AuditEvent(
+            at=self.clock.now(), actor=actor, action=action, request_id=request.id,
+            status_from=status_from.value if status_from else None,
+            status_to=status_to.value if status_to else None,
+            detail=dict(detail or {}),
+        )
+
+    # ── best-effort notifications ─────────────────────────────────────────────────────────────
+
+    async def publish(self, request: AccessRequest) -> AccessRequest:
+        """Post or edit the request's channel message; a Slack or store failure is logged, never raised."""
+        try:
+            ts = await self.notifier.publish(request)
+        except Exception:
+            log.exception("publish.failed", request_id=request.id, status=request.status.value)
+            return request
+        if ts and ts != request.message_ts:
+            try:
+                request = await self.requests.update(request.id, {"message_ts": ts})
+            except Exception:
+                log.exception("publish.record_failed", request_id=request.id)
+        return request
+
+    async def tell(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+        """DM the requester; a failure is logged, never raised."""
+        try:
+            await self.notifier.notify_requester(request, notice, detail)
+        except Exception:
+            log.exception("notify.failed", request_id=request.id, notice=notice.value)
+
+    async def alert(self, summary: str, request: AccessRequest | None = None, *, error: str | None = None,
+                    action: str | None = None) -> bool:
+        """Tell the operators; never raises (an alert that fails must not stop a grant or a revocation)."""
+        try:
+            await self.notifier.alert(Alert(summary, request, scrub(error) if error else None, action))
+            return True
+        except Exception:
+            log.exception("alert.failed", request_id=request.id if request else None)
+            return False
+
+    async def after(self, flow: Flow | None, hook: str, request: AccessRequest) -> None:
+        """Run an after_* hook, when the flow (still) has one (no event is built otherwise)."""
+        if flow is not None and self.hooks.has(flow, hook):
+            evt = self.hooks.event(request, flow, user=await self.requester(request))
+            await self.hooks.observe(flow, hook, evt, request)
+
+    # ── one at a time ─────────────────────────────────────────────────────────────────────────
+
+    def lock(self, request_id: str) -> asyncio.Lock:
+        """The per-request lock: one coroutine acts on a request at a time."""
+        lock = self._locks.get(request_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[request_id] = lock
+        return lock
+
+    def access_lock(self, request: AccessRequest) -> asyncio.Lock:
+        """One lock per (flow, target, person): a grant and a revocation of the same access never
+        interleave, so "is it covered? then revoke" cannot race a new grant of it."""
+        key = (request.flow, request.target, request.requester)
+        lock = self._access_locks.get(key)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._access_locks[key] = lock
+        return lock
+
+    def busy(self, request_id: str) -> bool:
+        """Whether a coroutine of this process is acting on the request right now."""
+        lock = self._locks.get(request_id)
+        return lock is not None and lock.locked()
+
+    def gate(self, flow_name: str) -> asyncio.Semaphore:
+        """At most STRATEGY_CONCURRENCY strategy calls per flow at once: 1,000 revocations due in the same
+        second must queue, not open 1,000 connections to one target system and time out together."""
+        gate = self._gates.get(flow_name)
+        if gate is None:
+            gate = self._gates[flow_name] = asyncio.Semaphore(STRATEGY_CONCURRENCY)
+        return gate
