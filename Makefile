@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test validate bench lock clean
+.PHONY: install run test lint format validate bench lock clean
 
 install: $(STAMP)
 
@@ -23,6 +23,18 @@ validate: install
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Format, lint rules, types and the import layers (configured in pyproject.toml); fails on any finding.
+lint: install
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+# Apply the formatter and the safe lint fixes.
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 bench: install
 	$(PY) bench/latency.py

@@ -34,7 +34,7 @@ from core.hooks import load_hooks
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
 from handlers.directory import SlackDirectory
-from handlers.errors import drain_listeners
+from handlers.listeners import Listeners
 from handlers.health import start_health_server
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
@@ -116,6 +116,7 @@ class Runtime:
         self.team_id: str | None = None
         self.retired: RetiredStrategies | None = None
         self.hook_modules: dict[str, object] = {}
+        self.listeners = Listeners()  # this bot's Slack listener work, drained at stop
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -168,11 +169,11 @@ class Runtime:
             integration_types=self.integration_types, load_hooks=load_hooks)
         self.engine.retired = self.retired.by_request
 
-        # process_before_response=True: our listener wrapper (handlers.errors.reported) returns as
+        # process_before_response=True: our listener wrapper (handlers.listeners.Listeners.reported) returns as
         # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
         # once instead of polling for it every 10 ms.
         self.app = AsyncApp(client=self.client, process_before_response=True)
-        handlers.register(self.app, config=self.config, engine=self.engine)
+        handlers.register(self.app, config=self.config, engine=self.engine, listeners=self.listeners)
 
         if self.start_timers:
             self.scheduler.start(sweep=False)
@@ -215,7 +216,7 @@ class Runtime:
             await self.health.cleanup()
         if self.socket is not None:
             await self.socket.close_async()
-            await drain_listeners()
+            await self.listeners.drain()
         if self.scheduler is not None:
             await self.scheduler.shutdown()
         if self.retired is not None:

@@ -35,6 +35,33 @@ TRIVIAL_MODAL = {
 Stop = Callable[[], Awaitable[dict[str, Any]]]
 
 
+def _hand_written() -> Any:
+    from strategies.aiohttp_transport import AiohttpTransport
+
+    return AiohttpTransport()
+
+
+def _httpx_aiohttp() -> Any:
+    import aiohttp
+    from httpx_aiohttp import AiohttpTransport
+
+    # The session production would give it: 16 connections, proxies from the environment.
+    return AiohttpTransport(client=lambda: aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=16), trust_env=True))
+
+
+def _httpcore() -> Any:
+    import httpx
+
+    return httpx.AsyncHTTPTransport()
+
+
+# The transports `--transport` can put under the webhook strategy's LimitedTransport.
+TRANSPORTS: dict[str, Callable[[], Any]] = {
+    "hand-written": _hand_written, "httpx-aiohttp": _httpx_aiohttp, "httpcore": _httpcore,
+}
+
+
 def _cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -60,10 +87,14 @@ async def start(spec) -> tuple[dict[str, Any], Stop]:
 
 async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
     from runtime import Runtime, Settings
+    from strategies.registry import STRATEGY_TYPES
 
     settings = Settings(bot_token=spec.bot_token, app_token=spec.app_token, config_path=Path(spec.config),
                         db_path=str(spec.db), slack_api_url=spec.api_url)
-    runtime = Runtime(settings, start_timers=spec.timers)
+    types = dict(STRATEGY_TYPES)
+    if spec.transport:
+        types["webhook"] = _webhook_over(TRANSPORTS[spec.transport])
+    runtime = Runtime(settings, start_timers=spec.timers, strategy_types=types)
     cpu, started = _cpu_seconds(), time.perf_counter()
     await runtime.start()
     report = {"event": "ready", "kind": "jitbot", "start_seconds": time.perf_counter() - started,
@@ -75,6 +106,17 @@ async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
         return final
 
     return report, stop
+
+
+def _webhook_over(transport: Callable[[], Any]) -> type:
+    """The webhook strategy with `transport` under its LimitedTransport instead of the default one."""
+    from strategies.webhook import WebhookStrategy
+
+    class BenchWebhookStrategy(WebhookStrategy):
+        def __init__(self, config: Any, **kwargs: Any) -> None:
+            super().__init__(config, transport=transport(), **kwargs)
+
+    return BenchWebhookStrategy
 
 
 async def _start_bare(spec) -> tuple[dict[str, Any], Stop]:
@@ -151,10 +193,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="cProfile from ready to stop (the steady state) into this file")
     parser.add_argument("--profile-start", type=Path, help="cProfile start-up into this file")
     parser.add_argument("--no-timers", dest="timers", action="store_false")
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS),
+                        help="the webhook strategy's transport under its size and time limits (default: production's)")
     args = parser.parse_args(argv)
     spec = BotSpec(kind=args.kind, api_url=args.api_url, bot_token=args.bot_token, app_token=args.app_token,
                    config=args.config, db=args.db, log=args.log, profile=args.profile,
-                   profile_start=args.profile_start, timers=args.timers)
+                   profile_start=args.profile_start, timers=args.timers, transport=args.transport)
     configure_bot_logging(spec.log)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     return asyncio.run(_serve(spec))

@@ -61,7 +61,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 @dataclass
 class Figure:
-    """One measured distribution (in seconds) and the SPEC target it is compared with."""
+    """One measured distribution (in seconds) and the performance target (bench/README.md) it is compared with."""
 
     name: str
     samples: list[float]
@@ -165,6 +165,7 @@ class BotSpec:
     profile: Path | None = None  # cProfile of the steady state (after start-up)
     profile_start: Path | None = None  # cProfile of start-up
     timers: bool = True
+    transport: str | None = None  # a bot_host.TRANSPORTS name; None: the one production uses
 
     def argv(self) -> list[str]:
         """Command-line arguments for bot_host.py."""
@@ -176,6 +177,8 @@ class BotSpec:
                 args += [flag, str(value)]
         if not self.timers:
             args.append("--no-timers")
+        if self.transport:
+            args += ["--transport", self.transport]
         return args
 
 

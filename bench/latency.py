@@ -1,6 +1,7 @@
 """Slack-facing latency of jitbot with 50 users at once, through the emulator over the real WebSocket.
 
 Run: .venv/bin/python bench/latency.py [--users 50] [--rounds 4] [--warmup 1] [--serial 20] [--in-process] [--json]
+                                      [--transport NAME] (another httpx transport under the webhook strategy)
 
 Each round, every user of the round does, all at the same moment per step:
   1. `/sym`                 → envelope→ack latency, and `/sym` → the emulator receiving `views.open`;
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Awaitable, Iterable
 
+from bot_host import TRANSPORTS
 from common import (APPROVAL_CHANNEL, ALERTS_CHANNEL, WEBHOOK_SECRET, BotSpec, Figure, TimedReceiver, cpu_seconds,
                     log_trouble, machine, percentile, print_figures, start_bot, write_flows)
 from tests.fakes.slack_emulator import SlackEmulator
@@ -231,7 +233,7 @@ async def run(args: argparse.Namespace) -> dict:
             config = write_flows(tmp_path, receiver.url)
             log = Path(args.log) if args.log else tmp_path / "bot.log"
             jit_spec = BotSpec("jitbot", jit_emu.api_url, jit_emu.bot_token, jit_emu.app_token, config=config,
-                               db=tmp_path / "jitbot.db", log=log, profile=args.profile)
+                               db=tmp_path / "jitbot.db", log=log, profile=args.profile, transport=args.transport)
             bare_spec = BotSpec("bare", bare_emu.api_url, bare_emu.bot_token, bare_emu.app_token, log=log)
             jitbot = await start_bot(jit_spec, in_process=args.in_process)
             bare = await start_bot(bare_spec, in_process=args.in_process)
@@ -284,7 +286,8 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
     return {
         "bench": "latency", "machine": machine(),
         "settings": {"users": args.users, "rounds": args.rounds, "warmup": args.warmup,
-                     "bot_process": "this process" if args.in_process else "own process"},
+                     "bot_process": "this process" if args.in_process else "own process",
+                     "transport": args.transport or "production's"},
         "figures": [f.to_json() for f in figures], "_figures": figures,
         "ratio_sym_jitbot_over_bare": {"p50": ratio[50], "p99": ratio[99], "target": "p99 ≤ 1.5×",
                                        "meets": ratio[99] <= RATIO_TARGET},
@@ -324,7 +327,8 @@ def print_report(result: dict, elapsed: float) -> None:
     ]
     print_figures(
         f"jitbot latency — {s['users']} users at once, {s['rounds']} measured rounds (+{s['warmup']} warm-up), "
-        f"bot in {s['bot_process']}; {m['date']}, {m['cpus']} CPUs (load {m['load_before']}), Python {m['python']}",
+        f"bot in {s['bot_process']}, webhook transport: {s['transport']};\n"
+        f"{m['date']}, {m['cpus']} CPUs (load {m['load_before']}), Python {m['python']}",
         result["_figures"], notes)
 
 
@@ -340,6 +344,8 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     parser.add_argument("--log", help="keep the bots' log here (default: a temporary file)")
     parser.add_argument("--profile", type=Path, help="cProfile the jitbot process into this file")
+    parser.add_argument("--transport", choices=sorted(TRANSPORTS),
+                        help="put this transport under the webhook strategy's limits (default: production's)")
     args = parser.parse_args()
     started = time.perf_counter()
     result = asyncio.run(run(args))

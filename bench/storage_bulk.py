@@ -1,7 +1,7 @@
 """Storage figures: insert 100,000 granted requests, then load them back as the start-up path does.
 
 Run: .venv/bin/python bench/storage_bulk.py [--count N] [--db PATH]
-Prints figures only; nothing is asserted (SPEC §8: start-up with 100k live grants re-armed in < 5 s).
+Prints figures only; nothing is asserted (target, bench/README.md: start-up with 100k live grants re-armed in < 5 s).
 """
 
 from __future__ import annotations

@@ -25,21 +25,13 @@ from pydantic import ValidationError
 from core.config_lines import CUSTOM_ERROR, ConfigIssue, LineIndex, Loc, describe_error, format_path, parse_yaml
 from core.config_models import (
     CONTEXT_KEY,
-    Approvers,
-    FieldSpec,
-    Flow,
+    Configurable,
     JitConfig,
-    SlackSettings,
     ValidationContext,
 )
 from core.errors import ConfigError, SecretResolutionError
-from core.targets import as_target, target_settings
+from core.plain import plain
 from core.secrets import SecretResolver, has_references, parse_references, scrub, substitute
-
-__all__ = [
-    "Approvers", "ConfigIssue", "FieldSpec", "Flow", "JitConfig", "SlackSettings",
-    "as_target", "check_config", "load_config", "recorded_strategy_config", "target_settings",
-]
 
 _ABSENT = object()
 # Errors that are about the key, not the value, stay even when the value is an unresolved reference.
@@ -52,8 +44,8 @@ _MAY_QUOTE_VALUE = frozenset({"value_error", "assertion_error", CUSTOM_ERROR, _U
 def load_config(
     path: str | Path,
     *,
-    strategy_types: Mapping[str, type],
-    integration_types: Mapping[str, type],
+    strategy_types: Mapping[str, type[Configurable]],
+    integration_types: Mapping[str, type[Configurable]],
     resolve_secrets: bool = False,
 ) -> JitConfig:
     """Read and validate a flows file against the given registries; ConfigError lists every issue.
@@ -67,8 +59,8 @@ def load_config(
 def check_config(
     path: str | Path,
     *,
-    strategy_types: Mapping[str, type],
-    integration_types: Mapping[str, type],
+    strategy_types: Mapping[str, type[Configurable]],
+    integration_types: Mapping[str, type[Configurable]],
 ) -> list[ConfigIssue]:
     """Every issue of a flows file without resolving references (for `bot.py validate`); [] when valid."""
     try:
@@ -80,7 +72,8 @@ def check_config(
 class _Loader:
     """One load of one file: keeps the data, its line index and the issues found so far."""
 
-    def __init__(self, path: str | Path, strategy_types: Mapping[str, type], integration_types: Mapping[str, type]) -> None:
+    def __init__(self, path: str | Path, strategy_types: Mapping[str, type[Configurable]],
+                 integration_types: Mapping[str, type[Configurable]]) -> None:
         self.path, self.file = Path(path), str(path)
         self.strategy_types, self.integration_types = strategy_types, integration_types
         self.base_dir = self.path.parent.resolve()
@@ -119,14 +112,16 @@ class _Loader:
         _raise_if(issues)
         if not resolve_secrets:
             if config is None:  # valid, but some typed key holds a reference: no model without its value
-                _raise_if([self._issue(loc, f"holds {_value_at(data, loc)}, so its value is only known once references "
-                                            "are resolved (load with resolve_secrets=True)") for loc in self.held_back])
+                raise ConfigError(_sorted([
+                    self._issue(loc, f"holds {_value_at(data, loc)}, so its value is only known once references "
+                                     "are resolved (load with resolve_secrets=True)") for loc in self.held_back]))
             _remember_written_strategies(config, data)
             return config
         resolved, issues = self._resolve(data)
         _raise_if(issues)
         config, issues = self._validate(resolved, raw=data, resolved=True)
-        _raise_if(issues)
+        if config is None:  # _validate returns the config, or None and its issues
+            raise ConfigError(_sorted(issues))
         _remember_written_strategies(config, data)
         return config
 
@@ -136,9 +131,10 @@ class _Loader:
         block = {**spec["strategy"], "targets": [spec["target"]]}
         resolved, issues = self._resolve(block)
         _raise_if(issues)
-        strategy_class = self.strategy_types.get(block.get("type"))
+        kind = block.get("type")
+        strategy_class = self.strategy_types.get(kind) if kind is not None else None
         if strategy_class is None:
-            _raise_if([ConfigIssue(self.file, None, "strategy.type", f"unknown strategy type {block.get('type')!r}")])
+            raise ConfigError([ConfigIssue(self.file, None, "strategy.type", f"unknown strategy type {kind!r}")])
         context = ValidationContext(self.strategy_types, self.integration_types, self.base_dir,
                                     integration_kinds=dict(integration_kinds))
         try:
@@ -217,8 +213,8 @@ def recorded_strategy_config(
     spec: Mapping[str, Any],
     config: JitConfig,
     *,
-    strategy_types: Mapping[str, type],
-    integration_types: Mapping[str, type],
+    strategy_types: Mapping[str, type[Configurable]],
+    integration_types: Mapping[str, type[Configurable]],
 ) -> Any:
     """The strategy config a grant recorded at grant time (see Flow.grant_spec), validated against
     today's integrations, with its references resolved now (may call AWS: run it off the loop)."""
@@ -234,18 +230,7 @@ def _remember_written_strategies(config: JitConfig, data: Any) -> None:
     for flow, raw in zip(config.flows, written if isinstance(written, list) else []):
         strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
         if isinstance(strategy, Mapping):
-            flow._written_strategy = _plain_data(strategy)
-
-
-def _plain_data(value: Any) -> Any:
-    """YAML data as JSON-safe values (dates and other scalars become strings)."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain_data(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_plain_data(item) for item in value]
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
+            flow._written_strategy = plain(strategy, scalars_as_text=True)
 
 
 def _readable_errors(exc: ValidationError, raw: Any) -> list[tuple[Loc, str, str]]:

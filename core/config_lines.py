@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import yaml
+from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 # Anchors and aliases may expand a small file into a huge tree (the "billion laughs"); a flows file
@@ -215,7 +216,7 @@ _TYPE_MESSAGES = {
 }
 
 
-def describe_error(error: dict[str, Any]) -> tuple[Loc, str]:
+def describe_error(error: ErrorDetails) -> tuple[Loc, str]:
     """Turn one pydantic error into (key-path location, readable message) without quoting its input."""
     kind, ctx = error["type"], error.get("ctx") or {}
     loc = tuple(error["loc"])

@@ -14,11 +14,13 @@ import json
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, ClassVar, Literal, Mapping, NoReturn, Protocol
 
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     Field,
+    ModelWrapValidatorHandler,
     PrivateAttr,
     SerializeAsAny,
     ValidationError,
@@ -26,7 +28,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
 from core.secrets import scrub
@@ -40,12 +42,18 @@ RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the
 FieldType = Literal["string", "text", "int", "bool", "list", "duration"]
 
 
+class Configurable(Protocol):
+    """A registered strategy or integration class: `config_model` validates its block of the flows file."""
+
+    config_model: ClassVar[type[BaseModel]]
+
+
 @dataclass
 class ValidationContext:
     """What validating a flows file needs beyond its data; `deferred` collects whole-file checks."""
 
-    strategy_types: Mapping[str, type]
-    integration_types: Mapping[str, type]
+    strategy_types: Mapping[str, type[Configurable]]
+    integration_types: Mapping[str, type[Configurable]]
     base_dir: Path
     integration_kinds: dict[str, Any] = field(default_factory=dict)
     deferred: list[tuple[Loc, str]] = field(default_factory=list)
@@ -59,11 +67,16 @@ def _context(info: ValidationInfo) -> ValidationContext:
     return ctx
 
 
-def _problem(loc: Loc, message: str, value: Any = None) -> dict[str, Any]:
+def _problem(loc: Loc, message: str, value: Any = None) -> InitErrorDetails:
     return {"type": PydanticCustomError(CUSTOM_ERROR, "{message}", {"message": message}), "loc": loc, "input": value}
 
 
-def _raise(problems: list[dict[str, Any]], title: str = "JitConfig") -> None:
+def _message(problem: InitErrorDetails) -> str:
+    kind = problem["type"]
+    return kind.message() if isinstance(kind, PydanticCustomError) else kind
+
+
+def _raise(problems: list[InitErrorDetails], title: str = "JitConfig") -> NoReturn:
     # Raised inside a validator, pydantic prefixes these locations with the validator's own location.
     raise ValidationError.from_exception_data(title, problems)
 
@@ -119,7 +132,7 @@ class FieldSpec(StrictModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> FieldSpec:
-        problems: list[dict[str, Any]] = []
+        problems: list[InitErrorDetails] = []
         if self.allowed_values is not None and self.type not in ("list", "duration"):
             problems.append(_problem(("allowed_values",), "only list and duration fields take allowed_values"))
         if self.max is not None and self.type != "duration":
@@ -128,8 +141,9 @@ class FieldSpec(StrictModel):
             problems.append(_problem(("allowed_values",), "a list field needs allowed_values"))
         if self.type == "duration" and self.allowed_values is None and self.max is None:
             problems.append(_problem(("allowed_values",), "a duration field needs allowed_values or max"))
-        for index, value in enumerate(self.allowed_values or []):
-            if value in self.allowed_values[:index]:
+        allowed = self.allowed_values or []
+        for index, value in enumerate(allowed):
+            if value in allowed[:index]:
                 problems.append(_problem(("allowed_values", index), f"duplicate value '{value}'", value))
             elif self.type == "duration":
                 problems += self._duration_problems(("allowed_values", index), value)
@@ -139,7 +153,7 @@ class FieldSpec(StrictModel):
             _raise(problems, "FieldSpec")
         return self
 
-    def _duration_problems(self, loc: Loc, value: Any) -> list[dict[str, Any]]:
+    def _duration_problems(self, loc: Loc, value: Any) -> list[InitErrorDetails]:
         try:
             length = parse_duration(value)
         except ValueError as exc:
@@ -148,7 +162,7 @@ class FieldSpec(StrictModel):
             return [_problem(loc, f"'{value}' is longer than max ({format_duration(self.max)})", value)]
         return []
 
-    def _default_problems(self) -> list[dict[str, Any]]:
+    def _default_problems(self) -> list[InitErrorDetails]:
         value, loc = self.default, ("default",)
         if self.type in ("string", "text") and not isinstance(value, str):
             return [_problem(loc, "must be a string for a string field", value)]
@@ -160,7 +174,7 @@ class FieldSpec(StrictModel):
             return [_problem(loc, "must be one of allowed_values", value)]
         if self.type == "duration":
             problems = self._duration_problems(loc, value)
-            if not problems and self.allowed_values and parse_duration(value) not in self.duration_values:
+            if not problems and self.allowed_values and parse_duration(str(value)) not in self.duration_values:
                 problems.append(_problem(loc, "must be one of allowed_values", value))
             return problems
         return []
@@ -210,7 +224,9 @@ def _unknown_type(kind: Any, registry: Mapping[str, type]) -> str:
     return f"unknown type '{kind}' (known: {known})"
 
 
-def _integration_reference_problems(config: Any, strategy_class: type, ctx: ValidationContext) -> list[dict[str, Any]]:
+def _integration_reference_problems(
+    config: Any, strategy_class: type, ctx: ValidationContext,
+) -> list[InitErrorDetails]:
     name = getattr(config, "integration", None)
     if not isinstance(name, str):
         return []
@@ -357,7 +373,9 @@ class JitConfig(StrictModel):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _whole_file_checks(cls, data: Any, handler: Any, info: ValidationInfo) -> JitConfig:
+    def _whole_file_checks(
+        cls, data: Any, handler: ModelWrapValidatorHandler[JitConfig], info: ValidationInfo,
+    ) -> JitConfig:
         ctx = _context(info)
         ctx.integration_kinds = _integration_kinds(data)
         duplicates = _duplicate_names(data)
@@ -366,7 +384,7 @@ class JitConfig(StrictModel):
         except ValidationError:
             # Name clashes are found on the raw data, so they are reported even when another part
             # fails; pydantic cannot merge them into its own error, so load_config picks them up.
-            ctx.deferred.extend((p["loc"], p["type"].message()) for p in duplicates)
+            ctx.deferred.extend((p["loc"], _message(p)) for p in duplicates)
             raise
         if duplicates:
             _raise(duplicates)
@@ -392,7 +410,7 @@ def _integration_kinds(data: Any) -> dict[str, Any]:
     return {str(name): (entry.get("type") if isinstance(entry, Mapping) else None) for name, entry in integrations.items()}
 
 
-def _duplicate_names(data: Any) -> list[dict[str, Any]]:
+def _duplicate_names(data: Any) -> list[InitErrorDetails]:
     flows = data.get("flows") if isinstance(data, Mapping) else None
     if not isinstance(flows, list):
         return []
@@ -408,7 +426,7 @@ def _duplicate_names(data: Any) -> list[dict[str, Any]]:
     return problems
 
 
-def _duplicates_in(items: list, loc: Loc, noun: str) -> list[dict[str, Any]]:
+def _duplicates_in(items: list[Any], loc: Loc, noun: str) -> list[InitErrorDetails]:
     first: dict[str, int] = {}
     problems = []
     for index, item in enumerate(items):

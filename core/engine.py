@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -48,6 +48,7 @@ from core.ports import (
     Timers,
     UserInfo,
 )
+from core.retry import Backoff, call
 from core.secrets import scrub
 from core.strategy import GrantContext, GrantResult, Strategy, SupportsInstructions
 from core.targets import flow_target
@@ -280,15 +281,14 @@ class AccessEngine:
     async def _post_for_approval(self, request: AccessRequest) -> AccessRequest:
         """Post a new request to its channel, retrying; if it cannot be posted, alert and tell the truth."""
         life = self.life
-        error: BaseException | None = None
-        for attempt in range(POST_ATTEMPTS):
-            try:
-                ts = await life.notifier.publish(request)
-            except Exception as exc:
-                error = exc
-                log.warning("publish.retrying", request_id=request.id, attempt=attempt + 1, error=scrub(str(exc)))
-                await asyncio.sleep(self.retry_delay * (attempt + 1))
-                continue
+        try:
+            ts = await call(lambda: life.notifier.publish(request), self._policy(self.retry_delay, POST_ATTEMPTS),
+                            sleep=asyncio.sleep, retry_if=lambda _: True,
+                            before_sleep=lambda exc, _: log.warning("publish.retrying", request_id=request.id,
+                                                                    error=scrub(str(exc))))
+        except Exception as exc:
+            error: BaseException | None = exc
+        else:
             request = await life.requests.update(request.id, {"message_ts": ts})
             await life.tell(request, RequesterNotice.SUBMITTED)
             return request
@@ -404,23 +404,28 @@ class AccessEngine:
         """Write approved → granted. The target already changed, so a failed write is retried; when it
         keeps failing the revoke timer is armed anyway and the sweep finishes the job."""
         life = self.life
-        assert request.expires_at is not None
-        for attempt in range(1, RECORD_ATTEMPTS + 1):
-            try:
-                return await life.requests.transition(
-                    request.id, S.APPROVED, S.GRANTED,
-                    changes={"granted_at": granted_at, "grant_state": state},
-                    audit=life.event(request, SYSTEM, "access.granted", S.APPROVED, S.GRANTED,
-                                     {"expires_at": request.expires_at.isoformat(), "system": strategy.system}),
-                )
-            except InvalidTransition:
-                raise
-            except Exception as exc:
-                log.error("grant.record_failed", request_id=request.id, attempt=attempt, error=scrub(str(exc)))
-                if attempt < RECORD_ATTEMPTS:
-                    await asyncio.sleep(self.retry_delay * attempt)
+        expires_at = request.expires_at
+        assert expires_at is not None
+
+        def record() -> Awaitable[AccessRequest]:
+            return life.requests.transition(
+                request.id, S.APPROVED, S.GRANTED,
+                changes={"granted_at": granted_at, "grant_state": state},
+                audit=life.event(request, SYSTEM, "access.granted", S.APPROVED, S.GRANTED,
+                                 {"expires_at": expires_at.isoformat(), "system": strategy.system}),
+            )
+
+        try:
+            return await call(record, self._policy(self.retry_delay, RECORD_ATTEMPTS), sleep=asyncio.sleep,
+                              retry_if=lambda exc: not isinstance(exc, InvalidTransition),
+                              before_sleep=lambda exc, _: log.error("grant.record_failed", request_id=request.id,
+                                                                    error=scrub(str(exc))))
+        except InvalidTransition:
+            raise
+        except Exception as exc:
+            log.error("grant.record_failed", request_id=request.id, error=scrub(str(exc)), final=True)
         # Still `approved` in the database: the revoke timer and the sweep both pick such a row up.
-        life.timers.arm_revoke(request.id, request.expires_at)
+        life.timers.arm_revoke(request.id, expires_at)
         await life.alert("A grant was made but the database refused to record it", request,
                          action="jitbot retries on its next sweep and revokes it on time.")
         return None
@@ -428,19 +433,28 @@ class AccessEngine:
     async def _attempt_grant(self, strategy: Strategy, ctx: GrantContext
                              ) -> tuple[GrantResult | None, BaseException | None]:
         """Call the strategy's grant, retrying only failures after which the attempt has ended."""
-        for attempt in range(1, GRANT_ATTEMPTS + 1):
-            try:
-                async with self.life.gate(ctx.flow):
-                    return await strategy.grant(ctx), None
-            except StrategyError as exc:
-                if not exc.retryable or attempt == GRANT_ATTEMPTS:
-                    return None, exc
-                log.warning("grant.retrying", request_id=ctx.request_id, attempt=attempt, error=scrub(str(exc)))
-                await asyncio.sleep(self.grant_retry_delay * attempt)
-            except Exception as exc:  # an adapter bug must still end as a visible failed grant
-                log.exception("grant.crashed", request_id=ctx.request_id)
-                return None, exc
-        raise AssertionError("unreachable: the last attempt always returns")
+
+        async def once() -> GrantResult:
+            async with self.life.gate(ctx.flow):
+                return await strategy.grant(ctx)
+
+        try:
+            return await call(
+                once, self._policy(self.grant_retry_delay, GRANT_ATTEMPTS), sleep=asyncio.sleep,
+                retry_if=lambda exc: isinstance(exc, StrategyError) and exc.retryable,
+                before_sleep=lambda exc, _: log.warning("grant.retrying", request_id=ctx.request_id,
+                                                        error=scrub(str(exc))),
+            ), None
+        except StrategyError as exc:
+            return None, exc
+        except Exception as exc:  # an adapter bug must still end as a visible failed grant
+            log.exception("grant.crashed", request_id=ctx.request_id)
+            return None, exc
+
+    @staticmethod
+    def _policy(first: float, attempts: int) -> Backoff:
+        """The engine's in-call back-off: `first`, doubling, for `attempts` tries (tests set first to 0)."""
+        return Backoff(first=first, factor=2.0, cap=8.0, attempts=attempts)
 
     async def _grant_failed(self, request: AccessRequest, error: BaseException) -> AccessRequest:
         """Record a failed grant as due for clean-up, take back what may be there, and tell everyone."""

@@ -19,6 +19,11 @@ str() is redacted, and the logging pipeline scrubs registered secret values as a
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from core.config_lines import ConfigIssue
+
 
 class JitError(Exception):
     """Base of every error jitbot raises on purpose; `user_message` is safe to show a person."""
@@ -31,7 +36,7 @@ class JitError(Exception):
 class ConfigError(JitError):
     """The flows file is unreadable or invalid; `issues` lists every problem found."""
 
-    def __init__(self, issues: list, message: str | None = None) -> None:
+    def __init__(self, issues: list[ConfigIssue], message: str | None = None) -> None:
         self.issues = list(issues)
         super().__init__(message or "\n".join(str(i) for i in self.issues))
 
@@ -65,6 +70,8 @@ class NotAllowed(JitError):
 
 class HookError(JitError):
     """A policy hook raised, timed out, or returned a value it may not return."""
+
+    line: int | None = None  # the line in the hooks file, when the failure points at one
 
     def __init__(self, path: str, hook: str, message: str) -> None:
         self.path, self.hook = path, hook

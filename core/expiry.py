@@ -24,6 +24,7 @@ from core.errors import InvalidTransition, StrategyUnavailable
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest, RequestStatus as S
 from core.ports import RequesterNotice
+from core.retry import REVOCATION
 from core.secrets import scrub
 from core.strategy import SharesAccess
 from core.targets import flow_target
@@ -35,8 +36,9 @@ Grant = Callable[[AccessRequest, Flow | None], Awaitable[AccessRequest]]
 
 
 def revoke_backoff(attempt: int) -> float:
-    """Seconds to wait before revoke attempt `attempt + 1` (attempt counts failures so far)."""
-    return min(300.0, 2.0 * 2 ** max(0, attempt - 1))
+    """Seconds to wait before revoke attempt `attempt + 1` (attempt counts failures so far): the one
+    revocation policy of core.retry, 2 s doubling, capped at 5 minutes, whatever the count."""
+    return REVOCATION.delay(attempt)
 
 
 revoke_delay = revoke_backoff

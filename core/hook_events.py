@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar, Iterable, Iterator, Mapping
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, TypeVar
 
 
 INTEGRATIONS_NEED_ASYNC = "integrations are async clients: make this hook `async def` to use them"
@@ -86,6 +86,7 @@ class Ignore:
 
 
 Decision = Approve | Deny | Ignore
+_D = TypeVar("_D", Approve, Deny, Ignore)
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,7 @@ class HookIntegrations:
     """Attribute (and item) access to the built integrations by their `integrations:` name."""
 
     __slots__ = ("_items",)
+    _items: MappingProxyType[str, object]
 
     def __init__(self, integrations: Mapping[str, object] | None = None) -> None:
         object.__setattr__(self, "_items", MappingProxyType(dict(integrations or {})))
@@ -192,7 +194,7 @@ class HookEvent:
     expires_at: datetime | None = None
     state: Mapping[str, str] = field(default_factory=dict)
     # Decisions recorded by evt.approve/deny/ignore; a list so the frozen event can still collect them.
-    _recorded: list = field(default_factory=list, init=False, repr=False, compare=False)
+    _recorded: list[Decision] = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # Accept the domain types the engine already holds, so callers need no conversion code.
@@ -247,7 +249,7 @@ class HookEvent:
             granted_at=data["granted_at"], expires_at=data["expires_at"], state=data["state"],
         )
 
-    def _record(self, decision: Decision) -> Any:
+    def _record(self, decision: _D) -> _D:
         self._recorded.append(decision)
         return decision
 

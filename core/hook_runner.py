@@ -13,10 +13,13 @@ from typing import Any, Mapping
 
 import structlog
 
-from core.hook_events import Approve, Deny, HookEvent
+from core.clock import Clock
+from core.config_models import Flow
+from core.hook_events import Approve, Deny, HookEvent, HookIntegrations, HookTarget, HookUser, Ignore
 from core.errors import HookError
-from core.models import AccessRequest, AuditEvent, Target
-from core.ports import Alert
+from core.hooks import HookModule
+from core.models import AccessRequest, AuditEvent, Subject, Target
+from core.ports import Alert, AuditTrail, Notifier, UserInfo
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.hooks")
@@ -33,43 +36,46 @@ class ApproversUnavailable:
 class HookRunner:
     """Calls the hooks file of each flow with a time limit, and reports what went wrong."""
 
-    def __init__(self, modules: Mapping[str, Any], integrations: Mapping[str, object], *, notifier, audit, clock) -> None:
+    def __init__(self, modules: Mapping[str, HookModule], integrations: Mapping[str, object], *,
+                 notifier: Notifier, audit: AuditTrail, clock: Clock) -> None:
         self.modules = dict(modules)
         self.integrations = dict(integrations)
         self.notifier = notifier
         self.audit = audit
         self.clock = clock
 
-    def event(self, request: AccessRequest, flow, *, user, actor=None) -> HookEvent:
+    def event(self, request: AccessRequest, flow: Flow, *, user: Subject, actor: UserInfo | None = None) -> HookEvent:
         """The `evt` for a hook call about `request`."""
         target = flow_target(flow, request.target) or Target(request.target, request.target, {})
         return HookEvent(
-            request_id=request.id, flow=flow.name, target=target, user=user, actor=actor,
-            fields=dict(request.fields), integrations=self.integrations,
+            request_id=request.id, flow=flow.name, target=HookTarget.of(target), user=HookUser.of(user),
+            actor=HookUser.of(actor) if actor is not None else None,
+            fields=dict(request.fields), integrations=HookIntegrations(self.integrations),
             granted_at=request.granted_at, expires_at=request.expires_at, state=dict(request.grant_state),
         )
 
-    def active(self, flow) -> bool:
+    def active(self, flow: Flow) -> bool:
         """Whether the flow has a hooks file at all."""
         return self.modules.get(flow.name) is not None
 
-    def has(self, flow, hook: str) -> bool:
+    def has(self, flow: Flow, hook: str) -> bool:
         """Whether the flow's hooks file defines `hook`."""
         module = self.modules.get(flow.name)
         return module is not None and module.has(hook)
 
-    def actor(self, flow, hook: str | None = None) -> str:
+    def actor(self, flow: Flow, hook: str | None = None) -> str:
         """How a hook appears as an actor in the audit trail and on the message."""
         module = self.modules.get(flow.name)
         name = Path(module.path).name if module is not None else "hooks"
         return f"hook:{name}:{hook}" if hook else f"hook:{name}"
 
-    async def on_request(self, flow, evt: HookEvent, request: AccessRequest) -> Approve | Deny | None:
+    async def on_request(self, flow: Flow, evt: HookEvent, request: AccessRequest) -> Approve | Deny | None:
         """The fast-track / auto-deny decision, or None to leave it to humans."""
         ok, result = await self._call(flow, "on_request", evt, request)
         return result if ok and isinstance(result, (Approve, Deny)) else None
 
-    async def approvers(self, flow, evt: HookEvent, request: AccessRequest) -> list[str] | None | ApproversUnavailable:
+    async def approvers(self, flow: Flow, evt: HookEvent,
+                        request: AccessRequest) -> list[str] | None | ApproversUnavailable:
         """Slack ids that may decide this request, None to keep the flow's approvers, or
         ApproversUnavailable when the hook failed (the engine then falls back, closed)."""
         ok, result = await self._call(flow, "get_approvers", evt, request)
@@ -82,25 +88,25 @@ class HookRunner:
             return ApproversUnavailable()
         return list(result)
 
-    async def approval_channel(self, flow, evt: HookEvent, request: AccessRequest) -> str | None:
+    async def approval_channel(self, flow: Flow, evt: HookEvent, request: AccessRequest) -> str | None:
         """The channel for this request, or None for the flow's approval_channel."""
         ok, result = await self._call(flow, "get_approval_channel", evt, request)
-        return result if ok and result else None
+        return result if ok and isinstance(result, str) and result else None
 
-    async def on_click(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> str | None:
+    async def on_click(self, flow: Flow, hook: str, evt: HookEvent, request: AccessRequest) -> str | None:
         """The refusal message if `on_approve` / `on_deny` refuses the click, else None."""
         ok, result = await self._call(flow, hook, evt, request)
         if not ok:
             if hook == "on_approve":
                 return "The approval policy check failed, so this approval was not accepted. The operators have been alerted."
             return None
-        return result.message if result is not None else None
+        return result.message if isinstance(result, Ignore) else None
 
-    async def observe(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> None:
+    async def observe(self, flow: Flow, hook: str, evt: HookEvent, request: AccessRequest) -> None:
         """Call an after_* hook; its result is ignored and its failure only reported."""
         await self._call(flow, hook, evt, request)
 
-    async def _call(self, flow, hook: str, evt: HookEvent, request: AccessRequest) -> tuple[bool, Any]:
+    async def _call(self, flow: Flow, hook: str, evt: HookEvent, request: AccessRequest) -> tuple[bool, Any]:
         module = self.modules.get(flow.name)
         if module is None or not module.has(hook):
             return True, None
@@ -110,7 +116,7 @@ class HookRunner:
             await self._report(flow, hook, request, str(error))
             return False, None
 
-    async def _report(self, flow, hook: str, request: AccessRequest, message: str) -> None:
+    async def _report(self, flow: Flow, hook: str, request: AccessRequest, message: str) -> None:
         module = self.modules.get(flow.name)
         path = module.path if module is not None else "?"
         log.error("hook.failed", flow=flow.name, hook=hook, path=path, error=message, request_id=request.id)

@@ -56,6 +56,7 @@ import asyncio
 import contextlib
 import difflib
 import inspect
+import io
 import itertools
 import json
 import os
@@ -446,13 +447,16 @@ class _NoAnswer(Exception):
 class _Worker:
     """One hook process: it loaded the hooks file and answers one call at a time on stdin/stdout."""
 
-    def __init__(self, process: subprocess.Popen) -> None:
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        if process.stdin is None or process.stdout is None:
+            raise ValueError("a hook process needs pipes for stdin and stdout")
         self.process = process
+        self.stdin, self.stdout = process.stdin, process.stdout
         self.busy = False  # a call is reading or writing our ends: only that call may close them
         # Non-blocking ends, driven by the event loop's add_reader/add_writer: no thread per call, and
         # nothing tied to a loop outlives the call (asyncio's process transports would be).
-        os.set_blocking(process.stdin.fileno(), False)
-        os.set_blocking(process.stdout.fileno(), False)
+        os.set_blocking(self.stdin.fileno(), False)
+        os.set_blocking(self.stdout.fileno(), False)
 
     @property
     def running(self) -> bool:
@@ -463,8 +467,8 @@ class _Worker:
         """Send one framed request and read the framed answer; _NoAnswer if the process is gone."""
         self.busy = True
         try:
-            await _send_all(self.process.stdin.fileno(), len(payload).to_bytes(4, "big") + payload)
-            stdout = self.process.stdout.fileno()
+            await _send_all(self.stdin.fileno(), len(payload).to_bytes(4, "big") + payload)
+            stdout = self.stdout.fileno()
             size = int.from_bytes(await _receive_exactly(stdout, 4), "big")
             if size > _MAX_FRAME:
                 raise _NoAnswer(f"sent an answer of {size} bytes (at most {_MAX_FRAME})")
@@ -481,7 +485,7 @@ class _Worker:
         """Close our ends, unless a call is using them (it sees EOF once the process is gone)."""
         if self.busy:
             return  # closing an fd the loop is watching would leave that call waiting for its limit
-        for pipe in (self.process.stdin, self.process.stdout):
+        for pipe in (self.stdin, self.stdout):
             with contextlib.suppress(OSError):
                 pipe.close()
 
@@ -529,7 +533,7 @@ async def _ready(fd: int, *, writing: bool) -> None:
         remove(fd)
 
 
-async def _exit_code(process: subprocess.Popen, within: float) -> int | None:
+async def _exit_code(process: subprocess.Popen[bytes], within: float) -> int | None:
     """Wait (polling, the loop stays free) until the process has exited and is reaped; None if it has not."""
     loop = asyncio.get_running_loop()
     give_up, pause = loop.time() + within, 0.001
@@ -551,7 +555,7 @@ class _HookProcesses:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: set[_Worker] = set()
         self._idle: list[_Worker] = []
-        self._retiring: set[asyncio.Task] = set()
+        self._retiring: set[asyncio.Task[int | None]] = set()
         self._slots = asyncio.Semaphore(_MAX_WORKERS)
         self._closed = False
 
@@ -717,7 +721,8 @@ def _serve(parent_pid: int) -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
-    sys.stdout.reconfigure(line_buffering=True)  # it started on a pipe, so it would hold lines back
+    if isinstance(sys.stdout, io.TextIOWrapper):  # always, in a fresh interpreter (it is typed TextIO)
+        sys.stdout.reconfigure(line_buffering=True)  # it started on a pipe, so it would hold lines back
     # Ctrl-C reaches the whole process group; the bot decides when its hook processes stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
@@ -736,7 +741,7 @@ def _serve(parent_pid: int) -> None:
         _write_frame(answers, _answer(module, path, name, snapshot))
 
 
-def _answer(module: types.ModuleType, path: str, name: str, snapshot: dict) -> bytes:
+def _answer(module: types.ModuleType, path: str, name: str, snapshot: dict[str, Any]) -> bytes:
     """Run one hook call here and pickle what the bot needs: result and decision, or the failure."""
     try:
         evt = HookEvent.from_snapshot(snapshot)

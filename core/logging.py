@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
 
 import structlog
 
@@ -65,25 +66,26 @@ def _scrub_key(key: Any) -> Any:
     return _scrubbed_repr(key)
 
 
-def _scrub_event(_logger: Any, _method: str, event_dict: dict) -> dict:
+def _scrub_event(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> Mapping[str, Any]:
     # Before rendering: renderers escape quotes, backslashes, newlines and non-ASCII (JSON) or print
     # repr() (console), so a secret is only reliably found in the values themselves. Runs after
     # format_exc_info, so the traceback text is scrubbed too.
-    return scrub_value(event_dict)
+    scrubbed: Mapping[str, Any] = scrub_value(dict(event_dict))
+    return scrubbed
 
 
-def _scrub_rendered(_logger: Any, _method: str, line: str) -> str:
+def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     # Second net after the value pass: anything a renderer adds by itself (its own fallback for an
     # object, a later processor) is still matched, raw or in the escaped forms the registry holds.
-    return scrub(line)
+    return scrub(line) if isinstance(line, str) else line
 
 
-def configure_logging(fmt: str | None = None, level: str = "INFO", stream=None) -> str:
+def configure_logging(fmt: str | None = None, level: str = "INFO", stream: TextIO | None = None) -> str:
     """Set up structlog and the stdlib root logger; `fmt` is 'json' or 'console' (default by TTY)."""
     stream = stream or sys.stderr
     if fmt not in ("json", "console"):
         fmt = "console" if stream.isatty() else "json"
-    shared: list = [
+    shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

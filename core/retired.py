@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 import structlog
 
 from core.config import recorded_strategy_config
+from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
 from core.hooks import DEFAULT_HOOK_TIMEOUT
 from core.models import Target
@@ -91,8 +92,9 @@ async def rebuild_retired(
     return retired
 
 
-async def _build(spec, config, retired: RetiredStrategies, *, integrations, strategy_types, integration_types,
-                 load_hooks) -> tuple[Any, Target]:
+async def _build(spec: Mapping[str, Any], config: JitConfig, retired: RetiredStrategies, *,
+                 integrations: Mapping[str, object], strategy_types: Mapping[str, type],
+                 integration_types: Mapping[str, type], load_hooks: Callable[..., Any]) -> tuple[Any, Target]:
     if spec.get("literal_secrets"):
         raise StartupError("its strategy block held a secret written literally, which was not recorded; "
                            "write secrets as ${env:…} references")

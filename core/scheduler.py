@@ -8,12 +8,15 @@ and a lost timer (a crash, a clock jump) is caught by the next sweep.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.clock import Clock
+from core.engine import AccessEngine
 
 log = structlog.get_logger("jitbot.scheduler")
 
@@ -21,13 +24,13 @@ log = structlog.get_logger("jitbot.scheduler")
 class Scheduler:
     """Arms `revoke:<id>` and `expire:<id>` jobs and runs the sweep every `sweep_interval`."""
 
-    def __init__(self, engine, clock: Clock, *, horizon: timedelta = timedelta(minutes=10),
+    def __init__(self, engine: AccessEngine, clock: Clock, *, horizon: timedelta = timedelta(minutes=10),
                  sweep_interval: timedelta = timedelta(minutes=1)) -> None:
         self.engine = engine
         self.clock = clock
         self.horizon = horizon
         self.sweep_interval = sweep_interval
-        self._running: set[asyncio.Task] = set()
+        self._running: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(
             timezone=timezone.utc,
             # A job that fires late still runs (never skipped as "misfired"); duplicates coalesce.
@@ -80,25 +83,27 @@ class Scheduler:
         """How many revoke / expire timers are held in memory."""
         return sum(1 for job in self._scheduler.get_jobs() if job.id != "sweep")
 
-    def _arm(self, job_id: str, fn, request_id: str, when: datetime) -> None:
+    def _arm(self, job_id: str, fn: Callable[[str], Awaitable[object]], request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:
             return  # the sweep arms it when it comes within the horizon
         self._scheduler.add_job(self._run_timer, "date", run_date=when, args=[fn, job_id, request_id],
                                 id=job_id, replace_existing=True)
 
-    async def _run_timer(self, fn, job_id: str, request_id: str) -> None:
+    async def _run_timer(self, fn: Callable[[str], Awaitable[object]], job_id: str, request_id: str) -> None:
         # APScheduler runs the job in the context of whatever armed it (often a Slack click):
         # without a fresh log context, a timer's revocation would be logged as that click.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(timer=job_id)
-        task = asyncio.current_task()
-        self._running.add(task)
+        task = asyncio.current_task()  # APScheduler's asyncio executor runs every job as a task
+        if task is not None:
+            self._running.add(task)
         try:
             await fn(request_id)
         except Exception:
             log.exception("timer.failed", job=job_id)
         finally:
-            self._running.discard(task)
+            if task is not None:
+                self._running.discard(task)
 
     async def sweep(self) -> None:
         """Revoke and expire what is due, then arm every timer that falls within the horizon."""

@@ -36,7 +36,7 @@ def parse_duration(text: str) -> timedelta:
     written = str(text)
     match = _DURATION.match(written)
     digits = match.group(1).lstrip("0") if match else ""
-    if not digits:
+    if match is None or not digits:
         raise ValueError(f"'{_shorten(written)}' is not a duration like 30s, 10m, 1h or 2d")
     # A year is 31536000 seconds: more than 8 digits is too long in any unit, and checking that
     # first spares int() a pasted megabyte of digits (it refuses more than 4300 anyway).

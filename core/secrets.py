@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, NoReturn
 
 from core.errors import SecretResolutionError
 
@@ -56,7 +56,7 @@ class Secret:
     def __bool__(self) -> bool:
         return bool(self._value)
 
-    def __reduce__(self):  # pickling would write the value somewhere we do not control
+    def __reduce__(self) -> NoReturn:  # pickling would write the value somewhere we do not control
         raise TypeError("Secret values cannot be pickled")
 
 
@@ -239,7 +239,7 @@ def _read_aws_secret(client: Any, name: str) -> str:
     except BotoCoreError as exc:
         raise SecretResolutionError(f"could not read AWS secret '{name}': {exc}") from None
     text = response.get("SecretString")
-    if text is None:
+    if not isinstance(text, str):
         raise SecretResolutionError(f"AWS secret '{name}' has no SecretString (binary secrets are not supported)")
     return text
 

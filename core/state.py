@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from core.errors import InvalidTransition
 from core.models import RequestStatus as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
@@ -15,16 +14,8 @@ TRANSITIONS: dict[S, frozenset[S]] = {
     S.EXPIRED: frozenset(),
 }
 
-TERMINAL: frozenset[S] = frozenset(s for s, nxt in TRANSITIONS.items() if not nxt)
 
 
 def can_transition(current: S, requested: S) -> bool:
     """Whether `current` may move to `requested`."""
     return requested in TRANSITIONS[current]
-
-
-def transition(request_id: str, current: S, requested: S) -> S:
-    """Return `requested` if allowed from `current`, else raise InvalidTransition."""
-    if not can_transition(current, requested):
-        raise InvalidTransition(request_id, current.value, requested.value)
-    return requested

@@ -6,13 +6,15 @@ from typing import Any, Mapping
 
 from pydantic import BaseModel
 
+from core.config_models import Flow
 from core.models import Target
+from core.schema import TargetConfig
 from core.secrets import Secret
 
 _COMMON_KEYS = {"name", "label"}
 
 
-def flow_target(flow, target_name: str) -> Target | None:
+def flow_target(flow: Flow, target_name: str) -> Target | None:
     """The flow's target of that name as a domain Target, or None."""
     try:
         return as_target(flow.target(target_name))
@@ -20,7 +22,7 @@ def flow_target(flow, target_name: str) -> Target | None:
         return None
 
 
-def as_target(config: BaseModel) -> Target:
+def as_target(config: TargetConfig) -> Target:
     """The domain Target for a target's config model."""
     return Target(name=config.name, label=config.label, settings=target_settings(config))
 

@@ -15,7 +15,7 @@ class TTLCache:
         self.max_entries = max_entries
         self._now = monotonic
         self._values: dict[Hashable, tuple[float, Any]] = {}
-        self._inflight: dict[Hashable, asyncio.Future] = {}
+        self._inflight: dict[Hashable, asyncio.Future[Any]] = {}
 
     async def get_or_load(self, key: Hashable, load: Callable[[], Awaitable[Any]]) -> Any:
         """Return the cached value for `key`, or await `load()` once and cache its result."""
@@ -25,7 +25,7 @@ class TTLCache:
         pending = self._inflight.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             value = await load()

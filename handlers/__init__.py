@@ -7,9 +7,10 @@ from slack_bolt.async_app import AsyncApp
 
 from handlers import actions, commands, views
 from handlers.errors import handle_error
+from handlers.listeners import Listeners
 
 
-def register(app: AsyncApp, *, config, engine) -> None:
+def register(app: AsyncApp, *, config, engine, listeners: Listeners) -> None:
     """Install the log-context middleware, the error handler and every listener on `app`."""
 
     async def bind_log_context(body, next) -> None:
@@ -20,6 +21,6 @@ def register(app: AsyncApp, *, config, engine) -> None:
 
     app.middleware(bind_log_context)
     app.error(handle_error)
-    commands.register(app, config)
-    views.register(app, config, engine)
-    actions.register(app, engine)
+    commands.register(app, config, listeners)
+    views.register(app, config, engine, listeners)
+    actions.register(app, engine, listeners)

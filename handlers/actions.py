@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from core.models import MessageRef
-from handlers.errors import reported
+from handlers.listeners import Listeners
 from handlers.ids import ActionId
 from handlers.metadata import parse_decision_value
 
@@ -18,7 +18,7 @@ def _source(body: dict) -> MessageRef:
     return MessageRef(channel=channel, ts=ts)
 
 
-def register(app: AsyncApp, engine) -> None:
+def register(app: AsyncApp, engine, listeners: Listeners) -> None:
     """Listen for the two decision buttons; refusals surface through the error handler."""
 
     async def handle_approve_button(ack, body, action) -> None:
@@ -29,5 +29,5 @@ def register(app: AsyncApp, engine) -> None:
         await ack()
         await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 
-    app.action(ActionId.APPROVE)(reported(handle_approve_button))
-    app.action(ActionId.DENY)(reported(handle_deny_button))
+    app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button))
+    app.action(ActionId.DENY)(listeners.reported(handle_deny_button))

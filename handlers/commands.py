@@ -5,10 +5,10 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from handlers import blocks
-from handlers.errors import reported
+from handlers.listeners import Listeners
 
 
-def register(app: AsyncApp, config) -> None:
+def register(app: AsyncApp, config, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
     async def handle_request_command(ack, body, client) -> None:
@@ -30,7 +30,7 @@ def register(app: AsyncApp, config) -> None:
         # The trigger_id lives 3 seconds: open the modal before any other I/O.
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    app.command(config.slack.command)(reported(handle_request_command))
+    app.command(config.slack.command)(listeners.reported(handle_request_command))
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -62,10 +62,6 @@ class SlackNotifier:
             await self.client.chat_postMessage(channel=channel, text=scrub(blocks.alert_text(alert)),
                                                unfurl_links=False, unfurl_media=False)
 
-    async def ephemeral(self, channel: str, user: str, text: str) -> None:
-        """Show `text` to one person in a channel."""
-        await self.client.chat_postEphemeral(channel=channel, user=user, text=text)
-
     async def _dm_channel(self, user: str) -> str:
         channel = self._dm_channels.get(user)
         if channel is None:

@@ -10,7 +10,7 @@ from slack_bolt.async_app import AsyncApp
 
 from core.engine import SubmissionRejected
 from handlers import blocks
-from handlers.errors import reported
+from handlers.listeners import Listeners
 from handlers.forms import parse_form
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.metadata import BadMetadata, FormMetadata
@@ -22,7 +22,7 @@ log = structlog.get_logger("jitbot.views")
 VALIDATION_BUDGET_SECONDS = 2.2
 
 
-def register(app: AsyncApp, config, engine) -> None:
+def register(app: AsyncApp, config, engine, listeners: Listeners) -> None:
     """Listen for the flow picker's select and the request form's submission."""
 
     async def handle_flow_pick_action(ack, body, client) -> None:
@@ -72,8 +72,8 @@ def register(app: AsyncApp, config, engine) -> None:
         await ack()
         await engine.submit(draft)
 
-    app.action(ActionId.PICK_FLOW)(reported(handle_flow_pick_action))
-    app.view(CallbackId.REQUEST_FORM)(reported(handle_request_form_submission))
+    app.action(ActionId.PICK_FLOW)(listeners.reported(handle_flow_pick_action))
+    app.view(CallbackId.REQUEST_FORM)(listeners.reported(handle_request_form_submission))
 
 
 def _block_for(key: str) -> str:

@@ -15,19 +15,11 @@ from typing import Any, Iterable, Mapping
 import sqlite_utils
 
 from core.models import AuditEvent
+from core.plain import plain
 from core.secrets import scrub, scrub_data
 from storage.db import Store, from_db_time, to_db_time
 
 _COLUMNS = "id, at, request_id, actor, action, status_from, status_to, detail"
-
-
-def _plain(value: Any) -> Any:
-    """Turn any Mapping / sequence / set into dicts and lists, which scrub_data walks."""
-    if isinstance(value, Mapping):
-        return {_plain(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _json_default(value: Any) -> Any:
@@ -47,7 +39,7 @@ def encode_detail(detail: Mapping[str, Any]) -> str:
     """Serialise an audit detail as JSON with every registered secret value replaced by '***'."""
     if not detail:
         return "{}"
-    return _to_json(scrub_data(_plain(detail)))
+    return _to_json(scrub_data(plain(detail)))
 
 
 _INSERT = (

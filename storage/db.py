@@ -88,11 +88,6 @@ def optional_db_time(value: datetime | None) -> str | None:
     return None if value is None else to_db_time(value)
 
 
-def optional_from_db_time(text: str | None) -> datetime | None:
-    """from_db_time that passes None through."""
-    return None if text is None else from_db_time(text)
-
-
 class RunLock:
     """The exclusive OS lock on `<database>.lock` that the one process running the bot on a database holds.
 

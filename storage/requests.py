@@ -299,11 +299,6 @@ class RequestRepo:
         )
         return await self._fetch(sql, [when, when, when])
 
-    async def list_granted_ending_before(self, t: datetime) -> list[AccessRequest]:
-        """Granted requests with expires_at strictly before `t`, soonest first."""
-        sql = f"{_SELECT} WHERE status = 'granted' AND expires_at < ? ORDER BY expires_at, id"
-        return await self._fetch(sql, [to_db_time(t)])
-
     async def list_live_for(self, flow: str, target: str, requester: str) -> list[AccessRequest]:
         """Approved or granted requests of one person for one target of one flow (the access they cover)."""
         sql = (f"{_SELECT} WHERE status IN ('approved', 'granted') AND flow = ? AND target = ? AND requester = ? "

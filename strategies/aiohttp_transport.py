@@ -8,12 +8,21 @@ timeouts' meaning; this maps them onto aiohttp and maps aiohttp's errors back on
 
 Bodies are streamed, never read whole here: how much of an answer is read, and how it is decoded,
 is decided above this layer (`strategies.http.LimitedTransport` caps every answer at 1 MiB).
+
+httpx's four time-outs all hold: `pool` bounds the wait for one of the `connections` (else
+PoolTimeout), `connect` the DNS look-up and connection (ConnectTimeout), `write` each 64 KiB piece
+of a request body larger than that (WriteTimeout; a smaller one is buffered at once and cannot
+stall), and `read` each wait for the answer (ReadTimeout).
+
+Why not the `httpx-aiohttp` package: measured with bench/latency.py (bench/README.md), it is no
+faster, and it sends header names lower-cased and reports a refused connection as a time-out.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import AsyncIterator, Iterator
+import asyncio
+from contextlib import contextmanager, nullcontext
+from typing import AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 import httpx
@@ -32,6 +41,8 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, connections: int = DEFAULT_CONNECTIONS) -> None:
         self._connections = connections
+        # Held from sending a request until its answer is closed: the wait for one is httpx's pool timeout.
+        self._slots = asyncio.Semaphore(connections)
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -48,20 +59,52 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return the response with its (still encoded) body as a stream."""
         timeouts = request.extensions.get("timeout", {})
-        timeout = aiohttp.ClientTimeout(
-            total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read"),
-        )
         body = await request.aread()
-        with _as_httpx_errors(request):
-            response = await self._get_session().request(
-                request.method, str(request.url), headers=_wire_headers(request),
-                data=body or None, allow_redirects=False, timeout=timeout, skip_auto_headers=("User-Agent",),
-            )
+        await self._take_slot(request, timeouts.get("pool"))
+        try:
+            response = await self._send(request, body, timeouts)
+        except BaseException:
+            self._slots.release()
+            raise
         return httpx.Response(
-            status_code=response.status, headers=list(response.raw_headers), stream=_AiohttpBody(response, request),
-            request=request,
+            status_code=response.status, headers=list(response.raw_headers),
+            stream=_AiohttpBody(response, request, on_close=self._slots.release), request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
         )
+
+    async def _take_slot(self, request: httpx.Request, seconds: float | None) -> None:
+        if not self._slots.locked():
+            await self._slots.acquire()  # one is free: taken without waiting, so without a timer to arm
+            return
+        try:
+            async with asyncio.timeout(seconds):
+                await self._slots.acquire()
+        except TimeoutError:
+            raise httpx.PoolTimeout(f"no free connection within {seconds:g}s", request=request) from None
+
+    async def _send(
+        self, request: httpx.Request, body: bytes, timeouts: Mapping[str, float | None]
+    ) -> aiohttp.ClientResponse:
+        # The slot already bounds the wait for a connection, so aiohttp's `connect` is the look-up and connect.
+        timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read"))
+        # A body of up to one piece is buffered by the connection at once, so only a larger one can stall.
+        upload = _Upload(body, timeouts.get("write")) if len(body) > _CHUNK_BYTES else None
+        with _as_httpx_errors(request):
+            try:
+                async with upload.deadline if upload else nullcontext():
+                    return await self._get_session().request(
+                        request.method, str(request.url), headers=_wire_headers(request),
+                        data=upload.chunks() if upload else body or None, allow_redirects=False, timeout=timeout,
+                        skip_auto_headers=("User-Agent",),
+                    )
+            except TimeoutError:
+                if upload and upload.deadline.expired():
+                    raise httpx.WriteTimeout(f"the request body was not sent within {upload.seconds:g}s",
+                                             request=request) from None
+                raise
+            finally:
+                if upload:
+                    upload.sent_or_abandoned()
 
     async def aclose(self) -> None:
         """Close the pooled connections."""
@@ -70,12 +113,45 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._session = None
 
 
+class _Upload:
+    """A request body handed to aiohttp a piece at a time; a piece not taken within `seconds` ends the exchange.
+
+    `deadline` is entered around the request; while the body is being sent it is set to now +
+    `seconds` per piece, and cleared once the last piece is taken.
+    """
+
+    def __init__(self, body: bytes, seconds: float | None) -> None:
+        self._body = body
+        self.seconds = seconds
+        self.deadline = asyncio.timeout(None)
+        self._active = True
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body in pieces; aiohttp asks for the next one once it has written the last."""
+        loop = asyncio.get_running_loop()
+        for start in range(0, len(self._body), _CHUNK_BYTES):
+            self._set(None if self.seconds is None else loop.time() + self.seconds)
+            yield self._body[start:start + _CHUNK_BYTES]
+        self._set(None)
+
+    def sent_or_abandoned(self) -> None:
+        """The request returned or failed: a body still being sent (after an early answer) has no deadline."""
+        self._active = False
+
+    def _set(self, when: float | None) -> None:
+        if self._active:
+            self.deadline.reschedule(when)
+
+
 class _AiohttpBody(httpx.AsyncByteStream):
     """An aiohttp response body as httpx's byte stream: raw chunks as they arrive, errors mapped."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+    def __init__(
+        self, response: aiohttp.ClientResponse, request: httpx.Request, *, on_close: Callable[[], None]
+    ) -> None:
         self._response = response
         self._request = request
+        self._on_close: Callable[[], None] | None = on_close
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         with _as_httpx_errors(self._request):
@@ -88,6 +164,9 @@ class _AiohttpBody(httpx.AsyncByteStream):
             self._response.release()
         else:
             self._response.close()
+        release, self._on_close = self._on_close, None
+        if release is not None:  # the slot is given back once, however often this is called
+            release()
 
 
 @contextmanager

@@ -5,8 +5,8 @@ With `role_arn`, the bot assumes that role with STS (session name "jitbot") and 
 the temporary credentials before they expire. `endpoint_url` is applied to every client it makes
 (VPC endpoints; moto in tests).
 
-Also here, shared by the AWS strategies: mapping botocore errors onto `core.errors`, a retry
-loop with capped exponential back-off for throttling and conflicting concurrent operations, and
+Also here, shared by the AWS strategies: mapping botocore errors onto `core.errors`, retries of
+throttling and conflicting concurrent operations (`core.retry`, the in-call policy), and
 `AwsStrategyBase` (the integration lookup, retried and mapped calls, identity and target checks).
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from dataclasses import dataclass
 from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping, TypeVar
 
 import boto3
@@ -35,9 +34,10 @@ from botocore.exceptions import (
 from pydantic import Field
 
 from core.clock import Clock, SystemClock
-from core.errors import JitError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.errors import JitError, StrategyError, StrategyUnavailable
+from core.retry import IN_CALL, Backoff, Sleep, call
 from core.schema import IntegrationConfig
-from strategies.base import GrantContext, IntegrationStrategy, ValidationIssue
+from strategies.base import IntegrationStrategy
 
 ROLE_SESSION_NAME = "jitbot"
 
@@ -238,25 +238,6 @@ def aws_error(exc: BaseException, *, system: str, client_name: str) -> StrategyE
     return StrategyUnavailable(f"{system}: {type(exc).__name__}: {exc}", retryable=isinstance(exc, BotoCoreError))
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Capped exponential back-off: `first`, then ×`factor` up to `cap`, for `attempts` tries in all."""
-
-    first: float = 0.5
-    factor: float = 2.0
-    cap: float = 8.0
-    attempts: int = 6
-
-    def delays(self) -> list[float]:
-        """The sleeps between tries, in order."""
-        delays, delay = [], self.first
-        for _ in range(self.attempts - 1):
-            delays.append(delay)
-            delay = min(delay * self.factor, self.cap)
-        return delays
-
-
-Sleep = Callable[[float], Awaitable[None]]
 T = TypeVar("T")
 
 
@@ -264,7 +245,7 @@ async def with_retry(
     operation: Callable[[], Awaitable[T]],
     *,
     sleep: Sleep,
-    backoff: Backoff = Backoff(),
+    backoff: Backoff = IN_CALL,
     retry_codes: frozenset[str] = RETRY_CODES,
 ) -> T:
     """Await `operation()`, trying again after `sleep` while it fails with a throttling/conflict code.
@@ -272,14 +253,8 @@ async def with_retry(
     botocore already retries throttling a few times; this outer loop adds ConflictException and
     longer pauses. It re-raises the last botocore error, so callers still map it with `aws_error`.
     """
-    for delay in [*backoff.delays(), None]:
-        try:
-            return await operation()
-        except ClientError as exc:
-            if delay is None or error_code(exc) not in retry_codes:
-                raise
-        await sleep(delay)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return await call(operation, backoff, sleep=sleep,
+                      retry_if=lambda exc: isinstance(exc, ClientError) and error_code(exc) in retry_codes)
 
 
 async def mapped_call(
@@ -299,12 +274,9 @@ async def mapped_call(
 class AwsStrategyBase(IntegrationStrategy):
     """What the AWS strategies share; a subclass sets `system`, `identity_noun` and `config_model`.
 
-    `system` names the service in every message; `identity_noun` is what a person's identity is
-    matched to ("an AWS IAM user"). The strategy's config must have an `integration` of type aws.
+    The strategy's config must have an `integration` of type aws; calls are retried and mapped.
     """
 
-    system: str
-    identity_noun: str
     integration_type = "aws"
     integration_class = AwsIntegration
 
@@ -315,7 +287,7 @@ class AwsStrategyBase(IntegrationStrategy):
         integrations: Mapping[str, object],
         hooks: Any = None,
         sleep: Sleep = asyncio.sleep,
-        backoff: Backoff = Backoff(),
+        backoff: Backoff = IN_CALL,
     ) -> None:
         super().__init__(config, integrations=integrations, hooks=hooks)
         self._sleep = sleep
@@ -338,25 +310,3 @@ class AwsStrategyBase(IntegrationStrategy):
             ),
             system=self.system, client_name=client_name,
         )
-
-    def _no_identity_issue(self, ctx: GrantContext) -> ValidationIssue:
-        return ValidationIssue(
-            f"Your Slack account has no email or stored identity to match to {self.identity_noun}. "
-            "Ask an admin to map it with `bot.py identities set`.",
-            detail=f"subject {ctx.subject.slack_id} has no identity for {self.system}",
-        )
-
-    def _require_identity(self, ctx: GrantContext) -> str:
-        """The requester's identity, or SubjectNotFound worded like the validation issue."""
-        identity = ctx.subject.identity
-        if not identity:
-            issue = self._no_identity_issue(ctx)
-            raise SubjectNotFound(f"{self.system}: {issue.detail}", user_message=issue.user_message)
-        return identity
-
-    def _setting(self, ctx: GrantContext, key: str) -> str:
-        """The target's `key` setting, or TargetNotFound when it is missing or empty."""
-        value = ctx.target.settings.get(key)
-        if not value:
-            raise TargetNotFound(f"{self.system}: target {ctx.target.name!r} has no {key}")
-        return str(value)

@@ -23,8 +23,9 @@ import structlog
 from pydantic import BeforeValidator, Field
 
 from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.retry import STATUS_POLL, Backoff, Retry, call
 from core.schema import Duration, Name, StrategyConfig, TargetConfig
-from strategies.aws import AwsStrategyBase, Backoff, Sleep
+from strategies.aws import AwsStrategyBase
 from strategies.base import GrantContext, GrantResult, ValidationIssue
 
 log = structlog.get_logger(__name__)
@@ -72,14 +73,12 @@ class AwsSsoStrategy(AwsStrategyBase):
         self,
         config: AwsSsoStrategyConfig,
         *,
-        integrations: Mapping[str, object],
-        hooks: Any = None,
-        sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
-        backoff: Backoff = Backoff(),
-        poll: Backoff = Backoff(first=0.5, factor=2.0, cap=5.0),
+        poll: Backoff = STATUS_POLL,
+        **options: Any,
     ) -> None:
-        super().__init__(config, integrations=integrations, hooks=hooks, sleep=sleep, backoff=backoff)
+        """`options` are AwsStrategyBase's (integrations, hooks, sleep, backoff); `poll` paces status polls."""
+        super().__init__(config, **options)
         self._monotonic = monotonic
         self._poll = poll
         self._identity_store: str | None = config.identity_store_id
@@ -266,22 +265,27 @@ class AwsSsoStrategy(AwsStrategyBase):
         method = f"describe_account_assignment_{kind}_status"
         request_key = f"AccountAssignment{kind.capitalize()}RequestId"
         result_key = f"AccountAssignment{kind.capitalize()}Status"
-        deadline = self._monotonic() + self.config.poll_timeout.total_seconds()
-        delay = self._poll.first
-        while status.get("Status") not in ("SUCCEEDED", "FAILED"):
-            if self._monotonic() + delay > deadline:
-                raise StrategyUnavailable(
-                    f"{SYSTEM}: assignment {kind} {status.get('RequestId')} still "
-                    f"{status.get('Status')} after {self.config.poll_timeout.total_seconds():g}s",
-                    user_message=f"{SYSTEM} is taking longer than expected; the bot will check again.",
+        timeout = self.config.poll_timeout.total_seconds()
+        latest, polls = status, 0  # the status the create/delete call answered, then each poll's
+
+        async def poll() -> Mapping[str, Any]:
+            nonlocal latest, polls
+            if polls:  # the first look is at the answer already in hand
+                response = await self._call(
+                    "sso-admin", method, InstanceArn=self.config.instance_arn, **{request_key: status["RequestId"]}
                 )
-            await self._sleep(delay)
-            delay = min(delay * self._poll.factor, self._poll.cap)
-            response = await self._call(
-                "sso-admin", method, InstanceArn=self.config.instance_arn, **{request_key: status["RequestId"]}
-            )
-            status = response[result_key]
-        return status
+                latest = response[result_key]
+            polls += 1
+            if latest.get("Status") in ("SUCCEEDED", "FAILED"):
+                return latest
+            raise Retry(StrategyUnavailable(
+                f"{SYSTEM}: assignment {kind} {latest.get('RequestId')} still {latest.get('Status')} "
+                f"after {timeout:g}s",
+                user_message=f"{SYSTEM} is taking longer than expected; the bot will check again.",
+            ))
+
+        return await call(poll, self._poll, sleep=self._sleep, deadline=self._monotonic() + timeout,
+                          monotonic=self._monotonic)
 
     async def _assigned(self, state: Mapping[str, str]) -> bool:
         pages = await self._paginate(

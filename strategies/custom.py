@@ -29,11 +29,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
-from core.errors import HookError, StartupError, StrategyError, StrategyUnavailable, SubjectNotFound
+from core.errors import HookError, StartupError, StrategyError, StrategyUnavailable
 from core.hook_events import HookEvent
 from core.hooks import HookIssue, HookModule, HookResultError, check_hooks
 from core.schema import StrategyConfig, TargetConfig
-from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.base import GrantContext, GrantResult, MatchedElsewhere
 
 
 class CustomTarget(TargetConfig):
@@ -49,12 +49,13 @@ class CustomStrategyConfig(StrategyConfig):
     targets: list[CustomTarget]
 
 
-class CustomStrategy:
+class CustomStrategy(MatchedElsewhere):
     """Calls the flow's `grant(evt)` / `revoke(evt)` hooks."""
 
     system = "custom hooks"
     config_model = CustomStrategyConfig
     required_hooks = ("grant", "revoke")
+    unidentified_consequence = "this access cannot be granted to you"
 
     def __init__(
         self,
@@ -95,22 +96,9 @@ class CustomStrategy:
     async def aclose(self) -> None:
         """Nothing to release: the hooks module (and its hook processes) is closed by whoever loaded it."""
 
-    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
-        """The hooks do their own matching; they get at least an email or an identity to work with."""
-        if ctx.subject.email or ctx.subject.identity:
-            return []
-        return [ValidationIssue(
-            "Your Slack profile has no email address, so this access cannot be granted to you.",
-            detail=f"custom strategy: subject {ctx.subject.slack_id} has no email and no identity override",
-        )]
-
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """Call `grant(evt)`; a returned dict becomes the grant's state (values as str)."""
-        if not (ctx.subject.email or ctx.subject.identity):
-            raise SubjectNotFound(
-                f"subject {ctx.subject.slack_id} has no email and no identity override",
-                user_message="Your Slack profile has no email address, so this access cannot be granted to you.",
-            )
+        self._require_someone(ctx)
         state = await self._call("grant", self.event(ctx))
         return GrantResult(state=state or {})
 
@@ -119,12 +107,15 @@ class CustomStrategy:
         await self._call("revoke", self.event(ctx, state))
 
     def event(self, ctx: GrantContext, state: Mapping[str, str] | None = None) -> HookEvent:
-        """The `evt` for grant/revoke: the hook event of SPEC §6 plus granted_at, expires_at and state."""
+        """The `evt` for grant/revoke: the hook event of docs/hooks.md plus granted_at, expires_at and state."""
         return HookEvent(
             request_id=ctx.request_id, flow=ctx.flow, target=ctx.target, user=ctx.subject, fields=ctx.fields,
             integrations=self._integrations, granted_at=ctx.granted_at, expires_at=ctx.expires_at,
             state=state or {},
         )
+
+    def _where(self) -> str:
+        return "custom strategy"
 
     async def _call(self, name: str, evt: HookEvent) -> Any:
         if self.hooks is None or not self.hooks.has(name):

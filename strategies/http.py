@@ -5,14 +5,14 @@
   the whole exchange has a deadline; over the cap is `ResponseTooLarge` (an `httpx.DecodingError`).
 - `http_url` / `http_base_url`: field checks for http(s) URLs in config models.
 - `json_object(response)`: a JSON object body or None, for reading error bodies.
-- `backoff(attempt)`: the pause before a retry (0.5 s, 1 s, 2 s, …).
 - `ApiCaller`: owns a named integration's httpx client and sends its requests, retrying connection
-  errors, 5xx and 429 a bounded number of times; it builds the `core.errors` exceptions those
-  integrations raise, all worded "<System> integration '<name>' …".
+  errors, 5xx and 429 a bounded number of times (`core.retry`: the in-call policy); it builds the
+  `core.errors` exceptions those integrations raise, all worded "<System> integration '<name>' …".
 
 What differs per system stays in its module and is passed in: how long a 429 asks us to wait
-(Okta's X-Rate-Limit-Reset against Date, Aptible's Retry-After), how an error body reads, and
-what the returned response means (token refresh on 401, which 4xx count as success).
+(Okta's X-Rate-Limit-Reset against Date, Aptible's Retry-After, PagerDuty's ratelimit-reset), how
+an error body reads, whether outages are retried at all, and what the returned response means
+(token refresh on 401, which 4xx count as success).
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from __future__ import annotations
 import asyncio
 import math
 import zlib
-from typing import Any, Awaitable, Callable, Mapping
+from dataclasses import replace
+from typing import Any, Callable, Mapping
 
 import httpx
 import structlog
 
 from core.errors import StrategyError, StrategyUnavailable
+from core.retry import IN_CALL, Retry, Sleep, call
 from strategies.aiohttp_transport import AiohttpTransport
 
 log = structlog.get_logger(__name__)
-
-Sleep = Callable[[float], Awaitable[Any]]
 
 MAX_RESPONSE_BYTES = 1 << 20
 # Only encodings that can be decoded a bounded piece at a time are offered (httpx would add br and
@@ -81,11 +81,6 @@ def json_object(response: httpx.Response) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (0.5, 1, 2, …)."""
-    return 0.5 * 2 ** (attempt - 1)
-
-
 class ApiCaller:
     """One named integration's HTTP client: sends with bounded retries, and words its errors.
 
@@ -94,9 +89,11 @@ class ApiCaller:
     use and `aclose()` closes it. An answer over the cap keeps the meaning of its status: a 5xx or
     429 is retried like any other, anything else is a final (non-retryable) error.
 
-    A 429 is waited out for `rate_limit_wait(response)` seconds when that is given (and refused when
-    the wait exceeds `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after
-    `retry_wait(response, attempt)` seconds (default: `backoff(attempt)`).
+    `attempts` tries in all, paused as `core.retry.IN_CALL` says. A 429 is waited out for
+    `rate_limit_wait(response)` seconds when that is given (and refused when the wait exceeds
+    `max_rate_limit_wait`); without it a 429 is retried like a 5xx, after `retry_wait(response)`
+    seconds when that gives a number. With `retry_outages=False` a connection error or a 5xx fails
+    at once (only 429s are waited out). Errors are `error_type` (a `StrategyUnavailable`).
     """
 
     def __init__(
@@ -113,7 +110,9 @@ class ApiCaller:
         timeout: float = 10.0,
         rate_limit_wait: Callable[[httpx.Response], float] | None = None,
         max_rate_limit_wait: float = math.inf,
-        retry_wait: Callable[[httpx.Response, int], float] | None = None,
+        retry_wait: Callable[[httpx.Response], float | None] | None = None,
+        retry_outages: bool = True,
+        error_type: type[StrategyUnavailable] = StrategyUnavailable,
     ) -> None:
         self.system = system
         self.name = name
@@ -124,10 +123,12 @@ class ApiCaller:
         self._timeout = timeout
         self._client: httpx.AsyncClient | None = None
         self._sleep = sleep
-        self._attempts = attempts
+        self._policy = replace(IN_CALL, attempts=attempts)
         self._rate_limit_wait = rate_limit_wait
         self._max_rate_limit_wait = max_rate_limit_wait
-        self._retry_wait = retry_wait or (lambda _response, attempt: backoff(attempt))
+        self._retry_wait = retry_wait or (lambda _response: None)
+        self._retry_outages = retry_outages
+        self._error_type = error_type
 
     async def open(self) -> None:
         """Build the HTTP client (idempotent)."""
@@ -145,50 +146,55 @@ class ApiCaller:
     async def send(self, method: str, url: str, *, action: str, **kwargs: Any) -> httpx.Response:
         """Send `request(method, url, **kwargs)`, retrying as above; return any other response."""
         await self.open()
+
+        def note_wait(error: BaseException, seconds: float) -> None:
+            if isinstance(error, _RateLimited):
+                log.info(f"{self.system.lower()}_rate_limited", integration=self.name, action=action,
+                         wait_seconds=seconds)
+
+        return await call(lambda: self._send_once(method, url, action, kwargs), self._policy, sleep=self._sleep,
+                          before_sleep=note_wait)
+
+    async def _send_once(self, method: str, url: str, action: str, kwargs: Mapping[str, Any]) -> httpx.Response:
+        """One exchange: the response to return, or `Retry` / a final error."""
         assert self._client is not None
-        for attempt in range(1, self._attempts + 1):
-            last_attempt = attempt == self._attempts
-            try:
-                response = await self._client.request(method, url, **kwargs)
-            except httpx.DecodingError as exc:
-                status = exc.status_code if isinstance(exc, ResponseTooLarge) else 0
-                if not (status == 429 or status >= 500):
-                    # An oversized or undecodable answer comes back the same when asked again.
-                    raise self.refused(
-                        f"could not {action}: {exc}",
-                        user_message=f"{self.system} sent an answer jitbot will not read; tell the jitbot admins.",
-                    ) from None
-                # An outage's error page is still an outage, however large: retried like any 5xx.
-                if last_attempt:
-                    raise self.unavailable(f"could not {action}: {exc}") from None
-                await self._sleep(backoff(attempt))
-                continue
-            except httpx.TransportError as exc:
-                if last_attempt:
-                    raise self.unavailable(f"could not {action}: {type(exc).__name__}") from exc
-                await self._sleep(backoff(attempt))
-                continue
-            status = response.status_code
-            if status == 429 and self._rate_limit_wait is not None:
-                wait = self._rate_limit_wait(response)
-                if last_attempt or wait > self._max_rate_limit_wait:
-                    raise self.unavailable(
-                        f"is rate limited ({self.error_text(response)}), resetting in {wait:.0f}s; could not {action}"
-                    )
-                log.info(f"{self.system.lower()}_rate_limited", integration=self.name, action=action, wait_seconds=wait)
-                await self._sleep(wait)
-                continue
-            if status == 429 or status >= 500:
-                if last_attempt:
-                    raise self.unavailable(f"answered {status} ({self.error_text(response)}); could not {action}")
-                await self._sleep(self._retry_wait(response, attempt))
-                continue
-            return response
-        raise AssertionError("unreachable: the last attempt returns or raises")
+        try:
+            response = await self._client.request(method, url, **kwargs)
+        except httpx.DecodingError as exc:
+            status = exc.status_code if isinstance(exc, ResponseTooLarge) else 0
+            if not (status == 429 or status >= 500):
+                # An oversized or undecodable answer comes back the same when asked again.
+                raise self.refused(
+                    f"could not {action}: {exc}",
+                    user_message=f"{self.system} sent an answer jitbot will not read; tell the jitbot admins.",
+                ) from None
+            # An outage's error page is still an outage, however large: retried like any 5xx.
+            raise self._outage(self.unavailable(f"could not {action}: {exc}")) from None
+        except httpx.TransportError as exc:
+            raise self._outage(
+                self.unavailable(f"could not {action}: cannot reach {self.system} ({type(exc).__name__})")) from exc
+        status = response.status_code
+        if status == 429 and self._rate_limit_wait is not None:
+            wait = self._rate_limit_wait(response)
+            if wait > self._max_rate_limit_wait:
+                raise self.unavailable(
+                    f"is rate limited ({self.error_text(response)}), resetting in {wait:.0f}s; could not {action}")
+            tries = (self._policy.attempts or 1) - 1
+            raise _RateLimited(self.unavailable(
+                f"answered HTTP 429: still rate limited after {tries} retries ({self.error_text(response)}); "
+                f"could not {action}"), wait=wait)
+        if status == 429 or status >= 500:
+            failure = self.unavailable(f"answered {status} ({self.error_text(response)}); could not {action}")
+            raise self._outage(failure, wait=self._retry_wait(response))
+        return response
+
+    def _outage(self, error: StrategyUnavailable, *, wait: float | None = None) -> Exception:
+        """What to raise for an outage: a `Retry` when outages are retried, else the error itself."""
+        return Retry(error, wait=wait) if self._retry_outages else error
 
     def unavailable(self, what: str) -> StrategyUnavailable:
         """A passing outage (retryable): '<System> integration '<name>' <what>'."""
-        return StrategyUnavailable(
+        return self._error_type(
             f"{self.system} integration '{self.name}' {what}",
             retryable=True,
             user_message=f"{self.system} is not answering right now; jitbot will report or retry.",
@@ -196,8 +202,8 @@ class ApiCaller:
 
     def refused(self, what: str, *, user_message: str) -> StrategyUnavailable:
         """A refusal that retrying cannot fix (credentials, permissions, MFA)."""
-        return StrategyUnavailable(f"{self.system} integration '{self.name}' {what}", retryable=False,
-                                   user_message=user_message)
+        return self._error_type(f"{self.system} integration '{self.name}' {what}", retryable=False,
+                                user_message=user_message)
 
     def failed(self, action: str, response: httpx.Response) -> StrategyError:
         """An answer to `action` that is neither success nor one the caller handles."""
@@ -205,6 +211,10 @@ class ApiCaller:
             f"{self.system} integration '{self.name}' could not {action}: "
             f"{response.status_code} {self.error_text(response)}"
         )
+
+
+class _RateLimited(Retry):
+    """A 429 to wait out for the time the server asked."""
 
 
 def http_client(

@@ -13,9 +13,11 @@
 
 Two REST v2 calls: `GET /users?query=<email>` (exact email match, case-insensitive) and
 `GET /oncalls?user_ids[]=…&since=now&until=now` with `more`/`offset` pagination. Both are cached
-briefly (`core.ttl_cache`), so a burst of requests does not spend the token's rate limit; a 429 is
-retried after `ratelimit-reset` / `Retry-After`, a bounded number of times. Answers are read
-through `strategies.http.http_client` (at most 1 MiB once decoded, `timeout` seconds per call).
+briefly (`core.ttl_cache`), so a burst of requests does not spend the token's rate limit. Calls go
+through the shared `strategies.http.ApiCaller` (answers at most 1 MiB once decoded, `timeout`
+seconds per call): a 429 is waited out after `ratelimit-reset` / `Retry-After`, a bounded number of
+times, while an outage fails at once, since a hook's time limit would not outlast retries anyway.
+Every failure is a `PagerDutyError`, a `StrategyUnavailable` (`retryable` False for a refused token).
 """
 
 from __future__ import annotations
@@ -23,18 +25,19 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Awaitable, Callable, Literal, Sequence
+from typing import Annotated, Any, Callable, Literal, Sequence
 
 import httpx
 import structlog
 from pydantic import Field, field_validator
 
 from core.clock import Clock, SystemClock
-from core.errors import JitError
+from core.errors import StrategyUnavailable
+from core.retry import Sleep
 from core.schema import IntegrationConfig, SecretStr
 from core.secrets import scrub
 from core.ttl_cache import TTLCache
-from strategies.http import http_base_url, http_client
+from strategies.http import ApiCaller, http_base_url, json_object
 
 log = structlog.get_logger("jitbot.pagerduty")
 
@@ -45,6 +48,7 @@ MAX_RATE_LIMIT_RETRIES = 3
 MAX_RATE_LIMIT_WAIT = 30.0  # seconds; a longer wait would outlive any hook's time limit anyway
 MAX_PAGES = 50  # 5,000 entries at limit=100: a guard against a server that always says more=true
 PAGE_SIZE = 100
+_ADMINS = "jitbot's PagerDuty connection is not working; tell the jitbot admins."
 
 PdId = Annotated[str, Field(min_length=1)]
 
@@ -64,7 +68,7 @@ class PagerDutyIntegrationConfig(IntegrationConfig):
         return http_base_url(value)
 
 
-class PagerDutyError(JitError):
+class PagerDutyError(StrategyUnavailable):
     """PagerDuty could not answer (bad token, throttled, down); never contains the token."""
 
 
@@ -79,7 +83,7 @@ class PagerDutyIntegration:
         config: PagerDutyIntegrationConfig,
         *,
         clock: Clock | None = None,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
@@ -87,32 +91,23 @@ class PagerDutyIntegration:
         self.name = name
         self.config = config
         self._clock = clock or SystemClock()
-        self._sleep = sleep
-        self._transport = transport
-        self._timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        self._api = ApiCaller(
+            "PagerDuty", name, base_url=config.base_url, transport=transport, timeout=timeout,
+            headers={"Accept": "application/vnd.pagerduty+json;version=2", "Content-Type": "application/json",
+                     "User-Agent": "jitbot"},
+            sleep=sleep, attempts=MAX_RATE_LIMIT_RETRIES + 1, error_text=_error_text,
+            rate_limit_wait=_retry_after, retry_outages=False, error_type=PagerDutyError,
+        )
         self._user_ids = TTLCache(USER_CACHE_SECONDS, monotonic=monotonic)
         self._oncall = TTLCache(ONCALL_CACHE_SECONDS, monotonic=monotonic)
 
     async def open(self) -> None:
         """Create the HTTP client (no request is made)."""
-        if self._client is None:
-            self._client = http_client(
-                timeout=self._timeout,
-                transport=self._transport,
-                base_url=self.config.base_url,
-                headers={
-                    "Accept": "application/vnd.pagerduty+json;version=2",
-                    "Content-Type": "application/json",
-                    "User-Agent": "jitbot",
-                },
-            )
+        await self._api.open()
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self._api.aclose()
 
     async def is_on_call(
         self,
@@ -146,7 +141,8 @@ class PagerDutyIntegration:
     async def _load_user_id(self, email: str) -> str | None:
         offset = 0
         for _ in range(MAX_PAGES):
-            page = await self._get("/users", [("query", email), ("limit", PAGE_SIZE), ("offset", offset)])
+            page = await self._get("/users", [("query", email), ("limit", PAGE_SIZE), ("offset", offset)],
+                                   action="look up a user")
             users = page.get("users") or []
             for candidate in users:
                 if str(candidate.get("email", "")).lower() == email:
@@ -164,7 +160,8 @@ class PagerDutyIntegration:
         params += [("escalation_policy_ids[]", p) for p in policies]
         offset = 0
         for _ in range(MAX_PAGES):
-            page = await self._get("/oncalls", [*params, ("limit", PAGE_SIZE), ("offset", offset)])
+            page = await self._get("/oncalls", [*params, ("limit", PAGE_SIZE), ("offset", offset)],
+                                   action="list on-calls")
             entries = page.get("oncalls") or []
             if any(_current(entry, now) and _is_user(entry, user_id) for entry in entries):
                 return True
@@ -173,47 +170,25 @@ class PagerDutyIntegration:
             offset += len(entries)
         return False
 
-    async def _get(self, path: str, params: list[tuple[str, Any]]) -> dict:
-        if self._client is None:
-            raise PagerDutyError(f"integrations.{self.name}: not opened")
+    async def _get(self, path: str, params: list[tuple[str, Any]], *, action: str) -> dict[str, Any]:
+        """GET `path` and return its JSON object; any other answer is a PagerDutyError."""
         token = self.config.api_token.reveal()
-        for attempt in range(MAX_RATE_LIMIT_RETRIES + 1):
-            try:
-                response = await self._client.get(path, params=params, headers={"Authorization": f"Token token={token}"})
-            except httpx.DecodingError as exc:  # over the size cap, or an encoding we did not ask for
-                raise PagerDutyError(
-                    f"integrations.{self.name}: GET {path}: refused PagerDuty's answer: {exc}") from None
-            except httpx.HTTPError as exc:
-                raise PagerDutyError(
-                    f"integrations.{self.name}: cannot reach PagerDuty at {self.config.base_url}: {type(exc).__name__}"
-                ) from None
-            if response.status_code == 429 and attempt < MAX_RATE_LIMIT_RETRIES:
-                wait = _retry_after(response)
-                log.warning("pagerduty.rate_limited", integration=self.name, path=path, wait_seconds=wait)
-                await self._sleep(wait)
-                continue
-            return self._json_or_raise(path, response)
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
-
-    def _json_or_raise(self, path: str, response: httpx.Response) -> dict:
+        response = await self._api.send("GET", path, action=action, params=params,
+                                        headers={"Authorization": f"Token token={token}"})
         status = response.status_code
         if 200 <= status < 300:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict):
-                raise PagerDutyError(f"integrations.{self.name}: GET {path}: PagerDuty returned a body that is not a JSON object")
+            body = json_object(response)
+            if body is None:
+                raise self._api.refused(f"could not {action}: PagerDuty returned a body that is not a JSON object",
+                                        user_message=_ADMINS)
             return body
-        prefix = f"integrations.{self.name}: GET {path}: HTTP {status}"
         if status in (401, 403):
-            raise PagerDutyError(
-                f"{prefix}: PagerDuty refused the API token (check integrations.{self.name}.api_token"
-                " and that it may read users and on-calls)"
+            raise self._api.refused(
+                f"could not {action}: HTTP {status}: PagerDuty refused the API token (check "
+                f"integrations.{self.name}.api_token and that it may read users and on-calls)",
+                user_message=_ADMINS,
             )
-        if status == 429:
-            raise PagerDutyError(f"{prefix}: still rate limited after {MAX_RATE_LIMIT_RETRIES} retries")
-        raise PagerDutyError(f"{prefix}: {_error_text(response)}")
+        raise self._api.refused(f"could not {action}: HTTP {status}: {_error_text(response)}", user_message=_ADMINS)
 
 
 def _iso(moment: datetime) -> str:

@@ -44,10 +44,11 @@ import structlog
 from pydantic import field_validator
 
 from core.clock import Clock, SystemClock
-from core.errors import StrategyUnavailable, SubjectNotFound
+from core.plain import plain
+from core.errors import StrategyUnavailable
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import scrub
-from strategies.base import GrantContext, GrantResult, ValidationIssue
+from strategies.base import GrantContext, GrantResult, MatchedElsewhere
 from strategies.http import ResponseTooLarge, http_client, http_url
 
 log = structlog.get_logger(__name__)
@@ -109,11 +110,12 @@ class WebhookStrategyConfig(StrategyConfig):
         return value
 
 
-class WebhookStrategy:
+class WebhookStrategy(MatchedElsewhere):
     """Grants and revokes by POSTing signed JSON to the flow's `url`."""
 
     system = "webhook"
     config_model = WebhookStrategyConfig
+    unidentified_consequence = "the access service cannot tell who you are"
 
     def __init__(
         self,
@@ -128,7 +130,7 @@ class WebhookStrategy:
         self._transport = transport
         self._clock = clock or SystemClock()
         self._client: httpx.AsyncClient | None = None
-        self._where = _safe_url(config.url)
+        self._shown_url = _safe_url(config.url)
 
     @property
     def identity_key(self) -> str:
@@ -147,18 +149,9 @@ class WebhookStrategy:
             await self._client.aclose()
             self._client = None
 
-    async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
-        """The receiver does its own matching; jitbot only needs something to identify the person by."""
-        if ctx.subject.email or ctx.subject.identity:
-            return []
-        return [ValidationIssue(
-            "Your Slack profile has no email address, so the access service cannot tell who you are.",
-            detail=f"webhook {self._where}: subject {ctx.subject.slack_id} has no email and no identity override",
-        )]
-
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """POST action=grant; a usable `grant_id` in a JSON answer is kept for the revoke, any other fails the grant."""
-        self._require_subject(ctx)
+        self._require_someone(ctx)
         response = await self._deliver("grant", ctx, {})
         grant_id = self._grant_id(response)
         return GrantResult(state={"grant_id": grant_id} if grant_id else {})
@@ -171,7 +164,7 @@ class WebhookStrategy:
             extra[GRANT_ID_HEADER] = grant_id
         elif grant_id:
             # Stored before grant ids were checked: the revoke goes out without it rather than not at all.
-            log.warning("webhook.revoke.grant_id_dropped", request_id=ctx.request_id, where=self._where,
+            log.warning("webhook.revoke.grant_id_dropped", request_id=ctx.request_id, where=self._shown_url,
                         reason=_grant_id_problem(grant_id))
         await self._deliver("revoke", ctx, extra)
 
@@ -183,7 +176,7 @@ class WebhookStrategy:
             "action": action,
             "request_id": ctx.request_id,
             "flow": ctx.flow,
-            "target": {"name": ctx.target.name, "label": ctx.target.label, "settings": plain_settings(ctx.target.settings)},
+            "target": {"name": ctx.target.name, "label": ctx.target.label, "settings": plain(ctx.target.settings)},
             "requester": {
                 "slack_id": ctx.subject.slack_id,
                 "email": ctx.subject.email,
@@ -255,7 +248,7 @@ class WebhookStrategy:
             return value
         # The value itself stays out of the message: it failed the check, so it may hold anything.
         raise StrategyUnavailable(
-            f"webhook grant to {self._where} answered a grant_id that cannot be sent back on revoke "
+            f"webhook grant to {self._shown_url} answered a grant_id that cannot be sent back on revoke "
             f"({_grant_id_problem(value)}); the grant is treated as failed",
             retryable=False,
             user_message="The access service answered the grant with an unusable grant_id, so jitbot is taking "
@@ -265,7 +258,7 @@ class WebhookStrategy:
     def _unavailable(self, action: str, what: str, *, retryable: bool, status: int | None = None) -> StrategyUnavailable:
         shown = f" (HTTP {status})" if status else ""
         return StrategyUnavailable(
-            scrub(f"webhook {action} to {self._where} failed: {what}"),
+            scrub(f"webhook {action} to {self._shown_url} failed: {what}"),
             retryable=retryable,
             user_message=f"The access service did not accept the {action}{shown}.",
         )
@@ -275,13 +268,8 @@ class WebhookStrategy:
         # Redact before cutting, so a secret straddling the cut cannot leave half of itself behind.
         return _short(scrub(_HEX_DIGEST.sub("***", response.text[:4000])))
 
-    @staticmethod
-    def _require_subject(ctx: GrantContext) -> None:
-        if not (ctx.subject.email or ctx.subject.identity):
-            raise SubjectNotFound(
-                f"subject {ctx.subject.slack_id} has no email and no identity override",
-                user_message="Your Slack profile has no email address, so the access service cannot tell who you are.",
-            )
+    def _where(self) -> str:
+        return f"webhook {self._shown_url}"
 
 
 def sign(secret: str, body: bytes) -> str:
@@ -296,19 +284,6 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def plain_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A target's free-form settings as plain JSON-ready dicts and lists (read-only views copied)."""
-    return {str(key): _plain(value) for key, value in settings.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def valid_grant_id(value: object) -> bool:

@@ -20,8 +20,9 @@ from pydantic import Field, field_validator
 
 from core.clock import Clock, SystemClock
 from core.errors import StrategyUnavailable, TargetNotFound
+from core.retry import Sleep
 from core.schema import IntegrationConfig, SecretStr
-from strategies.http import ApiCaller, Sleep, backoff, http_base_url, json_object
+from strategies.http import ApiCaller, http_base_url, json_object
 
 log = structlog.get_logger(__name__)
 
@@ -104,8 +105,7 @@ class AptibleIntegration:
         self._api = ApiCaller(
             "Aptible", name, transport=transport, timeout=timeout,
             headers={"Accept": _HAL, "Content-Type": _HAL, "User-Agent": "jitbot"},
-            sleep=sleep, attempts=max_attempts, error_text=_error_text,
-            retry_wait=lambda response, attempt: _retry_after(response) or backoff(attempt),
+            sleep=sleep, attempts=max_attempts, error_text=_error_text, retry_wait=_retry_after,
         )
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -300,8 +300,9 @@ def _expiry(token: Mapping[str, Any], requested_at: float) -> float:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (at most 30), or None (then the usual back-off) when absent or zero."""
     try:
-        return min(float(response.headers["Retry-After"]), 30.0)
+        return min(float(response.headers["Retry-After"]), 30.0) or None
     except (KeyError, ValueError):
         return None
 

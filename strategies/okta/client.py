@@ -22,9 +22,10 @@ from pydantic import field_validator, model_validator
 
 from core.clock import Clock, SystemClock
 from core.errors import StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.retry import IN_CALL, Sleep
 from core.schema import IntegrationConfig, SecretStr
 from core.ttl_cache import TTLCache
-from strategies.http import ApiCaller, Sleep, backoff, http_base_url, json_object
+from strategies.http import ApiCaller, http_base_url, json_object
 
 log = structlog.get_logger(__name__)
 
@@ -256,7 +257,7 @@ class OktaIntegration:
         try:
             reset_at = float(response.headers["X-Rate-Limit-Reset"])
         except (KeyError, ValueError):
-            return backoff(1)
+            return IN_CALL.delay(1)  # no reset time given: the first pause of any retry
         now = self._now()
         if date := response.headers.get("Date"):
             try:

@@ -9,7 +9,10 @@ import pytest
 import yaml
 from pydantic import Field
 
-from core.config import ConfigIssue, JitConfig, as_target, check_config, load_config, target_settings
+from core.config import check_config, load_config
+from core.config_lines import ConfigIssue
+from core.config_models import JitConfig
+from core.targets import as_target, target_settings
 from core.errors import ConfigError
 from core.models import Subject
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig

@@ -30,7 +30,6 @@ import structlog
 
 from core.logging import configure_logging
 from core.models import AccessRequest, AuditEvent, RequestStatus
-from handlers.errors import running_listeners
 from runtime import Runtime, Settings
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
@@ -89,7 +88,7 @@ class RunningBot:
         """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while busy := running_listeners():
+        while busy := self.runtime.listeners.running():
             remaining = deadline - loop.time()
             assert remaining > 0, f"the bot is still busy after {timeout}s: {busy}"
             await asyncio.wait(busy, timeout=remaining)

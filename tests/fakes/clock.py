@@ -1,4 +1,4 @@
-"""FrozenClock: a clock that moves only when a test says so."""
+"""FrozenClock: a clock that moves only when a test says so; FakeTime: a sleep that only moves a clock."""
 
 from __future__ import annotations
 
@@ -23,3 +23,20 @@ class FrozenClock:
     def set(self, moment: datetime) -> None:
         """Jump to `moment`."""
         self._now = moment
+
+
+class FakeTime:
+    """An injected sleep that returns at once but advances a fake monotonic clock, recording pauses."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self.sleeps: list[float] = []
+
+    async def sleep(self, seconds: float) -> None:
+        """Record the pause and move the clock past it."""
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+    def monotonic(self) -> float:
+        """The fake monotonic time."""
+        return self.now

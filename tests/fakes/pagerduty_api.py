@@ -67,6 +67,7 @@ class PagerDutyApi:
     oncalls: list[OnCall] = field(default_factory=list)
     requests: list[LoggedRequest] = field(default_factory=list)
     _throttle: _Throttle = field(default_factory=_Throttle)
+    _failures: list[int] = field(default_factory=list)  # statuses to answer the next requests with
     _server: TestServer | None = None
 
     # ── state ─────────────────────────────────────────────────────────────────────────────────────
@@ -87,6 +88,10 @@ class PagerDutyApi:
     def rate_limit_next(self, count: int, *, reset: str | None = "1", retry_after: str | None = None) -> None:
         """Answer the next `count` requests with 429 and these headers."""
         self._throttle = _Throttle(count, reset, retry_after)
+
+    def fail_next(self, count: int, *, status: int = 503) -> None:
+        """Answer the next `count` requests with `status` (an outage)."""
+        self._failures = [status] * count
 
     def calls(self, path: str) -> list[LoggedRequest]:
         """The logged requests to one path."""
@@ -138,6 +143,8 @@ class PagerDutyApi:
             if self._throttle.retry_after is not None:
                 headers["Retry-After"] = self._throttle.retry_after
             return _error(429, 2020, "Rate Limit Exceeded", headers=headers)
+        if self._failures:
+            return _error(self._failures.pop(), 5000, "Service Unavailable")
         return None
 
     async def _list_users(self, request: web.Request) -> web.Response:

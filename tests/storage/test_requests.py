@@ -234,7 +234,7 @@ async def test_range_queries_are_correct_across_offsets_and_precisions(repo):
             (granted("e-next-day-early", (end + timedelta(hours=20)).astimezone(ist)), event()),
         ]
     )
-    before = await repo.list_granted_ending_before(end.astimezone(ist))
+    before = await repo.list_due_revocations((end - timedelta(microseconds=1)).astimezone(ist))
     assert [r.id for r in before] == ["a-whole-second", "b-ist-just-before"]
     due = await repo.list_due_revocations(end.astimezone(pst))
     assert [r.id for r in due] == ["a-whole-second", "b-ist-just-before", "c-pst-exactly"]

@@ -5,30 +5,15 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Awaitable, Callable
 
 import pytest
-
-from core.targets import as_target
 from botocore.config import Config
 
 from core.models import Target
 from core.schema import TargetConfig
+from core.targets import as_target
 from strategies.aws import AwsIntegration, AwsIntegrationConfig
 from tests.fakes.aws_fault_proxy import AwsFaultProxy
+from tests.fakes.clock import FakeTime  # noqa: F401  (strategy tests import it from here)
 from tests.fakes.moto_server import REGION, MotoServer, isolate_aws_env
-
-
-class FakeTime:
-    """An injected sleep that returns at once but advances a fake monotonic clock, recording pauses."""
-
-    def __init__(self) -> None:
-        self.now = 1_000.0
-        self.sleeps: list[float] = []
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def monotonic(self) -> float:
-        return self.now
 
 
 def target_of(config: TargetConfig) -> Target:

@@ -1,3 +1,4 @@
+import asyncio
 import gzip
 import socket
 
@@ -34,10 +35,24 @@ async def server():
             pass
         return response
 
+    async def silent(_request):
+        await asyncio.sleep(5)  # never answers within the tests' read time-out
+        return web.Response(text="late")
+
+    async def stalled(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        await response.write(b"the first part, then nothing")
+        await asyncio.sleep(5)
+        return response
+
     app = web.Application()
     app.router.add_post("/echo", echo)
     app.router.add_get("/moved", moved)
     app.router.add_get("/big", big)
+    app.router.add_get("/silent", silent)
+    app.router.add_get("/stalled", stalled)
     async with TestServer(app, host="127.0.0.1") as srv:
         srv.seen = seen
         yield srv
@@ -70,3 +85,43 @@ async def test_bodies_are_streamed_so_the_reader_decides_how_much_to_hold(server
         async with client.stream("GET", str(server.make_url("/big"))) as response:
             first = await anext(response.aiter_raw())
     assert 0 < len(first) <= 64 * 1024, "the transport must not read the whole body itself"
+
+
+async def test_a_server_that_never_answers_is_an_httpx_read_timeout(server):
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(5, read=0.2)) as client:
+        with pytest.raises(httpx.ReadTimeout):
+            await client.get(str(server.make_url("/silent")))
+
+
+async def test_an_answer_that_stops_half_way_is_an_httpx_read_timeout(server):
+    async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(5, read=0.2)) as client:
+        async with client.stream("GET", str(server.make_url("/stalled"))) as response:
+            assert response.status_code == 200
+            with pytest.raises(httpx.ReadTimeout):
+                await response.aread()
+
+
+async def test_a_request_waiting_longer_than_the_pool_time_out_for_a_connection_is_a_pool_timeout(server):
+    timeout = httpx.Timeout(5, pool=0.2)
+    async with httpx.AsyncClient(transport=AiohttpTransport(connections=1), timeout=timeout) as client:
+        async with client.stream("GET", str(server.make_url("/big"))):  # holds the only connection
+            with pytest.raises(httpx.PoolTimeout):
+                await client.post(str(server.make_url("/echo")), content=b"waits")
+        answer = await client.post(str(server.make_url("/echo")), content=b"after")
+    assert answer.status_code == 200, "closing the first answer gives its connection back"
+
+
+async def test_a_body_the_server_does_not_take_within_the_write_time_out_is_a_write_timeout():
+    async def never_read(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(5)
+        writer.close()
+
+    sink = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = sink.sockets[0].getsockname()[1]
+    body = bytes(32 << 20)  # more than the socket buffers on both sides hold
+    try:
+        async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=httpx.Timeout(5, write=0.3)) as client:
+            with pytest.raises(httpx.WriteTimeout):
+                await client.post(f"http://127.0.0.1:{port}/", content=body)
+    finally:
+        sink.close()

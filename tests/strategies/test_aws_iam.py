@@ -9,7 +9,8 @@ from pydantic import ValidationError
 
 from core.errors import StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.models import Subject
-from strategies.aws import AwsIntegration, AwsIntegrationConfig, Backoff
+from core.retry import Backoff
+from strategies.aws import AwsIntegration, AwsIntegrationConfig
 from strategies.aws_iam import AwsIamStrategy, AwsIamStrategyConfig
 from strategies.base import GrantContext, SupportsIsActive
 from tests.fakes.aws_fault_proxy import aws_error_reply

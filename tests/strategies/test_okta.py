@@ -109,6 +109,13 @@ async def test_missing_identity_is_a_validation_issue_and_grant_refuses(okta, in
         await strategy.grant(context(group_id, identity=None))
 
 
+async def test_a_person_without_an_identity_asking_for_a_missing_group_hears_of_both_problems(okta, integration):
+    strategy = await make_strategy(integration, "00gMISSING")
+    issues = await strategy.validate(context("00gMISSING", identity=None))
+    assert len(issues) == 2
+    assert "identities set" in issues[0].user_message and "does not exist" in issues[1].user_message
+
+
 async def test_user_whose_login_is_not_the_email_is_found_by_email_search(okta, integration):
     user_id = okta.add_user("alice", email="alice@example.com")
     group_id = okta.add_group("prod-admins")

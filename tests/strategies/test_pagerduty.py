@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from core.errors import HookError
+from core.errors import HookError, StrategyError, StrategyUnavailable
 from core.hook_events import Approve, HookEvent, HookUser
 from core.hooks import load_hooks
 from core.models import Target
@@ -207,6 +207,24 @@ async def test_unreachable_pagerduty_is_a_clear_error(make_integration, pd):
     await pd.close()
     with pytest.raises(PagerDutyError, match="cannot reach PagerDuty"):
         await integration.is_on_call(ANN)
+
+
+async def test_a_pagerduty_outage_fails_at_once_so_a_hook_is_not_held_up_by_retries(pd, make_integration, sleeps):
+    pd.fail_next(1, status=503)
+    with pytest.raises(PagerDutyError, match="answered 503") as caught:
+        await (await make_integration()).is_on_call(ANN)
+    assert caught.value.retryable and sleeps == [] and len(pd.requests) == 1
+
+
+async def test_pagerduty_failures_are_strategy_errors_that_say_whether_trying_again_can_help(pd, make_integration):
+    with pytest.raises(StrategyUnavailable) as refused:
+        await (await make_integration(token="pd-wrong-token-987654")).is_on_call(ANN)
+    assert isinstance(refused.value, PagerDutyError) and isinstance(refused.value, StrategyError)
+    assert refused.value.retryable is False, "a refused token stays refused"
+    pd.rate_limit_next(10)
+    with pytest.raises(StrategyUnavailable) as throttled:
+        await (await make_integration()).is_on_call(ANN)
+    assert isinstance(throttled.value, PagerDutyError) and throttled.value.retryable is True
 
 
 def test_config_rejects_unknown_keys_and_bad_urls():

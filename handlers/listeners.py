@@ -1,0 +1,72 @@
+"""The ack-first listener runner: Bolt gets its ack at once, the work finishes in the background.
+
+One `Listeners` belongs to one running bot (the runtime owns it), so two bots in one process (the
+end-to-end tests) never share, wait for or drain each other's work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from handlers.errors import handle_error
+
+Listener = Callable[..., Awaitable[None]]
+
+
+class Listeners:
+    """Wraps listeners so they ack first, and keeps their background work until it ends."""
+
+    def __init__(self) -> None:
+        self._background: set[asyncio.Task[None]] = set()
+
+    def reported(self, listener: Listener) -> Callable[[Any], Awaitable[None]]:
+        """Wrap a listener: return to Bolt as soon as it acks, finish its work in the background, and
+        send anything it raises to `handle_error`.
+
+        The app runs with process_before_response=True, so Bolt sends the ack when this wrapper
+        returns: right after ack() instead of after Bolt's 10 ms polling loop. Errors go to
+        `handle_error` here, not through Bolt's runner, because slack_bolt 1.30 drops the ack when a
+        listener raises within ~10 ms of acking (asyncio_runner.run_ack_function_asynchronously
+        resets ack.response).
+        """
+        wanted = list(inspect.signature(listener).parameters)
+        background = self._background
+
+        # Bolt injects listener arguments by parameter name; `args` asks it for all of them.
+        async def run(args: Any) -> None:
+            acked = asyncio.Event()
+            bolt_ack = args.ack
+
+            async def ack(*ack_args: Any, **ack_kwargs: Any) -> Any:
+                try:
+                    return await bolt_ack(*ack_args, **ack_kwargs)
+                finally:
+                    acked.set()
+
+            async def work() -> None:
+                try:
+                    await listener(**{name: ack if name == "ack" else getattr(args, name) for name in wanted})
+                except Exception as error:
+                    await handle_error(error, args.body, args.client)
+
+            task = asyncio.create_task(work(), name=f"jitbot-listener:{listener.__name__}")
+            background.add(task)
+            task.add_done_callback(background.discard)
+            waiter = asyncio.create_task(acked.wait())
+            await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+
+        run.__name__ = run.__qualname__ = listener.__name__
+        return run
+
+    def running(self) -> set[asyncio.Task[None]]:
+        """Listener work started and not yet finished."""
+        return {task for task in self._background if not task.done()}
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Let listener work already started finish (at shutdown), for at most `timeout` seconds."""
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
