@@ -135,8 +135,11 @@ def run() -> int:
                 print(issue, file=sys.stderr)
             await runtime.stop()
             count = len(error.issues)
-            return _fail(f"{settings.config_path} is not usable ({count} error{'s' if count != 1 else ''}); nothing was started.",
-                         EXIT_INVALID_CONFIG)
+            return _fail(
+                f"{settings.config_path} is not usable ({count} error{'s' if count != 1 else ''}); "
+                "nothing was started.",
+                EXIT_INVALID_CONFIG,
+            )
         except JitError as error:
             await runtime.stop()
             return _fail(error.user_message)
@@ -194,11 +197,20 @@ async def audit(args) -> int:
         log = AuditLog(store)
         events = await (log.for_request(args.request) if args.request else log.list(limit=args.limit))
         for event in events:
-            print(json.dumps({
-                "at": event.at.isoformat(), "actor": event.actor, "action": event.action,
-                "request_id": event.request_id, "status_from": event.status_from,
-                "status_to": event.status_to, "detail": event.detail,
-            }, default=str))
+            print(
+                json.dumps(
+                    {
+                        "at": event.at.isoformat(),
+                        "actor": event.actor,
+                        "action": event.action,
+                        "request_id": event.request_id,
+                        "status_from": event.status_from,
+                        "status_to": event.status_to,
+                        "detail": event.detail,
+                    },
+                    default=str,
+                )
+            )
         return 0
     finally:
         await store.close()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 import aiohttp
 import structlog
@@ -33,12 +33,12 @@ from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
+from core.secrets import register_secret_value
 from handlers.directory import SlackDirectory
-from handlers.listeners import Listeners
 from handlers.health import start_health_server
+from handlers.listeners import Listeners
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
-from core.secrets import register_secret_value
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
@@ -67,7 +67,7 @@ class Settings:
         register_secret_value(self.app_token)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
         """Read the process's variables; a missing token or an unusable JITBOT_DB is a StartupError in one sentence."""
         bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
         # Before any check: a token refused below (a user token, the two swapped) is still a secret.
@@ -75,12 +75,16 @@ class Settings:
         register_secret_value(app)
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
         if missing:
-            raise StartupError(f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
-                               "create the tokens as the README's Slack app setup shows, then export them.")
+            raise StartupError(
+                f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: "
+                "create the tokens as the README's Slack app setup shows, then export them."
+            )
         if not bot.startswith("xoxb-"):
             raise StartupError("SLACK_BOT_TOKEN must be a bot token starting with xoxb-.")
         if not app.startswith("xapp-"):
-            raise StartupError("SLACK_APP_TOKEN must be an app-level token starting with xapp- (with connections:write).")
+            raise StartupError(
+                "SLACK_APP_TOKEN must be an app-level token starting with xapp- (with connections:write)."
+            )
         return cls(
             bot_token=bot,
             app_token=app,
@@ -123,15 +127,22 @@ class Runtime:
         settings = self.settings
         # Resolution may call AWS Secrets Manager (blocking boto3): keep it off the event loop.
         self.config = await asyncio.to_thread(
-            load_config, settings.config_path, strategy_types=self.strategy_types,
-            integration_types=self.integration_types, resolve_secrets=True)
+            load_config,
+            settings.config_path,
+            strategy_types=self.strategy_types,
+            integration_types=self.integration_types,
+            resolve_secrets=True,
+        )
         self.client = AsyncWebClient(
-            token=settings.bot_token, base_url=settings.slack_api_url,
+            token=settings.bot_token,
+            base_url=settings.slack_api_url,
             # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.
             session=aiohttp.ClientSession(),
-            retry_handlers=[AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                            AsyncRateLimitErrorRetryHandler(max_retry_count=5),
-                            AsyncServerErrorRetryHandler(max_retry_count=2)],
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(max_retry_count=2),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                AsyncServerErrorRetryHandler(max_retry_count=2),
+            ],
         )
         # The run lock first: a second bot on this database refuses before it touches Slack.
         self.store = await Store.open(settings.db_path, exclusive=True)
@@ -149,24 +160,38 @@ class Runtime:
                 hook_modules[flow.name] = load_hooks(flow.hooks_path, timeout=flow.hook_timeout.total_seconds())
         for flow in self.config.flows:
             strategy = self.strategy_types[flow.strategy.type](
-                flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name))
+                flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
+            )
             await strategy.open()
             self.strategies[flow.name] = strategy
 
         directory = SlackDirectory(self.client, team_id=self.team_id)
         notifier = SlackNotifier(self.client, self.config)
-        runner = HookRunner(hook_modules, {**self.integrations, "slack": directory},
-                            notifier=notifier, audit=audit, clock=self.clock)
+        runner = HookRunner(
+            hook_modules, {**self.integrations, "slack": directory}, notifier=notifier, audit=audit, clock=self.clock
+        )
         self.engine = AccessEngine(
-            config=self.config, requests=requests, audit=audit, identities=identities,
-            strategies=self.strategies, hooks=runner, notifier=notifier, directory=directory, clock=self.clock,
+            config=self.config,
+            requests=requests,
+            audit=audit,
+            identities=identities,
+            strategies=self.strategies,
+            hooks=runner,
+            notifier=notifier,
+            directory=directory,
+            clock=self.clock,
         )
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
         # Live grants of flows edited or removed since: revoked with what they recorded.
         self.retired = await rebuild_retired(
-            requests, self.config, integrations=self.integrations, strategy_types=self.strategy_types,
-            integration_types=self.integration_types, load_hooks=load_hooks)
+            requests,
+            self.config,
+            integrations=self.integrations,
+            strategy_types=self.strategy_types,
+            integration_types=self.integration_types,
+            load_hooks=load_hooks,
+        )
         self.engine.retired = self.retired.by_request
 
         # process_before_response=True: our listener wrapper (handlers.listeners.Listeners.reported) returns as
@@ -185,10 +210,13 @@ class Runtime:
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
         if settings.health_address:
-            self.health = await start_health_server(settings.health_address, {
-                "slack": self.socket.client.is_connected,
-                "database": self._database_answers,
-            })
+            self.health = await start_health_server(
+                settings.health_address,
+                {
+                    "slack": self.socket.client.is_connected,
+                    "database": self._database_answers,
+                },
+            )
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
 
     async def _database_answers(self) -> bool:
@@ -203,12 +231,15 @@ class Runtime:
         except SlackApiError as exc:
             raise StartupError(f"Slack rejected SLACK_BOT_TOKEN ({exc.response.get('error')}).") from None
         except Exception as exc:
-            raise StartupError(f"Could not reach the Slack API at {self.settings.slack_api_url} ({type(exc).__name__}).") from None
+            raise StartupError(
+                f"Could not reach the Slack API at {self.settings.slack_api_url} ({type(exc).__name__})."
+            ) from None
         try:
             await self.client.apps_connections_open(app_token=self.settings.app_token)
         except SlackApiError as exc:
-            raise StartupError(f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}); "
-                               "it needs the connections:write scope.") from None
+            raise StartupError(
+                f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}); it needs the connections:write scope."
+            ) from None
 
     async def stop(self) -> None:
         """Disconnect, stop the timers, close clients and the database."""

@@ -17,8 +17,9 @@ import resource
 import sys
 import time
 import traceback
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -46,8 +47,9 @@ def _httpx_aiohttp() -> Any:
     from httpx_aiohttp import AiohttpTransport
 
     # The session production would give it: 16 connections, proxies from the environment.
-    return AiohttpTransport(client=lambda: aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=16), trust_env=True))
+    return AiohttpTransport(
+        client=lambda: aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16), trust_env=True)
+    )
 
 
 def _httpcore() -> Any:
@@ -58,7 +60,9 @@ def _httpcore() -> Any:
 
 # The transports `--transport` can put under the webhook strategy's LimitedTransport.
 TRANSPORTS: dict[str, Callable[[], Any]] = {
-    "hand-written": _hand_written, "httpx-aiohttp": _httpx_aiohttp, "httpcore": _httpcore,
+    "hand-written": _hand_written,
+    "httpx-aiohttp": _httpx_aiohttp,
+    "httpcore": _httpcore,
 }
 
 
@@ -89,16 +93,27 @@ async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
     from runtime import Runtime, Settings
     from strategies.registry import STRATEGY_TYPES
 
-    settings = Settings(bot_token=spec.bot_token, app_token=spec.app_token, config_path=Path(spec.config),
-                        db_path=str(spec.db), slack_api_url=spec.api_url)
+    settings = Settings(
+        bot_token=spec.bot_token,
+        app_token=spec.app_token,
+        config_path=Path(spec.config),
+        db_path=str(spec.db),
+        slack_api_url=spec.api_url,
+    )
     types = dict(STRATEGY_TYPES)
     if spec.transport:
         types["webhook"] = _webhook_over(TRANSPORTS[spec.transport])
     runtime = Runtime(settings, start_timers=spec.timers, strategy_types=types)
     cpu, started = _cpu_seconds(), time.perf_counter()
     await runtime.start()
-    report = {"event": "ready", "kind": "jitbot", "start_seconds": time.perf_counter() - started,
-              "start_cpu_seconds": _cpu_seconds() - cpu, "armed": runtime.scheduler.armed(), **rss_mb()}
+    report = {
+        "event": "ready",
+        "kind": "jitbot",
+        "start_seconds": time.perf_counter() - started,
+        "start_cpu_seconds": _cpu_seconds() - cpu,
+        "armed": runtime.scheduler.armed(),
+        **rss_mb(),
+    }
 
     async def stop() -> dict[str, Any]:
         final = {"event": "stopped", "cpu_seconds": _cpu_seconds(), **rss_mb()}
@@ -193,12 +208,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, help="cProfile from ready to stop (the steady state) into this file")
     parser.add_argument("--profile-start", type=Path, help="cProfile start-up into this file")
     parser.add_argument("--no-timers", dest="timers", action="store_false")
-    parser.add_argument("--transport", choices=sorted(TRANSPORTS),
-                        help="the webhook strategy's transport under its size and time limits (default: production's)")
+    parser.add_argument(
+        "--transport",
+        choices=sorted(TRANSPORTS),
+        help="the webhook strategy's transport under its size and time limits (default: production's)",
+    )
     args = parser.parse_args(argv)
-    spec = BotSpec(kind=args.kind, api_url=args.api_url, bot_token=args.bot_token, app_token=args.app_token,
-                   config=args.config, db=args.db, log=args.log, profile=args.profile,
-                   profile_start=args.profile_start, timers=args.timers, transport=args.transport)
+    spec = BotSpec(
+        kind=args.kind,
+        api_url=args.api_url,
+        bot_token=args.bot_token,
+        app_token=args.app_token,
+        config=args.config,
+        db=args.db,
+        log=args.log,
+        profile=args.profile,
+        profile_start=args.profile_start,
+        timers=args.timers,
+        transport=args.transport,
+    )
     configure_bot_logging(spec.log)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
     return asyncio.run(_serve(spec))

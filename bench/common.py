@@ -9,10 +9,11 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -48,6 +49,7 @@ def bench_env() -> dict[str, str]:
 
 # ── figures ───────────────────────────────────────────────────────────────────────────────────────
 
+
 def percentile(values: Sequence[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation between closest ranks (numpy's default)."""
     ordered = sorted(values)
@@ -72,8 +74,12 @@ class Figure:
     def stats(self) -> dict[str, float]:
         """n, p50, p99 and max, in the figure's unit."""
         scale = 1000.0 if self.unit == "ms" else 1.0
-        return {"n": len(self.samples), "p50": percentile(self.samples, 50) * scale,
-                "p99": percentile(self.samples, 99) * scale, "max": max(self.samples, default=float("nan")) * scale}
+        return {
+            "n": len(self.samples),
+            "p50": percentile(self.samples, 50) * scale,
+            "p99": percentile(self.samples, 99) * scale,
+            "max": max(self.samples, default=float("nan")) * scale,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """Stats, target and verdict as plain data."""
@@ -94,18 +100,24 @@ def print_figures(title: str, figures: Sequence[Figure], notes: Sequence[str] = 
     for figure in figures:
         s = figure.stats()
         unit = figure.unit
-        print(f"{figure.name:<{width}} {s['n']:>6} {s['p50']:>7.1f}{unit:<2} {s['p99']:>7.1f}{unit:<2} "
-              f"{s['max']:>7.1f}{unit:<2}  {figure.target:<22} {verdict(figure.meets)}")
+        print(
+            f"{figure.name:<{width}} {s['n']:>6} {s['p50']:>7.1f}{unit:<2} {s['p99']:>7.1f}{unit:<2} "
+            f"{s['max']:>7.1f}{unit:<2}  {figure.target:<22} {verdict(figure.meets)}"
+        )
     for note in notes:
         print(note)
 
 
 def machine() -> dict[str, Any]:
     """Where the figures were taken."""
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "cpus": os.cpu_count(),
-            "python": platform.python_version(), "platform": platform.platform(terse=True),
-            # Other work on the machine skews latency figures; the 1-minute load average shows it.
-            "load_before": round(os.getloadavg()[0], 2)}
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(terse=True),
+        # Other work on the machine skews latency figures; the 1-minute load average shows it.
+        "load_before": round(os.getloadavg()[0], 2),
+    }
 
 
 def rss_mb(pid: int | str = "self") -> dict[str, float]:
@@ -123,8 +135,9 @@ def log_trouble(path: Path) -> list[str]:
     """The warning and error lines of a bot's JSON log."""
     if not path.exists():
         return []
-    return [line for line in path.read_text().splitlines()
-            if '"level": "error"' in line or '"level": "warning"' in line]
+    return [
+        line for line in path.read_text().splitlines() if '"level": "error"' in line or '"level": "warning"' in line
+    ]
 
 
 def cpu_seconds(pid: int | str = "self") -> float:
@@ -135,6 +148,7 @@ def cpu_seconds(pid: int | str = "self") -> float:
 
 
 # ── the strategy's far end ────────────────────────────────────────────────────────────────────────
+
 
 class TimedReceiver(WebhookReceiver):
     """The test webhook receiver, also noting when each delivery first arrived (wall clock, seconds)."""
@@ -150,6 +164,7 @@ class TimedReceiver(WebhookReceiver):
 
 
 # ── the bot under test ────────────────────────────────────────────────────────────────────────────
+
 
 @dataclass
 class BotSpec:
@@ -169,10 +184,23 @@ class BotSpec:
 
     def argv(self) -> list[str]:
         """Command-line arguments for bot_host.py."""
-        args = ["--kind", self.kind, "--api-url", self.api_url, "--bot-token", self.bot_token,
-                "--app-token", self.app_token]
-        for flag, value in (("--config", self.config), ("--db", self.db), ("--log", self.log),
-                            ("--profile", self.profile), ("--profile-start", self.profile_start)):
+        args = [
+            "--kind",
+            self.kind,
+            "--api-url",
+            self.api_url,
+            "--bot-token",
+            self.bot_token,
+            "--app-token",
+            self.app_token,
+        ]
+        for flag, value in (
+            ("--config", self.config),
+            ("--db", self.db),
+            ("--log", self.log),
+            ("--profile", self.profile),
+            ("--profile-start", self.profile_start),
+        ):
             if value is not None:
                 args += [flag, str(value)]
         if not self.timers:
@@ -209,8 +237,13 @@ async def start_bot(spec: BotSpec, *, in_process: bool = False, timeout: float =
         return RunningBot(ready=ready, _stop=stop, pid=os.getpid())
 
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(BOT_HOST), *spec.argv(), cwd=str(REPO), env=bench_env(),
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(BOT_HOST),
+        *spec.argv(),
+        cwd=str(REPO),
+        env=bench_env(),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
     )
     try:
         ready = await _read_report(proc, timeout)

@@ -26,13 +26,27 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Awaitable, Iterable
 
 from bot_host import TRANSPORTS
-from common import (APPROVAL_CHANNEL, ALERTS_CHANNEL, WEBHOOK_SECRET, BotSpec, Figure, TimedReceiver, cpu_seconds,
-                    log_trouble, machine, percentile, print_figures, start_bot, write_flows)
+from common import (
+    ALERTS_CHANNEL,
+    APPROVAL_CHANNEL,
+    WEBHOOK_SECRET,
+    BotSpec,
+    Figure,
+    TimedReceiver,
+    cpu_seconds,
+    log_trouble,
+    machine,
+    percentile,
+    print_figures,
+    start_bot,
+    write_flows,
+)
+
 from tests.fakes.slack_emulator import SlackEmulator
 
 SYM_TARGET_S, APPROVE_TARGET_S, ACK_TARGET_S, RATIO_TARGET = 0.100, 0.100, 0.020, 1.5
@@ -118,8 +132,9 @@ async def submit_forms(emu: SlackEmulator, users: list[str], problems: list[str]
     return await emu.wait_for(all_posted, WAIT_S, description=f"{len(users)} request messages")
 
 
-async def approve_all(emu: SlackEmulator, receiver: TimedReceiver, pending: dict[str, object],
-                      approvers: list[str], problems: list[str]) -> list[float]:
+async def approve_all(
+    emu: SlackEmulator, receiver: TimedReceiver, pending: dict[str, object], approvers: list[str], problems: list[str]
+) -> list[float]:
     """Each request gets Approve from a different person at once; seconds from click to the grant POST."""
     clicked: dict[str, float] = {}
 
@@ -131,13 +146,16 @@ async def approve_all(emu: SlackEmulator, receiver: TimedReceiver, pending: dict
         clicked[request_id] = began
 
     granted_before = len(receiver.accepted("grant"))
-    await at_once((click(m, a) for m, a in zip(pending.values(), approvers)), problems, "Approve")
+    await at_once((click(m, a) for m, a in zip(pending.values(), approvers, strict=False)), problems, "Approve")
     requesters = list(pending)
     try:
         await receiver.wait_for(granted_before + len(clicked), "grant", timeout=WAIT_S)
         # Let the round finish (message edited, DM sent) so the next round starts from a quiet bot.
-        await emu.wait_for(lambda: all(any("is granted" in m.plain for m in emu.dms_to(u)) for u in requesters),
-                           WAIT_S, description="a 'granted' DM to every requester")
+        await emu.wait_for(
+            lambda: all(any("is granted" in m.plain for m in emu.dms_to(u)) for u in requesters),
+            WAIT_S,
+            description="a 'granted' DM to every requester",
+        )
     except (TimeoutError, AssertionError) as error:  # the emulator's WaitTimeout is an AssertionError
         problems.append(f"Approve: the round did not finish: {type(error).__name__}: {error}")
     missing = [rid for rid in clicked if f"{rid}:grant" not in receiver.arrivals]
@@ -171,7 +189,7 @@ def ack_kind(result) -> str:
     return result.type if result.type != "interactive" else result.payload.get("type", "interactive")
 
 
-async def burst_round(env: "Setup", requesters: list[str], approvers: list[str], samples: Samples | None) -> None:
+async def burst_round(env: Setup, requesters: list[str], approvers: list[str], samples: Samples | None) -> None:
     """One round with every person acting at the same moment per step; `samples=None` for warm-up."""
     problems = samples.problems if samples is not None else []
     first_jit, first_bare = len(env.jit_emu.envelopes), len(env.bare_emu.envelopes)
@@ -195,7 +213,7 @@ async def burst_round(env: "Setup", requesters: list[str], approvers: list[str],
     samples.bare_acks += [r.latency for r in env.bare_emu.envelopes[first_bare:] if r.latency]
 
 
-async def serial_round(env: "Setup", requesters: list[str], approvers: list[str], samples: Samples) -> None:
+async def serial_round(env: Setup, requesters: list[str], approvers: list[str], samples: Samples) -> None:
     """The uncontended floor: each `/sym` and each Approve click alone, the next one after it finished."""
     first = len(env.jit_emu.envelopes)
     for user in requesters:
@@ -204,9 +222,10 @@ async def serial_round(env: "Setup", requesters: list[str], approvers: list[str]
     pending = {}
     for user in requesters:
         pending.update(await submit_forms(env.jit_emu, [user], samples.problems))
-    for (user, message), approver in zip(pending.items(), approvers):
-        samples.serial_approve += await approve_all(env.jit_emu, env.receiver, {user: message}, [approver],
-                                                    samples.problems)
+    for (user, message), approver in zip(pending.items(), approvers, strict=False):
+        samples.serial_approve += await approve_all(
+            env.jit_emu, env.receiver, {user: message}, [approver], samples.problems
+        )
     samples.serial_acks += [r.latency for r in env.jit_emu.envelopes[first:] if r.latency is not None]
 
 
@@ -232,8 +251,17 @@ async def run(args: argparse.Namespace) -> dict:
         async with TimedReceiver(secret=WEBHOOK_SECRET) as receiver, jit_emu, bare_emu:
             config = write_flows(tmp_path, receiver.url)
             log = Path(args.log) if args.log else tmp_path / "bot.log"
-            jit_spec = BotSpec("jitbot", jit_emu.api_url, jit_emu.bot_token, jit_emu.app_token, config=config,
-                               db=tmp_path / "jitbot.db", log=log, profile=args.profile, transport=args.transport)
+            jit_spec = BotSpec(
+                "jitbot",
+                jit_emu.api_url,
+                jit_emu.bot_token,
+                jit_emu.app_token,
+                config=config,
+                db=tmp_path / "jitbot.db",
+                log=log,
+                profile=args.profile,
+                transport=args.transport,
+            )
             bare_spec = BotSpec("bare", bare_emu.api_url, bare_emu.bot_token, bare_emu.app_token, log=log)
             jitbot = await start_bot(jit_spec, in_process=args.in_process)
             bare = await start_bot(bare_spec, in_process=args.in_process)
@@ -244,12 +272,13 @@ async def run(args: argparse.Namespace) -> dict:
                 await jit_emu.wait_connected()
                 await bare_emu.wait_connected()
                 for round_no in range(args.warmup + args.rounds):
-                    chunk = people[round_no * per_round:(round_no + 1) * per_round]
-                    await burst_round(env, chunk[:args.users], chunk[args.users:],
-                                      samples if round_no >= args.warmup else None)
+                    chunk = people[round_no * per_round : (round_no + 1) * per_round]
+                    await burst_round(
+                        env, chunk[: args.users], chunk[args.users :], samples if round_no >= args.warmup else None
+                    )
                 if args.serial:
-                    rest = people[per_round * (args.warmup + args.rounds):]
-                    await serial_round(env, rest[:args.serial], rest[args.serial:], samples)
+                    rest = people[per_round * (args.warmup + args.rounds) :]
+                    await serial_round(env, rest[: args.serial], rest[args.serial :], samples)
             finally:
                 jit_final, bare_final = await jitbot.stop(), await bare.stop()
             for name, emu in (("jitbot", jit_emu), ("bare", bare_emu)):
@@ -261,45 +290,78 @@ async def run(args: argparse.Namespace) -> dict:
 def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dict, log_trouble: list[str]) -> dict:
     """Figures, the ratio and the context, as data."""
     all_acks = [x for values in samples.acks.values() for x in values]
-    figures = [Figure("envelope → ack, jitbot, every envelope", all_acks, "p99 < 20 ms",
-                      percentile(all_acks, 99) < ACK_TARGET_S)]
+    figures = [
+        Figure(
+            "envelope → ack, jitbot, every envelope", all_acks, "p99 < 20 ms", percentile(all_acks, 99) < ACK_TARGET_S
+        )
+    ]
     for kind in ("slash_commands", "view_submission", "block_actions"):
         values = samples.acks.get(kind, [])
         figures.append(Figure(f"  … {kind}", values, "p99 < 20 ms", percentile(values, 99) < ACK_TARGET_S))
     figures += [
         Figure("envelope → ack, bare Bolt (/sym)", samples.bare_acks, "(reference)"),
-        Figure("/sym → views.open, jitbot", samples.sym_jitbot, "p99 < 100 ms",
-               percentile(samples.sym_jitbot, 99) < SYM_TARGET_S),
+        Figure(
+            "/sym → views.open, jitbot",
+            samples.sym_jitbot,
+            "p99 < 100 ms",
+            percentile(samples.sym_jitbot, 99) < SYM_TARGET_S,
+        ),
         Figure("/sym → views.open, bare Bolt", samples.sym_bare, "(reference)"),
-        Figure("Approve click → strategy called", samples.approve, "p99 < 100 ms",
-               percentile(samples.approve, 99) < APPROVE_TARGET_S),
+        Figure(
+            "Approve click → strategy called",
+            samples.approve,
+            "p99 < 100 ms",
+            percentile(samples.approve, 99) < APPROVE_TARGET_S,
+        ),
     ]
     if samples.serial_approve:
         figures += [
             Figure("one at a time: envelope → ack, jitbot", samples.serial_acks, "(floor)"),
             Figure("one at a time: /sym → views.open, jitbot", samples.serial_sym_jitbot, "(floor)"),
             Figure("one at a time: /sym → views.open, bare", samples.serial_sym_bare, "(floor)"),
-            Figure("one at a time: Approve → strategy called", samples.serial_approve, "p99 < 100 ms",
-                   percentile(samples.serial_approve, 99) < APPROVE_TARGET_S),
+            Figure(
+                "one at a time: Approve → strategy called",
+                samples.serial_approve,
+                "p99 < 100 ms",
+                percentile(samples.serial_approve, 99) < APPROVE_TARGET_S,
+            ),
         ]
     ratio = {q: percentile(samples.sym_jitbot, q) / percentile(samples.sym_bare, q) for q in (50, 99)}
     return {
-        "bench": "latency", "machine": machine(),
-        "settings": {"users": args.users, "rounds": args.rounds, "warmup": args.warmup,
-                     "bot_process": "this process" if args.in_process else "own process",
-                     "transport": args.transport or "production's"},
-        "figures": [f.to_json() for f in figures], "_figures": figures,
-        "ratio_sym_jitbot_over_bare": {"p50": ratio[50], "p99": ratio[99], "target": "p99 ≤ 1.5×",
-                                       "meets": ratio[99] <= RATIO_TARGET},
-        "bot": {"start_seconds": ready.get("start_seconds"), "cpu_seconds": jit_final.get("cpu_seconds"),
-                "rss_mb": jit_final.get("rss_mb"), "bare_cpu_seconds": bare_final.get("cpu_seconds")},
-        "bot_cpu_ms_per_request": {name: 1000 * seconds / max(1, samples.people)
-                                   for name, seconds in samples.cpu.items()},
-        "slack_side_cpu_ms_per_request": {name: 1000 * seconds / max(1, samples.people)
-                                          for name, seconds in samples.cpu_here.items()},
-        "step_wall_ms_per_round": {name: 1000 * seconds / max(1, args.rounds)
-                                   for name, seconds in samples.wall.items()},
-        "problems": samples.problems, "bot_log_warnings": log_trouble[:20],
+        "bench": "latency",
+        "machine": machine(),
+        "settings": {
+            "users": args.users,
+            "rounds": args.rounds,
+            "warmup": args.warmup,
+            "bot_process": "this process" if args.in_process else "own process",
+            "transport": args.transport or "production's",
+        },
+        "figures": [f.to_json() for f in figures],
+        "_figures": figures,
+        "ratio_sym_jitbot_over_bare": {
+            "p50": ratio[50],
+            "p99": ratio[99],
+            "target": "p99 ≤ 1.5×",
+            "meets": ratio[99] <= RATIO_TARGET,
+        },
+        "bot": {
+            "start_seconds": ready.get("start_seconds"),
+            "cpu_seconds": jit_final.get("cpu_seconds"),
+            "rss_mb": jit_final.get("rss_mb"),
+            "bare_cpu_seconds": bare_final.get("cpu_seconds"),
+        },
+        "bot_cpu_ms_per_request": {
+            name: 1000 * seconds / max(1, samples.people) for name, seconds in samples.cpu.items()
+        },
+        "slack_side_cpu_ms_per_request": {
+            name: 1000 * seconds / max(1, samples.people) for name, seconds in samples.cpu_here.items()
+        },
+        "step_wall_ms_per_round": {
+            name: 1000 * seconds / max(1, args.rounds) for name, seconds in samples.wall.items()
+        },
+        "problems": samples.problems,
+        "bot_log_warnings": log_trouble[:20],
         "bot_log_warning_count": len(log_trouble),
     }
 
@@ -312,14 +374,23 @@ def print_report(result: dict, elapsed: float) -> None:
     notes = [
         f"/sym → views.open ratio jitbot / bare: p50 {ratio['p50']:.2f}×, p99 {ratio['p99']:.2f}×   "
         f"(target p99 ≤ 1.5×)  {'meets' if ratio['meets'] else 'MISSES'}",
-        (f"jitbot process: CPU {bot['cpu_seconds']:.1f} s over the run (bare Bolt: {bot['bare_cpu_seconds']:.1f} s), "
-         f"RSS {bot['rss_mb']:.0f} MB" if s["bot_process"] == "own process" else
-         "per-process CPU figures: n/a (the bots share this process with the emulator)"),
-        *(["CPU per request, by step (bot / emulator side), and each step's wall time for all users:"]
-          if result["bot_cpu_ms_per_request"] else []),
-        *(f"  {name:<12} {ms:5.1f} ms / {result['slack_side_cpu_ms_per_request'][name]:5.1f} ms   "
-          f"step took {result['step_wall_ms_per_round'][name]:6.0f} ms"
-          for name, ms in result["bot_cpu_ms_per_request"].items()),
+        (
+            f"jitbot process: CPU {bot['cpu_seconds']:.1f} s over the run "
+            f"(bare Bolt: {bot['bare_cpu_seconds']:.1f} s), "
+            f"RSS {bot['rss_mb']:.0f} MB"
+            if s["bot_process"] == "own process"
+            else "per-process CPU figures: n/a (the bots share this process with the emulator)"
+        ),
+        *(
+            ["CPU per request, by step (bot / emulator side), and each step's wall time for all users:"]
+            if result["bot_cpu_ms_per_request"]
+            else []
+        ),
+        *(
+            f"  {name:<12} {ms:5.1f} ms / {result['slack_side_cpu_ms_per_request'][name]:5.1f} ms   "
+            f"step took {result['step_wall_ms_per_round'][name]:6.0f} ms"
+            for name, ms in result["bot_cpu_ms_per_request"].items()
+        ),
         f"problems: {len(result['problems'])}; bot log warnings/errors: {result['bot_log_warning_count']}",
         *(f"  - {p}" for p in result["problems"][:10]),
         *(f"  - log: {line[:200]}" for line in result["bot_log_warnings"][:5]),
@@ -329,7 +400,9 @@ def print_report(result: dict, elapsed: float) -> None:
         f"jitbot latency — {s['users']} users at once, {s['rounds']} measured rounds (+{s['warmup']} warm-up), "
         f"bot in {s['bot_process']}, webhook transport: {s['transport']};\n"
         f"{m['date']}, {m['cpus']} CPUs (load {m['load_before']}), Python {m['python']}",
-        result["_figures"], notes)
+        result["_figures"],
+        notes,
+    )
 
 
 def main() -> int:
@@ -338,14 +411,21 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=50, help="simulated people acting at once (default 50)")
     parser.add_argument("--rounds", type=int, default=4, help="measured rounds (default 4)")
     parser.add_argument("--warmup", type=int, default=1, help="unmeasured rounds first (default 1)")
-    parser.add_argument("--serial", type=int, default=20,
-                        help="then this many people one at a time, for the uncontended floor (default 20; 0: skip)")
+    parser.add_argument(
+        "--serial",
+        type=int,
+        default=20,
+        help="then this many people one at a time, for the uncontended floor (default 20; 0: skip)",
+    )
     parser.add_argument("--in-process", action="store_true", help="run the bots in this process's event loop")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
     parser.add_argument("--log", help="keep the bots' log here (default: a temporary file)")
     parser.add_argument("--profile", type=Path, help="cProfile the jitbot process into this file")
-    parser.add_argument("--transport", choices=sorted(TRANSPORTS),
-                        help="put this transport under the webhook strategy's limits (default: production's)")
+    parser.add_argument(
+        "--transport",
+        choices=sorted(TRANSPORTS),
+        help="put this transport under the webhook strategy's limits (default: production's)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     result = asyncio.run(run(args))

@@ -22,12 +22,26 @@ import sys
 import tempfile
 import time
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import (ALERTS_CHANNEL, APPROVAL_CHANNEL, WEBHOOK_SECRET, BotSpec, Figure, TimedReceiver, cpu_seconds,
-                    log_trouble, machine, percentile, print_figures, start_bot, write_flows)
+from common import (
+    ALERTS_CHANNEL,
+    APPROVAL_CHANNEL,
+    WEBHOOK_SECRET,
+    BotSpec,
+    Figure,
+    TimedReceiver,
+    cpu_seconds,
+    log_trouble,
+    machine,
+    percentile,
+    print_figures,
+    start_bot,
+    write_flows,
+)
 from storage_bulk import granted_request
+
 from storage import RequestRepo, Store
 from tests.fakes.slack_emulator import SlackEmulator
 
@@ -55,10 +69,19 @@ def live_grant(i: int, expires_at: datetime, now: datetime, message_ts: str, pre
     request, audit = granted_request(i)
     granted_at = now - timedelta(minutes=30)
     request = replace(
-        request, id=f"{prefix}{i:07d}", requester=requester(i), requester_email=f"holder{i % REQUESTERS}@example.com",
-        created_at=granted_at, decided_at=granted_at, granted_at=granted_at, expires_at=expires_at,
-        duration_seconds=int((expires_at - granted_at).total_seconds()), approval_channel=APPROVAL_CHANNEL,
-        message_ts=message_ts, approvers=None, grant_state={},
+        request,
+        id=f"{prefix}{i:07d}",
+        requester=requester(i),
+        requester_email=f"holder{i % REQUESTERS}@example.com",
+        created_at=granted_at,
+        decided_at=granted_at,
+        granted_at=granted_at,
+        expires_at=expires_at,
+        duration_seconds=int((expires_at - granted_at).total_seconds()),
+        approval_channel=APPROVAL_CHANNEL,
+        message_ts=message_ts,
+        approvers=None,
+        grant_state={},
     )
     return request, replace(audit, at=granted_at)
 
@@ -77,7 +100,7 @@ async def measure_lateness(args: argparse.Namespace, tmp: Path) -> dict:
     emu = build_emulator()
     async with TimedReceiver(secret=WEBHOOK_SECRET) as receiver, emu:
         channel = emu.workspace.channels[APPROVAL_CHANNEL]
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         window_start = now + timedelta(seconds=args.lead)
         grants, ending = [], {}
         for i in range(args.grants):
@@ -94,26 +117,43 @@ async def measure_lateness(args: argparse.Namespace, tmp: Path) -> dict:
         db = tmp / "lateness.db"
         seed_seconds = await seed(db, grants)
         del grants
-        spec = BotSpec("jitbot", emu.api_url, emu.bot_token, emu.app_token, config=write_flows(tmp, receiver.url),
-                       db=db, log=tmp / "lateness.log", profile=args.profile)
+        spec = BotSpec(
+            "jitbot",
+            emu.api_url,
+            emu.bot_token,
+            emu.app_token,
+            config=write_flows(tmp, receiver.url),
+            db=db,
+            log=tmp / "lateness.log",
+            profile=args.profile,
+        )
         bot = await start_bot(spec)
         here_cpu, began = cpu_seconds(), time.perf_counter()
         try:
-            if datetime.now(timezone.utc) > window_start:
-                print(f"warning: the bot was ready after the first grant ended; raise --lead "
-                      f"(start-up took {bot.ready['start_seconds']:.1f} s)", file=sys.stderr)
-            deadline = (window_start - datetime.now(timezone.utc)).total_seconds() + args.window + args.drain
+            if datetime.now(UTC) > window_start:
+                print(
+                    f"warning: the bot was ready after the first grant ended; raise --lead "
+                    f"(start-up took {bot.ready['start_seconds']:.1f} s)",
+                    file=sys.stderr,
+                )
+            deadline = (window_start - datetime.now(UTC)).total_seconds() + args.window + args.drain
             try:
                 await receiver.wait_for(args.ending, "revoke", timeout=max(1.0, deadline))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass  # reported below as missing revocations
             holders = sorted({r.requester for r in ending.values()})
             try:
                 # Stop only once the bot is idle (messages edited, DMs sent): stopping cancels work in flight.
-                await emu.wait_for(lambda: all("Access ended" in emu.message(APPROVAL_CHANNEL, r.message_ts).plain
-                                               for r in ending.values()), timeout=args.drain)
-                await emu.wait_for(lambda: sum(1 for h in holders for m in emu.dms_to(h) if "has expired" in m.plain)
-                                   >= len(ending), timeout=args.drain)
+                await emu.wait_for(
+                    lambda: all(
+                        "Access ended" in emu.message(APPROVAL_CHANNEL, r.message_ts).plain for r in ending.values()
+                    ),
+                    timeout=args.drain,
+                )
+                await emu.wait_for(
+                    lambda: sum(1 for h in holders for m in emu.dms_to(h) if "has expired" in m.plain) >= len(ending),
+                    timeout=args.drain,
+                )
             except AssertionError:
                 pass  # reported below as messages not updated
         finally:
@@ -134,10 +174,18 @@ async def measure_lateness(args: argparse.Namespace, tmp: Path) -> dict:
             stale += 1
     wrongly_revoked = [d for d in receiver.accepted("revoke") if d.body["request_id"] not in ending]
     return {
-        "lateness": lateness, "edited": edited, "missing": missing, "messages_not_updated": stale,
-        "early": sum(1 for x in lateness if x < 0), "wrongly_revoked": len(wrongly_revoked),
-        "seed_seconds": seed_seconds, "start_seconds": bot.ready["start_seconds"], "armed": bot.ready["armed"],
-        "cpu_seconds": final.get("cpu_seconds"), "slack_side_cpu_seconds": slack_side_cpu, "wall_seconds": wall,
+        "lateness": lateness,
+        "edited": edited,
+        "missing": missing,
+        "messages_not_updated": stale,
+        "early": sum(1 for x in lateness if x < 0),
+        "wrongly_revoked": len(wrongly_revoked),
+        "seed_seconds": seed_seconds,
+        "start_seconds": bot.ready["start_seconds"],
+        "armed": bot.ready["armed"],
+        "cpu_seconds": final.get("cpu_seconds"),
+        "slack_side_cpu_seconds": slack_side_cpu,
+        "wall_seconds": wall,
         "log_trouble": log_trouble(tmp / "lateness.log"),
     }
 
@@ -148,19 +196,28 @@ async def measure_startup(args: argparse.Namespace, tmp: Path) -> dict:
     results: dict = {}
     async with TimedReceiver(secret=WEBHOOK_SECRET) as receiver, emu:
         config = write_flows(tmp, receiver.url)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rng = random.Random(11)
         # Ends spread over the next day, as live grants would be: a few hundred fall inside the
         # scheduler's arming horizon, the rest wait in the database.
-        grants = [live_grant(i, now + timedelta(seconds=120 + rng.uniform(0, 86_400)), now,
-                             f"1700000000.{i:06d}", "boot-") for i in range(args.startup_grants)]
+        grants = [
+            live_grant(i, now + timedelta(seconds=120 + rng.uniform(0, 86_400)), now, f"1700000000.{i:06d}", "boot-")
+            for i in range(args.startup_grants)
+        ]
         full_db = tmp / "startup.db"
         results["seed_seconds"] = await seed(full_db, grants)
         del grants
         for name, db in (("empty", tmp / "empty.db"), ("full", full_db)):
-            spec = BotSpec("jitbot", emu.api_url, emu.bot_token, emu.app_token, config=config, db=db,
-                           log=tmp / f"startup-{name}.log",
-                           profile_start=args.profile_start if name == "full" else None)
+            spec = BotSpec(
+                "jitbot",
+                emu.api_url,
+                emu.bot_token,
+                emu.app_token,
+                config=config,
+                db=db,
+                log=tmp / f"startup-{name}.log",
+                profile_start=args.profile_start if name == "full" else None,
+            )
             bot = await start_bot(spec, timeout=120)
             await bot.stop()
             results[name] = bot.ready
@@ -170,29 +227,51 @@ async def measure_startup(args: argparse.Namespace, tmp: Path) -> dict:
 
 def report(args: argparse.Namespace, lateness: dict | None, startup: dict | None, elapsed: float) -> dict:
     """Everything measured, as data (and the Figure objects for the table under '_figures')."""
-    out: dict = {"bench": "revocation", "machine": machine(), "seconds": round(elapsed, 1),
-                 "settings": {k: v for k, v in vars(args).items() if k not in ("json", "profile", "profile_start")}}
+    out: dict = {
+        "bench": "revocation",
+        "machine": machine(),
+        "seconds": round(elapsed, 1),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "profile", "profile_start")},
+    }
     figures: list[Figure] = []
     if lateness is not None:
         late = lateness["lateness"]
-        figures.append(Figure(f"revocation lateness ({args.ending:,} of {args.grants:,} end within "
-                              f"{args.window:g} s)", late, "p99 < 1 s", percentile(late, 99) < LATENESS_TARGET_S))
+        figures.append(
+            Figure(
+                f"revocation lateness ({args.ending:,} of {args.grants:,} end within {args.window:g} s)",
+                late,
+                "p99 < 1 s",
+                percentile(late, 99) < LATENESS_TARGET_S,
+            )
+        )
         figures.append(Figure("  … channel message shows it ended", lateness["edited"], "(reference)"))
         out["lateness"] = {k: v for k, v in lateness.items() if k not in ("lateness", "edited")}
-        out["lateness"].update({"max_seconds": max(late, default=None), "missing": len(lateness["missing"]),
-                                "revoked": len(late),
-                                "within_2s": sum(1 for x in late if x <= ON_TIME_MAX_S),
-                                "log_trouble_count": len(lateness["log_trouble"]),
-                                "log_trouble": lateness["log_trouble"][:20]})
+        out["lateness"].update(
+            {
+                "max_seconds": max(late, default=None),
+                "missing": len(lateness["missing"]),
+                "revoked": len(late),
+                "within_2s": sum(1 for x in late if x <= ON_TIME_MAX_S),
+                "log_trouble_count": len(lateness["log_trouble"]),
+                "log_trouble": lateness["log_trouble"][:20],
+            }
+        )
     if startup is not None:
         full, empty = startup["full"], startup["empty"]
         out["startup"] = {
-            "grants": args.startup_grants, "seed_seconds": startup["seed_seconds"],
-            "start_seconds": full["start_seconds"], "start_cpu_seconds": full["start_cpu_seconds"],
-            "armed": full["armed"], "rss_mb": full["rss_mb"], "peak_rss_mb": full["peak_rss_mb"],
-            "empty_start_seconds": empty["start_seconds"], "empty_rss_mb": empty["rss_mb"],
-            "rearm_meets": full["start_seconds"] < REARM_TARGET_S, "rss_meets": full["peak_rss_mb"] < RSS_TARGET_MB,
-            "log_trouble_count": len(startup["log_trouble"]), "log_trouble": startup["log_trouble"][:20],
+            "grants": args.startup_grants,
+            "seed_seconds": startup["seed_seconds"],
+            "start_seconds": full["start_seconds"],
+            "start_cpu_seconds": full["start_cpu_seconds"],
+            "armed": full["armed"],
+            "rss_mb": full["rss_mb"],
+            "peak_rss_mb": full["peak_rss_mb"],
+            "empty_start_seconds": empty["start_seconds"],
+            "empty_rss_mb": empty["rss_mb"],
+            "rearm_meets": full["start_seconds"] < REARM_TARGET_S,
+            "rss_meets": full["peak_rss_mb"] < RSS_TARGET_MB,
+            "log_trouble_count": len(startup["log_trouble"]),
+            "log_trouble": startup["log_trouble"][:20],
         }
     out["figures"] = [f.to_json() for f in figures]
     out["_figures"] = figures
@@ -210,7 +289,8 @@ def print_report(result: dict) -> None:
             f"max lateness {worst:.3f} s; within 2 s of the end (docs/guarantees.md): {late['within_2s']:,} of "
             f"{late['revoked'] + late['missing']:,}  "
             f"{'meets' if worst <= ON_TIME_MAX_S and not late['missing'] else 'MISSES'}"
-            if worst is not None else "no revocation arrived",
+            if worst is not None
+            else "no revocation arrived",
             f"never revoked: {late['missing']}; revoked early: {late['early']}; revoked but not due: "
             f"{late['wrongly_revoked']}; channel messages not updated: {late['messages_not_updated']}",
             f"seeding {late['seed_seconds']:.1f} s; bot start {late['start_seconds']:.2f} s with "
@@ -228,14 +308,22 @@ def print_report(result: dict) -> None:
         print()
         print(f"start-up with {s['grants']:,} live grants in the database (seeded in {s['seed_seconds']:.1f} s)")
         rows = [
-            ("Runtime.start() → return (re-armed, connected)", f"{s['start_seconds']:.2f} s", "< 5 s",
-             s["rearm_meets"]),
+            (
+                "Runtime.start() → return (re-armed, connected)",
+                f"{s['start_seconds']:.2f} s",
+                "< 5 s",
+                s["rearm_meets"],
+            ),
             ("  CPU spent in start()", f"{s['start_cpu_seconds']:.2f} s", "", None),
             ("  timers armed (within the 10 min horizon)", f"{s['armed']:,}", "", None),
             ("resident memory after start (VmRSS)", f"{s['rss_mb']:.0f} MB", "", None),
             ("peak resident memory (VmHWM)", f"{s['peak_rss_mb']:.0f} MB", "< 200 MB", s["rss_meets"]),
-            ("same bot, empty database: start / RSS", f"{s['empty_start_seconds']:.2f} s / {s['empty_rss_mb']:.0f} MB",
-             "(reference)", None),
+            (
+                "same bot, empty database: start / RSS",
+                f"{s['empty_start_seconds']:.2f} s / {s['empty_rss_mb']:.0f} MB",
+                "(reference)",
+                None,
+            ),
         ]
         for name, value, target, meets in rows:
             print(f"{name:<50} {value:>16}  {target:<12} {'' if meets is None else ('meets' if meets else 'MISSES')}")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.models import AccessRequest, AuditEvent, RequestStatus  # noqa: E402
 from storage import RequestRepo, Store  # noqa: E402
 
-T0 = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 15, 0, tzinfo=UTC)
 
 
 def granted_request(i: int) -> tuple[AccessRequest, AuditEvent]:
@@ -76,13 +76,17 @@ async def load(path: Path) -> None:
 
     started = time.perf_counter()
     schedule = await repo.list_granted_schedule()
-    print(f"list_granted_schedule (re-arm path)     : {time.perf_counter() - started:.2f} s   "
-          f"{len(schedule):,} rows, RSS {rss_mb():.0f} MB")
+    print(
+        f"list_granted_schedule (re-arm path)     : {time.perf_counter() - started:.2f} s   "
+        f"{len(schedule):,} rows, RSS {rss_mb():.0f} MB"
+    )
 
     started = time.perf_counter()
     full = await repo.list_by_status(RequestStatus.GRANTED)
-    print(f"list_by_status(GRANTED), full rows      : {time.perf_counter() - started:.2f} s   "
-          f"{len(full):,} rows, RSS {rss_mb():.0f} MB")
+    print(
+        f"list_by_status(GRANTED), full rows      : {time.perf_counter() - started:.2f} s   "
+        f"{len(full):,} rows, RSS {rss_mb():.0f} MB"
+    )
 
     started = time.perf_counter()
     due = await repo.list_due_revocations(T0 + timedelta(seconds=60 + 1000))
@@ -92,7 +96,9 @@ async def load(path: Path) -> None:
     started = time.perf_counter()
     for request in full[:singles]:
         await repo.transition(
-            request.id, RequestStatus.GRANTED, RequestStatus.REVOKED,
+            request.id,
+            RequestStatus.GRANTED,
+            RequestStatus.REVOKED,
             changes={"ended_at": T0 + timedelta(hours=2)},
             audit=AuditEvent(at=T0, actor="bench", action="request.revoked"),
         )

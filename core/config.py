@@ -17,8 +17,9 @@ code call `await asyncio.to_thread(load_config, path, resolve_secrets=True)`.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -72,8 +73,12 @@ def check_config(
 class _Loader:
     """One load of one file: keeps the data, its line index and the issues found so far."""
 
-    def __init__(self, path: str | Path, strategy_types: Mapping[str, type[Configurable]],
-                 integration_types: Mapping[str, type[Configurable]]) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        strategy_types: Mapping[str, type[Configurable]],
+        integration_types: Mapping[str, type[Configurable]],
+    ) -> None:
         self.path, self.file = Path(path), str(path)
         self.strategy_types, self.integration_types = strategy_types, integration_types
         self.base_dir = self.path.parent.resolve()
@@ -103,8 +108,9 @@ class _Loader:
             strategy = flow.get("strategy")
             custom = isinstance(strategy, Mapping) and strategy.get("type") == "custom"
             for problem in check_hooks(path, required=("grant", "revoke") if custom else ()):
-                issues.append(ConfigIssue(str(path), problem.line, format_path(("flows", index, "hooks")),
-                                          scrub(problem.message)))
+                issues.append(
+                    ConfigIssue(str(path), problem.line, format_path(("flows", index, "hooks")), scrub(problem.message))
+                )
         return issues
 
     def load(self, resolve_secrets: bool) -> JitConfig:
@@ -112,9 +118,18 @@ class _Loader:
         _raise_if(issues)
         if not resolve_secrets:
             if config is None:  # valid, but some typed key holds a reference: no model without its value
-                raise ConfigError(_sorted([
-                    self._issue(loc, f"holds {_value_at(data, loc)}, so its value is only known once references "
-                                     "are resolved (load with resolve_secrets=True)") for loc in self.held_back]))
+                raise ConfigError(
+                    _sorted(
+                        [
+                            self._issue(
+                                loc,
+                                f"holds {_value_at(data, loc)}, so its value is only known once references "
+                                "are resolved (load with resolve_secrets=True)",
+                            )
+                            for loc in self.held_back
+                        ]
+                    )
+                )
             _remember_written_strategies(config, data)
             return config
         resolved, issues = self._resolve(data)
@@ -135,13 +150,15 @@ class _Loader:
         strategy_class = self.strategy_types.get(kind) if kind is not None else None
         if strategy_class is None:
             raise ConfigError([ConfigIssue(self.file, None, "strategy.type", f"unknown strategy type {kind!r}")])
-        context = ValidationContext(self.strategy_types, self.integration_types, self.base_dir,
-                                    integration_kinds=dict(integration_kinds))
+        context = ValidationContext(
+            self.strategy_types, self.integration_types, self.base_dir, integration_kinds=dict(integration_kinds)
+        )
         try:
             return strategy_class.config_model.model_validate(resolved, context={CONTEXT_KEY: context})
         except ValidationError as exc:
-            _raise_if([ConfigIssue(self.file, None, format_path(tuple(e["loc"])), scrub(e["msg"]))
-                       for e in exc.errors()])
+            _raise_if(
+                [ConfigIssue(self.file, None, format_path(tuple(e["loc"])), scrub(e["msg"])) for e in exc.errors()]
+            )
 
     def _read(self) -> tuple[Any, list[ConfigIssue]]:
         try:
@@ -176,7 +193,9 @@ class _Loader:
             config = JitConfig.model_validate(data, context={CONTEXT_KEY: context})
         except ValidationError as exc:
             found = _readable_errors(exc, raw) + [(loc, message, CUSTOM_ERROR) for loc, message in context.deferred]
-            return None, [issue for loc, message, kind in found if (issue := self._model_issue(loc, message, kind, raw, resolved))]
+            return None, [
+                issue for loc, message, kind in found if (issue := self._model_issue(loc, message, kind, raw, resolved))
+            ]
         config._path = self.path
         return config, []
 
@@ -227,7 +246,7 @@ def recorded_strategy_config(
 def _remember_written_strategies(config: JitConfig, data: Any) -> None:
     """Keep each flow's `strategy:` block as written (references unresolved) for Flow.grant_spec."""
     written = data.get("flows") if isinstance(data, Mapping) else None
-    for flow, raw in zip(config.flows, written if isinstance(written, list) else []):
+    for flow, raw in zip(config.flows, written if isinstance(written, list) else [], strict=False):
         strategy = raw.get("strategy") if isinstance(raw, Mapping) else None
         if isinstance(strategy, Mapping):
             flow._written_strategy = plain(strategy, scalars_as_text=True)
@@ -247,7 +266,9 @@ def _readable_errors(exc: ValidationError, raw: Any) -> list[tuple[Loc, str, str
             union_messages[loc] = []
             found.append((loc, None, _UNION))
         union_messages[loc].append(message)
-    return [(loc, message if message is not None else _either(union_messages[loc]), kind) for loc, message, kind in found]
+    return [
+        (loc, message if message is not None else _either(union_messages[loc]), kind) for loc, message, kind in found
+    ]
 
 
 def _file_loc(data: Any, loc: Loc, kind: str) -> tuple[Loc, bool]:

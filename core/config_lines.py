@@ -8,8 +8,9 @@ problem, whoever finds it, is reported against a line of the file.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 from pydantic_core import ErrorDetails
@@ -102,7 +103,9 @@ def parse_yaml(text: str, file: str) -> ParsedYaml:
         except yaml.MarkedYAMLError as exc:
             return ParsedYaml(None, lines, walker.issues + [_syntax_issue(file, exc)])
         except RecursionError:  # a merge key (`<<`) that includes its own mapping
-            return ParsedYaml(None, lines, walker.issues + [ConfigIssue(file, None, "", "invalid YAML: recursive merge key")])
+            return ParsedYaml(
+                None, lines, walker.issues + [ConfigIssue(file, None, "", "invalid YAML: recursive merge key")]
+            )
         return ParsedYaml(data, lines, walker.issues)
     finally:
         loader.dispose()
@@ -162,17 +165,21 @@ class _Indexer:
             identity = (key_node.tag, key_node.value)
             path = loc + (key_node.value,)
             if identity in seen:
-                self.issues.append(ConfigIssue(
-                    self.file, key_line, format_path(path),
-                    f"duplicate key '{key_node.value}' (first defined at line {seen[identity]})",
-                ))
+                self.issues.append(
+                    ConfigIssue(
+                        self.file,
+                        key_line,
+                        format_path(path),
+                        f"duplicate key '{key_node.value}' (first defined at line {seen[identity]})",
+                    )
+                )
             seen[identity] = key_line
             # The constructed mapping keeps the last duplicate, so its line is the one to report.
             self.lines[format_path(path)] = key_line
             self.walk(value_node, path)
         merged_keys = {value for _, value in seen}
         for source in merges:
-            for mapping in (source.value if isinstance(source, SequenceNode) else [source]):
+            for mapping in source.value if isinstance(source, SequenceNode) else [source]:
                 if isinstance(mapping, MappingNode):
                     self._walk_merged(mapping, loc, merged_keys)
 

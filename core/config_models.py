@@ -10,11 +10,11 @@ directory); `core.config.load_config` passes it and turns every error into a loc
 from __future__ import annotations
 
 import json
-
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, Mapping, NoReturn, Protocol
+from typing import Annotated, Any, ClassVar, Literal, NoReturn, Protocol
 
 from pydantic import (
     BaseModel,
@@ -31,10 +31,17 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
-from core.secrets import scrub
 from core.schema import (
-    Duration, IntegrationConfig, Name, StrategyConfig, StrictModel, TargetConfig, format_duration, parse_duration,
+    Duration,
+    IntegrationConfig,
+    Name,
+    StrategyConfig,
+    StrictModel,
+    TargetConfig,
+    format_duration,
+    parse_duration,
 )
+from core.secrets import scrub
 
 CONTEXT_KEY = "jitbot_config"
 RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
@@ -63,7 +70,9 @@ def _context(info: ValidationInfo) -> ValidationContext:
     ctx = (info.context or {}).get(CONTEXT_KEY) if isinstance(info.context, Mapping) else None
     if not isinstance(ctx, ValidationContext):
         # A programming error, not a config error: RuntimeError is not turned into a validation error.
-        raise RuntimeError(f"validate config models with context={{'{CONTEXT_KEY}': ValidationContext(...)}}; use load_config")
+        raise RuntimeError(
+            f"validate config models with context={{'{CONTEXT_KEY}': ValidationContext(...)}}; use load_config"
+        )
     return ctx
 
 
@@ -106,7 +115,9 @@ class Approvers(StrictModel):
     @model_validator(mode="after")
     def _someone(self) -> Approvers:
         if not self.users and not self.usergroups:
-            raise ValueError("lists no users or usergroups: add some, or remove approvers to let anyone but the requester decide")
+            raise ValueError(
+                "lists no users or usergroups: add some, or remove approvers to let anyone but the requester decide"
+            )
         return self
 
 
@@ -225,20 +236,28 @@ def _unknown_type(kind: Any, registry: Mapping[str, type]) -> str:
 
 
 def _integration_reference_problems(
-    config: Any, strategy_class: type, ctx: ValidationContext,
+    config: Any,
+    strategy_class: type,
+    ctx: ValidationContext,
 ) -> list[InitErrorDetails]:
     name = getattr(config, "integration", None)
     if not isinstance(name, str):
         return []
     if name not in ctx.integration_kinds:
         defined = ", ".join(sorted(ctx.integration_kinds)) or "none"
-        return [_problem(("integration",), f"no integration named '{name}' under integrations: (defined: {defined})", name)]
+        return [
+            _problem(("integration",), f"no integration named '{name}' under integrations: (defined: {defined})", name)
+        ]
     needed = getattr(strategy_class, "integration_type", None)
     actual = ctx.integration_kinds[name]
     if needed is not None and isinstance(actual, str) and actual != needed:
-        return [_problem(
-            ("integration",), f"integration '{name}' has type '{actual}'; this strategy needs type '{needed}'", name,
-        )]
+        return [
+            _problem(
+                ("integration",),
+                f"integration '{name}' has type '{actual}'; this strategy needs type '{needed}'",
+                name,
+            )
+        ]
     return []
 
 
@@ -269,7 +288,9 @@ class Flow(StrictModel):
     def _approvers_not_blank(cls, value: Any) -> Any:
         # `approvers:` with nothing under it is a forgotten list, not "anyone may approve".
         if value is None:
-            raise ValueError("is empty: list users and/or usergroups, or remove the key to let anyone but the requester decide")
+            raise ValueError(
+                "is empty: list users and/or usergroups, or remove the key to let anyone but the requester decide"
+            )
         return value
 
     @field_validator("fields")
@@ -313,8 +334,9 @@ class Flow(StrictModel):
         written = self._written_strategy
         if not written:
             return {}
-        target = next((t for t in written.get("targets") or [] if isinstance(t, dict) and t.get("name") == target_name),
-                      None)
+        target = next(
+            (t for t in written.get("targets") or [] if isinstance(t, dict) and t.get("name") == target_name), None
+        )
         spec: dict[str, Any] = {"strategy": {k: v for k, v in written.items() if k != "targets"}, "target": target}
         if self._hooks_path is not None:
             spec["hooks"] = str(self._hooks_path)
@@ -368,13 +390,18 @@ class JitConfig(StrictModel):
             return {}  # `integrations:` with every entry commented out
         if isinstance(value, dict) and "slack" in value:
             # Hooks reach the bot's own Slack directory as evt.integrations.slack.
-            _raise([_problem(("slack",), "the name 'slack' is reserved for the bot's own Slack directory", value["slack"])])
+            _raise(
+                [_problem(("slack",), "the name 'slack' is reserved for the bot's own Slack directory", value["slack"])]
+            )
         return value
 
     @model_validator(mode="wrap")
     @classmethod
     def _whole_file_checks(
-        cls, data: Any, handler: ModelWrapValidatorHandler[JitConfig], info: ValidationInfo,
+        cls,
+        data: Any,
+        handler: ModelWrapValidatorHandler[JitConfig],
+        info: ValidationInfo,
     ) -> JitConfig:
         ctx = _context(info)
         ctx.integration_kinds = _integration_kinds(data)
@@ -407,7 +434,9 @@ def _integration_kinds(data: Any) -> dict[str, Any]:
     integrations = data.get("integrations") if isinstance(data, Mapping) else None
     if not isinstance(integrations, Mapping):
         return {}
-    return {str(name): (entry.get("type") if isinstance(entry, Mapping) else None) for name, entry in integrations.items()}
+    return {
+        str(name): (entry.get("type") if isinstance(entry, Mapping) else None) for name, entry in integrations.items()
+    }
 
 
 def _duplicate_names(data: Any) -> list[InitErrorDetails]:

@@ -17,7 +17,8 @@ import structlog
 from core.config_models import Flow
 from core.errors import NotAllowed
 from core.lifecycle import Lifecycle
-from core.models import AccessRequest, MessageRef, RequestStatus as S
+from core.models import AccessRequest, MessageRef
+from core.models import RequestStatus as S
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
 from core.secrets import scrub
@@ -52,19 +53,24 @@ class DecisionChecks:
         self.life = life
         self.directory = directory
 
-    async def check(self, request: AccessRequest, actor: str, action: str, *, by_hook: bool,
-                    source: MessageRef | None) -> Flow:
+    async def check(
+        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+    ) -> Flow:
         """Return the request's flow when `actor` may `action` it now; else audit and raise NotAllowed."""
         try:
             return await self._refusal(request, actor, action, by_hook=by_hook, source=source)
         except NotAllowed as refusal:
-            await self.life.audit.append(self.life.event(
-                request, actor, "click.refused", detail={"action": action, "reason": refusal.user_message}))
+            await self.life.audit.append(
+                self.life.event(
+                    request, actor, "click.refused", detail={"action": action, "reason": refusal.user_message}
+                )
+            )
             log.info("click.refused", request_id=request.id, actor=actor, action=action, reason=refusal.user_message)
             raise
 
-    async def _refusal(self, request: AccessRequest, actor: str, action: str, *, by_hook: bool,
-                       source: MessageRef | None) -> Flow:
+    async def _refusal(
+        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+    ) -> Flow:
         if request.status is not S.PENDING:
             raise AlreadyDecided(request.status.value, request.decided_by)
         if source is not None and (source.channel, source.ts) != (request.approval_channel, request.message_ts):
@@ -99,9 +105,13 @@ class DecisionChecks:
         else:
             users = None
         decision = may_decide(
-            requester=request.requester, clicker=actor, allow_self_approval=flow.allow_self_approval,
-            approver_users=users, approver_group_members=members,
-            clicker_is_guest=clicker.guest, allow_guests=flow.allow_guests,
+            requester=request.requester,
+            clicker=actor,
+            allow_self_approval=flow.allow_self_approval,
+            approver_users=users,
+            approver_group_members=members,
+            clicker_is_guest=clicker.guest,
+            allow_guests=flow.allow_guests,
         )
         if not decision.allowed:
             raise NotAllowed(decision.reason)

@@ -36,7 +36,8 @@ from core.expiry import Expiry
 from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable, HookRunner
 from core.lifecycle import SYSTEM, Lifecycle
-from core.models import AccessRequest, MessageRef, RequestStatus as S, Subject, Target
+from core.models import AccessRequest, MessageRef, Subject, Target
+from core.models import RequestStatus as S
 from core.ports import (
     AuditTrail,
     Directory,
@@ -100,9 +101,17 @@ class AccessEngine:
         grant_retry_delay: float = 1.0,
         retry_delay: float = 0.25,
     ) -> None:
-        self.life = Lifecycle(config=config, requests=requests, audit=audit, identities=identities,
-                              strategies=strategies, hooks=hooks, notifier=notifier, clock=clock,
-                              timers=timers or NoTimers())
+        self.life = Lifecycle(
+            config=config,
+            requests=requests,
+            audit=audit,
+            identities=identities,
+            strategies=strategies,
+            hooks=hooks,
+            notifier=notifier,
+            clock=clock,
+            timers=timers or NoTimers(),
+        )
         self.directory = directory
         self.grant_retry_delay = grant_retry_delay
         self.retry_delay = retry_delay  # between attempts at a database write or a first post
@@ -231,22 +240,36 @@ class AccessEngine:
         )
         life.submitting.add(request.id)
         try:
-            await life.requests.create(request, life.event(request, draft.requester.slack_id, "request.created", detail={
-                "target": request.target, "duration_seconds": request.duration_seconds, "fields": request.fields,
-            }))
+            await life.requests.create(
+                request,
+                life.event(
+                    request,
+                    draft.requester.slack_id,
+                    "request.created",
+                    detail={
+                        "target": request.target,
+                        "duration_seconds": request.duration_seconds,
+                        "fields": request.fields,
+                    },
+                ),
+            )
             log.info("request.created", request_id=request.id, flow=flow.name, target=request.target)
             decision: Approve | Deny | None = None
             if hooked:
-                decision = await life.hooks.on_request(flow, life.hooks.event(request, flow, user=draft.subject), request)
+                decision = await life.hooks.on_request(
+                    flow, life.hooks.event(request, flow, user=draft.subject), request
+                )
                 # The hook's verdict comes before anything with buttons is posted.
                 if isinstance(decision, Deny):
-                    return await self.deny(request.id, life.hooks.actor(flow, "on_request"), reason=decision.reason,
-                                           by_hook=True)
+                    return await self.deny(
+                        request.id, life.hooks.actor(flow, "on_request"), reason=decision.reason, by_hook=True
+                    )
                 request = await self._route(flow, draft, request)
             if isinstance(decision, Approve):
                 try:
-                    return await self.approve(request.id, life.hooks.actor(flow, "on_request"),
-                                              reason=decision.reason, by_hook=True)
+                    return await self.approve(
+                        request.id, life.hooks.actor(flow, "on_request"), reason=decision.reason, by_hook=True
+                    )
                 except NotAllowed as refused:  # the present says no (e.g. deactivated): humans decide
                     log.info("fast_track.refused", request_id=request.id, reason=refused.user_message)
             request = await self._post_for_approval(request)
@@ -267,25 +290,37 @@ class AccessEngine:
             # Fail closed: the flow's static approvers decide; with none, nobody may.
             if flow.approvers is None:
                 routing["approvers"] = ()
-                await life.alert("Nobody may approve this request", request,
-                                 error="get_approvers failed and the flow names no approvers",
-                                 action=("It expires at its request_timeout." if request.timeout_at else
-                                         "It stays pending with no buttons: the flow has no request_timeout."))
+                await life.alert(
+                    "Nobody may approve this request",
+                    request,
+                    error="get_approvers failed and the flow names no approvers",
+                    action=(
+                        "It expires at its request_timeout."
+                        if request.timeout_at
+                        else "It stays pending with no buttons: the flow has no request_timeout."
+                    ),
+                )
         elif approvers is not None:
             routing["approvers"] = tuple(approvers)
         if channel:
             routing["approval_channel"] = channel
         return await life.requests.update(
-            request.id, routing, audit=life.event(request, life.hooks.actor(flow), "request.routed", detail=routing))
+            request.id, routing, audit=life.event(request, life.hooks.actor(flow), "request.routed", detail=routing)
+        )
 
     async def _post_for_approval(self, request: AccessRequest) -> AccessRequest:
         """Post a new request to its channel, retrying; if it cannot be posted, alert and tell the truth."""
         life = self.life
         try:
-            ts = await call(lambda: life.notifier.publish(request), self._policy(self.retry_delay, POST_ATTEMPTS),
-                            sleep=asyncio.sleep, retry_if=lambda _: True,
-                            before_sleep=lambda exc, _: log.warning("publish.retrying", request_id=request.id,
-                                                                    error=scrub(str(exc))))
+            ts = await call(
+                lambda: life.notifier.publish(request),
+                self._policy(self.retry_delay, POST_ATTEMPTS),
+                sleep=asyncio.sleep,
+                retry_if=lambda _: True,
+                before_sleep=lambda exc, _: log.warning(
+                    "publish.retrying", request_id=request.id, error=scrub(str(exc))
+                ),
+            )
         except Exception as exc:
             error: BaseException | None = exc
         else:
@@ -293,17 +328,33 @@ class AccessEngine:
             await life.tell(request, RequesterNotice.SUBMITTED)
             return request
         alerted = await life.alert(
-            f"A request could not be posted to its approval channel {request.approval_channel}", request,
-            error=str(error), action="jitbot keeps trying every minute; nobody can approve it until then.")
-        await life.tell(request, RequesterNotice.NOT_POSTED, detail=(
-            "The operators have been alerted, and jitbot keeps trying to post it." if alerted else
-            "The operators could not be alerted either: please tell them, quoting the request id."))
+            f"A request could not be posted to its approval channel {request.approval_channel}",
+            request,
+            error=str(error),
+            action="jitbot keeps trying every minute; nobody can approve it until then.",
+        )
+        await life.tell(
+            request,
+            RequesterNotice.NOT_POSTED,
+            detail=(
+                "The operators have been alerted, and jitbot keeps trying to post it."
+                if alerted
+                else "The operators could not be alerted either: please tell them, quoting the request id."
+            ),
+        )
         return request
 
     # ── decisions ─────────────────────────────────────────────────────────────────────────────
 
-    async def approve(self, request_id: str, actor: str, *, reason: str | None = None, by_hook: bool = False,
-                      source: MessageRef | None = None) -> AccessRequest:
+    async def approve(
+        self,
+        request_id: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        by_hook: bool = False,
+        source: MessageRef | None = None,
+    ) -> AccessRequest:
         """Approve a pending request (after checking the click against now) and grant it."""
         life = self.life
         async with life.lock(request_id):
@@ -317,9 +368,13 @@ class AccessEngine:
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
             spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
             request = await life.requests.transition(
-                request_id, S.PENDING, S.APPROVED,
+                request_id,
+                S.PENDING,
+                S.APPROVED,
                 changes={
-                    "decided_by": actor, "decided_at": now, "decision_reason": reason,
+                    "decided_by": actor,
+                    "decided_at": now,
+                    "decision_reason": reason,
                     # Saved before the strategy runs: a crash mid-grant still ends at this time.
                     "expires_at": now + timedelta(seconds=request.duration_seconds),
                     # How to revoke it even after the flow is edited or removed from the config.
@@ -331,15 +386,24 @@ class AccessEngine:
             life.timers.disarm(request_id)
             return await self._grant(request, flow)
 
-    async def deny(self, request_id: str, actor: str, *, reason: str | None = None, by_hook: bool = False,
-                   source: MessageRef | None = None) -> AccessRequest:
+    async def deny(
+        self,
+        request_id: str,
+        actor: str,
+        *,
+        reason: str | None = None,
+        by_hook: bool = False,
+        source: MessageRef | None = None,
+    ) -> AccessRequest:
         """Deny a pending request (after the decider checks)."""
         life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source)
             request = await life.requests.transition(
-                request_id, S.PENDING, S.DENIED,
+                request_id,
+                S.PENDING,
+                S.DENIED,
                 changes={"decided_by": actor, "decided_at": life.clock.now(), "decision_reason": reason},
                 audit=life.event(request, actor, "request.denied", S.PENDING, S.DENIED, {"reason": reason}),
             )
@@ -399,8 +463,9 @@ class AccessEngine:
         await life.after(flow, "after_grant", request)
         return request
 
-    async def _record_grant(self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str],
-                            strategy: Strategy) -> AccessRequest | None:
+    async def _record_grant(
+        self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy
+    ) -> AccessRequest | None:
         """Write approved → granted. The target already changed, so a failed write is retried; when it
         keeps failing the revoke timer is armed anyway and the sweep finishes the job."""
         life = self.life
@@ -409,29 +474,46 @@ class AccessEngine:
 
         def record() -> Awaitable[AccessRequest]:
             return life.requests.transition(
-                request.id, S.APPROVED, S.GRANTED,
+                request.id,
+                S.APPROVED,
+                S.GRANTED,
                 changes={"granted_at": granted_at, "grant_state": state},
-                audit=life.event(request, SYSTEM, "access.granted", S.APPROVED, S.GRANTED,
-                                 {"expires_at": expires_at.isoformat(), "system": strategy.system}),
+                audit=life.event(
+                    request,
+                    SYSTEM,
+                    "access.granted",
+                    S.APPROVED,
+                    S.GRANTED,
+                    {"expires_at": expires_at.isoformat(), "system": strategy.system},
+                ),
             )
 
         try:
-            return await call(record, self._policy(self.retry_delay, RECORD_ATTEMPTS), sleep=asyncio.sleep,
-                              retry_if=lambda exc: not isinstance(exc, InvalidTransition),
-                              before_sleep=lambda exc, _: log.error("grant.record_failed", request_id=request.id,
-                                                                    error=scrub(str(exc))))
+            return await call(
+                record,
+                self._policy(self.retry_delay, RECORD_ATTEMPTS),
+                sleep=asyncio.sleep,
+                retry_if=lambda exc: not isinstance(exc, InvalidTransition),
+                before_sleep=lambda exc, _: log.error(
+                    "grant.record_failed", request_id=request.id, error=scrub(str(exc))
+                ),
+            )
         except InvalidTransition:
             raise
         except Exception as exc:
             log.error("grant.record_failed", request_id=request.id, error=scrub(str(exc)), final=True)
         # Still `approved` in the database: the revoke timer and the sweep both pick such a row up.
         life.timers.arm_revoke(request.id, expires_at)
-        await life.alert("A grant was made but the database refused to record it", request,
-                         action="jitbot retries on its next sweep and revokes it on time.")
+        await life.alert(
+            "A grant was made but the database refused to record it",
+            request,
+            action="jitbot retries on its next sweep and revokes it on time.",
+        )
         return None
 
-    async def _attempt_grant(self, strategy: Strategy, ctx: GrantContext
-                             ) -> tuple[GrantResult | None, BaseException | None]:
+    async def _attempt_grant(
+        self, strategy: Strategy, ctx: GrantContext
+    ) -> tuple[GrantResult | None, BaseException | None]:
         """Call the strategy's grant, retrying only failures after which the attempt has ended."""
 
         async def once() -> GrantResult:
@@ -440,10 +522,13 @@ class AccessEngine:
 
         try:
             return await call(
-                once, self._policy(self.grant_retry_delay, GRANT_ATTEMPTS), sleep=asyncio.sleep,
+                once,
+                self._policy(self.grant_retry_delay, GRANT_ATTEMPTS),
+                sleep=asyncio.sleep,
                 retry_if=lambda exc: isinstance(exc, StrategyError) and exc.retryable,
-                before_sleep=lambda exc, _: log.warning("grant.retrying", request_id=ctx.request_id,
-                                                        error=scrub(str(exc))),
+                before_sleep=lambda exc, _: log.warning(
+                    "grant.retrying", request_id=ctx.request_id, error=scrub(str(exc))
+                ),
             ), None
         except StrategyError as exc:
             return None, exc
@@ -466,11 +551,23 @@ class AccessEngine:
         state = {str(k): str(v) for k, v in (getattr(error, "grant_state", None) or {}).items()}
         try:
             request = await life.requests.transition(
-                request.id, S.APPROVED, S.FAILED,
-                changes={"failure_reason": reason, "grant_state": state, "next_attempt_at": life.clock.now(),
-                         "revoke_attempts": 0},
-                audit=life.event(request, SYSTEM, "grant.failed", S.APPROVED, S.FAILED,
-                                 {"error": scrub(str(error)), "type": type(error).__name__}),
+                request.id,
+                S.APPROVED,
+                S.FAILED,
+                changes={
+                    "failure_reason": reason,
+                    "grant_state": state,
+                    "next_attempt_at": life.clock.now(),
+                    "revoke_attempts": 0,
+                },
+                audit=life.event(
+                    request,
+                    SYSTEM,
+                    "grant.failed",
+                    S.APPROVED,
+                    S.FAILED,
+                    {"error": scrub(str(error)), "type": type(error).__name__},
+                ),
             )
         except InvalidTransition:
             raise

@@ -22,7 +22,8 @@ from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
 from core.lifecycle import SYSTEM, Lifecycle
-from core.models import AccessRequest, RequestStatus as S
+from core.models import AccessRequest
+from core.models import RequestStatus as S
 from core.ports import RequesterNotice
 from core.retry import REVOCATION
 from core.secrets import scrub
@@ -78,9 +79,13 @@ class Expiry:
             covering = await self._covering(request)
             if covering is None:
                 if strategy is None:
-                    return await self._revoke_failed(request, StrategyUnavailable(
-                        f"flow '{request.flow}' is no longer in the config and no recorded strategy was rebuilt "
-                        "for this grant: restore the flow, or revoke it by hand"))
+                    return await self._revoke_failed(
+                        request,
+                        StrategyUnavailable(
+                            f"flow '{request.flow}' is no longer in the config and no recorded strategy was rebuilt "
+                            "for this grant: restore the flow, or revoke it by hand"
+                        ),
+                    )
                 try:
                     async with life.gate(request.flow):
                         await strategy.revoke(await life.context(request), request.grant_state)
@@ -90,18 +95,29 @@ class Expiry:
             if covering is not None:
                 detail["access_kept_by"] = covering.id
             request = await life.requests.transition(
-                request.id, S.GRANTED, S.REVOKED,
+                request.id,
+                S.GRANTED,
+                S.REVOKED,
                 changes={"ended_at": life.clock.now(), "next_attempt_at": None},
                 audit=life.event(request, SYSTEM, "access.revoked", S.GRANTED, S.REVOKED, detail),
             )
         assert request.expires_at is not None
-        log.info("access.revoked", request_id=request.id, kept_by=covering.id if covering else None,
-                 late_seconds=round((life.clock.now() - request.expires_at).total_seconds(), 3))
+        log.info(
+            "access.revoked",
+            request_id=request.id,
+            kept_by=covering.id if covering else None,
+            late_seconds=round((life.clock.now() - request.expires_at).total_seconds(), 3),
+        )
         request = await life.publish(request)
         if covering is not None and covering.expires_at is not None:
-            await life.tell(request, RequesterNotice.SUPERSEDED, detail=(
-                f"Your access continues under request {covering.id}, "
-                f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."))
+            await life.tell(
+                request,
+                RequesterNotice.SUPERSEDED,
+                detail=(
+                    f"Your access continues under request {covering.id}, "
+                    f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
+                ),
+            )
             return request
         await life.tell(request, RequesterNotice.REVOKED)
         await life.after(life.flow(request.flow), "after_revoke", request)
@@ -123,8 +139,11 @@ class Expiry:
             except Exception as exc:
                 return await self._revoke_failed(request, exc, expected=S.FAILED)
             request = await life.requests.update(
-                request.id, {"next_attempt_at": None, "last_error": None}, expected_status=S.FAILED,
-                audit=life.event(request, SYSTEM, "grant.cleaned_up", detail={"attempts": request.revoke_attempts + 1}))
+                request.id,
+                {"next_attempt_at": None, "last_error": None},
+                expected_status=S.FAILED,
+                audit=life.event(request, SYSTEM, "grant.cleaned_up", detail={"attempts": request.revoke_attempts + 1}),
+            )
         log.info("grant.cleaned_up", request_id=request.id)
         return request
 
@@ -136,11 +155,19 @@ class Expiry:
         assert covering.expires_at is not None
         when = min(covering.expires_at, life.clock.now() + DEFER_RECHECK)
         note = f"clean-up deferred while request {covering.id} holds the same access"
-        audit = None if request.last_error == note else life.event(
-            request, SYSTEM, "grant.cleanup_deferred",
-            detail={"access_kept_by": covering.id, "until": covering.expires_at.isoformat()})
+        audit = (
+            None
+            if request.last_error == note
+            else life.event(
+                request,
+                SYSTEM,
+                "grant.cleanup_deferred",
+                detail={"access_kept_by": covering.id, "until": covering.expires_at.isoformat()},
+            )
+        )
         request = await life.requests.update(
-            request.id, {"next_attempt_at": when, "last_error": note}, expected_status=S.FAILED, audit=audit)
+            request.id, {"next_attempt_at": when, "last_error": note}, expected_status=S.FAILED, audit=audit
+        )
         life.timers.arm_revoke(request.id, when)
         return request
 
@@ -152,7 +179,8 @@ class Expiry:
             return  # recorded after all: revoked at its end like any grant
         if current.status is S.FAILED:
             current = await life.requests.update(
-                request.id, {"next_attempt_at": life.clock.now(), "grant_state": dict(state)}, expected_status=S.FAILED)
+                request.id, {"next_attempt_at": life.clock.now(), "grant_state": dict(state)}, expected_status=S.FAILED
+            )
             await self.clean_up(current)
             return
         strategy = life.strategy_for(request)
@@ -161,8 +189,12 @@ class Expiry:
                 if strategy is not None and await self._covering(current) is None:
                     await strategy.revoke(await life.context(current), state)
         except Exception as exc:
-            await life.alert("A grant landed for a request that was already settled, and taking it back failed",
-                             request, error=str(exc), action="Check the target system by hand.")
+            await life.alert(
+                "A grant landed for a request that was already settled, and taking it back failed",
+                request,
+                error=str(exc),
+                action="Check the target system by hand.",
+            )
 
     async def _covering(self, request: AccessRequest) -> AccessRequest | None:
         """Another live grant of exactly the same access that outlasts now, if the strategy shares access."""
@@ -170,13 +202,18 @@ class Expiry:
             return None
         now = self.life.clock.now()
         for other in await self.life.requests.list_live_for(request.flow, request.target, request.requester):
-            if (other.id != request.id and other.grant_spec == request.grant_spec
-                    and other.expires_at is not None and other.expires_at > now):
+            if (
+                other.id != request.id
+                and other.grant_spec == request.grant_spec
+                and other.expires_at is not None
+                and other.expires_at > now
+            ):
                 return other
         return None
 
-    async def _revoke_failed(self, request: AccessRequest, error: BaseException, *,
-                             expected: S = S.GRANTED) -> AccessRequest:
+    async def _revoke_failed(
+        self, request: AccessRequest, error: BaseException, *, expected: S = S.GRANTED
+    ) -> AccessRequest:
         life = self.life
         attempts = request.revoke_attempts + 1
         delay = revoke_delay(attempts)
@@ -186,14 +223,22 @@ class Expiry:
             request.id,
             {"revoke_attempts": attempts, "next_attempt_at": next_at, "last_error": message},
             expected_status=expected,
-            audit=life.event(request, SYSTEM, "revoke.failed", detail={
-                "attempt": attempts, "error": message, "retry_in_seconds": delay, "cleanup": expected is S.FAILED}),
+            audit=life.event(
+                request,
+                SYSTEM,
+                "revoke.failed",
+                detail={
+                    "attempt": attempts,
+                    "error": message,
+                    "retry_in_seconds": delay,
+                    "cleanup": expected is S.FAILED,
+                },
+            ),
         )
         log.error("revoke.failed", request_id=request.id, attempt=attempts, retry_in=delay, error=message)
         life.timers.arm_revoke(request.id, next_at)
         what = "Revocation failed" if expected is S.GRANTED else "Clean-up after a failed grant failed"
-        await life.alert(f"{what} (attempt {attempts})", request, error=message,
-                         action=f"Retrying in {int(delay)}s.")
+        await life.alert(f"{what} (attempt {attempts})", request, error=message, action=f"Retrying in {int(delay)}s.")
         return request
 
     # ── expiry ────────────────────────────────────────────────────────────────────────────────
@@ -211,10 +256,13 @@ class Expiry:
         life = self.life
         try:
             request = await life.requests.transition(
-                request.id, S.PENDING, S.EXPIRED,
+                request.id,
+                S.PENDING,
+                S.EXPIRED,
                 changes={"ended_at": life.clock.now(), **({"decision_reason": reason} if reason else {})},
-                audit=life.event(request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED,
-                                 {"reason": reason} if reason else None),
+                audit=life.event(
+                    request, SYSTEM, "request.expired", S.PENDING, S.EXPIRED, {"reason": reason} if reason else None
+                ),
             )
         except InvalidTransition:
             return None
@@ -234,7 +282,8 @@ class Expiry:
                 async with life.lock(listed.id):
                     request = await life.requests.get(listed.id)  # as it is now, not as listed
                     if request.status is S.PENDING and await self._guarded(
-                            self.expire_locked, request, f"flow '{request.flow}' was removed from the configuration"):
+                        self.expire_locked, request, f"flow '{request.flow}' was removed from the configuration"
+                    ):
                         counts["flow_removed_expired"] += 1
         for listed in await life.requests.list_by_status(S.APPROVED):
             in_doubt = listed.expires_at is not None and listed.expires_at <= life.clock.now()
@@ -251,22 +300,47 @@ class Expiry:
             # The window ended; the grant may or may not have happened. Treat it as held so the
             # normal revoke path (with its retries and alerts) takes it back. Never granted late.
             request = await life.requests.transition(
-                request.id, S.APPROVED, S.GRANTED, changes={"granted_at": None, "grant_state": {}},
-                audit=life.event(request, SYSTEM, "grant.in_doubt", S.APPROVED, S.GRANTED,
-                                 {"note": "the grant's window ended before it was recorded; revoking"}),
+                request.id,
+                S.APPROVED,
+                S.GRANTED,
+                changes={"granted_at": None, "grant_state": {}},
+                audit=life.event(
+                    request,
+                    SYSTEM,
+                    "grant.in_doubt",
+                    S.APPROVED,
+                    S.GRANTED,
+                    {"note": "the grant's window ended before it was recorded; revoking"},
+                ),
             )
             return await self._revoke_granted(request)
         flow = life.flow(request.flow)
-        if (flow is None or request.id in life.retired or flow_target(flow, request.target) is None
-                or not duration_allowed(flow, request.duration_seconds)):
+        if (
+            flow is None
+            or request.id in life.retired
+            or flow_target(flow, request.target) is None
+            or not duration_allowed(flow, request.duration_seconds)
+        ):
             # What was approved is no longer what the config allows: never granted now. The grant
             # may have half-happened before the stop, so it is cleaned up like any failed grant.
             request = await life.requests.transition(
-                request.id, S.APPROVED, S.FAILED,
-                changes={"failure_reason": "the flow changed before the grant was made",
-                         "next_attempt_at": life.clock.now(), "revoke_attempts": 0},
-                audit=life.event(request, SYSTEM, "grant.failed", S.APPROVED, S.FAILED,
-                                 {"error": "the flow changed before the grant was made"}))
+                request.id,
+                S.APPROVED,
+                S.FAILED,
+                changes={
+                    "failure_reason": "the flow changed before the grant was made",
+                    "next_attempt_at": life.clock.now(),
+                    "revoke_attempts": 0,
+                },
+                audit=life.event(
+                    request,
+                    SYSTEM,
+                    "grant.failed",
+                    S.APPROVED,
+                    S.FAILED,
+                    {"error": "the flow changed before the grant was made"},
+                ),
+            )
             request = await self.clean_up(request) or request
             request = await life.publish(request)
             await life.tell(request, RequesterNotice.FAILED)
@@ -281,8 +355,9 @@ class Expiry:
         stale = await life.requests.list_pending_timed_out(now)
         # Rows left `approved` by a failed write: not while this process is still granting them.
         stuck = [r for r in await life.requests.list_by_status(S.APPROVED) if not life.busy(r.id)]
-        unposted = [r for r in await life.requests.list_unposted()
-                    if r.id not in life.submitting and not life.busy(r.id)]
+        unposted = [
+            r for r in await life.requests.list_unposted() if r.id not in life.submitting and not life.busy(r.id)
+        ]
         gate = asyncio.Semaphore(concurrency)
 
         async def guarded(fn: Callable[[str], Awaitable[object]], request_id: str) -> None:
@@ -292,9 +367,11 @@ class Expiry:
                 except Exception:
                     log.exception("sweep.item_failed", request_id=request_id)
 
-        await asyncio.gather(*(guarded(self.revoke, r.id) for r in [*due, *stuck]),
-                             *(guarded(self.expire, r.id) for r in stale),
-                             *(guarded(self._repost, r.id) for r in unposted))
+        await asyncio.gather(
+            *(guarded(self.revoke, r.id) for r in [*due, *stuck]),
+            *(guarded(self.expire, r.id) for r in stale),
+            *(guarded(self._repost, r.id) for r in unposted),
+        )
         return {"revoked_due": len(due), "expired": len(stale), "settled": len(stuck), "reposted": len(unposted)}
 
     async def _repost(self, request_id: str) -> None:

@@ -24,11 +24,11 @@ nothing, the last recorded one counts (see `core.hooks.HookModule.call`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, TypeVar
-
+from typing import Any, ClassVar, TypeVar
 
 INTEGRATIONS_NEED_ASYNC = "integrations are async clients: make this hook `async def` to use them"
 """Why `evt.integrations.NAME` fails in a sync hook."""
@@ -231,11 +231,16 @@ class HookEvent:
     def snapshot(self) -> dict[str, Any]:
         """The event as plain, picklable data for a hook process: no live clients, no decisions."""
         return {
-            "request_id": self.request_id, "flow": self.flow,
+            "request_id": self.request_id,
+            "flow": self.flow,
             "target": {"name": self.target.name, "label": self.target.label, "settings": thaw(self.target.settings)},
-            "user": _person(self.user), "actor": _person(self.actor) if self.actor is not None else None,
-            "fields": thaw(self.fields), "integrations": tuple(self.integrations),
-            "granted_at": self.granted_at, "expires_at": self.expires_at, "state": thaw(self.state),
+            "user": _person(self.user),
+            "actor": _person(self.actor) if self.actor is not None else None,
+            "fields": thaw(self.fields),
+            "integrations": tuple(self.integrations),
+            "granted_at": self.granted_at,
+            "expires_at": self.expires_at,
+            "state": thaw(self.state),
         }
 
     @classmethod
@@ -243,10 +248,16 @@ class HookEvent:
         """Rebuild a read-only event from `snapshot()`; its integrations refuse to be used."""
         actor = data.get("actor")
         return cls(
-            request_id=data["request_id"], flow=data["flow"], target=HookTarget(**data["target"]),
-            user=HookUser(**data["user"]), actor=HookUser(**actor) if actor is not None else None,
-            fields=data["fields"], integrations=UnusableIntegrations(data["integrations"]),
-            granted_at=data["granted_at"], expires_at=data["expires_at"], state=data["state"],
+            request_id=data["request_id"],
+            flow=data["flow"],
+            target=HookTarget(**data["target"]),
+            user=HookUser(**data["user"]),
+            actor=HookUser(**actor) if actor is not None else None,
+            fields=data["fields"],
+            integrations=UnusableIntegrations(data["integrations"]),
+            granted_at=data["granted_at"],
+            expires_at=data["expires_at"],
+            state=data["state"],
         )
 
     def _record(self, decision: _D) -> _D:

@@ -8,15 +8,16 @@ refused (fail closed), because that hook exists to restrict who may approve.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import structlog
 
 from core.clock import Clock
 from core.config_models import Flow
-from core.hook_events import Approve, Deny, HookEvent, HookIntegrations, HookTarget, HookUser, Ignore
 from core.errors import HookError
+from core.hook_events import Approve, Deny, HookEvent, HookIntegrations, HookTarget, HookUser, Ignore
 from core.hooks import HookModule
 from core.models import AccessRequest, AuditEvent, Subject, Target
 from core.ports import Alert, AuditTrail, Notifier, UserInfo
@@ -36,8 +37,15 @@ class ApproversUnavailable:
 class HookRunner:
     """Calls the hooks file of each flow with a time limit, and reports what went wrong."""
 
-    def __init__(self, modules: Mapping[str, HookModule], integrations: Mapping[str, object], *,
-                 notifier: Notifier, audit: AuditTrail, clock: Clock) -> None:
+    def __init__(
+        self,
+        modules: Mapping[str, HookModule],
+        integrations: Mapping[str, object],
+        *,
+        notifier: Notifier,
+        audit: AuditTrail,
+        clock: Clock,
+    ) -> None:
         self.modules = dict(modules)
         self.integrations = dict(integrations)
         self.notifier = notifier
@@ -48,10 +56,16 @@ class HookRunner:
         """The `evt` for a hook call about `request`."""
         target = flow_target(flow, request.target) or Target(request.target, request.target, {})
         return HookEvent(
-            request_id=request.id, flow=flow.name, target=HookTarget.of(target), user=HookUser.of(user),
+            request_id=request.id,
+            flow=flow.name,
+            target=HookTarget.of(target),
+            user=HookUser.of(user),
             actor=HookUser.of(actor) if actor is not None else None,
-            fields=dict(request.fields), integrations=HookIntegrations(self.integrations),
-            granted_at=request.granted_at, expires_at=request.expires_at, state=dict(request.grant_state),
+            fields=dict(request.fields),
+            integrations=HookIntegrations(self.integrations),
+            granted_at=request.granted_at,
+            expires_at=request.expires_at,
+            state=dict(request.grant_state),
         )
 
     def active(self, flow: Flow) -> bool:
@@ -74,8 +88,9 @@ class HookRunner:
         ok, result = await self._call(flow, "on_request", evt, request)
         return result if ok and isinstance(result, (Approve, Deny)) else None
 
-    async def approvers(self, flow: Flow, evt: HookEvent,
-                        request: AccessRequest) -> list[str] | None | ApproversUnavailable:
+    async def approvers(
+        self, flow: Flow, evt: HookEvent, request: AccessRequest
+    ) -> list[str] | None | ApproversUnavailable:
         """Slack ids that may decide this request, None to keep the flow's approvers, or
         ApproversUnavailable when the hook failed (the engine then falls back, closed)."""
         ok, result = await self._call(flow, "get_approvers", evt, request)
@@ -98,7 +113,10 @@ class HookRunner:
         ok, result = await self._call(flow, hook, evt, request)
         if not ok:
             if hook == "on_approve":
-                return "The approval policy check failed, so this approval was not accepted. The operators have been alerted."
+                return (
+                    "The approval policy check failed, so this approval was not accepted. "
+                    "The operators have been alerted."
+                )
             return None
         return result.message if isinstance(result, Ignore) else None
 
@@ -120,10 +138,15 @@ class HookRunner:
         module = self.modules.get(flow.name)
         path = module.path if module is not None else "?"
         log.error("hook.failed", flow=flow.name, hook=hook, path=path, error=message, request_id=request.id)
-        await self.audit.append(AuditEvent(
-            at=self.clock.now(), actor=self.actor(flow, hook), action="hook.failed", request_id=request.id,
-            detail={"path": path, "hook": hook, "error": message},
-        ))
+        await self.audit.append(
+            AuditEvent(
+                at=self.clock.now(),
+                actor=self.actor(flow, hook),
+                action="hook.failed",
+                request_id=request.id,
+                detail={"path": path, "hook": hook, "error": message},
+            )
+        )
         consequence = {
             "get_approvers": "The flow's static approvers decide this request; without any, nobody may approve it.",
             "on_approve": "The approval was refused.",

@@ -70,18 +70,28 @@ import time
 import traceback
 import types
 import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 from core.errors import HookError, JitError
 from core.hook_events import INTEGRATIONS_NEED_ASYNC, Approve, Deny, HookEvent, Ignore
 from core.secrets import scrub
 
-KNOWN_HOOKS = frozenset({
-    "on_request", "get_approvers", "get_approval_channel", "on_approve", "on_deny",
-    "after_grant", "after_revoke", "grant", "revoke",
-})
+KNOWN_HOOKS = frozenset(
+    {
+        "on_request",
+        "get_approvers",
+        "get_approval_channel",
+        "on_approve",
+        "on_deny",
+        "after_grant",
+        "after_revoke",
+        "grant",
+        "revoke",
+    }
+)
 """Every function name jitbot calls in a hooks file (grant/revoke only for `type: custom`)."""
 
 DEFAULT_HOOK_TIMEOUT = 5.0
@@ -167,14 +177,28 @@ def check_hooks(
         bound.add(name)
         if name in allowed:
             if name in first_seen:
-                issues.append(HookIssue(node.lineno, f"{name} is defined again (first on line {first_seen[name]}); the last one wins"))
+                issues.append(
+                    HookIssue(
+                        node.lineno, f"{name} is defined again (first on line {first_seen[name]}); the last one wins"
+                    )
+                )
             first_seen.setdefault(name, node.lineno)
             if not _takes_one_argument(node.args):
-                issues.append(HookIssue(node.lineno, f"{name} must take exactly one argument (evt), it takes {_describe_args(node.args)}"))
+                issues.append(
+                    HookIssue(
+                        node.lineno,
+                        f"{name} must take exactly one argument (evt), it takes {_describe_args(node.args)}",
+                    )
+                )
             elif isinstance(node, ast.FunctionDef):
                 line = _integrations_use(node)
                 if line is not None:
-                    issues.append(HookIssue(line, f"{name} is a plain def, so it runs in a hook process, where evt.{INTEGRATIONS_NEED_ASYNC}"))
+                    issues.append(
+                        HookIssue(
+                            line,
+                            f"{name} is a plain def, so it runs in a hook process, where evt.{INTEGRATIONS_NEED_ASYNC}",
+                        )
+                    )
         elif not name.startswith("_"):
             issue = _misspelling(name, allowed)
             if issue:
@@ -201,7 +225,12 @@ def _integrations_use(function: ast.FunctionDef) -> int | None:
         return None
     evt = positional[0].arg
     for node in ast.walk(function):
-        if isinstance(node, ast.Attribute) and node.attr == "integrations" and isinstance(node.value, ast.Name) and node.value.id == evt:
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr == "integrations"
+            and isinstance(node.value, ast.Name)
+            and node.value.id == evt
+        ):
             return node.lineno
     return None
 
@@ -294,7 +323,11 @@ class HookModule:
     """A loaded hooks file: `has(name)` and `await call(name, evt)` with a time limit and checked results."""
 
     def __init__(
-        self, path: str, module: types.ModuleType, *, default_timeout: float = DEFAULT_HOOK_TIMEOUT,
+        self,
+        path: str,
+        module: types.ModuleType,
+        *,
+        default_timeout: float = DEFAULT_HOOK_TIMEOUT,
         source: bytes | None = None,
     ) -> None:
         self.path = path
@@ -371,16 +404,22 @@ class HookModule:
 
     async def _call_in_process(self, name: str, evt: Any, limit: float) -> tuple[Any, Any]:
         if not isinstance(evt, HookEvent):
-            raise HookError(self.path, name, f"a sync hook needs a HookEvent to send to its process, not {type(evt).__name__}")
+            raise HookError(
+                self.path, name, f"a sync hook needs a HookEvent to send to its process, not {type(evt).__name__}"
+            )
         try:
             request = pickle.dumps((name, evt.snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            raise HookError(self.path, name, scrub(f"the event cannot be sent to the hook process ({_describe(exc)})")) from exc
+            raise HookError(
+                self.path, name, scrub(f"the event cannot be sent to the hook process ({_describe(exc)})")
+            ) from exc
         frame = await self._processes.run(name, request, limit)
         try:
             answer = pickle.loads(frame)
         except Exception as exc:
-            raise HookError(self.path, name, scrub(f"its answer could not be read in the bot ({_describe(exc)})")) from exc
+            raise HookError(
+                self.path, name, scrub(f"its answer could not be read in the bot ({_describe(exc)})")
+            ) from exc
         if answer[0] == "ok":
             return answer[1], answer[2]
         _, text, line, type_name, pickled = answer
@@ -510,7 +549,7 @@ async def _send_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         try:
-            view = view[os.write(fd, view):]
+            view = view[os.write(fd, view) :]
         except BlockingIOError:
             await _ready(fd, writing=True)
         except OSError as exc:  # BrokenPipeError: the process is gone
@@ -582,13 +621,18 @@ class _HookProcesses:
         except BaseException as exc:
             code = await self._stop(worker) if worker is not None else None
             if isinstance(exc, TimeoutError) and deadline.expired():
-                unkillable = "" if worker is None or code is not None else (
-                    f"; its process {worker.process.pid} did not exit after SIGKILL")
+                unkillable = (
+                    ""
+                    if worker is None or code is not None
+                    else (f"; its process {worker.process.pid} did not exit after SIGKILL")
+                )
                 raise HookTimeout(self.path, name, f"timed out after {_seconds(limit)}{unkillable}") from None
             if isinstance(exc, _NoAnswer):
                 raise HookError(self.path, name, self._why_no_answer(exc, code)) from None
             if isinstance(exc, Exception):  # e.g. fork failed (EAGAIN, EMFILE): still one HookError
-                raise HookError(self.path, name, scrub(f"the hook process could not run it ({_describe(exc)})")) from exc
+                raise HookError(
+                    self.path, name, scrub(f"the hook process could not run it ({_describe(exc)})")
+                ) from exc
             raise  # cancelled by the caller
         return frame
 
@@ -606,8 +650,9 @@ class _HookProcesses:
             self.kill_now()  # the retiring tasks belong to another (finished) loop
             return
         self._idle.clear()
-        await asyncio.gather(*(self._stop(worker) for worker in list(self._workers)), *self._retiring,
-                             return_exceptions=True)
+        await asyncio.gather(
+            *(self._stop(worker) for worker in list(self._workers)), *self._retiring, return_exceptions=True
+        )
 
     def kill_now(self) -> None:
         """SIGKILL and reap every process at once (the last resort: a finalizer, another loop)."""
@@ -649,7 +694,9 @@ class _HookProcesses:
             # -I: no PYTHON* variables, no user site and no script directory; the bot's sys.path is
             # handed over instead, so the file imports exactly what it imports in the bot.
             [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(paths), str(os.getpid())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            close_fds=True,
         )
         worker = _Worker(process)
         self._workers.add(worker)
@@ -708,8 +755,7 @@ def _ended(code: int | None) -> str:
 # ── inside a hook process ────────────────────────────────────────────────────────────────────────
 
 _BOOTSTRAP = (
-    "import json, sys; sys.path[:] = json.loads(sys.argv[1]); "
-    f"from {__name__} import _serve; _serve(int(sys.argv[2]))"
+    f"import json, sys; sys.path[:] = json.loads(sys.argv[1]); from {__name__} import _serve; _serve(int(sys.argv[2]))"
 )
 
 
@@ -770,8 +816,9 @@ def _failure_answer(exc: BaseException, path: str) -> bytes:
     if pickled is not None and len(pickled) > _MAX_FRAME // 4:
         pickled = None  # the text and line below say what matters
     text = _describe(exc)[: _MAX_FRAME // 4]
-    return pickle.dumps(("error", text, _line_in_file(exc, path), type(exc).__name__, pickled),
-                        protocol=pickle.HIGHEST_PROTOCOL)
+    return pickle.dumps(
+        ("error", text, _line_in_file(exc, path), type(exc).__name__, pickled), protocol=pickle.HIGHEST_PROTOCOL
+    )
 
 
 def _die_with_parent(parent_pid: int) -> None:
@@ -812,7 +859,7 @@ def _read_exactly(fd: int, size: int) -> bytes | None:
 def _write_frame(fd: int, payload: bytes) -> None:
     view = memoryview(len(payload).to_bytes(4, "big") + payload)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def _decision(*kinds: type) -> Callable[[Any, Any], Any]:

@@ -65,7 +65,8 @@ class Lifecycle:
         self.submitting: set[str] = set()  # requests between creation and their first post
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._access_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary())
+            weakref.WeakValueDictionary()
+        )
         self._gates: dict[str, asyncio.Semaphore] = {}
 
     # ── what a request refers to ──────────────────────────────────────────────────────────────
@@ -87,8 +88,14 @@ class Lifecycle:
         """Whether a pending request is past its request_timeout."""
         return request.timeout_at is not None and request.timeout_at <= self.clock.now()
 
-    async def subject(self, flow_name: str, slack_id: str, email: str | None, name: str | None = None,
-                      strategy: Strategy | None = None) -> Subject:
+    async def subject(
+        self,
+        flow_name: str,
+        slack_id: str,
+        email: str | None,
+        name: str | None = None,
+        strategy: Strategy | None = None,
+    ) -> Subject:
         """A person as a strategy sees them: their identity override for its system, else the email."""
         strategy = strategy or self.strategies.get(flow_name)
         key = strategy.identity_key if strategy is not None else "*"
@@ -97,8 +104,9 @@ class Lifecycle:
 
     async def requester(self, request: AccessRequest) -> Subject:
         """The requester as hooks see them (identity override included), read locally, never from Slack."""
-        return await self.subject(request.flow, request.requester, request.requester_email,
-                                  strategy=self.strategy_for(request))
+        return await self.subject(
+            request.flow, request.requester, request.requester_email, strategy=self.strategy_for(request)
+        )
 
     async def context(self, request: AccessRequest, *, granted_at: datetime | None = None) -> GrantContext:
         """What the strategy gets, built from the stored row and our identity table only: a revocation
@@ -109,24 +117,40 @@ class Lifecycle:
             target = retired[1]
         else:
             target = (flow_target(flow, request.target) if flow is not None else None) or Target(
-                request.target, request.target, {})
+                request.target, request.target, {}
+            )
         subject = await self.requester(request)
         recorded = request.grant_spec.get("identity") if request.grant_spec else None
         if isinstance(recorded, str) and recorded:
             # The identity the grant was made for: an override changed since must not redirect the revoke.
             subject = Subject(subject.slack_id, subject.email, recorded, subject.name)
         return GrantContext(
-            request_id=request.id, flow=request.flow, target=target, subject=subject,
-            fields=request.fields, granted_at=granted_at or request.granted_at, expires_at=request.expires_at,
+            request_id=request.id,
+            flow=request.flow,
+            target=target,
+            subject=subject,
+            fields=request.fields,
+            granted_at=granted_at or request.granted_at,
+            expires_at=request.expires_at,
         )
 
     # ── the record ────────────────────────────────────────────────────────────────────────────
 
-    def event(self, request: AccessRequest, actor: str, action: str, status_from: RequestStatus | None = None,
-              status_to: RequestStatus | None = None, detail: Mapping[str, Any] | None = None) -> AuditEvent:
+    def event(
+        self,
+        request: AccessRequest,
+        actor: str,
+        action: str,
+        status_from: RequestStatus | None = None,
+        status_to: RequestStatus | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> AuditEvent:
         """An audit row about `request`, at the clock's now."""
         return AuditEvent(
-            at=self.clock.now(), actor=actor, action=action, request_id=request.id,
+            at=self.clock.now(),
+            actor=actor,
+            action=action,
+            request_id=request.id,
             status_from=status_from.value if status_from else None,
             status_to=status_to.value if status_to else None,
             detail=dict(detail or {}),
@@ -155,8 +179,9 @@ class Lifecycle:
         except Exception:
             log.exception("notify.failed", request_id=request.id, notice=notice.value)
 
-    async def alert(self, summary: str, request: AccessRequest | None = None, *, error: str | None = None,
-                    action: str | None = None) -> bool:
+    async def alert(
+        self, summary: str, request: AccessRequest | None = None, *, error: str | None = None, action: str | None = None
+    ) -> bool:
         """Tell the operators; never raises (an alert that fails must not stop a grant or a revocation)."""
         try:
             await self.notifier.alert(Alert(summary, request, scrub(error) if error else None, action))

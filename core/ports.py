@@ -58,7 +58,9 @@ class Notifier(Protocol):
         """Post the request's channel message, or update it in place when it has one; return its ts."""
         ...
 
-    async def notify_requester(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+    async def notify_requester(
+        self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None
+    ) -> None:
         """DM the requester about `notice`; `detail` is extra text such as a strategy's instructions."""
         ...
 
@@ -120,11 +122,24 @@ class RequestStore(Protocol):
 
     async def get(self, request_id: str) -> AccessRequest: ...
 
-    async def transition(self, request_id: str, expected: RequestStatus | Collection[RequestStatus],
-                         new: RequestStatus, *, changes: Mapping[str, Any] = ..., audit: AuditEvent) -> AccessRequest: ...
+    async def transition(
+        self,
+        request_id: str,
+        expected: RequestStatus | Collection[RequestStatus],
+        new: RequestStatus,
+        *,
+        changes: Mapping[str, Any] = ...,
+        audit: AuditEvent,
+    ) -> AccessRequest: ...
 
-    async def update(self, request_id: str, changes: Mapping[str, Any], *, audit: AuditEvent | None = None,
-                     expected_status: RequestStatus | Collection[RequestStatus] | None = None) -> AccessRequest: ...
+    async def update(
+        self,
+        request_id: str,
+        changes: Mapping[str, Any],
+        *,
+        audit: AuditEvent | None = None,
+        expected_status: RequestStatus | Collection[RequestStatus] | None = None,
+    ) -> AccessRequest: ...
 
     async def list_by_status(self, *statuses: RequestStatus) -> list[AccessRequest]: ...
 
@@ -138,7 +153,9 @@ class RequestStore(Protocol):
 
     async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]: ...
 
-    async def list_granted_schedule(self, until: datetime | None = None) -> Sequence[tuple[str, datetime, datetime | None]]: ...
+    async def list_granted_schedule(
+        self, until: datetime | None = None
+    ) -> Sequence[tuple[str, datetime, datetime | None]]: ...
 
     async def list_pending_timeouts(self, until: datetime | None = None) -> Sequence[tuple[str, datetime]]: ...
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import structlog
 
@@ -73,34 +74,54 @@ async def rebuild_retired(
         key = json.dumps(spec, sort_keys=True)
         if key not in built:
             try:
-                built[key] = await _build(spec, config, retired, integrations=integrations,
-                                          strategy_types=strategy_types, integration_types=integration_types,
-                                          load_hooks=load_hooks)
+                built[key] = await _build(
+                    spec,
+                    config,
+                    retired,
+                    integrations=integrations,
+                    strategy_types=strategy_types,
+                    integration_types=integration_types,
+                    load_hooks=load_hooks,
+                )
             except (ConfigError, StartupError, OSError) as exc:
                 missing[(flow_name, f"its recorded strategy ({_one_line(exc)})")].extend(ids)
                 continue
         for request_id in ids:
             retired.by_request[request_id] = built[key]
-        log.warning("grants.retired_flow", flow=flow_name, target=target_name, grants=len(ids),
-                    flow_present=flow is not None)
+        log.warning(
+            "grants.retired_flow", flow=flow_name, target=target_name, grants=len(ids), flow_present=flow is not None
+        )
     if missing:
         await retired.aclose()
-        raise StartupError(" ".join(
-            f"Flow '{flow}' has {len(ids)} live grant(s) ({', '.join(sorted(ids)[:10])}) that jitbot must revoke, "
-            f"but {what} is gone: restore it in the config, or revoke the access by hand first."
-            for (flow, what), ids in sorted(missing.items())))
+        raise StartupError(
+            " ".join(
+                f"Flow '{flow}' has {len(ids)} live grant(s) ({', '.join(sorted(ids)[:10])}) that jitbot must revoke, "
+                f"but {what} is gone: restore it in the config, or revoke the access by hand first."
+                for (flow, what), ids in sorted(missing.items())
+            )
+        )
     return retired
 
 
-async def _build(spec: Mapping[str, Any], config: JitConfig, retired: RetiredStrategies, *,
-                 integrations: Mapping[str, object], strategy_types: Mapping[str, type],
-                 integration_types: Mapping[str, type], load_hooks: Callable[..., Any]) -> tuple[Any, Target]:
+async def _build(
+    spec: Mapping[str, Any],
+    config: JitConfig,
+    retired: RetiredStrategies,
+    *,
+    integrations: Mapping[str, object],
+    strategy_types: Mapping[str, type],
+    integration_types: Mapping[str, type],
+    load_hooks: Callable[..., Any],
+) -> tuple[Any, Target]:
     if spec.get("literal_secrets"):
-        raise StartupError("its strategy block held a secret written literally, which was not recorded; "
-                           "write secrets as ${env:…} references")
+        raise StartupError(
+            "its strategy block held a secret written literally, which was not recorded; "
+            "write secrets as ${env:…} references"
+        )
     # Resolution may call AWS Secrets Manager (blocking boto3): off the event loop.
     strategy_config = await asyncio.to_thread(
-        recorded_strategy_config, spec, config, strategy_types=strategy_types, integration_types=integration_types)
+        recorded_strategy_config, spec, config, strategy_types=strategy_types, integration_types=integration_types
+    )
     hooks = None
     if spec.get("hooks") and strategy_config.type == "custom":
         hooks = load_hooks(spec["hooks"], timeout=float(spec.get("hook_timeout") or DEFAULT_HOOK_TIMEOUT))

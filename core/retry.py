@@ -25,8 +25,9 @@ injected clock, and no global state: tenacity's `AsyncRetrying` takes each as an
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, TypeVar
 
 from tenacity import (
     AsyncRetrying,

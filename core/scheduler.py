@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
@@ -24,15 +24,21 @@ log = structlog.get_logger("jitbot.scheduler")
 class Scheduler:
     """Arms `revoke:<id>` and `expire:<id>` jobs and runs the sweep every `sweep_interval`."""
 
-    def __init__(self, engine: AccessEngine, clock: Clock, *, horizon: timedelta = timedelta(minutes=10),
-                 sweep_interval: timedelta = timedelta(minutes=1)) -> None:
+    def __init__(
+        self,
+        engine: AccessEngine,
+        clock: Clock,
+        *,
+        horizon: timedelta = timedelta(minutes=10),
+        sweep_interval: timedelta = timedelta(minutes=1),
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.horizon = horizon
         self.sweep_interval = sweep_interval
         self._running: set[asyncio.Task[Any]] = set()
         self._scheduler = AsyncIOScheduler(
-            timezone=timezone.utc,
+            timezone=UTC,
             # A job that fires late still runs (never skipped as "misfired"); duplicates coalesce.
             job_defaults={"misfire_grace_time": None, "coalesce": True, "max_instances": 1},
         )
@@ -52,8 +58,9 @@ class Scheduler:
 
     def start_sweep(self) -> None:
         """Run the sweep every `sweep_interval` from now on."""
-        self._scheduler.add_job(self.sweep, "interval", seconds=self.sweep_interval.total_seconds(),
-                                id="sweep", replace_existing=True)
+        self._scheduler.add_job(
+            self.sweep, "interval", seconds=self.sweep_interval.total_seconds(), id="sweep", replace_existing=True
+        )
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop firing timers, then give revocations already running `grace` seconds to finish."""
@@ -86,8 +93,9 @@ class Scheduler:
     def _arm(self, job_id: str, fn: Callable[[str], Awaitable[object]], request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:
             return  # the sweep arms it when it comes within the horizon
-        self._scheduler.add_job(self._run_timer, "date", run_date=when, args=[fn, job_id, request_id],
-                                id=job_id, replace_existing=True)
+        self._scheduler.add_job(
+            self._run_timer, "date", run_date=when, args=[fn, job_id, request_id], id=job_id, replace_existing=True
+        )
 
     async def _run_timer(self, fn: Callable[[str], Awaitable[object]], job_id: str, request_id: str) -> None:
         # APScheduler runs the job in the context of whatever armed it (often a Slack click):

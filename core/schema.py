@@ -41,7 +41,9 @@ def parse_duration(text: str) -> timedelta:
     # A year is 31536000 seconds: more than 8 digits is too long in any unit, and checking that
     # first spares int() a pasted megabyte of digits (it refuses more than 4300 anyway).
     if len(digits) > 8 or int(digits) * _UNITS[match.group(2)] > MAX_DURATION.total_seconds():
-        raise DurationTooLong(f"'{_shorten(written)}' is too long: durations are at most {format_duration(MAX_DURATION)}")
+        raise DurationTooLong(
+            f"'{_shorten(written)}' is too long: durations are at most {format_duration(MAX_DURATION)}"
+        )
     return timedelta(seconds=int(digits) * _UNITS[match.group(2)])
 
 

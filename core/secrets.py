@@ -11,11 +11,12 @@ import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, NoReturn
+from typing import Any, NoReturn
 
 from core.errors import SecretResolutionError
 
@@ -155,7 +156,7 @@ def substitute(text: str, values: Mapping[SecretReference, str]) -> str:
     """Replace each reference in `text` with its resolved value from `values`."""
     references, pieces = _split(text)
     out = [pieces[0]]
-    for reference, piece in zip(references, pieces[1:]):
+    for reference, piece in zip(references, pieces[1:], strict=True):
         out.append(values[reference])
         out.append(piece)
     return "".join(out)
@@ -170,9 +171,9 @@ def _split(text: str) -> tuple[list[SecretReference], list[str]]:
     while (start := text.find("${", position)) != -1:
         end = text.find("}", start)
         if end == -1:
-            raise ValueError(f"unterminated reference '{text[start:start + 40]}': it needs a closing }}")
+            raise ValueError(f"unterminated reference '{text[start : start + 40]}': it needs a closing }}")
         pieces.append(text[position:start])
-        references.append(_parse_one(text[start + 2:end]))
+        references.append(_parse_one(text[start + 2 : end]))
         position = end + 1
     pieces.append(text[position:])
     return references, pieces

@@ -15,7 +15,6 @@ TRANSITIONS: dict[S, frozenset[S]] = {
 }
 
 
-
 def can_transition(current: S, requested: S) -> bool:
     """Whether `current` may move to `requested`."""
     return requested in TRANSITIONS[current]

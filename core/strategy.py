@@ -25,9 +25,10 @@ Adapters live in `strategies/`; core depends on this protocol only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from core.models import Subject, Target
 

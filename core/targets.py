@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -45,5 +46,5 @@ def _keep_secrets(value: Any, dumped: Any) -> Any:
     if isinstance(value, Mapping) and isinstance(dumped, dict):
         return {key: _keep_secrets(value.get(key), item) for key, item in dumped.items()}
     if isinstance(value, (list, tuple)) and isinstance(dumped, list) and len(value) == len(dumped):
-        return [_keep_secrets(v, d) for v, d in zip(value, dumped)]
+        return [_keep_secrets(v, d) for v, d in zip(value, dumped, strict=True)]
     return dumped

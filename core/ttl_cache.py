@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Any
 
 
 class TTLCache:
     """Memoises coroutine results per key for `ttl` seconds; concurrent misses share one call."""
 
-    def __init__(self, ttl: float, *, max_entries: int = 10_000, monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, ttl: float, *, max_entries: int = 10_000, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self._now = monotonic

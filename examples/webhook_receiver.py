@@ -22,8 +22,9 @@ import hmac
 import json
 import os
 import sys
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -42,7 +43,7 @@ class Refused(Exception):
 
 
 def _utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def make_app(secret: str, *, now: Callable[[], datetime] = _utc_now) -> web.Application:
@@ -57,8 +58,11 @@ def make_app(secret: str, *, now: Callable[[], datetime] = _utc_now) -> web.Appl
         except Refused as refusal:
             return web.json_response({"error": str(refusal)}, status=refusal.status)
         who = body["requester"].get("identity") or body["requester"].get("email") or body["requester"].get("slack_id")
-        print(f"{body['action']:>6}  {body['target']['name']}  for {who}  until {body['expires_at']}"
-              f"  (request {body['request_id']})", flush=True)
+        print(
+            f"{body['action']:>6}  {body['target']['name']}  for {who}  until {body['expires_at']}"
+            f"  (request {body['request_id']})",
+            flush=True,
+        )
         return web.json_response({"ok": True, "grant_id": body["request_id"]})
 
     def accept(raw: bytes, signature: str) -> dict[str, Any]:

@@ -39,8 +39,10 @@ def grant(evt):
     user = evt.user.identity or evt.user.email
     with _client() as client:
         # PUT is idempotent on the access API: the same (user, role) twice is one membership.
-        response = client.put(f"/roles/{evt.target.settings['role']}/members/{user}",
-                              json={"request_id": evt.request_id, "expires_at": evt.expires_at.isoformat()})
+        response = client.put(
+            f"/roles/{evt.target.settings['role']}/members/{user}",
+            json={"request_id": evt.request_id, "expires_at": evt.expires_at.isoformat()},
+        )
         response.raise_for_status()
     return {"member": user}
 

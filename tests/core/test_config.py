@@ -12,11 +12,11 @@ from pydantic import Field
 from core.config import check_config, load_config
 from core.config_lines import ConfigIssue
 from core.config_models import JitConfig
-from core.targets import as_target, target_settings
 from core.errors import ConfigError
 from core.models import Subject
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import Secret, scrub
+from core.targets import as_target, target_settings
 from strategies.base import GrantContext
 from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy, FakeStrategyConfig
 from tests.strategies.contract import Harness, run_contract
@@ -129,6 +129,7 @@ def edit(old: str, new: str, text: str = VALID) -> str:
 
 # --- a valid file ------------------------------------------------------------------------------
 
+
 def test_valid_file_loads_with_defaults_and_helpers(tmp_path):
     path = write(tmp_path, VALID)
     config = load(path)
@@ -165,7 +166,8 @@ def test_target_settings_keeps_secret_objects(tmp_path, monkeypatch):
     monkeypatch.setenv("JITBOT_TEST_PIN", "pin-4821-secret")
     text = edit("      type: fake\n", "      type: locked\n      integration: api\n")
     text = text.replace(
-        "          settings: {database: prod, role: admin}\n", "          door: front\n          pin: ${env:JITBOT_TEST_PIN}\n"
+        "          settings: {database: prod, role: admin}\n",
+        "          door: front\n          pin: ${env:JITBOT_TEST_PIN}\n",
     ).replace("          label: Staging\n", "          label: Staging\n          door: back\n          pin: x1234\n")
     monkeypatch.setenv("JITBOT_TEST_TOKEN", "token-123456")
     config = load(write(tmp_path, text), resolve_secrets=True)
@@ -186,6 +188,7 @@ def test_model_dump_shows_strategy_keys_and_redacts_secrets(tmp_path, monkeypatc
 
 # --- structural errors, each with its line and key path ------------------------------------
 
+
 def test_unknown_key_names_the_key(tmp_path):
     path = write(tmp_path, edit("          label: Staging\n", "          labell: Staging\n"))
     assert located(path) == [
@@ -203,7 +206,9 @@ def test_issue_str_is_file_line_path_message(tmp_path):
 def test_unknown_and_missing_strategy_type(tmp_path):
     path = write(tmp_path, edit("      type: fake\n", "      type: aws-sso\n"))
     with pytest.raises(ConfigError) as caught:
-        load_config(path, strategy_types={"fake": FakeStrategy, "webhook": FakeStrategy}, integration_types=INTEGRATIONS)
+        load_config(
+            path, strategy_types={"fake": FakeStrategy, "webhook": FakeStrategy}, integration_types=INTEGRATIONS
+        )
     assert [i.message for i in caught.value.issues] == ["unknown type 'aws-sso' (known: fake, webhook)"]
     path = write(tmp_path, edit("      type: fake\n", "      type: [fake]\n"))
     assert located(path) == [(17, "flows[0].strategy.type", f"must be a type name (known: {KNOWN})")]
@@ -217,28 +222,56 @@ def test_missing_key_is_reported_at_the_parent_mapping(tmp_path):
 
 
 def test_list_field_without_values(tmp_path):
-    text = edit("      - name: duration\n", "      - name: team\n        label: Team\n        type: list\n      - name: duration\n")
-    assert located(write(tmp_path, text)) == [(29, "flows[0].fields[1].allowed_values", "a list field needs allowed_values")]
+    text = edit(
+        "      - name: duration\n",
+        "      - name: team\n        label: Team\n        type: list\n      - name: duration\n",
+    )
+    assert located(write(tmp_path, text)) == [
+        (29, "flows[0].fields[1].allowed_values", "a list field needs allowed_values")
+    ]
 
 
 @pytest.mark.parametrize(
     "replacement, expected",
     [
-        pytest.param("", (29, "flows[0].fields[1].allowed_values", "a duration field needs allowed_values or max"),
-                     id="neither-values-nor-max"),
-        pytest.param("        allowed_values: [10s, 30m, 1h]\n        max: 1h\n        hint: pick one\n", None, id="max-ok"),
-        pytest.param("        allowed_values: [10s, soon, 1h]\n", (32, "flows[0].fields[1].allowed_values[1]",
-                     "'soon' is not a duration like 30s, 10m, 1h or 2d"), id="unparseable"),
-        pytest.param("        allowed_values: [10s, 30m, 2h]\n        max: 1h\n", (32, "flows[0].fields[1].allowed_values[2]",
-                     "'2h' is longer than max (1h)"), id="over-max"),
-        pytest.param("        allowed_values: [10s, 10s]\n", (32, "flows[0].fields[1].allowed_values[1]",
-                     "duplicate value '10s'"), id="duplicate-value"),
-        pytest.param("        allowed_values: []\n", (32, "flows[0].fields[1].allowed_values", "must not be empty"),
-                     id="empty-values"),
-        pytest.param("        max: soon\n", (32, "flows[0].fields[1].max", "'soon' is not a duration like 30s, 10m, 1h or 2d"),
-                     id="bad-max"),
-        pytest.param("        allowed_values: [10s, 30m, 1h]\n        default: 2h\n", (33, "flows[0].fields[1].default",
-                     "must be one of allowed_values"), id="default-not-allowed"),
+        pytest.param(
+            "",
+            (29, "flows[0].fields[1].allowed_values", "a duration field needs allowed_values or max"),
+            id="neither-values-nor-max",
+        ),
+        pytest.param(
+            "        allowed_values: [10s, 30m, 1h]\n        max: 1h\n        hint: pick one\n", None, id="max-ok"
+        ),
+        pytest.param(
+            "        allowed_values: [10s, soon, 1h]\n",
+            (32, "flows[0].fields[1].allowed_values[1]", "'soon' is not a duration like 30s, 10m, 1h or 2d"),
+            id="unparseable",
+        ),
+        pytest.param(
+            "        allowed_values: [10s, 30m, 2h]\n        max: 1h\n",
+            (32, "flows[0].fields[1].allowed_values[2]", "'2h' is longer than max (1h)"),
+            id="over-max",
+        ),
+        pytest.param(
+            "        allowed_values: [10s, 10s]\n",
+            (32, "flows[0].fields[1].allowed_values[1]", "duplicate value '10s'"),
+            id="duplicate-value",
+        ),
+        pytest.param(
+            "        allowed_values: []\n",
+            (32, "flows[0].fields[1].allowed_values", "must not be empty"),
+            id="empty-values",
+        ),
+        pytest.param(
+            "        max: soon\n",
+            (32, "flows[0].fields[1].max", "'soon' is not a duration like 30s, 10m, 1h or 2d"),
+            id="bad-max",
+        ),
+        pytest.param(
+            "        allowed_values: [10s, 30m, 1h]\n        default: 2h\n",
+            (33, "flows[0].fields[1].default", "must be one of allowed_values"),
+            id="default-not-allowed",
+        ),
     ],
 )
 def test_duration_field_rules(tmp_path, replacement, expected):
@@ -250,8 +283,11 @@ def test_duration_field_rules(tmp_path, replacement, expected):
 
 
 def test_values_and_max_only_on_fields_that_take_them(tmp_path):
-    text = edit("        required: true\n      - name: duration\n",
-                "        required: true\n        allowed_values: [a, b]\n        max: 1h\n        default: 3\n      - name: duration\n")
+    text = edit(
+        "        required: true\n      - name: duration\n",
+        "        required: true\n        allowed_values: [a, b]\n        max: 1h\n        default: 3\n"
+        "      - name: duration\n",
+    )
     assert located(write(tmp_path, text)) == [
         (29, "flows[0].fields[0].allowed_values", "only list and duration fields take allowed_values"),
         (30, "flows[0].fields[0].max", "only duration fields take max"),
@@ -260,7 +296,10 @@ def test_values_and_max_only_on_fields_that_take_them(tmp_path):
 
 
 def test_value_matching_no_member_of_a_union_is_one_issue(tmp_path):
-    text = edit("        type: string\n        required: true\n", "        type: string\n        required: true\n        default: [a]\n")
+    text = edit(
+        "        type: string\n        required: true\n",
+        "        type: string\n        required: true\n        default: [a]\n",
+    )
     assert located(write(tmp_path, text)) == [
         (29, "flows[0].fields[0].default", "must be a string, a whole number or true or false")
     ]
@@ -278,12 +317,18 @@ def test_exactly_one_duration_field(tmp_path):
     ]
     two = edit("        type: string\n", "        type: duration\n        max: 1h\n")
     assert located(write(tmp_path, two)) == [
-        (24, "flows[0].fields", "needs exactly one field of type duration (the request's length); found reason, duration")
+        (
+            24,
+            "flows[0].fields",
+            "needs exactly one field of type duration (the request's length); found reason, duration",
+        )
     ]
 
 
 def test_duration_field_must_be_required_or_have_a_default(tmp_path):
-    text = VALID.replace("        allowed_values: [10s, 30m, 1h]\n        required: true\n", "        allowed_values: [10s, 30m, 1h]\n")
+    text = VALID.replace(
+        "        allowed_values: [10s, 30m, 1h]\n        required: true\n", "        allowed_values: [10s, 30m, 1h]\n"
+    )
     assert located(write(tmp_path, text)) == [
         (29, "flows[0].fields[1].required", "the duration field must be required: true or have a default")
     ]
@@ -293,12 +338,20 @@ def test_duration_field_must_be_required_or_have_a_default(tmp_path):
 
 def test_duplicate_names_of_flows_targets_and_fields(tmp_path):
     text = edit("        - name: staging\n", "        - name: prod_admin\n")
-    text = edit("      - name: duration\n", "      - name: reason\n        label: Again\n        type: text\n      - name: duration\n", text)
+    text = edit(
+        "      - name: duration\n",
+        "      - name: reason\n        label: Again\n        type: text\n      - name: duration\n",
+        text,
+    )
     text += textwrap.indent(VALID.split("flows:\n")[1], "")
     config_lines = text.splitlines()
     second_flow = config_lines.index("  - name: db_access", 10) + 1
     assert located(write(tmp_path, text))[:3] == [
-        (22, "flows[0].strategy.targets[1].name", "duplicate target name 'prod_admin' (also flows[0].strategy.targets[0])"),
+        (
+            22,
+            "flows[0].strategy.targets[1].name",
+            "duplicate target name 'prod_admin' (also flows[0].strategy.targets[0])",
+        ),
         (29, "flows[0].fields[1].name", "duplicate field name 'reason' (also flows[0].fields[0])"),
         (second_flow, "flows[1].name", "duplicate flow name 'db_access' (also flows[0])"),
     ]
@@ -332,10 +385,12 @@ def test_no_flows(tmp_path):
 
 # --- integrations and the strategy -> integration cross check ------------------------------
 
+
 def locked(text: str = VALID, integration: str = "api") -> str:
     text = edit("      type: fake\n", f"      type: locked\n      integration: {integration}\n", text)
-    return text.replace("          settings: {database: prod, role: admin}\n", "          door: front\n          pin: p1234\n").replace(
-        "          label: Staging\n", "          label: Staging\n          door: back\n          pin: p5678\n")
+    return text.replace(
+        "          settings: {database: prod, role: admin}\n", "          door: front\n          pin: p1234\n"
+    ).replace("          label: Staging\n", "          label: Staging\n          door: back\n          pin: p5678\n")
 
 
 def test_strategy_integration_of_the_right_type(tmp_path):
@@ -349,18 +404,33 @@ def test_strategy_integration_that_does_not_exist(tmp_path):
 
 
 def test_strategy_integration_of_the_wrong_type(tmp_path):
-    text = edit("  api:\n    type: fake_api\n    base_url: http://127.0.0.1:9/\n    api_token: ${env:JITBOT_TEST_TOKEN}\n",
-                "  api:\n    type: other_api\n", locked())
+    text = edit(
+        "  api:\n    type: fake_api\n    base_url: http://127.0.0.1:9/\n    api_token: ${env:JITBOT_TEST_TOKEN}\n",
+        "  api:\n    type: other_api\n",
+        locked(),
+    )
     assert located(write(tmp_path, text)) == [
-        (16, "flows[0].strategy.integration", "integration 'api' has type 'other_api'; this strategy needs type 'fake_api'")
+        (
+            16,
+            "flows[0].strategy.integration",
+            "integration 'api' has type 'other_api'; this strategy needs type 'fake_api'",
+        )
     ]
 
 
 def test_integration_errors(tmp_path):
     text = edit("    type: fake_api\n", "    type: fake-api\n")
-    text = edit("integrations:\n", "integrations:\n  Bad-Name:\n    type: other_api\n  other:\n    type: other_api\n    extra: 1\n", text)
+    text = edit(
+        "integrations:\n",
+        "integrations:\n  Bad-Name:\n    type: other_api\n  other:\n    type: other_api\n    extra: 1\n",
+        text,
+    )
     assert located(write(tmp_path, text)) == [
-        (5, "integrations.Bad-Name", "'Bad-Name' is not a valid name: must contain only lowercase letters, digits and _"),
+        (
+            5,
+            "integrations.Bad-Name",
+            "'Bad-Name' is not a valid name: must contain only lowercase letters, digits and _",
+        ),
         (9, "integrations.other.extra", "unknown key 'extra'"),
         (11, "integrations.api.type", "unknown type 'fake-api' (known: fake_api, other_api)"),
     ]
@@ -374,6 +444,7 @@ def test_fake_integration_reference_is_checked_for_existence(tmp_path):
 
 
 # --- hooks ---------------------------------------------------------------------------------
+
 
 def test_hooks_path_is_resolved_relative_to_the_flows_file(tmp_path):
     (tmp_path / "conf" / "hooks").mkdir(parents=True)
@@ -408,10 +479,13 @@ def test_a_misspelt_hook_is_reported_with_the_hooks_file_and_line(tmp_path):
 
 # --- the file itself and YAML ---------------------------------------------------------------
 
+
 def test_yaml_syntax_error_has_its_line(tmp_path):
     path = write(tmp_path, edit("    label: Database Access\n", "    label: Database: Access\n"))
     ((line, key, message),) = located(path)
-    assert (line, key) == (11, "") and message.startswith("invalid YAML: ") and "mapping values are not allowed" in message
+    assert (
+        (line, key) == (11, "") and message.startswith("invalid YAML: ") and "mapping values are not allowed" in message
+    )
 
 
 def test_duplicate_yaml_keys_are_errors(tmp_path):
@@ -425,7 +499,9 @@ def test_empty_and_comment_only_files(tmp_path):
 
 
 def test_top_level_must_be_a_mapping(tmp_path):
-    assert located(write(tmp_path, "- a\n- b\n")) == [(1, "", "the file must be a mapping with slack, integrations and flows")]
+    assert located(write(tmp_path, "- a\n- b\n")) == [
+        (1, "", "the file must be a mapping with slack, integrations and flows")
+    ]
 
 
 def test_unreadable_file(tmp_path):
@@ -452,9 +528,7 @@ def test_anchors_and_merge_keys_keep_lines(tmp_path):
 
 def test_alias_bombs_and_recursive_aliases_are_refused(tmp_path):
     bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
-        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, "
-        f"*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
-        for i in range(6)
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(6)
     )
     ((_, _, message),) = located(write(tmp_path, bomb))
     assert "expands to more than" in message
@@ -474,7 +548,11 @@ def test_every_error_is_collected_in_one_pass(tmp_path):
         (12, "flows[0].label", "duplicate key 'label' (first defined at line 11)"),
         (19, "flows[0].strategy.color", "unknown key 'color'"),
         (29, "flows[0].fields[0].type", "must be 'string', 'text', 'int', 'bool', 'list' or 'duration'"),
-        (36, "flows[0].request_timeout", "unknown reference scheme 'vault' in '${vault:x}' (known: env, file, aws_secret)"),
+        (
+            36,
+            "flows[0].request_timeout",
+            "unknown reference scheme 'vault' in '${vault:x}' (known: env, file, aws_secret)",
+        ),
     ]
     with pytest.raises(ConfigError) as caught:
         load(write(tmp_path, text))
@@ -482,6 +560,7 @@ def test_every_error_is_collected_in_one_pass(tmp_path):
 
 
 # --- secret references ------------------------------------------------------------------------
+
 
 def test_references_are_only_syntax_checked_without_resolution(tmp_path, monkeypatch):
     monkeypatch.delenv("JITBOT_TEST_TOKEN", raising=False)
@@ -493,8 +572,14 @@ def test_typed_key_holding_a_reference_is_checked_only_at_resolution(tmp_path, m
     monkeypatch.delenv("JITBOT_TEST_TIMEOUT", raising=False)
     path = write(tmp_path, edit("    request_timeout: 24h\n", "    request_timeout: ${env:JITBOT_TEST_TIMEOUT}\n"))
     assert check_config(path, strategy_types=STRATEGIES, integration_types=INTEGRATIONS) == []
-    assert located(path) == [(34, "flows[0].request_timeout", "holds ${env:JITBOT_TEST_TIMEOUT}, so its value is only "
-                                                              "known once references are resolved (load with resolve_secrets=True)")]
+    assert located(path) == [
+        (
+            34,
+            "flows[0].request_timeout",
+            "holds ${env:JITBOT_TEST_TIMEOUT}, so its value is only "
+            "known once references are resolved (load with resolve_secrets=True)",
+        )
+    ]
     monkeypatch.setenv("JITBOT_TEST_TIMEOUT", "90m")
     monkeypatch.setenv("JITBOT_TEST_TOKEN", "tok-5555")
     assert load(path, resolve_secrets=True).flow("db_access").request_timeout == timedelta(minutes=90)
@@ -505,7 +590,10 @@ def test_check_config_lists_issues_instead_of_raising(tmp_path):
     assert [str(i) for i in check_config(path, strategy_types=STRATEGIES, integration_types=INTEGRATIONS)] == [
         f"{path}:17: flows[0].strategy.type: unknown type 'aws-sso' (known: {KNOWN})"
     ]
-    assert [i.message for i in check_config(tmp_path / "missing.yaml", strategy_types=STRATEGIES, integration_types=INTEGRATIONS)] == ["cannot read the file: No such file or directory"]
+    assert [
+        i.message
+        for i in check_config(tmp_path / "missing.yaml", strategy_types=STRATEGIES, integration_types=INTEGRATIONS)
+    ] == ["cannot read the file: No such file or directory"]
 
 
 def test_malformed_references_are_located(tmp_path):
@@ -513,8 +601,11 @@ def test_malformed_references_are_located(tmp_path):
     text = edit("    approval_channel: C0APPROVALS\n", "    approval_channel: ${C0APPROVALS}\n", text)
     assert located(write(tmp_path, text)) == [
         (7, "integrations.api.base_url", "unterminated reference '${env:HOST': it needs a closing }"),
-        (12, "flows[0].approval_channel",
-         "'${C0APPROVALS}' is not a reference: write ${env:NAME}, ${file:PATH} or ${aws_secret:NAME}"),
+        (
+            12,
+            "flows[0].approval_channel",
+            "'${C0APPROVALS}' is not a reference: write ${env:NAME}, ${file:PATH} or ${aws_secret:NAME}",
+        ),
     ]
 
 
@@ -541,9 +632,17 @@ def test_missing_references_are_one_issue_each_without_values(tmp_path, monkeypa
     monkeypatch.delenv("JITBOT_TEST_OTHER", raising=False)
     text = edit("    base_url: http://127.0.0.1:9/\n", "    base_url: ${env:JITBOT_TEST_OTHER}/${file:nope.txt}\n")
     assert located(write(tmp_path, text), resolve_secrets=True) == [
-        (7, "integrations.api.base_url", "environment variable JITBOT_TEST_OTHER is not set (${env:JITBOT_TEST_OTHER})"),
+        (
+            7,
+            "integrations.api.base_url",
+            "environment variable JITBOT_TEST_OTHER is not set (${env:JITBOT_TEST_OTHER})",
+        ),
         (7, "integrations.api.base_url", "cannot read secret file 'nope.txt': No such file or directory"),
-        (8, "integrations.api.api_token", "environment variable JITBOT_TEST_TOKEN is not set (${env:JITBOT_TEST_TOKEN})"),
+        (
+            8,
+            "integrations.api.api_token",
+            "environment variable JITBOT_TEST_TOKEN is not set (${env:JITBOT_TEST_TOKEN})",
+        ),
     ]
 
 
@@ -561,6 +660,7 @@ def test_invalid_resolved_value_names_the_reference_not_the_value(tmp_path, monk
 
 # --- shipped files ------------------------------------------------------------------------------
 
+
 def test_shipped_example_files_are_yaml(tmp_path):
     for name in ("flows.yaml", "flows.example.yaml"):
         data = yaml.safe_load((REPO / "config" / name).read_text())
@@ -572,17 +672,20 @@ def test_shipped_flows_yaml_is_valid_once_webhook_is_registered():
 
     if "webhook" not in STRATEGY_TYPES:
         pytest.skip("the webhook strategy is not registered yet")
-    config = load_config(REPO / "config" / "flows.yaml", strategy_types=STRATEGY_TYPES,
-                         integration_types=INTEGRATION_TYPES)
+    config = load_config(
+        REPO / "config" / "flows.yaml", strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES
+    )
     assert config.flows[0].strategy.type == "webhook"
 
 
 # --- FakeStrategy -------------------------------------------------------------------------------
 
+
 def fake_ctx(identity: str | None = "ana@example.com", target: str = "prod_admin") -> GrantContext:
     return GrantContext(
-        request_id="r1", flow="db_access", target=as_target(FakeStrategyConfig(
-            type="fake", targets=[{"name": target, "label": "T"}]).targets[0]),
+        request_id="r1",
+        flow="db_access",
+        target=as_target(FakeStrategyConfig(type="fake", targets=[{"name": target, "label": "T"}]).targets[0]),
         subject=Subject(slack_id="U1", email=identity, identity=identity),
     )
 
@@ -629,7 +732,10 @@ async def test_fake_strategy_scripted_failures_and_unknown_identities():
 def test_the_integration_name_slack_is_reserved_for_the_bots_directory(tmp_path):
     # `slack:` becomes the first entry of the file's `integrations:` mapping, at line 2.
     path = tmp_path / "f.yaml"
-    path.write_text("integrations:\n  slack: {type: whatever}\n" + "\n".join(
-        line for line in VALID.splitlines() if not line.startswith("integrations:")) + "\n")
+    path.write_text(
+        "integrations:\n  slack: {type: whatever}\n"
+        + "\n".join(line for line in VALID.splitlines() if not line.startswith("integrations:"))
+        + "\n"
+    )
     found = [(i.line, i.path) for i in issues(path) if "reserved" in i.message]
     assert found == [(2, "integrations.slack")]

@@ -6,8 +6,8 @@ import pytest
 
 from core.config import load_config
 from core.engine import AccessEngine, SubmissionRejected
-from core.expiry import revoke_backoff
 from core.errors import StrategyUnavailable
+from core.expiry import revoke_backoff
 from core.hook_runner import HookRunner
 from core.models import RequestStatus as S
 from core.ports import UserInfo
@@ -59,16 +59,25 @@ class Directory:
 @pytest.fixture
 async def world(tmp_path):
     (tmp_path / "flows.yaml").write_text(FLOWS)
-    config = load_config(tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
+    config = load_config(
+        tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    )
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
     audit = AuditLog(store)
 
     def build():
         return AccessEngine(
-            config=config, requests=RequestRepo(store), audit=audit, identities=IdentityStore(store),
-            strategies={"db": strategy}, hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
-            notifier=notifier, directory=Directory(), clock=clock, grant_retry_delay=0,
+            config=config,
+            requests=RequestRepo(store),
+            audit=audit,
+            identities=IdentityStore(store),
+            strategies={"db": strategy},
+            hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
+            notifier=notifier,
+            directory=Directory(),
+            clock=clock,
+            grant_retry_delay=0,
         )
 
     yield build, clock, notifier, strategy
@@ -82,9 +91,13 @@ async def submit(engine, user="U_ALICE"):
 
 async def crash_after_approval(engine, request, clock):
     """What a crash between the approval's commit and the strategy call leaves: an `approved` row."""
-    await engine.requests.transition(request.id, S.PENDING, S.APPROVED, changes={
-        "decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
-        audit=engine.life.event(request, "U_BOB", "request.approved"))
+    await engine.requests.transition(
+        request.id,
+        S.PENDING,
+        S.APPROVED,
+        changes={"decided_by": "U_BOB", "decided_at": clock.now(), "expires_at": clock.now() + timedelta(hours=1)},
+        audit=engine.life.event(request, "U_BOB", "request.approved"),
+    )
 
 
 async def test_a_retryable_grant_failure_is_retried_and_then_granted(world):
@@ -174,7 +187,9 @@ async def test_a_grant_nothing_can_revoke_is_retried_and_alerted_until_its_flow_
     (tmp_path / "renamed.yaml").write_text(FLOWS.replace("name: db", "name: other"))
     renamed = build()
     # The operator renamed the flow, and (unlike `run`) nothing rebuilt the grant's recorded strategy.
-    renamed.config = load_config(tmp_path / "renamed.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
+    renamed.config = load_config(
+        tmp_path / "renamed.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    )
     renamed.strategies = {"other": strategy}
     await renamed.recover()
     assert (await renamed.requests.get(pending.id)).status is S.EXPIRED
@@ -224,10 +239,13 @@ async def test_an_approved_row_whose_target_was_removed_before_the_grant_is_neve
     engine = build()
     request = await submit(engine)
     await crash_after_approval(engine, request, clock)
-    (tmp_path / "narrowed.yaml").write_text(FLOWS.replace("- {name: prod, label: Prod}", "- {name: staging, label: Staging}"))
+    (tmp_path / "narrowed.yaml").write_text(
+        FLOWS.replace("- {name: prod, label: Prod}", "- {name: staging, label: Staging}")
+    )
     restarted = build()
-    restarted.config = load_config(tmp_path / "narrowed.yaml", strategy_types=TEST_STRATEGY_TYPES,
-                                   integration_types=TEST_INTEGRATION_TYPES)
+    restarted.config = load_config(
+        tmp_path / "narrowed.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    )
     await restarted.recover()
     settled = await restarted.requests.get(request.id)
     assert settled.status is S.FAILED and "flow changed" in settled.failure_reason

@@ -5,7 +5,7 @@ import os
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -74,7 +74,11 @@ def test_exception_at_import_time_reports_its_line(tmp_path):
         load_hooks(path)
     assert caught.value.line == 3
     assert "KeyError at import time" in str(caught.value)
-    assert not [m for m in sys.modules if m.startswith("_jitbot_hooks_hooks_") and sys.modules[m].__file__ == str(path.resolve())]
+    assert not [
+        m
+        for m in sys.modules
+        if m.startswith("_jitbot_hooks_hooks_") and sys.modules[m].__file__ == str(path.resolve())
+    ]
 
 
 def test_two_loads_of_one_file_are_separate_and_never_shadow_real_modules(tmp_path):
@@ -89,7 +93,9 @@ def test_two_loads_of_one_file_are_separate_and_never_shadow_real_modules(tmp_pa
 
 
 def test_dataclasses_work_inside_a_hooks_file(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         from __future__ import annotations
         from dataclasses import dataclass
 
@@ -101,7 +107,8 @@ def test_dataclasses_work_inside_a_hooks_file(tmp_path):
 
         def get_approval_channel(evt):
             return "C0" + RULE.team.upper()
-    """)
+    """,
+    )
     hooks = load_hooks(path)
     assert hooks.has("get_approval_channel") and not hooks.has("on_request")
     assert hooks.defined_hooks == {"get_approval_channel"}
@@ -111,11 +118,14 @@ def test_dataclasses_work_inside_a_hooks_file(tmp_path):
 
 
 async def test_sync_hook_runs_in_a_process_of_its_own(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os
         def get_approvers(evt):
             return ["U" + str(os.getpid()), "U2"]
-    """)
+    """,
+    )
     hooks = load(path)
     approvers = await hooks.call("get_approvers", make_event())
     assert approvers[0] != f"U{os.getpid()}" and approvers[1] == "U2"
@@ -123,21 +133,27 @@ async def test_sync_hook_runs_in_a_process_of_its_own(load, tmp_path):
 
 
 async def test_async_hook_is_awaited(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import asyncio
         async def get_approval_channel(evt):
             await asyncio.sleep(0)
             return "C0" + evt.target.settings["database"].upper()
-    """)
+    """,
+    )
     assert await load(path).call("get_approval_channel", make_event()) == "C0PROD"
 
 
 async def test_async_hook_that_never_finishes_times_out(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import asyncio
         async def on_request(evt):
             await asyncio.Event().wait()
-    """)
+    """,
+    )
     with pytest.raises(HookTimeout) as caught:
         await load(path).call("on_request", make_event(), timeout=0.2)
     assert str(caught.value).endswith("on_request: timed out after 0.2s")
@@ -145,12 +161,15 @@ async def test_async_hook_that_never_finishes_times_out(load, tmp_path):
 
 
 async def test_blocking_sync_hook_times_out_without_freezing_the_loop(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import threading
         GATE = threading.Event()
         def on_approve(evt):
             GATE.wait()
-    """)
+    """,
+    )
     hooks = load(path)
     ticks = 0
 
@@ -177,13 +196,16 @@ async def test_module_default_timeout_applies(load, tmp_path):
 
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_exception_names_type_text_and_line_in_the_hooks_file(load, tmp_path, is_async):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         def _lookup(settings):
             return settings["missing_key"]
 
         {"async " if is_async else ""}def on_request(evt):
             return _lookup(evt.target.settings)
-    """)
+    """,
+    )
     with pytest.raises(HookError) as caught:
         await load(path).call("on_request", make_event())
     error = caught.value
@@ -195,7 +217,9 @@ async def test_exception_names_type_text_and_line_in_the_hooks_file(load, tmp_pa
 
 @pytest.mark.parametrize("is_async", [False, True])
 async def test_a_hook_timeout_error_is_not_mistaken_for_our_time_limit(load, tmp_path, is_async):
-    path = write(tmp_path, f"{'async ' if is_async else ''}def on_request(evt):\n    raise TimeoutError('upstream slow')\n")
+    path = write(
+        tmp_path, f"{'async ' if is_async else ''}def on_request(evt):\n    raise TimeoutError('upstream slow')\n"
+    )
     with pytest.raises(HookError) as caught:
         await load(path).call("on_request", make_event(), timeout=5)
     assert not isinstance(caught.value, HookTimeout)
@@ -288,11 +312,14 @@ async def test_no_decision_is_none(load, tmp_path):
 
 
 async def test_ignore_refuses_a_click(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def on_approve(evt):
             if evt.actor.slack_id != "UBOSS":
                 return evt.ignore("only the boss approves")
-    """)
+    """,
+    )
     hooks = load(path)
     refused = await hooks.call("on_approve", make_event(actor=HookUser("U9")))
     assert refused == Ignore("only the boss approves") and refused.reason == "only the boss approves"
@@ -310,8 +337,13 @@ async def test_a_reused_event_does_not_carry_an_old_decision_into_the_next_hook(
 
 
 def test_event_exposes_the_request_read_only():
-    evt = make_event(actor=Subject("U2", "bob@example.com"), expires_at=datetime(2030, 1, 1, tzinfo=timezone.utc))
-    assert (evt.request_id, evt.flow, evt.target.name, evt.target.label) == ("req-1", "db_access", "prod_admin", "Prod Admin")
+    evt = make_event(actor=Subject("U2", "bob@example.com"), expires_at=datetime(2030, 1, 1, tzinfo=UTC))
+    assert (evt.request_id, evt.flow, evt.target.name, evt.target.label) == (
+        "req-1",
+        "db_access",
+        "prod_admin",
+        "Prod Admin",
+    )
     assert evt.user == HookUser("U1", "ann@example.com", "Ann") and evt.actor.email == "bob@example.com"
     assert evt.fields["reason"] == "incident 42" and evt.expires_at.year == 2030
     with pytest.raises(AttributeError):
@@ -340,6 +372,6 @@ def test_integrations_by_attribute_and_a_clear_error_for_unknown_names():
     assert evt.integrations.pagerduty is pagerduty and evt.integrations["pagerduty"] is pagerduty
     assert "okta_main" in evt.integrations
     with pytest.raises(AttributeError, match=r"no integration named 'pagerdutty' \(known: okta_main, pagerduty\)"):
-        evt.integrations.pagerdutty
+        _ = evt.integrations.pagerdutty
     with pytest.raises(AttributeError):
         evt.integrations.pagerduty = object()

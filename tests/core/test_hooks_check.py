@@ -19,8 +19,13 @@ def write(tmp_path: Path, source: str) -> Path:
 
 
 def make_event(**overrides) -> HookEvent:
-    values = dict(request_id="req-1", flow="prod_access", target=Target("prod_admin", "Prod Admin"),
-                  user=Subject("U1", "ann@example.com"), fields={"reason": "incident"})
+    values = dict(
+        request_id="req-1",
+        flow="prod_access",
+        target=Target("prod_admin", "Prod Admin"),
+        user=Subject("U1", "ann@example.com"),
+        fields={"reason": "incident"},
+    )
     values.update(overrides)
     return HookEvent(**values)
 
@@ -29,7 +34,9 @@ def make_event(**overrides) -> HookEvent:
 
 
 def test_check_finds_misspelt_hooks_with_their_lines(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import asyncio
 
 
@@ -47,7 +54,8 @@ def test_check_finds_misspelt_hooks_with_their_lines(tmp_path):
 
         def on_submit(evt):
             pass
-    """)
+    """,
+    )
     issues = check_hooks(path)
     assert [(i.line, i.message) for i in issues] == [
         (5, "on_requst is not a hook jitbot calls: did you mean on_request?"),
@@ -58,7 +66,9 @@ def test_check_finds_misspelt_hooks_with_their_lines(tmp_path):
 
 
 def test_check_accepts_helpers_and_unrelated_names(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def _on_requst(evt):
             pass
 
@@ -70,12 +80,15 @@ def test_check_accepts_helpers_and_unrelated_names(tmp_path):
 
         async def on_request(evt):
             return None
-    """)
+    """,
+    )
     assert check_hooks(path) == []
 
 
 def test_check_reports_wrong_arity(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def on_request():
             pass
 
@@ -90,7 +103,8 @@ def test_check_reports_wrong_arity(tmp_path):
 
         def after_revoke(*args):
             pass
-    """)
+    """,
+    )
     assert [(i.line, i.message) for i in check_hooks(path)] == [
         (2, "on_request must take exactly one argument (evt), it takes no arguments"),
         (5, "get_approvers must take exactly one argument (evt), it takes (evt, flow)"),
@@ -99,14 +113,17 @@ def test_check_reports_wrong_arity(tmp_path):
 
 
 def test_check_flags_a_sync_hook_that_uses_an_integration(tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def on_request(evt):
             if evt.integrations.pagerduty.is_on_call(evt.user):
                 return evt.approve("on call")
 
         async def on_approve(evt):
             await evt.integrations.slack.is_in_usergroup(evt.actor, "S1")
-    """)
+    """,
+    )
     [issue] = check_hooks(path)
     assert issue.line == 3 and issue.message.startswith("on_request is a plain def, so it runs in a hook process")
     assert "make this hook `async def`" in issue.message

@@ -8,7 +8,7 @@ import signal
 import sys
 import textwrap
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from core.hooks import HookModule, HookProcessException, HookResultError, HookTi
 from core.models import Subject, Target
 
 REPO = Path(__file__).resolve().parents[2]
-GRANTED = datetime(2026, 3, 4, 12, 0, tzinfo=timezone.utc)
+GRANTED = datetime(2026, 3, 4, 12, 0, tzinfo=UTC)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through /proc")
 
@@ -32,9 +32,11 @@ def write(tmp_path: Path, source: str, name: str = "hooks.py") -> Path:
 
 def make_event(**overrides) -> HookEvent:
     values = dict(
-        request_id="req-1", flow="db_access",
+        request_id="req-1",
+        flow="db_access",
         target=Target("prod_admin", "Prod Admin", {"database": "prod", "tags": ["a", "b"], "nested": {"k": "v"}}),
-        user=Subject("U1", "ann@example.com", name="Ann", identity="ann"), fields={"reason": "incident 42"},
+        user=Subject("U1", "ann@example.com", name="Ann", identity="ann"),
+        fields={"reason": "incident 42"},
     )
     values.update(overrides)
     return HookEvent(**values)
@@ -98,7 +100,9 @@ async def wait_until(condition: Callable[[], bool], *, within: float = 10.0) -> 
 
 async def test_a_timed_out_sync_hook_never_takes_effect_afterwards(load, tmp_path):
     started, marker = tmp_path / "started", tmp_path / "too-late"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import time
         from pathlib import Path
 
@@ -109,7 +113,8 @@ async def test_a_timed_out_sync_hook_never_takes_effect_afterwards(load, tmp_pat
             Path({str(started)!r}).touch()
             time.sleep(1.5)
             Path({str(marker)!r}).write_text("ran on after the time-out")
-    """)
+    """,
+    )
     hooks = load(path)
     await warm_up(hooks)
     with pytest.raises(HookTimeout, match="after_grant: timed out after 0.5s$"):
@@ -120,7 +125,9 @@ async def test_a_timed_out_sync_hook_never_takes_effect_afterwards(load, tmp_pat
 
 
 async def test_a_sync_hook_that_blocks_forever_is_killed_and_leaves_no_process(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import threading
 
         def get_approval_channel(evt):
@@ -128,7 +135,8 @@ async def test_a_sync_hook_that_blocks_forever_is_killed_and_leaves_no_process(l
 
         def on_request(evt):
             threading.Event().wait()
-    """)
+    """,
+    )
     hooks = load(path)
     baseline = children()
     await warm_up(hooks)
@@ -141,7 +149,9 @@ async def test_a_sync_hook_that_blocks_forever_is_killed_and_leaves_no_process(l
 
 async def test_a_hook_that_ignores_sigterm_is_killed_anyway(load, tmp_path):
     started = tmp_path / "started"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import signal
         import time
         from pathlib import Path
@@ -154,7 +164,8 @@ async def test_a_hook_that_ignores_sigterm_is_killed_anyway(load, tmp_path):
             Path({str(started)!r}).touch()
             while True:
                 time.sleep(0.01)
-    """)
+    """,
+    )
     hooks = load(path)
     baseline = children()
     await warm_up(hooks)
@@ -176,7 +187,9 @@ async def test_a_caller_that_gives_up_leaves_no_hook_process_behind(load, tmp_pa
 
 
 async def test_a_hook_process_that_dies_without_answering_is_a_hook_error_and_is_replaced(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import os
         import signal
 
@@ -188,7 +201,8 @@ async def test_a_hook_process_that_dies_without_answering_is_a_hook_error_and_is
 
         def get_approval_channel(evt):
             return "C0NEXT"
-    """)
+    """,
+    )
     hooks = load(path)
     with pytest.raises(HookError, match="after_revoke: the hook process exited with code 3$"):
         await hooks.call("after_revoke", make_event())
@@ -206,7 +220,9 @@ async def test_a_hook_process_that_cannot_start_is_a_hook_error(load, tmp_path, 
 
 async def test_sync_hooks_called_at_once_each_get_a_process(load, tmp_path):
     # Each call waits until the other has started: one after the other, both would time out.
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import time
         from pathlib import Path
 
@@ -217,7 +233,8 @@ async def test_sync_hooks_called_at_once_each_get_a_process(load, tmp_path):
             while len(list(ROOM.glob("in-*"))) < 2:
                 time.sleep(0.01)
             return [evt.request_id]
-    """)
+    """,
+    )
     hooks = load(path)
     calls = (hooks.call("get_approvers", make_event(request_id=f"U{n}"), timeout=20) for n in (1, 2))
     assert await asyncio.gather(*calls) == [["U1"], ["U2"]]
@@ -227,7 +244,9 @@ async def test_sync_hooks_called_at_once_each_get_a_process(load, tmp_path):
 
 
 async def test_a_sync_hook_gets_the_whole_event_read_only(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def grant(evt):
             try:
                 evt.fields["reason"] = "changed"
@@ -241,14 +260,30 @@ async def test_a_sync_hook_gets_the_whole_event_read_only(load, tmp_path):
                               evt.user, evt.actor.slack_id, evt.fields["reason"],
                               evt.granted_at.isoformat(), evt.expires_at.isoformat(), dict(evt.state))),
             }
-    """)
-    evt = make_event(actor=HookUser("U2"), granted_at=GRANTED, expires_at=GRANTED + timedelta(hours=1),
-                     state={"member": "ann"})
+    """,
+    )
+    evt = make_event(
+        actor=HookUser("U2"), granted_at=GRANTED, expires_at=GRANTED + timedelta(hours=1), state={"member": "ann"}
+    )
     state = await load(path).call("grant", evt)
-    assert state == {"seen": repr((
-        "req-1", "db_access", "prod_admin", "Prod Admin", ("a", "b"), "v",
-        HookUser("U1", "ann@example.com", "Ann", "ann"), "U2", "incident 42",
-        "2026-03-04T12:00:00+00:00", "2026-03-04T13:00:00+00:00", {"member": "ann"}))}
+    assert state == {
+        "seen": repr(
+            (
+                "req-1",
+                "db_access",
+                "prod_admin",
+                "Prod Admin",
+                ("a", "b"),
+                "v",
+                HookUser("U1", "ann@example.com", "Ann", "ann"),
+                "U2",
+                "incident 42",
+                "2026-03-04T12:00:00+00:00",
+                "2026-03-04T13:00:00+00:00",
+                {"member": "ann"},
+            )
+        )
+    }
 
 
 async def test_a_decision_recorded_in_the_hook_process_comes_back(load, tmp_path):
@@ -259,14 +294,17 @@ async def test_a_decision_recorded_in_the_hook_process_comes_back(load, tmp_path
 
 
 async def test_a_sync_hook_that_uses_an_integration_is_told_to_be_async(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def get_approvers(evt):
             return sorted(evt.integrations)
 
         def on_request(evt):
             if evt.integrations.pagerduty.is_on_call(evt.user):
                 return evt.approve("on call")
-    """)
+    """,
+    )
     hooks = load(path)
     evt = make_event(integrations={"pagerduty": object()})
     assert await hooks.call("get_approvers", evt) == ["pagerduty"]  # the names are there
@@ -276,7 +314,9 @@ async def test_a_sync_hook_that_uses_an_integration_is_told_to_be_async(load, tm
 
 
 async def test_classes_and_exceptions_a_hooks_file_defines_come_back_as_themselves(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         class MemberId:
             def __init__(self, value):
                 self.value = value
@@ -292,7 +332,8 @@ async def test_classes_and_exceptions_a_hooks_file_defines_come_back_as_themselv
 
         def revoke(evt):
             raise AccessApiError("role not found")
-    """)
+    """,
+    )
     hooks = load(path)
     assert await hooks.call("grant", make_event()) == {"member": "member-7"}
     with pytest.raises(HookError, match=r"revoke: AccessApiError: role not found \(at hooks.py:16\)$") as caught:
@@ -301,14 +342,17 @@ async def test_classes_and_exceptions_a_hooks_file_defines_come_back_as_themselv
 
 
 async def test_an_exception_that_cannot_be_rebuilt_still_reports_type_text_and_line(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         class ApiError(Exception):
             def __init__(self, message, *, status):
                 super().__init__(f"{message} ({status})")
 
         def on_request(evt):
             raise ApiError("forbidden", status=403)
-    """)
+    """,
+    )
     with pytest.raises(HookError, match=r"on_request: ApiError: forbidden \(403\) \(at hooks.py:7\)$") as caught:
         await load(path).call("on_request", make_event())
     cause = caught.value.__cause__
@@ -316,13 +360,16 @@ async def test_an_exception_that_cannot_be_rebuilt_still_reports_type_text_and_l
 
 
 async def test_a_result_that_cannot_leave_the_hook_process_is_a_result_error_unless_ignored(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def get_approvers(evt):
             return (user for user in ["U1"])
 
         def after_grant(evt):
             return (user for user in ["U1"])
-    """)
+    """,
+    )
     hooks = load(path)
     with pytest.raises(HookResultError, match="not generator .which cannot be sent back from the hook process."):
         await hooks.call("get_approvers", make_event())
@@ -330,7 +377,9 @@ async def test_a_result_that_cannot_leave_the_hook_process_is_a_result_error_unl
 
 
 async def test_prints_in_a_sync_hook_do_not_disturb_its_answer(load, tmp_path, capfd):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def get_approval_channel(evt):
             print("checking the channel for", evt.request_id)
             try:
@@ -338,7 +387,8 @@ async def test_prints_in_a_sync_hook_do_not_disturb_its_answer(load, tmp_path, c
             except EOFError:
                 pass
             return "C0SEC"
-    """)
+    """,
+    )
     assert await load(path).call("get_approval_channel", make_event()) == "C0SEC"
     assert "checking the channel for req-1" in capfd.readouterr().err
 
@@ -347,7 +397,9 @@ async def test_prints_in_a_sync_hook_do_not_disturb_its_answer(load, tmp_path, c
 
 
 async def test_module_state_lives_in_the_hook_process_and_starts_over_after_a_kill(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import time
 
         CALLS = []
@@ -358,7 +410,8 @@ async def test_module_state_lives_in_the_hook_process_and_starts_over_after_a_ki
 
         def on_request(evt):
             time.sleep(60)
-    """)
+    """,
+    )
     hooks = load(path)
     assert [await hooks.call("get_approval_channel", make_event()) for _ in range(3)] == ["C1", "C2", "C3"]
     with pytest.raises(HookTimeout):
@@ -375,7 +428,9 @@ async def test_the_file_as_loaded_runs_even_when_it_changes_on_disk(load, tmp_pa
 
 
 async def test_a_file_that_fails_to_load_in_its_hook_process_is_a_hook_error(load, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import sys
 
         if "pytest" not in sys.modules:
@@ -383,7 +438,8 @@ async def test_a_file_that_fails_to_load_in_its_hook_process_is_a_hook_error(loa
 
         def on_request(evt):
             return None
-    """)
+    """,
+    )
     with pytest.raises(HookError, match="could not load the hooks file: .*hooks.py:5: RuntimeError at import time"):
         await load(path).call("on_request", make_event())
 
@@ -393,7 +449,9 @@ async def test_a_file_that_fails_to_load_in_its_hook_process_is_a_hook_error(loa
 
 async def test_aclose_stops_every_hook_process_and_can_be_called_again(tmp_path):
     started = tmp_path / "started"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import time
         from pathlib import Path
 
@@ -403,7 +461,8 @@ async def test_aclose_stops_every_hook_process_and_can_be_called_again(tmp_path)
 
         def get_approval_channel(evt):
             return "C1"
-    """)
+    """,
+    )
     hooks = load_hooks(path)
     baseline = children()
     assert await hooks.call("get_approval_channel", make_event()) == "C1"
@@ -422,7 +481,9 @@ async def test_aclose_stops_every_hook_process_and_can_be_called_again(tmp_path)
 
 async def test_hook_processes_die_with_the_bot(tmp_path):
     hooks_file = write(tmp_path, "import threading\n\ndef on_request(evt):\n    threading.Event().wait()\n")
-    write(tmp_path, f"""
+    write(
+        tmp_path,
+        f"""
         import asyncio
         import sys
 
@@ -440,8 +501,12 @@ async def test_hook_processes_die_with_the_bot(tmp_path):
             await call
 
         asyncio.run(main())
-    """, name="bot.py")
-    process = await asyncio.create_subprocess_exec(sys.executable, str(tmp_path / "bot.py"), stdout=asyncio.subprocess.PIPE)
+    """,
+        name="bot.py",
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, str(tmp_path / "bot.py"), stdout=asyncio.subprocess.PIPE
+    )
     try:
         worker = int((await asyncio.wait_for(process.stdout.readline(), 30)).decode())
         assert not is_gone(worker)
@@ -452,4 +517,3 @@ async def test_hook_processes_die_with_the_bot(tmp_path):
         if process.returncode is None:
             process.kill()
             await process.wait()
-

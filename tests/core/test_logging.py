@@ -90,9 +90,16 @@ def log_secret_everywhere(secret: str, leaky) -> None:
     """Log `secret` as event text, kwargs (nested too), exception messages, tracebacks and stdlib records."""
     log = structlog.get_logger("jitbot.test")
     log.info(f"login with {secret} failed")
-    log.info("call.failed", token=secret, request={"headers": {"Authorization": f"Bearer {secret}"}},
-             attempts=[secret, (secret, 1)], seen={secret}, client=Client(secret), wrapped=Secret(secret),
-             raw=secret.encode())
+    log.info(
+        "call.failed",
+        token=secret,
+        request={"headers": {"Authorization": f"Bearer {secret}"}},
+        attempts=[secret, (secret, 1)],
+        seen={secret},
+        client=Client(secret),
+        wrapped=Secret(secret),
+        raw=secret.encode(),
+    )
     log.info("positional %s", secret)
     for error in (ValueError(f"bad token {secret}"), KeyError(secret)):
         try:
@@ -145,8 +152,9 @@ def test_console_lines_show_the_redaction_and_keep_other_values_readable():
     secret = 'pa"ss\\wörd\nline2'
     register_secret_value(secret)
     with logging_to_buffer("console") as stream:
-        structlog.get_logger("jitbot.test").info("call.failed", token=secret, user="U_ALICE", count=3,
-                                                 client=Client(secret))
+        structlog.get_logger("jitbot.test").info(
+            "call.failed", token=secret, user="U_ALICE", count=3, client=Client(secret)
+        )
     line = stream.getvalue()
     assert "token='***'" in line or "token=***" in line, line
     assert "user=U_ALICE" in line or "user='U_ALICE'" in line, line
@@ -156,8 +164,16 @@ def test_console_lines_show_the_redaction_and_keep_other_values_readable():
 def test_values_without_secrets_render_as_before():
     with logging_to_buffer("json") as stream:
         structlog.get_logger("jitbot.test").info(
-            "timers.armed", count=3, ratio=0.5, ok=True, nothing=None, flows=["db_access"], pair=("a", 1),
-            nested={"k": {"v": [1, 2]}}, client=Client("not-a-secret"))
+            "timers.armed",
+            count=3,
+            ratio=0.5,
+            ok=True,
+            nothing=None,
+            flows=["db_access"],
+            pair=("a", 1),
+            nested={"k": {"v": [1, 2]}},
+            client=Client("not-a-secret"),
+        )
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert line["event"] == "timers.armed"
     assert (line["count"], line["ratio"], line["ok"], line["nothing"]) == (3, 0.5, True, None)

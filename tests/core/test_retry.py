@@ -73,8 +73,12 @@ async def test_an_error_nobody_asked_to_retry_is_raised_at_once():
 async def test_errors_the_caller_names_are_retried_and_the_last_one_is_raised_as_it_was():
     pauses, flaky = FakeTime(), Flaky(10, lambda n: TimeoutError(f"try {n}"))
     with pytest.raises(TimeoutError, match="try 4"):
-        await call(flaky, Backoff(first=1, factor=2, cap=3, attempts=4), sleep=pauses.sleep,
-                   retry_if=lambda error: isinstance(error, TimeoutError))
+        await call(
+            flaky,
+            Backoff(first=1, factor=2, cap=3, attempts=4),
+            sleep=pauses.sleep,
+            retry_if=lambda error: isinstance(error, TimeoutError),
+        )
     assert pauses.sleeps == [1, 2, 3]
 
 
@@ -88,8 +92,9 @@ async def test_no_pause_is_taken_that_would_end_after_the_deadline():
 async def test_each_pause_is_announced_with_the_error_that_caused_it():
     pauses, heard = FakeTime(), []
     flaky = Flaky(2, lambda n: Retry(RuntimeError(f"failure {n}")))
-    await call(flaky, IN_CALL, sleep=pauses.sleep,
-               before_sleep=lambda error, seconds: heard.append((str(error), seconds)))
+    await call(
+        flaky, IN_CALL, sleep=pauses.sleep, before_sleep=lambda error, seconds: heard.append((str(error), seconds))
+    )
     assert heard == [("failure 1", 0.5), ("failure 2", 1.0)]
 
 

@@ -62,8 +62,11 @@ async def test_only_timers_within_the_horizon_are_held_in_memory():
     clock = SystemClock()
     now = clock.now()
     engine = RecordingEngine(
-        granted=[("soon", now + timedelta(minutes=5), None), ("later", now + timedelta(hours=5), None),
-                 ("retrying", now - timedelta(minutes=1), now + timedelta(seconds=30))],
+        granted=[
+            ("soon", now + timedelta(minutes=5), None),
+            ("later", now + timedelta(hours=5), None),
+            ("retrying", now - timedelta(minutes=1), now + timedelta(seconds=30)),
+        ],
         pending=[("stale", now + timedelta(minutes=2))],
     )
     scheduler = Scheduler(engine, clock, horizon=timedelta(minutes=10))

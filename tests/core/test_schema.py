@@ -11,14 +11,17 @@ from core.schema import MAX_DURATION, DurationTooLong, parse_duration
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES
 
 
-@pytest.mark.parametrize("text, seconds", [("30s", 30), ("10m", 600), (" 2h ", 7200), ("365d", 365 * 86400),
-                                           ("8760h", 365 * 86400), ("0000000001d", 86400)])
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("30s", 30), ("10m", 600), (" 2h ", 7200), ("365d", 365 * 86400), ("8760h", 365 * 86400), ("0000000001d", 86400)],
+)
 def test_durations_up_to_a_year_parse(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["366d", "8761h", "31536001s", "99999999999d", "999999999999999999999999s",
-                                  "9" * 5000 + "m"])
+@pytest.mark.parametrize(
+    "text", ["366d", "8761h", "31536001s", "99999999999d", "999999999999999999999999s", "9" * 5000 + "m"]
+)
 def test_a_duration_longer_than_a_year_is_refused_with_a_readable_error_not_an_overflow(text):
     with pytest.raises(DurationTooLong) as caught:
         parse_duration(text)
@@ -53,5 +56,7 @@ def test_a_flows_file_with_a_duration_over_a_year_is_a_located_config_error(tmp_
     )
     issues = check_config(path, strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES)
     assert [(issue.line, issue.path) for issue in issues] == [
-        (5, "flows[0].request_timeout"), (11, "flows[0].fields[0].max")]
+        (5, "flows[0].request_timeout"),
+        (11, "flows[0].fields[0].max"),
+    ]
     assert all("at most 365d" in issue.message for issue in issues), issues

@@ -26,8 +26,8 @@ from core.secrets import (
 from tests.fakes.moto_server import MotoServer, isolate_aws_env
 from tests.fakes.strategy import TEST_STRATEGY_TYPES
 
-
 # --- reference syntax -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "text, expected",
@@ -86,6 +86,7 @@ def test_secret_api_is_unchanged():
 
 # --- resolver: env, file, and AWS through an injected reader ---------------------------------------
 
+
 def test_resolver_env_and_file(tmp_path):
     (tmp_path / "tok").write_text("file-token-value\n\n")
     resolver = SecretResolver(tmp_path, environ={"TOKEN": "env-token-value"})
@@ -123,8 +124,12 @@ def test_resolver_fetches_each_aws_secret_once_per_pass(tmp_path):
         return store[name]
 
     resolver = SecretResolver(tmp_path, environ={}, read_aws_secret=read)
-    refs = [SecretReference("aws_secret", "app", "user"), SecretReference("aws_secret", "app", "password"),
-            SecretReference("aws_secret", "plain"), SecretReference("aws_secret", "gone")]
+    refs = [
+        SecretReference("aws_secret", "app", "user"),
+        SecretReference("aws_secret", "app", "password"),
+        SecretReference("aws_secret", "plain"),
+        SecretReference("aws_secret", "gone"),
+    ]
     resolver.prefetch(refs)
     assert sorted(calls) == ["app", "gone", "plain"]
     assert [resolver.resolve(r) for r in refs[:3]] == ["svc-user", "pw-9f8e7d", "plain-value-1"]
@@ -140,6 +145,7 @@ def test_resolver_fetches_each_aws_secret_once_per_pass(tmp_path):
 
 
 # --- AWS Secrets Manager through moto's server ---------------------------------------------------------
+
 
 @pytest.fixture
 def aws_env(moto_server: MotoServer, monkeypatch, tmp_path):
@@ -215,8 +221,12 @@ flows:
 def load_flows(tmp_path: Path, text: str):
     path = tmp_path / "flows.yaml"
     path.write_text(textwrap.dedent(text))
-    return load_config(path, strategy_types=TEST_STRATEGY_TYPES, integration_types={"vaulted": VaultedIntegration},
-                       resolve_secrets=True)
+    return load_config(
+        path,
+        strategy_types=TEST_STRATEGY_TYPES,
+        integration_types={"vaulted": VaultedIntegration},
+        resolve_secrets=True,
+    )
 
 
 def test_aws_secret_references_resolve_in_the_flows_file(aws_env, tmp_path):
@@ -253,8 +263,14 @@ def test_a_secret_written_escaped_by_json_repr_or_a_traceback_is_still_scrubbed(
     secret = 'pa"ss\\wörd\nline2'
     Secret(secret)
     renderings = [
-        json.dumps(secret), json.dumps(secret, ensure_ascii=False), repr(secret), ascii(secret),
-        repr(["it's", secret]), ascii({"k": secret + "'"}), str(KeyError(secret)), f"got {secret!r} back",
+        json.dumps(secret),
+        json.dumps(secret, ensure_ascii=False),
+        repr(secret),
+        ascii(secret),
+        repr(["it's", secret]),
+        ascii({"k": secret + "'"}),
+        str(KeyError(secret)),
+        f"got {secret!r} back",
     ]
     for text in renderings:
         assert "line2" not in scrub(text) and "***" in scrub(text), (text, scrub(text))

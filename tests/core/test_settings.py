@@ -24,7 +24,7 @@ def env(**values: str) -> dict[str, str]:
 
 def test_the_tokens_never_show_in_the_settings_repr_or_str():
     settings = Settings.from_env(env())
-    for text in (repr(settings), str(settings), f"{settings}", f"{settings!r}", "%s" % (settings,)):
+    for text in (repr(settings), str(settings), f"{settings}", f"{settings!r}", format(settings)):
         assert BOT not in text and APP not in text, text
         assert "db_path='data/jitbot.db'" in text  # the rest is still there to read
     direct = Settings(bot_token=BOT, app_token=APP, config_path="flows.yaml", db_path="x.db")
@@ -42,7 +42,9 @@ def test_the_tokens_are_registered_secrets_as_soon_as_they_are_read():
     assert scrub(f"auth with {BOT} then {APP}") == "auth with *** then ***"
 
 
-@pytest.mark.parametrize("swapped", [{"SLACK_BOT_TOKEN": APP, "SLACK_APP_TOKEN": BOT}, {"SLACK_BOT_TOKEN": "xoxp-user-token-value"}])
+@pytest.mark.parametrize(
+    "swapped", [{"SLACK_BOT_TOKEN": APP, "SLACK_APP_TOKEN": BOT}, {"SLACK_BOT_TOKEN": "xoxp-user-token-value"}]
+)
 def test_a_token_refused_at_start_is_registered_too_and_not_in_the_error(swapped):
     with pytest.raises(StartupError) as caught:
         Settings.from_env(env(**swapped))
@@ -52,8 +54,12 @@ def test_a_token_refused_at_start_is_registered_too_and_not_in_the_error(swapped
 
 
 def test_settings_built_directly_register_their_tokens():
-    Settings(bot_token="xoxb-direct-construction-token", app_token="xapp-direct-construction-token",
-             config_path="flows.yaml", db_path="x.db")
+    Settings(
+        bot_token="xoxb-direct-construction-token",
+        app_token="xapp-direct-construction-token",
+        config_path="flows.yaml",
+        db_path="x.db",
+    )
     assert scrub("xoxb-direct-construction-token xapp-direct-construction-token") == "*** ***"
 
 

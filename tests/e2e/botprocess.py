@@ -20,7 +20,7 @@ import sqlite3
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,7 @@ _SCRUBBED_PREFIXES = ("SLACK_", "JITBOT_")
 
 def clean_env(**values: str | None) -> dict[str, str]:
     """This process's environment without proxies or SLACK_* / JITBOT_* variables, plus `values` (None: unset)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in PROXY_VARIABLES and not k.startswith(_SCRUBBED_PREFIXES)}
+    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARIABLES and not k.startswith(_SCRUBBED_PREFIXES)}
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the files before a kill -9
     for name, value in values.items():
         if value is None:
@@ -49,8 +48,12 @@ def clean_env(**values: str | None) -> dict[str, str]:
 def bot_env(slack: SlackEmulator, *, config: Path, db: Path, **extra: str | None) -> dict[str, str]:
     """The environment of `bot.py run` against `slack`: its URL and tokens, the flows file and database, JSON logs."""
     values: dict[str, str | None] = {
-        "SLACK_API_URL": slack.api_url, "SLACK_BOT_TOKEN": slack.bot_token, "SLACK_APP_TOKEN": slack.app_token,
-        "JITBOT_CONFIG": str(config), "JITBOT_DB": str(db), "JITBOT_LOG_FORMAT": "json",
+        "SLACK_API_URL": slack.api_url,
+        "SLACK_BOT_TOKEN": slack.bot_token,
+        "SLACK_APP_TOKEN": slack.app_token,
+        "JITBOT_CONFIG": str(config),
+        "JITBOT_DB": str(db),
+        "JITBOT_LOG_FORMAT": "json",
     }
     return clean_env(**{**values, **extra})
 
@@ -69,19 +72,27 @@ class CliResult:
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
     def __str__(self) -> str:
-        return (f"bot.py {' '.join(self.args)} exited {self.returncode}\n"
-                f"--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}")
+        return (
+            f"bot.py {' '.join(self.args)} exited {self.returncode}\n"
+            f"--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
+        )
 
 
 async def run_cli(*args: str, env: dict[str, str], timeout: float = 30.0) -> CliResult:
     """Run `python bot.py ARGS` to completion without blocking the event loop."""
     process = await asyncio.create_subprocess_exec(
-        sys.executable, str(BOT), *args, cwd=REPO, env=env, stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        str(BOT),
+        *args,
+        cwd=REPO,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         out, err = await asyncio.wait_for(process.communicate(), timeout)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         process.kill()
         await process.wait()
         raise AssertionError(f"bot.py {' '.join(args)} did not finish within {timeout}s") from None
@@ -121,14 +132,24 @@ class BotProcess:
         self.runs.append((stdout, stderr))
         connects_before = self.slack.connects
         with stdout.open("wb") as out, stderr.open("wb") as err:
-            self.started_at = datetime.now(timezone.utc)
+            self.started_at = datetime.now(UTC)
             self.process = await asyncio.create_subprocess_exec(
-                sys.executable, str(BOT), "run", cwd=REPO, env=self.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=err,
+                sys.executable,
+                str(BOT),
+                "run",
+                cwd=REPO,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
             )
-        connected = asyncio.ensure_future(self.slack.wait_for(
-            lambda: self.slack.connects > connects_before and self.slack.connection_count >= 1,
-            timeout, description="the bot subprocess's Socket Mode connection"))
+        connected = asyncio.ensure_future(
+            self.slack.wait_for(
+                lambda: self.slack.connects > connects_before and self.slack.connection_count >= 1,
+                timeout,
+                description="the bot subprocess's Socket Mode connection",
+            )
+        )
         exited = asyncio.ensure_future(self.process.wait())
         try:
             await asyncio.wait({connected, exited}, return_when=asyncio.FIRST_COMPLETED)
@@ -141,7 +162,7 @@ class BotProcess:
         if connected.exception() is not None:
             await self.kill()
             raise AssertionError(f"bot.py run did not connect within {timeout}s:\n{self.output()}")
-        self.connected_at = datetime.now(timezone.utc)
+        self.connected_at = datetime.now(UTC)
 
     async def kill(self) -> None:
         """SIGKILL the bot and wait until it is gone: no shutdown code runs."""
@@ -157,7 +178,7 @@ class BotProcess:
             self.process.send_signal(signal.SIGTERM)
         try:
             return await asyncio.wait_for(self.process.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.kill()
             raise AssertionError(f"bot.py run ignored SIGTERM for {timeout}s:\n{self.output()}") from None
 
@@ -214,7 +235,7 @@ class ArrivalLog(list):
 
     def append(self, delivery: Any) -> None:
         """Record the delivery and its wall-clock arrival time."""
-        self.arrived_at[id(delivery)] = datetime.now(timezone.utc)
+        self.arrived_at[id(delivery)] = datetime.now(UTC)
         super().append(delivery)
         self._changed.set()
 
@@ -233,10 +254,12 @@ class ArrivalLog(list):
             self._changed.clear()
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise AssertionError(f"{count} {action or ''} deliveries did not arrive within {timeout}s; "
-                                     f"have {[(d.action, d.status) for d in self]}")
+                raise AssertionError(
+                    f"{count} {action or ''} deliveries did not arrive within {timeout}s; "
+                    f"have {[(d.action, d.status) for d in self]}"
+                )
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return matching()

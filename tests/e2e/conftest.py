@@ -33,8 +33,9 @@ SECRET_ENV = "JITBOT_TEST_WEBHOOK_SECRET"
 
 def webhook_flows(receiver_url: str, *more_flows: dict) -> str:
     """The standard flows file: `db_access` (webhook to `receiver_url`, approvers @secops), then `more_flows`."""
-    standard = db_access_flow(receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
-                              approvers=SECOPS, request_timeout="1h")
+    standard = db_access_flow(
+        receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True, approvers=SECOPS, request_timeout="1h"
+    )
     return flows_file(standard, *more_flows)
 
 
@@ -61,8 +62,15 @@ class Bot:
     def engine(self):
         return self.running.engine
 
-    async def request(self, user: str = "U_ALICE", *, target: str = "Prod Admin", reason: str = "incident 42",
-                      duration: str = "30m", text: str = "db_access") -> Message:
+    async def request(
+        self,
+        user: str = "U_ALICE",
+        *,
+        target: str = "Prod Admin",
+        reason: str = "incident 42",
+        duration: str = "30m",
+        text: str = "db_access",
+    ) -> Message:
         """Run the slash command as `user`, fill the form, submit, and return the posted channel message."""
         return await self.running.request(user, text, APPROVAL_CHANNEL, target=target, reason=reason, duration=duration)
 

@@ -29,8 +29,9 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def flows_file(*flows: dict[str, Any], integrations: dict[str, Any] | None = None,
-               alerts_channel: str | None = ALERTS_CHANNEL) -> str:
+def flows_file(
+    *flows: dict[str, Any], integrations: dict[str, Any] | None = None, alerts_channel: str | None = ALERTS_CHANNEL
+) -> str:
     """A whole flows file: `slack` (/sym, the alerts channel unless None), `integrations` if any, `flows`."""
     slack = {"command": "/sym", **({"alerts_channel": alerts_channel} if alerts_channel else {})}
     data: dict[str, Any] = {"slack": slack}
@@ -40,11 +41,25 @@ def flows_file(*flows: dict[str, Any], integrations: dict[str, Any] | None = Non
     return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
 
 
-def flow(name: str, label: str, strategy: dict[str, Any], fields: list[dict[str, Any]], *,
-         approval_channel: str = APPROVAL_CHANNEL, hooks: str | Path | None = None, **keys: Any) -> dict[str, Any]:
+def flow(
+    name: str,
+    label: str,
+    strategy: dict[str, Any],
+    fields: list[dict[str, Any]],
+    *,
+    approval_channel: str = APPROVAL_CHANNEL,
+    hooks: str | Path | None = None,
+    **keys: Any,
+) -> dict[str, Any]:
     """One flow; `keys` adds the flow's other settings (approvers, request_timeout, hook_timeout…)."""
-    entry = {"name": name, "label": label, "approval_channel": approval_channel, **keys,
-             "strategy": strategy, "fields": fields}
+    entry = {
+        "name": name,
+        "label": label,
+        "approval_channel": approval_channel,
+        **keys,
+        "strategy": strategy,
+        "fields": fields,
+    }
     if hooks is not None:
         entry["hooks"] = str(hooks)
     return entry
@@ -90,13 +105,20 @@ def reason_and_duration(*allowed: str, reason_label: str = "Why?", reason_type: 
     return [reason_field(reason_label, reason_type), duration_field(*allowed)]
 
 
-def db_access_flow(url: str, *durations: str, secret_env: str,
-                   targets: tuple[dict[str, Any], ...] = (PROD_ADMIN, STAGING_RO), ticket: bool = False,
-                   **keys: Any) -> dict[str, Any]:
+def db_access_flow(
+    url: str,
+    *durations: str,
+    secret_env: str,
+    targets: tuple[dict[str, Any], ...] = (PROD_ADMIN, STAGING_RO),
+    ticket: bool = False,
+    **keys: Any,
+) -> dict[str, Any]:
     """The webhook flow of the request-lifecycle tests, the restart tests and the bench (secret from `secret_env`)."""
-    fields = [reason_field("Why do you need access?", "text"),
-              *([{"name": "ticket", "label": "Ticket", "type": "string"}] if ticket else []),
-              duration_field(*durations)]
+    fields = [
+        reason_field("Why do you need access?", "text"),
+        *([{"name": "ticket", "label": "Ticket", "type": "string"}] if ticket else []),
+        duration_field(*durations),
+    ]
     strategy = webhook_strategy(url, *targets, secret=f"${{env:{secret_env}}}", timeout="5s")
     return flow("db_access", "Database Access", strategy, fields, **keys)
 
@@ -104,5 +126,6 @@ def db_access_flow(url: str, *durations: str, secret_env: str,
 def minimal_webhook_flows(url: str, duration: str, *, hooks: str | Path | None = None, **strategy_keys: Any) -> str:
     """A valid file with one bare webhook flow (`db_access`, one target, one duration, no alerts channel)."""
     strategy = webhook_strategy(url, target("prod_admin", "Prod Admin"), **strategy_keys)
-    return flows_file(flow("db_access", "Database Access", strategy, [duration_field(duration)], hooks=hooks),
-                      alerts_channel=None)
+    return flows_file(
+        flow("db_access", "Database Access", strategy, [duration_field(duration)], hooks=hooks), alerts_channel=None
+    )

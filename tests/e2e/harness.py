@@ -37,8 +37,9 @@ from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
 
 
-async def submit_request(slack: SlackEmulator, user: str, flow: str, *, target: str, timeout: float = 5.0,
-                         **values: Any) -> EnvelopeResult:
+async def submit_request(
+    slack: SlackEmulator, user: str, flow: str, *, target: str, timeout: float = 5.0, **values: Any
+) -> EnvelopeResult:
     """`/sym FLOW` as `user`, then fill the request modal (target label, reason, duration…) and submit it."""
     result = await slack.slash_command(user=user, command="/sym", text=flow)
     assert result.ack_payload in (None, {}), result.ack_payload
@@ -75,14 +76,16 @@ class RunningBot:
         await self.idle()  # the submit's hooks, post, DM and any fast-track grant are done
         return await self.slack.wait_for(
             lambda: next((m for m in self.slack.messages_in(channel) if m.ts not in before), None),
-            timeout=0.5, description=f"a new request message in {channel}",
+            timeout=0.5,
+            description=f"a new request message in {channel}",
         )
 
     async def approve(self, message: Message, user: str = "U_BOB") -> Message:
         """`user` clicks Approve on a request message; returns that message once it shows the grant."""
         await self.slack.click(message, text="Approve", user=user)
-        return await self.slack.wait_for_message(message.channel, contains="granted until",
-                                                 where=lambda m: m.ts == message.ts)
+        return await self.slack.wait_for_message(
+            message.channel, contains="granted until", where=lambda m: m.ts == message.ts
+        )
 
     async def idle(self, timeout: float = 10.0) -> None:
         """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
@@ -137,13 +140,26 @@ class BotLauncher:
         path.write_text(textwrap.dedent(text))
         return path.resolve()
 
-    async def start(self, flows: str, *, clock: FrozenClock | None = None, name: str = "flows.yaml",
-                    db_name: str = "jitbot.db", health_address: str | None = None) -> RunningBot:
+    async def start(
+        self,
+        flows: str,
+        *,
+        clock: FrozenClock | None = None,
+        name: str = "flows.yaml",
+        db_name: str = "jitbot.db",
+        health_address: str | None = None,
+    ) -> RunningBot:
         """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on `health_address`)."""
         config = self.write(name, flows)
         db_path = self.directory / db_name
-        settings = Settings(bot_token=self.slack.bot_token, app_token=self.slack.app_token, config_path=config,
-                            db_path=str(db_path), slack_api_url=self.slack.api_url, health_address=health_address)
+        settings = Settings(
+            bot_token=self.slack.bot_token,
+            app_token=self.slack.app_token,
+            config_path=config,
+            db_path=str(db_path),
+            slack_api_url=self.slack.api_url,
+            health_address=health_address,
+        )
         clock = clock or FrozenClock()
         runtime = Runtime(settings, clock=clock, start_timers=False)
         connected = self.slack.connects
@@ -154,7 +170,9 @@ class BotLauncher:
             raise
         bot = RunningBot(runtime, self.slack, clock, config, db_path)
         self.bots.append(bot)
-        await self.slack.wait_for(lambda: self.slack.connects > connected, description="the bot's Socket Mode connection")
+        await self.slack.wait_for(
+            lambda: self.slack.connects > connected, description="the bot's Socket Mode connection"
+        )
         return bot
 
     async def close(self) -> None:
@@ -187,8 +205,10 @@ def capture_logs() -> Iterator[CapturedLogs]:
     was_configured, saved_structlog = structlog.is_configured(), structlog.get_config()
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
-    noisy = {name: logging.getLogger(name).level for name in
-             ("slack_bolt", "slack_sdk", "apscheduler", "botocore", "urllib3", "httpx", "aiohttp.access")}
+    noisy = {
+        name: logging.getLogger(name).level
+        for name in ("slack_bolt", "slack_sdk", "apscheduler", "botocore", "urllib3", "httpx", "aiohttp.access")
+    }
     captured = CapturedLogs(io.StringIO())
 
     def keep_raw(_logger: Any, _method: str, event: dict) -> dict:

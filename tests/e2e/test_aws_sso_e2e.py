@@ -12,10 +12,18 @@ import json
 import pytest
 
 from core.models import RequestStatus
-from tests.e2e.flows import (flow, flows_file, okta_integration, okta_strategy, reason_and_duration, target,
-                             webhook_strategy)
+from tests.e2e.flows import (
+    flow,
+    flows_file,
+    okta_integration,
+    okta_strategy,
+    reason_and_duration,
+    target,
+    webhook_strategy,
+)
 from tests.e2e.harness import capture_logs
-from tests.fakes.moto_server import REGION, SSO_ACCOUNT as ACCOUNT, IdentityCenter, seed_identity_center
+from tests.fakes.moto_server import REGION, IdentityCenter, seed_identity_center
+from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT
 from tests.fakes.okta_api import OktaFake
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -29,12 +37,17 @@ def sso(moto) -> IdentityCenter:
 
 def sso_flows(moto_url: str, sso: IdentityCenter) -> str:
     """One aws_sso flow (ProdAdmin in ACCOUNT) through an `aws` integration whose endpoint is moto."""
-    strategy = {"type": "aws_sso", "integration": "aws", "instance_arn": sso.instance_arn,
-                "targets": [target("prod_admin", "Prod Admin", permission_set_arn=sso.permission_set_arn,
-                                   account_id=ACCOUNT)]}
+    strategy = {
+        "type": "aws_sso",
+        "integration": "aws",
+        "instance_arn": sso.instance_arn,
+        "targets": [target("prod_admin", "Prod Admin", permission_set_arn=sso.permission_set_arn, account_id=ACCOUNT)],
+    }
     fields = reason_and_duration("10s", "30m", "1h", reason_label="Why do you need access?")
-    return flows_file(flow("aws_prod", "AWS Production", strategy, fields),
-                      integrations={"aws": {"type": "aws", "region": REGION, "endpoint_url": moto_url}})
+    return flows_file(
+        flow("aws_prod", "AWS Production", strategy, fields),
+        integrations={"aws": {"type": "aws", "region": REGION, "endpoint_url": moto_url}},
+    )
 
 
 async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes_it(launch, moto, sso):
@@ -86,12 +99,17 @@ OKTA_TOKEN = "00okta-token-from-secrets-manager-5b8d2e"
 
 def secret_flows(receiver_url: str, okta_url: str, group_id: str) -> str:
     """A webhook flow and an Okta flow whose webhook secret and Okta token are `${aws_secret:…}` references."""
-    webhook = webhook_strategy(receiver_url, target("prod_admin", "Prod Admin", settings={"database": "prod"}),
-                               secret="${aws_secret:jitbot/webhook-secret}")
+    webhook = webhook_strategy(
+        receiver_url,
+        target("prod_admin", "Prod Admin", settings={"database": "prod"}),
+        secret="${aws_secret:jitbot/webhook-secret}",
+    )
     okta = okta_strategy("okta_main", target("sre", "SRE", group_id=group_id))
-    return flows_file(flow("db_access", "Database Access", webhook, reason_and_duration("30m")),
-                      flow("okta_groups", "Okta groups", okta, reason_and_duration("30m")),
-                      integrations={"okta_main": okta_integration(okta_url, "${aws_secret:jitbot/okta#api_token}")})
+    return flows_file(
+        flow("db_access", "Database Access", webhook, reason_and_duration("30m")),
+        flow("okta_groups", "Okta groups", okta, reason_and_duration("30m")),
+        integrations={"okta_main": okta_integration(okta_url, "${aws_secret:jitbot/okta#api_token}")},
+    )
 
 
 async def test_aws_secrets_are_resolved_at_start_used_end_to_end_and_never_logged_or_audited(launch, moto, tmp_path):

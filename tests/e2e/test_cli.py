@@ -72,7 +72,7 @@ def assert_lists_every_error(stderr: str, config: Path) -> None:
         prefix = f"{config}:{line}: {key_path}: "
         matches = [entry for entry in stderr.splitlines() if entry.startswith(prefix)]
         assert matches, f"no error line starting {prefix!r} in:\n{stderr}"
-        assert words in matches[0][len(prefix):], matches[0]
+        assert words in matches[0][len(prefix) :], matches[0]
 
 
 def assert_no_traceback(result) -> None:
@@ -95,6 +95,7 @@ def flows(tmp_path: Path) -> Path:
 
 # ── help ───────────────────────────────────────────────────────────────────────────────────────────
 
+
 async def test_help_lists_every_subcommand_with_a_one_line_description():
     result = await run_cli("--help", env=clean_env())
     assert result.returncode == 0, result
@@ -108,10 +109,14 @@ async def test_help_lists_every_subcommand_with_a_one_line_description():
 
 # ── run: startup failures ──────────────────────────────────────────────────────────────────────────
 
-@pytest.mark.parametrize("unset, named", [
-    (("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"), "SLACK_BOT_TOKEN"),
-    (("SLACK_APP_TOKEN",), "SLACK_APP_TOKEN"),
-])
+
+@pytest.mark.parametrize(
+    "unset, named",
+    [
+        (("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN"), "SLACK_BOT_TOKEN"),
+        (("SLACK_APP_TOKEN",), "SLACK_APP_TOKEN"),
+    ],
+)
 async def test_run_without_tokens_exits_non_zero_with_one_sentence(slack, flows, tmp_path, unset, named):
     env = bot_env(slack, config=flows, db=tmp_path / "jitbot.db", **{name: None for name in unset})
     result = await run_cli("run", env=env)
@@ -122,10 +127,13 @@ async def test_run_without_tokens_exits_non_zero_with_one_sentence(slack, flows,
     assert slack.calls() == [] and slack.connects == 0
 
 
-@pytest.mark.parametrize("token, error, named", [
-    ("SLACK_BOT_TOKEN", "invalid_auth", "SLACK_BOT_TOKEN"),
-    ("SLACK_APP_TOKEN", "invalid_auth", "SLACK_APP_TOKEN"),
-])
+@pytest.mark.parametrize(
+    "token, error, named",
+    [
+        ("SLACK_BOT_TOKEN", "invalid_auth", "SLACK_BOT_TOKEN"),
+        ("SLACK_APP_TOKEN", "invalid_auth", "SLACK_APP_TOKEN"),
+    ],
+)
 async def test_run_with_a_rejected_token_says_which_without_a_traceback(slack, flows, tmp_path, token, error, named):
     wrong = {"SLACK_BOT_TOKEN": "xoxb-revoked-long-ago", "SLACK_APP_TOKEN": "xapp-1-revoked-long-ago"}[token]
     env = bot_env(slack, config=flows, db=tmp_path / "jitbot.db", **{token: wrong})
@@ -174,7 +182,9 @@ async def test_run_with_an_unresolvable_secret_names_the_key_path_and_never_conn
 DATABASE_URL = "postgresql://jitbot:pg-pass-31337@db.internal:5432/jitbot"
 
 
-async def test_run_with_a_database_url_refuses_in_one_sentence_before_touching_slack_or_the_disk(slack, flows, tmp_path):
+async def test_run_with_a_database_url_refuses_in_one_sentence_before_touching_slack_or_the_disk(
+    slack, flows, tmp_path
+):
     result = await run_cli("run", env=bot_env(slack, config=flows, db=tmp_path / "unused.db", JITBOT_DB=DATABASE_URL))
     assert result.returncode != 0, result
     assert_no_traceback(result)
@@ -196,7 +206,8 @@ async def test_audit_and_identities_refuse_a_database_url_too(command):
 
 
 async def test_a_second_bot_on_the_same_database_refuses_naming_the_first_until_the_first_is_killed(
-        slack, flows, tmp_path):
+    slack, flows, tmp_path
+):
     db = tmp_path / "jitbot.db"
     first = BotProcess(slack, config=flows, db=db, logs=tmp_path / "first")
     await first.start()
@@ -224,6 +235,7 @@ async def test_a_second_bot_on_the_same_database_refuses_naming_the_first_until_
 
 # ── validate ───────────────────────────────────────────────────────────────────────────────────────
 
+
 async def test_validate_lists_each_error_with_file_line_and_key_path_and_exits_2(tmp_path):
     config = tmp_path / "broken.yaml"
     config.write_text(BROKEN_FLOWS)
@@ -249,6 +261,7 @@ async def test_validate_accepts_the_shipped_flows_files(shipped):
 
 
 # ── identities ─────────────────────────────────────────────────────────────────────────────────────
+
 
 async def test_identities_set_list_remove_and_import_round_trip(tmp_path):
     env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"))
@@ -279,8 +292,11 @@ async def test_identities_set_list_remove_and_import_round_trip(tmp_path):
     good.write_text("slack_id,system,identity\nU_CAROL,aws_main,carol\nU_DAVE,*,dave@corp.example\n")
     imported = await cli("import", str(good))
     assert imported.returncode == 0 and "2" in imported.stdout, imported
-    assert await listed() == {("U_ALICE", "okta_main", "alice.admin"), ("U_CAROL", "aws_main", "carol"),
-                              ("U_DAVE", "*", "dave@corp.example")}
+    assert await listed() == {
+        ("U_ALICE", "okta_main", "alice.admin"),
+        ("U_CAROL", "aws_main", "carol"),
+        ("U_DAVE", "*", "dave@corp.example"),
+    }
 
     audit = await run_cli("audit", env=env)
     assert audit.returncode == 0, audit

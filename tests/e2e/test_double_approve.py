@@ -22,8 +22,9 @@ async def test_someone_outside_the_approver_group_cannot_approve_or_deny(bot):
     await bot.slack.click(message, text="Deny", user="U_MALLORY")
     await bot.slack.wait_for(lambda: len(bot.slack.ephemerals_to("U_MALLORY")) == 2)
     (request,) = await bot.engine.requests.list_by_status(RequestStatus.PENDING)
-    assert [e.detail["action"] for e in await bot.engine.audit.for_request(request.id)
-            if e.action == "click.refused"] == ["approve", "deny"]
+    assert [
+        e.detail["action"] for e in await bot.engine.audit.for_request(request.id) if e.action == "click.refused"
+    ] == ["approve", "deny"]
     assert not bot.slack.message("C_APPROVALS", message.ts).edited
     assert bot.receiver.accepted() == []
 

@@ -7,7 +7,7 @@ import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,23 +22,34 @@ from strategies.webhook import WebhookStrategy, WebhookStrategyConfig
 from tests.fakes.clock import FrozenClock
 
 SECRET = "s3cret-value"
-NOW = datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def delivery(clock: FrozenClock, *, action: str = "grant", sent_at: datetime | None = None,
-             delivery_id: str | None = None, expires_at: datetime | None = None, **changes: Any) -> dict[str, Any]:
+def delivery(
+    clock: FrozenClock,
+    *,
+    action: str = "grant",
+    sent_at: datetime | None = None,
+    delivery_id: str | None = None,
+    expires_at: datetime | None = None,
+    **changes: Any,
+) -> dict[str, Any]:
     """A body as jitbot sends it, sent now unless told otherwise."""
     body = {
-        "action": action, "request_id": "r1", "flow": "db_access",
+        "action": action,
+        "request_id": "r1",
+        "flow": "db_access",
         "target": {"name": "prod", "label": "Prod", "settings": {}},
         "requester": {"slack_id": "U1", "email": "a@example.com", "identity": "a@example.com"},
-        "fields": {}, "granted_at": stamp(clock.now()),
+        "fields": {},
+        "granted_at": stamp(clock.now()),
         "expires_at": stamp(expires_at or clock.now() + timedelta(hours=1)),
-        "sent_at": stamp(sent_at or clock.now()), "delivery_id": delivery_id or uuid.uuid4().hex,
+        "sent_at": stamp(sent_at or clock.now()),
+        "delivery_id": delivery_id or uuid.uuid4().hex,
     }
     body.update(changes)
     return body
@@ -73,8 +84,11 @@ async def test_the_example_receiver_accepts_signed_bodies_and_refuses_others(exa
     assert forged.status == 401
 
 
-@pytest.mark.parametrize("sent_at", [NOW - REPLAY_WINDOW - timedelta(seconds=1), NOW + timedelta(minutes=2)],
-                         ids=["older-than-the-window", "from-the-future"])
+@pytest.mark.parametrize(
+    "sent_at",
+    [NOW - REPLAY_WINDOW - timedelta(seconds=1), NOW + timedelta(minutes=2)],
+    ids=["older-than-the-window", "from-the-future"],
+)
 async def test_a_delivery_sent_outside_the_replay_window_is_refused(example, clock, sent_at):
     answer = await post(example, delivery(clock, sent_at=sent_at))
     assert answer.status == 403 and "sent_at" in (await answer.json())["error"]
@@ -101,10 +115,17 @@ async def test_a_grant_whose_end_has_passed_is_refused_but_its_revoke_is_not(exa
     assert (await post(example, delivery(clock, action="revoke", expires_at=NOW - timedelta(seconds=1)))).status == 200
 
 
-@pytest.mark.parametrize("broken", [
-    {"sent_at": None}, {"delivery_id": ""}, {"sent_at": "yesterday"}, {"sent_at": "2026-11-21T12:00:00"},
-    {"expires_at": None}, {"action": "delete"},
-])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"sent_at": None},
+        {"delivery_id": ""},
+        {"sent_at": "yesterday"},
+        {"sent_at": "2026-11-21T12:00:00"},
+        {"expires_at": None},
+        {"action": "delete"},
+    ],
+)
 async def test_a_body_without_usable_replay_markers_is_refused(example, clock, broken):
     answer = await post(example, {**delivery(clock), **broken})
     assert answer.status == 400
@@ -146,14 +167,23 @@ async def test_a_captured_grant_replayed_after_the_revoke_does_not_reopen_access
     app = make_app(SECRET, now=clock.now)
     app.middlewares.append(tap.middleware())
     async with TestServer(app, host="127.0.0.1") as server:
-        config = WebhookStrategyConfig(type="webhook", url=str(server.make_url("/grants")), secret=SECRET,
-                                       targets=[{"name": "prod", "label": "Prod"}])
+        config = WebhookStrategyConfig(
+            type="webhook",
+            url=str(server.make_url("/grants")),
+            secret=SECRET,
+            targets=[{"name": "prod", "label": "Prod"}],
+        )
         strategy = WebhookStrategy(config, integrations={}, clock=clock)
         await strategy.open()
         try:
-            ctx = GrantContext(request_id="r1", flow="db_access", target=Target("prod", "Prod", {}),
-                               subject=Subject("U1", "a@example.com", identity="a@example.com"),
-                               granted_at=clock.now(), expires_at=clock.now() + timedelta(minutes=30))
+            ctx = GrantContext(
+                request_id="r1",
+                flow="db_access",
+                target=Target("prod", "Prod", {}),
+                subject=Subject("U1", "a@example.com", identity="a@example.com"),
+                granted_at=clock.now(),
+                expires_at=clock.now() + timedelta(minutes=30),
+            )
             result = await strategy.grant(ctx)
             assert result.state == {"grant_id": "r1"}
             clock.advance(minutes=3)
@@ -174,13 +204,22 @@ async def test_a_captured_grant_replayed_after_the_revoke_does_not_reopen_access
 async def test_a_refusal_reaches_jitbot_as_a_final_error(clock):
     # A receiver whose clock is far from jitbot's refuses every delivery: final, so it is alerted on.
     async with TestServer(make_app(SECRET, now=lambda: NOW + timedelta(hours=1)), host="127.0.0.1") as server:
-        config = WebhookStrategyConfig(type="webhook", url=str(server.make_url("/grants")), secret=SECRET,
-                                       targets=[{"name": "prod", "label": "Prod"}])
+        config = WebhookStrategyConfig(
+            type="webhook",
+            url=str(server.make_url("/grants")),
+            secret=SECRET,
+            targets=[{"name": "prod", "label": "Prod"}],
+        )
         strategy = WebhookStrategy(config, integrations={}, clock=clock)
         await strategy.open()
         try:
-            ctx = GrantContext(request_id="r1", flow="db_access", target=Target("prod", "Prod", {}),
-                               subject=Subject("U1", "a@example.com"), expires_at=NOW + timedelta(hours=2))
+            ctx = GrantContext(
+                request_id="r1",
+                flow="db_access",
+                target=Target("prod", "Prod", {}),
+                subject=Subject("U1", "a@example.com"),
+                expires_at=NOW + timedelta(hours=2),
+            )
             with pytest.raises(StrategyUnavailable, match="HTTP 403") as caught:
                 await strategy.grant(ctx)
         finally:

@@ -15,9 +15,6 @@ import pytest
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
-from tests.e2e.flows import flow as flow_entry
-from tests.e2e.flows import okta_integration, okta_strategy, reason_and_duration, target
-from tests.fakes.okta_api import OktaFake
 from tests.e2e.flows import (
     ALERTS_CHANNEL,
     APPROVAL_CHANNEL,
@@ -26,7 +23,13 @@ from tests.e2e.flows import (
     STAGING_RO,
     db_access_flow,
     flows_file,
+    okta_integration,
+    okta_strategy,
+    reason_and_duration,
+    target,
 )
+from tests.e2e.flows import flow as flow_entry
+from tests.fakes.okta_api import OktaFake
 
 OKTA_TOKEN = "00okta-fail-closed-token"
 
@@ -40,8 +43,9 @@ PARSE_TICKET_HOOK = """\
 
 def open_flow(receiver_url: str, *, hooks: str | None = None, **keys) -> str:
     """The webhook flow with no static approvers (anyone but the requester), and options."""
-    flow = db_access_flow(receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
-                          request_timeout="1h", **keys)
+    flow = db_access_flow(
+        receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True, request_timeout="1h", **keys
+    )
     if hooks:
         flow["hooks"] = hooks
     return flows_file(flow)
@@ -63,8 +67,9 @@ async def test_when_get_approvers_fails_and_the_flow_names_nobody_no_one_may_app
     launch.write("hooks.py", PARSE_TICKET_HOOK)
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py"))
     bot.slack.add_user("U_MALLORY", email="mallory@example.com")
-    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
-                                reason="no ticket here", duration="30m")
+    message = await bot.request(
+        "U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason="no ticket here", duration="30m"
+    )
 
     assert "Nobody may approve" in message.plain and not message.buttons
     alert = await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="Nobody may approve")
@@ -82,8 +87,9 @@ async def test_when_get_approvers_fails_the_flows_static_approvers_decide(launch
     launch.write("hooks.py", PARSE_TICKET_HOOK)
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
     bot.slack.add_user("U_MALLORY", email="mallory@example.com")
-    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
-                                reason="no ticket here", duration="30m")
+    message = await bot.request(
+        "U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason="no ticket here", duration="30m"
+    )
 
     await refused(bot, message, "U_MALLORY", contains="not an approver")
     assert receiver.accepted("grant") == []
@@ -96,17 +102,21 @@ async def test_when_get_approvers_fails_the_flows_static_approvers_decide(launch
 
 async def test_an_on_request_deny_is_applied_before_anything_with_buttons_is_posted(launch, receiver, monkeypatch):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        """\
         def on_request(evt):
             return evt.deny("production is frozen")
-        """)
+        """,
+    )
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
     message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
 
     assert "Denied" in message.plain and "production is frozen" in message.plain
     # No version of the message ever carried a button, and the requester never heard "sent".
-    assert not message.buttons and all(not version.blocks or "Approve" not in str(version.blocks)
-                                       for version in message.history)
+    assert not message.buttons and all(
+        not version.blocks or "Approve" not in str(version.blocks) for version in message.history
+    )
     dms = [m.plain for m in bot.slack.dms_to("U_ALICE")]
     assert any("denied" in text for text in dms) and not any("sent to" in text for text in dms)
 
@@ -127,15 +137,25 @@ async def test_someone_removed_from_the_approver_group_can_no_longer_approve(bot
 # ── 9. alert text is text ─────────────────────────────────────────────────────────────────────────
 
 
-async def test_an_alert_quoting_a_requesters_words_cannot_ping_the_channel_or_carry_a_link(launch, receiver, monkeypatch):
+async def test_an_alert_quoting_a_requesters_words_cannot_ping_the_channel_or_carry_a_link(
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        """\
         def get_approvers(evt):
             raise ValueError("cannot parse " + evt.fields["reason"])
-        """)
+        """,
+    )
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py", approvers=SECOPS))
-    await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin",
-                      reason="<!channel> log in at <https://evil.example/login|Okta>")
+    await bot.request(
+        "U_ALICE",
+        "db_access",
+        APPROVAL_CHANNEL,
+        target="Prod Admin",
+        reason="<!channel> log in at <https://evil.example/login|Okta>",
+    )
 
     alert = await bot.slack.wait_for_message(ALERTS_CHANNEL, contains="cannot parse")
     assert "<!channel>" not in alert.text and "<https://evil.example" not in alert.text
@@ -161,8 +181,17 @@ async def test_an_approval_for_a_target_removed_from_the_config_is_refused(launc
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Staging read-only")
     await first.stop()
-    flow = db_access_flow(receiver.url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
-                          approvers=SECOPS, request_timeout="1h", targets=(PROD_ADMIN,))
+    flow = db_access_flow(
+        receiver.url,
+        "10s",
+        "30m",
+        "1h",
+        secret_env=SECRET_ENV,
+        ticket=True,
+        approvers=SECOPS,
+        request_timeout="1h",
+        targets=(PROD_ADMIN,),
+    )
     second = await launch.start(flows_file(flow))
 
     await refused(second, message, "U_BOB", contains="no longer")
@@ -174,8 +203,16 @@ async def test_an_approval_for_a_duration_the_flow_no_longer_allows_is_refused(l
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="1h")
     await first.stop()
-    flow = db_access_flow(receiver.url, "10s", "30m", secret_env=SECRET_ENV, ticket=True,
-                          approvers=SECOPS, request_timeout="1h", targets=(PROD_ADMIN, STAGING_RO))
+    flow = db_access_flow(
+        receiver.url,
+        "10s",
+        "30m",
+        secret_env=SECRET_ENV,
+        ticket=True,
+        approvers=SECOPS,
+        request_timeout="1h",
+        targets=(PROD_ADMIN, STAGING_RO),
+    )
     second = await launch.start(flows_file(flow))
 
     await refused(second, message, "U_BOB", contains="duration")
@@ -214,9 +251,16 @@ async def test_a_click_carrying_another_requests_id_is_refused(bot):
 async def test_a_second_okta_grant_of_held_membership_keeps_it_until_the_last_grant_ends(launch):
     async with OktaFake(api_token=OKTA_TOKEN) as okta:
         group, alice = okta.add_group("SRE"), okta.add_user("alice@example.com")
-        okta_flow = flow_entry("okta_groups", "Okta groups", okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
-                               reason_and_duration("30m", "1h"), approvers=SECOPS)
-        bot = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)}))
+        okta_flow = flow_entry(
+            "okta_groups",
+            "Okta groups",
+            okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
+            reason_and_duration("30m", "1h"),
+            approvers=SECOPS,
+        )
+        bot = await launch.start(
+            flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)})
+        )
         first = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
         await bot.approve(first, "U_BOB")
         bot.clock.advance(minutes=10)
@@ -255,7 +299,8 @@ async def test_each_webhook_grant_gets_its_own_revoke_because_receivers_key_gran
 
 
 async def test_a_request_that_cannot_be_posted_is_alerted_retried_and_the_requester_told_the_truth(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
     closed = launch.slack.add_channel("C_CLOSED", name="closed-approvals", bot_is_member=False)
     flow = db_access_flow(receiver.url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
@@ -281,7 +326,8 @@ async def test_a_request_that_cannot_be_posted_is_alerted_retried_and_the_reques
 
 
 async def test_pending_requests_of_a_removed_flow_expire_with_their_message_updated_and_the_requester_told(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
@@ -300,7 +346,9 @@ async def test_pending_requests_of_a_removed_flow_expire_with_their_message_upda
 # ── 19. guests and other organisations ────────────────────────────────────────────────────────────
 
 
-async def test_guests_and_people_from_other_organisations_can_neither_approve_nor_request(launch, receiver, monkeypatch):
+async def test_guests_and_people_from_other_organisations_can_neither_approve_nor_request(
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
     launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="multi")
     launch.slack.add_user("U_PARTNER", email="eve@partner.example", guest="external")
@@ -351,8 +399,10 @@ async def test_a_failed_grants_cleanup_is_retried_until_it_succeeds_even_when_al
 def break_grant_writes(db_path) -> None:
     """A real database error for the approved → granted write, from a second connection."""
     with sqlite3.connect(db_path) as db:
-        db.execute("CREATE TRIGGER IF NOT EXISTS test_fail_grant BEFORE UPDATE OF status ON requests "
-                   "WHEN NEW.status = 'granted' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        db.execute(
+            "CREATE TRIGGER IF NOT EXISTS test_fail_grant BEFORE UPDATE OF status ON requests "
+            "WHEN NEW.status = 'granted' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
 
 
 def heal_grant_writes(db_path) -> None:
@@ -404,7 +454,8 @@ def other_flow(receiver_url: str) -> dict:
 
 
 async def test_a_removed_flows_live_grant_is_revoked_on_time_with_the_strategy_and_target_it_recorded(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
@@ -423,15 +474,25 @@ async def test_a_removed_flows_live_grant_is_revoked_on_time_with_the_strategy_a
 
 
 async def test_a_target_whose_settings_changed_is_revoked_with_the_settings_it_was_granted_with(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
     await first.approve(message, "U_BOB")
     await first.stop()
     moved = {**PROD_ADMIN, "settings": {"database": "prod-replica", "role": "admin"}}
-    flow = db_access_flow(receiver.url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True,
-                          approvers=SECOPS, request_timeout="1h", targets=(moved, STAGING_RO))
+    flow = db_access_flow(
+        receiver.url,
+        "10s",
+        "30m",
+        "1h",
+        secret_env=SECRET_ENV,
+        ticket=True,
+        approvers=SECOPS,
+        request_timeout="1h",
+        targets=(moved, STAGING_RO),
+    )
 
     second = await launch.start(flows_file(flow), clock=first.clock)
     second.clock.advance(minutes=31)
@@ -445,9 +506,16 @@ async def test_run_refuses_to_start_when_a_live_grants_integration_is_gone_too(l
     async with OktaFake(api_token=OKTA_TOKEN) as okta:
         group = okta.add_group("SRE")
         okta.add_user("alice@example.com")
-        okta_flow = flow_entry("okta_groups", "Okta groups", okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
-                               reason_and_duration("30m"), approvers=SECOPS)
-        first = await launch.start(flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)}))
+        okta_flow = flow_entry(
+            "okta_groups",
+            "Okta groups",
+            okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
+            reason_and_duration("30m"),
+            approvers=SECOPS,
+        )
+        first = await launch.start(
+            flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)})
+        )
         message = await first.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
         await first.approve(message, "U_BOB")
         request = await first.request_for(message)
@@ -463,10 +531,14 @@ async def test_run_refuses_to_start_when_a_live_grants_integration_is_gone_too(l
 
 
 async def test_start_up_revokes_what_is_due_even_with_a_removed_flow_and_a_broken_alerts_channel(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    first = await launch.start(flows_file(db_access_flow(receiver.url, "30m", "1h", secret_env=SECRET_ENV,
-                                                         approvers=SECOPS), other_flow(receiver.url)))
+    first = await launch.start(
+        flows_file(
+            db_access_flow(receiver.url, "30m", "1h", secret_env=SECRET_ENV, approvers=SECOPS), other_flow(receiver.url)
+        )
+    )
     due = await first.request("U_ALICE", "other_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
     await first.approve(due, "U_BOB")
     removed = await first.request("U_CAROL", "db_access", APPROVAL_CHANNEL, target="Staging read-only", duration="1h")
@@ -491,16 +563,22 @@ async def test_start_up_revokes_what_is_due_even_with_a_removed_flow_and_a_broke
 
 
 async def test_a_hooked_request_whose_routing_was_never_stored_is_posted_as_nobody_may_approve(
-        launch, receiver, monkeypatch):
+    launch, receiver, monkeypatch
+):
     monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        """\
         def get_approvers(evt):
             return ["U_SECURITY"]
-        """)
+        """,
+    )
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py"))  # no static approvers
     with sqlite3.connect(bot.db_path) as db:  # the write that stores the hook's answer fails
-        db.execute("CREATE TRIGGER test_fail_routing BEFORE UPDATE OF approvers ON requests "
-                   "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+        db.execute(
+            "CREATE TRIGGER test_fail_routing BEFORE UPDATE OF approvers ON requests "
+            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+        )
     await bot.submit("U_ALICE", "db_access", target="Prod Admin")
     await bot.idle()
     with sqlite3.connect(bot.db_path) as db:

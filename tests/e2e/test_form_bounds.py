@@ -2,17 +2,19 @@
 
 import pytest
 
-from tests.fakes.slack_emulator.errors import EmulatorUsageError
-
 from tests.e2e.flows import duration_field, flow, target, webhook_strategy
+from tests.fakes.slack_emulator.errors import EmulatorUsageError
 
 
 @pytest.fixture
 async def bounded_bot(receiver, start_webhook_bot):
     """The standard bot plus a flow with a typed duration (at most 2h) and a count."""
-    staging_shell = flow("staging_shell", "Staging Shell", webhook_strategy(receiver.url, target("shell", "Staging shell")),
-                         [{"name": "count", "label": "How many sessions", "type": "int"},
-                          duration_field(label="How long", max="2h")])
+    staging_shell = flow(
+        "staging_shell",
+        "Staging Shell",
+        webhook_strategy(receiver.url, target("shell", "Staging shell")),
+        [{"name": "count", "label": "How many sessions", "type": "int"}, duration_field(label="How long", max="2h")],
+    )
     return await start_webhook_bot(staging_shell)
 
 
@@ -39,7 +41,8 @@ async def test_a_number_with_more_than_15_digits_cannot_be_submitted_and_the_par
     # check, for a tampered payload, is in tests/handlers/test_blocks_and_forms.py).
     with pytest.raises(EmulatorUsageError, match="max_value=999999999999999"):
         await slack.submit_view(
-            form, {"target": "shell", "field:count": "99999999999999999999", "field:duration": "30m"}, user="U_ALICE")
+            form, {"target": "shell", "field:count": "99999999999999999999", "field:duration": "30m"}, user="U_ALICE"
+        )
     assert slack.messages_in("C_APPROVALS") == []
 
 

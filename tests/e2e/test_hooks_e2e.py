@@ -16,8 +16,15 @@ import pytest
 
 from core.models import RequestStatus
 from tests.e2e.botprocess import REPO, CliResult, clean_env, run_cli
-from tests.e2e.flows import (flow, flows_file, minimal_webhook_flows, okta_integration, okta_strategy,
-                             reason_and_duration, target)
+from tests.e2e.flows import (
+    flow,
+    flows_file,
+    minimal_webhook_flows,
+    okta_integration,
+    okta_strategy,
+    reason_and_duration,
+    target,
+)
 from tests.fakes.okta_api import OktaFake
 from tests.fakes.pagerduty_api import PagerDutyApi
 
@@ -40,13 +47,18 @@ class World:
 
     def flows(self, hooks: str | Path, **keys: str) -> str:
         """A flows file with the pagerduty and okta_main integrations and one Okta flow using `hooks`."""
-        strategy = okta_strategy("okta_main", target("prod_admin", "Prod Admin", group_id=self.prod_group),
-                                 target("staging_ro", "Staging read-only", group_id=self.staging_group))
-        prod_access = flow("prod_access", "Production access", strategy, reason_and_duration("10s", "30m", "1h"),
-                           hooks=hooks, **keys)
+        strategy = okta_strategy(
+            "okta_main",
+            target("prod_admin", "Prod Admin", group_id=self.prod_group),
+            target("staging_ro", "Staging read-only", group_id=self.staging_group),
+        )
+        prod_access = flow(
+            "prod_access", "Production access", strategy, reason_and_duration("10s", "30m", "1h"), hooks=hooks, **keys
+        )
         pagerduty = {"type": "pagerduty", "api_token": PD_TOKEN, "base_url": self.pagerduty.url}
-        return flows_file(prod_access, integrations={"pagerduty": pagerduty,
-                                                     "okta_main": okta_integration(self.okta.url, OKTA_TOKEN)})
+        return flows_file(
+            prod_access, integrations={"pagerduty": pagerduty, "okta_main": okta_integration(self.okta.url, OKTA_TOKEN)}
+        )
 
     def holds(self, person: str, group: str | None = None) -> bool:
         """Whether `person` (alice, bob…) is in the Okta group right now (prod by default)."""
@@ -61,8 +73,14 @@ async def world(slack) -> AsyncIterator[World]:
         pagerduty.add_user("PBOB", "bob@example.com")
         pagerduty.add_oncall("PALICE", schedule_id="PPRIMARY")
         ids = {name: okta.add_user(f"{name}@example.com") for name in ("alice", "bob", "carol", "dave")}
-        yield World(pagerduty, okta, okta.add_group("Prod admins"), okta.add_group("Staging readers"),
-                    okta.add_group("SRE"), ids)
+        yield World(
+            pagerduty,
+            okta,
+            okta.add_group("Prod admins"),
+            okta.add_group("Staging readers"),
+            okta.add_group("SRE"),
+            ids,
+        )
 
 
 ONCALL_HOOK = """\
@@ -108,7 +126,9 @@ async def test_an_on_call_requester_is_granted_without_a_click_and_the_post_says
     bot = await launch.start(world.flows("hooks.py"))
     message = await request_prod(bot)
 
-    granted = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until", where=lambda m: m.ts == message.ts)
+    granted = await bot.slack.wait_for_message(
+        "C_APPROVALS", contains="granted until", where=lambda m: m.ts == message.ts
+    )
     assert "policy hook" in granted.plain and "on_request" in granted.plain and "on call in PagerDuty" in granted.plain
     assert not granted.buttons
     assert world.holds("alice")
@@ -134,24 +154,33 @@ async def test_an_off_call_requester_waits_for_a_human(launch, world):
 
 
 FAILING_HOOKS = {
-    "raises": ("""\
+    "raises": (
+        """\
         async def on_request(evt):
             raise RuntimeError("PagerDuty said no")
-        """, "RuntimeError: PagerDuty said no"),
-    "sleeps past its limit": ("""\
+        """,
+        "RuntimeError: PagerDuty said no",
+    ),
+    "sleeps past its limit": (
+        """\
         import asyncio
 
         async def on_request(evt):
             await asyncio.sleep(30)
             return evt.approve("too late")
-        """, "timed out after 1s"),
-    "blocks past its limit": ("""\
+        """,
+        "timed out after 1s",
+    ),
+    "blocks past its limit": (
+        """\
         import time
 
         def on_request(evt):
             time.sleep(30)  # a sync hook runs in its own process, killed at the limit
             return evt.approve("too late")
-        """, "timed out after 1s"),
+        """,
+        "timed out after 1s",
+    ),
 }
 
 
@@ -177,13 +206,16 @@ async def test_a_hook_that_fails_leaves_the_request_for_humans_and_alerts(launch
 
 async def test_on_request_can_check_an_okta_group(launch, world):
     world.okta.members[world.sre_group].add(world.okta_ids["alice"])
-    launch.write("hooks.py", f"""\
+    launch.write(
+        "hooks.py",
+        f"""\
         SRE = "{world.sre_group}"
 
         async def on_request(evt):
             if await evt.integrations.okta_main.is_user_in_group(evt.user, SRE):
                 return evt.approve("member of SRE in Okta")
-        """)
+        """,
+    )
     bot = await launch.start(world.flows("hooks.py"))
 
     await assert_fast_tracks_alice_not_bob(bot, world, "member of SRE in Okta")
@@ -194,13 +226,16 @@ async def test_on_request_can_check_an_okta_group(launch, world):
 
 async def test_routing_hooks_choose_the_channel_and_who_may_decide(launch, world, slack):
     slack.add_channel("C_PROD_APPROVALS", name="prod-approvals")
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        """\
         def get_approval_channel(evt):
             return "C_PROD_APPROVALS" if evt.target.name.startswith("prod_") else None
 
         def get_approvers(evt):
             return ["U_CAROL"]
-        """)
+        """,
+    )
     bot = await launch.start(world.flows("hooks.py"))
 
     staging = await request_prod(bot, target="Staging read-only")
@@ -223,11 +258,14 @@ async def test_routing_hooks_choose_the_channel_and_who_may_decide(launch, world
 
 
 async def test_on_approve_refuses_a_click_from_outside_a_usergroup(launch, world, slack):
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        """\
         async def on_approve(evt):
             if not await evt.integrations.slack.is_in_usergroup(evt.actor, "S_SECOPS"):
                 return evt.ignore("Only @secops can approve production access.")
-        """)
+        """,
+    )
     bot = await launch.start(world.flows("hooks.py"))
     message = await request_prod(bot)
 
@@ -239,7 +277,9 @@ async def test_on_approve_refuses_a_click_from_outside_a_usergroup(launch, world
     assert world.okta.calls_to("PUT") == []
     (refused,) = [e for e in await bot.audit(request.id) if e.action == "click.refused"]
     assert refused.actor == "U_DAVE" and refused.detail == {
-        "action": "approve", "reason": "Only @secops can approve production access."}
+        "action": "approve",
+        "reason": "Only @secops can approve production access.",
+    }
 
     await approve_as(bot, message, "U_BOB")  # Bob is in S_SECOPS
     assert world.holds("alice") and slack.ephemerals_to("U_BOB") == []
@@ -273,20 +313,28 @@ async def test_shipped_restrict_approvers_hook(launch, world, slack):
 # ── bot.py validate ───────────────────────────────────────────────────────────────────────────────
 
 BROKEN_HOOKS = {
-    "syntax error": ("""\
+    "syntax error": (
+        """\
         async def on_request(evt):
             return None
 
         def get_approvers(evt)
             return ["U_CAROL"]
-        """, 4, "syntax error"),
-    "misspelt hook": ('''\
+        """,
+        4,
+        "syntax error",
+    ),
+    "misspelt hook": (
+        '''\
         """Fast-track on-call engineers."""
 
 
         async def on_requst(evt):
             return evt.approve("on call")
-        ''', 4, "did you mean on_request"),
+        ''',
+        4,
+        "did you mean on_request",
+    ),
 }
 
 

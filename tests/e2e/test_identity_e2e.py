@@ -29,8 +29,10 @@ async def okta() -> AsyncIterator[OktaFake]:
 def okta_flows(okta_url: str, group_id: str, *, hooks: str | None = None) -> str:
     """One Okta flow granting the group `group_id` as "SRE on-call tools"."""
     strategy = okta_strategy("okta_main", target("sre", "SRE on-call tools", group_id=group_id))
-    return flows_file(flow("okta_groups", "Okta groups", strategy, reason_and_duration("10s", "30m"), hooks=hooks),
-                      integrations={"okta_main": okta_integration(okta_url, OKTA_TOKEN)})
+    return flows_file(
+        flow("okta_groups", "Okta groups", strategy, reason_and_duration("10s", "30m"), hooks=hooks),
+        integrations={"okta_main": okta_integration(okta_url, OKTA_TOKEN)},
+    )
 
 
 async def assert_refused_by_slack_email(bot: RunningBot, flow: str, target: str) -> None:
@@ -99,15 +101,18 @@ async def test_hooks_see_the_override_identity_of_the_requester(launch, okta):
     oncall = okta.add_group("SRE")
     alice_okta = okta.add_user("alice.admin", email="alice.a@corp.example")
     okta.members[oncall].add(alice_okta)
-    launch.write("hooks.py", """\
+    launch.write(
+        "hooks.py",
+        f"""\
         SEEN = []
 
         async def on_request(evt):
             SEEN.append(evt.user.identity)
             # is_user_in_group looks the person up by evt.user.identity, else by email.
-            if await evt.integrations.okta_main.is_user_in_group(evt.user, "%s"):
+            if await evt.integrations.okta_main.is_user_in_group(evt.user, "{oncall}"):
                 return evt.approve("member of SRE in Okta")
-        """ % oncall)
+        """,
+    )
     bot = await launch.start(okta_flows(okta.url, group, hooks="hooks.py"))
     await bot.engine.identities.set("U_ALICE", "okta_main", "alice.admin", actor="U_ADMIN")
 
@@ -115,5 +120,7 @@ async def test_hooks_see_the_override_identity_of_the_requester(launch, okta):
     # Fast-tracked: the hook's verdict is applied before anything is posted, so the first DM says granted.
     await bot.slack.wait_for_dm("U_ALICE", contains="is granted")
     assert bot.hook_module("okta_groups").SEEN == ["alice.admin"]
-    await bot.slack.wait_for_message("C_APPROVALS", contains="member of SRE in Okta", where=lambda m: m.ts == message.ts)
+    await bot.slack.wait_for_message(
+        "C_APPROVALS", contains="member of SRE in Okta", where=lambda m: m.ts == message.ts
+    )
     assert okta.members[group] == {alice_okta}

@@ -9,8 +9,12 @@ from tests.e2e.flows import duration_field, flow, target, webhook_strategy
 @pytest.fixture
 async def two_flow_bot(receiver, start_webhook_bot):
     """The standard bot with a second flow, so /sym opens the picker."""
-    staging_shell = flow("staging_shell", "Staging Shell", webhook_strategy(receiver.url, target("shell", "Staging shell")),
-                         [duration_field(label="How long", max="2h")])
+    staging_shell = flow(
+        "staging_shell",
+        "Staging Shell",
+        webhook_strategy(receiver.url, target("shell", "Staging shell")),
+        [duration_field(label="How long", max="2h")],
+    )
     return await start_webhook_bot(staging_shell)
 
 

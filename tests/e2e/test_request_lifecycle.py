@@ -14,8 +14,11 @@ async def test_approve_grants_then_revokes_on_time_editing_the_same_message(bot)
 
     await bot.slack.click(message, text="Approve", user="U_BOB")
     (grant,) = await bot.receiver.wait_for(1, "grant")
-    assert grant.body["requester"] == {"slack_id": "U_ALICE", "email": "alice@example.com",
-                                       "identity": "alice@example.com"}
+    assert grant.body["requester"] == {
+        "slack_id": "U_ALICE",
+        "email": "alice@example.com",
+        "identity": "alice@example.com",
+    }
     assert grant.body["target"]["settings"] == {"database": "prod", "role": "admin"}
     edited = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
     assert edited.ts == message.ts and "U_BOB" in edited.plain and not edited.buttons
@@ -88,7 +91,9 @@ async def test_a_failing_revocation_is_retried_with_backoff_and_alerted_until_it
     assert first.revoke_attempts == 1 and first.next_attempt_at == bot.clock.now() + timedelta(seconds=2)
 
     await bot.engine.sweep()  # not due yet: nothing happens
-    assert len(bot.receiver.accepted("revoke")) == 0 and (await bot.engine.requests.get(request_id)).revoke_attempts == 1
+    assert (
+        len(bot.receiver.accepted("revoke")) == 0 and (await bot.engine.requests.get(request_id)).revoke_attempts == 1
+    )
 
     bot.clock.advance(seconds=2)
     await bot.engine.sweep()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -42,10 +42,14 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 async def jitbot(slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path) -> AsyncIterator[BotProcess]:
     """A not-yet-started `bot.py run` subprocess; whatever is left running is killed at the end."""
     config = tmp_path / "flows.yaml"
-    config.write_text(flows_file(db_access_flow(webhook.url, "3s", "5s", secret_env=SECRET_ENV, targets=(PROD_ADMIN,),
-                                                approvers=SECOPS)))
-    bot = BotProcess(slack, config=config, db=tmp_path / "jitbot.db", logs=tmp_path / "logs",
-                     extra_env={SECRET_ENV: WEBHOOK_SECRET})
+    config.write_text(
+        flows_file(
+            db_access_flow(webhook.url, "3s", "5s", secret_env=SECRET_ENV, targets=(PROD_ADMIN,), approvers=SECOPS)
+        )
+    )
+    bot = BotProcess(
+        slack, config=config, db=tmp_path / "jitbot.db", logs=tmp_path / "logs", extra_env={SECRET_ENV: WEBHOOK_SECRET}
+    )
     try:
         yield bot
     finally:
@@ -54,12 +58,16 @@ async def jitbot(slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path)
 
 # ── steps ──────────────────────────────────────────────────────────────────────────────────────────
 
+
 async def request_access(slack: SlackEmulator, duration: str) -> Message:
     """Alice asks for Prod Admin for `duration`; returns the request's message in the approval channel."""
     before = len(slack.messages_in("C_APPROVALS"))
     await submit_request(slack, "U_ALICE", "db_access", target="Prod Admin", duration=duration, timeout=10)
-    await slack.wait_for(lambda: len(slack.messages_in("C_APPROVALS")) > before, timeout=10,
-                         description="the request posted to C_APPROVALS")
+    await slack.wait_for(
+        lambda: len(slack.messages_in("C_APPROVALS")) > before,
+        timeout=10,
+        description="the request posted to C_APPROVALS",
+    )
     return slack.messages_in("C_APPROVALS")[-1]
 
 
@@ -74,18 +82,19 @@ async def approve_and_wait_granted(slack: SlackEmulator, webhook: WebhookReceive
 
 async def wait_message(slack: SlackEmulator, message: Message, contains: str, timeout: float = 10) -> Message:
     """The approval message, edited in place (same ts), once it contains `contains`."""
-    return await slack.wait_for_message("C_APPROVALS", contains=contains, timeout=timeout,
-                                        where=lambda m: m.ts == message.ts)
+    return await slack.wait_for_message(
+        "C_APPROVALS", contains=contains, timeout=timeout, where=lambda m: m.ts == message.ts
+    )
 
 
 async def sleep_until(moment: datetime) -> None:
     """The outage: let wall-clock time pass `moment` while the bot is dead."""
-    await asyncio.sleep(max(0.0, (moment - datetime.now(timezone.utc)).total_seconds()))
+    await asyncio.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()))
 
 
 def seconds_until(moment: datetime) -> float:
     """Seconds from now to `moment` (negative when it has passed)."""
-    return (moment - datetime.now(timezone.utc)).total_seconds()
+    return (moment - datetime.now(UTC)).total_seconds()
 
 
 def request_window(bot: BotProcess, delivery) -> tuple[str, datetime]:
@@ -113,10 +122,12 @@ async def wait_access_ended(slack: SlackEmulator, webhook: WebhookReceiver, mess
 def assert_on_time(arrived: datetime, expires_at: datetime) -> None:
     """Never before the end, and at most ON_TIME after it."""
     assert expires_at <= arrived <= expires_at + ON_TIME, (
-        f"revoke arrived {(arrived - expires_at).total_seconds():+.3f}s from the end (allowed 0..{ON_TIME.seconds}s)")
+        f"revoke arrived {(arrived - expires_at).total_seconds():+.3f}s from the end (allowed 0..{ON_TIME.seconds}s)"
+    )
 
 
 # ── kill -9 with a live grant ───────────────────────────────────────────────────────────────────────
+
 
 async def test_killed_after_a_grant_and_restarted_before_its_end_revokes_on_time(slack, webhook, jitbot):
     await jitbot.start()
@@ -156,6 +167,7 @@ async def test_killed_after_a_grant_and_restarted_after_its_end_revokes_at_start
 
 # ── kill -9 between approval and grant ──────────────────────────────────────────────────────────────
 
+
 async def kill_with_the_grant_in_flight(slack, webhook, jitbot, message: Message):
     """Approve while the receiver holds its answer, and SIGKILL the bot before the answer comes."""
     webhook.set_latency(1.5)
@@ -173,7 +185,8 @@ def applied_grants(webhook: WebhookReceiver) -> list:
 
 
 async def test_killed_with_the_grant_in_flight_grants_exactly_once_after_restart_and_revokes_on_time(
-        slack, webhook, jitbot):
+    slack, webhook, jitbot
+):
     await jitbot.start()
     message = await request_access(slack, "5s")
     in_flight = await kill_with_the_grant_in_flight(slack, webhook, jitbot, message)
@@ -204,8 +217,7 @@ async def test_killed_with_the_grant_in_flight_grants_exactly_once_after_restart
     assert [r["action"] for r in rows].count("access.granted") == 1
 
 
-async def test_a_grant_in_doubt_whose_end_passed_during_the_outage_is_revoked_never_extended(
-        slack, webhook, jitbot):
+async def test_a_grant_in_doubt_whose_end_passed_during_the_outage_is_revoked_never_extended(slack, webhook, jitbot):
     await jitbot.start()
     message = await request_access(slack, "3s")
     in_flight = await kill_with_the_grant_in_flight(slack, webhook, jitbot, message)
@@ -224,6 +236,7 @@ async def test_a_grant_in_doubt_whose_end_passed_during_the_outage_is_revoked_ne
 
 
 # ── a receiver that refuses revocations ─────────────────────────────────────────────────────────────
+
 
 async def test_a_failing_revocation_is_retried_with_backoff_alerted_each_time_then_revoked(slack, webhook, jitbot):
     await jitbot.start()
@@ -257,6 +270,7 @@ async def test_a_failing_revocation_is_retried_with_backoff_alerted_each_time_th
 
 # ── secrets ─────────────────────────────────────────────────────────────────────────────────────────
 
+
 async def test_the_resolved_webhook_secret_appears_in_no_log_line_and_no_audit_row(slack, webhook, jitbot):
     await jitbot.start()
     message = await request_access(slack, "3s")
@@ -286,6 +300,7 @@ async def test_the_resolved_webhook_secret_appears_in_no_log_line_and_no_audit_r
 
 
 # ── logs ────────────────────────────────────────────────────────────────────────────────────────────
+
 
 async def test_a_timer_driven_revocation_is_not_logged_as_the_approvers_click(slack, webhook, jitbot):
     await jitbot.start()

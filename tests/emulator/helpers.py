@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -20,7 +20,7 @@ class ManualClock:
     """A clock that only moves when the test says so."""
 
     def __init__(self) -> None:
-        self.current = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+        self.current = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self.current
@@ -51,8 +51,11 @@ class BoltBot:
         for handler in self.handlers:
             await handler.close_async()
             client = handler.client
-            tasks = [t for t in (client.message_processor, client.current_session_monitor, client.message_receiver)
-                     if t is not None]
+            tasks = [
+                t
+                for t in (client.message_processor, client.current_session_monitor, client.message_receiver)
+                if t is not None
+            ]
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
@@ -73,8 +76,9 @@ class RawBot:
 
     async def connect(self) -> dict:
         """Open a connection and return the `hello` frame."""
-        async with self.session.post(f"{self.slack.api_url}apps.connections.open",
-                                     headers={"Authorization": f"Bearer {self.slack.app_token}"}) as response:
+        async with self.session.post(
+            f"{self.slack.api_url}apps.connections.open", headers={"Authorization": f"Bearer {self.slack.app_token}"}
+        ) as response:
             url = (await response.json())["url"]
         self._ws = await self.session.ws_connect(url)
         hello = json.loads((await self._ws.receive()).data)

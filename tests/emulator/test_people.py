@@ -15,17 +15,38 @@ def field(block_id: str, element: dict, **extra: object) -> dict:
 
 
 FORM = modal(
-    field("target", {"type": "static_select", "action_id": "pick", "option_groups": [
-        {"label": plain("Databases"), "options": [option("Prod DB", "prod-db"), option("Staging DB", "stg-db")]}]}),
-    field("hours", {"type": "number_input", "action_id": "n", "is_decimal_allowed": False, "min_value": "1",
-                    "max_value": "8", "initial_value": "1"}),
-    field("roles", {"type": "multi_static_select", "action_id": "roles",
-                    "options": [option("Read", "r"), option("Write", "w")]}, optional=True),
+    field(
+        "target",
+        {
+            "type": "static_select",
+            "action_id": "pick",
+            "option_groups": [
+                {"label": plain("Databases"), "options": [option("Prod DB", "prod-db"), option("Staging DB", "stg-db")]}
+            ],
+        },
+    ),
+    field(
+        "hours",
+        {
+            "type": "number_input",
+            "action_id": "n",
+            "is_decimal_allowed": False,
+            "min_value": "1",
+            "max_value": "8",
+            "initial_value": "1",
+        },
+    ),
+    field(
+        "roles",
+        {"type": "multi_static_select", "action_id": "roles", "options": [option("Read", "r"), option("Write", "w")]},
+        optional=True,
+    ),
     field("ack", {"type": "checkboxes", "action_id": "ack", "options": [option("I agree", "yes")]}, optional=True),
     field("day", {"type": "datepicker", "action_id": "day"}, optional=True),
     field("reason", {"type": "plain_text_input", "action_id": "why", "max_length": 20}),
     {"type": "actions", "elements": [button("Help", "help")]},
-    callback_id="form", private_metadata='{"flow": "db"}',
+    callback_id="form",
+    private_metadata='{"flow": "db"}',
 )
 
 
@@ -36,8 +57,10 @@ async def open_view(slack, web, view: dict = FORM, user: str = "U_ALICE") -> Vie
 
 async def test_submission_state_is_built_from_the_views_own_inputs(slack, web, raw_bot):
     view = await open_view(slack, web)
-    result = await slack.submit_view(view.id, {"target": "Prod DB", "roles": ["r", "Write"], "ack": "yes",
-                                               "day": date(2030, 1, 2), "why": "incident 42"})
+    result = await slack.submit_view(
+        view.id,
+        {"target": "Prod DB", "roles": ["r", "Write"], "ack": "yes", "day": date(2030, 1, 2), "why": "incident 42"},
+    )
     values = result.payload["view"]["state"]["values"]
     assert values["target"]["pick"] == {"type": "static_select", "selected_option": option("Prod DB", "prod-db")}
     assert values["hours"]["n"] == {"type": "number_input", "value": "1"}  # the initial value, untouched
@@ -77,13 +100,17 @@ async def test_impossible_submissions_are_test_bugs(slack, web, raw_bot, values,
 
 async def test_response_actions_are_applied(slack, web, raw_bot):
     second = modal(section("step 2"), title="Step 2")
-    answers = iter([
-        {"response_action": "errors", "errors": {"reason": "too short"}},
-        {"response_action": "update", "view": modal(section("updated"), field("reason", FORM["blocks"][5]["element"]),
-                                                    title="Updated")},
-        {"response_action": "push", "view": second},
-        {"response_action": "clear"},
-    ])
+    answers = iter(
+        [
+            {"response_action": "errors", "errors": {"reason": "too short"}},
+            {
+                "response_action": "update",
+                "view": modal(section("updated"), field("reason", FORM["blocks"][5]["element"]), title="Updated"),
+            },
+            {"response_action": "push", "view": second},
+            {"response_action": "clear"},
+        ]
+    )
     raw_bot.answer = lambda envelope: next(answers)
     view = await open_view(slack, web)
     errored = await slack.submit_view(view, {"target": "prod-db", "reason": "x"})
@@ -116,10 +143,14 @@ async def test_an_invalid_update_view_in_an_ack_is_a_bot_bug(slack, web, raw_bot
 
 
 async def test_click_builds_block_actions_from_the_stored_message(slack, web, raw_bot):
-    posted = await web.chat_postMessage(channel="C_APPROVALS", text="req", blocks=[
-        section("request", accessory=button("Details", "details", value="42")),
-        {"type": "actions", "elements": [button("Approve", "approve", value="42", style="primary")]},
-    ])
+    posted = await web.chat_postMessage(
+        channel="C_APPROVALS",
+        text="req",
+        blocks=[
+            section("request", accessory=button("Details", "details", value="42")),
+            {"type": "actions", "elements": [button("Approve", "approve", value="42", style="primary")]},
+        ],
+    )
     result = await slack.click("C_APPROVALS", posted["ts"], action_id="approve", user="U_BOB")
     payload = result.payload
     assert payload["type"] == "block_actions" and payload["user"]["id"] == "U_BOB"
@@ -127,15 +158,20 @@ async def test_click_builds_block_actions_from_the_stored_message(slack, web, ra
     assert payload["message"]["ts"] == posted["ts"] and payload["message"]["blocks"][1]["elements"][0]["value"] == "42"
     (action,) = payload["actions"]
     assert (action["type"], action["value"], action["style"], action["text"]) == (
-        "button", "42", "primary", plain("Approve"))
+        "button",
+        "42",
+        "primary",
+        plain("Approve"),
+    )
     assert action["block_id"] == slack.message("C_APPROVALS", posted["ts"]).blocks[1]["block_id"]
     accessory = await slack.click(slack.message("C_APPROVALS", posted["ts"]), text="Details", user="U_BOB")
     assert accessory.payload["actions"][0]["action_id"] == "details"
 
 
 async def test_clicking_what_is_not_there_is_a_test_bug(slack, web, raw_bot):
-    posted = await web.chat_postMessage(channel="C_APPROVALS", text="req", blocks=[
-        {"type": "actions", "elements": [button("Approve", "approve")]}])
+    posted = await web.chat_postMessage(
+        channel="C_APPROVALS", text="req", blocks=[{"type": "actions", "elements": [button("Approve", "approve")]}]
+    )
     with pytest.raises(EmulatorUsageError, match="no element matching {'text': 'Deny'}.*'Approve'"):
         await slack.click("C_APPROVALS", posted["ts"], text="Deny", user="U_BOB")
     with pytest.raises(EmulatorUsageError, match="no message '1.000000'"):
@@ -155,8 +191,9 @@ async def test_selecting_in_an_input_without_dispatch_is_refused(slack, web, raw
 
 async def test_close_with_clear_on_close_closes_the_whole_stack(slack, web, raw_bot):
     root = await open_view(slack, web, modal(section("root"), notify_on_close=True))
-    await web.views_push(trigger_id=slack.issue_trigger("U_ALICE"),
-                         view=modal(section("top"), clear_on_close=True, notify_on_close=True))
+    await web.views_push(
+        trigger_id=slack.issue_trigger("U_ALICE"), view=modal(section("top"), clear_on_close=True, notify_on_close=True)
+    )
     result = await slack.close_view(slack.latest_view("U_ALICE"))
     assert result.payload["is_cleared"] is True and slack.open_views("U_ALICE") == [] and not root.is_open
 
@@ -166,7 +203,10 @@ async def test_an_acked_slash_command_needs_a_known_user_and_channel(slack, raw_
         await slack.slash_command(user="U_ALICE", channel="C_NOPE")
     result = await slack.slash_command(user="U_ALICE", text="prod")
     assert (result.payload["channel_id"], result.payload["user_name"], result.payload["text"]) == (
-        "D_ALICE", "alice", "prod")
+        "D_ALICE",
+        "alice",
+        "prod",
+    )
 
 
 async def test_a_redelivered_submission_does_not_reapply_to_a_closed_view(slack, web, raw_bot):

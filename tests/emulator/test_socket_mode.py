@@ -12,11 +12,23 @@ from tests.emulator.helpers import button, modal, option, plain, section
 from tests.fakes.slack_emulator import AckTimeout, NotConnected
 
 REQUEST_MODAL = modal(
-    {"type": "input", "block_id": "target", "label": plain("Target"), "element": {
-        "type": "static_select", "action_id": "pick", "placeholder": plain("Pick one"),
-        "options": [option("Prod DB", "prod-db"), option("Staging", "staging")]}},
-    {"type": "input", "block_id": "reason", "label": plain("Reason"),
-     "element": {"type": "plain_text_input", "action_id": "why"}},
+    {
+        "type": "input",
+        "block_id": "target",
+        "label": plain("Target"),
+        "element": {
+            "type": "static_select",
+            "action_id": "pick",
+            "placeholder": plain("Pick one"),
+            "options": [option("Prod DB", "prod-db"), option("Staging", "staging")],
+        },
+    },
+    {
+        "type": "input",
+        "block_id": "reason",
+        "label": plain("Reason"),
+        "element": {"type": "plain_text_input", "action_id": "why"},
+    },
     callback_id="request",
 )
 
@@ -38,20 +50,30 @@ def register_request_flow(app, seen: list) -> None:
         await ack()
         target = values["target"]["pick"]["selected_option"]["value"]
         requester = body["user"]["id"]
-        await client.chat_postMessage(channel="C_APPROVALS", text=f"{requester} requests {target}", blocks=[
-            section(f"<@{requester}> requests *{target}*"),
-            {"type": "actions", "block_id": "decide",
-             "elements": [button("Approve", "approve", style="primary"), button("Deny", "deny", style="danger")]},
-        ])
+        await client.chat_postMessage(
+            channel="C_APPROVALS",
+            text=f"{requester} requests {target}",
+            blocks=[
+                section(f"<@{requester}> requests *{target}*"),
+                {
+                    "type": "actions",
+                    "block_id": "decide",
+                    "elements": [button("Approve", "approve", style="primary"), button("Deny", "deny", style="danger")],
+                },
+            ],
+        )
         await client.chat_postMessage(channel=requester, text=f"Your request for {target} is waiting")
 
     @app.action("approve")
     async def approve(ack, body, client):
         await ack()
         seen.append(body)
-        await client.chat_update(channel=body["container"]["channel_id"], ts=body["container"]["message_ts"],
-                                 text=f"Approved by <@{body['user']['id']}>",
-                                 blocks=[section(f"Approved by <@{body['user']['id']}>")])
+        await client.chat_update(
+            channel=body["container"]["channel_id"],
+            ts=body["container"]["message_ts"],
+            text=f"Approved by <@{body['user']['id']}>",
+            blocks=[section(f"Approved by <@{body['user']['id']}>")],
+        )
 
 
 async def test_slash_modal_submit_post_click_update(slack, bolt):
@@ -78,8 +100,12 @@ async def test_slash_modal_submit_post_click_update(slack, bolt):
     assert updated.ts == request.ts and updated.buttons == [] and len(slack.messages_in("C_APPROVALS")) == 1
     assert [v.text for v in updated.history] == ["U_ALICE requests prod-db"]
     (body,) = seen
-    assert body["container"] == {"type": "message", "message_ts": request.ts, "channel_id": "C_APPROVALS",
-                                 "is_ephemeral": False}
+    assert body["container"] == {
+        "type": "message",
+        "message_ts": request.ts,
+        "channel_id": "C_APPROVALS",
+        "is_ephemeral": False,
+    }
     assert body["actions"][0]["action_id"] == "approve" and body["message"]["ts"] == request.ts
     assert body["trigger_id"] and body["response_url"].startswith(slack.base_url)
     assert click.latency < 3 and len(slack.ack_latencies) == 4
@@ -153,9 +179,17 @@ async def test_each_envelope_goes_to_exactly_one_connection(slack, bolt):
 async def test_select_in_modal_dispatches_and_stale_hash_conflicts(slack, bolt):
     conflicts: list = []
     view = modal(
-        {"type": "input", "block_id": "flow", "dispatch_action": True, "label": plain("Flow"), "element": {
-            "type": "static_select", "action_id": "flow_pick",
-            "options": [option("AWS", "aws"), option("Okta", "okta")]}},
+        {
+            "type": "input",
+            "block_id": "flow",
+            "dispatch_action": True,
+            "label": plain("Flow"),
+            "element": {
+                "type": "static_select",
+                "action_id": "flow_pick",
+                "options": [option("AWS", "aws"), option("Okta", "okta")],
+            },
+        },
         callback_id="request",
     )
 
@@ -169,8 +203,11 @@ async def test_select_in_modal_dispatches_and_stale_hash_conflicts(slack, bolt):
         await ack()
         picked = body["actions"][0]["selected_option"]["value"]
         stale_hash = body["view"]["hash"]
-        await client.views_update(view_id=body["view"]["id"], hash=stale_hash,
-                                  view={**view, "blocks": view["blocks"] + [section(f"You picked {picked}")]})
+        await client.views_update(
+            view_id=body["view"]["id"],
+            hash=stale_hash,
+            view={**view, "blocks": view["blocks"] + [section(f"You picked {picked}")]},
+        )
         try:
             await client.views_update(view_id=body["view"]["id"], hash=stale_hash, view=view)
         except Exception as error:  # noqa: BLE001 - the test inspects what the SDK raised
@@ -194,8 +231,11 @@ async def test_slash_command_ack_text_is_an_ephemeral_to_the_user(slack, bolt):
     await bolt.connect()
     await slack.slash_command(user="U_CAROL", channel="C_ALERTS")
     (ephemeral,) = slack.ephemerals_to("U_CAROL")
-    assert (ephemeral.channel, ephemeral.source, ephemeral.text) == ("C_ALERTS", "slash_command_ack",
-                                                                     "Usage: /sym [flow]")
+    assert (ephemeral.channel, ephemeral.source, ephemeral.text) == (
+        "C_ALERTS",
+        "slash_command_ack",
+        "Usage: /sym [flow]",
+    )
 
 
 async def test_view_closed_only_when_the_bot_asked(slack, bolt):
@@ -204,8 +244,10 @@ async def test_view_closed_only_when_the_bot_asked(slack, bolt):
     @bolt.app.command("/sym")
     async def open_modal(ack, body, client):
         await ack()
-        await client.views_open(trigger_id=body["trigger_id"],
-                                view=modal(section("hi"), callback_id="c", notify_on_close=body["text"] == "notify"))
+        await client.views_open(
+            trigger_id=body["trigger_id"],
+            view=modal(section("hi"), callback_id="c", notify_on_close=body["text"] == "notify"),
+        )
 
     @bolt.app.view_closed("c")
     async def on_close(ack, body):
@@ -224,13 +266,17 @@ async def test_view_closed_only_when_the_bot_asked(slack, bolt):
 
 async def test_hello_comes_first_and_tickets_are_single_use(slack):
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{slack.api_url}apps.connections.open",
-                                headers={"Authorization": f"Bearer {slack.app_token}"}) as response:
+        async with session.post(
+            f"{slack.api_url}apps.connections.open", headers={"Authorization": f"Bearer {slack.app_token}"}
+        ) as response:
             url = (await response.json())["url"]
         async with session.ws_connect(url) as ws:
             hello = json.loads((await ws.receive()).data)
             assert (hello["type"], hello["num_connections"], hello["connection_info"]) == (
-                "hello", 1, {"app_id": "A_JITBOT"})
+                "hello",
+                1,
+                {"app_id": "A_JITBOT"},
+            )
             with pytest.raises(aiohttp.WSServerHandshakeError):
                 await session.ws_connect(url)
 
@@ -249,8 +295,9 @@ async def test_events_reach_bolt_listeners(slack, bolt):
         mentions.append(event["text"])
 
     await bolt.connect()
-    result = await slack.send_event({"type": "app_mention", "user": "U_ALICE", "text": "<@U_JITBOT> hi",
-                                     "channel": "C_ALERTS", "ts": "1.000001"})
+    result = await slack.send_event(
+        {"type": "app_mention", "user": "U_ALICE", "text": "<@U_JITBOT> hi", "channel": "C_ALERTS", "ts": "1.000001"}
+    )
     assert result.acked and result.envelope["retry_attempt"] == 0
     await slack.wait_for(lambda: mentions == ["<@U_JITBOT> hi"], description="the mention to be handled")
 

@@ -41,14 +41,19 @@ async def test_tokens_are_checked_per_method(slack):
     for token, error in (("xapp-wrong", "invalid_auth"), (slack.bot_token, "not_allowed_token_type")):
         assert (await error_of(client(None).apps_connections_open(app_token=token))).response["error"] == error
     assert [c.response.get("error") for c in slack.calls("auth.test")] == [
-        "not_authed", "invalid_auth", "not_allowed_token_type"]
+        "not_authed",
+        "invalid_auth",
+        "not_allowed_token_type",
+    ]
 
 
 async def test_form_posts_with_json_strings_and_unknown_args_are_accepted(slack):
     blocks = json.dumps([section("from a form post")])
     async with aiohttp.ClientSession() as session:
-        async with session.post(f"{slack.api_url}chat.postMessage?team_id=T1",
-                                data={"token": slack.bot_token, "channel": "C_ALERTS", "blocks": blocks}) as response:
+        async with session.post(
+            f"{slack.api_url}chat.postMessage?team_id=T1",
+            data={"token": slack.bot_token, "channel": "C_ALERTS", "blocks": blocks},
+        ) as response:
             body = await response.json()
     assert body["ok"] and body["channel"] == "C_ALERTS"
     (message,) = slack.messages_in("C_ALERTS")
@@ -65,7 +70,11 @@ async def test_unknown_method_is_refused_and_reported(slack, web):
 async def test_directory_lookups(slack, web):
     alice = (await web.users_info(user="U_ALICE"))["user"]
     assert (alice["profile"]["email"], alice["real_name"], alice["is_bot"], alice["deleted"]) == (
-        "alice@example.com", "Alice Requester", False, False)
+        "alice@example.com",
+        "Alice Requester",
+        False,
+        False,
+    )
     assert (await web.users_lookupByEmail(email="BOB@example.com"))["user"]["id"] == "U_BOB"
     assert (await web.usergroups_users_list(usergroup="S_SECOPS"))["users"] == ["U_BOB", "U_CAROL"]
     slack.add_user("U_GONE", email="gone@example.com", deleted=True)
@@ -135,15 +144,21 @@ async def test_ephemerals_are_recorded_per_user(slack, web):
     await web.chat_postEphemeral(channel="C_APPROVALS", user="U_CAROL", text="only you can see this")
     (ephemeral,) = slack.ephemerals_to("U_CAROL")
     assert (ephemeral.channel, ephemeral.source, ephemeral.text) == (
-        "C_APPROVALS", "chat.postEphemeral", "only you can see this")
+        "C_APPROVALS",
+        "chat.postEphemeral",
+        "only you can see this",
+    )
 
 
 @pytest.mark.filterwarnings("ignore:The top-level `text` argument is missing:UserWarning")
 @pytest.mark.parametrize(
     ("kwargs", "error", "detail"),
     [
-        ({"text": "t", "blocks": [section("x")] * 51}, "invalid_blocks",
-         "no more than 50 items allowed [json-pointer:/blocks]"),
+        (
+            {"text": "t", "blocks": [section("x")] * 51},
+            "invalid_blocks",
+            "no more than 50 items allowed [json-pointer:/blocks]",
+        ),
         ({"text": "t", "blocks": [section("x" * 3001)]}, "invalid_blocks", "must be less than 3001 characters"),
         ({}, "no_text", "a message needs `text`, `blocks` or `attachments`"),
         ({"text": "x" * 40_001}, "msg_too_long", "40000"),
@@ -162,8 +177,11 @@ async def test_payloads_slack_refuses_raise_in_the_sdk_and_are_reported(slack, w
 
 async def test_rate_limit_is_retried_by_the_sdk_handler(slack):
     slack.rate_limit("chat.postMessage", times=1, retry_after=0)
-    client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url,
-                            retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)])
+    client = AsyncWebClient(
+        token=slack.bot_token,
+        base_url=slack.api_url,
+        retry_handlers=[AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+    )
     response = await client.chat_postMessage(channel="C_ALERTS", text="eventually")
     assert response["ok"]
     first, second = slack.calls("chat.postMessage")
@@ -216,7 +234,10 @@ async def test_views_open_needs_a_fresh_single_use_trigger():
         expired = await error_of(web.views_open(trigger_id=late, view=modal(section("late"))))
         bogus = await error_of(web.views_open(trigger_id="123.456.abc", view=modal(section("?"))))
         assert [e.response["error"] for e in (reused, expired, bogus)] == [
-            "exchanged_trigger_id", "expired_trigger_id", "invalid_trigger_id"]
+            "exchanged_trigger_id",
+            "expired_trigger_id",
+            "invalid_trigger_id",
+        ]
         assert [p.kind for p in slack.problems] == ["rejected"] * 3
 
 
@@ -224,7 +245,8 @@ async def test_an_invalid_view_is_refused_with_invalid_arguments(slack, web):
     refused = await error_of(web.views_open(trigger_id=slack.issue_trigger("U_ALICE"), view=modal(title="t" * 25)))
     assert refused.response["error"] == "invalid_arguments"
     assert refused.response["response_metadata"]["messages"] == [
-        "[ERROR] must be less than 25 characters [json-pointer:/view/title/text]"]
+        "[ERROR] must be less than 25 characters [json-pointer:/view/title/text]"
+    ]
     huge = modal(*[section("x" * 2900)] * 90)
     too_large = await error_of(web.views_open(trigger_id=slack.issue_trigger("U_ALICE"), view=huge))
     assert too_large.response["error"] == "view_too_large"
@@ -233,8 +255,9 @@ async def test_an_invalid_view_is_refused_with_invalid_arguments(slack, web):
 
 
 async def test_views_update_by_id_or_external_id_and_hash_conflict(slack, web):
-    opened = (await web.views_open(trigger_id=slack.issue_trigger("U_ALICE"),
-                                   view=modal(section("v1"), external_id="req-1")))["view"]
+    opened = (
+        await web.views_open(trigger_id=slack.issue_trigger("U_ALICE"), view=modal(section("v1"), external_id="req-1"))
+    )["view"]
     v2 = modal(section("v2"), external_id="req-1")
     updated = (await web.views_update(view_id=opened["id"], hash=opened["hash"], view=v2))["view"]
     assert updated["id"] == opened["id"] and updated["hash"] != opened["hash"]
@@ -259,9 +282,11 @@ async def test_view_stack_holds_at_most_three(slack, web):
 
 
 async def test_response_url_replaces_the_original_message(slack, web, raw_bot):
-    posted = await web.chat_postMessage(channel="C_APPROVALS", text="pending",
-                                        blocks=[{"type": "actions", "elements": [
-                                            {"type": "button", "text": plain("Approve"), "action_id": "ok"}]}])
+    posted = await web.chat_postMessage(
+        channel="C_APPROVALS",
+        text="pending",
+        blocks=[{"type": "actions", "elements": [{"type": "button", "text": plain("Approve"), "action_id": "ok"}]}],
+    )
     click = await slack.click("C_APPROVALS", posted["ts"], text="Approve", user="U_BOB")
     async with aiohttp.ClientSession() as session:
         url = click.payload["response_url"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
@@ -115,15 +116,22 @@ class AptibleFake(FakeApi):
 
     def _user_json(self, user: _User) -> dict[str, Any]:
         return {
-            "id": user.id, "email": user.email, "name": user.email.split("@")[0], "username": user.email,
-            "verified": True, "_type": "user",
+            "id": user.id,
+            "email": user.email,
+            "name": user.email.split("@")[0],
+            "username": user.email,
+            "verified": True,
+            "_type": "user",
             "_links": {"self": self._href("users", user.id), "roles": self._href(f"users/{user.id}", "roles")},
         }
 
     def _role_json(self, role_id: str) -> dict[str, Any]:
         role = self.roles[role_id]
         return {
-            "id": role_id, "name": role["name"], "type": role["type"], "_type": "role",
+            "id": role_id,
+            "name": role["name"],
+            "type": role["type"],
+            "_type": "role",
             "_links": {
                 "self": self._href("roles", role_id),
                 "organization": self._href("organizations", role["organization"]),
@@ -133,10 +141,16 @@ class AptibleFake(FakeApi):
     def _membership_json(self, membership_id: str) -> dict[str, Any]:
         m = self.memberships[membership_id]
         return {
-            "id": membership_id, "privileged": m["privileged"], "_type": "membership",
-            "created_at": "2026-01-01T00:00:00.000Z", "updated_at": "2026-01-01T00:00:00.000Z",
-            "_links": {"self": self._href("memberships", membership_id), "user": self._href("users", m["user"]),
-                       "role": self._href("roles", m["role"])},
+            "id": membership_id,
+            "privileged": m["privileged"],
+            "_type": "membership",
+            "created_at": "2026-01-01T00:00:00.000Z",
+            "updated_at": "2026-01-01T00:00:00.000Z",
+            "_links": {
+                "self": self._href("memberships", membership_id),
+                "user": self._href("users", m["user"]),
+                "role": self._href("roles", m["role"]),
+            },
         }
 
     def _collection(self, request: web.Request, name: str, items: list[dict[str, Any]]) -> web.Response:
@@ -146,7 +160,7 @@ class AptibleFake(FakeApi):
         links = {"self": {"href": str(request.url)}}
         if start + self.page_size < len(items):
             links["next"] = {"href": str(request.url.update_query(page=str(page + 1)))}
-        body = {"_embedded": {name: items[start:start + self.page_size]}, "_links": links}
+        body = {"_embedded": {name: items[start : start + self.page_size]}, "_links": links}
         return web.json_response(body, content_type="application/hal+json")
 
     def _may_manage(self, user_id: str, role_id: str) -> bool:
@@ -154,8 +168,9 @@ class AptibleFake(FakeApi):
         org = self.roles[role_id]["organization"]
         for m in self.memberships.values():
             role = self.roles[m["role"]]
-            if m["user"] == user_id and ((role["type"] == "owner" and role["organization"] == org)
-                                         or (m["role"] == role_id and m["privileged"])):
+            if m["user"] == user_id and (
+                (role["type"] == "owner" and role["organization"] == org) or (m["role"] == role_id and m["privileged"])
+            ):
                 return True
         return False
 
@@ -176,10 +191,14 @@ class AptibleFake(FakeApi):
         self.tokens[access_token] = (user.id, issued_at + lifetime)
         token_id = str(next(self._ids))
         body = {
-            "access_token": access_token, "token_type": "bearer", "expires_in": lifetime,
-            "expires_at": datetime.fromtimestamp(issued_at + lifetime, timezone.utc).isoformat(),
-            "created_at": datetime.fromtimestamp(issued_at, timezone.utc).isoformat(),
-            "scope": form.get("scope", "manage"), "id": token_id, "_type": "token",
+            "access_token": access_token,
+            "token_type": "bearer",
+            "expires_in": lifetime,
+            "expires_at": datetime.fromtimestamp(issued_at + lifetime, UTC).isoformat(),
+            "created_at": datetime.fromtimestamp(issued_at, UTC).isoformat(),
+            "scope": form.get("scope", "manage"),
+            "id": token_id,
+            "_type": "token",
             "_links": {"self": self._href("tokens", token_id), "user": self._href("users", user.id)},
         }
         return web.json_response(body, status=201, content_type="application/hal+json")

@@ -37,8 +37,11 @@ import aiohttp
 from aiohttp import web
 
 _HOP_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "content-encoding"}
-_CREATION_OPERATIONS = {"CreateAccountAssignment", "DescribeAccountAssignmentCreationStatus",
-                        "ListAccountAssignmentCreationStatus"}
+_CREATION_OPERATIONS = {
+    "CreateAccountAssignment",
+    "DescribeAccountAssignmentCreationStatus",
+    "ListAccountAssignmentCreationStatus",
+}
 
 
 @dataclass(frozen=True)
@@ -85,9 +88,14 @@ class HeldCreation:
     def status_json(self) -> dict[str, Any]:
         """The AccountAssignmentOperationStatus AWS reports for this request."""
         status = {
-            "Status": self.status, "RequestId": self.request_id, "CreatedDate": self.created,
-            **{key: self.params[key] for key in ("TargetId", "TargetType", "PermissionSetArn", "PrincipalType",
-                                                 "PrincipalId") if key in self.params},
+            "Status": self.status,
+            "RequestId": self.request_id,
+            "CreatedDate": self.created,
+            **{
+                key: self.params[key]
+                for key in ("TargetId", "TargetType", "PermissionSetArn", "PrincipalType", "PrincipalId")
+                if key in self.params
+            },
         }
         if self.failure_reason:
             status["FailureReason"] = self.failure_reason
@@ -129,7 +137,8 @@ class AwsFaultProxy:
         for creation in self.held:
             if creation.status == "IN_PROGRESS":
                 status, _headers, content = await self._send_upstream(
-                    "POST", creation.path_qs, creation.headers, creation.body)
+                    "POST", creation.path_qs, creation.headers, creation.body
+                )
                 assert status == 200, f"moto refused the held creation: {status} {content[:200]!r}"
                 creation.status = "SUCCEEDED"
 
@@ -140,7 +149,7 @@ class AwsFaultProxy:
             if creation.status == "IN_PROGRESS":
                 creation.status, creation.failure_reason = "FAILED", reason
 
-    async def start(self) -> "AwsFaultProxy":
+    async def start(self) -> AwsFaultProxy:
         """Listen on 127.0.0.1 at a free port; `url` is set on return."""
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -184,8 +193,12 @@ class AwsFaultProxy:
         params = json.loads(body) if body else {}
         if operation == "CreateAccountAssignment" and self._holding:
             creation = HeldCreation(
-                str(uuid.uuid4()), params, request.path_qs,
-                {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}, body)
+                str(uuid.uuid4()),
+                params,
+                request.path_qs,
+                {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS},
+                body,
+            )
             self.held.append(creation)
             return {"AccountAssignmentCreationStatus": creation.status_json()}
         if operation == "DescribeAccountAssignmentCreationStatus":
@@ -194,10 +207,13 @@ class AwsFaultProxy:
             return None if creation is None else {"AccountAssignmentCreationStatus": creation.status_json()}
         if operation == "ListAccountAssignmentCreationStatus":
             status = (params.get("Filter") or {}).get("Status")
-            return {"AccountAssignmentsCreationStatus": [
-                {"Status": c.status, "RequestId": c.request_id, "CreatedDate": c.created}
-                for c in self.held if status in (None, c.status)
-            ]}
+            return {
+                "AccountAssignmentsCreationStatus": [
+                    {"Status": c.status, "RequestId": c.request_id, "CreatedDate": c.created}
+                    for c in self.held
+                    if status in (None, c.status)
+                ]
+            }
         return None
 
     async def _forward(self, request: web.Request, body: bytes) -> tuple[int, dict[str, str], bytes]:

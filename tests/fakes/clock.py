@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 class FrozenClock:
     """Implements core.clock.Clock; `advance()` moves time forward."""
 
     def __init__(self, start: datetime | None = None) -> None:
-        self._now = start or datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc)
+        self._now = start or datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         """The frozen current time."""

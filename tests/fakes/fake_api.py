@@ -7,8 +7,9 @@ bodies); every request is logged in `calls` before `_answer` runs.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Self
+from typing import Self
 
 from aiohttp import web
 

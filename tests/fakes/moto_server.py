@@ -25,9 +25,23 @@ ACCOUNT_ID = "123456789012"  # moto's default account
 SSO_ACCOUNT = "012345678901"  # the account Identity Center tests assign permission sets in
 # Variables through which a developer's shell would change what boto3 does; botocore sends even
 # loopback requests through a configured proxy.
-_AWS_VARIABLES = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE",
-                  "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_RETRY_MODE",
-                  "AWS_MAX_ATTEMPTS", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+_AWS_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_RETRY_MODE",
+    "AWS_MAX_ATTEMPTS",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+)
 
 
 class MotoServer:
@@ -37,7 +51,7 @@ class MotoServer:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         self.url = ""
 
-    def start(self) -> "MotoServer":
+    def start(self) -> MotoServer:
         """Start serving in a daemon thread; returns self once the port is bound."""
         # werkzeug logs one line per request to stderr; keep test output readable.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -99,19 +113,29 @@ class IdentityCenter:
     def holders(self) -> list[str]:
         """Principal ids of the users assigned the permission set in SSO_ACCOUNT, straight from moto."""
         response = self.admin.list_account_assignments(
-            InstanceArn=self.instance_arn, AccountId=SSO_ACCOUNT, PermissionSetArn=self.permission_set_arn)
+            InstanceArn=self.instance_arn, AccountId=SSO_ACCOUNT, PermissionSetArn=self.permission_set_arn
+        )
         return [a["PrincipalId"] for a in response["AccountAssignments"] if a["PrincipalType"] == "USER"]
 
 
-def seed_identity_center(moto: MotoServer, *, user_name: str = "alice",
-                         email: str = "alice@example.com") -> IdentityCenter:
+def seed_identity_center(
+    moto: MotoServer, *, user_name: str = "alice", email: str = "alice@example.com"
+) -> IdentityCenter:
     """Set up moto's default SSO instance: a ProdAdmin permission set and Alice as `user_name` / `email`."""
     admin = moto.client("sso-admin")
     instance = admin.list_instances()["Instances"][0]
     permission_set = admin.create_permission_set(Name="ProdAdmin", InstanceArn=instance["InstanceArn"])
     user = moto.client("identitystore").create_user(
-        IdentityStoreId=instance["IdentityStoreId"], UserName=user_name, DisplayName="Alice",
-        Name={"GivenName": "Alice", "FamilyName": "Requester"}, Emails=[{"Value": email, "Primary": True}],
+        IdentityStoreId=instance["IdentityStoreId"],
+        UserName=user_name,
+        DisplayName="Alice",
+        Name={"GivenName": "Alice", "FamilyName": "Requester"},
+        Emails=[{"Value": email, "Primary": True}],
     )
-    return IdentityCenter(admin, instance["InstanceArn"], instance["IdentityStoreId"],
-                          permission_set["PermissionSet"]["PermissionSetArn"], user["UserId"])
+    return IdentityCenter(
+        admin,
+        instance["InstanceArn"],
+        instance["IdentityStoreId"],
+        permission_set["PermissionSet"]["PermissionSetArn"],
+        user["UserId"],
+    )

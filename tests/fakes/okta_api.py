@@ -12,8 +12,9 @@ from __future__ import annotations
 import itertools
 import re
 import time
+from collections.abc import Callable
 from email.utils import formatdate
-from typing import Any, Callable
+from typing import Any
 
 from aiohttp import web
 from multidict import CIMultiDict
@@ -157,7 +158,7 @@ class OktaFake(FakeApi):
         headers.add("Link", f'<{base}>; rel="self"')
         if start + limit < len(items):
             headers.add("Link", f'<{base.update_query(after=str(start + limit), limit=str(limit))}>; rel="next"')
-        return web.json_response(items[start:start + limit], headers=headers)
+        return web.json_response(items[start : start + limit], headers=headers)
 
 
 def _error(status: int, code: str, summary: str) -> web.Response:

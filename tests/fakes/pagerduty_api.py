@@ -14,9 +14,10 @@ means permanent. Rate limiting answers 429 with `ratelimit-*` headers. Every req
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -61,7 +62,7 @@ class PagerDutyApi:
     """The fake server; inspect `requests`, script `rate_limit_next`, set `max_limit` to force paging."""
 
     token: str = "pd-test-token"
-    now: Callable[[], datetime] = field(default=lambda: datetime.now(timezone.utc))
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     max_limit: int = 100  # PagerDuty caps `limit`; a small value here makes pagination testable
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     oncalls: list[OnCall] = field(default_factory=list)
@@ -74,13 +75,23 @@ class PagerDutyApi:
     def add_user(self, user_id: str, email: str, name: str | None = None) -> None:
         """Create a PagerDuty user."""
         self.users[user_id] = {
-            "id": user_id, "type": "user", "email": email, "name": name or email.split("@")[0],
-            "summary": name or email, "self": f"{self.url}/users/{user_id}",
+            "id": user_id,
+            "type": "user",
+            "email": email,
+            "name": name or email.split("@")[0],
+            "summary": name or email,
+            "self": f"{self.url}/users/{user_id}",
         }
 
     def add_oncall(
-        self, user_id: str, *, escalation_policy_id: str = "PPOLICY1", schedule_id: str | None = None,
-        level: int = 1, start: datetime | None = None, end: datetime | None = None,
+        self,
+        user_id: str,
+        *,
+        escalation_policy_id: str = "PPOLICY1",
+        schedule_id: str | None = None,
+        level: int = 1,
+        start: datetime | None = None,
+        end: datetime | None = None,
     ) -> None:
         """Put a user on call; `start`/`end` None means open-ended (permanent)."""
         self.oncalls.append(OnCall(user_id, escalation_policy_id, level, schedule_id, start, end))
@@ -165,7 +176,8 @@ class PagerDutyApi:
         schedules = set(request.query.getall("schedule_ids[]", []))
         policies = set(request.query.getall("escalation_policy_ids[]", []))
         found = [
-            self._render(o) for o in self.oncalls
+            self._render(o)
+            for o in self.oncalls
             if (not user_ids or o.user_id in user_ids)
             and (not schedules or o.schedule_id in schedules)
             and (not policies or o.escalation_policy_id in policies)
@@ -180,10 +192,12 @@ class PagerDutyApi:
             "user": {"id": oncall.user_id, "type": "user_reference", "summary": user["name"]},
             "schedule": (
                 {"id": oncall.schedule_id, "type": "schedule_reference", "summary": oncall.schedule_id}
-                if oncall.schedule_id else None
+                if oncall.schedule_id
+                else None
             ),
             "escalation_policy": {
-                "id": oncall.escalation_policy_id, "type": "escalation_policy_reference",
+                "id": oncall.escalation_policy_id,
+                "type": "escalation_policy_reference",
                 "summary": oncall.escalation_policy_id,
             },
             "escalation_level": oncall.escalation_level,
@@ -197,10 +211,16 @@ class PagerDutyApi:
             offset = int(request.query.get("offset", 0))
         except ValueError:
             return _error(400, 2001, "Invalid Input Provided", errors=["limit and offset must be integers"])
-        page = items[offset:offset + limit]
-        return web.json_response({
-            key: page, "limit": limit, "offset": offset, "more": offset + len(page) < len(items), "total": None,
-        })
+        page = items[offset : offset + limit]
+        return web.json_response(
+            {
+                key: page,
+                "limit": limit,
+                "offset": offset,
+                "more": offset + len(page) < len(items),
+                "total": None,
+            }
+        )
 
 
 def _time_param(request: web.Request, name: str) -> datetime | None:
@@ -208,11 +228,11 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
     if not raw:
         return None
     parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z") if moment else None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
 def _error(status: int, code: int, message: str, *, errors: list[str] | None = None, headers=None) -> web.Response:

@@ -9,8 +9,9 @@ unknown.
 from __future__ import annotations
 
 from collections import defaultdict, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -53,7 +54,13 @@ class FakeStrategy:
     config_model = FakeStrategyConfig
     shares_access = True  # holdings are (identity, target): two grants of one are one access
 
-    def __init__(self, config: FakeStrategyConfig | None = None, *, integrations: Mapping[str, object] | None = None, hooks: Any = None) -> None:
+    def __init__(
+        self,
+        config: FakeStrategyConfig | None = None,
+        *,
+        integrations: Mapping[str, object] | None = None,
+        hooks: Any = None,
+    ) -> None:
         self.config = config
         self.integrations = dict(integrations or {})
         self.hooks = hooks
@@ -125,15 +132,19 @@ class FakeStrategy:
     def _issues(self, ctx: GrantContext) -> list[ValidationIssue]:
         identity = ctx.subject.identity
         if identity is None:
-            return [ValidationIssue(
-                f"{self.system} needs your email address, and Slack did not give one.",
-                f"subject {ctx.subject.slack_id} has no identity",
-            )]
+            return [
+                ValidationIssue(
+                    f"{self.system} needs your email address, and Slack did not give one.",
+                    f"subject {ctx.subject.slack_id} has no identity",
+                )
+            ]
         if identity in self.unknown_identities:
-            return [ValidationIssue(
-                f"You have no {self.system} account ({identity}). Ask an admin to create one.",
-                f"{identity} is unknown to {self.system}",
-            )]
+            return [
+                ValidationIssue(
+                    f"You have no {self.system} account ({identity}). Ask an admin to create one.",
+                    f"{identity} is unknown to {self.system}",
+                )
+            ]
         return []
 
     def _check_target(self, ctx: GrantContext) -> None:

@@ -100,7 +100,9 @@ class WebhookReceiver:
         await self.close()
 
     # ── scripting and inspection ──────────────────────────────────────────────────────────────────
-    def fail_next(self, count: int = 1, *, status: int = 500, action: str | None = None, body: str = "receiver failure") -> None:
+    def fail_next(
+        self, count: int = 1, *, status: int = 500, action: str | None = None, body: str = "receiver failure"
+    ) -> None:
         """Answer the next `count` valid deliveries (of `action`, or any) with `status`, changing nothing."""
         self._failures.append(_Failure(count, status, action, body))
 
@@ -115,19 +117,20 @@ class WebhookReceiver:
     def is_held(self, request_id: str, target: str | None = None, requester: str | None = None) -> bool:
         """Whether a grant for this request (and target / requester slack id, when given) is held."""
         return any(
-            rid == request_id and target in (None, tgt) and requester in (None, who)
-            for rid, tgt, who in self.grants
+            rid == request_id and target in (None, tgt) and requester in (None, who) for rid, tgt, who in self.grants
         )
 
     def accepted(self, action: str | None = None) -> list[Delivery]:
         """Deliveries that were processed (not rejected, failed or duplicate), optionally of one action."""
         return [
-            d for d in self.deliveries
+            d
+            for d in self.deliveries
             if not (d.rejected or d.failed or d.duplicate) and (action is None or d.action == action)
         ]
 
     async def wait_for(self, count: int, action: str | None = None, *, timeout: float = 5.0) -> list[Delivery]:
         """Wait until `count` deliveries (of `action`, if given) have been answered; return them."""
+
         async def reached() -> list[Delivery]:
             while True:
                 matching = [d for d in self.deliveries if d.status and (action is None or d.action == action)]
@@ -151,7 +154,7 @@ class WebhookReceiver:
             if self.latency:
                 try:
                     await asyncio.wait_for(self._released.wait(), self.latency)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
             response = self._respond(delivery, request.headers.get("X-Jitbot-Signature"))
         except Exception:

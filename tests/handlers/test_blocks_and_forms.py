@@ -1,9 +1,10 @@
 """Pure builders and the form parser, checked against the emulator's copy of Slack's limits."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from core.config import load_config
-from core.models import AccessRequest, RequestStatus as S
+from core.models import AccessRequest
+from core.models import RequestStatus as S
 from handlers import blocks
 from handlers.forms import parse_form
 from handlers.ids import ActionId
@@ -31,12 +32,15 @@ flows:
 def flow(tmp_path, targets=3):
     lines = "\n".join(f"        - {{name: t{i}, label: Target {i}}}" for i in range(targets))
     (tmp_path / "f.yaml").write_text(FLOWS.format(targets=lines))
-    return load_config(tmp_path / "f.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES).flow("big")
+    return load_config(
+        tmp_path / "f.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    ).flow("big")
 
 
 def state(target="t1", reason="why", count="", urgent=False, env=None, duration="30m"):
     def value(v):
         return {ActionId.VALUE: v}
+
     return {
         "target": value({"type": "static_select", "selected_option": {"value": target} if target else None}),
         "field:reason": value({"type": "plain_text_input", "value": reason}),
@@ -58,8 +62,6 @@ def test_the_flow_picker_is_a_view_slack_accepts(tmp_path):
     assert validate_view(blocks.flow_picker([flow(tmp_path)])) == []
 
 
-
-
 def test_parse_form_types_and_inline_errors(tmp_path):
     f = flow(tmp_path)
     ok = parse_form(f, state(count="3", urgent=True, env="b", duration="90m"))
@@ -74,11 +76,19 @@ def test_parse_form_types_and_inline_errors(tmp_path):
 
 def test_the_request_message_at_every_stage_is_a_message_slack_accepts_even_with_huge_input(tmp_path):
     f = flow(tmp_path)
-    now = datetime(2026, 11, 21, 12, tzinfo=timezone.utc)
+    now = datetime(2026, 11, 21, 12, tzinfo=UTC)
     request = AccessRequest(
-        id="r1", flow="big", target="t1", requester="U1", created_at=now, duration_seconds=1800,
+        id="r1",
+        flow="big",
+        target="t1",
+        requester="U1",
+        created_at=now,
+        duration_seconds=1800,
         fields={"reason": "<script>&" + "x" * 5000, "count": 3, "urgent": True, "env": "a", "duration": "30m"},
-        decided_by="U2", decision_reason="y" * 4000, expires_at=now + timedelta(minutes=30), ended_at=now,
+        decided_by="U2",
+        decision_reason="y" * 4000,
+        expires_at=now + timedelta(minutes=30),
+        ended_at=now,
         failure_reason="z" * 4000,
     )
     for status in S:
@@ -92,6 +102,7 @@ def test_the_request_message_at_every_stage_is_a_message_slack_accepts_even_with
 
 # --- every submitted value is bounded: an out-of-range value is an inline error, never a crash ---------
 
+
 def test_a_huge_duration_is_an_inline_error_not_a_crash(tmp_path):
     f = flow(tmp_path)
     for typed in ("99999999999d", "999999999999999999999999s", "9" * 5000 + "m", "366d"):
@@ -101,17 +112,27 @@ def test_a_huge_duration_is_an_inline_error_not_a_crash(tmp_path):
 
 
 def test_a_duration_outside_a_select_is_refused_before_it_is_parsed(tmp_path):
-    f = flow_with_fields(tmp_path, "{name: duration, label: Duration, type: duration, allowed_values: [30m, 1h], required: true}")
+    f = flow_with_fields(
+        tmp_path, "{name: duration, label: Duration, type: duration, allowed_values: [30m, 1h], required: true}"
+    )
     for tampered in ("99999999999d", "2h", "soon"):
-        form = parse_form(f, {**state(), "field:duration": {ActionId.VALUE: {
-            "type": "static_select", "selected_option": {"value": tampered}}}})
+        form = parse_form(
+            f,
+            {
+                **state(),
+                "field:duration": {ActionId.VALUE: {"type": "static_select", "selected_option": {"value": tampered}}},
+            },
+        )
         assert form.errors == {"field:duration": "Choose one of the listed durations."}, tampered
 
 
 def test_text_and_string_fields_are_bounded_to_what_the_modal_lets_a_person_type(tmp_path):
-    f = flow_with_fields(tmp_path, "{name: reason, label: Reason, type: text, required: true}",
-                         "{name: ticket, label: Ticket, type: string}",
-                         "{name: duration, label: Duration, type: duration, max: 1h, required: true}")
+    f = flow_with_fields(
+        tmp_path,
+        "{name: reason, label: Reason, type: text, required: true}",
+        "{name: ticket, label: Ticket, type: string}",
+        "{name: duration, label: Duration, type: duration, max: 1h, required: true}",
+    )
 
     def submitted(reason: str, ticket: str):
         return parse_form(f, {**state(), "field:reason": text_input(reason), "field:ticket": text_input(ticket)})
@@ -126,8 +147,12 @@ def test_text_and_string_fields_are_bounded_to_what_the_modal_lets_a_person_type
 
 def test_int_fields_take_whole_numbers_of_at_most_15_digits(tmp_path):
     f = flow(tmp_path)
-    for typed, value in (("42", 42), (" -7 ", -7), ("999999999999999", 999_999_999_999_999),
-                         ("-999999999999999", -999_999_999_999_999)):
+    for typed, value in (
+        ("42", 42),
+        (" -7 ", -7),
+        ("999999999999999", 999_999_999_999_999),
+        ("-999999999999999", -999_999_999_999_999),
+    ):
         form = parse_form(f, state(count=typed))
         assert form.errors == {} and form.fields["count"] == value, typed
     for typed in ("1000000000000000", "-99999999999999999999", "9" * 5000, "1e30", "1_000", "٤٢", "4.5"):
@@ -153,8 +178,11 @@ def flow_with_fields(tmp_path, *fields: str):
     body = "\n".join(f"      - {spec}" for spec in fields)
     (tmp_path / "g.yaml").write_text(
         "flows:\n  - name: small\n    label: Small\n    approval_channel: C1\n    strategy:\n      type: fake\n"
-        f"      targets:\n        - {{name: t1, label: Target 1}}\n    fields:\n{body}\n")
-    return load_config(tmp_path / "g.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES).flow("small")
+        f"      targets:\n        - {{name: t1, label: Target 1}}\n    fields:\n{body}\n"
+    )
+    return load_config(
+        tmp_path / "g.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    ).flow("small")
 
 
 def text_input(value: str) -> dict:

@@ -16,10 +16,11 @@ import asyncio
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, AsyncIterator, Awaitable, Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -107,7 +108,7 @@ async def opened(*parts: Any) -> AsyncIterator[None]:
 
 def live_context(strategy: Any, *, flow: str, identity: str, email: str | None = None) -> GrantContext:
     """A request for the strategy's first target with a fresh request id, as the engine would build it."""
-    now = datetime.now(timezone.utc).replace(microsecond=0)
+    now = datetime.now(UTC).replace(microsecond=0)
     return GrantContext(
         request_id=f"live-{uuid.uuid4().hex[:16]}",
         flow=flow,
@@ -124,9 +125,7 @@ class LiveCleanupError(AssertionError):
 
 
 @asynccontextmanager
-async def revoked_afterwards(
-    strategy: Any, ctx: GrantContext, is_held: IsHeld | None
-) -> AsyncIterator[dict[str, str]]:
+async def revoked_afterwards(strategy: Any, ctx: GrantContext, is_held: IsHeld | None) -> AsyncIterator[dict[str, str]]:
     """Run the block, then revoke whatever it granted - even when it failed - and check the access is gone.
 
     The block may put a grant's state into the dict it is given; the clean-up revokes with it (else
@@ -136,8 +135,10 @@ async def revoked_afterwards(
     """
     where = f"request {ctx.request_id} ({strategy.system}, target {ctx.target.name}, {ctx.subject.identity})"
     if is_held is not None and await is_held():
-        pytest.fail(f"{where}: the test subject already holds this access; the live test would remove it. "
-                    "Use a test user that does not hold it.")
+        pytest.fail(
+            f"{where}: the test subject already holds this access; the live test would remove it. "
+            "Use a test user that does not hold it."
+        )
     state: dict[str, str] = {}
     try:
         yield state
@@ -216,8 +217,10 @@ async def require_aws_credentials() -> None:
     """Skip the test when the standard AWS credential chain finds nothing."""
     credentials = await asyncio.to_thread(lambda: boto3.Session().get_credentials())
     if credentials is None:
-        pytest.skip("live AWS test: no credentials in the standard AWS chain "
-                    "(AWS_ACCESS_KEY_ID/…, AWS_PROFILE, ~/.aws, SSO, container or instance role)")
+        pytest.skip(
+            "live AWS test: no credentials in the standard AWS chain "
+            "(AWS_ACCESS_KEY_ID/…, AWS_PROFILE, ~/.aws, SSO, container or instance role)"
+        )
 
 
 def aws_integration_config() -> dict[str, Any]:

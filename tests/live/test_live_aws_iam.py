@@ -24,8 +24,11 @@ async def test_aws_iam_strategy_meets_the_contract_in_a_real_account():
     group, user = LIVE.value("JITBOT_LIVE_AWS_IAM_GROUP"), LIVE.value("JITBOT_LIVE_AWS_IAM_USER")
     integration = build_integration("aws_live", aws_integration_config())
     strategy = build_strategy(
-        {"type": "aws_iam", "integration": "aws_live",
-         "targets": [{"name": "live_test", "label": "jitbot live test", "group_name": group}]},
+        {
+            "type": "aws_iam",
+            "integration": "aws_live",
+            "targets": [{"name": "live_test", "label": "jitbot live test", "group_name": group}],
+        },
         {"aws_live": integration},
     )
 

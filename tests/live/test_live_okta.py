@@ -4,22 +4,36 @@ from __future__ import annotations
 
 import pytest
 
-from tests.live.conftest import LiveEnv, build_integration, build_strategy, env, live_context, opened, revoked_afterwards
+from tests.live.conftest import (
+    LiveEnv,
+    build_integration,
+    build_strategy,
+    env,
+    live_context,
+    opened,
+    revoked_afterwards,
+)
 from tests.strategies.contract import Harness, run_contract
 
-LIVE = LiveEnv("Okta", (
-    ("JITBOT_LIVE_OKTA_BASE_URL", "JITBOT_LIVE_OKTA_DOMAIN"),
-    "JITBOT_LIVE_OKTA_API_TOKEN",
-    "JITBOT_LIVE_OKTA_GROUP_ID",
-    "JITBOT_LIVE_OKTA_USER",
-))
+LIVE = LiveEnv(
+    "Okta",
+    (
+        ("JITBOT_LIVE_OKTA_BASE_URL", "JITBOT_LIVE_OKTA_DOMAIN"),
+        "JITBOT_LIVE_OKTA_API_TOKEN",
+        "JITBOT_LIVE_OKTA_GROUP_ID",
+        "JITBOT_LIVE_OKTA_USER",
+    ),
+)
 pytestmark = LIVE.marks()
 
 
 def integration_config() -> dict[str, str]:
     """The `integrations:` entry: base_url when given, else the org's domain."""
-    location = ({"base_url": base_url} if (base_url := env("JITBOT_LIVE_OKTA_BASE_URL"))
-                else {"domain": LIVE.value("JITBOT_LIVE_OKTA_DOMAIN")})
+    location = (
+        {"base_url": base_url}
+        if (base_url := env("JITBOT_LIVE_OKTA_BASE_URL"))
+        else {"domain": LIVE.value("JITBOT_LIVE_OKTA_DOMAIN")}
+    )
     return {"type": "okta", **location, "api_token": LIVE.value("JITBOT_LIVE_OKTA_API_TOKEN")}
 
 
@@ -27,8 +41,11 @@ async def test_okta_strategy_meets_the_contract_in_a_real_org():
     group_id, login = LIVE.value("JITBOT_LIVE_OKTA_GROUP_ID"), LIVE.value("JITBOT_LIVE_OKTA_USER")
     integration = build_integration("okta_live", integration_config())
     strategy = build_strategy(
-        {"type": "okta", "integration": "okta_live",
-         "targets": [{"name": "live_test", "label": "jitbot live test", "group_id": group_id}]},
+        {
+            "type": "okta",
+            "integration": "okta_live",
+            "targets": [{"name": "live_test", "label": "jitbot live test", "group_id": group_id}],
+        },
         {"okta_live": integration},
     )
     async with opened(integration, strategy):

@@ -34,7 +34,9 @@ def strategy_config() -> dict:
 async def test_webhook_grant_and_revoke_are_accepted_twice_each():
     strategy = build_strategy(strategy_config(), {})
     async with opened(strategy):
-        ctx = live_context(strategy, flow="live_webhook", identity=env("JITBOT_LIVE_WEBHOOK_USER_EMAIL") or DEFAULT_EMAIL)
+        ctx = live_context(
+            strategy, flow="live_webhook", identity=env("JITBOT_LIVE_WEBHOOK_USER_EMAIL") or DEFAULT_EMAIL
+        )
         assert await strategy.validate(ctx) == []
         async with revoked_afterwards(strategy, ctx, is_held=None) as granted:
             first = await strategy.grant(ctx)

@@ -1,14 +1,14 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from storage import AuditLog, IdentityStore, RequestRepo, Store
 
-T0 = datetime(2026, 11, 21, 15, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 21, 15, 0, 0, tzinfo=UTC)
 
 
 class StepClock:

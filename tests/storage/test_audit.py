@@ -77,7 +77,7 @@ async def test_update_and_delete_are_rejected_by_triggers(audit_log, store):
     await audit_log.append(event(request_id="r1", detail={"reason": "original"}))
     for sql in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
-            await store.write(lambda db: db.execute(sql))
+            await store.write(lambda db, sql=sql: db.execute(sql))
     (stored,) = await audit_log.for_request("r1")
     assert stored.actor == "U0REQ" and stored.detail == {"reason": "original"}
 
@@ -112,11 +112,15 @@ async def test_append_returns_increasing_ids(audit_log):
 
 TAMPERING = {
     "insert or replace": "INSERT OR REPLACE INTO audit_events (id, at, actor, action, detail) "
-                         "VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')",
-    "replace into": "REPLACE INTO audit_events (id, at, actor, action, detail) VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')",
-    "replace by rowid": "INSERT OR REPLACE INTO audit_events (rowid, at, actor, action) VALUES ({id}, 'x', 'mallory', 'cover-up')",
+    "VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')",
+    "replace into": (
+        "REPLACE INTO audit_events (id, at, actor, action, detail) VALUES ({id}, 'x', 'mallory', 'cover-up', '{{}}')"
+    ),
+    "replace by rowid": (
+        "INSERT OR REPLACE INTO audit_events (rowid, at, actor, action) VALUES ({id}, 'x', 'mallory', 'cover-up')"
+    ),
     "upsert": "INSERT INTO audit_events (id, at, actor, action) VALUES ({id}, 'x', 'mallory', 'cover-up') "
-              "ON CONFLICT (id) DO UPDATE SET actor = excluded.actor, action = excluded.action",
+    "ON CONFLICT (id) DO UPDATE SET actor = excluded.actor, action = excluded.action",
     "update": "UPDATE audit_events SET actor = 'mallory' WHERE id = {id}",
     "update or replace": "UPDATE OR REPLACE audit_events SET id = {id} + 1000 WHERE id = {id}",
     "delete": "DELETE FROM audit_events WHERE id = {id}",
@@ -148,8 +152,10 @@ async def test_sqlite_utils_upsert_and_replace_cannot_rewrite_an_audit_row(tmp_p
     before = _rows(path)
     db = sqlite_utils.Database(path)
     forged = {"id": row_id, "at": "x", "actor": "mallory", "action": "cover-up", "detail": "{}"}
-    for write in (lambda: db["audit_events"].insert(forged, replace=True),
-                  lambda: db["audit_events"].upsert(forged, pk="id")):
+    for write in (
+        lambda: db["audit_events"].insert(forged, replace=True),
+        lambda: db["audit_events"].upsert(forged, pk="id"),
+    ):
         with pytest.raises(sqlite3.DatabaseError, match="append-only"):
             write()
     db.close()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -104,12 +104,14 @@ async def test_unwritable_location_is_a_startup_error(tmp_path):
 @pytest.mark.parametrize(
     "value, stored",
     [
-        (datetime(2026, 11, 21, 15, 59, 11, 123456, tzinfo=timezone.utc), "2026-11-21T15:59:11.123456Z"),
-        (datetime(2026, 11, 21, 15, 59, 11, tzinfo=timezone.utc), "2026-11-21T15:59:11.000000Z"),
-        (datetime(2026, 11, 21, 17, 29, 11, 5, tzinfo=timezone(timedelta(hours=1, minutes=30))),
-         "2026-11-21T15:59:11.000005Z"),
+        (datetime(2026, 11, 21, 15, 59, 11, 123456, tzinfo=UTC), "2026-11-21T15:59:11.123456Z"),
+        (datetime(2026, 11, 21, 15, 59, 11, tzinfo=UTC), "2026-11-21T15:59:11.000000Z"),
+        (
+            datetime(2026, 11, 21, 17, 29, 11, 5, tzinfo=timezone(timedelta(hours=1, minutes=30))),
+            "2026-11-21T15:59:11.000005Z",
+        ),
         (datetime(2026, 3, 8, 3, 30, tzinfo=ZoneInfo("America/New_York")), "2026-03-08T07:30:00.000000Z"),
-        (datetime(999, 1, 2, 3, 4, 5, tzinfo=timezone.utc), "0999-01-02T03:04:05.000000Z"),
+        (datetime(999, 1, 2, 3, 4, 5, tzinfo=UTC), "0999-01-02T03:04:05.000000Z"),
     ],
     ids=["micro", "whole-second", "offset", "zoneinfo-after-dst-switch", "three-digit-year"],
 )
@@ -155,7 +157,10 @@ async def test_committed_transition_survives_sigkill(tmp_path):
 
     proc = subprocess.run(
         [sys.executable, "-c", CRASH_SCRIPT, str(path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     # The transition lives only in the WAL at this point: recovery has to read it from there.
@@ -174,15 +179,19 @@ async def test_committed_transition_survives_sigkill(tmp_path):
 
 # ── the database is a file path; one bot at a time runs on it ───────────────────────────────────────
 
-@pytest.mark.parametrize("url", [
-    "postgresql://jitbot:pg-pass-9f8e@db.internal:5432/jitbot",
-    "postgres://jitbot@db.internal/jitbot",
-    "mysql://root:pw@localhost/jit",
-    "sqlite:///data/jitbot.db",
-    "file:jitbot.db?mode=rwc",
-    "sqlite:jitbot.db",
-    "PostgreSQL:jitbot",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://jitbot:pg-pass-9f8e@db.internal:5432/jitbot",
+        "postgres://jitbot@db.internal/jitbot",
+        "mysql://root:pw@localhost/jit",
+        "sqlite:///data/jitbot.db",
+        "file:jitbot.db?mode=rwc",
+        "sqlite:jitbot.db",
+        "PostgreSQL:jitbot",
+    ],
+)
 async def test_a_database_url_is_refused_and_nothing_is_created(tmp_path, monkeypatch, url):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(StartupError) as caught:
@@ -226,8 +235,14 @@ HOLD_SCRIPT = textwrap.dedent(
 
 def start_holder(path: Path) -> subprocess.Popen:
     """Another process that opens `path` for running the bot and keeps it open."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_SCRIPT, str(path)], cwd=REPO_ROOT, text=True,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_SCRIPT, str(path)],
+        cwd=REPO_ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     line = holder.stdout.readline()
     assert line.strip() == "holding", (line, holder.stderr.read() if holder.poll() is not None else "")
     return holder

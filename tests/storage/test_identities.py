@@ -45,7 +45,7 @@ async def test_remove_reports_and_audits_only_real_removals(identities, audit_lo
 
 
 async def test_import_csv_text_in_any_column_order(identities, audit_log):
-    text = "\ufeffidentity,slack_id,system\nalice.okta,U1,Okta\n\n\"bob, jr\",U2,*\n"
+    text = '\ufeffidentity,slack_id,system\nalice.okta,U1,Okta\n\n"bob, jr",U2,*\n'
     assert await identities.import_csv(text, actor="U0ADMIN") == 2
     assert await identities.get("U1", "Okta") == "alice.okta"
     assert await identities.get("U2", "AWS") == "bob, jr"
@@ -68,7 +68,7 @@ async def test_import_csv_reports_every_bad_row_and_imports_nothing(identities, 
         "U4,AWS,dave,extra\n"  # 5 too many
         "U1,Okta,alice-again\n"  # 6 duplicate of line 2
         "U5,AWS,eve\n"  # 7 good
-        "U6,\"AWS\"x,frank\n"  # 8 bad quoting
+        'U6,"AWS"x,frank\n'  # 8 bad quoting
         "U7,AWS,gina\n"  # 9 good
     )
     with pytest.raises(IdentityImportError) as info:
@@ -87,7 +87,7 @@ async def test_import_csv_reports_every_bad_row_and_imports_nothing(identities, 
         ("", 1, "missing header"),
         ("U1,Okta,alice\n", 1, "header must name"),
         ("slack_id,system\nU1,Okta\n", 1, "header must name"),
-        ("slack_id,system,identity\nU1,Okta,\"unterminated\n", 2, "unreadable CSV"),
+        ('slack_id,system,identity\nU1,Okta,"unterminated\n', 2, "unreadable CSV"),
     ],
     ids=["empty", "no-header", "missing-column", "bad-quoting"],
 )

@@ -12,8 +12,7 @@ from .conftest import event, make_request
 
 def _schema(db):
     return sorted(
-        (row[0], row[1])
-        for row in db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        (row[0], row[1]) for row in db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
     )
 
 
@@ -39,14 +38,17 @@ async def test_reopening_a_file_database_is_idempotent_and_keeps_data(tmp_path):
     async with await Store.open(path) as store:
         await RequestRepo(store).create(make_request("r1"), event())
         first_schema = await store.read(_schema)
-        first_applied = await store.read(lambda db: db.execute("SELECT name, applied_at FROM _sqlite_migrations").fetchall())
+        first_applied = await store.read(
+            lambda db: db.execute("SELECT name, applied_at FROM _sqlite_migrations").fetchall()
+        )
 
     for _ in range(2):
         async with await Store.open(path) as store:
             assert await store.read(_schema) == first_schema
-            assert await store.read(
-                lambda db: db.execute("SELECT name, applied_at FROM _sqlite_migrations").fetchall()
-            ) == first_applied
+            assert (
+                await store.read(lambda db: db.execute("SELECT name, applied_at FROM _sqlite_migrations").fetchall())
+                == first_applied
+            )
             assert (await RequestRepo(store).get("r1")).id == "r1"
             assert await store.write(apply_migrations) == []
 

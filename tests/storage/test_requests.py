@@ -74,14 +74,21 @@ async def test_transition_applies_changes_and_audits_from_and_to(repo, audit_log
     await repo.create(make_request("r1"), event())
     until = T0 + timedelta(hours=1)
     approved = await repo.transition(
-        "r1", S.PENDING, S.APPROVED,
+        "r1",
+        S.PENDING,
+        S.APPROVED,
         changes={"decided_by": "U0A", "decided_at": T0, "expires_at": until},
         audit=event("request.approved", actor="U0A", detail={"until": until}),
     )
     assert (approved.status, approved.decided_by, approved.expires_at) == (S.APPROVED, "U0A", until)
     assert await repo.get("r1") == approved
     last = (await audit_log.for_request("r1"))[-1]
-    assert (last.action, last.actor, last.status_from, last.status_to) == ("request.approved", "U0A", "pending", "approved")
+    assert (last.action, last.actor, last.status_from, last.status_to) == (
+        "request.approved",
+        "U0A",
+        "pending",
+        "approved",
+    )
     assert last.detail == {"until": "2026-11-21T16:00:00.000000Z"}
 
 
@@ -99,8 +106,13 @@ async def test_concurrent_approvals_win_exactly_once(repo, audit_log):
     await repo.create(make_request("r1"), event())
     results = await asyncio.gather(
         *(
-            repo.transition("r1", S.PENDING, S.APPROVED, changes={"decided_by": f"U{i}"},
-                            audit=event("request.approved", actor=f"U{i}"))
+            repo.transition(
+                "r1",
+                S.PENDING,
+                S.APPROVED,
+                changes={"decided_by": f"U{i}"},
+                audit=event("request.approved", actor=f"U{i}"),
+            )
             for i in range(20)
         ),
         return_exceptions=True,
@@ -145,8 +157,9 @@ async def test_transition_of_unknown_request_raises_not_found(repo):
 async def test_failed_audit_insert_rolls_back_the_status_change(repo, audit_log):
     await repo.create(make_request("r1"), event())
     with pytest.raises(sqlite3.IntegrityError):
-        await repo.transition("r1", S.PENDING, S.APPROVED, changes={"decided_by": "U0A"},
-                              audit=event("request.approved", actor=None))
+        await repo.transition(
+            "r1", S.PENDING, S.APPROVED, changes={"decided_by": "U0A"}, audit=event("request.approved", actor=None)
+        )
     request = await repo.get("r1")
     assert (request.status, request.decided_by) == (S.PENDING, None)
     assert [e.action for e in await audit_log.for_request("r1")] == ["request.created"]
@@ -158,8 +171,9 @@ async def test_bad_changes_are_refused_before_touching_the_database(repo):
         with pytest.raises(ValueError):
             await repo.transition("r1", S.PENDING, S.APPROVED, changes=changes, audit=event())
     with pytest.raises(ValueError, match="naive"):
-        await repo.transition("r1", S.PENDING, S.APPROVED, changes={"decided_at": T0.replace(tzinfo=None)},
-                              audit=event())
+        await repo.transition(
+            "r1", S.PENDING, S.APPROVED, changes={"decided_at": T0.replace(tzinfo=None)}, audit=event()
+        )
     assert (await repo.get("r1")).status is S.PENDING
 
 
@@ -173,12 +187,17 @@ async def test_update_changes_fields_and_optionally_audits(repo, audit_log):
     await repo.create(granted("r1", T0), event())
     retry_at = T0 + timedelta(seconds=5)
     updated = await repo.update(
-        "r1", {"revoke_attempts": 1, "next_attempt_at": retry_at, "last_error": "503"},
+        "r1",
+        {"revoke_attempts": 1, "next_attempt_at": retry_at, "last_error": "503"},
         audit=event("revoke.failed", actor="jitbot", detail={"error": "503"}),
         expected_status=S.GRANTED,
     )
     assert (updated.status, updated.revoke_attempts, updated.next_attempt_at, updated.last_error) == (
-        S.GRANTED, 1, retry_at, "503")
+        S.GRANTED,
+        1,
+        retry_at,
+        "503",
+    )
     last = (await audit_log.for_request("r1"))[-1]
     assert (last.action, last.status_from, last.status_to) == ("revoke.failed", None, None)
     await repo.update("r1", {"message_ts": "1.2"})
@@ -238,7 +257,9 @@ async def test_range_queries_are_correct_across_offsets_and_precisions(repo):
     assert [r.id for r in before] == ["a-whole-second", "b-ist-just-before"]
     due = await repo.list_due_revocations(end.astimezone(pst))
     assert [r.id for r in due] == ["a-whole-second", "b-ist-just-before", "c-pst-exactly"]
-    stored = await repo._store.read(lambda db: [r[0] for r in db.execute("SELECT expires_at FROM requests ORDER BY id")])
+    stored = await repo._store.read(
+        lambda db: [r[0] for r in db.execute("SELECT expires_at FROM requests ORDER BY id")]
+    )
     assert all(len(s) == 27 and s.endswith("Z") for s in stored)
     assert stored[2] == "2026-11-21T18:00:00.000000Z"
 
@@ -249,7 +270,10 @@ async def test_pending_timed_out_and_list_by_status(repo):
         [
             (make_request("p-old", timeout_at=now - timedelta(seconds=1)), event()),
             (make_request("p-now", timeout_at=now, created_at=T0 + timedelta(seconds=1)), event()),
-            (make_request("p-fresh", timeout_at=now + timedelta(hours=1), created_at=T0 + timedelta(seconds=2)), event()),
+            (
+                make_request("p-fresh", timeout_at=now + timedelta(hours=1), created_at=T0 + timedelta(seconds=2)),
+                event(),
+            ),
             (make_request("p-no-timeout", created_at=T0 + timedelta(seconds=3)), event()),
             (make_request("approved", status=S.APPROVED, timeout_at=now - timedelta(hours=1)), event()),
         ]
@@ -257,7 +281,12 @@ async def test_pending_timed_out_and_list_by_status(repo):
     assert [r.id for r in await repo.list_pending_timed_out(now)] == ["p-old", "p-now"]
     assert [r.id for r in await repo.list_by_status(S.PENDING)] == ["p-old", "p-now", "p-fresh", "p-no-timeout"]
     assert {r.id for r in await repo.list_by_status(S.APPROVED, S.PENDING)} == {
-        "p-old", "p-now", "p-fresh", "p-no-timeout", "approved"}
+        "p-old",
+        "p-now",
+        "p-fresh",
+        "p-no-timeout",
+        "approved",
+    }
     with pytest.raises(ValueError):
         await repo.list_by_status()
 
@@ -306,7 +335,8 @@ async def test_secret_in_error_text_is_scrubbed_before_storage(repo, audit_log):
     token = Secret("sk-live-do-not-store-1234")
     await repo.create(granted("r1", T0), event())
     await repo.update(
-        "r1", {"last_error": f"401 with token {token.reveal()}"},
+        "r1",
+        {"last_error": f"401 with token {token.reveal()}"},
         audit=event("revoke.failed", detail={"error": f"Bearer {token.reveal()}", "token": token}),
     )
     assert (await repo.get("r1")).last_error == "401 with token ***"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from botocore.config import Config
@@ -67,6 +68,7 @@ NO_BOTOCORE_RETRIES = Config(retries={"total_max_attempts": 1})
 @pytest.fixture
 def aws_integration(aws_moto: MotoServer, opened: Opener) -> Callable[..., Awaitable[AwsIntegration]]:
     """Factory: an opened AwsIntegration named 'aws' (endpoint: moto unless given), closed after the test."""
+
     async def make(endpoint_url: str | None = None, *, clock: Any = None, **config: Any) -> AwsIntegration:
         cfg = AwsIntegrationConfig(type="aws", region=REGION, endpoint_url=endpoint_url or aws_moto.url, **config)
         return await opened(AwsIntegration("aws", cfg, botocore_config=NO_BOTOCORE_RETRIES, clock=clock))

@@ -7,8 +7,8 @@ a webhook receiver, a hooks file) and calls `run_contract(harness)`. `is_held()`
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Awaitable, Callable
 
 from strategies.base import GrantContext, GrantResult, Strategy, SupportsIsActive
 

@@ -17,8 +17,10 @@ async def server():
     async def echo(request: web.Request) -> web.Response:
         seen["headers"] = list(request.raw_headers)
         seen["body"] = await request.read()
-        return web.Response(body=gzip.compress(b'{"ok": true}'), headers={"Content-Encoding": "gzip",
-                                                                          "Content-Type": "application/json"})
+        return web.Response(
+            body=gzip.compress(b'{"ok": true}'),
+            headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+        )
 
     async def moved(_request):
         raise web.HTTPFound("/elsewhere")
@@ -60,7 +62,9 @@ async def server():
 
 async def test_requests_keep_header_case_and_body_and_responses_are_decoded_once(server):
     async with httpx.AsyncClient(transport=AiohttpTransport()) as client:
-        response = await client.post(str(server.make_url("/echo")), content=b"payload", headers={"X-Jitbot-Signature": "sha256=ab"})
+        response = await client.post(
+            str(server.make_url("/echo")), content=b"payload", headers={"X-Jitbot-Signature": "sha256=ab"}
+        )
     assert response.status_code == 200 and response.json() == {"ok": True}
     assert (b"X-Jitbot-Signature", b"sha256=ab") in server.seen["headers"] and server.seen["body"] == b"payload"
 

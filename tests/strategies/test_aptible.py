@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ class FrozenClock:
         self.at = at
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.at, timezone.utc)
+        return datetime.fromtimestamp(self.at, UTC)
 
     def advance(self, seconds: float) -> None:
         self.at += seconds
@@ -71,8 +71,12 @@ def org(aptible) -> Org:
 
 def make_integration(aptible: AptibleFake, org: Org, clock, fake_time, *, username=BOT_EMAIL, password=BOT_PASSWORD):
     config = AptibleIntegrationConfig(
-        type="aptible", organization_id=org.id, username=username, password=password,
-        auth_url=aptible.url, api_url=aptible.url,
+        type="aptible",
+        organization_id=org.id,
+        username=username,
+        password=password,
+        auth_url=aptible.url,
+        api_url=aptible.url,
     )
     return AptibleIntegration("aptible_main", config, sleep=fake_time.sleep, clock=clock)
 
@@ -174,8 +178,9 @@ async def test_the_token_is_renewed_before_it_expires(aptible, org, clock, integ
 
 async def test_bot_user_with_mfa_gets_a_clear_permanent_error(aptible, org, clock, fake_time):
     aptible.add_user("mfa-bot@acme.example", password="mfa-bot-password-123", mfa=True)
-    client = make_integration(aptible, org, clock, fake_time,
-                              username="mfa-bot@acme.example", password="mfa-bot-password-123")
+    client = make_integration(
+        aptible, org, clock, fake_time, username="mfa-bot@acme.example", password="mfa-bot-password-123"
+    )
     with capture_logs() as logs, pytest.raises(StrategyUnavailable) as caught:
         await client.find_user_by_email("alice@acme.example")
     assert not caught.value.retryable
@@ -194,8 +199,9 @@ async def test_wrong_password_is_permanent_and_never_shows_the_password(aptible,
 
 async def test_bot_user_without_permission_is_told_which_role_it_needs(aptible, org, clock, fake_time):
     aptible.add_membership(org.developers, aptible.add_user("weak-bot@acme.example", password="weak-bot-pw-1"))
-    client = make_integration(aptible, org, clock, fake_time,
-                              username="weak-bot@acme.example", password="weak-bot-pw-1")
+    client = make_integration(
+        aptible, org, clock, fake_time, username="weak-bot@acme.example", password="weak-bot-pw-1"
+    )
     with pytest.raises(StrategyUnavailable, match="Account Owner") as caught:
         await (await make_strategy(client, org.prod)).grant(context(org.prod))
     assert not caught.value.retryable and not aptible.has_role(org.prod, org.alice)
@@ -205,8 +211,9 @@ async def test_bot_user_without_permission_is_told_which_role_it_needs(aptible, 
 async def test_role_admin_bot_may_grant_its_role(aptible, org, clock, fake_time):
     bot = aptible.add_user("role-admin-bot@acme.example", password="role-admin-pw-1")
     aptible.add_membership(org.prod, bot, privileged=True)
-    client = make_integration(aptible, org, clock, fake_time,
-                              username="role-admin-bot@acme.example", password="role-admin-pw-1")
+    client = make_integration(
+        aptible, org, clock, fake_time, username="role-admin-bot@acme.example", password="role-admin-pw-1"
+    )
     await (await make_strategy(client, org.prod)).grant(context(org.prod))
     assert aptible.has_role(org.prod, org.alice)
     await client.aclose()
@@ -286,13 +293,15 @@ async def test_no_secret_in_logs_across_login_refresh_grant_and_revoke(aptible, 
 
 
 def test_config_defaults_and_url_checks():
-    config = AptibleIntegrationConfig(type="aptible", organization_id="o1", username="bot@x.example",
-                                      password="pw-secret")
+    config = AptibleIntegrationConfig(
+        type="aptible", organization_id="o1", username="bot@x.example", password="pw-secret"
+    )
     assert (config.auth_url, config.api_url) == ("https://auth.aptible.com", "https://api.aptible.com")
     assert "pw-secret" not in repr(config) + str(config.model_dump())
     with pytest.raises(ValidationError):
-        AptibleIntegrationConfig(type="aptible", organization_id="o1", username="b", password="pw",
-                                 auth_url="auth.aptible.com")
+        AptibleIntegrationConfig(
+            type="aptible", organization_id="o1", username="b", password="pw", auth_url="auth.aptible.com"
+        )
 
 
 def test_strategy_requires_an_aptible_integration():

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
@@ -23,8 +23,11 @@ GROUP = "prod-admins"
 
 def make_strategy(integration: AwsIntegration, time: FakeTime | None = None, group: str = GROUP) -> AwsIamStrategy:
     config = AwsIamStrategyConfig.model_validate(
-        {"type": "aws_iam", "integration": "aws",
-         "targets": [{"name": "prod", "label": "Prod admin", "group_name": group}]}
+        {
+            "type": "aws_iam",
+            "integration": "aws",
+            "targets": [{"name": "prod", "label": "Prod admin", "group_name": group}],
+        }
     )
     time = time or FakeTime()
     return AwsIamStrategy(config, integrations={"aws": integration}, sleep=time.sleep)
@@ -32,7 +35,9 @@ def make_strategy(integration: AwsIntegration, time: FakeTime | None = None, gro
 
 def ctx_for(strategy: AwsIamStrategy, identity: str | None = USER) -> GrantContext:
     return GrantContext(
-        request_id="r1", flow="aws", target=target_of(strategy.config.targets[0]),
+        request_id="r1",
+        flow="aws",
+        target=target_of(strategy.config.targets[0]),
         subject=Subject(slack_id="U1", email=identity, identity=identity),
     )
 
@@ -141,8 +146,12 @@ async def test_throttling_that_never_stops_is_retryable_unavailable(iam, aws_pro
     time = FakeTime()
     integration = await aws_integration(aws_proxy.url)
     config = make_strategy(integration).config
-    strategy = AwsIamStrategy(config, integrations={"aws": integration}, sleep=time.sleep,
-                              backoff=Backoff(first=1, factor=2, cap=3, attempts=4))
+    strategy = AwsIamStrategy(
+        config,
+        integrations={"aws": integration},
+        sleep=time.sleep,
+        backoff=Backoff(first=1, factor=2, cap=3, attempts=4),
+    )
     aws_proxy.script("AddUserToGroup", aws_error_reply("Throttling", query=True), times=10)
     with pytest.raises(StrategyUnavailable) as caught:
         await strategy.grant(ctx_for(strategy))
@@ -200,8 +209,12 @@ def test_config_model_checks_keys():
 
 def test_integration_config_model():
     AwsIntegrationConfig(type="aws", region="us-gov-west-1", role_arn="arn:aws:iam::123456789012:role/jit/bot")
-    for bad in ({"region": "useast1"}, {"region": "us-east-1", "role_arn": "arn:aws:iam::123:role/x"},
-                {"region": "us-east-1", "endpoint_url": "localhost:4566"}, {"region": "us-east-1", "extra": 1}):
+    for bad in (
+        {"region": "useast1"},
+        {"region": "us-east-1", "role_arn": "arn:aws:iam::123:role/x"},
+        {"region": "us-east-1", "endpoint_url": "localhost:4566"},
+        {"region": "us-east-1", "extra": 1},
+    ):
         with pytest.raises(ValidationError):
             AwsIntegrationConfig.model_validate({"type": "aws", **bad})
 
@@ -225,7 +238,7 @@ def test_production_clients_use_standard_retries_and_timeouts(aws_env):
 
 class SteppingClock:
     def __init__(self) -> None:
-        self.at = datetime.now(timezone.utc)
+        self.at = datetime.now(UTC)
 
     def now(self) -> datetime:
         return self.at
@@ -253,4 +266,3 @@ async def test_failed_assume_role_is_a_strategy_error_naming_sts(aws_proxy, aws_
     with pytest.raises(StrategyUnavailable, match="sts:AssumeRole") as caught:
         await strategy.grant(ctx_for(strategy))
     assert not caught.value.retryable
-

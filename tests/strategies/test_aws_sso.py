@@ -13,7 +13,8 @@ from strategies.aws import AwsIntegration
 from strategies.aws_sso import AwsSsoStrategy, AwsSsoStrategyConfig
 from strategies.base import GrantContext, SupportsIsActive
 from tests.fakes.aws_fault_proxy import Reply, Rewrite, aws_error_reply
-from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT, IdentityCenter, seed_identity_center
+from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT
+from tests.fakes.moto_server import IdentityCenter, seed_identity_center
 from tests.strategies.conftest import FakeTime, target_of
 from tests.strategies.contract import Harness, run_contract
 
@@ -32,9 +33,15 @@ def make_strategy(
 ) -> AwsSsoStrategy:
     permission_set_arn = keys.pop("permission_set_arn", sso.permission_set_arn)
     config = AwsSsoStrategyConfig.model_validate(
-        {"type": "aws_sso", "integration": "aws", "instance_arn": sso.instance_arn, **keys,
-         "targets": [{"name": "prod", "label": "Prod admin", "account_id": ACCOUNT,
-                      "permission_set_arn": permission_set_arn}]}
+        {
+            "type": "aws_sso",
+            "integration": "aws",
+            "instance_arn": sso.instance_arn,
+            **keys,
+            "targets": [
+                {"name": "prod", "label": "Prod admin", "account_id": ACCOUNT, "permission_set_arn": permission_set_arn}
+            ],
+        }
     )
     time = time or FakeTime()
     return AwsSsoStrategy(config, integrations={"aws": integration}, sleep=time.sleep, monotonic=time.monotonic)
@@ -42,7 +49,9 @@ def make_strategy(
 
 def ctx_for(strategy: AwsSsoStrategy, identity: str | None = EMAIL) -> GrantContext:
     return GrantContext(
-        request_id="r1", flow="aws", target=target_of(strategy.config.targets[0]),
+        request_id="r1",
+        flow="aws",
+        target=target_of(strategy.config.targets[0]),
         subject=Subject(slack_id="U1", email=identity, identity=identity),
     )
 
@@ -65,8 +74,10 @@ async def test_grant_state_carries_principal_and_revoke_needs_no_lookup(sso, aws
     strategy = make_strategy(sso, await aws_integration())
     result = await strategy.grant(ctx_for(strategy))
     assert dict(result.state) == {
-        "principal_id": sso.user_id, "instance_arn": sso.instance_arn,
-        "account_id": ACCOUNT, "permission_set_arn": sso.permission_set_arn,
+        "principal_id": sso.user_id,
+        "instance_arn": sso.instance_arn,
+        "account_id": ACCOUNT,
+        "permission_set_arn": sso.permission_set_arn,
     }
     aws_moto.client("identitystore").delete_user(IdentityStoreId=sso.identity_store_id, UserId=sso.user_id)
     await strategy.revoke(ctx_for(strategy), result.state)  # moto keeps the assignment; we delete it
@@ -121,8 +132,12 @@ async def test_validate_unknown_permission_set(sso, aws_integration):
 
 async def test_existing_assignment_is_not_created_again(sso, aws_proxy, aws_integration):
     sso.admin.create_account_assignment(
-        InstanceArn=sso.instance_arn, TargetId=ACCOUNT, TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn, PrincipalType="USER", PrincipalId=sso.user_id,
+        InstanceArn=sso.instance_arn,
+        TargetId=ACCOUNT,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=sso.permission_set_arn,
+        PrincipalType="USER",
+        PrincipalId=sso.user_id,
     )
     strategy = make_strategy(sso, await aws_integration(aws_proxy.url))
     await strategy.grant(ctx_for(strategy))
@@ -147,8 +162,10 @@ async def test_failed_creation_raises_unavailable_with_the_reason(sso, aws_proxy
     aws_proxy.script(CREATE, Reply(200, {"AccountAssignmentCreationStatus": pending}))
     aws_proxy.script(DESCRIBE_CREATE, Reply(200, {"AccountAssignmentCreationStatus": pending}))
     reason = "Received a 404 status error: Not supported account."
-    aws_proxy.script(DESCRIBE_CREATE, Reply(200, {"AccountAssignmentCreationStatus": {
-        **pending, "Status": "FAILED", "FailureReason": reason}}))
+    aws_proxy.script(
+        DESCRIBE_CREATE,
+        Reply(200, {"AccountAssignmentCreationStatus": {**pending, "Status": "FAILED", "FailureReason": reason}}),
+    )
     with pytest.raises(StrategyUnavailable) as caught:
         await strategy.grant(ctx_for(strategy))
     assert not caught.value.retryable
@@ -208,8 +225,12 @@ async def test_failed_deletion_of_a_held_assignment_is_retryable(sso, aws_proxy,
     result = await strategy.grant(ctx_for(strategy))
     pending = {"Status": "IN_PROGRESS", "RequestId": "66666666-7777-8888-9999-000000000000"}
     aws_proxy.script(DELETE, Reply(200, {"AccountAssignmentDeletionStatus": pending}))
-    aws_proxy.script(DESCRIBE_DELETE, Reply(200, {"AccountAssignmentDeletionStatus": {
-        **pending, "Status": "FAILED", "FailureReason": "role is in use"}}))
+    aws_proxy.script(
+        DESCRIBE_DELETE,
+        Reply(
+            200, {"AccountAssignmentDeletionStatus": {**pending, "Status": "FAILED", "FailureReason": "role is in use"}}
+        ),
+    )
     with pytest.raises(StrategyUnavailable, match="role is in use") as caught:
         await strategy.revoke(ctx_for(strategy), result.state)
     assert caught.value.retryable and sso.holders() == [sso.user_id]
@@ -221,8 +242,12 @@ async def test_revoke_of_an_assignment_removed_elsewhere_succeeds(sso, aws_proxy
     strategy = make_strategy(sso, await aws_integration(aws_proxy.url))
     result = await strategy.grant(ctx_for(strategy))
     sso.admin.delete_account_assignment(
-        InstanceArn=sso.instance_arn, TargetId=ACCOUNT, TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn, PrincipalType="USER", PrincipalId=sso.user_id,
+        InstanceArn=sso.instance_arn,
+        TargetId=ACCOUNT,
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=sso.permission_set_arn,
+        PrincipalType="USER",
+        PrincipalId=sso.user_id,
     )
     await strategy.revoke(ctx_for(strategy), result.state)
     # Between our check and our delete someone else removed it: ResourceNotFoundException is success.
@@ -242,15 +267,28 @@ async def test_access_denied_names_the_sso_action(sso, aws_proxy, aws_integratio
 
 def test_config_model():
     instance = "ssoins-1234567890abcdef"
-    base = {"type": "aws_sso", "integration": "aws", "instance_arn": f"arn:aws:sso:::instance/{instance}",
-            "targets": [{"name": "prod", "label": "Prod", "account_id": "012345678901",
-                         "permission_set_arn": f"arn:aws:sso:::permissionSet/{instance}/ps-1234567890abcdef"}]}
+    base = {
+        "type": "aws_sso",
+        "integration": "aws",
+        "instance_arn": f"arn:aws:sso:::instance/{instance}",
+        "targets": [
+            {
+                "name": "prod",
+                "label": "Prod",
+                "account_id": "012345678901",
+                "permission_set_arn": f"arn:aws:sso:::permissionSet/{instance}/ps-1234567890abcdef",
+            }
+        ],
+    }
     config = AwsSsoStrategyConfig.model_validate(base)
     assert config.poll_timeout == timedelta(seconds=120) and config.identity_store_id is None
     assert AwsSsoStrategyConfig.model_validate({**base, "poll_timeout": "5m"}).poll_timeout == timedelta(minutes=5)
     target = base["targets"][0]
-    for bad_target in ({**target, "account_id": 12345678901}, {**target, "account_id": "12345678901"},
-                       {**target, "permission_set_arn": "ps-1"}):
+    for bad_target in (
+        {**target, "account_id": 12345678901},
+        {**target, "account_id": "12345678901"},
+        {**target, "permission_set_arn": "ps-1"},
+    ):
         with pytest.raises(ValidationError):
             AwsSsoStrategyConfig.model_validate({**base, "targets": [bad_target]})
     with pytest.raises(ValidationError, match="in quotes"):

@@ -44,8 +44,11 @@ async def test_a_grant_that_gives_up_on_an_in_progress_creation_is_final_and_nam
     assert error.retryable is False
     [creation] = aws_proxy.held
     assert error.grant_state == {
-        "principal_id": sso.user_id, "instance_arn": sso.instance_arn, "account_id": "012345678901",
-        "permission_set_arn": sso.permission_set_arn, "creation_request_id": creation.request_id,
+        "principal_id": sso.user_id,
+        "instance_arn": sso.instance_arn,
+        "account_id": "012345678901",
+        "permission_set_arn": sso.permission_set_arn,
+        "creation_request_id": creation.request_id,
     }
     assert sso.holders() == [], "nothing is assigned yet: the creation is still in flight"
 
@@ -85,12 +88,19 @@ async def test_a_cleanup_without_grant_state_still_finds_a_creation_in_flight(ss
 
 async def test_a_search_ignores_creations_of_other_people_and_permission_sets(sso, aws_proxy, slow, aws_moto):
     other = aws_moto.client("identitystore").create_user(
-        IdentityStoreId=sso.identity_store_id, UserName="bob", DisplayName="Bob",
-        Name={"GivenName": "Bob", "FamilyName": "Other"}, Emails=[{"Value": "bob@example.com", "Primary": True}],
+        IdentityStoreId=sso.identity_store_id,
+        UserName="bob",
+        DisplayName="Bob",
+        Name={"GivenName": "Bob", "FamilyName": "Other"},
+        Emails=[{"Value": "bob@example.com", "Primary": True}],
     )["UserId"]
     sso.admin.create_account_assignment(  # Alice holds it already (straight in moto); Bob's is slow
-        InstanceArn=sso.instance_arn, TargetId="012345678901", TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn, PrincipalType="USER", PrincipalId=sso.user_id,
+        InstanceArn=sso.instance_arn,
+        TargetId="012345678901",
+        TargetType="AWS_ACCOUNT",
+        PermissionSetArn=sso.permission_set_arn,
+        PrincipalType="USER",
+        PrincipalId=sso.user_id,
     )
     bob = make_strategy(sso, slow.integration, FakeTime(), poll_timeout="10s")
     with pytest.raises(StrategyUnavailable):
@@ -100,9 +110,7 @@ async def test_a_search_ignores_creations_of_other_people_and_permission_sets(ss
     assert sso.holders() == []
 
 
-async def test_a_cleanup_that_cannot_look_for_creations_in_flight_fails_rather_than_claim_success(
-    sso, aws_proxy, slow
-):
+async def test_a_cleanup_that_cannot_look_for_creations_in_flight_fails_rather_than_claim_success(sso, aws_proxy, slow):
     await timed_out_grant(slow)
     aws_proxy.script(LIST_CREATIONS, aws_error_reply("AccessDeniedException", "not allowed", 403))
     with pytest.raises(StrategyUnavailable, match="sso:ListAccountAssignmentCreationStatus"):

@@ -4,7 +4,7 @@ import asyncio
 import sqlite3
 import textwrap
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -16,7 +16,7 @@ from strategies.base import GrantContext
 from strategies.custom import CustomStrategy, CustomStrategyConfig
 from tests.strategies.contract import Harness, run_contract
 
-GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=timezone.utc)
+GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 
 # A "target system": a SQLite database of role memberships, which grant/revoke change for real.
 SQLITE_HOOKS = """
@@ -39,7 +39,9 @@ SQLITE_HOOKS = """
     def revoke(evt):
         with _db(evt) as db:
             db.execute("CREATE TABLE IF NOT EXISTS members (email TEXT, role TEXT, until TEXT, UNIQUE (email, role))")
-            db.execute("DELETE FROM members WHERE rowid = ? AND role = ?", (int(evt.state["member_id"]), evt.state["role"]))
+            db.execute(
+                "DELETE FROM members WHERE rowid = ? AND role = ?", (int(evt.state["member_id"]), evt.state["role"])
+            )
 """
 
 
@@ -50,7 +52,9 @@ def write(tmp_path: Path, source: str, name: str = "hooks.py") -> Path:
 
 
 def config() -> CustomStrategyConfig:
-    return CustomStrategyConfig(type="custom", targets=[{"name": "reporting", "label": "Reporting", "settings": {"role": "reader"}}])
+    return CustomStrategyConfig(
+        type="custom", targets=[{"name": "reporting", "label": "Reporting", "settings": {"role": "reader"}}]
+    )
 
 
 def context(database: Path, **overrides) -> GrantContext:
@@ -112,7 +116,9 @@ async def test_grant_state_values_become_strings_and_reach_revoke(build, tmp_pat
 
 
 async def test_async_hooks_get_the_event_with_times_and_integrations(build, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         SEEN = []
 
         async def grant(evt):
@@ -122,7 +128,8 @@ async def test_async_hooks_get_the_event_with_times_and_integrations(build, tmp_
 
         async def revoke(evt):
             SEEN.append(("revoke", dict(evt.state)))
-    """)
+    """,
+    )
 
     class Directory:
         name = "directory-integration"
@@ -132,20 +139,32 @@ async def test_async_hooks_get_the_event_with_times_and_integrations(build, tmp_
     await strategy.revoke(context(tmp_path / "unused.db"), {"k": "v"})
     assert result.state == {}
     assert strategy.hooks.module.SEEN == [
-        ("grant", "reporting_access", "reader", "U1", "quarterly numbers",
-         GRANTED + timedelta(hours=2), GRANTED, "directory-integration"),
+        (
+            "grant",
+            "reporting_access",
+            "reader",
+            "U1",
+            "quarterly numbers",
+            GRANTED + timedelta(hours=2),
+            GRANTED,
+            "directory-integration",
+        ),
         ("revoke", {"k": "v"}),
     ]
 
 
 async def test_exception_is_retryable_and_names_file_and_function(build, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         def grant(evt):
             raise ConnectionError("reporting db unreachable")
 
         def revoke(evt):
             pass
-    """, name="reporting.py")
+    """,
+        name="reporting.py",
+    )
     strategy = await build(path)
     with pytest.raises(StrategyUnavailable) as caught:
         await strategy.grant(context(tmp_path / "x.db"))
@@ -157,7 +176,9 @@ async def test_exception_is_retryable_and_names_file_and_function(build, tmp_pat
 
 
 async def test_timeout_is_retryable(build, tmp_path):
-    path = write(tmp_path, """
+    path = write(
+        tmp_path,
+        """
         import asyncio
 
         async def grant(evt):
@@ -165,7 +186,8 @@ async def test_timeout_is_retryable(build, tmp_path):
 
         async def revoke(evt):
             await asyncio.Event().wait()
-    """)
+    """,
+    )
     strategy = await build(path, timeout=0.2)
     with pytest.raises(StrategyUnavailable, match="timed out after 0.2s") as caught:
         await strategy.revoke(context(tmp_path / "x.db"), {})
@@ -176,7 +198,9 @@ async def test_a_sync_grant_that_times_out_can_never_grant_afterwards(build, tmp
     # The engine answers a timed-out grant with revoke; a grant still running after that would hand
     # out access nothing ever revokes. The marker file stands in for the target system.
     started, marker = tmp_path / "started", tmp_path / "granted-late"
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import time
         from pathlib import Path
 
@@ -188,7 +212,8 @@ async def test_a_sync_grant_that_times_out_can_never_grant_afterwards(build, tmp
 
         def revoke(evt):
             pass
-    """)
+    """,
+    )
     strategy = await build(path, timeout=0.5)
     await strategy.hooks.call("revoke", strategy.event(context(tmp_path / "x.db")), timeout=60)  # a warm process
     with pytest.raises(StrategyUnavailable, match="timed out after 0.5s") as caught:
@@ -201,7 +226,9 @@ async def test_a_sync_grant_that_times_out_can_never_grant_afterwards(build, tmp
 
 async def test_two_slow_sync_grants_run_side_by_side(build, tmp_path):
     # Each grant waits until the other has started: run one after the other, both would time out.
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         import time
         from pathlib import Path
 
@@ -215,10 +242,13 @@ async def test_two_slow_sync_grants_run_side_by_side(build, tmp_path):
 
         def revoke(evt):
             pass
-    """)
+    """,
+    )
     strategy = await build(path, timeout=20)
-    first, second = await asyncio.gather(strategy.grant(context(tmp_path / "x.db", request_id="req-1")),
-                                         strategy.grant(context(tmp_path / "x.db", request_id="req-2")))
+    first, second = await asyncio.gather(
+        strategy.grant(context(tmp_path / "x.db", request_id="req-1")),
+        strategy.grant(context(tmp_path / "x.db", request_id="req-2")),
+    )
     assert (first.state, second.state) == ({"request": "req-1"}, {"request": "req-2"})
 
 
@@ -231,7 +261,9 @@ async def test_invalid_return_is_not_retryable(build, tmp_path):
 
 @pytest.mark.parametrize("error", [SubjectNotFound, TargetNotFound])
 async def test_strategy_errors_raised_by_the_hook_pass_through(build, tmp_path, error):
-    path = write(tmp_path, f"""
+    path = write(
+        tmp_path,
+        f"""
         from core.errors import {error.__name__}
 
         def grant(evt):
@@ -239,7 +271,8 @@ async def test_strategy_errors_raised_by_the_hook_pass_through(build, tmp_path, 
 
         def revoke(evt):
             pass
-    """)
+    """,
+    )
     with pytest.raises(error, match="no reporting account for ann@example.com"):
         await (await build(path)).grant(context(tmp_path / "x.db"))
 
@@ -262,8 +295,13 @@ async def test_missing_hooks_are_caught_before_anything_runs(tmp_path):
     assert [(i.line, i.message) for i in issues] == [(None, "revoke(evt) is required here but not defined")]
 
     hooks = load_hooks(path)
-    assert CustomStrategy.hook_problems(hooks) == [f"{hooks.path}: revoke(evt) is required by the custom strategy but not defined"]
-    assert CustomStrategy.hook_problems(None) and CustomStrategy.hook_problems(load_hooks(write(tmp_path, SQLITE_HOOKS, "ok.py"))) == []
+    assert CustomStrategy.hook_problems(hooks) == [
+        f"{hooks.path}: revoke(evt) is required by the custom strategy but not defined"
+    ]
+    assert (
+        CustomStrategy.hook_problems(None)
+        and CustomStrategy.hook_problems(load_hooks(write(tmp_path, SQLITE_HOOKS, "ok.py"))) == []
+    )
     with pytest.raises(StartupError, match="revoke"):
         await CustomStrategy(config(), integrations={}, hooks=hooks).open()
     with pytest.raises(StartupError, match="needs the flow's `hooks:` file"):

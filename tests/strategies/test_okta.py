@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -23,7 +23,7 @@ class FrozenClock:
         self.at = at
 
     def now(self) -> datetime:
-        return datetime.fromtimestamp(self.at, timezone.utc)
+        return datetime.fromtimestamp(self.at, UTC)
 
 
 @pytest.fixture
@@ -46,8 +46,9 @@ def clock() -> FrozenClock:
 @pytest.fixture
 async def integration(okta, fake_time, clock, opened):
     config = OktaIntegrationConfig(type="okta", base_url=okta.url, api_token=okta.api_token)
-    return await opened(OktaIntegration("okta_main", config, sleep=fake_time.sleep, monotonic=fake_time.monotonic,
-                                        clock=clock))
+    return await opened(
+        OktaIntegration("okta_main", config, sleep=fake_time.sleep, monotonic=fake_time.monotonic, clock=clock)
+    )
 
 
 async def make_strategy(integration: OktaIntegration, group_id: str) -> OktaStrategy:
@@ -180,13 +181,20 @@ async def test_rate_limit_waits_until_reset_measured_by_the_server_date(okta, in
 
 
 async def test_rate_limit_without_date_header_uses_the_local_clock(clock, fake_time):
-    responses = iter([
-        httpx.Response(429, headers={"X-Rate-Limit-Reset": str(int(clock.at) + 5)}, json={"errorCode": "E0000047"}),
-        httpx.Response(200, json={"id": "00u1", "status": "ACTIVE", "profile": {"login": "a@example.com"}}),
-    ])
+    responses = iter(
+        [
+            httpx.Response(429, headers={"X-Rate-Limit-Reset": str(int(clock.at) + 5)}, json={"errorCode": "E0000047"}),
+            httpx.Response(200, json={"id": "00u1", "status": "ACTIVE", "profile": {"login": "a@example.com"}}),
+        ]
+    )
     config = OktaIntegrationConfig(type="okta", domain="example.okta.com", api_token="00local-token-value")
-    client = OktaIntegration("okta_main", config, sleep=fake_time.sleep, clock=clock,
-                             transport=httpx.MockTransport(lambda request: next(responses)))
+    client = OktaIntegration(
+        "okta_main",
+        config,
+        sleep=fake_time.sleep,
+        clock=clock,
+        transport=httpx.MockTransport(lambda request: next(responses)),
+    )
     user = await client.find_user("a@example.com")
     assert user is not None and user.id == "00u1"
     assert fake_time.sleeps == [6.0]
@@ -221,8 +229,9 @@ async def test_connection_errors_become_retryable_unavailability(fake_time, cloc
         raise httpx.ConnectError("connection refused", request=request)
 
     config = OktaIntegrationConfig(type="okta", domain="example.okta.com", api_token="00local-token-value")
-    client = OktaIntegration("okta_main", config, sleep=fake_time.sleep, clock=clock,
-                             transport=httpx.MockTransport(refuse))
+    client = OktaIntegration(
+        "okta_main", config, sleep=fake_time.sleep, clock=clock, transport=httpx.MockTransport(refuse)
+    )
     with pytest.raises(StrategyUnavailable, match="ConnectError") as caught:
         await client.find_user("a@example.com")
     assert caught.value.retryable and fake_time.sleeps == [0.5, 1.0, 2.0]
@@ -311,8 +320,9 @@ async def test_paging_link_to_another_host_is_not_followed(clock, fake_time):
         return httpx.Response(200, json=[{"id": "00gA"}], headers={"Link": '<https://evil.example/next>; rel="next"'})
 
     config = OktaIntegrationConfig(type="okta", domain="example.okta.com", api_token="00local-token-value")
-    client = OktaIntegration("okta_main", config, sleep=fake_time.sleep, clock=clock,
-                             transport=httpx.MockTransport(answer))
+    client = OktaIntegration(
+        "okta_main", config, sleep=fake_time.sleep, clock=clock, transport=httpx.MockTransport(answer)
+    )
     with pytest.raises(StrategyUnavailable, match="not followed"):
         await client.is_member("00gB", "00u1")
     assert seen == ["https://example.okta.com/api/v1/users/00u1/groups"]

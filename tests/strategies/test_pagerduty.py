@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ from core.models import Target
 from strategies.pagerduty import PagerDutyError, PagerDutyIntegration, PagerDutyIntegrationConfig
 from tests.fakes.pagerduty_api import PagerDutyApi
 
-NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 TOKEN = "pd-token-0123456789"
 ANN = HookUser("U1", "ann@example.com", "Ann")
 
@@ -60,8 +60,9 @@ def make_integration(pd, sleeps, monotonic, opened):
             sleeps.append(seconds)
 
         cfg = PagerDutyIntegrationConfig(type="pagerduty", api_token=token, base_url=pd.url, **config)
-        return await opened(PagerDutyIntegration("pagerduty", cfg, clock=FrozenClock(NOW), sleep=sleep,
-                                                 monotonic=monotonic))
+        return await opened(
+            PagerDutyIntegration("pagerduty", cfg, clock=FrozenClock(NOW), sleep=sleep, monotonic=monotonic)
+        )
 
     return build
 
@@ -243,8 +244,12 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "hooks" / "oncall_fas
 
 def request_event(integration) -> HookEvent:
     return HookEvent(
-        request_id="req-1", flow="prod_incident", target=Target("prod_admin", "Prod Admin"),
-        user=ANN, fields={"reason": "incident"}, integrations={"pagerduty": integration},
+        request_id="req-1",
+        flow="prod_incident",
+        target=Target("prod_admin", "Prod Admin"),
+        user=ANN,
+        fields={"reason": "incident"},
+        integrations={"pagerduty": integration},
     )
 
 

@@ -10,8 +10,8 @@ import asyncio
 import gzip
 import tracemalloc
 import zlib
+from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import AsyncIterator
 
 import httpx
 import pytest
@@ -24,7 +24,8 @@ from strategies.okta import OktaIntegration, OktaIntegrationConfig
 from strategies.pagerduty import PagerDutyError, PagerDutyIntegration, PagerDutyIntegrationConfig
 from strategies.webhook import WebhookStrategy
 from tests.strategies.conftest import FakeTime
-from tests.strategies.test_webhook import config as webhook_config, context
+from tests.strategies.test_webhook import config as webhook_config
+from tests.strategies.test_webhook import context
 
 MiB = 1 << 20
 MAX_RESPONSE_BYTES = MiB  # the documented cap (docs/webhook-contract.md)
@@ -47,7 +48,7 @@ class HostileServer:
         assert self._server is not None
         return str(self._server.make_url("")).rstrip("/")
 
-    async def __aenter__(self) -> "HostileServer":
+    async def __aenter__(self) -> HostileServer:
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._answer)
         self._server = TestServer(app, host="127.0.0.1", port=0)
@@ -85,7 +86,7 @@ class HostileServer:
         try:
             if self.mode == "chunked-gzip-bomb":
                 for start in range(0, len(GZIP_BOMB), 4096):
-                    await response.write(GZIP_BOMB[start:start + 4096])
+                    await response.write(GZIP_BOMB[start : start + 4096])
             elif self.mode == "chunked-plain":
                 for _ in range(2 * MiB // 65536):
                     await response.write(b"x" * 65536)
@@ -244,8 +245,14 @@ async def test_a_dripped_okta_answer_times_out_and_is_retryable(hostile, okta):
 
 async def test_an_aptible_answer_over_the_cap_is_a_final_error_naming_aptible(hostile, opened):
     hostile.mode = "gzip-bomb"
-    cfg = AptibleIntegrationConfig(type="aptible", organization_id="org-1", username="bot@acme.example",
-                                   password="aptible-password-1", auth_url=hostile.url, api_url=hostile.url)
+    cfg = AptibleIntegrationConfig(
+        type="aptible",
+        organization_id="org-1",
+        username="bot@acme.example",
+        password="aptible-password-1",
+        auth_url=hostile.url,
+        api_url=hostile.url,
+    )
     aptible = await opened(AptibleIntegration("aptible_main", cfg, sleep=FakeTime().sleep))
     with pytest.raises(StrategyUnavailable) as caught:
         await within_memory(aptible.find_user_by_email("alice@acme.example"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 
 import httpx
@@ -17,7 +17,7 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.strategies.contract import Harness, run_contract
 
 SECRET = "whsec-0123456789abcdef"
-GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=timezone.utc)
+GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 
 
 def context(**overrides) -> GrantContext:
@@ -36,7 +36,8 @@ def context(**overrides) -> GrantContext:
 
 def config(url: str, **keys) -> WebhookStrategyConfig:
     return WebhookStrategyConfig(
-        type="webhook", url=url,
+        type="webhook",
+        url=url,
         targets=[{"name": "prod_admin", "label": "Prod Admin", "settings": {"database": "prod", "role": "admin"}}],
         **keys,
     )
@@ -135,7 +136,7 @@ async def test_client_errors_are_final_except_timeout_and_throttle(receiver, mak
     await strategy.grant(context())
     with pytest.raises(StrategyUnavailable) as caught:
         await strategy.revoke(context(), {})
-    assert caught.value.retryable is retryable and f"revoke to http://127.0.0.1:" in str(caught.value)
+    assert caught.value.retryable is retryable and "revoke to http://127.0.0.1:" in str(caught.value)
 
 
 async def test_error_text_is_short_and_never_holds_the_secret_or_signature(receiver, make_strategy):
@@ -187,7 +188,9 @@ async def test_non_json_success_has_no_grant_id(make_strategy):
 
 async def test_nested_settings_pass_through_and_only_the_end_may_be_null(receiver, make_strategy):
     strategy = await make_strategy(config(receiver.url, secret=SECRET))
-    settings = MappingProxyType({"database": "prod", "grants": ("select", "insert"), "tags": MappingProxyType({"team": "data"})})
+    settings = MappingProxyType(
+        {"database": "prod", "grants": ("select", "insert"), "tags": MappingProxyType({"team": "data"})}
+    )
     ctx = context(target=Target("prod_admin", "Prod Admin", settings), granted_at=None, expires_at=None)
     await strategy.grant(ctx)
     body = receiver.deliveries[0].body
@@ -230,7 +233,9 @@ def test_config_rejects(keys):
 
 def test_config_defaults_and_secret_redaction():
     cfg = WebhookStrategyConfig(
-        type="webhook", url="http://127.0.0.1:9000/grants", secret=SECRET,
+        type="webhook",
+        url="http://127.0.0.1:9000/grants",
+        secret=SECRET,
         targets=[{"name": "t", "label": "T", "settings": {"a": 1}}],
     )
     assert cfg.timeout == timedelta(seconds=10) and cfg.targets[0].settings == {"a": 1}

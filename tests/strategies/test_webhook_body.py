@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -17,9 +17,19 @@ from tests.fakes.clock import FrozenClock
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.strategies.test_webhook import SECRET, config, context
 
-NOW = datetime(2026, 3, 4, 12, 0, 7, 250_000, tzinfo=timezone.utc)
-BODY_KEYS = ["action", "request_id", "flow", "target", "requester", "fields",
-             "granted_at", "expires_at", "sent_at", "delivery_id"]
+NOW = datetime(2026, 3, 4, 12, 0, 7, 250_000, tzinfo=UTC)
+BODY_KEYS = [
+    "action",
+    "request_id",
+    "flow",
+    "target",
+    "requester",
+    "fields",
+    "granted_at",
+    "expires_at",
+    "sent_at",
+    "delivery_id",
+]
 
 
 @pytest.fixture
@@ -105,9 +115,9 @@ async def test_every_attempt_is_a_new_signed_delivery_so_a_receiver_can_refuse_r
 
 async def test_without_an_injected_clock_sent_at_is_the_wall_clock(receiver, opened):
     strategy = await opened(WebhookStrategy(config(receiver.url, secret=SECRET), integrations={}))
-    before = datetime.now(timezone.utc).replace(microsecond=0)
+    before = datetime.now(UTC).replace(microsecond=0)
     await strategy.grant(context(granted_at=None))
-    after = datetime.now(timezone.utc)
+    after = datetime.now(UTC)
     body = receiver.deliveries[0].body
     for key in ("sent_at", "granted_at"):
         moment = datetime.fromisoformat(body[key].replace("Z", "+00:00"))

@@ -63,8 +63,9 @@ async def test_the_error_for_an_unusable_grant_id_does_not_echo_the_value(receiv
     assert "leaked-token" not in str(caught.value) and "\n" not in str(caught.value)
 
 
-@pytest.mark.parametrize("grant_id", ["g-1", "grant_7f3a:prod/admin", "~!#$%&'*+-.^_`|" "()<>@,;\\\"[]?={}",
-                                      "g" * GRANT_ID_MAX_CHARS])
+@pytest.mark.parametrize(
+    "grant_id", ["g-1", "grant_7f3a:prod/admin", "~!#$%&'*+-.^_`|()<>@,;\\\"[]?={}", "g" * GRANT_ID_MAX_CHARS]
+)
 async def test_a_grant_id_of_visible_ascii_up_to_the_limit_is_kept_and_sent_back_on_revoke(
     receiver, strategy, grant_id
 ):

@@ -32,7 +32,8 @@ People (async; each returns an EnvelopeResult: .envelope, .payload, .ack_payload
 Socket Mode: wait_connected(n=1), disconnect(reason="refresh_requested"), drop_connections(abort=False),
     connection_count, connects, ack_timeout (attribute, seconds).
 Directory: SlackEmulator(users=, channels=, usergroups=) or add_user(id, email=, name=, real_name=,
-    is_bot=, deleted=, guest='multi'|'single'|'external', team_id=), add_channel(id, name=, members=None, bot_is_member=True), add_usergroup(id, users=).
+    is_bot=, deleted=, guest='multi'|'single'|'external', team_id=),
+    add_channel(id, name=, members=None, bot_is_member=True), add_usergroup(id, users=).
 Queries: messages_in(ch), message(ch, ts), dms_to(u), ephemerals_to(u), calls(method) -> [Call(args,
     headers, time, status, response)], open_views(u), latest_view(u), view(id), envelopes, ack_latencies.
 Waits (woken by state changes, no polling): wait_for(fn, timeout=5), wait_for_message(ch, contains=,
@@ -48,9 +49,23 @@ Strictness: an unacked envelope (AckTimeout), a payload Slack rejects (invalid_b
 
 from .emulator import DEFAULT_SCOPES, SlackEmulator
 from .errors import AckTimeout, EmulatorUsageError, NotConnected, SlackError, WaitTimeout
-from .models import Call, Channel, Ephemeral, EnvelopeResult, Message, Problem, User, Usergroup, View
+from .models import Call, Channel, EnvelopeResult, Ephemeral, Message, Problem, User, Usergroup, View
 
 __all__ = [
-    "DEFAULT_SCOPES", "AckTimeout", "Call", "Channel", "EmulatorUsageError", "Ephemeral", "EnvelopeResult",
-    "Message", "NotConnected", "Problem", "SlackEmulator", "SlackError", "User", "Usergroup", "View", "WaitTimeout",
+    "DEFAULT_SCOPES",
+    "AckTimeout",
+    "Call",
+    "Channel",
+    "EmulatorUsageError",
+    "Ephemeral",
+    "EnvelopeResult",
+    "Message",
+    "NotConnected",
+    "Problem",
+    "SlackEmulator",
+    "SlackError",
+    "User",
+    "Usergroup",
+    "View",
+    "WaitTimeout",
 ]

@@ -24,10 +24,18 @@ ELEMENT_KEYS: dict[str, set[str]] = {
     "multi_external_select": {"initial_options", "min_query_length", "max_selected_items"},
     "users_select": {"initial_user"},
     "multi_users_select": {"initial_users", "max_selected_items"},
-    "conversations_select": {"initial_conversation", "default_to_current_conversation", "response_url_enabled",
-                             "filter"},
-    "multi_conversations_select": {"initial_conversations", "default_to_current_conversation",
-                                   "max_selected_items", "filter"},
+    "conversations_select": {
+        "initial_conversation",
+        "default_to_current_conversation",
+        "response_url_enabled",
+        "filter",
+    },
+    "multi_conversations_select": {
+        "initial_conversations",
+        "default_to_current_conversation",
+        "max_selected_items",
+        "filter",
+    },
     "channels_select": {"initial_channel", "response_url_enabled"},
     "multi_channels_select": {"initial_channels", "max_selected_items"},
     "overflow": {"options"},
@@ -46,8 +54,15 @@ ELEMENT_KEYS: dict[str, set[str]] = {
     "workflow_button": {"text", "workflow", "style", "accessibility_label"},
 }
 INPUT_ELEMENTS = set(ELEMENT_KEYS) - {"button", "overflow", "image", "workflow_button"}
-ACTION_ELEMENTS = set(ELEMENT_KEYS) - {"plain_text_input", "number_input", "email_text_input", "url_text_input",
-                                       "image", "file_input", "rich_text_input"}
+ACTION_ELEMENTS = set(ELEMENT_KEYS) - {
+    "plain_text_input",
+    "number_input",
+    "email_text_input",
+    "url_text_input",
+    "image",
+    "file_input",
+    "rich_text_input",
+}
 ACCESSORY_ELEMENTS = ACTION_ELEMENTS | {"image"}
 BLOCK_KEYS: dict[str, set[str]] = {
     "section": {"text", "fields", "accessory", "expand"},
@@ -60,8 +75,17 @@ BLOCK_KEYS: dict[str, set[str]] = {
     "rich_text": {"elements"},
     "markdown": {"text"},
     "file": {"external_id", "source"},
-    "video": {"alt_text", "author_name", "description", "provider_icon_url", "provider_name", "title",
-              "title_url", "thumbnail_url", "video_url"},
+    "video": {
+        "alt_text",
+        "author_name",
+        "description",
+        "provider_icon_url",
+        "provider_name",
+        "title",
+        "title_url",
+        "thumbnail_url",
+        "video_url",
+    },
 }
 
 
@@ -150,8 +174,19 @@ class _Checker:
         self.string(view.get("private_metadata"), f"{pointer}/private_metadata", 3000)
         self.string(view.get("callback_id"), f"{pointer}/callback_id", 255)
         self.string(view.get("external_id"), f"{pointer}/external_id", 255)
-        allowed = {"type", "title", "submit", "close", "blocks", "private_metadata", "callback_id",
-                   "external_id", "clear_on_close", "notify_on_close", "submit_disabled"}
+        allowed = {
+            "type",
+            "title",
+            "submit",
+            "close",
+            "blocks",
+            "private_metadata",
+            "callback_id",
+            "external_id",
+            "clear_on_close",
+            "notify_on_close",
+            "submit_disabled",
+        }
         self.unknown_keys(view, allowed, pointer)
 
     def blocks(self, blocks: Any, pointer: str, *, max_blocks: int) -> None:

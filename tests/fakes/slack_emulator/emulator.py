@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from aiohttp import web
 
-from .models import Call, Channel, Ephemeral, EnvelopeResult, Message, Problem, User, Usergroup, View
+from .models import Call, Channel, EnvelopeResult, Ephemeral, Message, Problem, User, Usergroup, View
 from .people import PeopleMixin
 from .socket_mode import SocketHub
 from .state import Workspace
@@ -42,8 +43,9 @@ class SlackEmulator(PeopleMixin):
         self.bot_user_id, self.bot_id = bot_user_id, bot_id
         self.scopes = list(scopes)
         self.ack_timeout, self.connect_timeout = ack_timeout, connect_timeout
-        self.workspace = Workspace(team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, clock=clock,
-                                   trigger_ttl=trigger_ttl)
+        self.workspace = Workspace(
+            team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, clock=clock, trigger_ttl=trigger_ttl
+        )
         self.socket = SocketHub(self)
         self.faults: dict[str, list[Fault]] = {}
         self.response_urls: dict[str, ResponseUrl] = {}
@@ -98,33 +100,69 @@ class SlackEmulator(PeopleMixin):
     url = api_url
 
     def __repr__(self) -> str:
-        return (f"SlackEmulator({self.api_url}, {len(self.socket.usable())} connection(s), "
-                f"{len(self._calls)} call(s), {len(self.envelopes)} envelope(s), {len(self.problems)} problem(s))")
+        return (
+            f"SlackEmulator({self.api_url}, {len(self.socket.usable())} connection(s), "
+            f"{len(self._calls)} call(s), {len(self.envelopes)} envelope(s), {len(self.problems)} problem(s))"
+        )
 
     # -- directory -----------------------------------------------------------------------------------
 
-    def add_user(self, id: str, *, email: str | None = None, name: str | None = None, real_name: str = "",
-                 is_bot: bool = False, deleted: bool = False, guest: str | None = None,
-                 team_id: str | None = None) -> User:
+    def add_user(
+        self,
+        id: str,
+        *,
+        email: str | None = None,
+        name: str | None = None,
+        real_name: str = "",
+        is_bot: bool = False,
+        deleted: bool = False,
+        guest: str | None = None,
+        team_id: str | None = None,
+    ) -> User:
         """Add (or replace) a workspace member; `guest` is 'multi', 'single' or 'external' (Slack Connect)."""
         name = name or (email.split("@")[0] if email else id.lower())
-        return self.workspace.add_user(User(
-            id=id, name=name, email=email, real_name=real_name, is_bot=is_bot, deleted=deleted,
-            is_restricted=guest == "multi", is_ultra_restricted=guest == "single", is_stranger=guest == "external",
-            team_id=team_id or ("T_OTHER_ORG" if guest == "external" else None)))
+        return self.workspace.add_user(
+            User(
+                id=id,
+                name=name,
+                email=email,
+                real_name=real_name,
+                is_bot=is_bot,
+                deleted=deleted,
+                is_restricted=guest == "multi",
+                is_ultra_restricted=guest == "single",
+                is_stranger=guest == "external",
+                team_id=team_id or ("T_OTHER_ORG" if guest == "external" else None),
+            )
+        )
 
-    def add_channel(self, id: str, *, name: str | None = None, members: Iterable[str] | None = None,
-                    is_private: bool = False, bot_is_member: bool = True, is_archived: bool = False) -> Channel:
+    def add_channel(
+        self,
+        id: str,
+        *,
+        name: str | None = None,
+        members: Iterable[str] | None = None,
+        is_private: bool = False,
+        bot_is_member: bool = True,
+        is_archived: bool = False,
+    ) -> Channel:
         """Add a channel; `members=None` lets every user see it."""
-        return self.workspace.add_channel(Channel(
-            id=id, name=name or id.lower(), is_private=is_private, members=set(members) if members else None,
-            bot_is_member=bot_is_member, is_archived=is_archived))
+        return self.workspace.add_channel(
+            Channel(
+                id=id,
+                name=name or id.lower(),
+                is_private=is_private,
+                members=set(members) if members else None,
+                bot_is_member=bot_is_member,
+                is_archived=is_archived,
+            )
+        )
 
-    def add_usergroup(self, id: str, *, handle: str | None = None, users: Iterable[str] = (),
-                      name: str = "") -> Usergroup:
+    def add_usergroup(
+        self, id: str, *, handle: str | None = None, users: Iterable[str] = (), name: str = ""
+    ) -> Usergroup:
         """Add a user group with its members."""
-        return self.workspace.add_usergroup(Usergroup(id=id, handle=handle or id.lower(), users=list(users),
-                                                      name=name))
+        return self.workspace.add_usergroup(Usergroup(id=id, handle=handle or id.lower(), users=list(users), name=name))
 
     # -- faults ---------------------------------------------------------------------------------------
 
@@ -226,55 +264,100 @@ class SlackEmulator(PeopleMixin):
 
     # -- waiting --------------------------------------------------------------------------------------
 
-    async def wait_for(self, condition: Callable[[], Any], timeout: float = 5.0, *,
-                       description: str | None = None) -> Any:
+    async def wait_for(
+        self, condition: Callable[[], Any], timeout: float = 5.0, *, description: str | None = None
+    ) -> Any:
         """Return the first truthy `condition()` result, re-checked whenever the emulator's state changes."""
         return await self.workspace.wait_for(condition, timeout, lambda: description or repr(condition))
 
-    async def wait_for_message(self, channel: str, contains: str | None = None, *, timeout: float = 5.0,
-                               where: Callable[[Message], bool] | None = None) -> Message:
+    async def wait_for_message(
+        self,
+        channel: str,
+        contains: str | None = None,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[Message], bool] | None = None,
+    ) -> Message:
         """The first message in `channel` whose text/blocks contain `contains` (and satisfies `where`)."""
-        return await self._wait_in(lambda: self.messages_in(channel), f"a message in {channel}", contains,
-                                   where, timeout)
+        return await self._wait_in(
+            lambda: self.messages_in(channel), f"a message in {channel}", contains, where, timeout
+        )
 
-    async def wait_for_dm(self, user: str, contains: str | None = None, *, timeout: float = 5.0,
-                          where: Callable[[Message], bool] | None = None) -> Message:
+    async def wait_for_dm(
+        self,
+        user: str,
+        contains: str | None = None,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[Message], bool] | None = None,
+    ) -> Message:
         """The first DM to `user` containing `contains`."""
         return await self._wait_in(lambda: self.dms_to(user), f"a DM to {user}", contains, where, timeout)
 
-    async def wait_for_ephemeral(self, user: str, contains: str | None = None, *, timeout: float = 5.0,
-                                 where: Callable[[Ephemeral], bool] | None = None) -> Ephemeral:
+    async def wait_for_ephemeral(
+        self,
+        user: str,
+        contains: str | None = None,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[Ephemeral], bool] | None = None,
+    ) -> Ephemeral:
         """The first ephemeral message to `user` containing `contains`."""
-        return await self._wait_in(lambda: self.ephemerals_to(user), f"an ephemeral to {user}", contains,
-                                   where, timeout)
+        return await self._wait_in(
+            lambda: self.ephemerals_to(user), f"an ephemeral to {user}", contains, where, timeout
+        )
 
-    async def wait_for_view(self, user: str, contains: str | None = None, *, timeout: float = 5.0,
-                            where: Callable[[View], bool] | None = None) -> View:
+    async def wait_for_view(
+        self,
+        user: str,
+        contains: str | None = None,
+        *,
+        timeout: float = 5.0,
+        where: Callable[[View], bool] | None = None,
+    ) -> View:
         """The top open view of `user` once it contains `contains` (title or block text)."""
-        return await self._wait_in(lambda: [v for v in [self.latest_view(user)] if v], f"an open view of {user}",
-                                   contains, where, timeout)
+        return await self._wait_in(
+            lambda: [v for v in [self.latest_view(user)] if v], f"an open view of {user}", contains, where, timeout
+        )
 
     async def wait_for_call(self, method: str, *, count: int = 1, timeout: float = 5.0) -> list[Call]:
         """Wait until the bot made at least `count` calls of `method`; returns them."""
-        return await self.wait_for(lambda: self.calls(method) if len(self.calls(method)) >= count else None,
-                                   timeout, description=f"{count} call(s) of {method} (have {len(self.calls(method))})")
+        return await self.wait_for(
+            lambda: self.calls(method) if len(self.calls(method)) >= count else None,
+            timeout,
+            description=f"{count} call(s) of {method} (have {len(self.calls(method))})",
+        )
 
     async def next_message(self, channel: str | None = None, *, timeout: float = 5.0) -> Message:
         """The next message posted from now on (in `channel`, or anywhere)."""
+
         def posted() -> list[Message]:
-            stored = self.messages_in(channel) if channel else [
-                m for ms in self.workspace.messages.values() for m in ms]
+            stored = (
+                self.messages_in(channel) if channel else [m for ms in self.workspace.messages.values() for m in ms]
+            )
             return stored
 
         seen = {(m.channel, m.ts) for m in posted()}
         fresh = lambda: next((m for m in posted() if (m.channel, m.ts) not in seen), None)  # noqa: E731
         return await self.wait_for(fresh, timeout, description=f"a new message in {channel or 'any channel'}")
 
-    async def _wait_in(self, items: Callable[[], list], what: str, contains: str | None,
-                       where: Callable[[Any], bool] | None, timeout: float) -> Any:
+    async def _wait_in(
+        self,
+        items: Callable[[], list],
+        what: str,
+        contains: str | None,
+        where: Callable[[Any], bool] | None,
+        timeout: float,
+    ) -> Any:
         def match() -> Any:
-            return next((item for item in items()
-                         if (contains is None or contains in item.plain) and (where is None or where(item))), None)
+            return next(
+                (
+                    item
+                    for item in items()
+                    if (contains is None or contains in item.plain) and (where is None or where(item))
+                ),
+                None,
+            )
 
         def describe() -> str:
             wanted = f" containing {contains!r}" if contains else ""

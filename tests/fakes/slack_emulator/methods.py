@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .blocks_validator import MESSAGE_TEXT_MAX, VIEW_MAX_BYTES, validate_message_blocks, validate_view, view_size
 from .errors import SlackError
@@ -40,9 +41,15 @@ def json_arg(args: dict, name: str, error: str) -> Any:
 
 def auth_test(emu: SlackEmulator, args: dict) -> dict:
     """auth.test: who the bot token belongs to."""
-    return {"url": f"https://{emu.team_domain}.slack.com/", "team": emu.team_domain, "user": "jitbot",
-            "team_id": emu.team_id, "user_id": emu.bot_user_id, "bot_id": emu.bot_id,
-            "is_enterprise_install": False}
+    return {
+        "url": f"https://{emu.team_domain}.slack.com/",
+        "team": emu.team_domain,
+        "user": "jitbot",
+        "team_id": emu.team_id,
+        "user_id": emu.bot_user_id,
+        "bot_id": emu.bot_id,
+        "is_enterprise_install": False,
+    }
 
 
 def apps_connections_open(emu: SlackEmulator, args: dict) -> dict:
@@ -62,12 +69,16 @@ def _message_content(args: dict, *, require_content: bool = True) -> tuple[str |
     if require_content and not text and not blocks and not attachments:
         raise SlackError("no_text", ["[ERROR] a message needs `text`, `blocks` or `attachments`"], rejection=True)
     if text is not None and len(text) > MESSAGE_TEXT_MAX:
-        raise SlackError("msg_too_long", [f"[ERROR] text has {len(text)} characters; Slack allows {MESSAGE_TEXT_MAX}"],
-                         rejection=True)
+        raise SlackError(
+            "msg_too_long",
+            [f"[ERROR] text has {len(text)} characters; Slack allows {MESSAGE_TEXT_MAX}"],
+            rejection=True,
+        )
     if blocks is not None:
         if not isinstance(blocks, list):
-            raise SlackError("invalid_blocks_format", ["[ERROR] must be an array [json-pointer:/blocks]"],
-                             rejection=True)
+            raise SlackError(
+                "invalid_blocks_format", ["[ERROR] must be an array [json-pointer:/blocks]"], rejection=True
+            )
         problems = validate_message_blocks(blocks)
         if problems:
             raise SlackError("invalid_blocks", problems, rejection=True)
@@ -90,8 +101,14 @@ def chat_post_message(emu: SlackEmulator, args: dict) -> dict:
     channel = _postable_channel(emu, args)
     text, blocks, attachments = _message_content(args)
     metadata = json_arg(args, "metadata", "invalid_metadata_format")
-    message = emu.workspace.post_message(channel, text=text, blocks=blocks or [], attachments=attachments or [],
-                                         thread_ts=args.get("thread_ts"), metadata=metadata)
+    message = emu.workspace.post_message(
+        channel,
+        text=text,
+        blocks=blocks or [],
+        attachments=attachments or [],
+        thread_ts=args.get("thread_ts"),
+        metadata=metadata,
+    )
     return {"channel": channel.id, "ts": message.ts, "message": message.to_api(emu.team_id)}
 
 
@@ -100,8 +117,9 @@ def chat_update(emu: SlackEmulator, args: dict) -> dict:
     channel_id = require(args, "channel", "channel_not_found")
     if channel_id in emu.workspace.users:
         # Slack documents that chat.update needs the DM's D… id; a user id is a bot bug.
-        raise SlackError("channel_not_found", ["[ERROR] chat.update needs the DM channel id (D…), not a user id"],
-                         rejection=True)
+        raise SlackError(
+            "channel_not_found", ["[ERROR] chat.update needs the DM channel id (D…), not a user id"], rejection=True
+        )
     channel = emu.workspace.resolve_channel(channel_id, allow_user=False)
     ts = require(args, "ts", "message_not_found")
     text, blocks, attachments = _message_content(args, require_content=False)
@@ -114,8 +132,7 @@ def chat_update(emu: SlackEmulator, args: dict) -> dict:
         raise SlackError("cant_update_message")
     # Slack keeps the old text when only blocks change, and clears blocks only when given [].
     emu.workspace.edit_message(message, text=text, blocks=blocks, attachments=attachments, via="chat.update")
-    return {"channel": channel.id, "ts": message.ts, "text": message.text or "",
-            "message": message.to_api(emu.team_id)}
+    return {"channel": channel.id, "ts": message.ts, "text": message.text or "", "message": message.to_api(emu.team_id)}
 
 
 def chat_post_ephemeral(emu: SlackEmulator, args: dict) -> dict:
@@ -125,8 +142,9 @@ def chat_post_ephemeral(emu: SlackEmulator, args: dict) -> dict:
     if not channel.has_member(user.id):
         raise SlackError("user_not_in_channel")
     text, blocks, _ = _message_content(args)
-    ephemeral = emu.workspace.add_ephemeral(channel.id, user.id, text=text, blocks=blocks or [],
-                                            source="chat.postEphemeral")
+    ephemeral = emu.workspace.add_ephemeral(
+        channel.id, user.id, text=text, blocks=blocks or [], source="chat.postEphemeral"
+    )
     return {"message_ts": ephemeral.ts}
 
 
@@ -188,8 +206,9 @@ def checked_view(args_or_view: Any, *, from_args: bool = True) -> dict:
         raise SlackError("invalid_arguments", ["[ERROR] missing required field: view"], rejection=True)
     size = view_size(view)
     if size > VIEW_MAX_BYTES:
-        raise SlackError("view_too_large", [f"[ERROR] view is {size} bytes; the limit is {VIEW_MAX_BYTES}"],
-                         rejection=True)
+        raise SlackError(
+            "view_too_large", [f"[ERROR] view is {size} bytes; the limit is {VIEW_MAX_BYTES}"], rejection=True
+        )
     problems = validate_view(view)
     if problems:
         raise SlackError("invalid_arguments", problems, rejection=True)
@@ -228,8 +247,9 @@ def push_view(emu: SlackEmulator, user_id: str, view: dict) -> View:
     """Put `view` on top of the user's modal stack (at most three deep)."""
     stack = emu.workspace.open_views(user_id)
     if len(stack) >= VIEW_STACK_LIMIT:
-        raise SlackError("push_limit_reached", [f"[ERROR] {user_id} already has {len(stack)} views open"],
-                         rejection=True)
+        raise SlackError(
+            "push_limit_reached", [f"[ERROR] {user_id} already has {len(stack)} views open"], rejection=True
+        )
     return emu.workspace.new_view(user_id, view, previous=stack[-1] if stack else None)
 
 
@@ -237,8 +257,9 @@ def views_update(emu: SlackEmulator, args: dict) -> dict:
     """views.update: replace an open view by view_id or external_id (optional hash check)."""
     view_id, external_id = args.get("view_id"), args.get("external_id")
     if bool(view_id) == bool(external_id):
-        raise SlackError("invalid_arguments", ["[ERROR] exactly one of `view_id` or `external_id` is required"],
-                         rejection=True)
+        raise SlackError(
+            "invalid_arguments", ["[ERROR] exactly one of `view_id` or `external_id` is required"], rejection=True
+        )
     new = checked_view(args)
     target = emu.workspace.find_view(view_id=view_id, external_id=external_id)
     if target is None or not target.is_open:

@@ -325,8 +325,10 @@ class EnvelopeResult:
         retry = f", retry {self.envelope['retry_attempt']}" if self.envelope.get("retry_attempt") else ""
         if self.ack is None:
             return f"EnvelopeResult({self.summary}{retry}, NOT acked)"
-        return (f"EnvelopeResult({self.summary}{retry}, acked in {self.latency * 1000:.0f} ms, "
-                f"ack_payload={self.ack_payload})")
+        return (
+            f"EnvelopeResult({self.summary}{retry}, acked in {self.latency * 1000:.0f} ms, "
+            f"ack_payload={self.ack_payload})"
+        )
 
 
 @dataclass

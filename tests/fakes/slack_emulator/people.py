@@ -6,10 +6,10 @@ import copy
 import uuid
 from typing import Any
 
-from .methods import checked_view, push_view
-from .errors import EmulatorUsageError, SlackError
-from .models import EnvelopeResult, Message, View
 from .blocks_validator import validate_message_blocks
+from .errors import EmulatorUsageError, SlackError
+from .methods import checked_view, push_view
+from .models import EnvelopeResult, Message, View
 from .view_state import action_payload, build_submission_state, element_state, find_element
 from .web_api import ResponseUrl
 
@@ -19,24 +19,42 @@ class PeopleMixin:
 
     # -- envelopes -----------------------------------------------------------------------------
 
-    async def send_envelope(self, type: str, payload: dict, *, accepts_response_payload: bool = True,
-                            **extra: Any) -> EnvelopeResult:
+    async def send_envelope(
+        self, type: str, payload: dict, *, accepts_response_payload: bool = True, **extra: Any
+    ) -> EnvelopeResult:
         """Deliver a hand-built envelope (`extra` adds top-level keys such as retry_attempt)."""
-        envelope = {"envelope_id": str(uuid.uuid4()), "type": type, "payload": payload,
-                    "accepts_response_payload": accepts_response_payload, **extra}
+        envelope = {
+            "envelope_id": str(uuid.uuid4()),
+            "type": type,
+            "payload": payload,
+            "accepts_response_payload": accepts_response_payload,
+            **extra,
+        }
         return await self._deliver(envelope)
 
     async def send_event(self, event: dict, *, retry_attempt: int = 0, retry_reason: str = "") -> EnvelopeResult:
         """Deliver an Events API `event_callback` wrapping `event`."""
-        payload = {"token": "emulator-verification-token", "team_id": self.team_id, "api_app_id": self.app_id,
-                   "event": event, "type": "event_callback", "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
-                   "event_time": int(self.workspace.now().timestamp()),
-                   "authorizations": [{"team_id": self.team_id, "user_id": self.bot_user_id, "is_bot": True}]}
-        return await self.send_envelope("events_api", payload, accepts_response_payload=False,
-                                        retry_attempt=retry_attempt, retry_reason=retry_reason)
+        payload = {
+            "token": "emulator-verification-token",
+            "team_id": self.team_id,
+            "api_app_id": self.app_id,
+            "event": event,
+            "type": "event_callback",
+            "event_id": f"Ev{uuid.uuid4().hex[:10].upper()}",
+            "event_time": int(self.workspace.now().timestamp()),
+            "authorizations": [{"team_id": self.team_id, "user_id": self.bot_user_id, "is_bot": True}],
+        }
+        return await self.send_envelope(
+            "events_api",
+            payload,
+            accepts_response_payload=False,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+        )
 
-    async def redeliver(self, result: EnvelopeResult, *, retry_attempt: int = 1,
-                        retry_reason: str = "timeout") -> EnvelopeResult:
+    async def redeliver(
+        self, result: EnvelopeResult, *, retry_attempt: int = 1, retry_reason: str = "timeout"
+    ) -> EnvelopeResult:
         """Send an envelope's payload again, marked as Slack's retry number `retry_attempt`."""
         envelope = copy.deepcopy(result.envelope)
         envelope.update(envelope_id=str(uuid.uuid4()), retry_attempt=retry_attempt, retry_reason=retry_reason)
@@ -57,16 +75,24 @@ class PeopleMixin:
 
     # -- slash commands ----------------------------------------------------------------------------
 
-    async def slash_command(self, *, user: str, command: str = "/sym", text: str = "",
-                            channel: str | None = None) -> EnvelopeResult:
+    async def slash_command(
+        self, *, user: str, command: str = "/sym", text: str = "", channel: str | None = None
+    ) -> EnvelopeResult:
         """`user` types `command text` in `channel` (default: their DM with the bot); issues a fresh trigger_id."""
         person = self._person(user)
         conversation = self._conversation(channel or person.id, person.id)
         payload = {
-            "token": "emulator-verification-token", "team_id": self.team_id, "team_domain": self.team_domain,
-            "channel_id": conversation.id, "channel_name": "directmessage" if conversation.is_im else conversation.name,
-            "user_id": person.id, "user_name": person.name, "command": command, "text": text,
-            "api_app_id": self.app_id, "is_enterprise_install": "false",
+            "token": "emulator-verification-token",
+            "team_id": self.team_id,
+            "team_domain": self.team_domain,
+            "channel_id": conversation.id,
+            "channel_name": "directmessage" if conversation.is_im else conversation.name,
+            "user_id": person.id,
+            "user_name": person.name,
+            "command": command,
+            "text": text,
+            "api_app_id": self.app_id,
+            "is_enterprise_install": "false",
             "response_url": self._response_url(conversation.id, person.id, None),
             "trigger_id": self.workspace.issue_trigger(person.id),
         }
@@ -82,27 +108,45 @@ class PeopleMixin:
             return
         channel, user = payload["channel_id"], payload["user_id"]
         if body.get("response_type") == "in_channel":
-            self.workspace.post_message(self.workspace.resolve_channel(channel), text=body.get("text"),
-                                        blocks=body.get("blocks") or [], attachments=[])
+            self.workspace.post_message(
+                self.workspace.resolve_channel(channel),
+                text=body.get("text"),
+                blocks=body.get("blocks") or [],
+                attachments=[],
+            )
         else:
-            self.workspace.add_ephemeral(channel, user, text=body.get("text"), blocks=body.get("blocks") or [],
-                                         source="slash_command_ack")
+            self.workspace.add_ephemeral(
+                channel, user, text=body.get("text"), blocks=body.get("blocks") or [], source="slash_command_ack"
+            )
 
     # -- messages ----------------------------------------------------------------------------------
 
-    async def click(self, channel: str | Message, ts: str | None = None, *, user: str, text: str | None = None,
-                    action_id: str | None = None, block_id: str | None = None) -> EnvelopeResult:
+    async def click(
+        self,
+        channel: str | Message,
+        ts: str | None = None,
+        *,
+        user: str,
+        text: str | None = None,
+        action_id: str | None = None,
+        block_id: str | None = None,
+    ) -> EnvelopeResult:
         """`user` clicks the button (found by label `text` or `action_id`) on the stored message at (channel, ts)."""
         message = self._stored_message(channel, ts)
         person = self._person(user)
         conversation = self._conversation(message.channel, person.id)
         where = f"message {message.channel}/{message.ts}"
-        block, element = find_element(message.blocks, action_id=action_id, text=text, block_id=block_id,
-                                      types=("button",), where=where)
+        block, element = find_element(
+            message.blocks, action_id=action_id, text=text, block_id=block_id, types=("button",), where=where
+        )
         payload = {
             **self._interaction_base(person.id, "block_actions"),
-            "container": {"type": "message", "message_ts": message.ts, "channel_id": conversation.id,
-                          "is_ephemeral": False},
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": conversation.id,
+                "is_ephemeral": False,
+            },
             "channel": {"id": conversation.id, "name": "directmessage" if conversation.is_im else conversation.name},
             "message": message.to_api(self.team_id),
             "state": {"values": {}},
@@ -113,8 +157,9 @@ class PeopleMixin:
 
     # -- views -------------------------------------------------------------------------------------
 
-    async def submit_view(self, view: View | str, values: dict[str, Any] | None = None, *,
-                          user: str | None = None) -> EnvelopeResult:
+    async def submit_view(
+        self, view: View | str, values: dict[str, Any] | None = None, *, user: str | None = None
+    ) -> EnvelopeResult:
         """Fill the open view's inputs (`values` by block_id or action_id; others keep their value) and submit."""
         target = self._open_view(view, user)
         if target.payload.get("submit") is None:
@@ -123,12 +168,14 @@ class PeopleMixin:
         self.workspace.changed()
         payload = {
             **self._interaction_base(target.user, "view_submission"),
-            "view": self.view_api(target), "response_urls": [],
+            "view": self.view_api(target),
+            "response_urls": [],
         }
         return await self.send_envelope("interactive", payload)
 
-    async def select_in_view(self, view: View | str, action_id: str, value: Any, user: str | None = None, *,
-                             block_id: str | None = None) -> EnvelopeResult:
+    async def select_in_view(
+        self, view: View | str, action_id: str, value: Any, user: str | None = None, *, block_id: str | None = None
+    ) -> EnvelopeResult:
         """Pick `value` in a select (or other element) of an open view, sending block_actions as Slack does."""
         target = self._open_view(view, user)
         where = f"view {target.id}"
@@ -138,18 +185,21 @@ class PeopleMixin:
         if block.get("type") == "input" and not block.get("dispatch_action"):
             raise EmulatorUsageError(
                 f"{where}: input {block['block_id']!r} has no dispatch_action, so Slack sends no block_actions "
-                "when it changes; pass the value to submit_view instead")
+                "when it changes; pass the value to submit_view instead"
+            )
         entry = element_state(element, value, where)
         target.state_values.setdefault(block["block_id"], {})[element["action_id"]] = entry
         self.workspace.changed()
         return await self._view_action(target, block, element, value)
 
-    async def click_in_view(self, view: View | str, *, text: str | None = None, action_id: str | None = None,
-                            user: str | None = None) -> EnvelopeResult:
+    async def click_in_view(
+        self, view: View | str, *, text: str | None = None, action_id: str | None = None, user: str | None = None
+    ) -> EnvelopeResult:
         """Click a button inside an open view."""
         target = self._open_view(view, user)
-        block, element = find_element(target.blocks, action_id=action_id, text=text, types=("button",),
-                                      where=f"view {target.id}")
+        block, element = find_element(
+            target.blocks, action_id=action_id, text=text, types=("button",), where=f"view {target.id}"
+        )
         return await self._view_action(target, block, element, None)
 
     async def _view_action(self, view: View, block: dict, element: dict, value: Any) -> EnvelopeResult:
@@ -165,8 +215,11 @@ class PeopleMixin:
         """The person closes the view; returns the view_closed result, or None when the bot did not ask for one."""
         target = self._open_view(view, user)
         cleared = target.clear_on_close
-        payload = {**self._interaction_base(target.user, "view_closed"), "view": self.view_api(target),
-                   "is_cleared": cleared}
+        payload = {
+            **self._interaction_base(target.user, "view_closed"),
+            "view": self.view_api(target),
+            "is_cleared": cleared,
+        }
         payload.pop("trigger_id")
         if cleared:
             self.workspace.close_all_views(target.user, "closed_by_user")
@@ -213,11 +266,14 @@ class PeopleMixin:
     def _interaction_base(self, user_id: str, kind: str) -> dict:
         person = self._person(user_id)
         return {
-            "type": kind, "team": {"id": self.team_id, "domain": self.team_domain},
+            "type": kind,
+            "team": {"id": self.team_id, "domain": self.team_domain},
             "user": {"id": person.id, "username": person.name, "name": person.name, "team_id": self.team_id},
-            "api_app_id": self.app_id, "token": "emulator-verification-token",
+            "api_app_id": self.app_id,
+            "token": "emulator-verification-token",
             "trigger_id": self.workspace.issue_trigger(person.id),
-            "enterprise": None, "is_enterprise_install": False,
+            "enterprise": None,
+            "is_enterprise_install": False,
         }
 
     def _person(self, user_id: str):

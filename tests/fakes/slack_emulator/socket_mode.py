@@ -70,12 +70,14 @@ class SocketHub:
         connection = Connection(id=next(self._ids), ws=ws, request=request, opened_at=time.monotonic())
         self.connections[connection.id] = connection
         self.connects += 1
-        await ws.send_json({
-            "type": "hello",
-            "num_connections": len(self.usable()),
-            "connection_info": {"app_id": self.emu.app_id},
-            "debug_info": {"host": "applink-emulator", "build_number": 1, "approximate_connection_time": 18060},
-        })
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": len(self.usable()),
+                "connection_info": {"app_id": self.emu.app_id},
+                "debug_info": {"host": "applink-emulator", "build_number": 1, "approximate_connection_time": 18060},
+            }
+        )
         self.emu.workspace.changed()
         try:
             async for message in ws:
@@ -104,7 +106,8 @@ class SocketHub:
         """Wait until at least `n` usable connections are open."""
         try:
             return await self.emu.workspace.wait_for(
-                lambda: self.usable() if len(self.usable()) >= n else None, timeout,
+                lambda: self.usable() if len(self.usable()) >= n else None,
+                timeout,
                 lambda: f"{n} Socket Mode connection(s) (have {len(self.usable())})",
             )
         except WaitTimeout as error:
@@ -119,9 +122,11 @@ class SocketHub:
             sent = await self._send(envelope, result)
             self.emu.envelopes.append(result)
             frame, arrived = await asyncio.wait_for(future, self.emu.ack_timeout)
-        except asyncio.TimeoutError:
-            detail = (f"{result.summary} (envelope {result.envelope_id}) was not acked within "
-                      f"{self.emu.ack_timeout}s; Bolt sends no ack when no listener matches or ack() is not called")
+        except TimeoutError:
+            detail = (
+                f"{result.summary} (envelope {result.envelope_id}) was not acked within "
+                f"{self.emu.ack_timeout}s; Bolt sends no ack when no listener matches or ack() is not called"
+            )
             self.emu.record_problem("unacked", detail)
             self.emu.workspace.changed()
             raise AckTimeout(detail) from None
@@ -151,8 +156,9 @@ class SocketHub:
         targets = self.usable()
         for connection in targets:
             connection.draining = True
-            await connection.ws.send_json({"type": "disconnect", "reason": reason,
-                                           "debug_info": {"host": "applink-emulator"}})
+            await connection.ws.send_json(
+                {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-emulator"}}
+            )
         self.emu.workspace.changed()
         return len(targets)
 

@@ -7,9 +7,10 @@ import copy
 import inspect
 import itertools
 import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from .errors import SlackError, WaitTimeout
 from .models import Channel, Ephemeral, Message, MessageVersion, User, Usergroup, View, interactive_elements
@@ -19,7 +20,7 @@ class _UtcClock:
     """Wall-clock time; tests inject anything with `now() -> datetime` instead."""
 
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @dataclass
@@ -78,7 +79,7 @@ class Workspace:
                 raise WaitTimeout(f"timed out after {timeout}s waiting for {describe()}")
             try:
                 await asyncio.wait_for(event.wait(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     # -- ids and time --------------------------------------------------------------------------
@@ -151,13 +152,28 @@ class Workspace:
 
     # -- messages ------------------------------------------------------------------------------
 
-    def post_message(self, channel: Channel, *, text: str | None, blocks: list[dict], attachments: list[dict],
-                     thread_ts: str | None = None, metadata: dict | None = None) -> Message:
+    def post_message(
+        self,
+        channel: Channel,
+        *,
+        text: str | None,
+        blocks: list[dict],
+        attachments: list[dict],
+        thread_ts: str | None = None,
+        metadata: dict | None = None,
+    ) -> Message:
         """Store a new bot message with a fresh ts."""
         message = Message(
-            channel=channel.id, ts=self.next_ts(), text=text, blocks=fill_ids(blocks),
-            user=self.bot_user_id, bot_id=self.bot_id, posted_at=self.now(), attachments=attachments,
-            thread_ts=thread_ts, metadata=metadata,
+            channel=channel.id,
+            ts=self.next_ts(),
+            text=text,
+            blocks=fill_ids(blocks),
+            user=self.bot_user_id,
+            bot_id=self.bot_id,
+            posted_at=self.now(),
+            attachments=attachments,
+            thread_ts=thread_ts,
+            metadata=metadata,
         )
         self.messages.setdefault(channel.id, []).append(message)
         self.changed()
@@ -170,13 +186,19 @@ class Workspace:
                 return message
         return None
 
-    def edit_message(self, message: Message, *, text: str | None, blocks: list[dict] | None,
-                     attachments: list[dict] | None, via: str) -> Message:
+    def edit_message(
+        self, message: Message, *, text: str | None, blocks: list[dict] | None, attachments: list[dict] | None, via: str
+    ) -> Message:
         """Replace a message's content in place, keeping the old version in its history."""
-        message.history.append(MessageVersion(
-            text=message.text, blocks=copy.deepcopy(message.blocks),
-            attachments=copy.deepcopy(message.attachments), replaced_at=self.now(), via=via,
-        ))
+        message.history.append(
+            MessageVersion(
+                text=message.text,
+                blocks=copy.deepcopy(message.blocks),
+                attachments=copy.deepcopy(message.attachments),
+                replaced_at=self.now(),
+                via=via,
+            )
+        )
         if text is not None:
             message.text = text
         if blocks is not None:
@@ -191,11 +213,19 @@ class Workspace:
         message.deleted = True
         self.changed()
 
-    def add_ephemeral(self, channel_id: str, user_id: str, *, text: str | None, blocks: list[dict],
-                      source: str) -> Ephemeral:
+    def add_ephemeral(
+        self, channel_id: str, user_id: str, *, text: str | None, blocks: list[dict], source: str
+    ) -> Ephemeral:
         """Record an ephemeral message to one user."""
-        ephemeral = Ephemeral(channel=channel_id, user=user_id, ts=self.next_ts(), text=text,
-                              blocks=fill_ids(blocks), source=source, posted_at=self.now())
+        ephemeral = Ephemeral(
+            channel=channel_id,
+            user=user_id,
+            ts=self.next_ts(),
+            text=text,
+            blocks=fill_ids(blocks),
+            source=source,
+            posted_at=self.now(),
+        )
         self.ephemerals.append(ephemeral)
         self.changed()
         return ephemeral
@@ -212,8 +242,9 @@ class Workspace:
         """Use a trigger once, or raise the error code Slack gives for an unusable one."""
         trigger = self.triggers.get(trigger_id) if isinstance(trigger_id, str) else None
         if trigger is None:
-            raise SlackError("invalid_trigger_id", ["[ERROR] invalid `trigger_id` [json-pointer:/trigger_id]"],
-                             rejection=True)
+            raise SlackError(
+                "invalid_trigger_id", ["[ERROR] invalid `trigger_id` [json-pointer:/trigger_id]"], rejection=True
+            )
         if trigger.used:
             raise SlackError("exchanged_trigger_id", rejection=True)
         if self.now() - trigger.issued_at > self.trigger_ttl:
@@ -231,7 +262,10 @@ class Workspace:
         """Open a view on top of the user's stack."""
         view_id = self.next_id("V")
         view = View(
-            id=view_id, user=user_id, payload=fill_ids_in_view(payload), hash=self._new_hash(),
+            id=view_id,
+            user=user_id,
+            payload=fill_ids_in_view(payload),
+            hash=self._new_hash(),
             root_view_id=previous.root_view_id if previous else view_id,
             previous_view_id=previous.id if previous else None,
         )

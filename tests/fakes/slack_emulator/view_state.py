@@ -10,21 +10,40 @@ from .errors import EmulatorUsageError
 from .models import View, interactive_elements
 
 _VALUE_KEY = {
-    "plain_text_input": "value", "number_input": "value", "email_text_input": "value", "url_text_input": "value",
-    "static_select": "selected_option", "external_select": "selected_option", "radio_buttons": "selected_option",
-    "multi_static_select": "selected_options", "multi_external_select": "selected_options",
-    "checkboxes": "selected_options", "datepicker": "selected_date", "timepicker": "selected_time",
-    "datetimepicker": "selected_date_time", "users_select": "selected_user", "multi_users_select": "selected_users",
-    "conversations_select": "selected_conversation", "multi_conversations_select": "selected_conversations",
-    "channels_select": "selected_channel", "multi_channels_select": "selected_channels",
+    "plain_text_input": "value",
+    "number_input": "value",
+    "email_text_input": "value",
+    "url_text_input": "value",
+    "static_select": "selected_option",
+    "external_select": "selected_option",
+    "radio_buttons": "selected_option",
+    "multi_static_select": "selected_options",
+    "multi_external_select": "selected_options",
+    "checkboxes": "selected_options",
+    "datepicker": "selected_date",
+    "timepicker": "selected_time",
+    "datetimepicker": "selected_date_time",
+    "users_select": "selected_user",
+    "multi_users_select": "selected_users",
+    "conversations_select": "selected_conversation",
+    "multi_conversations_select": "selected_conversations",
+    "channels_select": "selected_channel",
+    "multi_channels_select": "selected_channels",
     "rich_text_input": "rich_text_value",
 }
 _INITIAL_KEY = {
-    "value": "initial_value", "selected_option": "initial_option", "selected_options": "initial_options",
-    "selected_date": "initial_date", "selected_time": "initial_time", "selected_date_time": "initial_date_time",
-    "selected_user": "initial_user", "selected_users": "initial_users",
-    "selected_conversation": "initial_conversation", "selected_conversations": "initial_conversations",
-    "selected_channel": "initial_channel", "selected_channels": "initial_channels",
+    "value": "initial_value",
+    "selected_option": "initial_option",
+    "selected_options": "initial_options",
+    "selected_date": "initial_date",
+    "selected_time": "initial_time",
+    "selected_date_time": "initial_date_time",
+    "selected_user": "initial_user",
+    "selected_users": "initial_users",
+    "selected_conversation": "initial_conversation",
+    "selected_conversations": "initial_conversations",
+    "selected_channel": "initial_channel",
+    "selected_channels": "initial_channels",
     "rich_text_value": "initial_value",
 }
 
@@ -172,11 +191,19 @@ def _input_named(view: View, blocks: list[dict], key: str) -> dict:
     raise EmulatorUsageError(f"view {view.id} has no input {key!r} (inputs, as block_id/action_id: {known})")
 
 
-def find_element(blocks: list[dict], *, action_id: str | None = None, text: str | None = None,
-                 block_id: str | None = None, types: tuple[str, ...] | None = None, where: str) -> tuple[dict, dict]:
+def find_element(
+    blocks: list[dict],
+    *,
+    action_id: str | None = None,
+    text: str | None = None,
+    block_id: str | None = None,
+    types: tuple[str, ...] | None = None,
+    where: str,
+) -> tuple[dict, dict]:
     """The one (block, element) matching `action_id`/`text`/`block_id`, or a clear EmulatorUsageError."""
     candidates = [
-        (block, element) for block, element in interactive_elements(blocks)
+        (block, element)
+        for block, element in interactive_elements(blocks)
         if (types is None or element.get("type") in types)
         and (action_id is None or element.get("action_id") == action_id)
         and (block_id is None or block.get("block_id") == block_id)
@@ -197,8 +224,12 @@ def find_element(blocks: list[dict], *, action_id: str | None = None, text: str 
 def action_payload(block: dict, element: dict, value: Any, action_ts: str, where: str) -> dict:
     """The `actions[0]` entry of a block_actions payload for a person using `element`."""
     kind = element.get("type")
-    action: dict[str, Any] = {"type": kind, "action_id": element.get("action_id"),
-                              "block_id": block.get("block_id"), "action_ts": action_ts}
+    action: dict[str, Any] = {
+        "type": kind,
+        "action_id": element.get("action_id"),
+        "block_id": block.get("block_id"),
+        "action_ts": action_ts,
+    }
     if kind == "button":
         action["text"] = copy.deepcopy(element.get("text"))
         for key in ("value", "style", "url"):

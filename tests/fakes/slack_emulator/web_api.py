@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from .blocks_validator import validate_message_blocks
-from .methods import APP_METHODS, BOT_METHODS
 from .errors import SlackError
+from .methods import APP_METHODS, BOT_METHODS
 from .models import Call
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ class ResponseUrl:
 
 def build_app(emu: SlackEmulator) -> web.Application:
     """The aiohttp application serving the Web API, response_urls and the Socket Mode WebSocket."""
+
     async def api(request: web.Request) -> web.Response:
         return await handle_api(emu, request)
 
@@ -83,7 +84,7 @@ async def read_args(request: web.Request) -> dict[str, Any]:
 def bearer_token(request: web.Request, args: dict[str, Any]) -> str | None:
     """The token from `Authorization: Bearer …`, else from a `token` argument (older clients)."""
     header = request.headers.get("Authorization", "")
-    token = header[len("Bearer "):].strip() if header.startswith("Bearer ") else None
+    token = header[len("Bearer ") :].strip() if header.startswith("Bearer ") else None
     from_args = args.pop("token", None)
     return token or from_args
 
@@ -126,8 +127,9 @@ def _consume(faults: list[Fault], fault: Fault) -> None:
 async def handle_api(emu: SlackEmulator, request: web.Request) -> web.Response:
     """Answer one Web API call and record it."""
     method = request.match_info["method"]
-    call = Call(method=method, args={}, headers=dict(request.headers), time=emu.workspace.now(),
-                http_method=request.method)
+    call = Call(
+        method=method, args={}, headers=dict(request.headers), time=emu.workspace.now(), http_method=request.method
+    )
     headers = {"x-oauth-scopes": ",".join(emu.scopes)}
     try:
         try:
@@ -165,8 +167,13 @@ async def handle_response_url(emu: SlackEmulator, request: web.Request) -> web.R
         body = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         body = None
-    call = Call(method="response_url", args=body if isinstance(body, dict) else {}, headers=dict(request.headers),
-                time=emu.workspace.now(), http_method=request.method)
+    call = Call(
+        method="response_url",
+        args=body if isinstance(body, dict) else {},
+        headers=dict(request.headers),
+        time=emu.workspace.now(),
+        http_method=request.method,
+    )
     status, answer = 200, {"ok": True}
     if target is None:
         status, answer = 404, {"ok": False, "error": "expired_url"}
@@ -194,8 +201,13 @@ def _apply_response(emu: SlackEmulator, target: ResponseUrl, body: dict) -> None
     if body.get("delete_original") and original is not None:
         workspace.delete_message(original)
     elif body.get("replace_original") and original is not None:
-        workspace.edit_message(original, text=text, blocks=blocks if blocks is not None else [],
-                               attachments=body.get("attachments"), via="response_url")
+        workspace.edit_message(
+            original,
+            text=text,
+            blocks=blocks if blocks is not None else [],
+            attachments=body.get("attachments"),
+            via="response_url",
+        )
     elif body.get("response_type") == "in_channel":
         channel = workspace.resolve_channel(target.channel)
         workspace.post_message(channel, text=text, blocks=blocks or [], attachments=body.get("attachments") or [])
