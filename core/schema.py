@@ -7,6 +7,7 @@ live beside the code that uses them, and `core.config` validates them through th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -112,7 +113,8 @@ class StrategyConfig(StrictModel):
     """Keys every `strategy:` block has; each strategy subclasses it with `type: Literal[...]`."""
 
     type: str
-    targets: Annotated[list[TargetConfig], Field(min_length=1)]
+    # A Sequence, so each strategy's config may narrow it to its own target type (a list is invariant).
+    targets: Annotated[Sequence[TargetConfig], Field(min_length=1)]
 
 
 class IntegrationConfig(StrictModel):

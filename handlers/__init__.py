@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 import structlog
 from slack_bolt.async_app import AsyncApp
 
+from core.config_models import JitConfig
+from core.engine import AccessEngine
 from handlers import actions, commands, views
 from handlers.errors import handle_error
 from handlers.listeners import Listeners
 
 
-def register(app: AsyncApp, *, config, engine, listeners: Listeners) -> None:
+def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Install the log-context middleware, the error handler and every listener on `app`."""
 
-    async def bind_log_context(body, next) -> None:
+    async def bind_log_context(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
         structlog.contextvars.clear_contextvars()
         user = (body.get("user") or {}).get("id") or body.get("user_id")
         structlog.contextvars.bind_contextvars(slack_user=user, slack_type=body.get("type") or body.get("command"))

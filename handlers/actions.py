@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_bolt.async_app import AsyncApp
 
+from core.engine import AccessEngine
 from core.models import MessageRef
-from handlers.listeners import Listeners
 from handlers.ids import ActionId
+from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
 
 
-def _source(body: dict) -> MessageRef:
+def _source(body: dict[str, Any]) -> MessageRef:
     """The message the clicked button sits on: a click is only valid on the request's own message."""
     container = body.get("container") or {}
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
@@ -18,14 +21,14 @@ def _source(body: dict) -> MessageRef:
     return MessageRef(channel=channel, ts=ts)
 
 
-def register(app: AsyncApp, engine, listeners: Listeners) -> None:
+def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the two decision buttons; refusals surface through the error handler."""
 
-    async def handle_approve_button(ack, body, action) -> None:
+    async def handle_approve_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 
-    async def handle_deny_button(ack, body, action) -> None:
+    async def handle_deny_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
         await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 

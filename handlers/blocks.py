@@ -7,10 +7,13 @@ lists are split into groups of at most 100.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
-from core.models import AccessRequest, RequestStatus as S
+from core.config_models import FieldSpec, Flow
+from core.models import AccessRequest
+from core.models import RequestStatus as S
 from core.ports import Alert
 from core.schema import format_duration
 from handlers.forms import MAX_INT_DIGITS, MAX_STRING_LENGTH, MAX_TEXT_LENGTH
@@ -33,23 +36,27 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def plain(text: str, limit: int = OPTION_TEXT_MAX) -> dict:
+def plain(text: str, limit: int = OPTION_TEXT_MAX) -> dict[str, Any]:
     """A plain_text object (never empty: Slack refuses empty text)."""
     return {"type": "plain_text", "text": clip(text or " ", limit), "emoji": True}
 
 
-def mrkdwn(text: str, limit: int = SECTION_TEXT_MAX) -> dict:
+def mrkdwn(text: str, limit: int = SECTION_TEXT_MAX) -> dict[str, Any]:
     """A mrkdwn text object."""
     return {"type": "mrkdwn", "text": clip(text or " ", limit)}
 
 
-def option(label: str, value: str) -> dict:
+def option(label: str, value: str) -> dict[str, Any]:
     """A select option."""
     return {"text": plain(label), "value": value[:150]}
 
 
-def _select(options: list[dict], placeholder: str, initial: str | None = None) -> dict:
-    element: dict[str, Any] = {"type": "static_select", "action_id": ActionId.VALUE, "placeholder": plain(placeholder, 150)}
+def _select(options: list[dict[str, Any]], placeholder: str, initial: str | None = None) -> dict[str, Any]:
+    element: dict[str, Any] = {
+        "type": "static_select",
+        "action_id": ActionId.VALUE,
+        "placeholder": plain(placeholder, 150),
+    }
     if len(options) <= MAX_OPTIONS:
         element["options"] = options
     else:
@@ -78,7 +85,7 @@ def human_duration(seconds: int) -> str:
 # ── views ─────────────────────────────────────────────────────────────────────────────────────
 
 
-def flow_picker(flows: Iterable, channel: str | None = None) -> dict:
+def flow_picker(flows: Iterable[Flow], channel: str | None = None) -> dict[str, Any]:
     """The first modal when several flows exist: choosing one updates the modal to its form."""
     options = [option(f.label, f.name) for f in flows]
     return {
@@ -98,10 +105,10 @@ def flow_picker(flows: Iterable, channel: str | None = None) -> dict:
     }
 
 
-def request_form(flow, channel: str | None = None) -> dict:
+def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
     """The request modal of one flow: the target picker first, then each field as a typed input."""
     targets = [option(t.label, t.name) for t in flow.strategy.targets]
-    blocks: list[dict] = [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": mrkdwn(f"*{escape(flow.label)}*")},
         {
             "type": "input",
@@ -123,20 +130,28 @@ def request_form(flow, channel: str | None = None) -> dict:
     }
 
 
-def _field_input(spec) -> dict:
+def _field_input(spec: FieldSpec) -> dict[str, Any]:
     default = getattr(spec, "default", None)
     placeholder = getattr(spec, "placeholder", None)
     kind = spec.type
     if kind in ("string", "text"):
-        element: dict[str, Any] = {"type": "plain_text_input", "action_id": ActionId.VALUE,
-                                   "multiline": kind == "text",
-                                   "max_length": MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH}
+        element: dict[str, Any] = {
+            "type": "plain_text_input",
+            "action_id": ActionId.VALUE,
+            "multiline": kind == "text",
+            "max_length": MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH,
+        }
         if default is not None:
             element["initial_value"] = str(default)
     elif kind == "int":
         # The same bounds the form parser enforces, so Slack refuses what the parser would.
-        element = {"type": "number_input", "action_id": ActionId.VALUE, "is_decimal_allowed": False,
-                   "min_value": str(1 - 10**MAX_INT_DIGITS), "max_value": str(10**MAX_INT_DIGITS - 1)}
+        element = {
+            "type": "number_input",
+            "action_id": ActionId.VALUE,
+            "is_decimal_allowed": False,
+            "min_value": str(1 - 10**MAX_INT_DIGITS),
+            "max_value": str(10**MAX_INT_DIGITS - 1),
+        }
         if default is not None:
             element["initial_value"] = str(default)
     elif kind == "bool":
@@ -144,14 +159,20 @@ def _field_input(spec) -> dict:
         if default:
             element["initial_options"] = [option("Yes", "true")]
     elif kind == "list" or (kind == "duration" and spec.allowed_values):
+        assert spec.allowed_values is not None, "FieldSpec refuses a list field without allowed_values"
         values = [str(v) for v in spec.allowed_values]
-        element = _select([option(v, v) for v in values], placeholder or "Choose one",
-                          str(default) if default is not None else (values[0] if len(values) == 1 else None))
+        element = _select(
+            [option(v, v) for v in values],
+            placeholder or "Choose one",
+            str(default) if default is not None else (values[0] if len(values) == 1 else None),
+        )
     else:  # a free duration bounded by `max`
         element = {"type": "plain_text_input", "action_id": ActionId.VALUE, "max_length": 12}
         if default is not None:
             element["initial_value"] = str(default)
-        placeholder = placeholder or f"e.g. 30m (at most {format_duration(spec.max)})"
+        if not placeholder:
+            assert spec.max is not None, "FieldSpec refuses a duration field with neither allowed_values nor max"
+            placeholder = f"e.g. 30m (at most {format_duration(spec.max)})"
     if placeholder and element["type"] in ("plain_text_input", "number_input"):
         element["placeholder"] = plain(placeholder, 150)
     block: dict[str, Any] = {
@@ -171,15 +192,14 @@ def _field_input(spec) -> dict:
 # ── the approval-channel message ──────────────────────────────────────────────────────────────
 
 
-def request_message(request: AccessRequest, flow, target_label: str) -> tuple[str, list[dict]]:
+def request_message(request: AccessRequest, flow: Flow | None, target_label: str) -> tuple[str, list[dict[str, Any]]]:
     """The channel message of a request at its current stage: (fallback text, blocks).
 
     `flow` is None when the flow has been removed from the config since the request was made.
     """
     duration = human_duration(request.duration_seconds)
     flow_label = flow.label if flow is not None else request.flow
-    headline = (f"<@{request.requester}> requests *{escape(target_label)}* "
-                f"({escape(flow_label)}) for *{duration}*")
+    headline = f"<@{request.requester}> requests *{escape(target_label)}* ({escape(flow_label)}) for *{duration}*"
     facts = [
         mrkdwn(f"*Target*\n{escape(target_label)}", FIELD_TEXT_MAX),
         mrkdwn(f"*Duration*\n{duration}", FIELD_TEXT_MAX),
@@ -191,22 +211,34 @@ def request_message(request: AccessRequest, flow, target_label: str) -> tuple[st
         if name == duration_field or len(facts) >= 10:
             continue
         facts.append(mrkdwn(f"*{escape(labels.get(name, name))}*\n{escape(_show(value))}", FIELD_TEXT_MAX))
-    blocks: list[dict] = [
+    blocks: list[dict[str, Any]] = [
         {"type": "section", "text": mrkdwn(headline)},
         {"type": "section", "fields": facts},
         {"type": "context", "block_id": BlockId.STATUS, "elements": [mrkdwn(status_line(request))]},
     ]
     if request.status is S.PENDING and request.approvers != ():  # () = nobody may decide
-        blocks.append({
-            "type": "actions",
-            "block_id": BlockId.DECISION,
-            "elements": [
-                {"type": "button", "action_id": ActionId.APPROVE, "text": plain("Approve"), "style": "primary",
-                 "value": decision_value(request.id)},
-                {"type": "button", "action_id": ActionId.DENY, "text": plain("Deny"), "style": "danger",
-                 "value": decision_value(request.id)},
-            ],
-        })
+        blocks.append(
+            {
+                "type": "actions",
+                "block_id": BlockId.DECISION,
+                "elements": [
+                    {
+                        "type": "button",
+                        "action_id": ActionId.APPROVE,
+                        "text": plain("Approve"),
+                        "style": "primary",
+                        "value": decision_value(request.id),
+                    },
+                    {
+                        "type": "button",
+                        "action_id": ActionId.DENY,
+                        "text": plain("Deny"),
+                        "style": "danger",
+                        "value": decision_value(request.id),
+                    },
+                ],
+            }
+        )
     text = f"Access request from <@{request.requester}> for {target_label} ({duration}): {request.status.value}"
     return text, blocks
 
@@ -235,8 +267,10 @@ def status_line(request: AccessRequest) -> str:
     reason = f": {escape(clip(request.decision_reason, 500))}" if request.decision_reason else ""
     status = request.status
     if status is S.PENDING and request.approvers == ():
-        return (":no_entry: Nobody may approve this request: its approval rule could not be evaluated. "
-                f"The operators have been alerted · request `{request.id}`")
+        return (
+            ":no_entry: Nobody may approve this request: its approval rule could not be evaluated. "
+            f"The operators have been alerted · request `{request.id}`"
+        )
     if status is S.PENDING:
         approvers = ""
         if request.approvers:
@@ -253,7 +287,8 @@ def status_line(request: AccessRequest) -> str:
     if status is S.DENIED:
         return f":no_entry_sign: Denied by {who(request.decided_by)}{reason}"
     if status is S.FAILED:
-        return f":x: Approved by {who(request.decided_by)}, but the grant failed: {escape(clip(request.failure_reason or 'unknown error', 1500))}"
+        failure = escape(clip(request.failure_reason or "unknown error", 1500))
+        return f":x: Approved by {who(request.decided_by)}, but the grant failed: {failure}"
     if status is S.EXPIRED:
         return f":alarm_clock: Expired{reason or ': nobody decided in time'}"
     return status.value
@@ -270,17 +305,26 @@ def requester_dm(request: AccessRequest, notice: str, target_label: str, detail:
     reason = f" ({escape(clip(request.decision_reason, 500))})" if request.decision_reason else ""
     texts = {
         "submitted": f"Your request for {what} was sent to {channel} for approval (request `{request.id}`).",
-        "not_posted": (f"Your request for {what} was saved (request `{request.id}`) but could not be posted to "
-                       f"{channel}, so nobody can approve it yet."),
-        "granted": (f":white_check_mark: Access to *{escape(target_label)}* is granted, approved by "
-                    f"{who(request.decided_by)}{reason}. It ends "
-                    f"{slack_date(request.expires_at) if request.expires_at else 'soon'}."),
+        "not_posted": (
+            f"Your request for {what} was saved (request `{request.id}`) but could not be posted to "
+            f"{channel}, so nobody can approve it yet."
+        ),
+        "granted": (
+            f":white_check_mark: Access to *{escape(target_label)}* is granted, approved by "
+            f"{who(request.decided_by)}{reason}. It ends "
+            f"{slack_date(request.expires_at) if request.expires_at else 'soon'}."
+        ),
         "denied": f":no_entry_sign: Your request for {what} was denied by {who(request.decided_by)}{reason}.",
-        "failed": (f":x: Your request for {what} was approved, but granting it failed: "
-                   f"{escape(clip(request.failure_reason or 'unknown error', 1500))}. The operators have been alerted."),
+        "failed": (
+            f":x: Your request for {what} was approved, but granting it failed: "
+            f"{escape(clip(request.failure_reason or 'unknown error', 1500))}. The operators have been alerted."
+        ),
         "revoked": f":lock: Your access to *{escape(target_label)}* has expired and was removed.",
         "superseded": f"Your request `{request.id}` for *{escape(target_label)}* has ended.",
-        "expired": f":alarm_clock: Your request for {what} expired: nobody decided in time. You can ask again with the command.",
+        "expired": (
+            f":alarm_clock: Your request for {what} expired: nobody decided in time. "
+            "You can ask again with the command."
+        ),
     }
     text = texts[notice]
     if detail:
@@ -304,7 +348,8 @@ def alert_text(alert: Alert) -> str:
     text = f":rotating_light: {escape(alert.summary)}"
     request = alert.request
     if request is not None:
-        text += f" · request `{escape(request.id)}` ({escape(request.flow)}/{escape(request.target)}) for <@{request.requester}>"
+        where = f"{escape(request.flow)}/{escape(request.target)}"
+        text += f" · request `{escape(request.id)}` ({where}) for <@{request.requester}>"
     if alert.error:
         text += f": {escape(clip(alert.error.rstrip('. '), 1500))}"
     if alert.action:

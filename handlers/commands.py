@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
+from core.config_models import JitConfig
 from handlers import blocks
-from handlers.listeners import Listeners
+from handlers.listeners import Ack, Listeners
 
 
-def register(app: AsyncApp, config, listeners: Listeners) -> None:
+def register(app: AsyncApp, config: JitConfig, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
-    async def handle_request_command(ack, body, client) -> None:
+    async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
         if text:

@@ -5,6 +5,8 @@ Also serves hooks as `evt.integrations.slack` (`await evt.integrations.slack.is_
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -13,13 +15,21 @@ from core.ports import UserInfo
 from core.ttl_cache import TTLCache
 
 
+class SlackPerson(Protocol):
+    """Anyone with a Slack id: a hook user (evt.user, evt.actor), a Subject, a UserInfo."""
+
+    @property
+    def slack_id(self) -> str: ...
+
+
 class SlackDirectory:
     """Looks users up with users.info and user groups with usergroups.users.list."""
 
     name = "slack"
 
-    def __init__(self, client: AsyncWebClient, *, team_id: str | None = None, user_ttl: float = 300,
-                 group_ttl: float = 60) -> None:
+    def __init__(
+        self, client: AsyncWebClient, *, team_id: str | None = None, user_ttl: float = 300, group_ttl: float = 60
+    ) -> None:
         self.client = client
         self.team_id = team_id  # the bot's own workspace: anyone from another one is an outsider
         self._users = TTLCache(user_ttl)
@@ -37,7 +47,8 @@ class SlackDirectory:
             user = await self._load_user(slack_id)
             self._users.put(slack_id, user)
             return user
-        return await self._users.get_or_load(slack_id, lambda: self._load_user(slack_id))
+        cached: UserInfo = await self._users.get_or_load(slack_id, lambda: self._load_user(slack_id))
+        return cached
 
     async def _load_user(self, slack_id: str) -> UserInfo:
         try:
@@ -57,7 +68,7 @@ class SlackDirectory:
             guest=self._is_guest(user),
         )
 
-    def _is_guest(self, user: dict) -> bool:
+    def _is_guest(self, user: dict[str, Any]) -> bool:
         # Guests (multi- or single-channel) and people from other organisations in a shared
         # channel: Slack marks the latter is_stranger, or they carry another workspace's team_id.
         if user.get("is_restricted") or user.get("is_ultra_restricted") or user.get("is_stranger"):
@@ -67,6 +78,7 @@ class SlackDirectory:
 
     async def usergroup_members(self, usergroup_id: str, *, fresh: bool = False) -> frozenset[str]:
         """Members of a user group (needs usergroups:read); `fresh` for decisions."""
+
         async def load() -> frozenset[str]:
             response = await self.client.usergroups_users_list(usergroup=usergroup_id)
             return frozenset(response.get("users") or [])
@@ -75,9 +87,10 @@ class SlackDirectory:
             members = await load()
             self._groups.put(usergroup_id, members)
             return members
-        return await self._groups.get_or_load(usergroup_id, load)
+        cached: frozenset[str] = await self._groups.get_or_load(usergroup_id, load)
+        return cached
 
-    async def is_in_usergroup(self, user, usergroup_id: str) -> bool:
+    async def is_in_usergroup(self, user: SlackPerson | str, usergroup_id: str) -> bool:
         """Whether `user` (a hook user, or a Slack id) is a member of the user group, for hooks.
 
         Read fresh: hooks use it to decide (fast-track, restrict approvals), and a decision reads the

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import structlog
 from slack_bolt.error import BoltUnhandledRequestError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core.decisions import AlreadyDecided
 from core.errors import JitError
@@ -15,13 +17,13 @@ from handlers import blocks
 log = structlog.get_logger("jitbot.errors")
 
 
-def _where(body: dict) -> tuple[str | None, str | None]:
+def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
     user = (body.get("user") or {}).get("id") or body.get("user_id")
     channel = (body.get("channel") or {}).get("id") or body.get("channel_id")
     return user, channel
 
 
-async def handle_error(error: Exception, body: dict, client) -> None:
+async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
     """Tell the person what went wrong, in words they can act on; log the rest."""
     if isinstance(error, BoltUnhandledRequestError):
         log.warning("slack.unhandled_request", type=body.get("type"))

@@ -9,10 +9,12 @@ exception would leave the submission unanswered and the modal showing Slack's ow
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Mapping
+from typing import Any
 
+from core.config_models import FieldSpec, Flow
 from core.schema import MAX_DURATION, DurationTooLong, format_duration, parse_duration
 from handlers.ids import ActionId, BlockId, field_block_id
 
@@ -37,13 +39,13 @@ class ParsedForm:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def _element(values: Mapping, block_id: str) -> Mapping:
+def _element(values: Mapping[str, Any], block_id: str) -> Mapping[str, Any]:
     block = values.get(block_id) if isinstance(values, Mapping) else None
     element = block.get(ActionId.VALUE) if isinstance(block, Mapping) else None
     return element if isinstance(element, Mapping) else {}
 
 
-def _selected(element: Mapping) -> str | None:
+def _selected(element: Mapping[str, Any]) -> str | None:
     chosen = element.get("selected_option")
     if chosen is None:
         return None
@@ -53,7 +55,7 @@ def _selected(element: Mapping) -> str | None:
     return value
 
 
-def _typed(element: Mapping) -> str:
+def _typed(element: Mapping[str, Any]) -> str:
     value = element.get("value")
     if value is None:
         return ""
@@ -62,7 +64,7 @@ def _typed(element: Mapping) -> str:
     return value.strip()
 
 
-def parse_form(flow, state_values: Mapping) -> ParsedForm:
+def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
     """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id)."""
     form = ParsedForm()
     target_names = {t.name for t in flow.strategy.targets}
@@ -95,7 +97,7 @@ def parse_form(flow, state_values: Mapping) -> ParsedForm:
     return form
 
 
-def _read(spec, element: Mapping) -> Any:
+def _read(spec: FieldSpec, element: Mapping[str, Any]) -> Any:
     kind = spec.type
     if kind in ("string", "text"):
         limit = MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH
@@ -119,15 +121,17 @@ def _read(spec, element: Mapping) -> Any:
         return bool(chosen)
     if kind == "list":
         chosen = _selected(element)
-        if chosen is not None and chosen not in [str(v) for v in spec.allowed_values]:
-            raise ValueError("Choose one of the listed values.")
+        if chosen is not None:
+            assert spec.allowed_values is not None, "FieldSpec refuses a list field without allowed_values"
+            if chosen not in [str(v) for v in spec.allowed_values]:
+                raise ValueError("Choose one of the listed values.")
         return chosen
     if kind == "duration":
         return _read_duration(spec, element)
     raise ValueError(f"unsupported field type {kind}")
 
 
-def _read_duration(spec, element: Mapping) -> timedelta | None:
+def _read_duration(spec: FieldSpec, element: Mapping[str, Any]) -> timedelta | None:
     if spec.allowed_values:
         raw = _selected(element)
         # Membership first: a value the select never offered is refused as such, however it parses.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,7 +19,9 @@ async def start_health_server(address: str, checks: dict[str, Callable[[], Await
             except Exception:
                 results[name] = False
         healthy = all(results.values())
-        return web.json_response({"status": "ok" if healthy else "unhealthy", **results}, status=200 if healthy else 503)
+        return web.json_response(
+            {"status": "ok" if healthy else "unhealthy", **results}, status=200 if healthy else 503
+        )
 
     app = web.Application()
     app.router.add_get("/health", health)

@@ -14,6 +14,8 @@ from typing import Any
 from handlers.errors import handle_error
 
 Listener = Callable[..., Awaitable[None]]
+Ack = Callable[..., Awaitable[Any]]
+"""The `ack` a wrapped listener receives: Bolt's ack, behind the wrapper `Listeners.reported` makes."""
 
 
 class Listeners:

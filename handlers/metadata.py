@@ -24,7 +24,7 @@ class FormMetadata:
         return json.dumps({"v": 1, "flow": self.flow, "channel": self.channel}, separators=(",", ":"))
 
     @classmethod
-    def decode(cls, text: str | None) -> "FormMetadata":
+    def decode(cls, text: str | None) -> FormMetadata:
         """Parse `private_metadata`; raise BadMetadata when it is not ours."""
         try:
             data = json.loads(text or "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import structlog
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.config_models import Flow, JitConfig
 from core.models import AccessRequest
 from core.ports import Alert, RequesterNotice
 from core.secrets import scrub
@@ -16,12 +17,12 @@ log = structlog.get_logger("jitbot.notifier")
 class SlackNotifier:
     """Implements core.ports.Notifier with chat.postMessage / chat.update / conversations.open."""
 
-    def __init__(self, client: AsyncWebClient, config) -> None:
+    def __init__(self, client: AsyncWebClient, config: JitConfig) -> None:
         self.client = client
         self.config = config
         self._dm_channels: dict[str, str] = {}
 
-    def _labels(self, request: AccessRequest):
+    def _labels(self, request: AccessRequest) -> tuple[Flow | None, str]:
         try:
             flow = self.config.flow(request.flow)
         except KeyError:  # the flow was removed from the config since the request was made
@@ -36,14 +37,20 @@ class SlackNotifier:
         flow, label = self._labels(request)
         text, message_blocks = blocks.request_message(request, flow, label)
         channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
+        if channel is None:  # a request stored without a channel whose flow is gone: nowhere to post
+            raise ValueError(f"request {request.id} has no approval channel")
         if request.message_ts:
             await self.client.chat_update(channel=channel, ts=request.message_ts, text=text, blocks=message_blocks)
             return request.message_ts
-        response = await self.client.chat_postMessage(channel=channel, text=text, blocks=message_blocks,
-                                                      unfurl_links=False, unfurl_media=False)
-        return response["ts"]
+        response = await self.client.chat_postMessage(
+            channel=channel, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
+        )
+        ts: str = response["ts"]
+        return ts
 
-    async def notify_requester(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
+    async def notify_requester(
+        self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None
+    ) -> None:
         """DM the requester (through their IM channel) about a stage of their request."""
         _flow, label = self._labels(request)
         text = blocks.requester_dm(request, notice.value, label, detail)
@@ -59,8 +66,9 @@ class SlackNotifier:
         log.warning("alert", text=text, request_id=alert.request.id if alert.request else None)
         channel = self.config.slack.alerts_channel
         if channel:
-            await self.client.chat_postMessage(channel=channel, text=scrub(blocks.alert_text(alert)),
-                                               unfurl_links=False, unfurl_media=False)
+            await self.client.chat_postMessage(
+                channel=channel, text=scrub(blocks.alert_text(alert)), unfurl_links=False, unfurl_media=False
+            )
 
     async def _dm_channel(self, user: str) -> str:
         channel = self._dm_channels.get(user)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
-from core.engine import SubmissionRejected
+from core.config_models import JitConfig
+from core.engine import AccessEngine, SubmissionRejected
 from handlers import blocks
-from handlers.listeners import Listeners
 from handlers.forms import parse_form
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
+from handlers.listeners import Ack, Listeners
 from handlers.metadata import BadMetadata, FormMetadata
 
 log = structlog.get_logger("jitbot.views")
@@ -22,10 +25,10 @@ log = structlog.get_logger("jitbot.views")
 VALIDATION_BUDGET_SECONDS = 2.2
 
 
-def register(app: AsyncApp, config, engine, listeners: Listeners) -> None:
+def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the flow picker's select and the request form's submission."""
 
-    async def handle_flow_pick_action(ack, body, client) -> None:
+    async def handle_flow_pick_action(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
         chosen = body["actions"][0].get("selected_option") or {}
         flow = next((f for f in config.flows if f.name == chosen.get("value")), None)
@@ -35,16 +38,20 @@ def register(app: AsyncApp, config, engine, listeners: Listeners) -> None:
         channel = FormMetadata.decode(view.get("private_metadata")).channel if view.get("private_metadata") else None
         await client.views_update(view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel))
 
-    async def handle_request_form_submission(ack, body, view) -> None:
+    async def handle_request_form_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         try:
             meta = FormMetadata.decode(view.get("private_metadata"))
             flow = config.flow(meta.flow)
         except (BadMetadata, KeyError):
-            await ack(response_action="errors", errors={BlockId.TARGET: "This form is out of date; close it and run the command again."})
+            await ack(
+                response_action="errors",
+                errors={BlockId.TARGET: "This form is out of date; close it and run the command again."},
+            )
             return
         # parse_form turns any missing or malformed value into an inline error, never an exception.
         form = parse_form(flow, (view.get("state") or {}).get("values") or {})
-        if form.errors:
+        # Without errors, parse_form has set the target and the duration; the None checks narrow the types.
+        if form.errors or form.target is None or form.duration is None:
             await ack(response_action="errors", errors=form.errors)
             return
         requester = body["user"]["id"]
@@ -56,18 +63,26 @@ def register(app: AsyncApp, config, engine, listeners: Listeners) -> None:
         except SubmissionRejected as rejected:
             await ack(response_action="errors", errors={_block_for(k): v for k, v in rejected.errors.items()})
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             system = getattr(engine.strategies.get(flow.name), "system", "the target system")
             log.warning("submission.validation_timeout", flow=flow.name, requester=requester)
-            await ack(response_action="errors", errors={
-                BlockId.TARGET: f"Could not check your account in {system} in time. Please submit again."})
+            await ack(
+                response_action="errors",
+                errors={BlockId.TARGET: f"Could not check your account in {system} in time. Please submit again."},
+            )
             return
         except Exception:
             # The modal must get an answer inside 3 s whatever broke; nothing was stored or posted.
             error_id = uuid.uuid4().hex[:8]
             log.exception("submission.check_crashed", error_id=error_id, flow=flow.name)
-            await ack(response_action="errors", errors={
-                BlockId.TARGET: f"Something went wrong checking this request (error id {error_id}). Please try again."})
+            await ack(
+                response_action="errors",
+                errors={
+                    BlockId.TARGET: (
+                        f"Something went wrong checking this request (error id {error_id}). Please try again."
+                    )
+                },
+            )
             return
         await ack()
         await engine.submit(draft)

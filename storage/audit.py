@@ -8,9 +8,10 @@ from the detail first: a secret that escaped its `Secret` wrapper still never re
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import sqlite_utils
 
@@ -62,7 +63,10 @@ def _audit_params(event: AuditEvent) -> list[Any]:
 
 def insert_audit(db: sqlite_utils.Database, event: AuditEvent) -> int:
     """Write one audit row on the store thread (inside the caller's transaction); return its id."""
-    return int(db.conn.execute(_INSERT, _audit_params(event)).lastrowid)
+    row_id = db.conn.execute(_INSERT, _audit_params(event)).lastrowid
+    if row_id is None:  # sqlite3 sets it after every INSERT
+        raise RuntimeError("the audit row was not inserted")
+    return row_id
 
 
 def insert_audits(db: sqlite_utils.Database, events: Iterable[AuditEvent]) -> None:
@@ -74,7 +78,7 @@ def _status_text(status: Any) -> str | None:
     return None if status is None else str(status.value if isinstance(status, Enum) else status)
 
 
-def row_to_event(row: tuple) -> AuditEvent:
+def row_to_event(row: tuple[Any, ...]) -> AuditEvent:
     """Build an AuditEvent from a row selected with the audit column list."""
     _id, at, request_id, actor, action, status_from, status_to, detail = row
     return AuditEvent(
@@ -116,6 +120,7 @@ class AuditLog:
         since_text = None if since is None else to_db_time(since)
 
         def query(db: sqlite_utils.Database) -> list[AuditEvent]:
+            params: list[str | int]
             if since_text is None:
                 sql, params = f"SELECT {_COLUMNS} FROM audit_events ORDER BY id LIMIT ?", [limit]
             else:

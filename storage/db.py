@@ -22,10 +22,11 @@ import os
 import re
 import socket
 import sqlite3
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import sqlite_utils
 
@@ -56,8 +57,10 @@ def check_database_path(path: str | Path, *, name: str = "the database path") ->
     url = _URL_SCHEME.match(text)
     if url and (url.group(2) or url.group(1).lower() in _DATABASE_SCHEMES):
         written = f"{url.group(1)}:{url.group(2) or ''}"
-        raise StartupError(f"{name} is a {written} URL, but jitbot stores its data only in a SQLite file: "
-                           f"set it to a file path such as {DEFAULT_DATABASE_PATH}.")
+        raise StartupError(
+            f"{name} is a {written} URL, but jitbot stores its data only in a SQLite file: "
+            f"set it to a file path such as {DEFAULT_DATABASE_PATH}."
+        )
     return text
 
 
@@ -102,7 +105,7 @@ class RunLock:
         self._fd: int | None = fd
 
     @classmethod
-    def acquire(cls, database: str) -> "RunLock":
+    def acquire(cls, database: str) -> RunLock:
         """Take the lock of `database` without waiting; StartupError naming the holder if another process has it."""
         # realpath: a symlink or a relative path to the same database must find the same lock file.
         path = os.path.realpath(database) + ".lock"
@@ -118,14 +121,18 @@ class RunLock:
             os.close(fd)
             # Two schedulers on one file would each own the other's timers, and those of the one that
             # died would be lost: refuse, and name the holder so the operator can find it.
-            raise StartupError(f"another jitbot ({holder}) is already running on {database}: stop it first, "
-                               "or point JITBOT_DB at another file.") from None
+            raise StartupError(
+                f"another jitbot ({holder}) is already running on {database}: stop it first, "
+                "or point JITBOT_DB at another file."
+            ) from None
         except OSError as exc:
             os.close(fd)
-            raise StartupError(f"cannot lock {path} ({exc.strerror or exc}): jitbot needs a filesystem with "
-                               "file locks to make sure only one bot runs on a database.") from exc
+            raise StartupError(
+                f"cannot lock {path} ({exc.strerror or exc}): jitbot needs a filesystem with "
+                "file locks to make sure only one bot runs on a database."
+            ) from exc
         try:
-            started = datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+            started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
             holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started_at": started})
             os.ftruncate(fd, 0)
             os.pwrite(fd, holder.encode() + b"\n", 0)
@@ -167,15 +174,16 @@ def _describe_holder(fd: int) -> str:
 class Store:
     """Owns the jitbot SQLite database; every access goes through `read` or `write`."""
 
-    def __init__(self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database,
-                 run_lock: RunLock | None = None) -> None:
+    def __init__(
+        self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database, run_lock: RunLock | None = None
+    ) -> None:
         self.path = path
         self._executor = executor
         self._db: sqlite_utils.Database | None = db
         self._run_lock = run_lock
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000, exclusive: bool = False) -> "Store":
+    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000, exclusive: bool = False) -> Store:
         """Open (creating if needed) the database at `path` or ":memory:", and apply migrations.
 
         `exclusive=True` is for running the bot: it first takes the database's `RunLock`, held until
@@ -228,13 +236,15 @@ class Store:
         """Whether close() has been called."""
         return self._db is None
 
-    async def __aenter__(self) -> "Store":
+    async def __aenter__(self) -> Store:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def _submit(self, runner: Callable[[Callable[[sqlite_utils.Database], T]], T], fn) -> T:
+    async def _submit(
+        self, runner: Callable[[Callable[[sqlite_utils.Database], T]], T], fn: Callable[[sqlite_utils.Database], T]
+    ) -> T:
         if self._db is None:
             raise RuntimeError("the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, runner, fn)

@@ -53,8 +53,9 @@ def _check_value(name: str, value: str) -> str:
     return value
 
 
-def _upsert(db: sqlite_utils.Database, slack_id: str, system: str, identity: str, actor: str,
-            at: datetime, source: str) -> None:
+def _upsert(
+    db: sqlite_utils.Database, slack_id: str, system: str, identity: str, actor: str, at: datetime, source: str
+) -> None:
     previous = db.execute(
         "SELECT identity FROM identity_overrides WHERE slack_id = ? AND system = ?", [slack_id, system]
     ).fetchone()
@@ -64,8 +65,13 @@ def _upsert(db: sqlite_utils.Database, slack_id: str, system: str, identity: str
         "identity = excluded.identity, updated_at = excluded.updated_at, updated_by = excluded.updated_by",
         [slack_id, system, identity, to_db_time(at), actor],
     )
-    detail = {"slack_id": slack_id, "system": system, "identity": identity,
-              "previous": None if previous is None else previous[0], "source": source}
+    detail = {
+        "slack_id": slack_id,
+        "system": system,
+        "identity": identity,
+        "previous": None if previous is None else previous[0],
+        "source": source,
+    }
     insert_audit(db, AuditEvent(at=at, actor=actor, action="identity.set", detail=detail))
 
 
@@ -84,8 +90,9 @@ def parse_identity_csv(text: str) -> tuple[list[tuple[str, str, str]], list[tupl
         return [], [(1, f"missing header row ({','.join(CSV_COLUMNS)})")]
     names = [cell.strip().lower() for cell in header]
     if sorted(names) != sorted(CSV_COLUMNS):
-        return [], [(reader.line_num,
-                     f"header must name exactly the columns {', '.join(CSV_COLUMNS)}; got {', '.join(names)}")]
+        return [], [
+            (reader.line_num, f"header must name exactly the columns {', '.join(CSV_COLUMNS)}; got {', '.join(names)}")
+        ]
     positions = [names.index(column) for column in CSV_COLUMNS]
     rows: list[tuple[str, str, str]] = []
     seen: dict[tuple[str, str], int] = {}
@@ -105,8 +112,7 @@ def parse_identity_csv(text: str) -> tuple[list[tuple[str, str, str]], list[tupl
             issues.append((line, f"expected {len(CSV_COLUMNS)} values, got {len(record)}"))
             continue
         try:
-            slack_id, system, identity = (_check_value(CSV_COLUMNS[i], record[p])
-                                          for i, p in enumerate(positions))
+            slack_id, system, identity = (_check_value(CSV_COLUMNS[i], record[p]) for i, p in enumerate(positions))
         except ValueError as exc:
             issues.append((line, str(exc)))
             continue

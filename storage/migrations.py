@@ -8,7 +8,7 @@ JSON columns hold the request's `fields`, `grant_state` and `approvers`.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations

@@ -111,7 +111,7 @@ def request_to_values(request: AccessRequest) -> list[Any]:
     return [encode(getattr(request, name)) for name, encode in _ENCODERS.items()]
 
 
-def row_to_request(row: tuple) -> AccessRequest:
+def row_to_request(row: tuple[Any, ...]) -> AccessRequest:
     """Build an AccessRequest from a row selected with FIELDS (times aware UTC, approvers a tuple)."""
     values = list(row)
     for i in _TIME_INDEXES:
@@ -232,15 +232,12 @@ class RequestRepo:
             # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
             # even if someone later loosens the transaction mode.
             cursor = db.execute(
-                f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} "
-                "WHERE id = ? AND status = ?",
+                f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
                 [*assignments.values(), request_id, current.value],
             )
             if cursor.rowcount != 1:
                 raise InvalidTransition(request_id, _current_status(db, request_id).value, new.value)
-            insert_audit(
-                db, _bind_audit(audit, request_id, status_from=current.value, status_to=new.value)
-            )
+            insert_audit(db, _bind_audit(audit, request_id, status_from=current.value, status_to=new.value))
             return _select_one(db, request_id)
 
         return await self._store.write(apply)
@@ -269,8 +266,7 @@ class RequestRepo:
                 raise InvalidTransition(request_id, current.value, wanted)
             if assignments:
                 db.execute(
-                    f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} "
-                    "WHERE id = ? AND status = ?",
+                    f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
                     [*assignments.values(), request_id, current.value],
                 )
             if audit is not None:
@@ -301,13 +297,17 @@ class RequestRepo:
 
     async def list_live_for(self, flow: str, target: str, requester: str) -> list[AccessRequest]:
         """Approved or granted requests of one person for one target of one flow (the access they cover)."""
-        sql = (f"{_SELECT} WHERE status IN ('approved', 'granted') AND flow = ? AND target = ? AND requester = ? "
-               "ORDER BY expires_at DESC, id")
+        sql = (
+            f"{_SELECT} WHERE status IN ('approved', 'granted') AND flow = ? AND target = ? AND requester = ? "
+            "ORDER BY expires_at DESC, id"
+        )
         return await self._fetch(sql, [flow, target, requester])
 
     async def list_unposted(self) -> list[AccessRequest]:
         """Pending requests that never reached their approval channel (no message yet)."""
-        return await self._fetch(f"{_SELECT} WHERE status = 'pending' AND message_ts IS NULL ORDER BY created_at, id", [])
+        return await self._fetch(
+            f"{_SELECT} WHERE status = 'pending' AND message_ts IS NULL ORDER BY created_at, id", []
+        )
 
     async def list_pending_timed_out(self, now: datetime) -> list[AccessRequest]:
         """Pending requests whose approval timeout is at or before `now`."""
@@ -326,9 +326,11 @@ class RequestRepo:
             sql += " AND expires_at <= ? AND (next_attempt_at IS NULL OR next_attempt_at <= ?)"
             params = [to_db_time(until)] * 2
         # Failed grants whose clean-up revoke is still due are armed like revocations.
-        sql = (f"{sql} UNION ALL SELECT id, next_attempt_at, next_attempt_at FROM requests "
-               "WHERE status = 'failed' AND next_attempt_at IS NOT NULL"
-               + (" AND next_attempt_at <= ?" if until is not None else ""))
+        sql = (
+            f"{sql} UNION ALL SELECT id, next_attempt_at, next_attempt_at FROM requests "
+            "WHERE status = 'failed' AND next_attempt_at IS NOT NULL"
+            + (" AND next_attempt_at <= ?" if until is not None else "")
+        )
         if until is not None:
             params.append(to_db_time(until))
 
@@ -385,13 +387,10 @@ class RequestRepo:
         """How many pending, approved or granted requests each flow name has."""
 
         def query(db: sqlite_utils.Database) -> dict[str, int]:
-            sql = ("SELECT flow, COUNT(*) FROM requests WHERE status IN ('pending', 'approved', 'granted') "
-                   "GROUP BY flow")
+            sql = "SELECT flow, COUNT(*) FROM requests WHERE status IN ('pending', 'approved', 'granted') GROUP BY flow"
             return {flow: n for flow, n in db.execute(sql)}
 
         return await self._store.read(query)
 
     async def _fetch(self, sql: str, params: list[Any]) -> list[AccessRequest]:
-        return await self._store.read(
-            lambda db: [row_to_request(r) for r in db.execute(sql, params).fetchall()]
-        )
+        return await self._store.read(lambda db: [row_to_request(r) for r in db.execute(sql, params).fetchall()])

@@ -21,8 +21,8 @@ faster, and it sends header names lower-cased and reports a refused connection a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
-from typing import AsyncIterator, Callable, Iterator, Mapping
 
 import aiohttp
 import httpx
@@ -67,8 +67,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             self._slots.release()
             raise
         return httpx.Response(
-            status_code=response.status, headers=list(response.raw_headers),
-            stream=_AiohttpBody(response, request, on_close=self._slots.release), request=request,
+            status_code=response.status,
+            headers=list(response.raw_headers),
+            stream=_AiohttpBody(response, request, on_close=self._slots.release),
+            request=request,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": (response.reason or "").encode()},
         )
 
@@ -93,14 +95,19 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             try:
                 async with upload.deadline if upload else nullcontext():
                     return await self._get_session().request(
-                        request.method, str(request.url), headers=_wire_headers(request),
-                        data=upload.chunks() if upload else body or None, allow_redirects=False, timeout=timeout,
+                        request.method,
+                        str(request.url),
+                        headers=_wire_headers(request),
+                        data=upload.chunks() if upload else body or None,
+                        allow_redirects=False,
+                        timeout=timeout,
                         skip_auto_headers=("User-Agent",),
                     )
             except TimeoutError:
                 if upload and upload.deadline.expired():
-                    raise httpx.WriteTimeout(f"the request body was not sent within {upload.seconds:g}s",
-                                             request=request) from None
+                    raise httpx.WriteTimeout(
+                        f"the request body was not sent within {upload.seconds:g}s", request=request
+                    ) from None
                 raise
             finally:
                 if upload:
@@ -131,7 +138,7 @@ class _Upload:
         loop = asyncio.get_running_loop()
         for start in range(0, len(self._body), _CHUNK_BYTES):
             self._set(None if self.seconds is None else loop.time() + self.seconds)
-            yield self._body[start:start + _CHUNK_BYTES]
+            yield self._body[start : start + _CHUNK_BYTES]
         self._set(None)
 
     def sent_or_abandoned(self) -> None:

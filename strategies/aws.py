@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Annotated, Any, Awaitable, Callable, Literal, Mapping, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated, Any, Literal, TypeVar, overload
 
 import boto3
 import botocore.session
@@ -37,7 +38,7 @@ from core.clock import Clock, SystemClock
 from core.errors import JitError, StrategyError, StrategyUnavailable
 from core.retry import IN_CALL, Backoff, Sleep, call
 from core.schema import IntegrationConfig
-from strategies.base import IntegrationStrategy
+from strategies.base import IntegrationStrategy, IntegrationStrategyConfig
 
 ROLE_SESSION_NAME = "jitbot"
 
@@ -74,7 +75,7 @@ class AwsIntegrationConfig(IntegrationConfig):
     endpoint_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
 
 
-class _FixedCredentialProvider(CredentialProvider):
+class _FixedCredentialProvider(CredentialProvider):  # type: ignore[misc]  # botocore has no type hints: its classes are Any
     """Puts our assumed-role credentials first in a botocore session's credential chain."""
 
     METHOD = "jitbot-assume-role"
@@ -253,8 +254,24 @@ async def with_retry(
     botocore already retries throttling a few times; this outer loop adds ConflictException and
     longer pauses. It re-raises the last botocore error, so callers still map it with `aws_error`.
     """
-    return await call(operation, backoff, sleep=sleep,
-                      retry_if=lambda exc: isinstance(exc, ClientError) and error_code(exc) in retry_codes)
+    return await call(
+        operation,
+        backoff,
+        sleep=sleep,
+        retry_if=lambda exc: isinstance(exc, ClientError) and error_code(exc) in retry_codes,
+    )
+
+
+@overload
+async def mapped_call(
+    operation: Callable[[], Awaitable[T]], *, system: str, client_name: str, missing: None = None
+) -> T: ...
+
+
+@overload
+async def mapped_call(
+    operation: Callable[[], Awaitable[T]], *, system: str, client_name: str, missing: str
+) -> T | None: ...
 
 
 async def mapped_call(
@@ -279,10 +296,11 @@ class AwsStrategyBase(IntegrationStrategy):
 
     integration_type = "aws"
     integration_class = AwsIntegration
+    integration: AwsIntegration
 
     def __init__(
         self,
-        config: Any,
+        config: IntegrationStrategyConfig,
         *,
         integrations: Mapping[str, object],
         hooks: Any = None,
@@ -293,20 +311,33 @@ class AwsStrategyBase(IntegrationStrategy):
         self._sleep = sleep
         self._backoff = backoff
 
-    async def _call(self, client_name: str, method: str, *, missing: str | None = None, **kwargs: Any) -> Any:
+    @overload
+    async def _call(self, client_name: str, method: str, *, missing: None = None, **kwargs: Any) -> dict[str, Any]: ...
+
+    @overload
+    async def _call(self, client_name: str, method: str, *, missing: str, **kwargs: Any) -> dict[str, Any] | None: ...
+
+    async def _call(
+        self, client_name: str, method: str, *, missing: str | None = None, **kwargs: Any
+    ) -> dict[str, Any] | None:
         """One call with retries; None when AWS answers the error code `missing`, other errors mapped."""
         return await mapped_call(
             lambda: with_retry(
                 lambda: self.integration.call(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
             ),
-            system=self.system, client_name=client_name, missing=missing,
+            system=self.system,
+            client_name=client_name,
+            missing=missing,
         )
 
     async def _paginate(self, client_name: str, method: str, **kwargs: Any) -> list[dict[str, Any]]:
         """Every page of a paginated call, with retries; errors mapped."""
         return await mapped_call(
             lambda: with_retry(
-                lambda: self.integration.paginate(client_name, method, **kwargs), sleep=self._sleep, backoff=self._backoff
+                lambda: self.integration.paginate(client_name, method, **kwargs),
+                sleep=self._sleep,
+                backoff=self._backoff,
             ),
-            system=self.system, client_name=client_name,
+            system=self.system,
+            client_name=client_name,
         )

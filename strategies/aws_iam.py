@@ -7,7 +7,8 @@ with `bot.py identities set` (it applies to the strategy's `integration`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Mapping
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
 import structlog
 from pydantic import Field
@@ -43,6 +44,7 @@ class AwsIamStrategy(AwsStrategyBase):
     system = SYSTEM
     identity_noun = "an AWS IAM user"
     config_model = AwsIamStrategyConfig
+    config: AwsIamStrategyConfig
 
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check that the IAM user and the target's group both exist."""
@@ -103,7 +105,9 @@ class AwsIamStrategy(AwsStrategyBase):
         wanted = self._setting(ctx, "group_name").lower()  # IAM names are unique regardless of case
         pages = await mapped_call(
             lambda: self.integration.paginate("iam", "list_groups_for_user", UserName=user),
-            system=SYSTEM, client_name="iam", missing=_NO_SUCH_ENTITY,
+            system=SYSTEM,
+            client_name="iam",
+            missing=_NO_SUCH_ENTITY,
         )
         if pages is None:
             return False

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Annotated, Any, Callable, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import structlog
 from pydantic import BeforeValidator, Field
@@ -68,6 +69,7 @@ class AwsSsoStrategy(AwsStrategyBase):
     system = SYSTEM
     identity_noun = f"a user in {SYSTEM}"
     config_model = AwsSsoStrategyConfig
+    config: AwsSsoStrategyConfig
 
     def __init__(
         self,
@@ -111,8 +113,11 @@ class AwsSsoStrategy(AwsStrategyBase):
             )
         permission_set = self._setting(ctx, "permission_set_arn")
         found = await self._call(
-            "sso-admin", "describe_permission_set", missing=_NOT_FOUND,
-            InstanceArn=self.config.instance_arn, PermissionSetArn=permission_set,
+            "sso-admin",
+            "describe_permission_set",
+            missing=_NOT_FOUND,
+            InstanceArn=self.config.instance_arn,
+            PermissionSetArn=permission_set,
         )
         if found is None:
             issues.append(
@@ -217,7 +222,7 @@ class AwsSsoStrategy(AwsStrategyBase):
             "the creation has landed",
             retryable=False,
             user_message=f"{SYSTEM} did not confirm the grant of '{ctx.target.label}' in time; "
-                         "jitbot is taking it back.",
+            "jitbot is taking it back.",
         )
         exc.grant_state = {**state, "creation_request_id": str(creation.get("RequestId", ""))}
         return exc
@@ -235,8 +240,10 @@ class AwsSsoStrategy(AwsStrategyBase):
         elif state.get("principal_id"):
             return  # the state of a grant that finished: none of its creations is in flight
         pages = await self._paginate(
-            "sso-admin", "list_account_assignment_creation_status",
-            InstanceArn=full["instance_arn"], Filter={"Status": "IN_PROGRESS"},
+            "sso-admin",
+            "list_account_assignment_creation_status",
+            InstanceArn=full["instance_arn"],
+            Filter={"Status": "IN_PROGRESS"},
         )
         for operation in (o for page in pages for o in page.get("AccountAssignmentsCreationStatus", [])):
             # The list names requests only; which assignment each creates is in its description.
@@ -246,8 +253,11 @@ class AwsSsoStrategy(AwsStrategyBase):
 
     async def _creation_status(self, instance_arn: str, request_id: str) -> Mapping[str, Any] | None:
         response = await self._call(
-            "sso-admin", "describe_account_assignment_creation_status", missing=_NOT_FOUND,
-            InstanceArn=instance_arn, AccountAssignmentCreationRequestId=request_id,
+            "sso-admin",
+            "describe_account_assignment_creation_status",
+            missing=_NOT_FOUND,
+            InstanceArn=instance_arn,
+            AccountAssignmentCreationRequestId=request_id,
         )
         return None if response is None else response["AccountAssignmentCreationStatus"]
 
@@ -278,14 +288,17 @@ class AwsSsoStrategy(AwsStrategyBase):
             polls += 1
             if latest.get("Status") in ("SUCCEEDED", "FAILED"):
                 return latest
-            raise Retry(StrategyUnavailable(
-                f"{SYSTEM}: assignment {kind} {latest.get('RequestId')} still {latest.get('Status')} "
-                f"after {timeout:g}s",
-                user_message=f"{SYSTEM} is taking longer than expected; the bot will check again.",
-            ))
+            raise Retry(
+                StrategyUnavailable(
+                    f"{SYSTEM}: assignment {kind} {latest.get('RequestId')} still {latest.get('Status')} "
+                    f"after {timeout:g}s",
+                    user_message=f"{SYSTEM} is taking longer than expected; the bot will check again.",
+                )
+            )
 
-        return await call(poll, self._poll, sleep=self._sleep, deadline=self._monotonic() + timeout,
-                          monotonic=self._monotonic)
+        return await call(
+            poll, self._poll, sleep=self._sleep, deadline=self._monotonic() + timeout, monotonic=self._monotonic
+        )
 
     async def _assigned(self, state: Mapping[str, str]) -> bool:
         pages = await self._paginate(
@@ -306,11 +319,15 @@ class AwsSsoStrategy(AwsStrategyBase):
         store = await self._identity_store_id()
         for path in ("emails.value", "userName"):
             response = await self._call(
-                "identitystore", "get_user_id", missing=_NOT_FOUND, IdentityStoreId=store,
+                "identitystore",
+                "get_user_id",
+                missing=_NOT_FOUND,
+                IdentityStoreId=store,
                 AlternateIdentifier={"UniqueAttribute": {"AttributePath": path, "AttributeValue": identity}},
             )
             if response is not None:
-                return response["UserId"]
+                user_id: str = response["UserId"]
+                return user_id
         return None
 
     async def _identity_store_id(self) -> str:

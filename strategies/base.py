@@ -6,7 +6,8 @@ adapters depend on core, never the other way round.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
 
 from core.errors import StartupError, StrategyError, SubjectNotFound, TargetNotFound
 from core.strategy import (
@@ -20,8 +21,17 @@ from core.strategy import (
 )
 
 __all__ = [
-    "GrantContext", "GrantResult", "Integration", "IntegrationStrategy", "Strategy", "SupportsInstructions",
-    "SupportsIsActive", "ValidationIssue", "MatchedElsewhere", "issue",
+    "GrantContext",
+    "GrantResult",
+    "Integration",
+    "IntegrationStrategy",
+    "IntegrationStrategyConfig",
+    "Strategy",
+    "SupportsInstructions",
+    "SupportsIsActive",
+    "ValidationIssue",
+    "MatchedElsewhere",
+    "issue",
 ]
 
 
@@ -59,6 +69,16 @@ class MatchedElsewhere:
         raise NotImplementedError
 
 
+class IntegrationStrategyConfig(Protocol):
+    """What `IntegrationStrategy` reads of its config: the strategy `type` and the `integration` name."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def integration(self) -> str: ...
+
+
 class IntegrationStrategy:
     """Base of strategies that act through one shared `integrations:` entry.
 
@@ -70,15 +90,21 @@ class IntegrationStrategy:
 
     system: ClassVar[str]
     identity_noun: ClassVar[str]
-    integration_class: ClassVar[type]
+    integration_class: ClassVar[type[Integration]]
     integration_type: ClassVar[str]
     shares_access: ClassVar[bool] = True  # a membership: two grants of it to one identity are one access
+    # A subclass narrows both to its own config model and integration class.
+    config: IntegrationStrategyConfig
+    integration: Integration
 
-    def __init__(self, config: Any, *, integrations: Mapping[str, object], hooks: Any = None) -> None:
+    def __init__(
+        self, config: IntegrationStrategyConfig, *, integrations: Mapping[str, object], hooks: Any = None
+    ) -> None:
         integration = integrations.get(config.integration)
         if not isinstance(integration, self.integration_class):
             raise StartupError(
-                f"the {config.type} strategy needs integration '{config.integration}' of type {self.integration_type}")
+                f"the {config.type} strategy needs integration '{config.integration}' of type {self.integration_type}"
+            )
         self.config = config
         self.integration = integration
 

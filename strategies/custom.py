@@ -26,11 +26,14 @@ pass it evt.expires_at.) Plain `def` hooks cannot use `evt.integrations`; `async
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from core.errors import HookError, StartupError, StrategyError, StrategyUnavailable
-from core.hook_events import HookEvent
+from core.hook_events import HookEvent, HookIntegrations, HookTarget, HookUser
 from core.hooks import HookIssue, HookModule, HookResultError, check_hooks
 from core.schema import StrategyConfig, TargetConfig
 from strategies.base import GrantContext, GrantResult, MatchedElsewhere
@@ -46,7 +49,7 @@ class CustomStrategyConfig(StrategyConfig):
     """Keys of a `type: custom` strategy block (only targets; the code lives in the flow's hooks file)."""
 
     type: Literal["custom"]
-    targets: list[CustomTarget]
+    targets: Annotated[list[CustomTarget], Field(min_length=1)]  # a flow with no target grants nothing
 
 
 class CustomStrategy(MatchedElsewhere):
@@ -80,7 +83,10 @@ class CustomStrategy(MatchedElsewhere):
         """What is missing for this strategy to work with a loaded hooks module (empty when fine)."""
         if hooks is None:
             return ["a custom strategy needs the flow's `hooks:` file with grant(evt) and revoke(evt)"]
-        return [f"{hooks.path}: {name}(evt) is required by the custom strategy but not defined" for name in hooks.missing(cls.required_hooks)]
+        return [
+            f"{hooks.path}: {name}(evt) is required by the custom strategy but not defined"
+            for name in hooks.missing(cls.required_hooks)
+        ]
 
     @classmethod
     def check_hooks_file(cls, path: str | Path) -> list[HookIssue]:
@@ -109,8 +115,14 @@ class CustomStrategy(MatchedElsewhere):
     def event(self, ctx: GrantContext, state: Mapping[str, str] | None = None) -> HookEvent:
         """The `evt` for grant/revoke: the hook event of docs/hooks.md plus granted_at, expires_at and state."""
         return HookEvent(
-            request_id=ctx.request_id, flow=ctx.flow, target=ctx.target, user=ctx.subject, fields=ctx.fields,
-            integrations=self._integrations, granted_at=ctx.granted_at, expires_at=ctx.expires_at,
+            request_id=ctx.request_id,
+            flow=ctx.flow,
+            target=HookTarget.of(ctx.target),
+            user=HookUser.of(ctx.subject),
+            fields=ctx.fields,
+            integrations=HookIntegrations(self._integrations),
+            granted_at=ctx.granted_at,
+            expires_at=ctx.expires_at,
             state=state or {},
         )
 
@@ -125,10 +137,11 @@ class CustomStrategy(MatchedElsewhere):
         except HookError as exc:
             cause = exc.__cause__
             if isinstance(cause, StrategyError):
-                raise cause  # the hook said precisely what is wrong (SubjectNotFound, TargetNotFound, …)
+                raise cause from exc  # the hook said precisely what is wrong (SubjectNotFound, TargetNotFound, …)
             # A bad return value is a bug a retry will not fix; a crash or a time-out may be transient.
             retryable = not isinstance(exc, HookResultError)
             raise StrategyUnavailable(
-                f"custom {name}: {exc}", retryable=retryable,
+                f"custom {name}: {exc}",
+                retryable=retryable,
                 user_message=f"The custom {name} in {Path(exc.path).name} failed.",
             ) from exc

@@ -20,8 +20,9 @@ from __future__ import annotations
 import asyncio
 import math
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import httpx
 import structlog
@@ -134,7 +135,10 @@ class ApiCaller:
         """Build the HTTP client (idempotent)."""
         if self._client is None:
             self._client = http_client(
-                timeout=self._timeout, transport=self._transport, base_url=self._base_url, headers=self._headers,
+                timeout=self._timeout,
+                transport=self._transport,
+                base_url=self._base_url,
+                headers=self._headers,
             )
 
     async def aclose(self) -> None:
@@ -149,11 +153,16 @@ class ApiCaller:
 
         def note_wait(error: BaseException, seconds: float) -> None:
             if isinstance(error, _RateLimited):
-                log.info(f"{self.system.lower()}_rate_limited", integration=self.name, action=action,
-                         wait_seconds=seconds)
+                log.info(
+                    f"{self.system.lower()}_rate_limited", integration=self.name, action=action, wait_seconds=seconds
+                )
 
-        return await call(lambda: self._send_once(method, url, action, kwargs), self._policy, sleep=self._sleep,
-                          before_sleep=note_wait)
+        return await call(
+            lambda: self._send_once(method, url, action, kwargs),
+            self._policy,
+            sleep=self._sleep,
+            before_sleep=note_wait,
+        )
 
     async def _send_once(self, method: str, url: str, action: str, kwargs: Mapping[str, Any]) -> httpx.Response:
         """One exchange: the response to return, or `Retry` / a final error."""
@@ -172,17 +181,23 @@ class ApiCaller:
             raise self._outage(self.unavailable(f"could not {action}: {exc}")) from None
         except httpx.TransportError as exc:
             raise self._outage(
-                self.unavailable(f"could not {action}: cannot reach {self.system} ({type(exc).__name__})")) from exc
+                self.unavailable(f"could not {action}: cannot reach {self.system} ({type(exc).__name__})")
+            ) from exc
         status = response.status_code
         if status == 429 and self._rate_limit_wait is not None:
             wait = self._rate_limit_wait(response)
             if wait > self._max_rate_limit_wait:
                 raise self.unavailable(
-                    f"is rate limited ({self.error_text(response)}), resetting in {wait:.0f}s; could not {action}")
+                    f"is rate limited ({self.error_text(response)}), resetting in {wait:.0f}s; could not {action}"
+                )
             tries = (self._policy.attempts or 1) - 1
-            raise _RateLimited(self.unavailable(
-                f"answered HTTP 429: still rate limited after {tries} retries ({self.error_text(response)}); "
-                f"could not {action}"), wait=wait)
+            raise _RateLimited(
+                self.unavailable(
+                    f"answered HTTP 429: still rate limited after {tries} retries ({self.error_text(response)}); "
+                    f"could not {action}"
+                ),
+                wait=wait,
+            )
         if status == 429 or status >= 500:
             failure = self.unavailable(f"answered {status} ({self.error_text(response)}); could not {action}")
             raise self._outage(failure, wait=self._retry_wait(response))
@@ -202,8 +217,9 @@ class ApiCaller:
 
     def refused(self, what: str, *, user_message: str) -> StrategyUnavailable:
         """A refusal that retrying cannot fix (credentials, permissions, MFA)."""
-        return self._error_type(f"{self.system} integration '{self.name}' {what}", retryable=False,
-                                user_message=user_message)
+        return self._error_type(
+            f"{self.system} integration '{self.name}' {what}", retryable=False, user_message=user_message
+        )
 
     def failed(self, action: str, response: httpx.Response) -> StrategyError:
         """An answer to `action` that is neither success nor one the caller handles."""
@@ -231,7 +247,9 @@ def http_client(
     """
     limited = LimitedTransport(transport or AiohttpTransport(), max_bytes=max_bytes, deadline=timeout)
     return httpx.AsyncClient(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)), transport=limited, follow_redirects=False,
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
+        transport=limited,
+        follow_redirects=False,
         **options,
     )
 
@@ -266,8 +284,9 @@ class LimitedTransport(httpx.AsyncBaseTransport):
         except TimeoutError:
             raise httpx.ReadTimeout(f"no complete answer within {self._deadline:g}s", request=request) from None
         headers = [(k, v) for k, v in response.headers.raw if k.lower() not in _DROPPED_RESPONSE_HEADERS]
-        return httpx.Response(response.status_code, headers=headers, content=content, request=request,
-                              extensions=response.extensions)
+        return httpx.Response(
+            response.status_code, headers=headers, content=content, request=request, extensions=response.extensions
+        )
 
     async def aclose(self) -> None:
         """Close the wrapped transport."""
@@ -280,8 +299,11 @@ async def _read_within(response: httpx.Response, limit: int, request: httpx.Requ
     too_large = ResponseTooLarge(limit, status_code=response.status_code, request=request)
     body = bytearray()
     received = 0
+    stream = response.stream
+    if not isinstance(stream, httpx.AsyncByteStream):  # an async transport answers with an async stream
+        raise TypeError(f"{type(stream).__name__} is not an async byte stream")
     try:
-        async for chunk in response.stream:
+        async for chunk in stream:
             received += len(chunk)
             if received > limit:
                 raise too_large
@@ -302,7 +324,7 @@ async def _read_within(response: httpx.Response, limit: int, request: httpx.Requ
     return bytes(body)
 
 
-def _decoders(content_encoding: str, request: httpx.Request) -> list["_Inflater"]:
+def _decoders(content_encoding: str, request: httpx.Request) -> list[_Inflater]:
     """Decoders in the order to apply them (the reverse of the order the encodings were applied)."""
     decoders = []
     for name in reversed([value.strip().lower() for value in content_encoding.split(",") if value.strip()]):
@@ -312,7 +334,8 @@ def _decoders(content_encoding: str, request: httpx.Request) -> list["_Inflater"
             decoders.append(_Inflater(zlib.MAX_WBITS, raw_fallback=True))
         elif name != "identity":
             raise httpx.DecodingError(
-                f"the answer is encoded with {name!r}, which jitbot did not ask for and does not read", request=request)
+                f"the answer is encoded with {name!r}, which jitbot did not ask for and does not read", request=request
+            )
     return decoders
 
 

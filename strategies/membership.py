@@ -8,7 +8,8 @@ to take back.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Mapping
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 import structlog
 
@@ -52,7 +53,9 @@ class MembershipStrategy(IntegrationStrategy):
             if user is None:
                 structlog.get_logger(type(self).__module__).warning(
                     f"{self.config.type}_revoke_without_user",
-                    integration=self.identity_key, request_id=ctx.request_id, **{self.target_key: target_id},
+                    integration=self.identity_key,
+                    request_id=ctx.request_id,
+                    **{self.target_key: target_id},
                 )
                 return
             user_id = user.id

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Callable, Literal, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 import httpx
 import structlog
@@ -92,11 +93,22 @@ class PagerDutyIntegration:
         self.config = config
         self._clock = clock or SystemClock()
         self._api = ApiCaller(
-            "PagerDuty", name, base_url=config.base_url, transport=transport, timeout=timeout,
-            headers={"Accept": "application/vnd.pagerduty+json;version=2", "Content-Type": "application/json",
-                     "User-Agent": "jitbot"},
-            sleep=sleep, attempts=MAX_RATE_LIMIT_RETRIES + 1, error_text=_error_text,
-            rate_limit_wait=_retry_after, retry_outages=False, error_type=PagerDutyError,
+            "PagerDuty",
+            name,
+            base_url=config.base_url,
+            transport=transport,
+            timeout=timeout,
+            headers={
+                "Accept": "application/vnd.pagerduty+json;version=2",
+                "Content-Type": "application/json",
+                "User-Agent": "jitbot",
+            },
+            sleep=sleep,
+            attempts=MAX_RATE_LIMIT_RETRIES + 1,
+            error_text=_error_text,
+            rate_limit_wait=_retry_after,
+            retry_outages=False,
+            error_type=PagerDutyError,
         )
         self._user_ids = TTLCache(USER_CACHE_SECONDS, monotonic=monotonic)
         self._oncall = TTLCache(ONCALL_CACHE_SECONDS, monotonic=monotonic)
@@ -128,21 +140,26 @@ class PagerDutyIntegration:
             log.info("pagerduty.user_not_found", integration=self.name)
             return False
         schedules = tuple(sorted(self.config.schedule_ids if schedule_ids is None else schedule_ids))
-        policies = tuple(sorted(self.config.escalation_policy_ids if escalation_policy_ids is None else escalation_policy_ids))
-        return await self._oncall.get_or_load(
+        policies = tuple(
+            sorted(self.config.escalation_policy_ids if escalation_policy_ids is None else escalation_policy_ids)
+        )
+        on_call: bool = await self._oncall.get_or_load(
             (user_id, schedules, policies), lambda: self._load_on_call(user_id, schedules, policies)
         )
+        return on_call
 
     async def find_user_id(self, email: str) -> str | None:
         """The PagerDuty user id whose email is exactly `email` (case-insensitive), or None."""
         key = email.strip().lower()
-        return await self._user_ids.get_or_load(key, lambda: self._load_user_id(key))
+        user_id: str | None = await self._user_ids.get_or_load(key, lambda: self._load_user_id(key))
+        return user_id
 
     async def _load_user_id(self, email: str) -> str | None:
         offset = 0
         for _ in range(MAX_PAGES):
-            page = await self._get("/users", [("query", email), ("limit", PAGE_SIZE), ("offset", offset)],
-                                   action="look up a user")
+            page = await self._get(
+                "/users", [("query", email), ("limit", PAGE_SIZE), ("offset", offset)], action="look up a user"
+            )
             users = page.get("users") or []
             for candidate in users:
                 if str(candidate.get("email", "")).lower() == email:
@@ -153,15 +170,16 @@ class PagerDutyIntegration:
         return None
 
     async def _load_on_call(self, user_id: str, schedules: tuple[str, ...], policies: tuple[str, ...]) -> bool:
-        now = self._clock.now().astimezone(timezone.utc)
+        now = self._clock.now().astimezone(UTC)
         stamp = _iso(now)
         params: list[tuple[str, Any]] = [("user_ids[]", user_id), ("since", stamp), ("until", stamp)]
         params += [("schedule_ids[]", s) for s in schedules]
         params += [("escalation_policy_ids[]", p) for p in policies]
         offset = 0
         for _ in range(MAX_PAGES):
-            page = await self._get("/oncalls", [*params, ("limit", PAGE_SIZE), ("offset", offset)],
-                                   action="list on-calls")
+            page = await self._get(
+                "/oncalls", [*params, ("limit", PAGE_SIZE), ("offset", offset)], action="list on-calls"
+            )
             entries = page.get("oncalls") or []
             if any(_current(entry, now) and _is_user(entry, user_id) for entry in entries):
                 return True
@@ -173,14 +191,16 @@ class PagerDutyIntegration:
     async def _get(self, path: str, params: list[tuple[str, Any]], *, action: str) -> dict[str, Any]:
         """GET `path` and return its JSON object; any other answer is a PagerDutyError."""
         token = self.config.api_token.reveal()
-        response = await self._api.send("GET", path, action=action, params=params,
-                                        headers={"Authorization": f"Token token={token}"})
+        response = await self._api.send(
+            "GET", path, action=action, params=params, headers={"Authorization": f"Token token={token}"}
+        )
         status = response.status_code
         if 200 <= status < 300:
             body = json_object(response)
             if body is None:
-                raise self._api.refused(f"could not {action}: PagerDuty returned a body that is not a JSON object",
-                                        user_message=_ADMINS)
+                raise self._api.refused(
+                    f"could not {action}: PagerDuty returned a body that is not a JSON object", user_message=_ADMINS
+                )
             return body
         if status in (401, 403):
             raise self._api.refused(
@@ -192,17 +212,17 @@ class PagerDutyIntegration:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
     parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _current(entry: dict, now: datetime) -> bool:
+def _current(entry: Mapping[str, Any], now: datetime) -> bool:
     """An entry covers `now`; a null start or end is open (permanent on-call)."""
     try:
         start, end = _parse_time(entry.get("start")), _parse_time(entry.get("end"))
@@ -212,7 +232,7 @@ def _current(entry: dict, now: datetime) -> bool:
     return (start is None or start <= now + timedelta(seconds=1)) and (end is None or end > now)
 
 
-def _is_user(entry: dict, user_id: str) -> bool:
+def _is_user(entry: Mapping[str, Any], user_id: str) -> bool:
     return str((entry.get("user") or {}).get("id", user_id)) == user_id
 
 

@@ -36,18 +36,19 @@ import hmac
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, TypeGuard
 
 import httpx
 import structlog
-from pydantic import field_validator
+from pydantic import Field, field_validator
 
 from core.clock import Clock, SystemClock
-from core.plain import plain
 from core.errors import StrategyUnavailable
+from core.plain import plain
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
-from core.secrets import scrub
+from core.secrets import Secret, scrub
 from strategies.base import GrantContext, GrantResult, MatchedElsewhere
 from strategies.http import ResponseTooLarge, http_client, http_url
 
@@ -84,7 +85,7 @@ class WebhookStrategyConfig(StrategyConfig):
     secret: SecretStr | None = None
     timeout: Duration = timedelta(seconds=10)
     headers: dict[str, SecretStr] = {}
-    targets: list[WebhookTarget]
+    targets: Annotated[list[WebhookTarget], Field(min_length=1)]  # a flow with no target grants nothing
 
     @field_validator("url")
     @classmethod
@@ -94,7 +95,7 @@ class WebhookStrategyConfig(StrategyConfig):
 
     @field_validator("headers")
     @classmethod
-    def _header_names(cls, value: dict) -> dict:
+    def _header_names(cls, value: dict[str, Secret]) -> dict[str, Secret]:
         for name in value:
             if not _HEADER_NAME.match(name):
                 raise ValueError(f"{name!r} is not a valid HTTP header name")
@@ -159,13 +160,17 @@ class WebhookStrategy(MatchedElsewhere):
     async def revoke(self, ctx: GrantContext, state: Mapping[str, str]) -> None:
         """POST action=revoke, with the grant's id in a header when there is a usable one."""
         grant_id = state.get("grant_id")
-        extra = {}
+        extra: dict[str, str] = {}
         if valid_grant_id(grant_id):
             extra[GRANT_ID_HEADER] = grant_id
         elif grant_id:
             # Stored before grant ids were checked: the revoke goes out without it rather than not at all.
-            log.warning("webhook.revoke.grant_id_dropped", request_id=ctx.request_id, where=self._shown_url,
-                        reason=_grant_id_problem(grant_id))
+            log.warning(
+                "webhook.revoke.grant_id_dropped",
+                request_id=ctx.request_id,
+                where=self._shown_url,
+                reason=_grant_id_problem(grant_id),
+            )
         await self._deliver("revoke", ctx, extra)
 
     # ── delivery ──────────────────────────────────────────────────────────────────────────────────
@@ -195,12 +200,14 @@ class WebhookStrategy(MatchedElsewhere):
     def headers(self, action: str, ctx: GrantContext, body: bytes) -> dict[str, str]:
         """Headers for one delivery: extras first, then jitbot's own (which cannot be overridden)."""
         headers = {name: value.reveal() for name, value in self.config.headers.items()}
-        headers.update({
-            "Content-Type": "application/json",
-            "User-Agent": "jitbot-webhook",
-            REQUEST_ID_HEADER: ctx.request_id,
-            DELIVERY_HEADER: f"{ctx.request_id}:{action}",
-        })
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                "User-Agent": "jitbot-webhook",
+                REQUEST_ID_HEADER: ctx.request_id,
+                DELIVERY_HEADER: f"{ctx.request_id}:{action}",
+            }
+        )
         if self.config.secret is not None:
             headers[SIGNATURE_HEADER] = "sha256=" + sign(self.config.secret.reveal(), body)
         return headers
@@ -228,8 +235,12 @@ class WebhookStrategy(MatchedElsewhere):
         if 200 <= status < 300:
             return response
         excerpt = self._excerpt(response)
-        raise self._unavailable(action, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""),
-                                retryable=_retryable_status(status), status=status)
+        raise self._unavailable(
+            action,
+            f"HTTP {status}" + (f": {excerpt}" if excerpt else ""),
+            retryable=_retryable_status(status),
+            status=status,
+        )
 
     def _grant_id(self, response: httpx.Response) -> str | None:
         """The `grant_id` of a JSON grant answer; an unusable one is a final error (the grant is then undone)."""
@@ -252,10 +263,12 @@ class WebhookStrategy(MatchedElsewhere):
             f"({_grant_id_problem(value)}); the grant is treated as failed",
             retryable=False,
             user_message="The access service answered the grant with an unusable grant_id, so jitbot is taking "
-                         "the access back.",
+            "the access back.",
         )
 
-    def _unavailable(self, action: str, what: str, *, retryable: bool, status: int | None = None) -> StrategyUnavailable:
+    def _unavailable(
+        self, action: str, what: str, *, retryable: bool, status: int | None = None
+    ) -> StrategyUnavailable:
         shown = f" (HTTP {status})" if status else ""
         return StrategyUnavailable(
             scrub(f"webhook {action} to {self._shown_url} failed: {what}"),
@@ -282,11 +295,11 @@ def iso_utc(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def valid_grant_id(value: object) -> bool:
+def valid_grant_id(value: object) -> TypeGuard[str]:
     """Whether `value` may be sent as X-Jitbot-Grant-Id: 1 to 200 visible ASCII characters (no space or control)."""
     return isinstance(value, str) and _GRANT_ID.fullmatch(value) is not None
 

@@ -9,9 +9,10 @@ early). A bot user with interactive MFA cannot log in unattended, so that is a p
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -103,9 +104,15 @@ class AptibleIntegration:
         self._clock = clock or SystemClock()
         # Aptible sends no reset time with a 429: it is retried like a 5xx, after Retry-After if given.
         self._api = ApiCaller(
-            "Aptible", name, transport=transport, timeout=timeout,
+            "Aptible",
+            name,
+            transport=transport,
+            timeout=timeout,
             headers={"Accept": _HAL, "Content-Type": _HAL, "User-Agent": "jitbot"},
-            sleep=sleep, attempts=max_attempts, error_text=_error_text, retry_wait=_retry_after,
+            sleep=sleep,
+            attempts=max_attempts,
+            error_text=_error_text,
+            retry_wait=_retry_after,
         )
         self._token: str | None = None
         self._token_expires_at = 0.0
@@ -143,14 +150,19 @@ class AptibleIntegration:
 
     async def role_memberships(self, role_id: str) -> list[AptibleMembership]:
         """Every membership of the role."""
-        items = await self._collection(f"/roles/{quote(role_id, safe='')}/memberships", "memberships",
-                                       action=f"list members of role {role_id}")
+        items = await self._collection(
+            f"/roles/{quote(role_id, safe='')}/memberships", "memberships", action=f"list members of role {role_id}"
+        )
         return [AptibleMembership(id=str(m["id"]), user_id=_link_id(m, "user")) for m in items]
 
     async def add_membership(self, role_id: str, user_href: str) -> AptibleMembership:
         """Add the user to the role; a membership that already exists is returned as is."""
-        response = await self._call("POST", f"/roles/{quote(role_id, safe='')}/memberships",
-                                    action=f"add a member to role {role_id}", json={"user_url": user_href})
+        response = await self._call(
+            "POST",
+            f"/roles/{quote(role_id, safe='')}/memberships",
+            action=f"add a member to role {role_id}",
+            json={"user_url": user_href},
+        )
         if response.is_success:
             body = response.json()
             return AptibleMembership(id=str(body["id"]), user_id=_link_id(body, "user") or _last_segment(user_href))
@@ -165,8 +177,9 @@ class AptibleIntegration:
 
     async def delete_membership(self, membership_id: str) -> None:
         """Delete the membership; already gone (404) is success."""
-        response = await self._call("DELETE", f"/memberships/{quote(membership_id, safe='')}",
-                                    action=f"delete membership {membership_id}")
+        response = await self._call(
+            "DELETE", f"/memberships/{quote(membership_id, safe='')}", action=f"delete membership {membership_id}"
+        )
         if response.status_code == 404:
             log.info("aptible_membership_already_gone", integration=self.name, membership_id=membership_id)
         elif not response.is_success:
@@ -203,8 +216,9 @@ class AptibleIntegration:
                 return items
             # The bearer token goes wherever we follow, so only links back to the Auth API are followed.
             if not next_url.startswith(f"{self.config.auth_url}/"):
-                raise StrategyUnavailable(f"Aptible paging link leaves {self.config.auth_url}; not followed",
-                                          retryable=False)
+                raise StrategyUnavailable(
+                    f"Aptible paging link leaves {self.config.auth_url}; not followed", retryable=False
+                )
             url = next_url
         raise StrategyUnavailable(f"Aptible returned more than {_MAX_PAGES} pages for: {action}", retryable=False)
 
@@ -246,8 +260,13 @@ class AptibleIntegration:
         }
         requested_at = self._now()
         # The token endpoint is plain OAuth2 JSON, not HAL.
-        response = await self._send("POST", f"{self.config.auth_url}/tokens", action="log in", json=body,
-                                    headers={"Content-Type": "application/json"})
+        response = await self._send(
+            "POST",
+            f"{self.config.auth_url}/tokens",
+            action="log in",
+            json=body,
+            headers={"Content-Type": "application/json"},
+        )
         if response.is_success:
             data = response.json()
             log.info("aptible_logged_in", integration=self.name, username=self.config.username)

@@ -46,6 +46,8 @@ class AptibleStrategy(MembershipStrategy):
     integration_class = AptibleIntegration
     target_key = "role_id"
     user_key = "aptible_user_id"
+    config: AptibleStrategyConfig
+    integration: AptibleIntegration
 
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """Add the user to the role unless they already hold it; the state keeps user and membership ids."""
@@ -53,8 +55,14 @@ class AptibleStrategy(MembershipStrategy):
         role = await self.integration.get_role(self._target_id(ctx))
         existing = [m for m in await self.integration.role_memberships(role.id) if m.user_id == user.id]
         membership = existing[0] if existing else await self.integration.add_membership(role.id, user.href)
-        log.info("aptible_role_granted", integration=self.identity_key, role_id=role.id, aptible_user_id=user.id,
-                 already_held=bool(existing), request_id=ctx.request_id)
+        log.info(
+            "aptible_role_granted",
+            integration=self.identity_key,
+            role_id=role.id,
+            aptible_user_id=user.id,
+            already_held=bool(existing),
+            request_id=ctx.request_id,
+        )
         return GrantResult(state={"aptible_user_id": user.id, "role_id": role.id, "membership_id": membership.id})
 
     async def _remove(self, ctx: GrantContext, target_id: str, user_id: str) -> None:
@@ -68,15 +76,23 @@ class AptibleStrategy(MembershipStrategy):
             return
         if not any(role.id != target_id for role in await self.integration.user_roles(user_id)):
             log.warning(
-                "aptible_revoked_last_role", integration=self.identity_key, role_id=target_id, aptible_user_id=user_id,
+                "aptible_revoked_last_role",
+                integration=self.identity_key,
+                role_id=target_id,
+                aptible_user_id=user_id,
                 request_id=ctx.request_id,
                 note="this was the user's only role, so Aptible removes them from the organization; "
-                     "give them a baseline role to keep them in it",
+                "give them a baseline role to keep them in it",
             )
         for membership in mine:
             await self.integration.delete_membership(membership.id)
-        log.info("aptible_role_revoked", integration=self.identity_key, role_id=target_id, aptible_user_id=user_id,
-                 request_id=ctx.request_id)
+        log.info(
+            "aptible_role_revoked",
+            integration=self.identity_key,
+            role_id=target_id,
+            aptible_user_id=user_id,
+            request_id=ctx.request_id,
+        )
 
     async def _holds(self, target_id: str, user_id: str) -> bool:
         return any(m.user_id == user_id for m in await self.integration.role_memberships(target_id))

@@ -12,8 +12,9 @@ import asyncio
 import email.utils
 import re
 import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Callable, Literal, Mapping
+from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
@@ -116,10 +117,17 @@ class OktaIntegration:
         self.config = config
         self._clock = clock or SystemClock()
         self._api = ApiCaller(
-            "Okta", name, base_url=config.url, transport=transport, timeout=timeout,
+            "Okta",
+            name,
+            base_url=config.url,
+            transport=transport,
+            timeout=timeout,
             headers={"Accept": "application/json", "Content-Type": "application/json", "User-Agent": "jitbot"},
-            sleep=sleep, attempts=max_attempts, error_text=_error_text,
-            rate_limit_wait=self._rate_limit_wait, max_rate_limit_wait=max_rate_limit_wait,
+            sleep=sleep,
+            attempts=max_attempts,
+            error_text=_error_text,
+            rate_limit_wait=self._rate_limit_wait,
+            max_rate_limit_wait=max_rate_limit_wait,
         )
         self._membership_cache = TTLCache(membership_cache_ttl, monotonic=monotonic)
 
@@ -212,7 +220,8 @@ class OktaIntegration:
             found = await self.find_user(identity)
             return found is not None and await self.is_member(group_id, found.id)
 
-        return await self._membership_cache.get_or_load((identity.casefold(), group_id), load)
+        member: bool = await self._membership_cache.get_or_load((identity.casefold(), group_id), load)
+        return member
 
     @staticmethod
     def _membership_path(group_id: str, user_id: str) -> str:
@@ -221,7 +230,9 @@ class OktaIntegration:
     def _now(self) -> float:
         return self._clock.now().timestamp()
 
-    async def _pages(self, url: str, *, action: str, params: Mapping[str, str] | None = None) -> AsyncIterator[dict]:
+    async def _pages(
+        self, url: str, *, action: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Yield every item of a list endpoint, following Link rel="next" on the same origin only."""
         origin = httpx.URL(self.config.url)
         for _ in range(_MAX_PAGES):

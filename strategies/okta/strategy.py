@@ -40,6 +40,8 @@ class OktaStrategy(MembershipStrategy):
     integration_class = OktaIntegration
     target_key = "group_id"
     user_key = "okta_user_id"
+    config: OktaStrategyConfig
+    integration: OktaIntegration
 
     async def grant(self, ctx: GrantContext) -> GrantResult:
         """Add the user to the group (idempotent); the state keeps the Okta user id for revoke."""
@@ -49,7 +51,10 @@ class OktaStrategy(MembershipStrategy):
         await self.integration.add_user_to_group(group_id, user.id)
         log.info(
             "okta_group_granted",
-            integration=self.identity_key, group_id=group_id, okta_user_id=user.id, request_id=ctx.request_id,
+            integration=self.identity_key,
+            group_id=group_id,
+            okta_user_id=user.id,
+            request_id=ctx.request_id,
         )
         return GrantResult(state={"okta_user_id": user.id, "group_id": group_id})
 
@@ -57,7 +62,10 @@ class OktaStrategy(MembershipStrategy):
         await self.integration.remove_user_from_group(target_id, user_id)
         log.info(
             "okta_group_revoked",
-            integration=self.identity_key, group_id=target_id, okta_user_id=user_id, request_id=ctx.request_id,
+            integration=self.identity_key,
+            group_id=target_id,
+            okta_user_id=user_id,
+            request_id=ctx.request_id,
         )
 
     async def _holds(self, target_id: str, user_id: str) -> bool:
@@ -77,7 +85,7 @@ class OktaStrategy(MembershipStrategy):
             raise SubjectNotFound(
                 f"Okta user {user.id} has status {user.status}",
                 user_message=f"Your Okta account {user.login} is {user.status.lower()}, "
-                             "so an Okta group would not give you access.",
+                "so an Okta group would not give you access.",
             )
 
     async def _check_target(self, target_id: str) -> None:
