@@ -113,17 +113,20 @@ def run() -> int:
 
     from core.errors import ConfigError, JitError
     from core.logging import configure_logging
-    from core.secrets import scrub
+    from core.secrets import SecretRegistry
     from runtime import Runtime, Settings
 
-    configure_logging(os.environ.get("JITBOT_LOG_FORMAT"))
+    # This process's one registry: logging scrubs with it from the first line, the tokens are
+    # registered as they are read, and the runtime registers every resolved value in it.
+    secrets = SecretRegistry()
+    configure_logging(os.environ.get("JITBOT_LOG_FORMAT"), secrets=secrets)
     try:
-        settings = Settings.from_env()
+        settings = Settings.from_env(secrets=secrets)
     except JitError as error:
         return _fail(error.user_message)
 
     async def serve() -> int:
-        runtime = Runtime(settings)
+        runtime = Runtime(settings, secrets=secrets)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -145,11 +148,11 @@ def run() -> int:
             return _fail(error.user_message)
         except (OSError, sqlite3.Error) as error:
             await runtime.stop()
-            return _fail(f"could not start: {scrub(str(error))}.")
+            return _fail(f"could not start: {secrets.scrub(str(error))}.")
         except Exception as error:  # one sentence for the operator; the detail goes to the log
             structlog.get_logger("jitbot").exception("startup.crashed")
             await runtime.stop()
-            return _fail(f"could not start: {type(error).__name__}: {scrub(str(error))}.")
+            return _fail(f"could not start: {type(error).__name__}: {secrets.scrub(str(error))}.")
         await stop.wait()
         await runtime.stop()
         return 0

@@ -33,7 +33,7 @@ from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
-from core.secrets import register_secret_value
+from core.secrets import SecretRegistry
 from handlers.directory import SlackDirectory
 from handlers.health import start_health_server
 from handlers.listeners import Listeners
@@ -54,7 +54,7 @@ class Settings:
     """Everything the process takes from its environment; the Slack tokens never show in its repr."""
 
     # Plain strings, because the Slack clients take them as they are; repr=False keeps them out of
-    # repr() and str(), and __post_init__ registers them for scrubbing however Settings is built.
+    # repr() and str(). The Runtime registers them in its SecretRegistry however Settings is built.
     bot_token: str = field(repr=False)
     app_token: str = field(repr=False)
     config_path: Path
@@ -62,17 +62,15 @@ class Settings:
     slack_api_url: str = DEFAULT_SLACK_API_URL
     health_address: str | None = None
 
-    def __post_init__(self) -> None:
-        register_secret_value(self.bot_token)
-        register_secret_value(self.app_token)
-
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> Settings:
-        """Read the process's variables; a missing token or an unusable JITBOT_DB is a StartupError in one sentence."""
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, secrets: SecretRegistry | None = None) -> Settings:
+        """Read the process's variables, registering the tokens in `secrets`; a missing token or an
+        unusable JITBOT_DB is a StartupError in one sentence."""
         bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
         # Before any check: a token refused below (a user token, the two swapped) is still a secret.
-        register_secret_value(bot)
-        register_secret_value(app)
+        if secrets is not None:
+            secrets.register(bot)
+            secrets.register(app)
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
         if missing:
             raise StartupError(
@@ -105,8 +103,13 @@ class Runtime:
     strategy_types: Mapping[str, type] = field(default_factory=lambda: STRATEGY_TYPES)
     integration_types: Mapping[str, type] = field(default_factory=lambda: INTEGRATION_TYPES)
     start_timers: bool = True
+    # This bot's secrets: every part that writes text out scrubs with it. `bot.py` passes the one
+    # its logging was configured with; the Slack tokens are registered however Settings was built.
+    secrets: SecretRegistry = field(default_factory=SecretRegistry)
 
     def __post_init__(self) -> None:
+        self.secrets.register(self.settings.bot_token)
+        self.secrets.register(self.settings.app_token)
         self.config = None
         self.store: Store | None = None
         self.integrations: dict[str, object] = {}
@@ -120,7 +123,7 @@ class Runtime:
         self.team_id: str | None = None
         self.retired: RetiredStrategies | None = None
         self.hook_modules: dict[str, object] = {}
-        self.listeners = Listeners()  # this bot's Slack listener work, drained at stop
+        self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -132,6 +135,7 @@ class Runtime:
             strategy_types=self.strategy_types,
             integration_types=self.integration_types,
             resolve_secrets=True,
+            secrets=self.secrets,
         )
         self.client = AsyncWebClient(
             token=settings.bot_token,
@@ -147,8 +151,9 @@ class Runtime:
         # The run lock first: a second bot on this database refuses before it touches Slack.
         self.store = await Store.open(settings.db_path, exclusive=True)
         await self._check_tokens()
-        requests, audit = RequestRepo(self.store), AuditLog(self.store)
-        identities = IdentityStore(self.store)
+        secrets = self.secrets
+        requests, audit = RequestRepo(self.store, secrets), AuditLog(self.store, secrets)
+        identities = IdentityStore(self.store, secrets=secrets)
 
         for name, spec in self.config.integrations.items():
             integration = self.integration_types[spec.type](name, spec)
@@ -157,7 +162,9 @@ class Runtime:
         hook_modules = self.hook_modules
         for flow in self.config.flows:
             if flow.hooks_path is not None:
-                hook_modules[flow.name] = load_hooks(flow.hooks_path, timeout=flow.hook_timeout.total_seconds())
+                hook_modules[flow.name] = load_hooks(
+                    flow.hooks_path, timeout=flow.hook_timeout.total_seconds(), secrets=secrets
+                )
         for flow in self.config.flows:
             strategy = self.strategy_types[flow.strategy.type](
                 flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
@@ -166,9 +173,14 @@ class Runtime:
             self.strategies[flow.name] = strategy
 
         directory = SlackDirectory(self.client, team_id=self.team_id)
-        notifier = SlackNotifier(self.client, self.config)
+        notifier = SlackNotifier(self.client, self.config, secrets)
         runner = HookRunner(
-            hook_modules, {**self.integrations, "slack": directory}, notifier=notifier, audit=audit, clock=self.clock
+            hook_modules,
+            {**self.integrations, "slack": directory},
+            notifier=notifier,
+            audit=audit,
+            clock=self.clock,
+            secrets=secrets,
         )
         self.engine = AccessEngine(
             config=self.config,
@@ -180,6 +192,7 @@ class Runtime:
             notifier=notifier,
             directory=directory,
             clock=self.clock,
+            secrets=secrets,
         )
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
@@ -191,6 +204,7 @@ class Runtime:
             strategy_types=self.strategy_types,
             integration_types=self.integration_types,
             load_hooks=load_hooks,
+            secrets=secrets,
         )
         self.engine.retired = self.retired.by_request
 

@@ -19,11 +19,14 @@ import time
 import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common import BotSpec, rss_mb  # noqa: E402
+
+if TYPE_CHECKING:
+    from core.secrets import SecretRegistry
 
 # A modal as small as Slack accepts: what the bare app opens for `/sym`.
 TRIVIAL_MODAL = {
@@ -71,25 +74,30 @@ def _cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def configure_bot_logging(log_path: Path | None) -> None:
-    """Log as production does (JSON, INFO), into `log_path` or nowhere."""
+def configure_bot_logging(log_path: Path | None) -> SecretRegistry:
+    """Log as production does (JSON, INFO), into `log_path` or nowhere; return the registry it scrubs
+    with, for the bot that `start` builds."""
     # Production logs at INFO; the bench keeps that cost but sends the lines to a file.
     from core.logging import configure_logging
+    from core.secrets import SecretRegistry
 
+    secrets = SecretRegistry()
     stream = open(log_path, "a", encoding="utf-8") if log_path else open(os.devnull, "w")
-    configure_logging("json", "INFO", stream=stream)
+    configure_logging("json", "INFO", stream=stream, secrets=secrets)
+    return secrets
 
 
-async def start(spec) -> tuple[dict[str, Any], Stop]:
+async def start(spec, secrets: SecretRegistry | None = None) -> tuple[dict[str, Any], Stop]:
     """Start the bot described by `spec` (a common.BotSpec) in the running loop; return (report, stop)."""
     if spec.kind == "jitbot":
-        return await _start_jitbot(spec)
+        return await _start_jitbot(spec, secrets)
     if spec.kind == "bare":
         return await _start_bare(spec)
     raise ValueError(f"unknown bot kind {spec.kind!r}")
 
 
-async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
+async def _start_jitbot(spec, secrets: SecretRegistry | None) -> tuple[dict[str, Any], Stop]:
+    from core.secrets import SecretRegistry
     from runtime import Runtime, Settings
     from strategies.registry import STRATEGY_TYPES
 
@@ -103,7 +111,12 @@ async def _start_jitbot(spec) -> tuple[dict[str, Any], Stop]:
     types = dict(STRATEGY_TYPES)
     if spec.transport:
         types["webhook"] = _webhook_over(TRANSPORTS[spec.transport])
-    runtime = Runtime(settings, start_timers=spec.timers, strategy_types=types)
+    runtime = Runtime(
+        settings,
+        start_timers=spec.timers,
+        strategy_types=types,
+        secrets=SecretRegistry() if secrets is None else secrets,
+    )
     cpu, started = _cpu_seconds(), time.perf_counter()
     await runtime.start()
     report = {
@@ -161,7 +174,7 @@ async def _start_bare(spec) -> tuple[dict[str, Any], Stop]:
     return report, stop
 
 
-async def _serve(spec) -> int:
+async def _serve(spec, secrets: SecretRegistry) -> int:
     def emit(report: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(report) + "\n")
         sys.stdout.flush()
@@ -172,7 +185,7 @@ async def _serve(spec) -> int:
     try:
         if start_profiler:
             start_profiler.enable()
-        report, stop = await start(spec)
+        report, stop = await start(spec, secrets)
     except Exception as exc:
         traceback.print_exc()
         emit({"event": "error", "error": f"{type(exc).__name__}: {exc}"})
@@ -227,9 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         timers=args.timers,
         transport=args.transport,
     )
-    configure_bot_logging(spec.log)
+    secrets = configure_bot_logging(spec.log)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
-    return asyncio.run(_serve(spec))
+    return asyncio.run(_serve(spec, secrets))
 
 
 if __name__ == "__main__":

@@ -228,12 +228,12 @@ async def start_bot(spec: BotSpec, *, in_process: bool = False, timeout: float =
     if in_process:
         import bot_host  # the bench directory is on sys.path when a bench script runs
 
-        bot_host.configure_bot_logging(spec.log)
+        secrets = bot_host.configure_bot_logging(spec.log)
 
         os.environ.update({k: v for k, v in bench_env().items() if k == SECRET_ENV})
         for name in PROXY_VARIABLES:
             os.environ.pop(name, None)
-        ready, stop = await bot_host.start(spec)
+        ready, stop = await bot_host.start(spec, secrets)
         return RunningBot(ready=ready, _stop=stop, pid=os.getpid())
 
     proc = await asyncio.create_subprocess_exec(

@@ -9,10 +9,11 @@ model error (unknown keys and types, missing keys, name clashes, broken cross re
 region) still holds `${…}` instead of its value; `load_config` says so when that happens.
 
 Secret references are checked for syntax only unless `resolve_secrets=True` (what `run` does):
-then, once the structure is valid, each reference is resolved, every value registered for
-scrubbing, and the models are built again from the resolved data so `SecretStr` keys hold `Secret`
-objects. No message ever contains a resolved value. Resolution may call AWS (blocking); from async
-code call `await asyncio.to_thread(load_config, path, resolve_secrets=True)`.
+then, once the structure is valid, each reference is resolved, every value registered in the
+caller's `SecretRegistry` (`secrets=`, the runtime's) for scrubbing, and the models are built again
+from the resolved data so `SecretStr` keys hold `Secret` objects. No message ever contains a resolved
+value. Resolution may call AWS (blocking); from async code call
+`await asyncio.to_thread(load_config, path, resolve_secrets=True, secrets=...)`.
 """
 
 from __future__ import annotations
@@ -24,15 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from core.config_lines import CUSTOM_ERROR, ConfigIssue, LineIndex, Loc, describe_error, format_path, parse_yaml
-from core.config_models import (
-    CONTEXT_KEY,
-    Configurable,
-    JitConfig,
-    ValidationContext,
-)
+from core.config_models import Configurable, JitConfig, ValidationContext
 from core.errors import ConfigError, SecretResolutionError
 from core.plain import plain
-from core.secrets import SecretResolver, has_references, parse_references, scrub, substitute
+from core.schema import CONTEXT_KEY
+from core.secrets import SecretRegistry, SecretResolver, has_references, parse_references, substitute
 
 _ABSENT = object()
 # Errors that are about the key, not the value, stay even when the value is an unresolved reference.
@@ -48,13 +45,16 @@ def load_config(
     strategy_types: Mapping[str, type[Configurable]],
     integration_types: Mapping[str, type[Configurable]],
     resolve_secrets: bool = False,
+    secrets: SecretRegistry | None = None,
 ) -> JitConfig:
     """Read and validate a flows file against the given registries; ConfigError lists every issue.
 
     The registries come from the composition root (`strategies.registry` in production): core never
-    imports the adapters.
+    imports the adapters. Every secret value (resolved or written literally) is registered in
+    `secrets`, the runtime's registry, which the returned config keeps (`JitConfig.secrets`).
     """
-    return _Loader(path, strategy_types, integration_types).load(resolve_secrets)
+    registry = SecretRegistry() if secrets is None else secrets
+    return _Loader(path, strategy_types, integration_types, registry).load(resolve_secrets)
 
 
 def check_config(
@@ -64,8 +64,9 @@ def check_config(
     integration_types: Mapping[str, type[Configurable]],
 ) -> list[ConfigIssue]:
     """Every issue of a flows file without resolving references (for `bot.py validate`); [] when valid."""
+    # A registry of its own: literal secrets met while validating are scrubbed from the issues.
     try:
-        return _Loader(path, strategy_types, integration_types).check()[2]
+        return _Loader(path, strategy_types, integration_types, SecretRegistry()).check()[2]
     except ConfigError as exc:
         return exc.issues
 
@@ -78,8 +79,10 @@ class _Loader:
         path: str | Path,
         strategy_types: Mapping[str, type[Configurable]],
         integration_types: Mapping[str, type[Configurable]],
+        secrets: SecretRegistry,
     ) -> None:
         self.path, self.file = Path(path), str(path)
+        self.secrets = secrets
         self.strategy_types, self.integration_types = strategy_types, integration_types
         self.base_dir = self.path.parent.resolve()
         self.lines = LineIndex()
@@ -109,7 +112,12 @@ class _Loader:
             custom = isinstance(strategy, Mapping) and strategy.get("type") == "custom"
             for problem in check_hooks(path, required=("grant", "revoke") if custom else ()):
                 issues.append(
-                    ConfigIssue(str(path), problem.line, format_path(("flows", index, "hooks")), scrub(problem.message))
+                    ConfigIssue(
+                        str(path),
+                        problem.line,
+                        format_path(("flows", index, "hooks")),
+                        self.secrets.scrub(problem.message),
+                    )
                 )
         return issues
 
@@ -151,13 +159,20 @@ class _Loader:
         if strategy_class is None:
             raise ConfigError([ConfigIssue(self.file, None, "strategy.type", f"unknown strategy type {kind!r}")])
         context = ValidationContext(
-            self.strategy_types, self.integration_types, self.base_dir, integration_kinds=dict(integration_kinds)
+            self.strategy_types,
+            self.integration_types,
+            self.base_dir,
+            integration_kinds=dict(integration_kinds),
+            secrets=self.secrets,
         )
         try:
             return strategy_class.config_model.model_validate(resolved, context={CONTEXT_KEY: context})
         except ValidationError as exc:
             _raise_if(
-                [ConfigIssue(self.file, None, format_path(tuple(e["loc"])), scrub(e["msg"])) for e in exc.errors()]
+                [
+                    ConfigIssue(self.file, None, format_path(tuple(e["loc"])), self.secrets.scrub(e["msg"]))
+                    for e in exc.errors()
+                ]
             )
 
     def _read(self) -> tuple[Any, list[ConfigIssue]]:
@@ -174,7 +189,7 @@ class _Loader:
         return parsed.data, parsed.issues  # duplicate keys are reported together with the model's issues
 
     def _issue(self, loc: Loc, message: str) -> ConfigIssue:
-        return ConfigIssue(self.file, self.lines.line_for(loc), format_path(loc), scrub(message))
+        return ConfigIssue(self.file, self.lines.line_for(loc), format_path(loc), self.secrets.scrub(message))
 
     def _reference_syntax_issues(self, data: Any) -> list[ConfigIssue]:
         issues = []
@@ -188,7 +203,7 @@ class _Loader:
     def _validate(self, data: Any, *, raw: Any, resolved: bool) -> tuple[JitConfig | None, list[ConfigIssue]]:
         if not isinstance(data, Mapping):
             return None, [self._issue((), "the file must be a mapping with slack, integrations and flows")]
-        context = ValidationContext(self.strategy_types, self.integration_types, self.base_dir)
+        context = ValidationContext(self.strategy_types, self.integration_types, self.base_dir, secrets=self.secrets)
         try:
             config = JitConfig.model_validate(data, context={CONTEXT_KEY: context})
         except ValidationError as exc:
@@ -197,6 +212,7 @@ class _Loader:
                 issue for loc, message, kind in found if (issue := self._model_issue(loc, message, kind, raw, resolved))
             ]
         config._path = self.path
+        config._secrets = self.secrets
         return config, []
 
     def _model_issue(self, loc: Loc, message: str, kind: str, raw: Any, resolved: bool) -> ConfigIssue | None:
@@ -211,7 +227,7 @@ class _Loader:
         return self._issue(loc, message)
 
     def _resolve(self, data: Any) -> tuple[Any, list[ConfigIssue]]:
-        resolver = SecretResolver(self.base_dir)
+        resolver = SecretResolver(self.base_dir, secrets=self.secrets)
         found = list(_strings_with_references(data))
         resolver.prefetch(ref for _, text in found for ref in parse_references(text))
         replacements: dict[Loc, str] = {}
@@ -234,11 +250,13 @@ def recorded_strategy_config(
     *,
     strategy_types: Mapping[str, type[Configurable]],
     integration_types: Mapping[str, type[Configurable]],
+    secrets: SecretRegistry | None = None,
 ) -> Any:
     """The strategy config a grant recorded at grant time (see Flow.grant_spec), validated against
-    today's integrations, with its references resolved now (may call AWS: run it off the loop)."""
+    today's integrations, with its references resolved now (may call AWS: run it off the loop); the
+    values are registered in `secrets` (by default the registry `config` was loaded with)."""
     path = config.path or Path("flows.yaml")
-    loader = _Loader(path, strategy_types, integration_types)
+    loader = _Loader(path, strategy_types, integration_types, config.secrets if secrets is None else secrets)
     kinds = {name: integration.type for name, integration in config.integrations.items()}
     return loader.recorded_strategy(spec, kinds)
 

@@ -32,6 +32,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
 from core.schema import (
+    CONTEXT_KEY,
     Duration,
     IntegrationConfig,
     Name,
@@ -41,9 +42,8 @@ from core.schema import (
     format_duration,
     parse_duration,
 )
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 
-CONTEXT_KEY = "jitbot_config"
 RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
 
 FieldType = Literal["string", "text", "int", "bool", "list", "duration"]
@@ -64,6 +64,8 @@ class ValidationContext:
     base_dir: Path
     integration_kinds: dict[str, Any] = field(default_factory=dict)
     deferred: list[tuple[Loc, str]] = field(default_factory=list)
+    # Every `SecretStr` value validated is registered here (the runtime's registry, via the loader).
+    secrets: SecretRegistry = field(default_factory=SecretRegistry)
 
 
 def _context(info: ValidationInfo) -> ValidationContext:
@@ -282,6 +284,8 @@ class Flow(StrictModel):
 
     _hooks_path: Path | None = PrivateAttr(default=None)
     _written_strategy: dict[str, Any] | None = PrivateAttr(default=None)
+    # The registry the loader validated with: grant_spec redacts the literal secrets it holds.
+    _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -318,8 +322,10 @@ class Flow(StrictModel):
 
     @model_validator(mode="after")
     def _remember_hooks_path(self, info: ValidationInfo) -> Flow:
+        context = _context(info)
+        self._secrets = context.secrets
         if self.hooks is not None:
-            self._hooks_path = (_context(info).base_dir / self.hooks).resolve()
+            self._hooks_path = (context.base_dir / self.hooks).resolve()
         return self
 
     @property
@@ -344,7 +350,7 @@ class Flow(StrictModel):
         # A secret written literally (not as a ${…} reference) must not reach the database: it is
         # redacted, and the grant is marked so that rebuilding it later is refused, loudly.
         text = json.dumps(spec, sort_keys=True, ensure_ascii=False)
-        redacted = scrub(text)
+        redacted = self._secrets.scrub(text)
         if redacted != text:
             spec = {**json.loads(redacted), "literal_secrets": True}
         return spec
@@ -382,6 +388,7 @@ class JitConfig(StrictModel):
     flows: Annotated[list[Flow], Field(min_length=1)]
 
     _path: Path | None = PrivateAttr(default=None)
+    _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)  # the loader's: see `secrets`
 
     @field_validator("integrations", mode="before")
     @classmethod
@@ -421,6 +428,11 @@ class JitConfig(StrictModel):
     def path(self) -> Path | None:
         """The flows file this configuration was loaded from."""
         return self._path
+
+    @property
+    def secrets(self) -> SecretRegistry:
+        """The registry the loader registered this configuration's secrets in (the runtime's)."""
+        return self._secrets
 
     def flow(self, name: str) -> Flow:
         """The flow called `name`; KeyError if there is none."""

@@ -21,7 +21,6 @@ from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
-from core.secrets import scrub
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
@@ -135,7 +134,7 @@ class DecisionChecks:
         except NotAllowed:
             raise
         except Exception as exc:  # fail closed: an unverifiable person decides nothing
-            log.warning("directory.unavailable", user=slack_id, error=scrub(str(exc)))
+            log.warning("directory.unavailable", user=slack_id, error=self.life.scrub(str(exc)))
             raise NotAllowed(f"Could not check {who} with Slack just now; try again in a moment.") from None
 
     async def _group_members(self, groups: Iterable[str]) -> frozenset[str]:
@@ -144,6 +143,6 @@ class DecisionChecks:
             try:
                 members |= await self.directory.usergroup_members(group, fresh=True)
             except Exception as exc:
-                log.warning("directory.unavailable", usergroup=group, error=scrub(str(exc)))
+                log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
                 raise NotAllowed("Could not check the approvers' user groups with Slack; try again.") from None
         return frozenset(members)

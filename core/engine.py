@@ -50,7 +50,7 @@ from core.ports import (
     UserInfo,
 )
 from core.retry import Backoff, call
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 from core.strategy import GrantContext, GrantResult, Strategy, SupportsInstructions
 from core.targets import flow_target
 
@@ -100,6 +100,7 @@ class AccessEngine:
         timers: Timers | None = None,
         grant_retry_delay: float = 1.0,
         retry_delay: float = 0.25,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.life = Lifecycle(
             config=config,
@@ -111,6 +112,8 @@ class AccessEngine:
             notifier=notifier,
             clock=clock,
             timers=timers or NoTimers(),
+            # The runtime passes its registry; without one, the registry the config was loaded with.
+            secrets=config.secrets if secrets is None else secrets,
         )
         self.directory = directory
         self.grant_retry_delay = grant_retry_delay
@@ -318,7 +321,7 @@ class AccessEngine:
                 sleep=asyncio.sleep,
                 retry_if=lambda _: True,
                 before_sleep=lambda exc, _: log.warning(
-                    "publish.retrying", request_id=request.id, error=scrub(str(exc))
+                    "publish.retrying", request_id=request.id, error=self.life.scrub(str(exc))
                 ),
             )
         except Exception as exc:
@@ -495,13 +498,13 @@ class AccessEngine:
                 sleep=asyncio.sleep,
                 retry_if=lambda exc: not isinstance(exc, InvalidTransition),
                 before_sleep=lambda exc, _: log.error(
-                    "grant.record_failed", request_id=request.id, error=scrub(str(exc))
+                    "grant.record_failed", request_id=request.id, error=self.life.scrub(str(exc))
                 ),
             )
         except InvalidTransition:
             raise
         except Exception as exc:
-            log.error("grant.record_failed", request_id=request.id, error=scrub(str(exc)), final=True)
+            log.error("grant.record_failed", request_id=request.id, error=self.life.scrub(str(exc)), final=True)
         # Still `approved` in the database: the revoke timer and the sweep both pick such a row up.
         life.timers.arm_revoke(request.id, expires_at)
         await life.alert(
@@ -527,7 +530,7 @@ class AccessEngine:
                 sleep=asyncio.sleep,
                 retry_if=lambda exc: isinstance(exc, StrategyError) and exc.retryable,
                 before_sleep=lambda exc, _: log.warning(
-                    "grant.retrying", request_id=ctx.request_id, error=scrub(str(exc))
+                    "grant.retrying", request_id=ctx.request_id, error=self.life.scrub(str(exc))
                 ),
             ), None
         except StrategyError as exc:
@@ -544,7 +547,7 @@ class AccessEngine:
     async def _grant_failed(self, request: AccessRequest, error: BaseException) -> AccessRequest:
         """Record a failed grant as due for clean-up, take back what may be there, and tell everyone."""
         life = self.life
-        reason = scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__
+        reason = self.life.scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__
         # A grant can fail after part of it took effect (a timeout after the write, an assignment
         # still in progress); the row keeps what the clean-up needs and stays due (next_attempt_at)
         # until a revoke has succeeded, so a failed grant never leaves access behind.
@@ -566,15 +569,15 @@ class AccessEngine:
                     "grant.failed",
                     S.APPROVED,
                     S.FAILED,
-                    {"error": scrub(str(error)), "type": type(error).__name__},
+                    {"error": self.life.scrub(str(error)), "type": type(error).__name__},
                 ),
             )
         except InvalidTransition:
             raise
         except Exception as exc:  # still `approved`: the sweep settles it
-            log.error("grant.failure_record_failed", request_id=request.id, error=scrub(str(exc)))
+            log.error("grant.failure_record_failed", request_id=request.id, error=self.life.scrub(str(exc)))
             return request
-        log.error("grant.failed", request_id=request.id, error=scrub(str(error)))
+        log.error("grant.failed", request_id=request.id, error=self.life.scrub(str(error)))
         request = await self.expiry.clean_up(request) or request
         request = await life.publish(request)
         await life.tell(request, RequesterNotice.FAILED)

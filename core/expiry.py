@@ -26,7 +26,6 @@ from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
 from core.retry import REVOCATION
-from core.secrets import scrub
 from core.strategy import SharesAccess
 from core.targets import flow_target
 
@@ -218,7 +217,7 @@ class Expiry:
         attempts = request.revoke_attempts + 1
         delay = revoke_delay(attempts)
         next_at = life.clock.now() + timedelta(seconds=delay)
-        message = scrub(str(error)) or type(error).__name__
+        message = self.life.scrub(str(error)) or type(error).__name__
         request = await life.requests.update(
             request.id,
             {"revoke_attempts": attempts, "next_attempt_at": next_at, "last_error": message},
@@ -384,7 +383,7 @@ class Expiry:
             try:
                 ts = await life.notifier.publish(request)
             except Exception as exc:
-                log.warning("publish.still_failing", request_id=request_id, error=scrub(str(exc)))
+                log.warning("publish.still_failing", request_id=request_id, error=self.life.scrub(str(exc)))
                 return
             request = await life.requests.update(request_id, {"message_ts": ts})
         await life.tell(request, RequesterNotice.SUBMITTED)

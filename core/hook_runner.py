@@ -21,6 +21,7 @@ from core.hook_events import Approve, Deny, HookEvent, HookIntegrations, HookTar
 from core.hooks import HookModule
 from core.models import AccessRequest, AuditEvent, Subject, Target
 from core.ports import Alert, AuditTrail, Notifier, UserInfo
+from core.secrets import SecretRegistry
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.hooks")
@@ -45,8 +46,10 @@ class HookRunner:
         notifier: Notifier,
         audit: AuditTrail,
         clock: Clock,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.modules = dict(modules)
+        self.secrets = SecretRegistry() if secrets is None else secrets
         self.integrations = dict(integrations)
         self.notifier = notifier
         self.audit = audit
@@ -135,6 +138,9 @@ class HookRunner:
             return False, None
 
     async def _report(self, flow: Flow, hook: str, request: AccessRequest, message: str) -> None:
+        # A HookModule already scrubs its errors; any other module (a test double, a future loader)
+        # reaches the log, the audit trail and the alert through the same registry.
+        message = self.secrets.scrub(message)
         module = self.modules.get(flow.name)
         path = module.path if module is not None else "?"
         log.error("hook.failed", flow=flow.name, hook=hook, path=path, error=message, request_id=request.id)

@@ -57,7 +57,6 @@ import contextlib
 import difflib
 import inspect
 import io
-import itertools
 import json
 import os
 import pickle
@@ -69,6 +68,7 @@ import threading
 import time
 import traceback
 import types
+import uuid
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -77,7 +77,7 @@ from typing import Any, NamedTuple
 
 from core.errors import HookError, JitError
 from core.hook_events import INTEGRATIONS_NEED_ASYNC, Approve, Deny, HookEvent, Ignore
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 
 KNOWN_HOOKS = frozenset(
     {
@@ -107,7 +107,6 @@ _MAX_FRAME = 4 * 1024 * 1024  # bytes in one answer from a hook process; more is
 
 # Names that read like an attempted hook even when difflib finds nothing close (on_submit, after_x).
 _HOOKISH = re.compile(r"^(on|after|before)_")
-_module_counter = itertools.count(1)
 
 
 class HookLoadError(HookError):
@@ -257,8 +256,14 @@ def _misspelling(name: str, allowed: frozenset[str]) -> str | None:
 # ── loading ───────────────────────────────────────────────────────────────────────────────────────
 
 
-def load_hooks(path: str | Path, *, timeout: float = DEFAULT_HOOK_TIMEOUT) -> HookModule:
-    """Import a hooks file by path under a private module name; HookLoadError if it cannot be loaded."""
+def load_hooks(
+    path: str | Path, *, timeout: float = DEFAULT_HOOK_TIMEOUT, secrets: SecretRegistry | None = None
+) -> HookModule:
+    """Import a hooks file by path under a private module name; HookLoadError if it cannot be loaded.
+
+    Error text (here and from every call) is scrubbed of the values in `secrets`, the runtime's registry.
+    """
+    secrets = SecretRegistry() if secrets is None else secrets
     path = Path(path).resolve()
     shown = str(path)
     try:
@@ -268,11 +273,11 @@ def load_hooks(path: str | Path, *, timeout: float = DEFAULT_HOOK_TIMEOUT) -> Ho
     # A unique, unguessable-by-users name: two flows may load the same file, and a hooks file called
     # json.py must never shadow the real json module.
     slug = re.sub(r"\W", "_", path.stem)
-    module = _execute(source, shown, f"_jitbot_hooks_{slug}_{next(_module_counter)}")
-    return HookModule(shown, module, default_timeout=timeout, source=source)
+    module = _execute(source, shown, f"_jitbot_hooks_{slug}_{uuid.uuid4().hex[:12]}", secrets)
+    return HookModule(shown, module, default_timeout=timeout, source=source, secrets=secrets)
 
 
-def _execute(source: bytes, shown: str, module_name: str) -> types.ModuleType:
+def _execute(source: bytes, shown: str, module_name: str, secrets: SecretRegistry) -> types.ModuleType:
     """Compile and run a hooks file as module `module_name`; HookLoadError if it cannot."""
     try:
         code = compile(source, shown, "exec", dont_inherit=True)
@@ -292,7 +297,7 @@ def _execute(source: bytes, shown: str, module_name: str) -> types.ModuleType:
         if not isinstance(exc, (Exception, SystemExit)):
             raise
         line = _line_in_file(exc, shown)
-        message = scrub(f"{type(exc).__name__} at import time: {exc}".rstrip(": "))
+        message = secrets.scrub(f"{type(exc).__name__} at import time: {exc}".rstrip(": "))
         raise HookLoadError(shown, message, line=line) from exc
     return module
 
@@ -329,12 +334,14 @@ class HookModule:
         *,
         default_timeout: float = DEFAULT_HOOK_TIMEOUT,
         source: bytes | None = None,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.path = path
+        self.secrets = SecretRegistry() if secrets is None else secrets
         self.module = module
         self.default_timeout = default_timeout
         self._closed = False
-        self._processes = _HookProcesses(path, module.__name__, source)
+        self._processes = _HookProcesses(path, module.__name__, source, self.secrets)
         # The last resort for a module nobody closed: kill its workers when it is collected (or at exit).
         self._finalizer = weakref.finalize(self, self._processes.kill_now)
 
@@ -411,14 +418,14 @@ class HookModule:
             request = pickle.dumps((name, evt.snapshot()), protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise HookError(
-                self.path, name, scrub(f"the event cannot be sent to the hook process ({_describe(exc)})")
+                self.path, name, self.secrets.scrub(f"the event cannot be sent to the hook process ({_describe(exc)})")
             ) from exc
         frame = await self._processes.run(name, request, limit)
         try:
             answer = pickle.loads(frame)
         except Exception as exc:
             raise HookError(
-                self.path, name, scrub(f"its answer could not be read in the bot ({_describe(exc)})")
+                self.path, name, self.secrets.scrub(f"its answer could not be read in the bot ({_describe(exc)})")
             ) from exc
         if answer[0] == "ok":
             return answer[1], answer[2]
@@ -430,7 +437,7 @@ class HookModule:
 
     def _error(self, name: str, text: str, line: int | None) -> HookError:
         where = f" (at {Path(self.path).name}:{line})" if line else ""
-        error = HookError(self.path, name, scrub(text) + where)
+        error = HookError(self.path, name, self.secrets.scrub(text) + where)
         error.line = line
         return error
 
@@ -587,8 +594,9 @@ async def _exit_code(process: subprocess.Popen[bytes], within: float) -> int | N
 class _HookProcesses:
     """The warm hook processes of one hooks file: take one per call, kill it if the call fails."""
 
-    def __init__(self, path: str, module_name: str, source: bytes | None) -> None:
+    def __init__(self, path: str, module_name: str, source: bytes | None, secrets: SecretRegistry) -> None:
         self.path = path
+        self.secrets = secrets
         self.module_name = module_name
         self._source = source
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -631,7 +639,7 @@ class _HookProcesses:
                 raise HookError(self.path, name, self._why_no_answer(exc, code)) from None
             if isinstance(exc, Exception):  # e.g. fork failed (EAGAIN, EMFILE): still one HookError
                 raise HookError(
-                    self.path, name, scrub(f"the hook process could not run it ({_describe(exc)})")
+                    self.path, name, self.secrets.scrub(f"the hook process could not run it ({_describe(exc)})")
                 ) from exc
             raise  # cancelled by the caller
         return frame
@@ -714,7 +722,7 @@ class _HookProcesses:
             raise
         if answer[0] != "ready":
             await self._stop(worker)
-            raise _NoAnswer(f"could not load the hooks file: {scrub(answer[1])}")
+            raise _NoAnswer(f"could not load the hooks file: {self.secrets.scrub(answer[1])}")
         return worker
 
     async def _stop(self, worker: _Worker) -> int | None:
@@ -777,7 +785,8 @@ def _serve(parent_pid: int) -> None:
         return
     path, module_name, source = pickle.loads(loaded)
     try:
-        module = _execute(source, path, module_name)
+        # The hook process knows no secret: the bot scrubs the failure text it sends back.
+        module = _execute(source, path, module_name, SecretRegistry())
     except HookLoadError as exc:
         _write_frame(answers, pickle.dumps(("failed", str(exc))))
         return

@@ -24,7 +24,7 @@ from core.config_models import Flow, JitConfig
 from core.hook_runner import HookRunner
 from core.models import AccessRequest, AuditEvent, RequestStatus, Subject, Target
 from core.ports import Alert, AuditTrail, IdentityLookup, Notifier, RequesterNotice, RequestStore, Timers
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
 from core.targets import flow_target
 
@@ -49,8 +49,10 @@ class Lifecycle:
         notifier: Notifier,
         clock: Clock,
         timers: Timers,
+        secrets: SecretRegistry,
     ) -> None:
         self.config = config
+        self.secrets = secrets
         self.requests = requests
         self.audit = audit
         self.identities = identities
@@ -68,6 +70,10 @@ class Lifecycle:
             weakref.WeakValueDictionary()
         )
         self._gates: dict[str, asyncio.Semaphore] = {}
+
+    def scrub(self, text: str) -> str:
+        """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
+        return self.secrets.scrub(text)
 
     # ── what a request refers to ──────────────────────────────────────────────────────────────
 
@@ -184,7 +190,7 @@ class Lifecycle:
     ) -> bool:
         """Tell the operators; never raises (an alert that fails must not stop a grant or a revocation)."""
         try:
-            await self.notifier.alert(Alert(summary, request, scrub(error) if error else None, action))
+            await self.notifier.alert(Alert(summary, request, self.scrub(error) if error else None, action))
             return True
         except Exception:
             log.exception("alert.failed", request_id=request.id if request else None)

@@ -24,6 +24,7 @@ from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
 from core.hooks import DEFAULT_HOOK_TIMEOUT
 from core.models import Target
+from core.secrets import SecretRegistry
 from core.targets import as_target
 
 log = structlog.get_logger("jitbot.retired")
@@ -54,9 +55,14 @@ async def rebuild_retired(
     strategy_types: Mapping[str, type],
     integration_types: Mapping[str, type],
     load_hooks: Callable[..., Any],
+    secrets: SecretRegistry | None = None,
 ) -> RetiredStrategies:
     """Build the recorded strategy of every live grant its flow no longer describes; StartupError
-    naming the flow, what is missing and the grants when one cannot be built."""
+    naming the flow, what is missing and the grants when one cannot be built.
+
+    Resolved values are registered in `secrets` (the runtime's; by default the one `config` was
+    loaded with), which also scrubs the reasons and the hooks files' errors."""
+    secrets = config.secrets if secrets is None else secrets
     retired = RetiredStrategies()
     built: dict[str, tuple[Any, Target]] = {}
     missing: dict[tuple[str, str], list[str]] = defaultdict(list)
@@ -82,9 +88,10 @@ async def rebuild_retired(
                     strategy_types=strategy_types,
                     integration_types=integration_types,
                     load_hooks=load_hooks,
+                    secrets=secrets,
                 )
             except (ConfigError, StartupError, OSError) as exc:
-                missing[(flow_name, f"its recorded strategy ({_one_line(exc)})")].extend(ids)
+                missing[(flow_name, f"its recorded strategy ({secrets.scrub(_one_line(exc))})")].extend(ids)
                 continue
         for request_id in ids:
             retired.by_request[request_id] = built[key]
@@ -112,6 +119,7 @@ async def _build(
     strategy_types: Mapping[str, type],
     integration_types: Mapping[str, type],
     load_hooks: Callable[..., Any],
+    secrets: SecretRegistry,
 ) -> tuple[Any, Target]:
     if spec.get("literal_secrets"):
         raise StartupError(
@@ -120,11 +128,18 @@ async def _build(
         )
     # Resolution may call AWS Secrets Manager (blocking boto3): off the event loop.
     strategy_config = await asyncio.to_thread(
-        recorded_strategy_config, spec, config, strategy_types=strategy_types, integration_types=integration_types
+        recorded_strategy_config,
+        spec,
+        config,
+        strategy_types=strategy_types,
+        integration_types=integration_types,
+        secrets=secrets,
     )
     hooks = None
     if spec.get("hooks") and strategy_config.type == "custom":
-        hooks = load_hooks(spec["hooks"], timeout=float(spec.get("hook_timeout") or DEFAULT_HOOK_TIMEOUT))
+        hooks = load_hooks(
+            spec["hooks"], timeout=float(spec.get("hook_timeout") or DEFAULT_HOOK_TIMEOUT), secrets=secrets
+        )
         retired.hook_modules.append(hooks)
     strategy = strategy_types[strategy_config.type](strategy_config, integrations=integrations, hooks=hooks)
     await strategy.open()

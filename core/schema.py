@@ -7,13 +7,26 @@ live beside the code that uses them, and `core.config` validates them through th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PrivateAttr,
+    ValidationInfo,
+    WithJsonSchema,
+    model_validator,
+)
 
-from core.secrets import Secret
+from core.secrets import Secret, SecretRegistry
+
+CONTEXT_KEY = "jitbot_config"
+"""Where `core.config` puts its ValidationContext in pydantic's validation context."""
 
 # ASCII digits only: \d would also take '٣٠', which nobody means and int() would quietly accept.
 _DURATION = re.compile(r"^\s*([0-9]+)\s*([smhd])\s*$")
@@ -68,12 +81,28 @@ def _to_duration(value: Any) -> timedelta:
     return parse_duration(value)
 
 
-def _to_secret(value: Any) -> Secret:
+def _to_secret(value: Any, info: ValidationInfo) -> Secret:
     if isinstance(value, Secret):
+        _register(value.reveal(), info)
         return value
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
+    _register(value, info)
     return Secret(value)
+
+
+def _register(value: str, info: ValidationInfo) -> None:
+    # A secret written literally in the flows file is scrubbed like a resolved one.
+    secrets = _registry(info)
+    if secrets is not None:
+        secrets.register(value)
+
+
+def _registry(info: ValidationInfo) -> SecretRegistry | None:
+    """The registry of the loader's ValidationContext (the runtime's); None when validated without one."""
+    context = info.context.get(CONTEXT_KEY) if isinstance(info.context, Mapping) else None
+    secrets = getattr(context, "secrets", None)
+    return secrets if isinstance(secrets, SecretRegistry) else None
 
 
 Duration = Annotated[
@@ -109,7 +138,25 @@ class TargetConfig(StrictModel):
     label: Annotated[str, Field(min_length=1, max_length=75)]
 
 
-class StrategyConfig(StrictModel):
+class _KnowsSecrets(StrictModel):
+    """Remembers the registry it was validated with, so the part built from it scrubs with that one."""
+
+    _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)
+
+    @model_validator(mode="after")
+    def _remember_secrets(self, info: ValidationInfo) -> Self:
+        secrets = _registry(info)
+        if secrets is not None:
+            self._secrets = secrets
+        return self
+
+    @property
+    def secret_registry(self) -> SecretRegistry:
+        """The registry the loader validated this block with (the runtime's; empty without a loader)."""
+        return self._secrets
+
+
+class StrategyConfig(_KnowsSecrets):
     """Keys every `strategy:` block has; each strategy subclasses it with `type: Literal[...]`."""
 
     type: str
@@ -117,7 +164,7 @@ class StrategyConfig(StrictModel):
     targets: Annotated[Sequence[TargetConfig], Field(min_length=1)]
 
 
-class IntegrationConfig(StrictModel):
+class IntegrationConfig(_KnowsSecrets):
     """Keys every `integrations:` entry has; each integration subclasses it."""
 
     type: str

@@ -1,8 +1,9 @@
 """Secret values: a type that never prints what it holds, and the registry logs are scrubbed with.
 
 `${env:NAME}`, `${file:PATH}` and `${aws_secret:NAME}` / `${aws_secret:NAME#json_key}` references in
-the flows file are resolved at start (see `core.config`). Every resolved value is registered here so
-the logging pipeline and the audit writer can scrub it even if it escaped its `Secret` wrapper.
+the flows file are resolved at start (see `core.config`). Every resolved value is registered in the runtime's
+`SecretRegistry` so the logging pipeline and the audit writer can scrub it even if it escaped its
+`Secret` wrapper.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from core.errors import SecretResolutionError
 
 REDACTED = "***"
 
-_known_values: set[str] = set()
-_lock = threading.Lock()
+# Deeper than any value we log; a self-referencing structure stops here as its (cycle-safe) repr.
+_MAX_DEPTH = 12
 
 
 class Secret:
@@ -33,7 +34,6 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        register_secret_value(value)
 
     def reveal(self) -> str:
         """Return the real value, only where it is handed to the system that needs it."""
@@ -61,16 +61,6 @@ class Secret:
         raise TypeError("Secret values cannot be pickled")
 
 
-def register_secret_value(value: str) -> None:
-    """Remember a resolved secret so `scrub` can remove it from any text (short values skipped)."""
-    # Very short strings ("1", "no") would redact half of every log line and protect nothing, and a
-    # bare `${env:NAME}` (a SecretStr key validated before resolution) is configuration, not a secret.
-    if isinstance(value, str) and len(value) >= 4 and not _is_reference_text(value):
-        forms = escaped_forms(value)
-        with _lock:
-            _known_values.update(forms)
-
-
 def escaped_forms(value: str) -> set[str]:
     """`value` as written raw and as JSON or a Python literal would escape it (the part between quotes).
 
@@ -86,36 +76,115 @@ def escaped_forms(value: str) -> set[str]:
     return forms
 
 
-def scrub(text: str) -> str:
-    """Replace every registered secret value in `text` with '***'."""
-    if not _known_values or not isinstance(text, str):
+class _Repr:
+    """An object already turned into (scrubbed) text; renders exactly as the object's repr did."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+    __str__ = __repr__
+
+
+class SecretRegistry:
+    """The secret values one bot knows, and the scrubbing of them from any text or value.
+
+    One per runtime, owned by the composition root and handed to every part that writes text out
+    (logs, audit rows, Slack messages, errors). Thread-safe: the store's writer thread scrubs too.
+    An empty registry scrubs nothing.
+    """
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+
+    # A registry is a service, not data: a deep copy of a config that holds it must share it.
+    def __copy__(self) -> SecretRegistry:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SecretRegistry:
+        return self
+
+    def __repr__(self) -> str:
+        return "SecretRegistry(***)"
+
+    def register(self, value: str) -> None:
+        """Remember a resolved secret so `scrub` can remove it from any text (short values skipped)."""
+        # Very short strings ("1", "no") would redact half of every log line and protect nothing, and a
+        # bare `${env:NAME}` (a SecretStr key validated before resolution) is configuration, not a secret.
+        if isinstance(value, str) and len(value) >= 4 and not _is_reference_text(value):
+            forms = escaped_forms(value)
+            with self._lock:
+                self._values.update(forms)
+
+    def scrub(self, text: str) -> str:
+        """Replace every registered secret value in `text` with '***'."""
+        if not isinstance(text, str):
+            return text
+        with self._lock:
+            if not self._values:
+                return text
+            values = sorted(self._values, key=len, reverse=True)
+        for value in values:
+            if value in text:
+                text = text.replace(value, REDACTED)
         return text
-    with _lock:
-        values = sorted(_known_values, key=len, reverse=True)
-    for value in values:
-        if value in text:
-            text = text.replace(value, REDACTED)
-    return text
 
+    def scrub_data(self, data: Any) -> Any:
+        """Scrub secrets from every string inside nested dicts, lists and tuples (for audit rows)."""
+        if isinstance(data, Secret):
+            return REDACTED
+        if isinstance(data, str):
+            return self.scrub(data)
+        if isinstance(data, dict):
+            return {self.scrub_data(k): self.scrub_data(v) for k, v in data.items()}
+        if isinstance(data, (list, tuple)):
+            return [self.scrub_data(v) for v in data]
+        return data
 
-def scrub_data(data: Any) -> Any:
-    """Scrub secrets from every string inside nested dicts, lists and tuples (for audit rows)."""
-    if isinstance(data, Secret):
-        return REDACTED
-    if isinstance(data, str):
-        return scrub(data)
-    if isinstance(data, dict):
-        return {scrub_data(k): scrub_data(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [scrub_data(v) for v in data]
-    return data
+    def scrub_value(self, value: Any, depth: int = 0) -> Any:
+        """A copy of a log value with every registered secret replaced by '***', walking dicts, lists, tuples, sets."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if value is None or isinstance(value, (bool, int, float)):
+            return value
+        if isinstance(value, Secret):
+            return REDACTED
+        if depth < _MAX_DEPTH:
+            if isinstance(value, dict):
+                return {self._scrub_key(k): self.scrub_value(v, depth + 1) for k, v in value.items()}
+            if type(value) is tuple:  # kept a tuple: the console renderer shows positional args as one
+                return tuple(self.scrub_value(v, depth + 1) for v in value)
+            if isinstance(value, (list, tuple, set, frozenset)):
+                return [self.scrub_value(v, depth + 1) for v in value]
+        if isinstance(value, (bytes, bytearray)):
+            return self.scrub(bytes(value).decode("utf-8", "backslashreplace"))
+        # Anything else (an exception, a client, a dataclass) would be rendered through its repr, where
+        # a secret appears escaped; the registry holds the escaped forms, so scrub that text here.
+        return _Repr(self._scrubbed_repr(value))
+
+    def _scrubbed_repr(self, value: Any) -> str:
+        try:
+            text = repr(value)
+        except Exception:  # a broken __repr__ must not cost us the log line
+            text = f"<{type(value).__name__} with a failing repr>"
+        return self.scrub(text)
+
+    def _scrub_key(self, key: Any) -> Any:
+        # A key must stay something JSON can write: a primitive as it is, anything else as its text.
+        if key is None or isinstance(key, (str, bool, int, float)):
+            return self.scrub_value(key)
+        return self._scrubbed_repr(key)
 
 
 # --- Secret references in the flows file -------------------------------------------------------
 
 SCHEMES = ("env", "file", "aws_secret")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_AWS_TIMEOUTS = {"connect_timeout": 5, "read_timeout": 10, "retries": {"max_attempts": 3, "mode": "standard"}}
 
 
 @dataclass(frozen=True)
@@ -211,7 +280,9 @@ def secretsmanager_client() -> Any:
     # botocore reads AWS_DEFAULT_REGION by itself but not AWS_REGION, which most tooling sets.
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
     try:
-        return boto3.session.Session().client("secretsmanager", region_name=region, config=Config(**_AWS_TIMEOUTS))
+        # Built per client (no shared module-level dict): bounded waits, a few standard retries.
+        config = Config(connect_timeout=5, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        return boto3.session.Session().client("secretsmanager", region_name=region, config=config)
     except NoRegionError:
         raise SecretResolutionError("no AWS region configured: set AWS_REGION") from None
 
@@ -267,8 +338,11 @@ class SecretResolver:
         *,
         environ: Mapping[str, str] | None = None,
         read_aws_secret: Callable[[str], str] | None = None,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.base_dir = Path(base_dir)
+        # Every resolved value goes here; the loader passes the runtime's registry.
+        self.secrets = SecretRegistry() if secrets is None else secrets
         self.environ = os.environ if environ is None else environ
         self._read_aws_secret = read_aws_secret
         self._aws_cache: dict[str, str | SecretResolutionError] = {}
@@ -297,7 +371,7 @@ class SecretResolver:
             raise SecretResolutionError(f"unknown reference scheme in {reference}")
         if value == "":
             raise SecretResolutionError(f"{reference} resolved to an empty value")
-        register_secret_value(value)
+        self.secrets.register(value)
         return value
 
     def _read_file(self, reference: SecretReference) -> str:

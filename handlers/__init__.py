@@ -7,11 +7,11 @@ from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine
 from handlers import actions, commands, views
-from handlers.errors import handle_error
 from handlers.listeners import Listeners
 
 
@@ -25,7 +25,12 @@ def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listener
         await next()
 
     app.middleware(bind_log_context)
-    app.error(handle_error)
+
+    # A plain function: Bolt passes arguments by the names getfullargspec finds, `self` included.
+    async def report_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+        await listeners.handle_error(error, body, client)
+
+    app.error(report_error)
     commands.register(app, config, listeners)
     views.register(app, config, engine, listeners)
     actions.register(app, engine, listeners)

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.decisions import AlreadyDecided
 from core.errors import JitError
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 from handlers import blocks
 
 log = structlog.get_logger("jitbot.errors")
@@ -23,18 +23,20 @@ def _where(body: dict[str, Any]) -> tuple[str | None, str | None]:
     return user, channel
 
 
-async def handle_error(error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
-    """Tell the person what went wrong, in words they can act on; log the rest."""
+async def handle_error(
+    error: Exception, body: dict[str, Any], client: AsyncWebClient, *, secrets: SecretRegistry
+) -> None:
+    """Tell the person what went wrong, in words they can act on; log the rest (scrubbed of `secrets`)."""
     if isinstance(error, BoltUnhandledRequestError):
         log.warning("slack.unhandled_request", type=body.get("type"))
         return
     user, channel = _where(body)
     if isinstance(error, AlreadyDecided):
         text = blocks.already_decided_text(error.status, error.by)
-        log.info("request.refused", user=user, reason=scrub(error.user_message))
+        log.info("request.refused", user=user, reason=secrets.scrub(error.user_message))
     elif isinstance(error, JitError):
         text = blocks.refusal_text(error.user_message)
-        log.info("request.refused", user=user, reason=scrub(error.user_message))
+        log.info("request.refused", user=user, reason=secrets.scrub(error.user_message))
     else:
         error_id = uuid.uuid4().hex[:8]
         log.exception("handler.crashed", error_id=error_id, exc_info=error)

@@ -11,6 +11,9 @@ import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from slack_sdk.web.async_client import AsyncWebClient
+
+from core.secrets import SecretRegistry
 from handlers.errors import handle_error
 
 Listener = Callable[..., Awaitable[None]]
@@ -21,8 +24,14 @@ Ack = Callable[..., Awaitable[Any]]
 class Listeners:
     """Wraps listeners so they ack first, and keeps their background work until it ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, secrets: SecretRegistry | None = None) -> None:
         self._background: set[asyncio.Task[None]] = set()
+        # The runtime's registry: what `handle_error` logs about a failure is scrubbed with it.
+        self.secrets = SecretRegistry() if secrets is None else secrets
+
+    async def handle_error(self, error: Exception, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """`handlers.errors.handle_error` with this bot's registry; Bolt's error handler (`app.error`)."""
+        await handle_error(error, body, client, secrets=self.secrets)
 
     def reported(self, listener: Listener) -> Callable[[Any], Awaitable[None]]:
         """Wrap a listener: return to Bolt as soon as it acks, finish its work in the background, and
@@ -36,6 +45,7 @@ class Listeners:
         """
         wanted = list(inspect.signature(listener).parameters)
         background = self._background
+        report = self.handle_error
 
         # Bolt injects listener arguments by parameter name; `args` asks it for all of them.
         async def run(args: Any) -> None:
@@ -52,7 +62,7 @@ class Listeners:
                 try:
                     await listener(**{name: ack if name == "ack" else getattr(args, name) for name in wanted})
                 except Exception as error:
-                    await handle_error(error, args.body, args.client)
+                    await report(error, args.body, args.client)
 
             task = asyncio.create_task(work(), name=f"jitbot-listener:{listener.__name__}")
             background.add(task)

@@ -8,7 +8,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.config_models import Flow, JitConfig
 from core.models import AccessRequest
 from core.ports import Alert, RequesterNotice
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 from handlers import blocks
 
 log = structlog.get_logger("jitbot.notifier")
@@ -17,9 +17,11 @@ log = structlog.get_logger("jitbot.notifier")
 class SlackNotifier:
     """Implements core.ports.Notifier with chat.postMessage / chat.update / conversations.open."""
 
-    def __init__(self, client: AsyncWebClient, config: JitConfig) -> None:
+    def __init__(self, client: AsyncWebClient, config: JitConfig, secrets: SecretRegistry | None = None) -> None:
         self.client = client
         self.config = config
+        # The runtime's registry; without one, the registry the config was loaded with.
+        self.secrets = config.secrets if secrets is None else secrets
         self._dm_channels: dict[str, str] = {}
 
     def _labels(self, request: AccessRequest) -> tuple[Flow | None, str]:
@@ -62,12 +64,15 @@ class SlackNotifier:
         The alert may quote a hook's error or a requester's reason, so its text is escaped like any
         other text: a `<!channel>` or a `<https://…|link>` in it reaches Slack as plain characters.
         """
-        text = scrub(str(alert))
+        text = self.secrets.scrub(str(alert))
         log.warning("alert", text=text, request_id=alert.request.id if alert.request else None)
         channel = self.config.slack.alerts_channel
         if channel:
             await self.client.chat_postMessage(
-                channel=channel, text=scrub(blocks.alert_text(alert)), unfurl_links=False, unfurl_media=False
+                channel=channel,
+                text=self.secrets.scrub(blocks.alert_text(alert)),
+                unfurl_links=False,
+                unfurl_media=False,
             )
 
     async def _dm_channel(self, user: str) -> str:

@@ -17,7 +17,8 @@ import sqlite_utils
 from core.clock import Clock, SystemClock
 from core.errors import JitError
 from core.models import AuditEvent
-from storage.audit import insert_audit
+from core.secrets import SecretRegistry
+from storage.audit import AuditWriter
 from storage.db import Store, from_db_time, to_db_time
 
 ANY_SYSTEM = "*"
@@ -54,7 +55,14 @@ def _check_value(name: str, value: str) -> str:
 
 
 def _upsert(
-    db: sqlite_utils.Database, slack_id: str, system: str, identity: str, actor: str, at: datetime, source: str
+    db: sqlite_utils.Database,
+    audit: AuditWriter,
+    slack_id: str,
+    system: str,
+    identity: str,
+    actor: str,
+    at: datetime,
+    source: str,
 ) -> None:
     previous = db.execute(
         "SELECT identity FROM identity_overrides WHERE slack_id = ? AND system = ?", [slack_id, system]
@@ -72,7 +80,7 @@ def _upsert(
         "previous": None if previous is None else previous[0],
         "source": source,
     }
-    insert_audit(db, AuditEvent(at=at, actor=actor, action="identity.set", detail=detail))
+    audit.insert(db, AuditEvent(at=at, actor=actor, action="identity.set", detail=detail))
 
 
 def parse_identity_csv(text: str) -> tuple[list[tuple[str, str, str]], list[tuple[int, str]]]:
@@ -127,9 +135,10 @@ def parse_identity_csv(text: str) -> tuple[list[tuple[str, str, str]], list[tupl
 class IdentityStore:
     """Reads and changes identity overrides; every change is audited."""
 
-    def __init__(self, store: Store, clock: Clock | None = None) -> None:
+    def __init__(self, store: Store, clock: Clock | None = None, secrets: SecretRegistry | None = None) -> None:
         self._store = store
         self._clock = clock or SystemClock()
+        self._audit = AuditWriter(SecretRegistry() if secrets is None else secrets)
 
     async def set(self, slack_id: str, system: str, identity: str, *, actor: str) -> None:
         """Store (or replace) the override of `slack_id` for `system` ("*" = every system)."""
@@ -137,7 +146,7 @@ class IdentityStore:
         system = _check_value("system", system)
         identity = _check_value("identity", identity)
         at = self._clock.now()
-        await self._store.write(lambda db: _upsert(db, slack_id, system, identity, actor, at, "api"))
+        await self._store.write(lambda db: _upsert(db, self._audit, slack_id, system, identity, actor, at, "api"))
 
     async def get(self, slack_id: str, system: str) -> str | None:
         """The override for exactly `system`, else the one for "*", else None."""
@@ -177,7 +186,7 @@ class IdentityStore:
             if not rows:
                 return False
             detail = {"slack_id": slack_id, "system": system, "previous": rows[0][0]}
-            insert_audit(db, AuditEvent(at=at, actor=actor, action="identity.remove", detail=detail))
+            self._audit.insert(db, AuditEvent(at=at, actor=actor, action="identity.remove", detail=detail))
             return True
 
         return await self._store.write(delete)
@@ -201,7 +210,7 @@ class IdentityStore:
 
         def write_all(db: sqlite_utils.Database) -> int:
             for slack_id, system, identity in rows:
-                _upsert(db, slack_id, system, identity, actor, at, "csv")
+                _upsert(db, self._audit, slack_id, system, identity, actor, at, "csv")
             return len(rows)
 
         return await self._store.write(write_all)

@@ -36,7 +36,7 @@ from core.clock import Clock, SystemClock
 from core.errors import StrategyUnavailable
 from core.retry import Sleep
 from core.schema import IntegrationConfig, SecretStr
-from core.secrets import scrub
+from core.secrets import SecretRegistry
 from core.ttl_cache import TTLCache
 from strategies.http import ApiCaller, http_base_url, json_object
 
@@ -88,9 +88,12 @@ class PagerDutyIntegration:
         monotonic: Callable[[], float] = time.monotonic,
         transport: httpx.AsyncBaseTransport | None = None,
         timeout: float = 10.0,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.name = name
         self.config = config
+        # The runtime's registry, which the loader handed the config: PagerDuty's error text is quoted.
+        self.secrets = config.secret_registry if secrets is None else secrets
         self._clock = clock or SystemClock()
         self._api = ApiCaller(
             "PagerDuty",
@@ -105,13 +108,16 @@ class PagerDutyIntegration:
             },
             sleep=sleep,
             attempts=MAX_RATE_LIMIT_RETRIES + 1,
-            error_text=_error_text,
+            error_text=self._error_text,
             rate_limit_wait=_retry_after,
             retry_outages=False,
             error_type=PagerDutyError,
         )
         self._user_ids = TTLCache(USER_CACHE_SECONDS, monotonic=monotonic)
         self._oncall = TTLCache(ONCALL_CACHE_SECONDS, monotonic=monotonic)
+
+    def _error_text(self, response: httpx.Response) -> str:
+        return self.secrets.scrub(_error_message(response)) or "no details"
 
     async def open(self) -> None:
         """Create the HTTP client (no request is made)."""
@@ -208,7 +214,9 @@ class PagerDutyIntegration:
                 f"integrations.{self.name}.api_token and that it may read users and on-calls)",
                 user_message=_ADMINS,
             )
-        raise self._api.refused(f"could not {action}: HTTP {status}: {_error_text(response)}", user_message=_ADMINS)
+        raise self._api.refused(
+            f"could not {action}: HTTP {status}: {self._error_text(response)}", user_message=_ADMINS
+        )
 
 
 def _iso(moment: datetime) -> str:
@@ -247,10 +255,10 @@ def _retry_after(response: httpx.Response) -> float:
     return 1.0
 
 
-def _error_text(response: httpx.Response) -> str:
+def _error_message(response: httpx.Response) -> str:
     try:
         error = response.json().get("error") or {}
         text = str(error.get("message") or "") + "".join(f"; {e}" for e in error.get("errors") or [])
     except (ValueError, AttributeError):
         text = response.text
-    return scrub(" ".join(text.split())[:200]) or "no details"
+    return " ".join(text.split())[:200]

@@ -48,7 +48,7 @@ from core.clock import Clock, SystemClock
 from core.errors import StrategyUnavailable
 from core.plain import plain
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
-from core.secrets import Secret, scrub
+from core.secrets import Secret, SecretRegistry
 from strategies.base import GrantContext, GrantResult, MatchedElsewhere
 from strategies.http import ResponseTooLarge, http_client, http_url
 
@@ -126,8 +126,11 @@ class WebhookStrategy(MatchedElsewhere):
         hooks: object = None,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        secrets: SecretRegistry | None = None,
     ) -> None:
         self.config = config
+        # The runtime's registry, which the loader handed the config: failures quote upstream text.
+        self.secrets = config.secret_registry if secrets is None else secrets
         self._transport = transport
         self._clock = clock or SystemClock()
         self._client: httpx.AsyncClient | None = None
@@ -271,7 +274,7 @@ class WebhookStrategy(MatchedElsewhere):
     ) -> StrategyUnavailable:
         shown = f" (HTTP {status})" if status else ""
         return StrategyUnavailable(
-            scrub(f"webhook {action} to {self._shown_url} failed: {what}"),
+            self.secrets.scrub(f"webhook {action} to {self._shown_url} failed: {what}"),
             retryable=retryable,
             user_message=f"The access service did not accept the {action}{shown}.",
         )
@@ -279,7 +282,7 @@ class WebhookStrategy(MatchedElsewhere):
     def _excerpt(self, response: httpx.Response) -> str:
         # A receiver may echo our headers back: no signature (ours or any) goes into logs or alerts.
         # Redact before cutting, so a secret straddling the cut cannot leave half of itself behind.
-        return _short(scrub(_HEX_DIGEST.sub("***", response.text[:4000])))
+        return _short(self.secrets.scrub(_HEX_DIGEST.sub("***", response.text[:4000])))
 
     def _where(self) -> str:
         return f"webhook {self._shown_url}"

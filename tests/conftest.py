@@ -42,17 +42,6 @@ async def slack(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[SlackEmulator]
     emu.verify()
 
 
-@pytest.fixture(autouse=True)
-def isolated_secret_registry() -> Iterator[None]:
-    """Forget secret values a test registered, so one test's secret ('secops') is not scrubbed from the next."""
-    from core import secrets
-
-    saved = set(secrets._known_values)
-    yield
-    secrets._known_values.clear()
-    secrets._known_values.update(saved)
-
-
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[MotoServer]:
     """One moto server (AWS over its real wire protocol) for the whole session; each user resets it."""

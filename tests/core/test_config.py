@@ -15,7 +15,7 @@ from core.config_models import JitConfig
 from core.errors import ConfigError
 from core.models import Subject
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
-from core.secrets import Secret, scrub
+from core.secrets import Secret, SecretRegistry
 from core.targets import as_target, target_settings
 from strategies.base import GrantContext
 from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy, FakeStrategyConfig
@@ -617,14 +617,16 @@ def test_env_and_file_references_resolve(tmp_path, monkeypatch):
     text = edit("    request_timeout: 24h\n", "    request_timeout: ${env:JITBOT_TEST_TIMEOUT}\n")
     text = edit("    approval_channel: C0APPROVALS\n", "    approval_channel: ${file:secrets/channel}\n", text)
     text = edit("    base_url: http://127.0.0.1:9/\n", "    base_url: http://${env:JITBOT_TEST_TOKEN}.local/\n", text)
-    config = load(write(tmp_path, text), resolve_secrets=True)
+    secrets = SecretRegistry()
+    config = load(write(tmp_path, text), resolve_secrets=True, secrets=secrets)
     token = config.integrations["api"].api_token
     assert isinstance(token, Secret) and token.reveal() == "tok-env-7f3a9c"
     assert config.integrations["api"].base_url == "http://tok-env-7f3a9c.local/"
     assert config.flow("db_access").approval_channel == "C0FROMFILE"
     assert config.flow("db_access").request_timeout == timedelta(hours=2)
     assert "tok-env-7f3a9c" not in repr(config.integrations["api"].api_token)
-    assert scrub("token tok-env-7f3a9c leaked") == "token *** leaked"
+    assert secrets.scrub("token tok-env-7f3a9c leaked") == "token *** leaked"
+    assert config.secrets is secrets  # the config keeps the registry it was loaded with
 
 
 def test_missing_references_are_one_issue_each_without_values(tmp_path, monkeypatch):

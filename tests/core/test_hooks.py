@@ -14,7 +14,7 @@ from core.errors import HookError
 from core.hook_events import Approve, Deny, HookEvent, HookUser, Ignore
 from core.hooks import HookLoadError, HookModule, HookResultError, HookTimeout, load_hooks
 from core.models import Subject, Target
-from core.secrets import Secret
+from core.secrets import Secret, SecretRegistry
 
 
 def write(tmp_path: Path, source: str, name: str = "hooks.py") -> Path:
@@ -234,9 +234,11 @@ async def test_sys_exit_in_a_hook_is_a_hook_error_not_a_shutdown(load, tmp_path)
 
 async def test_secret_values_are_scrubbed_from_hook_errors(load, tmp_path):
     token = Secret("hook-secret-value-123")
+    secrets = SecretRegistry()
+    secrets.register(token.reveal())
     path = write(tmp_path, f"def on_request(evt):\n    raise ValueError('token {token.reveal()} rejected')\n")
     with pytest.raises(HookError) as caught:
-        await load(path).call("on_request", make_event())
+        await load(path, secrets=secrets).call("on_request", make_event())
     assert "hook-secret-value-123" not in str(caught.value) and "token *** rejected" in str(caught.value)
 
 

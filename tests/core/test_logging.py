@@ -19,7 +19,7 @@ import pytest
 import structlog
 
 from core.logging import configure_logging
-from core.secrets import Secret, register_secret_value
+from core.secrets import Secret, SecretRegistry
 
 # Each secret ends in a plain ASCII tail that every escaping leaves as it is: finding the tail in
 # the output anywhere means the secret leaked, whatever form it was printed in.
@@ -41,13 +41,13 @@ def tail(secret: str) -> str:
 
 
 @contextmanager
-def logging_to_buffer(fmt: str) -> Iterator[io.StringIO]:
+def logging_to_buffer(fmt: str, secrets: SecretRegistry | None = None) -> Iterator[io.StringIO]:
     """Configure logging exactly as `bot.py run` does, into a buffer; put everything back afterwards."""
     was_configured, saved = structlog.is_configured(), structlog.get_config()
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
     stream = io.StringIO()
-    configure_logging(fmt, stream=stream)
+    configure_logging(fmt, stream=stream, secrets=SecretRegistry() if secrets is None else secrets)
     structlog.configure(cache_logger_on_first_use=False)  # no logger outlives the test with this buffer
     try:
         yield stream
@@ -123,9 +123,10 @@ def log_secret_everywhere(secret: str, leaky) -> None:
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("secret", SECRETS, ids=tail)
 def test_a_registered_secret_never_reaches_a_log_line_raw_or_escaped(fmt, secret, tmp_path):
-    register_secret_value(secret)
+    secrets = SecretRegistry()
+    secrets.register(secret)
     leaky = load(write_leaky_module(tmp_path, secret))
-    with logging_to_buffer(fmt) as stream:
+    with logging_to_buffer(fmt, secrets) as stream:
         log_secret_everywhere(secret, leaky)
     output = stream.getvalue()
     assert "Traceback" in output and "***" in output, output  # the lines were written, with redactions
@@ -134,8 +135,9 @@ def test_a_registered_secret_never_reaches_a_log_line_raw_or_escaped(fmt, secret
 
 @pytest.mark.parametrize("secret", SECRETS, ids=tail)
 def test_json_log_lines_carry_the_redaction_where_the_secret_was(secret, tmp_path):
-    register_secret_value(secret)
-    with logging_to_buffer("json") as stream:
+    secrets = SecretRegistry()
+    secrets.register(secret)
+    with logging_to_buffer("json", secrets) as stream:
         log = structlog.get_logger("jitbot.test")
         log.info(f"login with {secret} failed", token=secret, request={"headers": [f"Bearer {secret}"]})
         try:
@@ -150,8 +152,9 @@ def test_json_log_lines_carry_the_redaction_where_the_secret_was(secret, tmp_pat
 
 def test_console_lines_show_the_redaction_and_keep_other_values_readable():
     secret = 'pa"ss\\wörd\nline2'
-    register_secret_value(secret)
-    with logging_to_buffer("console") as stream:
+    secrets = SecretRegistry()
+    secrets.register(secret)
+    with logging_to_buffer("console", secrets) as stream:
         structlog.get_logger("jitbot.test").info(
             "call.failed", token=secret, user="U_ALICE", count=3, client=Client(secret)
         )

@@ -15,12 +15,11 @@ from core.schema import IntegrationConfig, SecretStr
 from core.secrets import (
     Secret,
     SecretReference,
+    SecretRegistry,
     SecretResolver,
     fetch_aws_secret,
     has_references,
     parse_references,
-    scrub,
-    scrub_data,
     substitute,
 )
 from tests.fakes.moto_server import MotoServer, isolate_aws_env
@@ -71,17 +70,30 @@ def test_substitute_and_has_references():
 
 def test_reference_text_is_not_registered_as_a_secret_value():
     # A SecretStr key validated before resolution holds its reference; scrubbing must leave it readable.
-    Secret("${env:JITBOT_NOT_A_SECRET}")
-    assert scrub("missing ${env:JITBOT_NOT_A_SECRET}") == "missing ${env:JITBOT_NOT_A_SECRET}"
-    Secret("pre-${env:X}-fix-value")  # a value merely containing a reference is still a value
-    assert scrub("pre-${env:X}-fix-value") == "***"
+    secrets = SecretRegistry()
+    secrets.register("${env:JITBOT_NOT_A_SECRET}")
+    assert secrets.scrub("missing ${env:JITBOT_NOT_A_SECRET}") == "missing ${env:JITBOT_NOT_A_SECRET}"
+    secrets.register("pre-${env:X}-fix-value")  # a value merely containing a reference is still a value
+    assert secrets.scrub("pre-${env:X}-fix-value") == "***"
+
+
+def test_each_registry_scrubs_only_what_was_registered_in_it():
+    first, second = SecretRegistry(), SecretRegistry()
+    first.register("first-bot-token-1234")
+    Secret("wrapped-but-not-registered")  # a Secret alone tells no registry: its creator registers it
+    assert first.scrub("first-bot-token-1234 wrapped-but-not-registered") == "*** wrapped-but-not-registered"
+    assert second.scrub("first-bot-token-1234") == "first-bot-token-1234"
+    first.register("no")  # too short to protect anything
+    assert first.scrub("no") == "no"
 
 
 def test_secret_api_is_unchanged():
     secret = Secret("s3cr3t-unchanged")
     assert str(secret) == "***" and repr(secret) == "Secret('***')" and f"{secret}" == "***"
     assert secret.reveal() == "s3cr3t-unchanged"
-    assert scrub_data({"k": ["s3cr3t-unchanged", secret]}) == {"k": ["***", "***"]}
+    secrets = SecretRegistry()
+    secrets.register(secret.reveal())
+    assert secrets.scrub_data({"k": ["s3cr3t-unchanged", secret]}) == {"k": ["***", "***"]}
 
 
 # --- resolver: env, file, and AWS through an injected reader ---------------------------------------
@@ -89,10 +101,11 @@ def test_secret_api_is_unchanged():
 
 def test_resolver_env_and_file(tmp_path):
     (tmp_path / "tok").write_text("file-token-value\n\n")
-    resolver = SecretResolver(tmp_path, environ={"TOKEN": "env-token-value"})
+    secrets = SecretRegistry()
+    resolver = SecretResolver(tmp_path, environ={"TOKEN": "env-token-value"}, secrets=secrets)
     assert resolver.resolve(SecretReference("env", "TOKEN")) == "env-token-value"
     assert resolver.resolve(SecretReference("file", "tok")) == "file-token-value"
-    assert scrub("a env-token-value b file-token-value") == "a *** b ***"
+    assert secrets.scrub("a env-token-value b file-token-value") == "a *** b ***"
 
 
 @pytest.mark.parametrize(
@@ -218,7 +231,7 @@ flows:
 """
 
 
-def load_flows(tmp_path: Path, text: str):
+def load_flows(tmp_path: Path, text: str, secrets: SecretRegistry | None = None):
     path = tmp_path / "flows.yaml"
     path.write_text(textwrap.dedent(text))
     return load_config(
@@ -226,19 +239,21 @@ def load_flows(tmp_path: Path, text: str):
         strategy_types=TEST_STRATEGY_TYPES,
         integration_types={"vaulted": VaultedIntegration},
         resolve_secrets=True,
+        secrets=secrets,
     )
 
 
 def test_aws_secret_references_resolve_in_the_flows_file(aws_env, tmp_path):
     name = unique("jitbot/db")
     aws_env.create_secret(Name=name, SecretString=json.dumps({"user": "svc_jitbot", "password": "aws-pw-31337"}))
-    config = load_flows(tmp_path, FLOWS.replace("NAME", name))
+    secrets = SecretRegistry()
+    config = load_flows(tmp_path, FLOWS.replace("NAME", name), secrets)
     db = config.integrations["db"]
     assert db.username == "svc_jitbot"
     assert isinstance(db.password, Secret) and db.password.reveal() == "aws-pw-31337"
     for text in (str(config), repr(config), str(db), repr(db), str(config.model_dump()), config.model_dump_json()):
         assert "aws-pw-31337" not in text
-    assert scrub("login with aws-pw-31337") == "login with ***"
+    assert secrets.scrub("login with aws-pw-31337") == "login with ***"
 
 
 def test_missing_aws_secret_and_key_are_located_without_values(aws_env, tmp_path):
@@ -261,7 +276,8 @@ def test_missing_aws_secret_and_key_are_located_without_values(aws_env, tmp_path
 
 def test_a_secret_written_escaped_by_json_repr_or_a_traceback_is_still_scrubbed():
     secret = 'pa"ss\\wörd\nline2'
-    Secret(secret)
+    secrets = SecretRegistry()
+    secrets.register(secret)
     renderings = [
         json.dumps(secret),
         json.dumps(secret, ensure_ascii=False),
@@ -273,4 +289,4 @@ def test_a_secret_written_escaped_by_json_repr_or_a_traceback_is_still_scrubbed(
         f"got {secret!r} back",
     ]
     for text in renderings:
-        assert "line2" not in scrub(text) and "***" in scrub(text), (text, scrub(text))
+        assert "line2" not in secrets.scrub(text) and "***" in secrets.scrub(text), (text, secrets.scrub(text))

@@ -11,8 +11,8 @@ import structlog
 
 from core.errors import StartupError
 from core.logging import configure_logging
-from core.secrets import scrub
-from runtime import Settings
+from core.secrets import SecretRegistry
+from runtime import Runtime, Settings
 
 BOT = "xoxb-1111-2222-settingsBotToken"
 APP = "xapp-1-A111-3333-settingsAppToken"
@@ -38,37 +38,44 @@ def test_the_tokens_are_still_the_plain_strings_the_slack_clients_take():
 
 
 def test_the_tokens_are_registered_secrets_as_soon_as_they_are_read():
-    Settings.from_env(env())
-    assert scrub(f"auth with {BOT} then {APP}") == "auth with *** then ***"
+    secrets = SecretRegistry()
+    Settings.from_env(env(), secrets=secrets)
+    assert secrets.scrub(f"auth with {BOT} then {APP}") == "auth with *** then ***"
 
 
 @pytest.mark.parametrize(
     "swapped", [{"SLACK_BOT_TOKEN": APP, "SLACK_APP_TOKEN": BOT}, {"SLACK_BOT_TOKEN": "xoxp-user-token-value"}]
 )
 def test_a_token_refused_at_start_is_registered_too_and_not_in_the_error(swapped):
+    secrets = SecretRegistry()
     with pytest.raises(StartupError) as caught:
-        Settings.from_env(env(**swapped))
+        Settings.from_env(env(**swapped), secrets=secrets)
     for value in swapped.values():
         assert value not in str(caught.value)
-        assert scrub(f"[{value}]") == "[***]"
+        assert secrets.scrub(f"[{value}]") == "[***]"
 
 
-def test_settings_built_directly_register_their_tokens():
-    Settings(
+def test_settings_built_directly_have_their_tokens_registered_by_the_runtime():
+    settings = Settings(
         bot_token="xoxb-direct-construction-token",
         app_token="xapp-direct-construction-token",
         config_path="flows.yaml",
         db_path="x.db",
     )
-    assert scrub("xoxb-direct-construction-token xapp-direct-construction-token") == "*** ***"
+    runtime = Runtime(settings)  # builds nothing until start(); its own registry unless given one
+    assert runtime.secrets.scrub("xoxb-direct-construction-token xapp-direct-construction-token") == "*** ***"
+    given = SecretRegistry()
+    assert Runtime(settings, secrets=given).secrets is given
+    assert given.scrub("xoxb-direct-construction-token xapp-direct-construction-token") == "*** ***"
 
 
 def test_a_settings_object_logged_by_mistake_shows_no_token():
-    settings = Settings.from_env(env())
+    secrets = SecretRegistry()
+    settings = Settings.from_env(env(), secrets=secrets)
     stream = io.StringIO()
     root = logging.getLogger()
     saved_root, saved = (root.handlers[:], root.level), structlog.get_config()
-    configure_logging("json", stream=stream)
+    configure_logging("json", stream=stream, secrets=secrets)
     structlog.configure(cache_logger_on_first_use=False)
     try:
         structlog.get_logger("jitbot.test").info("starting", settings=settings, tokens=[settings.bot_token])

@@ -9,8 +9,10 @@ The production Runtime, a FrozenClock, the APScheduler timers off (tests move ti
         message = await bot.request("U_ALICE", flow="db_access")
         await bot.slack.click(message, text="Approve", user="U_BOB")
 
-`capture_logs()` captures every log line exactly as `bot.py run` renders it (JSON, secrets scrubbed),
-plus each structured event before rendering, for tests that prove a value never reaches the logs.
+`capture_logs(secrets)` captures every log line exactly as `bot.py run` renders it (JSON, scrubbed
+with `secrets`), plus each structured event before rendering, for tests that prove a value never
+reaches the logs. As in `bot.py run`, the bot scrubs with that same registry: pass it to
+`launch.start(..., secrets=secrets)`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import structlog
 
 from core.logging import configure_logging
 from core.models import AccessRequest, AuditEvent, RequestStatus
+from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
@@ -148,8 +151,10 @@ class BotLauncher:
         name: str = "flows.yaml",
         db_name: str = "jitbot.db",
         health_address: str | None = None,
+        secrets: SecretRegistry | None = None,
     ) -> RunningBot:
-        """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on `health_address`)."""
+        """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on
+        `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own."""
         config = self.write(name, flows)
         db_path = self.directory / db_name
         settings = Settings(
@@ -161,7 +166,9 @@ class BotLauncher:
             health_address=health_address,
         )
         clock = clock or FrozenClock()
-        runtime = Runtime(settings, clock=clock, start_timers=False)
+        runtime = Runtime(
+            settings, clock=clock, start_timers=False, secrets=SecretRegistry() if secrets is None else secrets
+        )
         connected = self.slack.connects
         try:
             await runtime.start()
@@ -200,8 +207,9 @@ class CapturedLogs:
 
 
 @contextmanager
-def capture_logs() -> Iterator[CapturedLogs]:
-    """Configure logging exactly as `bot.py run` does (JSON to a buffer), then put everything back."""
+def capture_logs(secrets: SecretRegistry) -> Iterator[CapturedLogs]:
+    """Configure logging exactly as `bot.py run` does (JSON to a buffer, scrubbed with `secrets`, the
+    registry the bot is then started with), then put everything back."""
     was_configured, saved_structlog = structlog.is_configured(), structlog.get_config()
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
@@ -215,7 +223,7 @@ def capture_logs() -> Iterator[CapturedLogs]:
         captured.events.append(dict(event))
         return event
 
-    configure_logging("json", stream=captured.stream)
+    configure_logging("json", stream=captured.stream, secrets=secrets)
     processors = structlog.get_config()["processors"]
     # Raw events are recorded before any rendering; loggers are not cached, so nothing outlives the test.
     structlog.configure(processors=[*processors[:-1], keep_raw, processors[-1]], cache_logger_on_first_use=False)

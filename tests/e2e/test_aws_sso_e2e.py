@@ -12,6 +12,7 @@ import json
 import pytest
 
 from core.models import RequestStatus
+from core.secrets import SecretRegistry
 from tests.e2e.flows import (
     flow,
     flows_file,
@@ -117,11 +118,12 @@ async def test_aws_secrets_are_resolved_at_start_used_end_to_end_and_never_logge
     secrets.create_secret(Name="jitbot/webhook-secret", SecretString=WEBHOOK_SECRET)
     secrets.create_secret(Name="jitbot/okta", SecretString=json.dumps({"api_token": OKTA_TOKEN, "other": "x"}))
 
-    with capture_logs() as logs:
+    registry = SecretRegistry()  # one per bot, as `bot.py run` makes it: logging and the runtime share it
+    with capture_logs(registry) as logs:
         async with WebhookReceiver(secret=WEBHOOK_SECRET) as receiver, OktaFake(api_token=OKTA_TOKEN) as okta:
             alice = okta.add_user(ALICE_EMAIL)
             group = okta.add_group("SRE")
-            bot = await launch.start(secret_flows(receiver.url, okta.url, group))
+            bot = await launch.start(secret_flows(receiver.url, okta.url, group), secrets=registry)
 
             # The webhook's HMAC key came from Secrets Manager: the receiver only accepts its signature.
             message = await bot.request("U_ALICE", "db_access", "C_APPROVALS", target="Prod Admin")

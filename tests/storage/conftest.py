@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from core.models import AccessRequest, AuditEvent, RequestStatus
+from core.secrets import SecretRegistry
 from storage import AuditLog, IdentityStore, RequestRepo, Store
 
 T0 = datetime(2026, 11, 21, 15, 0, 0, tzinfo=UTC)
@@ -61,13 +62,19 @@ async def store():
 
 
 @pytest.fixture
-def repo(store: Store) -> RequestRepo:
-    return RequestRepo(store)
+def secrets() -> SecretRegistry:
+    """The registry the repositories scrub with, as the runtime's; tests register their secrets here."""
+    return SecretRegistry()
 
 
 @pytest.fixture
-def audit_log(store: Store) -> AuditLog:
-    return AuditLog(store)
+def repo(store: Store, secrets: SecretRegistry) -> RequestRepo:
+    return RequestRepo(store, secrets)
+
+
+@pytest.fixture
+def audit_log(store: Store, secrets: SecretRegistry) -> AuditLog:
+    return AuditLog(store, secrets)
 
 
 @pytest.fixture
@@ -76,5 +83,5 @@ def clock() -> StepClock:
 
 
 @pytest.fixture
-def identities(store: Store, clock: StepClock) -> IdentityStore:
-    return IdentityStore(store, clock)
+def identities(store: Store, clock: StepClock, secrets: SecretRegistry) -> IdentityStore:
+    return IdentityStore(store, clock, secrets=secrets)

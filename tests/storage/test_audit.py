@@ -8,7 +8,7 @@ import pytest
 import sqlite_utils
 
 from core.models import AuditEvent, RequestStatus
-from core.secrets import Secret, register_secret_value
+from core.secrets import Secret
 from storage import AuditLog, Store
 
 from .conftest import T0, event
@@ -41,9 +41,10 @@ async def test_detail_values_are_made_json_safe(audit_log):
     assert stored.detail == {"when": "2026-11-21T15:00:00.000000Z", "status": "granted", "ids": ["a", "b"], "set": [1]}
 
 
-async def test_registered_secrets_never_reach_an_audit_row(audit_log, store):
-    register_secret_value("hunter2-webhook-secret")
+async def test_registered_secrets_never_reach_an_audit_row(audit_log, store, secrets):
+    secrets.register("hunter2-webhook-secret")
     wrapped = Secret("okta-token-00112233")
+    secrets.register(wrapped.reveal())  # as the loader does for every Secret it builds
 
     class Leaky:
         def __str__(self):

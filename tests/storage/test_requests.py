@@ -331,8 +331,9 @@ async def test_pending_timeouts_for_arming(repo):
     assert [p.id for p in await repo.list_pending_timeouts(T0 + timedelta(hours=1))] == ["p2"]
 
 
-async def test_secret_in_error_text_is_scrubbed_before_storage(repo, audit_log):
+async def test_secret_in_error_text_is_scrubbed_before_storage(repo, audit_log, secrets):
     token = Secret("sk-live-do-not-store-1234")
+    secrets.register(token.reveal())
     await repo.create(granted("r1", T0), event())
     await repo.update(
         "r1",

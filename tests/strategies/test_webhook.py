@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from core.errors import StrategyUnavailable, SubjectNotFound
 from core.models import Subject, Target
+from core.secrets import SecretRegistry
 from strategies.base import GrantContext
 from strategies.webhook import WebhookStrategy, WebhookStrategyConfig, iso_utc
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -140,7 +141,9 @@ async def test_client_errors_are_final_except_timeout_and_throttle(receiver, mak
 
 
 async def test_error_text_is_short_and_never_holds_the_secret_or_signature(receiver, make_strategy):
-    strategy = await make_strategy(config(receiver.url + "?token=query-secret-1", secret=SECRET))
+    secrets = SecretRegistry()
+    secrets.register(SECRET)  # as the loader does when it validates the flows file
+    strategy = await make_strategy(config(receiver.url + "?token=query-secret-1", secret=SECRET), secrets=secrets)
     await strategy.grant(context())
     signature = receiver.deliveries[0].headers["X-Jitbot-Signature"]
     receiver.fail_next(1, status=500, action="revoke", body=f"echo {signature} {SECRET} " + "x" * 5000)
