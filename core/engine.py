@@ -547,39 +547,13 @@ class AccessEngine:
     async def _grant_failed(self, request: AccessRequest, error: BaseException) -> AccessRequest:
         """Record a failed grant as due for clean-up, take back what may be there, and tell everyone."""
         life = self.life
-        reason = self.life.scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__
+        reason = life.scrub(getattr(error, "user_message", None) or str(error)) or type(error).__name__
         # A grant can fail after part of it took effect (a timeout after the write, an assignment
-        # still in progress); the row keeps what the clean-up needs and stays due (next_attempt_at)
-        # until a revoke has succeeded, so a failed grant never leaves access behind.
+        # still in progress): the state the clean-up needs comes with the error.
         state = {str(k): str(v) for k, v in (getattr(error, "grant_state", None) or {}).items()}
-        try:
-            request = await life.requests.transition(
-                request.id,
-                S.APPROVED,
-                S.FAILED,
-                changes={
-                    "failure_reason": reason,
-                    "grant_state": state,
-                    "next_attempt_at": life.clock.now(),
-                    "revoke_attempts": 0,
-                },
-                audit=life.event(
-                    request,
-                    SYSTEM,
-                    "grant.failed",
-                    S.APPROVED,
-                    S.FAILED,
-                    {"error": self.life.scrub(str(error)), "type": type(error).__name__},
-                ),
-            )
-        except InvalidTransition:
-            raise
-        except Exception as exc:  # still `approved`: the sweep settles it
-            log.error("grant.failure_record_failed", request_id=request.id, error=self.life.scrub(str(exc)))
-            return request
-        log.error("grant.failed", request_id=request.id, error=self.life.scrub(str(error)))
-        request = await self.expiry.clean_up(request) or request
-        request = await life.publish(request)
-        await life.tell(request, RequesterNotice.FAILED)
-        await life.alert("Grant failed", request, error=reason)
-        return request
+        failed = await self.expiry.fail_grant(
+            request, reason, state=state, detail={"error": life.scrub(str(error)), "type": type(error).__name__}
+        )
+        if failed is not None:
+            await life.alert("Grant failed", failed, error=reason)
+        return failed or request

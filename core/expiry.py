@@ -322,29 +322,43 @@ class Expiry:
         ):
             # What was approved is no longer what the config allows: never granted now. The grant
             # may have half-happened before the stop, so it is cleaned up like any failed grant.
+            reason = "the flow changed before the grant was made"
+            return await self.fail_grant(request, reason, state={}, detail={"error": reason}) or request
+        return await self._grant(request, flow)
+
+    async def fail_grant(
+        self, request: AccessRequest, reason: str, *, state: Mapping[str, str], detail: Mapping[str, object]
+    ) -> AccessRequest | None:
+        """Record approved → failed as due for clean-up (its lock held), take back what may be there, and
+        tell the requester; None when the failure itself could not be recorded (the sweep settles the row).
+
+        The row keeps what the clean-up needs and stays due (next_attempt_at) until a revoke has
+        succeeded, so a failed grant never leaves access behind.
+        """
+        life = self.life
+        try:
             request = await life.requests.transition(
                 request.id,
                 S.APPROVED,
                 S.FAILED,
                 changes={
-                    "failure_reason": "the flow changed before the grant was made",
+                    "failure_reason": reason,
+                    "grant_state": dict(state),
                     "next_attempt_at": life.clock.now(),
                     "revoke_attempts": 0,
                 },
-                audit=life.event(
-                    request,
-                    SYSTEM,
-                    "grant.failed",
-                    S.APPROVED,
-                    S.FAILED,
-                    {"error": "the flow changed before the grant was made"},
-                ),
+                audit=life.event(request, SYSTEM, "grant.failed", S.APPROVED, S.FAILED, detail),
             )
-            request = await self.clean_up(request) or request
-            request = await life.publish(request)
-            await life.tell(request, RequesterNotice.FAILED)
-            return request
-        return await self._grant(request, flow)
+        except InvalidTransition:
+            raise
+        except Exception as exc:  # still `approved`: the sweep settles it
+            log.error("grant.failure_record_failed", request_id=request.id, error=life.scrub(str(exc)))
+            return None
+        log.error("grant.failed", request_id=request.id, error=reason)
+        request = await self.clean_up(request) or request
+        request = await life.publish(request)
+        await life.tell(request, RequesterNotice.FAILED)
+        return request
 
     async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
         """Do everything that is due; the safety net under the timers, and what finishes a failed write."""
