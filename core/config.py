@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from core.config_lines import CUSTOM_ERROR, ConfigIssue, LineIndex, Loc, describe_error, format_path, parse_yaml
 from core.config_models import Configurable, JitConfig, ValidationContext
 from core.errors import ConfigError, SecretResolutionError
+from core.hooks_lint import check_hooks
 from core.plain import plain
 from core.schema import CONTEXT_KEY
 from core.secrets import SecretRegistry, SecretResolver, has_references, parse_references, substitute
@@ -97,8 +98,6 @@ class _Loader:
 
     def _hooks_issues(self, data: Any) -> list[ConfigIssue]:
         """Lint each flow's hooks file without running it; issues carry the hooks file and its line."""
-        from core.hooks import check_hooks  # hooks imports nothing of config; kept local like the registry
-
         flows = data.get("flows") if isinstance(data, Mapping) else None
         issues: list[ConfigIssue] = []
         for index, flow in enumerate(flows if isinstance(flows, list) else []):

@@ -22,7 +22,7 @@ import structlog
 from core.config import recorded_strategy_config
 from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
-from core.hooks import DEFAULT_HOOK_TIMEOUT
+from core.hook_loading import DEFAULT_HOOK_TIMEOUT
 from core.models import Target
 from core.secrets import SecretRegistry
 from core.targets import as_target

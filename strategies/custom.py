@@ -34,7 +34,9 @@ from pydantic import Field
 
 from core.errors import HookError, StartupError, StrategyError, StrategyUnavailable
 from core.hook_events import HookEvent, HookIntegrations, HookTarget, HookUser
-from core.hooks import HookIssue, HookModule, HookResultError, check_hooks
+from core.hook_loading import HookResultError
+from core.hooks import HookModule
+from core.hooks_lint import HookIssue, check_hooks
 from core.schema import StrategyConfig, TargetConfig
 from strategies.base import GrantContext, GrantResult, MatchedElsewhere
 

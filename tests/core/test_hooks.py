@@ -12,7 +12,8 @@ import pytest
 
 from core.errors import HookError
 from core.hook_events import Approve, Deny, HookEvent, HookUser, Ignore
-from core.hooks import HookLoadError, HookModule, HookResultError, HookTimeout, load_hooks
+from core.hook_loading import HookLoadError, HookResultError, HookTimeout
+from core.hooks import HookModule, load_hooks
 from core.models import Subject, Target
 from core.secrets import Secret, SecretRegistry
 

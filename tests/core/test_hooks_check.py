@@ -6,7 +6,9 @@ from pathlib import Path
 import pytest
 
 from core.hook_events import HookEvent, HookUser, Ignore
-from core.hooks import DEFAULT_HOOK_TIMEOUT, KNOWN_HOOKS, check_hooks, load_hooks
+from core.hook_loading import DEFAULT_HOOK_TIMEOUT
+from core.hooks import load_hooks
+from core.hooks_lint import KNOWN_HOOKS, check_hooks
 from core.models import Subject, Target
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "config" / "hooks"

@@ -15,7 +15,8 @@ import pytest
 
 from core.errors import HookError
 from core.hook_events import Approve, HookEvent, HookUser
-from core.hooks import HookModule, HookProcessException, HookResultError, HookTimeout, load_hooks
+from core.hook_loading import HookProcessException, HookResultError, HookTimeout
+from core.hooks import HookModule, load_hooks
 from core.models import Subject, Target
 
 REPO = Path(__file__).resolve().parents[2]
