@@ -198,17 +198,23 @@ class FieldSpec(StrictModel):
         return [parse_duration(v) for v in self.allowed_values or []] if self.type == "duration" else []
 
 
+def _registered_class(value: Mapping[str, Any], registry: Mapping[str, type[Configurable]]) -> type[Configurable]:
+    """The class registered for a block's `type`, or a located validation error."""
+    if "type" not in value:
+        _raise([_problem(("type",), "required key missing")])
+    kind = value.get("type")
+    registered = registry.get(kind) if isinstance(kind, str) else None
+    if registered is None:
+        _raise([_problem(("type",), _unknown_type(kind, registry), kind)])
+    return registered
+
+
 def _strategy_from_registry(value: Any, info: ValidationInfo) -> Any:
     """Validate a `strategy:` block with the model of the class registered for its `type`."""
     if not isinstance(value, Mapping):
         return value  # pydantic then reports that a mapping is needed
     ctx = _context(info)
-    kind = value.get("type")
-    if "type" not in value:
-        _raise([_problem(("type",), "required key missing")])
-    strategy_class = ctx.strategy_types.get(kind) if isinstance(kind, str) else None
-    if strategy_class is None:
-        _raise([_problem(("type",), _unknown_type(kind, ctx.strategy_types), kind)])
+    strategy_class = _registered_class(value, ctx.strategy_types)
     config = strategy_class.config_model.model_validate(value, context=info.context)
     problems = _integration_reference_problems(config, strategy_class, ctx)
     if problems:
@@ -220,13 +226,7 @@ def _integration_from_registry(value: Any, info: ValidationInfo) -> Any:
     """Validate one `integrations:` entry with the model of the class registered for its `type`."""
     if not isinstance(value, Mapping):
         return value
-    ctx = _context(info)
-    kind = value.get("type")
-    if "type" not in value:
-        _raise([_problem(("type",), "required key missing")])
-    integration_class = ctx.integration_types.get(kind) if isinstance(kind, str) else None
-    if integration_class is None:
-        _raise([_problem(("type",), _unknown_type(kind, ctx.integration_types), kind)])
+    integration_class = _registered_class(value, _context(info).integration_types)
     return integration_class.config_model.model_validate(value, context=info.context)
 
 
