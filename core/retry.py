@@ -120,7 +120,10 @@ async def call(
         sleep=sleep_between,
         stop=out_of_tries,
         wait=pause,
-        retry=retry_if_exception(lambda error: isinstance(error, Retry) or retry_if(error)),
+        # Only an Exception is ever retried: a cancellation (or KeyboardInterrupt) must go through at once.
+        retry=retry_if_exception(
+            lambda error: isinstance(error, Exception) and (isinstance(error, Retry) or retry_if(error))
+        ),
         before_sleep=report,
         reraise=True,
     )

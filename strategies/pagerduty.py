@@ -117,7 +117,8 @@ class PagerDutyIntegration:
         self._oncall = TTLCache(ONCALL_CACHE_SECONDS, monotonic=monotonic)
 
     def _error_text(self, response: httpx.Response) -> str:
-        return self.secrets.scrub(_error_message(response)) or "no details"
+        # Scrubbed before it is cut: a secret straddling the cut would otherwise leave a part visible.
+        return " ".join(self.secrets.scrub(_error_message(response)).split())[:200] or "no details"
 
     async def open(self) -> None:
         """Create the HTTP client (no request is made)."""
@@ -261,4 +262,4 @@ def _error_message(response: httpx.Response) -> str:
         text = str(error.get("message") or "") + "".join(f"; {e}" for e in error.get("errors") or [])
     except (ValueError, AttributeError):
         text = response.text
-    return " ".join(text.split())[:200]
+    return text

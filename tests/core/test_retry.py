@@ -103,3 +103,25 @@ async def test_a_cancelled_call_is_not_retried():
     with pytest.raises(asyncio.CancelledError):
         await call(flaky, IN_CALL, sleep=pauses.sleep, retry_if=lambda error: isinstance(error, Exception))
     assert flaky.tries == 1
+
+
+async def test_a_cancelled_call_is_cancelled_after_one_try_never_retried():
+    started = asyncio.Event()
+    tries = 0
+
+    async def operation():
+        nonlocal tries
+        tries += 1
+        if tries == 1:
+            started.set()
+            await asyncio.sleep(3600)
+        return "retried after a cancel"
+
+    task = asyncio.create_task(
+        call(operation, Backoff(first=0, attempts=5), sleep=asyncio.sleep, retry_if=lambda _: True)
+    )
+    await started.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert tries == 1
