@@ -31,12 +31,19 @@ WEBHOOK_SECRET = "whsec-e2e-0123456789abcdef"
 SECRET_ENV = "JITBOT_TEST_WEBHOOK_SECRET"
 
 
+STANDARD_DURATIONS = ("10s", "30m", "1h")
+
+
+def standard_flow(receiver_url: str, durations: tuple[str, ...] = STANDARD_DURATIONS, **keys: Any) -> dict:
+    """The standard `db_access` flow (webhook to `receiver_url`, approvers @secops); `keys` replace its
+    settings, and a key given as None is left out (`approvers=None`: anyone but the requester decides)."""
+    settings = {"secret_env": SECRET_ENV, "ticket": True, "approvers": SECOPS, "request_timeout": "1h", **keys}
+    return db_access_flow(receiver_url, *durations, **{k: v for k, v in settings.items() if v is not None})
+
+
 def webhook_flows(receiver_url: str, *more_flows: dict) -> str:
     """The standard flows file: `db_access` (webhook to `receiver_url`, approvers @secops), then `more_flows`."""
-    standard = db_access_flow(
-        receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True, approvers=SECOPS, request_timeout="1h"
-    )
-    return flows_file(standard, *more_flows)
+    return flows_file(standard_flow(receiver_url), *more_flows)
 
 
 @dataclass

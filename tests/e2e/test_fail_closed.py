@@ -14,7 +14,7 @@ import pytest
 
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
-from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
+from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow, webhook_flows
 from tests.e2e.flows import (
     ALERTS_CHANNEL,
     APPROVAL_CHANNEL,
@@ -43,9 +43,7 @@ PARSE_TICKET_HOOK = """\
 
 def open_flow(receiver_url: str, *, hooks: str | None = None, **keys) -> str:
     """The webhook flow with no static approvers (anyone but the requester), and options."""
-    flow = db_access_flow(
-        receiver_url, "10s", "30m", "1h", secret_env=SECRET_ENV, ticket=True, request_timeout="1h", **keys
-    )
+    flow = standard_flow(receiver_url, **{"approvers": None, **keys})
     if hooks:
         flow["hooks"] = hooks
     return flows_file(flow)
@@ -181,17 +179,7 @@ async def test_an_approval_for_a_target_removed_from_the_config_is_refused(launc
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Staging read-only")
     await first.stop()
-    flow = db_access_flow(
-        receiver.url,
-        "10s",
-        "30m",
-        "1h",
-        secret_env=SECRET_ENV,
-        ticket=True,
-        approvers=SECOPS,
-        request_timeout="1h",
-        targets=(PROD_ADMIN,),
-    )
+    flow = standard_flow(receiver.url, targets=(PROD_ADMIN,))
     second = await launch.start(flows_file(flow))
 
     await refused(second, message, "U_BOB", contains="no longer")
@@ -203,16 +191,7 @@ async def test_an_approval_for_a_duration_the_flow_no_longer_allows_is_refused(l
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="1h")
     await first.stop()
-    flow = db_access_flow(
-        receiver.url,
-        "10s",
-        "30m",
-        secret_env=SECRET_ENV,
-        ticket=True,
-        approvers=SECOPS,
-        request_timeout="1h",
-        targets=(PROD_ADMIN, STAGING_RO),
-    )
+    flow = standard_flow(receiver.url, ("10s", "30m"))
     second = await launch.start(flows_file(flow))
 
     await refused(second, message, "U_BOB", contains="duration")
@@ -332,9 +311,7 @@ async def test_pending_requests_of_a_removed_flow_expire_with_their_message_upda
     first = await launch.start(webhook_flows(receiver.url))
     message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
     await first.stop()
-    other = db_access_flow(receiver.url, "30m", secret_env=SECRET_ENV, approvers=SECOPS)
-    other["name"] = "other_access"
-    second = await launch.start(flows_file(other))
+    second = await launch.start(flows_file(other_flow(receiver.url)))
 
     updated = second.slack.message(APPROVAL_CHANNEL, message.ts)
     assert updated.edited and not updated.buttons and "Expired" in updated.plain
@@ -482,17 +459,7 @@ async def test_a_target_whose_settings_changed_is_revoked_with_the_settings_it_w
     await first.approve(message, "U_BOB")
     await first.stop()
     moved = {**PROD_ADMIN, "settings": {"database": "prod-replica", "role": "admin"}}
-    flow = db_access_flow(
-        receiver.url,
-        "10s",
-        "30m",
-        "1h",
-        secret_env=SECRET_ENV,
-        ticket=True,
-        approvers=SECOPS,
-        request_timeout="1h",
-        targets=(moved, STAGING_RO),
-    )
+    flow = standard_flow(receiver.url, targets=(moved, STAGING_RO))
 
     second = await launch.start(flows_file(flow), clock=first.clock)
     second.clock.advance(minutes=31)
