@@ -125,11 +125,13 @@ class Lifecycle:
             target = (flow_target(flow, request.target) if flow is not None else None) or Target(
                 request.target, request.target, {}
             )
-        subject = await self.requester(request)
         recorded = request.grant_spec.get("identity") if request.grant_spec else None
         if isinstance(recorded, str) and recorded:
-            # The identity the grant was made for: an override changed since must not redirect the revoke.
-            subject = Subject(subject.slack_id, subject.email, recorded, subject.name)
+            # The identity the grant was made for (recorded at approval): an override changed since must
+            # not redirect the revoke, and the identity table need not be read again.
+            subject = Subject(request.requester, request.requester_email, recorded)
+        else:
+            subject = await self.requester(request)
         return GrantContext(
             request_id=request.id,
             flow=request.flow,
