@@ -66,18 +66,23 @@ async def rebuild_retired(
     retired = RetiredStrategies()
     built: dict[str, tuple[Any, Target]] = {}
     missing: dict[tuple[str, str], list[str]] = defaultdict(list)
+    current: dict[tuple[str, str], dict[str, Any] | None] = {}  # each flow's own spec, per target
+    counts: dict[tuple[str, str], int] = defaultdict(int)
     for flow_name, target_name, spec, ids in await requests.live_grant_specs():
         if not spec:
             continue  # granted before grants recorded their strategy: revoked with the flow's, as then
-        flow = _flow_or_none(config, flow_name)
-        written = {key: value for key, value in spec.items() if key != "identity"}  # who, not how
-        if flow is not None and flow.grant_spec(target_name) == written:
+        if (flow_name, target_name) not in current:
+            flow = _flow_or_none(config, flow_name)
+            current[(flow_name, target_name)] = flow.grant_spec(target_name) if flow is not None else None
+        # Rows are grouped per identity too; how to revoke does not depend on who.
+        written = {key: value for key, value in spec.items() if key != "identity"}
+        if current[(flow_name, target_name)] == written:
             continue
         integration = spec.get("strategy", {}).get("integration")
         if isinstance(integration, str) and integration not in config.integrations:
             missing[(flow_name, f"integration '{integration}'")].extend(ids)
             continue
-        key = json.dumps(spec, sort_keys=True)
+        key = json.dumps(written, sort_keys=True)  # one strategy per recorded spec, shared by everyone's grants
         if key not in built:
             try:
                 built[key] = await _build(
@@ -95,8 +100,14 @@ async def rebuild_retired(
                 continue
         for request_id in ids:
             retired.by_request[request_id] = built[key]
+        counts[(flow_name, target_name)] += len(ids)
+    for (flow_name, target_name), grants in counts.items():
         log.warning(
-            "grants.retired_flow", flow=flow_name, target=target_name, grants=len(ids), flow_present=flow is not None
+            "grants.retired_flow",
+            flow=flow_name,
+            target=target_name,
+            grants=grants,
+            flow_present=current[(flow_name, target_name)] is not None,
         )
     if missing:
         await retired.aclose()

@@ -450,6 +450,26 @@ async def test_a_removed_flows_live_grant_is_revoked_on_time_with_the_strategy_a
     await second.slack.wait_for_dm("U_ALICE", contains="expired and was removed")
 
 
+async def test_grants_of_several_people_on_a_removed_flow_share_one_rebuilt_strategy(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.slack.add_user("U_DAVE", email="dave@example.com")
+    first = await launch.start(webhook_flows(receiver.url))
+    messages = [
+        await first.request(user, "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+        for user in ("U_ALICE", "U_DAVE")
+    ]
+    for message in messages:
+        await first.approve(message, "U_BOB")
+    await first.stop()
+
+    second = await launch.start(flows_file(other_flow(receiver.url)), clock=first.clock)
+    # How to revoke does not depend on who: one strategy is rebuilt (and opened) for both grants.
+    assert len(second.runtime.retired.strategies) == 1 and len(second.runtime.retired.by_request) == 2
+    second.clock.advance(minutes=31)
+    await second.engine.sweep()
+    assert len(receiver.accepted("revoke")) == 2
+
+
 async def test_a_target_whose_settings_changed_is_revoked_with_the_settings_it_was_granted_with(
     launch, receiver, monkeypatch
 ):
