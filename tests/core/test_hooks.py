@@ -4,7 +4,6 @@ import asyncio
 import os
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from core.errors import HookError
 from core.hook_events import Approve, Deny, HookEvent, HookUser, Ignore
 from core.hook_loading import HookLoadError, HookResultError, HookTimeout
-from core.hooks import HookModule, load_hooks
+from core.hooks import load_hooks
 from core.models import Subject, Target
 from core.secrets import Secret, SecretRegistry
 
@@ -22,21 +21,6 @@ def write(tmp_path: Path, source: str, name: str = "hooks.py") -> Path:
     path = tmp_path / name
     path.write_text(textwrap.dedent(source))
     return path
-
-
-@pytest.fixture
-async def load() -> AsyncIterator[Callable[..., HookModule]]:
-    """load_hooks, with every module's hook processes stopped after the test."""
-    loaded: list[HookModule] = []
-
-    def load_and_track(path: Path, **kwargs) -> HookModule:
-        hooks = load_hooks(path, **kwargs)
-        loaded.append(hooks)
-        return hooks
-
-    yield load_and_track
-    for hooks in loaded:
-        await hooks.aclose()
 
 
 def make_event(**overrides) -> HookEvent:

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,21 +41,6 @@ def make_event(**overrides) -> HookEvent:
     )
     values.update(overrides)
     return HookEvent(**values)
-
-
-@pytest.fixture
-async def load() -> AsyncIterator[Callable[..., HookModule]]:
-    """load_hooks, with every module's hook processes stopped after the test."""
-    loaded: list[HookModule] = []
-
-    def load_and_track(path: Path, **kwargs) -> HookModule:
-        hooks = load_hooks(path, **kwargs)
-        loaded.append(hooks)
-        return hooks
-
-    yield load_and_track
-    for hooks in loaded:
-        await hooks.aclose()
 
 
 def children() -> set[int]:
