@@ -6,6 +6,8 @@ import hashlib
 import hmac
 import json
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -162,20 +164,26 @@ class Wiretap:
         return record
 
 
+@asynccontextmanager
+async def strategy_posting_to(server: TestServer, clock: FrozenClock) -> AsyncIterator[WebhookStrategy]:
+    """The real webhook strategy, signing with SECRET, delivering to the example receiver under test."""
+    config = WebhookStrategyConfig(
+        type="webhook", url=str(server.make_url("/grants")), secret=SECRET, targets=[{"name": "prod", "label": "Prod"}]
+    )
+    strategy = WebhookStrategy(config, integrations={}, clock=clock)
+    await strategy.open()
+    try:
+        yield strategy
+    finally:
+        await strategy.aclose()
+
+
 async def test_a_captured_grant_replayed_after_the_revoke_does_not_reopen_access(clock):
     tap = Wiretap()
     app = make_app(SECRET, now=clock.now)
     app.middlewares.append(tap.middleware())
     async with TestServer(app, host="127.0.0.1") as server:
-        config = WebhookStrategyConfig(
-            type="webhook",
-            url=str(server.make_url("/grants")),
-            secret=SECRET,
-            targets=[{"name": "prod", "label": "Prod"}],
-        )
-        strategy = WebhookStrategy(config, integrations={}, clock=clock)
-        await strategy.open()
-        try:
+        async with strategy_posting_to(server, clock) as strategy:
             ctx = GrantContext(
                 request_id="r1",
                 flow="db_access",
@@ -188,8 +196,6 @@ async def test_a_captured_grant_replayed_after_the_revoke_does_not_reopen_access
             assert result.state == {"grant_id": "r1"}
             clock.advance(minutes=3)
             await strategy.revoke(ctx, result.state)
-        finally:
-            await strategy.aclose()
 
         raw, headers = tap.captured[0]
         assert json.loads(raw)["action"] == "grant"
@@ -204,15 +210,7 @@ async def test_a_captured_grant_replayed_after_the_revoke_does_not_reopen_access
 async def test_a_refusal_reaches_jitbot_as_a_final_error(clock):
     # A receiver whose clock is far from jitbot's refuses every delivery: final, so it is alerted on.
     async with TestServer(make_app(SECRET, now=lambda: NOW + timedelta(hours=1)), host="127.0.0.1") as server:
-        config = WebhookStrategyConfig(
-            type="webhook",
-            url=str(server.make_url("/grants")),
-            secret=SECRET,
-            targets=[{"name": "prod", "label": "Prod"}],
-        )
-        strategy = WebhookStrategy(config, integrations={}, clock=clock)
-        await strategy.open()
-        try:
+        async with strategy_posting_to(server, clock) as strategy:
             ctx = GrantContext(
                 request_id="r1",
                 flow="db_access",
@@ -222,6 +220,4 @@ async def test_a_refusal_reaches_jitbot_as_a_final_error(clock):
             )
             with pytest.raises(StrategyUnavailable, match="HTTP 403") as caught:
                 await strategy.grant(ctx)
-        finally:
-            await strategy.aclose()
     assert caught.value.retryable is False
