@@ -110,6 +110,17 @@ class IdentityCenter:
     permission_set_arn: str
     user_id: str
 
+    def assignment(self) -> dict[str, str]:
+        """The keys of the seeded user's assignment of the permission set in SSO_ACCOUNT (for moto's own calls)."""
+        return {
+            "InstanceArn": self.instance_arn,
+            "TargetId": SSO_ACCOUNT,
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": self.permission_set_arn,
+            "PrincipalType": "USER",
+            "PrincipalId": self.user_id,
+        }
+
     def holders(self) -> list[str]:
         """Principal ids of the users assigned the permission set in SSO_ACCOUNT, straight from moto."""
         response = self.admin.list_account_assignments(

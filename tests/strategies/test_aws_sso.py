@@ -131,14 +131,7 @@ async def test_validate_unknown_permission_set(sso, aws_integration):
 
 
 async def test_existing_assignment_is_not_created_again(sso, aws_proxy, aws_integration):
-    sso.admin.create_account_assignment(
-        InstanceArn=sso.instance_arn,
-        TargetId=ACCOUNT,
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn,
-        PrincipalType="USER",
-        PrincipalId=sso.user_id,
-    )
+    sso.admin.create_account_assignment(**sso.assignment())
     strategy = make_strategy(sso, await aws_integration(aws_proxy.url))
     await strategy.grant(ctx_for(strategy))
     assert aws_proxy.count(CREATE) == 0 and sso.holders() == [sso.user_id]
@@ -241,14 +234,7 @@ async def test_failed_deletion_of_a_held_assignment_is_retryable(sso, aws_proxy,
 async def test_revoke_of_an_assignment_removed_elsewhere_succeeds(sso, aws_proxy, aws_integration):
     strategy = make_strategy(sso, await aws_integration(aws_proxy.url))
     result = await strategy.grant(ctx_for(strategy))
-    sso.admin.delete_account_assignment(
-        InstanceArn=sso.instance_arn,
-        TargetId=ACCOUNT,
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn,
-        PrincipalType="USER",
-        PrincipalId=sso.user_id,
-    )
+    sso.admin.delete_account_assignment(**sso.assignment())
     await strategy.revoke(ctx_for(strategy), result.state)
     # Between our check and our delete someone else removed it: ResourceNotFoundException is success.
     aws_proxy.script(DELETE, aws_error_reply("ResourceNotFoundException", "no such assignment"))

@@ -94,14 +94,7 @@ async def test_a_search_ignores_creations_of_other_people_and_permission_sets(ss
         Name={"GivenName": "Bob", "FamilyName": "Other"},
         Emails=[{"Value": "bob@example.com", "Primary": True}],
     )["UserId"]
-    sso.admin.create_account_assignment(  # Alice holds it already (straight in moto); Bob's is slow
-        InstanceArn=sso.instance_arn,
-        TargetId="012345678901",
-        TargetType="AWS_ACCOUNT",
-        PermissionSetArn=sso.permission_set_arn,
-        PrincipalType="USER",
-        PrincipalId=sso.user_id,
-    )
+    sso.admin.create_account_assignment(**sso.assignment())  # Alice holds it already (straight in moto); Bob's is slow
     bob = make_strategy(sso, slow.integration, FakeTime(), poll_timeout="10s")
     with pytest.raises(StrategyUnavailable):
         await bob.grant(ctx_for(bob, "bob@example.com"))
