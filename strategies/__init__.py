@@ -1,5 +1,4 @@
-"""Strategy adapters: small idempotent adapters that grant and revoke one target for one person."""
+"""Strategy adapters: small idempotent adapters that grant and revoke one target for one person.
 
-from strategies.base import GrantContext, GrantResult, Strategy, ValidationIssue
-
-__all__ = ["GrantContext", "GrantResult", "Strategy", "ValidationIssue"]
+The protocol they implement, and the values that cross it, live in `core.strategy`.
+"""

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import Name, StrategyConfig, TargetConfig
+from core.strategy import GrantContext, GrantResult, ValidationIssue
 from strategies.aws import AwsStrategyBase, mapped_call
-from strategies.base import GrantContext, GrantResult, ValidationIssue
 
 log = structlog.get_logger(__name__)
 

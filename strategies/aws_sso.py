@@ -26,8 +26,8 @@ from pydantic import BeforeValidator, Field
 from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.retry import STATUS_POLL, Backoff, Retry, call
 from core.schema import Duration, Name, StrategyConfig, TargetConfig
+from core.strategy import GrantContext, GrantResult, ValidationIssue
 from strategies.aws import AwsStrategyBase
-from strategies.base import GrantContext, GrantResult, ValidationIssue
 
 log = structlog.get_logger(__name__)
 

@@ -1,7 +1,7 @@
 """The base adapters share; the strategy protocol itself and its values live in `core.strategy`.
 
-Adapters import the protocol's values from here or from `core.strategy` (the same objects):
-adapters depend on core, never the other way round.
+Adapters import the protocol and its values from `core.strategy`: adapters depend on core, never the
+other way round.
 """
 
 from __future__ import annotations
@@ -10,29 +10,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar, Protocol
 
 from core.errors import StartupError, StrategyError, SubjectNotFound, TargetNotFound
-from core.strategy import (
-    GrantContext,
-    GrantResult,
-    Integration,
-    Strategy,
-    SupportsInstructions,
-    SupportsIsActive,
-    ValidationIssue,
-)
-
-__all__ = [
-    "GrantContext",
-    "GrantResult",
-    "Integration",
-    "IntegrationStrategy",
-    "IntegrationStrategyConfig",
-    "Strategy",
-    "SupportsInstructions",
-    "SupportsIsActive",
-    "ValidationIssue",
-    "MatchedElsewhere",
-    "issue",
-]
+from core.strategy import GrantContext, Integration, ValidationIssue
 
 
 def issue(error: StrategyError) -> ValidationIssue:

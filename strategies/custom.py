@@ -38,7 +38,8 @@ from core.hook_loading import HookResultError
 from core.hooks import HookModule
 from core.hooks_lint import HookIssue, check_hooks
 from core.schema import StrategyConfig, TargetConfig
-from strategies.base import GrantContext, GrantResult, MatchedElsewhere
+from core.strategy import GrantContext, GrantResult
+from strategies.base import MatchedElsewhere
 
 
 class CustomTarget(TargetConfig):

@@ -14,7 +14,8 @@ from typing import Any, ClassVar
 import structlog
 
 from core.errors import SubjectNotFound, TargetNotFound
-from strategies.base import GrantContext, IntegrationStrategy, ValidationIssue, issue
+from core.strategy import GrantContext, ValidationIssue
+from strategies.base import IntegrationStrategy, issue
 
 
 class MembershipStrategy(IntegrationStrategy):

@@ -49,7 +49,8 @@ from core.errors import StrategyUnavailable
 from core.plain import plain
 from core.schema import Duration, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import Secret, SecretRegistry
-from strategies.base import GrantContext, GrantResult, MatchedElsewhere
+from core.strategy import GrantContext, GrantResult
+from strategies.base import MatchedElsewhere
 from strategies.http import ResponseTooLarge, http_client, http_url
 
 log = structlog.get_logger(__name__)

@@ -15,8 +15,8 @@ from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import StrategyConfig, TargetConfig
+from core.strategy import GrantContext, GrantResult
 from strategies.aptible.client import AptibleIntegration, AptibleUser
-from strategies.base import GrantContext, GrantResult
 from strategies.membership import MembershipStrategy
 
 log = structlog.get_logger(__name__)

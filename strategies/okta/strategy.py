@@ -9,7 +9,7 @@ from pydantic import Field
 
 from core.errors import SubjectNotFound
 from core.schema import StrategyConfig, TargetConfig
-from strategies.base import GrantContext, GrantResult
+from core.strategy import GrantContext, GrantResult
 from strategies.membership import MembershipStrategy
 from strategies.okta.client import INACTIVE_USER_STATUSES, OktaIntegration, OktaUser
 

@@ -16,8 +16,8 @@ from core.errors import ConfigError
 from core.models import Subject
 from core.schema import IntegrationConfig, SecretStr, StrategyConfig, TargetConfig
 from core.secrets import Secret, SecretRegistry
+from core.strategy import GrantContext
 from core.targets import as_target, target_settings
-from strategies.base import GrantContext
 from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy, FakeStrategyConfig
 from tests.strategies.contract import Harness, run_contract
 

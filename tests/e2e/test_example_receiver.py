@@ -18,8 +18,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from core.errors import StrategyUnavailable
 from core.models import Subject, Target
+from core.strategy import GrantContext
 from examples.webhook_receiver import REPLAY_WINDOW, SEEN_DELIVERIES, make_app
-from strategies.base import GrantContext
 from strategies.webhook import WebhookStrategy, WebhookStrategyConfig
 from tests.fakes.clock import FrozenClock
 

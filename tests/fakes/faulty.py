@@ -29,7 +29,7 @@ from typing import Any
 
 from core.errors import NotAllowed, StrategyUnavailable
 from core.ports import UserInfo
-from strategies.base import GrantContext, GrantResult
+from core.strategy import GrantContext, GrantResult
 from tests.fakes.strategy import FakeStrategy
 
 # ── target systems ────────────────────────────────────────────────────────────────────────────────

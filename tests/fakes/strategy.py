@@ -17,7 +17,7 @@ from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
 from core.schema import StrategyConfig, TargetConfig
-from strategies.base import GrantContext, GrantResult, ValidationIssue
+from core.strategy import GrantContext, GrantResult, ValidationIssue
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 OPERATIONS = ("validate", "grant", "revoke", "is_active")

@@ -26,8 +26,8 @@ import boto3
 import pytest
 
 from core.models import Subject
+from core.strategy import GrantContext, GrantResult
 from core.targets import as_target
-from strategies.base import GrantContext, GrantResult
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 LIVE_SWITCH = "JITBOT_LIVE_TESTS"

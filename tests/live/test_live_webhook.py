@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from strategies.base import GrantResult
+from core.strategy import GrantResult
 from tests.live.conftest import LiveEnv, build_strategy, env, live_context, opened, revoked_afterwards
 
 LIVE = LiveEnv("webhook", ("JITBOT_LIVE_WEBHOOK_URL",))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from strategies.base import GrantContext, GrantResult, Strategy, SupportsIsActive
+from core.strategy import GrantContext, GrantResult, Strategy, SupportsIsActive
 
 
 @dataclass

@@ -9,8 +9,8 @@ from structlog.testing import capture_logs
 
 from core.errors import StartupError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.models import Subject, Target
+from core.strategy import GrantContext
 from strategies.aptible import AptibleIntegration, AptibleIntegrationConfig, AptibleStrategy, AptibleStrategyConfig
-from strategies.base import GrantContext
 from tests.fakes.aptible_api import AptibleFake
 from tests.strategies.conftest import FakeTime
 from tests.strategies.contract import Harness, run_contract

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 from core.errors import StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.models import Subject
 from core.retry import Backoff
+from core.strategy import GrantContext, SupportsIsActive
 from strategies.aws import AwsIntegration, AwsIntegrationConfig
 from strategies.aws_iam import AwsIamStrategy, AwsIamStrategyConfig
-from strategies.base import GrantContext, SupportsIsActive
 from tests.fakes.aws_fault_proxy import aws_error_reply
 from tests.strategies.conftest import FakeTime, target_of
 from tests.strategies.contract import Harness, run_contract

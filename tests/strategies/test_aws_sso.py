@@ -9,9 +9,9 @@ from pydantic import ValidationError
 
 from core.errors import StartupError, StrategyUnavailable, SubjectNotFound
 from core.models import Subject
+from core.strategy import GrantContext, SupportsIsActive
 from strategies.aws import AwsIntegration
 from strategies.aws_sso import AwsSsoStrategy, AwsSsoStrategyConfig
-from strategies.base import GrantContext, SupportsIsActive
 from tests.fakes.aws_fault_proxy import Reply, Rewrite, aws_error_reply
 from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT
 from tests.fakes.moto_server import IdentityCenter, seed_identity_center

@@ -12,7 +12,7 @@ import pytest
 from core.errors import StartupError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.hooks import load_hooks
 from core.models import Subject, Target
-from strategies.base import GrantContext
+from core.strategy import GrantContext
 from strategies.custom import CustomStrategy, CustomStrategyConfig
 from tests.strategies.contract import Harness, run_contract
 

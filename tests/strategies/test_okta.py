@@ -9,7 +9,7 @@ from structlog.testing import capture_logs
 
 from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
 from core.models import Subject, Target
-from strategies.base import GrantContext
+from core.strategy import GrantContext
 from strategies.okta import OktaIntegration, OktaIntegrationConfig, OktaStrategy, OktaStrategyConfig
 from tests.fakes.okta_api import OktaFake
 from tests.strategies.conftest import FakeTime

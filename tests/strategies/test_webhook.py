@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from core.errors import StrategyUnavailable, SubjectNotFound
 from core.models import Subject, Target
 from core.secrets import SecretRegistry
-from strategies.base import GrantContext
+from core.strategy import GrantContext
 from strategies.webhook import WebhookStrategy, WebhookStrategyConfig, iso_utc
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.strategies.contract import Harness, run_contract
