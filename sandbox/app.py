@@ -7,6 +7,7 @@ Mode WebSocket, SQLite, the scheduler and the webhook strategy. What differs is 
 
 from __future__ import annotations
 
+import json
 import os
 import secrets as token_source
 import shutil
@@ -60,6 +61,7 @@ class Sandbox:
         self.instance = uuid.uuid4().hex  # the page notices a restarted sandbox by this
         self._db_path = db_path
         self._scratch: str | None = None
+        self._kept: Path | None = None
         self.config: JitConfig | None = None
         self.people: list[Person] = []
         self.notes: list[str] = []
@@ -76,20 +78,23 @@ class Sandbox:
         self.config = load_config(self.config_path, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES)
         self.notes = stand_ins.notes(self.config)
         self.home_tab, self.events = slack_app_features(MANIFEST)
-        self.emu = SlackEmulator(clock=self.clock)
-        self.people = seed(self.emu, self.config)
-        await self.emu.start()
-        self.ledger = Ledger(now=self.clock.now, on_change=self.emu.workspace.changed)
-        secret = token_source.token_hex(32)
-        self.secrets.register(secret)
-        # The flows file's ${env:WEBHOOK_SECRET} resolves; the receiver checks signatures with it.
-        os.environ[WEBHOOK_SECRET_VARIABLE] = secret
-        self.receiver = await BuiltInReceiver(secret, self.ledger).start()
         if self._db_path is None:
             self._scratch = tempfile.mkdtemp(prefix="jitbot-sandbox-")
             db_path = str(Path(self._scratch) / "jitbot.db")
         else:
             db_path = check_database_path(self._db_path, name="--db")
+            # Beside a kept database: the bot's clock and the receiver's list survive a restart with it.
+            self._kept = Path(f"{db_path}.sandbox.json")
+        self.emu = SlackEmulator(clock=self.clock)
+        self.people = seed(self.emu, self.config)
+        await self.emu.start()
+        self.ledger = Ledger(now=self.clock.now, on_change=self._changed)
+        self._restore()
+        secret = token_source.token_hex(32)
+        self.secrets.register(secret)
+        # The flows file's ${env:WEBHOOK_SECRET} resolves; the receiver checks signatures with it.
+        os.environ[WEBHOOK_SECRET_VARIABLE] = secret
+        self.receiver = await BuiltInReceiver(secret, self.ledger).start()
         settings = Settings(
             bot_token=self.emu.bot_token,
             app_token=self.emu.app_token,
@@ -106,13 +111,32 @@ class Sandbox:
         )
         await self.runtime.start()
 
+    def _changed(self) -> None:
+        """Save what must survive a restart (with --db), and wake the page."""
+        if self._kept is not None and self.ledger is not None:
+            document = {"clock_offset_seconds": self.clock.offset.total_seconds(), **self.ledger.dump()}
+            temporary = self._kept.with_name(self._kept.name + ".tmp")
+            temporary.write_text(json.dumps(document))
+            os.replace(temporary, self._kept)  # whole or not at all
+        if self.emu is not None:
+            self.emu.workspace.changed()
+
+    def _restore(self) -> None:
+        if self._kept is None or not self._kept.exists() or self.ledger is None:
+            return
+        saved = json.loads(self._kept.read_text())
+        self.ledger.load(saved)
+        offset = timedelta(seconds=float(saved.get("clock_offset_seconds", 0)))
+        if offset > timedelta(0):
+            self.clock.advance(offset)  # the bot's clock never goes back, even across a restart
+
     async def fast_forward(self, delta: timedelta) -> None:
         """Move the bot's clock ahead by `delta`, then do what became due (the scheduler's own sweep)."""
         if not timedelta(0) < delta <= MAX_FAST_FORWARD:
             raise ValueError(f"fast-forward by more than nothing and at most {MAX_FAST_FORWARD.days} days")
         self.clock.advance(delta)
         assert self.emu is not None and self.runtime is not None and self.runtime.scheduler is not None
-        self.emu.workspace.changed()
+        self._changed()
         # Revokes and expires what is now overdue and re-arms the timers of the next window by the moved clock.
         await self.runtime.scheduler.sweep()
 

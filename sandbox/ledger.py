@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +42,15 @@ class Ledger:
         self._on_change = on_change
         self.holdings: dict[str, Holding] = {}
         self.history: list[Change] = []
+
+    def dump(self) -> dict[str, Any]:
+        """What the ledger holds, as JSON values."""
+        return {"holdings": [asdict(h) for h in self.holdings.values()], "history": [asdict(c) for c in self.history]}
+
+    def load(self, saved: dict[str, Any]) -> None:
+        """Take back what `dump()` returned."""
+        self.holdings = {h["request_id"]: Holding(**h) for h in saved.get("holdings", [])}
+        self.history = [Change(**c) for c in saved.get("history", [])]
 
     def grant(self, request_id: str, *, system: str, target: str, who: str, until: str | None) -> None:
         """Record that `who` now holds `target` for this request."""

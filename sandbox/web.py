@@ -46,6 +46,9 @@ def make_app(sandbox: Sandbox) -> web.Application:
 
 async def _closing(app: web.Application) -> None:
     app[CLOSING].set()  # ends every event stream, so shutdown does not wait for them
+    emu = app[SANDBOX].emu
+    if emu is not None:
+        emu.workspace.changed()  # wakes the streams waiting for a change
 
 
 async def _index(request: web.Request) -> web.FileResponse:

@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.app import Sandbox
 from sandbox.directory import DEFAULT_APPROVER_ID, OUTSIDER_ID, REQUESTER_ID
-from tests.sandbox.conftest import start_sandbox
+from tests.sandbox.conftest import SHIPPED_CONFIG, start_sandbox
 
 
 async def request_and_approve(box: Sandbox, duration: str = "15m") -> str:
@@ -159,3 +159,22 @@ flows:
         emu.verify()
     finally:
         await box.stop()
+
+
+async def test_with_a_kept_database_the_clock_and_the_receivers_list_survive_a_restart(monkeypatch, tmp_path: Path):
+    db = str(tmp_path / "sandbox.db")
+    first = await start_sandbox(monkeypatch, SHIPPED_CONFIG, db_path=db)
+    try:
+        request_id = await request_and_approve(first)
+        await first.fast_forward(timedelta(minutes=5))
+    finally:
+        await first.stop()
+
+    second = await start_sandbox(monkeypatch, SHIPPED_CONFIG, db_path=db)
+    try:
+        assert second.clock.offset >= timedelta(minutes=5)
+        assert list(second.ledger.holdings) == [request_id]  # the bot still counts it as live, and so does the list
+        await second.fast_forward(timedelta(minutes=10))
+        assert second.ledger.holdings == {}
+    finally:
+        await second.stop()
