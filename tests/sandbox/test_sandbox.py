@@ -178,3 +178,16 @@ async def test_with_a_kept_database_the_clock_and_the_receivers_list_survive_a_r
         assert second.ledger.holdings == {}
     finally:
         await second.stop()
+
+
+async def test_fast_forward_past_the_request_timeout_expires_a_request_nobody_decided(sandbox):
+    emu = sandbox.emu
+    await emu.slash_command(user=REQUESTER_ID, command="/sym", text="db_access")
+    view = await emu.wait_for_view(REQUESTER_ID, contains="Request access")
+    await emu.submit_view(view, {"target": "prod_readonly", "field:reason": "later", "field:duration": "1h"})
+    await emu.wait_for_message("C0APPROVALS", contains="Waiting for approval")
+
+    await sandbox.fast_forward(timedelta(days=1))  # the shipped flow's request_timeout is 24h
+
+    await emu.wait_for_message("C0APPROVALS", contains="Expired")
+    assert sandbox.ledger.holdings == {} and sandbox.ledger.history == []
