@@ -27,11 +27,25 @@ SANDBOX = web.AppKey("sandbox", Sandbox)
 CLOSING = web.AppKey("closing", asyncio.Event)
 
 Handler = Callable[[Sandbox, dict[str, Any]], Awaitable[dict[str, Any]]]
+Handler_ = Callable[[web.Request], Awaitable[web.StreamResponse]]
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+@web.middleware
+async def _same_machine_only(request: web.Request, handler: Handler_) -> web.StreamResponse:
+    """Refuse what another web site could make a browser send: a Host that is not this machine (DNS
+    rebinding), and a POST that is not JSON (a cross-site form or text/plain request needs no preflight)."""
+    host = (request.host or "").rsplit(":", 1)[0].strip("[]")
+    if host not in LOCAL_HOSTS:
+        return _refused(f"the sandbox answers only on 127.0.0.1, not {host or 'no host'}", status=421)
+    if request.method == "POST" and request.content_type != "application/json":
+        return _refused("send JSON (Content-Type: application/json)", status=415)
+    return await handler(request)
 
 
 def make_app(sandbox: Sandbox) -> web.Application:
     """The page, its event stream and its actions."""
-    app = web.Application(client_max_size=256 * 1024)
+    app = web.Application(client_max_size=256 * 1024, middlewares=[_same_machine_only])
     app[SANDBOX] = sandbox
     app[CLOSING] = asyncio.Event()
     app.router.add_get("/", _index)

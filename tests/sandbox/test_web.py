@@ -46,6 +46,17 @@ async def test_a_body_that_is_not_a_json_object_is_refused(client):
         assert answer.status == 400
 
 
+async def test_what_another_web_site_could_make_a_browser_send_is_refused(client, sandbox):
+    body = json.dumps({"user": REQUESTER_ID, "text": "/sym"})
+    # A cross-site form or fetch in text/plain is sent without asking first: it must not act.
+    answer = await client.post("/api/command", data=body, headers={"Content-Type": "text/plain"})
+    assert answer.status == 415
+    # DNS rebinding: a page at evil.example whose name now points at 127.0.0.1.
+    answer = await client.get("/api/state", headers={"Host": "evil.example:8000"})
+    assert answer.status == 421
+    assert sandbox.emu.envelopes == []
+
+
 async def test_the_event_stream_opens_with_the_whole_state_and_follows_changes(client, sandbox):
     async with client.get("/api/events") as stream:
         assert stream.headers["Content-Type"] == "text/event-stream"
