@@ -123,7 +123,7 @@ def notes(config: JitConfig) -> list[str]:
         if kind == "webhook":
             url = flow.strategy.url  # type: ignore[attr-defined]
             if not _is_loopback(url):
-                lines.append(f"flow {flow.name}: delivers to the built-in receiver instead of {url}")
+                lines.append(f"flow {flow.name}: delivers to the built-in receiver instead of {_shown(url)}")
         else:
             system = getattr(STRATEGY_TYPES.get(kind), "system", kind)
             lines.append(
@@ -132,6 +132,13 @@ def notes(config: JitConfig) -> list[str]:
     for name, spec in config.integrations.items():
         lines.append(f"integration {name} ({spec.type}): not contacted; hooks that call it fail")
     return lines
+
+
+def _shown(url: str) -> str:
+    """The URL without credentials or query string (either may hold a token)."""
+    parts = urlsplit(url)
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{parts.path}"
 
 
 def _is_loopback(url: str) -> bool:

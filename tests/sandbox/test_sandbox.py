@@ -127,7 +127,7 @@ flows:
     approval_channel: C0APPROVALS
     strategy:
       type: webhook
-      url: https://access.example.com/grants
+      url: https://jitbot:hunter2@access.example.com/grants?token=s3cret
       secret: ${env:WEBHOOK_SECRET}
       targets: [{name: portal, label: Portal}]
     fields:
