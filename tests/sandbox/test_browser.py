@@ -182,3 +182,49 @@ def test_the_page_reconnects_after_the_sandbox_restarts(tmp_path: Path, screensh
             type_command(browser, "/sym")
             wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
             screenshots(browser, "05-after-restart")
+
+
+TWO_FLOWS = """
+flows:
+  - name: db_access
+    label: Database Access
+    approval_channel: C0APPROVALS
+    strategy:
+      type: webhook
+      url: http://127.0.0.1:9000/grants
+      secret: ${env:WEBHOOK_SECRET}
+      targets: [{name: prod, label: Prod}]
+    fields:
+      - {name: reason, label: Why, type: text, required: true}
+      - {name: duration, label: How long, type: duration, allowed_values: [15m, 1h], required: true}
+  - name: deploys
+    label: Deploy rights
+    approval_channel: C0APPROVALS
+    strategy:
+      type: webhook
+      url: http://127.0.0.1:9000/grants
+      secret: ${env:WEBHOOK_SECRET}
+      targets: [{name: ci, label: CI pipeline}]
+    fields:
+      - {name: ticket, label: Ticket number, type: int, required: true}
+      - {name: duration, label: How long, type: duration, allowed_values: [15m, 1h], required: true}
+"""
+
+
+def test_with_several_flows_picking_one_replaces_the_modal_with_its_form(tmp_path: Path):
+    config = tmp_path / "flows.yaml"
+    config.write_text(TWO_FLOWS)
+    with SandboxProcess(["--port", "0", "--config", str(config)]) as box, sandbox_browser(tmp_path) as browser:
+        browser.get(box.url)
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
+        be(browser, "U0REQUESTER")
+        type_command(browser, "/sym")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "modal"), "What do you need access to?"))
+        # A select outside an input block: choosing sends block_actions at once, and the bot updates the view.
+        Select(browser.find_element(By.ID, "in-flow")).select_by_visible_text("Deploy rights")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "modal"), "Ticket number"))
+        browser.find_element(By.ID, "in-field:ticket").send_keys("42")
+        Select(browser.find_element(By.ID, "in-field:duration")).select_by_visible_text("15m")
+        browser.find_element(By.ID, "modal-submit").click()
+        wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "CI pipeline"))
