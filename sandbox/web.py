@@ -27,12 +27,12 @@ SANDBOX = web.AppKey("sandbox", Sandbox)
 CLOSING = web.AppKey("closing", asyncio.Event)
 
 Handler = Callable[[Sandbox, dict[str, Any]], Awaitable[dict[str, Any]]]
-Handler_ = Callable[[web.Request], Awaitable[web.StreamResponse]]
+RequestHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 @web.middleware
-async def _same_machine_only(request: web.Request, handler: Handler_) -> web.StreamResponse:
+async def _same_machine_only(request: web.Request, handler: RequestHandler) -> web.StreamResponse:
     """Refuse what another web site could make a browser send: a Host that is not this machine (DNS
     rebinding), and a POST that is not JSON (a cross-site form or text/plain request needs no preflight)."""
     host = (request.host or "").rsplit(":", 1)[0].strip("[]")
