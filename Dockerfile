@@ -18,6 +18,8 @@ COPY core ./core
 COPY handlers ./handlers
 COPY strategies ./strategies
 COPY storage ./storage
+COPY sandbox ./sandbox
+COPY examples ./examples
 COPY config ./config
 
 RUN useradd --system --uid 10001 --home-dir /nonexistent jitbot && mkdir -p /data && chown jitbot /data

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format validate bench lock clean
+.PHONY: install run sandbox test lint format validate bench lock clean screenshots
 
 install: $(STAMP)
 
@@ -15,8 +15,14 @@ $(STAMP): requirements.lock
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.lock
 	@touch $(STAMP)
 
+# With Slack tokens: the bot. Without: the sandbox (a local Slack and a web page; docs/sandbox.md).
 run: install
-	$(PY) bot.py run
+	@if [ -n "$$SLACK_BOT_TOKEN" ]; then exec $(PY) bot.py run; fi; \
+	echo "SLACK_BOT_TOKEN is not set: starting the sandbox, a local Slack with the real bot (docs/sandbox.md)."; \
+	exec $(PY) bot.py sandbox $(SANDBOX_ARGS)
+
+sandbox: install
+	$(PY) bot.py sandbox $(SANDBOX_ARGS)
 
 validate: install
 	$(PY) bot.py validate
@@ -35,6 +41,11 @@ lint: install
 format: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The README's picture of the sandbox, taken by the browser test (headless Chromium).
+screenshots: install
+	JITBOT_SCREENSHOTS=build/screenshots $(PY) -m pytest tests/sandbox/test_browser.py -q -p no:cacheprovider -k story
+	mkdir -p docs/img && cp build/screenshots/02-approved.png docs/img/sandbox.png
 
 bench: install
 	$(PY) bench/latency.py

@@ -2,6 +2,7 @@
 
     python bot.py [run]                      start the bot (Socket Mode)
     python bot.py validate [--config PATH]   check a flows file; exit 0 when valid, 2 with every error
+    python bot.py sandbox [--port 8000]      the whole product on this machine, no Slack workspace needed
     python bot.py identities …               manage identity overrides (Slack user → target-system user)
     python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
 
@@ -37,6 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a flows file without starting anything (exit 2 on errors)")
     validate.add_argument("--config", help="flows file (default: $JITBOT_CONFIG or config/flows.yaml)")
 
+    sandbox = sub.add_parser(
+        "sandbox", help="the real bot against a local Slack, with a web page to use it; no workspace needed"
+    )
+    sandbox.add_argument("--config", help="flows file (default: $JITBOT_CONFIG or config/flows.yaml)")
+    sandbox.add_argument("--db", help="SQLite file to keep (default: a throw-away database)")
+    sandbox.add_argument("--port", type=int, default=8000, help="the page's port on 127.0.0.1 (default: 8000)")
+
     identities = sub.add_parser("identities", help="manage identity overrides: set, list, remove, import")
     isub = identities.add_subparsers(dest="action", metavar="ACTION", required=True)
     iset = isub.add_parser("set", help="map a Slack user to their user name in a target system")
@@ -65,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if command == "validate":
             return validate(args.config)
+        if command == "sandbox":
+            from sandbox.main import main as sandbox
+
+            return sandbox(args.config, args.db, args.port)
         if command == "identities":
             return asyncio.run(identities(args))
         if command == "audit":

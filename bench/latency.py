@@ -47,7 +47,7 @@ from common import (
     write_flows,
 )
 
-from tests.fakes.slack_emulator import SlackEmulator
+from sandbox.slack import SlackEmulator
 
 SYM_TARGET_S, APPROVE_TARGET_S, ACK_TARGET_S, RATIO_TARGET = 0.100, 0.100, 0.020, 1.5
 WAIT_S = 30.0  # how long a step may take before the bench gives up on it

@@ -42,8 +42,8 @@ from common import (
 )
 from storage_bulk import granted_request
 
+from sandbox.slack import SlackEmulator
 from storage import RequestRepo, Store
-from tests.fakes.slack_emulator import SlackEmulator
 
 LATENESS_TARGET_S, ON_TIME_MAX_S, REARM_TARGET_S, RSS_TARGET_MB = 1.0, 2.0, 5.0, 200.0
 REQUESTERS = 500  # distinct people holding the grants

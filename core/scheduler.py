@@ -15,7 +15,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.clock import Clock
+from core.clock import Clock, OffsetClock
 from core.engine import AccessEngine
 
 log = structlog.get_logger("jitbot.scheduler")
@@ -93,8 +93,10 @@ class Scheduler:
     def _arm(self, job_id: str, fn: Callable[[str], Awaitable[object]], request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:
             return  # the sweep arms it when it comes within the horizon
+        # APScheduler fires by the wall clock: a clock that runs ahead (the sandbox's) is translated.
+        run_date = self.clock.to_wall(when) if isinstance(self.clock, OffsetClock) else when
         self._scheduler.add_job(
-            self._run_timer, "date", run_date=when, args=[fn, job_id, request_id], id=job_id, replace_existing=True
+            self._run_timer, "date", run_date=run_date, args=[fn, job_id, request_id], id=job_id, replace_existing=True
         )
 
     async def _run_timer(self, fn: Callable[[str], Awaitable[object]], job_id: str, request_id: str) -> None:

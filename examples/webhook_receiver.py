@@ -46,8 +46,24 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def make_app(secret: str, *, now: Callable[[], datetime] = _utc_now) -> web.Application:
-    """The receiver: POST /grants with a signed jitbot body; `now` is the receiver's clock."""
+def print_delivery(body: dict[str, Any]) -> None:
+    """Show an accepted grant or revoke on standard output (where a real receiver changes access)."""
+    who = body["requester"].get("identity") or body["requester"].get("email") or body["requester"].get("slack_id")
+    print(
+        f"{body['action']:>6}  {body['target']['name']}  for {who}  until {body['expires_at']}"
+        f"  (request {body['request_id']})",
+        flush=True,
+    )
+
+
+def make_app(
+    secret: str,
+    *,
+    now: Callable[[], datetime] = _utc_now,
+    on_accept: Callable[[dict[str, Any]], None] = print_delivery,
+) -> web.Application:
+    """The receiver: POST /grants with a signed jitbot body; `now` is the receiver's clock, `on_accept`
+    acts on each accepted body (the sandbox keeps who holds what with it)."""
     app = web.Application()
     app[SEEN_DELIVERIES] = {}
 
@@ -57,12 +73,7 @@ def make_app(secret: str, *, now: Callable[[], datetime] = _utc_now) -> web.Appl
             body = accept(raw, request.headers.get("X-Jitbot-Signature", ""))
         except Refused as refusal:
             return web.json_response({"error": str(refusal)}, status=refusal.status)
-        who = body["requester"].get("identity") or body["requester"].get("email") or body["requester"].get("slack_id")
-        print(
-            f"{body['action']:>6}  {body['target']['name']}  for {who}  until {body['expires_at']}"
-            f"  (request {body['request_id']})",
-            flush=True,
-        )
+        on_accept(body)
         return web.json_response({"ok": True, "grant_id": body["request_id"]})
 
     def accept(raw: bytes, signature: str) -> dict[str, Any]:

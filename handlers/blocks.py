@@ -1,7 +1,7 @@
 """Pure Block Kit builders: views, the approval message and DMs. No client calls, no I/O.
 
 Every builder returns plain dicts that stay within Slack's limits (the test emulator checks them:
-tests/fakes/slack_emulator/blocks_validator.py): user-supplied text is escaped and truncated, option
+sandbox/slack/blocks_validator.py): user-supplied text is escaped and truncated, option
 lists are split into groups of at most 100.
 """
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fakes.slack_emulator import SlackEmulator
+from sandbox.slack import SlackEmulator
 
 if TYPE_CHECKING:
     from tests.fakes.moto_server import MotoServer

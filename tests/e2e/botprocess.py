@@ -24,8 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sandbox.slack import SlackEmulator
 from tests.conftest import PROXY_VARIABLES
-from tests.fakes.slack_emulator import SlackEmulator
 
 REPO = Path(__file__).resolve().parents[2]
 BOT = REPO / "bot.py"

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from runtime import Runtime
+from sandbox.slack import Message, SlackEmulator
 from tests.e2e.flows import APPROVAL_CHANNEL, SECOPS, db_access_flow, flows_file
 from tests.e2e.harness import BotLauncher, RunningBot
 from tests.fakes.clock import FrozenClock
-from tests.fakes.slack_emulator import Message, SlackEmulator
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 if TYPE_CHECKING:

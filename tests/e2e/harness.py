@@ -34,8 +34,8 @@ from core.logging import configure_logging
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
+from sandbox.slack import EnvelopeResult, Message, SlackEmulator
 from tests.fakes.clock import FrozenClock
-from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
 
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from sandbox.slack.errors import EmulatorUsageError
 from tests.e2e.flows import duration_field, flow, target, webhook_strategy
-from tests.fakes.slack_emulator.errors import EmulatorUsageError
 
 
 @pytest.fixture

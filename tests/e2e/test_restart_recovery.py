@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.slack import Message, SlackEmulator
 from tests.e2e.botprocess import ArrivalLog, BotProcess, db_time
 from tests.e2e.flows import PROD_ADMIN, SECOPS, db_access_flow, flows_file
 from tests.e2e.harness import submit_request
-from tests.fakes.slack_emulator import Message, SlackEmulator
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow

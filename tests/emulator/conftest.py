@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from sandbox.slack import SlackEmulator
 from tests.emulator.helpers import BoltBot, RawBot
-from tests.fakes.slack_emulator import SlackEmulator
 
 
 @pytest.fixture

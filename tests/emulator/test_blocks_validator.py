@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.slack.blocks_validator import validate_message_blocks, validate_view
 from tests.emulator.helpers import button, modal, option, plain, section
-from tests.fakes.slack_emulator.blocks_validator import validate_message_blocks, validate_view
 
 
 def select(options: list[dict], **extra: object) -> dict:

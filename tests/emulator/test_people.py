@@ -6,8 +6,8 @@ from datetime import date
 
 import pytest
 
+from sandbox.slack import EmulatorUsageError, View
 from tests.emulator.helpers import button, modal, option, plain, section
-from tests.fakes.slack_emulator import EmulatorUsageError, View
 
 
 def field(block_id: str, element: dict, **extra: object) -> dict:

@@ -8,8 +8,8 @@ import json
 import aiohttp
 import pytest
 
+from sandbox.slack import AckTimeout, NotConnected
 from tests.emulator.helpers import button, modal, option, plain, section
-from tests.fakes.slack_emulator import AckTimeout, NotConnected
 
 REQUEST_MODAL = modal(
     {

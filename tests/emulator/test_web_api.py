@@ -13,8 +13,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
+from sandbox.slack import SlackEmulator
 from tests.emulator.helpers import ManualClock, modal, plain, section
-from tests.fakes.slack_emulator import SlackEmulator
 
 
 async def error_of(call) -> SlackApiError:

@@ -8,7 +8,7 @@ from core.models import RequestStatus as S
 from handlers import blocks
 from handlers.forms import parse_form
 from handlers.ids import ActionId
-from tests.fakes.slack_emulator.blocks_validator import validate_message_blocks, validate_view
+from sandbox.slack.blocks_validator import validate_message_blocks, validate_view
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES
 
 FLOWS = """\
