@@ -284,6 +284,9 @@ async def access_report(args) -> int:
             except OSError as error:
                 partial.unlink(missing_ok=True)
                 return _fail(f"cannot write {path}: {error.strerror or error}.")
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
         print(
             f"{count} grant{'s' if count != 1 else ''} from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
             file=sys.stderr,

@@ -66,7 +66,8 @@ def _cell(value: str | None) -> str:
 
 def write_csv(out: TextIO, records: Iterable[GrantRecord], *, now: datetime) -> int:
     """Write the header and one row per grant; return how many grants were written."""
-    writer = csv.writer(out, lineterminator="\n")
+    # The default dialect ends rows with CRLF (RFC 4180), so a lone CR or LF in a reason is quoted too.
+    writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     count = 0
     for record in records:

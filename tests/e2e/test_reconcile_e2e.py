@@ -259,3 +259,69 @@ async def test_aws_sso_an_account_assignment_without_a_grant_is_removed(launch, 
     # Named by the Identity Store user name, with the email it matched on.
     assert "mallory" in await wait_alert(bot, "mallory holds sso_prod/prod")
     assert ("drift.removed", "mallory") in await drift_audit(bot)
+
+
+async def test_okta_a_removal_that_fails_is_alerted_once_and_tried_again_until_it_works(launch, okta):
+    mallory = okta.add_user(MALLORY)
+    group = okta.add_group("prod-admins")
+    okta.members[group].add(mallory)
+    bot = await launch.start(okta_flows(okta, group, "revoke"))
+    okta.deny_writes = True  # Okta refuses membership changes (403)
+
+    first = await bot.runtime.reconciler.run_due()
+    assert first["okta_prod"].found == 1 and first["okta_prod"].removed == 0
+    assert okta.is_member(group, mallory)
+    assert "Removing it failed" in await wait_alert(bot, MALLORY)
+    bot.clock.advance(hours=1)
+    await bot.runtime.reconciler.run_due()
+    assert len(alerts_about(bot, MALLORY)) == 1 and okta.is_member(group, mallory)
+
+    okta.deny_writes = False
+    bot.clock.advance(hours=1)
+    assert (await bot.runtime.reconciler.run_due())["okta_prod"].removed == 1
+    assert not okta.is_member(group, mallory)
+    actions = [a for a, holder in await drift_audit(bot) if holder == MALLORY]
+    assert actions == ["drift.found", "drift.remove_failed", "drift.removed"]
+
+
+async def test_okta_a_live_grant_of_another_flow_on_the_same_group_covers_its_holder(launch, okta):
+    alice = okta.add_user(ALICE)
+    group = okta.add_group("prod-admins")
+    strategy = okta_strategy("okta", target("prod", "Prod Admins", group_id=group))
+    plain = flow("okta_plain", "Prod Admins (no reconcile)", strategy, reason_and_duration("30m"))
+    flows = flows_file(
+        plain,
+        reconciling_flow("okta_prod", strategy, "revoke"),
+        integrations={"okta": okta_integration(okta.url, okta.api_token)},
+    )
+    bot = await launch.start(flows)
+    await grant_alice(bot, "okta_plain")
+
+    results = await bot.runtime.reconciler.run_due()
+
+    assert list(results) == ["okta_prod"] and results["okta_prod"].found == 0
+    assert okta.is_member(group, alice)
+    assert alerts_about(bot, ALICE) == []
+
+
+async def test_okta_a_grant_recorded_while_the_group_is_being_listed_is_not_drift(launch, okta, monkeypatch):
+    alice = okta.add_user(ALICE)
+    group = okta.add_group("prod-admins")
+    bot = await launch.start(okta_flows(okta, group, "revoke"))
+    strategy = bot.runtime.strategies["okta_prod"]
+    list_holders = strategy.holders
+
+    async def holders_then_a_grant_lands(target):
+        listed = await list_holders(target)
+        # Alice's request is approved and granted while the listing is on its way back.
+        message = await bot.request("U_ALICE", "okta_prod", "C_APPROVALS", target="Prod Admins", duration="30m")
+        await bot.approve(message)
+        return listed
+
+    okta.members[group].add(alice)  # she is listed (as the grant lands in Okta)…
+    monkeypatch.setattr(strategy, "holders", holders_then_a_grant_lands)
+
+    results = await bot.runtime.reconciler.run_due()
+
+    assert results["okta_prod"].found == 0, "…and the grant recorded meanwhile covers her"
+    assert okta.is_member(group, alice)
