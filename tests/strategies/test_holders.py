@@ -164,3 +164,42 @@ async def test_aws_sso_names_users_and_groups_and_removes_a_group_assignment(aws
         )["AccountAssignments"]
     )
     assert [(a["PrincipalType"], a["PrincipalId"]) for a in remaining] == [("USER", sso.user_id)]
+
+
+async def test_aws_a_listing_refused_half_way_is_an_error_not_a_shorter_list(aws_moto, aws_proxy, aws_integration):
+    from tests.fakes.aws_fault_proxy import aws_error_reply
+
+    iam = aws_moto.client("iam")
+    iam.create_group(GroupName="Admins")
+    iam.create_user(UserName="alice")
+    iam.add_user_to_group(GroupName="Admins", UserName="alice")
+    integration = await aws_integration(aws_proxy.url)
+    iam_strategy = AwsIamStrategy(
+        AwsIamStrategyConfig(
+            type="aws_iam", integration="aws", targets=[{"name": "a", "label": "A", "group_name": "Admins"}]
+        ),
+        integrations={"aws": integration},
+        sleep=FakeTime().sleep,
+    )
+    aws_proxy.script("GetGroup", aws_error_reply("AccessDenied", "not authorized", 403, query=True))
+    with pytest.raises(StrategyError, match="iam:GetGroup"):
+        await iam_strategy.holders(Target("a", "A", {"group_name": "Admins"}))
+
+    sso = seed_identity_center(aws_moto, email="alice@example.com")
+    sso.admin.create_account_assignment(**sso.assignment())
+    target_keys = {"permission_set_arn": sso.permission_set_arn, "account_id": SSO_ACCOUNT}
+    sso_strategy = AwsSsoStrategy(
+        AwsSsoStrategyConfig(
+            type="aws_sso",
+            integration="aws",
+            instance_arn=sso.instance_arn,
+            identity_store_id=sso.identity_store_id,
+            targets=[{"name": "p", "label": "P", **target_keys}],
+        ),
+        integrations={"aws": integration},
+        sleep=FakeTime().sleep,
+    )
+    # The assignments are listed, but who a principal is cannot be read: the listing fails as a whole.
+    aws_proxy.script("DescribeUser", aws_error_reply("AccessDeniedException", "not authorized", 400))
+    with pytest.raises(StrategyError, match="identitystore:DescribeUser"):
+        await sso_strategy.holders(Target("p", "P", target_keys))
