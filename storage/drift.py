@@ -228,21 +228,3 @@ class DriftRepo:
             return True
 
         return await self._store.write(apply)
-
-    async def findings(self, *, open_only: bool = False) -> list[tuple[Finding, datetime | None, str | None]]:
-        """Every finding (or only the open ones), oldest first, with when and how each was resolved."""
-        where = " WHERE resolved_at IS NULL" if open_only else ""
-
-        def query(db: sqlite_utils.Database) -> list[tuple[Finding, datetime | None, str | None]]:
-            rows = db.execute(
-                f"SELECT {_FINDING[len('SELECT ') : _FINDING.index(' FROM')]}, resolved_at, resolution "
-                f"FROM drift_findings{where} ORDER BY id"
-            ).fetchall()
-            return [(_finding(r[:11]), optional_from_db(r[11]), r[12]) for r in rows]
-
-        return await self._store.read(query)
-
-
-def optional_from_db(text: str | None) -> datetime | None:
-    """from_db_time that passes None through."""
-    return None if text is None else from_db_time(text)
