@@ -70,10 +70,16 @@ class Scheduler:
         async def run() -> None:
             structlog.contextvars.clear_contextvars()
             structlog.contextvars.bind_contextvars(timer=job_id)
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)  # drained by shutdown() like a revocation in flight
             try:
                 await fn()
             except Exception:
                 log.exception("periodic.failed", job=job_id)
+            finally:
+                if task is not None:
+                    self._running.discard(task)
 
         self._scheduler.add_job(run, "interval", seconds=interval.total_seconds(), id=job_id, replace_existing=True)
         self._periodic.add(job_id)
