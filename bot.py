@@ -5,6 +5,7 @@
     python bot.py sandbox [--port 8000]      the whole product on this machine, no Slack workspace needed
     python bot.py identities …               manage identity overrides (Slack user → target-system user)
     python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
+    python bot.py report access --since …    the access review: who held what, when, approved by whom (CSV/HTML)
 
 This module only parses arguments, runs the chosen command and turns failures into exit codes;
 `runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
@@ -24,6 +25,7 @@ import json
 import os
 import signal
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 EXIT_STARTUP = 1
@@ -61,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="print the audit trail as JSON lines")
     audit.add_argument("--request", help="only this request id")
     audit.add_argument("--limit", type=int, default=10_000)
+
+    report = sub.add_parser("report", help="reports for auditors")
+    rsub = report.add_subparsers(dest="report", metavar="REPORT", required=True)
+    access = rsub.add_parser("access", help="per target: who had access, when, approved by whom, why, how it ended")
+    access.add_argument("--since", required=True, help="start of the period (2026-11-01 or an ISO time; UTC)")
+    access.add_argument("--until", help="end of the period, excluded (default: now)")
+    access.add_argument("--format", choices=("csv", "html"), default="csv")
+    access.add_argument("--output", help="write to this file instead of standard output")
     return parser
 
 
@@ -81,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(identities(args))
         if command == "audit":
             return asyncio.run(audit(args))
+        if command == "report":
+            return asyncio.run(access_report(args))
         return run()
     except StartupError as error:  # an unusable JITBOT_DB for identities / audit: a sentence, no traceback
         return _fail(error.user_message)
@@ -226,6 +238,71 @@ async def audit(args) -> int:
                     default=str,
                 )
             )
+        return 0
+    finally:
+        await store.close()
+
+
+def _instant(text: str, name: str) -> datetime:
+    """An ISO date or time from the command line, as aware UTC (a time without an offset is UTC)."""
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{name} '{text[:40]}' is not a date like 2026-11-01 or a time like 2026-11-01T09:00Z"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+async def access_report(args) -> int:
+    """Write the access review of a period as CSV or one self-contained HTML file."""
+    from reports.access import write_csv, write_html
+    from storage.access_review import review_grants, review_targets
+    from storage.db import Store
+
+    now = datetime.now(UTC)
+    try:
+        since = _instant(args.since, "--since")
+        until = _instant(args.until, "--until") if args.until else now
+    except ValueError as error:
+        return _fail(str(error), EXIT_INVALID_CONFIG)
+    if since >= until:
+        return _fail("--since must be before --until.", EXIT_INVALID_CONFIG)
+
+    def render(db, out) -> int:
+        if args.format == "csv":
+            return write_csv(out, review_grants(db, since, until), now=now)
+        return write_html(
+            out,
+            review_targets(db, since, until),
+            lambda t, lanes: review_grants(db, since, until, flow=t.flow, target=t.target, by_person=lanes),
+            since=since,
+            until=until,
+            now=now,
+        )
+
+    store = await Store.open(_database_path())
+    try:
+        if not args.output:
+            count = await store.read(lambda db: render(db, sys.stdout))
+        else:
+            # Written beside the target and renamed over it: a failed run never leaves half a report.
+            path = Path(args.output)
+            partial = path.with_name(f".{path.name}.partial")
+            try:
+                with partial.open("w", encoding="utf-8", newline="") as out:
+                    count = await store.read(lambda db: render(db, out))
+                partial.replace(path)
+            except OSError as error:
+                partial.unlink(missing_ok=True)
+                return _fail(f"cannot write {path}: {error.strerror or error}.")
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+        print(
+            f"{count} grant{'s' if count != 1 else ''} from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
+            file=sys.stderr,
+        )
         return 0
     finally:
         await store.close()

@@ -10,6 +10,7 @@ import asyncio
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
@@ -31,6 +32,7 @@ from core.engine import AccessEngine
 from core.errors import StartupError
 from core.hook_runner import HookRunner
 from core.hooks import load_hooks
+from core.reconcile import RECONCILE_TICK_SECONDS, Reconciler
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
 from core.secrets import SecretRegistry
@@ -40,6 +42,7 @@ from handlers.listeners import Listeners
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
+from storage.drift import DriftRepo
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
@@ -122,6 +125,7 @@ class Runtime:
         self.health = None
         self.team_id: str | None = None
         self.retired: RetiredStrategies | None = None
+        self.reconciler: Reconciler | None = None
         self.hook_modules: dict[str, object] = {}
         self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
 
@@ -207,6 +211,8 @@ class Runtime:
             secrets=secrets,
         )
         self.engine.retired = self.retired.by_request
+        # Drift reconciliation: who holds each target without a live grant (flows with `reconcile:`).
+        self.reconciler = Reconciler(self.engine.life, DriftRepo(self.store, secrets))
 
         # process_before_response=True: our listener wrapper (handlers.listeners.Listeners.reported) returns as
         # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
@@ -219,6 +225,9 @@ class Runtime:
         counts = await self.engine.recover()
         if self.start_timers:
             self.scheduler.start_sweep()  # only now: a sweep must not race recovery
+            if self.reconciler.flows():
+                # Each tick runs the flows whose `every` has passed since their stored last run.
+                self.scheduler.every("reconcile", self.reconciler.run_due, timedelta(seconds=RECONCILE_TICK_SECONDS))
             armed = await self.scheduler.arm_window()
             log.info("timers.armed", count=armed)
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)

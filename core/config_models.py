@@ -43,6 +43,7 @@ from core.schema import (
     parse_duration,
 )
 from core.secrets import SecretRegistry
+from core.strategy import SupportsHolders
 
 RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
 
@@ -121,6 +122,26 @@ class Approvers(StrictModel):
                 "lists no users or usergroups: add some, or remove approvers to let anyone but the requester decide"
             )
         return self
+
+
+MIN_RECONCILE_EVERY = timedelta(minutes=5)
+
+
+class Reconcile(StrictModel):
+    """A flow's `reconcile:` block: how often to compare who holds each target with the live grants,
+    what to do about someone holding it without one, and who may (service accounts, break-glass)."""
+
+    every: Duration
+    action: Literal["alert", "revoke"] = "alert"
+    exempt: list[NonEmpty] = []
+
+    @field_validator("every")
+    @classmethod
+    def _not_too_often(cls, every: timedelta) -> timedelta:
+        # Each run lists every target in its system: more often than this only spends API quota.
+        if every < MIN_RECONCILE_EVERY:
+            raise ValueError(f"must be at least {format_duration(MIN_RECONCILE_EVERY)}")
+        return every
 
 
 class FieldSpec(StrictModel):
@@ -281,6 +302,7 @@ class Flow(StrictModel):
     request_timeout: Duration | None = None
     hooks: NonEmpty | None = None
     hook_timeout: Duration = timedelta(seconds=5)
+    reconcile: Reconcile | None = None
 
     _hooks_path: Path | None = PrivateAttr(default=None)
     _written_strategy: dict[str, Any] | None = PrivateAttr(default=None)
@@ -319,6 +341,26 @@ class Flow(StrictModel):
             _raise([_problem((), f"hooks file '{hooks}' does not exist (looked for {path})", hooks)])
         # Its contents (syntax, misspelt hooks) are linted by core.config with the hooks file's own lines.
         return hooks
+
+    @model_validator(mode="after")
+    def _reconcile_needs_a_listing(self, info: ValidationInfo) -> Flow:
+        if self.reconcile is None:
+            return self
+        kind = getattr(self.strategy, "type", None)
+        registered = _context(info).strategy_types.get(kind) if isinstance(kind, str) else None
+        if registered is not None and not issubclass(registered, SupportsHolders):
+            listable = sorted(n for n, c in _context(info).strategy_types.items() if issubclass(c, SupportsHolders))
+            _raise(
+                [
+                    _problem(
+                        ("reconcile",),
+                        f"strategy type '{kind}' cannot list who holds a target, so it cannot be reconciled "
+                        f"(types that can: {', '.join(listable) or 'none'})",
+                    )
+                ],
+                "Flow",
+            )
+        return self
 
     @model_validator(mode="after")
     def _remember_hooks_path(self, info: ValidationInfo) -> Flow:

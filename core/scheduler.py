@@ -37,6 +37,7 @@ class Scheduler:
         self.horizon = horizon
         self.sweep_interval = sweep_interval
         self._running: set[asyncio.Task[Any]] = set()
+        self._periodic: set[str] = {"sweep"}  # job ids that are not per-request timers
         self._scheduler = AsyncIOScheduler(
             timezone=UTC,
             # A job that fires late still runs (never skipped as "misfired"); duplicates coalesce.
@@ -61,6 +62,27 @@ class Scheduler:
         self._scheduler.add_job(
             self.sweep, "interval", seconds=self.sweep_interval.total_seconds(), id="sweep", replace_existing=True
         )
+
+    def every(self, job_id: str, fn: Callable[[], Awaitable[object]], interval: timedelta) -> None:
+        """Run `fn` every `interval` from now on (a periodic job whose own state lives in the database,
+        such as drift reconciliation's last run per flow); a failure is logged, never raised."""
+
+        async def run() -> None:
+            structlog.contextvars.clear_contextvars()
+            structlog.contextvars.bind_contextvars(timer=job_id)
+            task = asyncio.current_task()
+            if task is not None:
+                self._running.add(task)  # drained by shutdown() like a revocation in flight
+            try:
+                await fn()
+            except Exception:
+                log.exception("periodic.failed", job=job_id)
+            finally:
+                if task is not None:
+                    self._running.discard(task)
+
+        self._scheduler.add_job(run, "interval", seconds=interval.total_seconds(), id=job_id, replace_existing=True)
+        self._periodic.add(job_id)
 
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop firing timers, then give revocations already running `grace` seconds to finish."""
@@ -88,7 +110,7 @@ class Scheduler:
 
     def armed(self) -> int:
         """How many revoke / expire timers are held in memory."""
-        return sum(1 for job in self._scheduler.get_jobs() if job.id != "sweep")
+        return sum(1 for job in self._scheduler.get_jobs() if job.id not in self._periodic)
 
     def _arm(self, job_id: str, fn: Callable[[str], Awaitable[object]], request_id: str, when: datetime) -> None:
         if when > self.clock.now() + self.horizon:

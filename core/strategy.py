@@ -19,7 +19,8 @@ Rules every strategy keeps:
 - `identity_key` names whose identity overrides apply (an integration name, or the strategy type).
 
 Optional capabilities are separate runtime-checkable protocols, probed with isinstance():
-`SupportsIsActive` (used by the contract suite and live checks) and `SupportsInstructions`.
+`SupportsIsActive` (used by the contract suite and live checks), `SupportsInstructions`, and
+`SupportsHolders` (list who holds a target and take it from one of them: drift reconciliation).
 Adapters live in `strategies/`; core depends on this protocol only.
 """
 
@@ -104,6 +105,40 @@ class SupportsInstructions(Protocol):
     """A strategy that can tell the requester how to use the access (shown in the DM)."""
 
     def instructions(self, ctx: GrantContext) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Someone who holds a target in its system: their `id` there, the `name` people know them by,
+    other names they go by (`aliases`: an email, a login), and `kind` ("user", or "group" where a
+    whole group is assigned)."""
+
+    id: str
+    name: str
+    aliases: frozenset[str] = frozenset()
+    kind: str = "user"
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Every name of this holder, case-folded, for matching identities and exemptions."""
+        return frozenset(n.casefold() for n in (self.name, *self.aliases) if n)
+
+
+@runtime_checkable
+class SupportsHolders(Protocol):
+    """A strategy that can list everyone holding a target in the target system, and remove one.
+
+    `holders` lists every page and raises a `StrategyError` when it cannot (never an empty list for
+    a listing that failed, nor for a target that does not exist). `access_key` names the access in
+    the target system (two flows granting the same group share it), so a live grant of any flow
+    covers its holder.
+    """
+
+    def access_key(self, target: Target) -> str: ...
+
+    async def holders(self, target: Target) -> list[Holder]: ...
+
+    async def remove_holder(self, target: Target, holder: Holder) -> None: ...
 
 
 @runtime_checkable

@@ -147,6 +147,53 @@ def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN grant_spec TEXT NOT NULL DEFAULT '{}'")
 
 
+@_migration
+def m012_drift(db: sqlite_utils.Database) -> None:
+    """Drift reconciliation: what each run found (remembered so each finding is alerted once), and when
+    each flow last ran and whether its listings are failing (so the schedule survives restarts)."""
+    db.execute(
+        """
+        CREATE TABLE drift_findings (
+            id               INTEGER PRIMARY KEY AUTOINCREMENT,
+            access_key       TEXT NOT NULL,
+            flow             TEXT NOT NULL,
+            target           TEXT NOT NULL,
+            holder_id        TEXT NOT NULL,
+            holder_name      TEXT NOT NULL,
+            holder_kind      TEXT NOT NULL DEFAULT 'user',
+            found_at         TEXT NOT NULL,
+            alerted_at       TEXT,
+            removal_attempts INTEGER NOT NULL DEFAULT 0,
+            last_error       TEXT,
+            resolved_at      TEXT,
+            resolution       TEXT
+        )
+        """
+    )
+    # One open finding per holder of an access; once resolved, the same holder coming back is a new one.
+    db.execute(
+        "CREATE UNIQUE INDEX drift_findings_open ON drift_findings (access_key, holder_id) WHERE resolved_at IS NULL"
+    )
+    db.execute(
+        """
+        CREATE TABLE reconcile_state (
+            flow          TEXT NOT NULL,
+            target        TEXT NOT NULL DEFAULT '',
+            last_run_at   TEXT,
+            failing_since TEXT,
+            last_error    TEXT,
+            PRIMARY KEY (flow, target)
+        )
+        """
+    )
+
+
+@_migration
+def m013_requests_flow_target(db: sqlite_utils.Database) -> None:
+    """Grants by flow and target: the access review reads one target at a time, reconciliation too."""
+    db.execute("CREATE INDEX requests_flow_target ON requests (flow, target, status)")
+
+
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations already applied to `db`, in order."""
     return [m.name for m in MIGRATIONS.applied(db)]

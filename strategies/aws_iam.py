@@ -14,8 +14,9 @@ import structlog
 from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
+from core.models import Target
 from core.schema import Name, StrategyConfig, TargetConfig
-from core.strategy import GrantContext, GrantResult, ValidationIssue
+from core.strategy import GrantContext, GrantResult, Holder, ValidationIssue
 from strategies.aws import AwsStrategyBase, mapped_call
 
 log = structlog.get_logger(__name__)
@@ -112,6 +113,33 @@ class AwsIamStrategy(AwsStrategyBase):
         if pages is None:
             return False
         return any(g["GroupName"].lower() == wanted for page in pages for g in page.get("Groups", []))
+
+    def access_key(self, target: Target) -> str:
+        """The group, in this integration's account (IAM group names are unique regardless of case)."""
+        return f"aws_iam:{self.config.integration}:{str(target.settings.get('group_name', '')).lower()}"
+
+    async def holders(self, target: Target) -> list[Holder]:
+        """Every IAM user in the target's group (iam:GetGroup, all pages); TargetNotFound if it is gone."""
+        group = str(target.settings.get("group_name") or "")
+        pages = await mapped_call(
+            lambda: self.integration.paginate("iam", "get_group", GroupName=group),
+            system=SYSTEM,
+            client_name="iam",
+            missing=_NO_SUCH_ENTITY,
+        )
+        if pages is None:
+            raise TargetNotFound(f"{SYSTEM}: group {group!r} does not exist, so its members cannot be listed")
+        return [
+            Holder(id=u["UserName"], name=u["UserName"], aliases=frozenset({u.get("UserId", "")} - {""}))
+            for page in pages
+            for u in page.get("Users", [])
+        ]
+
+    async def remove_holder(self, target: Target, holder: Holder) -> None:
+        """Remove the user from the target's group; already gone is done."""
+        group = str(target.settings.get("group_name") or "")
+        if await self._iam("remove_user_from_group", GroupName=group, UserName=holder.id) is None:
+            log.info("aws_iam.remove_holder.already_gone", user=holder.id, group=group)
 
     async def _iam(self, method: str, **kwargs: Any) -> dict[str, Any] | None:
         """One IAM call with retries; None when IAM answers NoSuchEntity, other errors mapped."""

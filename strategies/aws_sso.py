@@ -24,9 +24,10 @@ import structlog
 from pydantic import BeforeValidator, Field
 
 from core.errors import StartupError, StrategyError, StrategyUnavailable, SubjectNotFound, TargetNotFound
+from core.models import Target
 from core.retry import STATUS_POLL, Backoff, Retry, call
 from core.schema import Duration, Name, StrategyConfig, TargetConfig
-from core.strategy import GrantContext, GrantResult, ValidationIssue
+from core.strategy import GrantContext, GrantResult, Holder, ValidationIssue
 from strategies.aws import AwsStrategyBase
 
 log = structlog.get_logger(__name__)
@@ -212,6 +213,69 @@ class AwsSsoStrategy(AwsStrategyBase):
                 "permission_set_arn": self._setting(ctx, "permission_set_arn"),
             }
         )
+
+    def access_key(self, target: Target) -> str:
+        """The permission set in the account, on this instance."""
+        return (
+            f"aws_sso:{self.config.integration}:{self.config.instance_arn}:"
+            f"{target.settings.get('account_id', '')}:{target.settings.get('permission_set_arn', '')}"
+        )
+
+    async def holders(self, target: Target) -> list[Holder]:
+        """Every principal assigned the target's permission set in its account (all pages), users named
+        by their Identity Store user name and emails, groups by display name as `group:<name>`."""
+        pages = await self._paginate(
+            "sso-admin",
+            "list_account_assignments",
+            InstanceArn=self.config.instance_arn,
+            AccountId=str(target.settings.get("account_id") or ""),
+            PermissionSetArn=str(target.settings.get("permission_set_arn") or ""),
+        )
+        store = await self._identity_store_id()
+        holders: dict[str, Holder] = {}
+        for assignment in (a for page in pages for a in page.get("AccountAssignments", [])):
+            principal, kind = assignment["PrincipalId"], assignment.get("PrincipalType", "USER")
+            if principal not in holders:
+                holders[principal] = await self._describe_principal(store, principal, kind)
+        return list(holders.values())
+
+    async def _describe_principal(self, store: str, principal: str, kind: str) -> Holder:
+        """A principal's names from the Identity Store; its id alone when the store no longer has it."""
+        if kind == "GROUP":
+            group = await self._call(
+                "identitystore", "describe_group", missing=_NOT_FOUND, IdentityStoreId=store, GroupId=principal
+            )
+            name = (group or {}).get("DisplayName") or principal
+            return Holder(id=principal, name=f"group:{name}", kind="group")
+        user = await self._call(
+            "identitystore", "describe_user", missing=_NOT_FOUND, IdentityStoreId=store, UserId=principal
+        )
+        if user is None:
+            return Holder(id=principal, name=principal)
+        emails = frozenset(e["Value"] for e in user.get("Emails", []) if e.get("Value"))
+        return Holder(id=principal, name=user.get("UserName") or principal, aliases=emails)
+
+    async def remove_holder(self, target: Target, holder: Holder) -> None:
+        """Delete the principal's assignment of the target's permission set and wait for it; gone is done."""
+        kind = "GROUP" if holder.kind == "group" else "USER"
+        assignment = {
+            "InstanceArn": self.config.instance_arn,
+            "TargetId": str(target.settings.get("account_id") or ""),
+            "TargetType": "AWS_ACCOUNT",
+            "PermissionSetArn": str(target.settings.get("permission_set_arn") or ""),
+            "PrincipalType": kind,
+            "PrincipalId": holder.id,
+        }
+        response = await self._call("sso-admin", "delete_account_assignment", missing=_NOT_FOUND, **assignment)
+        if response is None:
+            return
+        status = await self._wait(response["AccountAssignmentDeletionStatus"], "deletion")
+        if status["Status"] == "FAILED":
+            raise StrategyUnavailable(
+                f"{SYSTEM}: deleting the assignment of {assignment['PermissionSetArn']} in account "
+                f"{assignment['TargetId']} from {holder.name} failed: {status.get('FailureReason') or 'no reason'}",
+                retryable=True,
+            )
 
     def _creation_in_doubt(
         self, ctx: GrantContext, state: Mapping[str, str], creation: Mapping[str, Any], error: StrategyError

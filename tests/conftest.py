@@ -12,6 +12,9 @@ from sandbox.slack import SlackEmulator
 if TYPE_CHECKING:
     from tests.fakes.moto_server import MotoServer
 
+# The shared headless-browser fixture (`chromium_driver`).
+pytest_plugins = ["tests.browser"]
+
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
 

@@ -138,6 +138,20 @@ class AptibleIntegration:
                 return AptibleUser(id=user["id"], email=user.get("email", ""), href=href)
         return None
 
+    async def organization_users(self) -> list[AptibleUser]:
+        """Every user of the organization (all pages)."""
+        org = quote(self.config.organization_id, safe="")
+        users = await self._collection(f"/organizations/{org}/users", "users", action="list organization users")
+        return [
+            AptibleUser(
+                id=u["id"],
+                email=u.get("email", ""),
+                href=((u.get("_links") or {}).get("self") or {}).get("href")
+                or f"{self.config.auth_url}/users/{u['id']}",
+            )
+            for u in users
+        ]
+
     async def get_role(self, role_id: str) -> AptibleRole:
         """The role, which must belong to the configured organization; else TargetNotFound."""
         response = await self._call("GET", f"/roles/{quote(role_id, safe='')}", action=f"read role {role_id}")

@@ -14,8 +14,9 @@ import structlog
 from pydantic import Field
 
 from core.errors import SubjectNotFound, TargetNotFound
+from core.models import Target
 from core.schema import StrategyConfig, TargetConfig
-from core.strategy import GrantContext, GrantResult
+from core.strategy import GrantContext, GrantResult, Holder
 from strategies.aptible.client import AptibleIntegration, AptibleUser
 from strategies.membership import MembershipStrategy
 
@@ -64,6 +65,26 @@ class AptibleStrategy(MembershipStrategy):
             request_id=ctx.request_id,
         )
         return GrantResult(state={"aptible_user_id": user.id, "role_id": role.id, "membership_id": membership.id})
+
+    def access_key(self, target: Target) -> str:
+        """The role, in this integration's organization."""
+        return f"aptible:{self.config.integration}:{target.settings.get('role_id', '')}"
+
+    async def holders(self, target: Target) -> list[Holder]:
+        """Every user with a membership of the target's role, named by email; TargetNotFound if it is gone."""
+        role = await self.integration.get_role(str(target.settings.get("role_id") or ""))
+        memberships = await self.integration.role_memberships(role.id)
+        emails = {u.id: u.email for u in await self.integration.organization_users()} if memberships else {}
+        users = dict.fromkeys(m.user_id for m in memberships)  # one holder per user, in listing order
+        return [Holder(id=user_id, name=emails.get(user_id) or user_id) for user_id in users]
+
+    async def remove_holder(self, target: Target, holder: Holder) -> None:
+        """Delete the user's memberships of the target's role; none left is done."""
+        role_id = str(target.settings.get("role_id") or "")
+        for membership in await self.integration.role_memberships(role_id):
+            if membership.user_id == holder.id:
+                await self.integration.delete_membership(membership.id)
+        log.info("aptible_holder_removed", integration=self.identity_key, role_id=role_id, aptible_user_id=holder.id)
 
     async def _remove(self, ctx: GrantContext, target_id: str, user_id: str) -> None:
         """Delete the user's memberships of the role; none left is success. See the module note on last roles."""

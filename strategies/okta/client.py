@@ -210,6 +210,15 @@ class OktaIntegration:
                 return True
         return False
 
+    async def group_members(self, group_id: str) -> list[OktaUser]:
+        """Every user in the group (all pages, following Link rel="next"); TargetNotFound if it does not exist."""
+        response = await self._request("GET", f"/api/v1/groups/{_seg(group_id)}", action=f"read group {group_id}")
+        if response.status_code == 404:
+            raise TargetNotFound(f"Okta group {group_id} does not exist (integration {self.name})")
+        # strict: a group deleted while its pages are read must fail the listing, not shorten it.
+        pages = self._pages(f"/api/v1/groups/{_seg(group_id)}/users", action=f"list group {group_id}", strict=True)
+        return [OktaUser.from_json(item) async for item in pages]
+
     async def is_user_in_group(self, user: Any, group_id: str) -> bool:
         """For hooks: whether `user` (with .identity or .email) is in the group; cached briefly."""
         identity = getattr(user, "identity", None) or getattr(user, "email", None)
@@ -231,13 +240,17 @@ class OktaIntegration:
         return self._clock.now().timestamp()
 
     async def _pages(
-        self, url: str, *, action: str, params: Mapping[str, str] | None = None
+        self, url: str, *, action: str, params: Mapping[str, str] | None = None, strict: bool = False
     ) -> AsyncIterator[dict[str, Any]]:
-        """Yield every item of a list endpoint, following Link rel="next" on the same origin only."""
+        """Yield every item of a list endpoint, following Link rel="next" on the same origin only.
+
+        A 404 ends the listing quietly, unless `strict`: then it raises TargetNotFound."""
         origin = httpx.URL(self.config.url)
         for _ in range(_MAX_PAGES):
             response = await self._request("GET", url, params=params, action=action)
             if response.status_code == 404:
+                if strict:
+                    raise TargetNotFound(f"Okta could not {action}: {_error_text(response)} (integration {self.name})")
                 return
             for item in response.json():
                 yield item

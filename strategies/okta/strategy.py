@@ -8,8 +8,9 @@ import structlog
 from pydantic import Field
 
 from core.errors import SubjectNotFound
+from core.models import Target
 from core.schema import StrategyConfig, TargetConfig
-from core.strategy import GrantContext, GrantResult
+from core.strategy import GrantContext, GrantResult, Holder
 from strategies.membership import MembershipStrategy
 from strategies.okta.client import INACTIVE_USER_STATUSES, OktaIntegration, OktaUser
 
@@ -57,6 +58,21 @@ class OktaStrategy(MembershipStrategy):
             request_id=ctx.request_id,
         )
         return GrantResult(state={"okta_user_id": user.id, "group_id": group_id})
+
+    def access_key(self, target: Target) -> str:
+        """The group, in this integration's org."""
+        return f"okta:{self.config.integration}:{target.settings.get('group_id', '')}"
+
+    async def holders(self, target: Target) -> list[Holder]:
+        """Every member of the target's group (all pages); TargetNotFound when the group is gone."""
+        members = await self.integration.group_members(str(target.settings.get("group_id") or ""))
+        return [Holder(id=u.id, name=u.login, aliases=frozenset({u.email or ""} - {""})) for u in members]
+
+    async def remove_holder(self, target: Target, holder: Holder) -> None:
+        """Remove the member from the target's group; already gone is done."""
+        group_id = str(target.settings.get("group_id") or "")
+        await self.integration.remove_user_from_group(group_id, holder.id)
+        log.info("okta_holder_removed", integration=self.identity_key, group_id=group_id, okta_user_id=holder.id)
 
     async def _remove(self, ctx: GrantContext, target_id: str, user_id: str) -> None:
         await self.integration.remove_user_from_group(target_id, user_id)

@@ -83,3 +83,24 @@ async def test_the_sweep_runs_the_engine_sweep_then_arms_the_window():
     scheduler = Scheduler(engine, clock)
     await scheduler.sweep()
     assert engine.sweeps == 1 and scheduler.armed() == 1
+
+
+async def test_a_periodic_job_keeps_running_after_a_failure_and_is_not_counted_as_a_timer():
+    clock = SystemClock()
+    scheduler = Scheduler(RecordingEngine(), clock)
+    ran = asyncio.Queue()
+
+    async def reconcile():
+        await ran.put(clock.now())
+        if ran.qsize() == 1:
+            raise RuntimeError("the first run fails")  # logged; the job keeps its schedule
+
+    scheduler.start(sweep=False)
+    try:
+        scheduler.every("reconcile", reconcile, timedelta(milliseconds=50))
+        assert scheduler.armed() == 0
+        first = await asyncio.wait_for(ran.get(), 5)
+        second = await asyncio.wait_for(ran.get(), 5)
+        assert second > first
+    finally:
+        await scheduler.shutdown()

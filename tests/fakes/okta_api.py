@@ -2,7 +2,8 @@
 
 Built from the documented API: `Authorization: SSWS <token>` (else 401 E0000011), 404 E0000007,
 X-Rate-Limit-Limit/Remaining/Reset on every response, cursor paging with `limit`/`after` and Link
-headers, PUT/DELETE /api/v1/groups/{gid}/users/{uid} -> 204. Faults: `throttle(n, reset_in)` answers
+headers, GET /api/v1/groups/{gid}/users (the members, paged),
+PUT/DELETE /api/v1/groups/{gid}/users/{uid} -> 204. Faults: `throttle(n, reset_in)` answers
 the next n calls with 429 E0000047; `fail(n, status)` with a 5xx; `deny_writes` answers membership
 changes with 403 E0000006. `now` is injectable so Date and X-Rate-Limit-Reset are predictable.
 """
@@ -70,6 +71,7 @@ class OktaFake(FakeApi):
         router.add_get("/api/v1/users/{user}", self._get_user)
         router.add_get("/api/v1/users/{user}/groups", self._user_groups)
         router.add_get("/api/v1/groups/{group}", self._get_group)
+        router.add_get("/api/v1/groups/{group}/users", self._group_users)
         router.add_put("/api/v1/groups/{group}/users/{user}", self._add_member)
         router.add_delete("/api/v1/groups/{group}/users/{user}", self._remove_member)
 
@@ -133,6 +135,12 @@ class OktaFake(FakeApi):
 
     async def _get_group(self, request: web.Request) -> web.Response:
         return web.json_response(self._group(request.match_info["group"]))
+
+    async def _group_users(self, request: web.Request) -> web.Response:
+        # GET /api/v1/groups/{groupId}/users: the members as User objects, cursor-paged; 404 for no group.
+        group = self._group(request.match_info["group"])
+        members = [self.users[uid] for uid in sorted(self.members[group["id"]]) if uid in self.users]
+        return self._page(request, members)
 
     async def _add_member(self, request: web.Request) -> web.Response:
         group, user = self._group(request.match_info["group"]), self._user(request.match_info["user"])

@@ -1,0 +1,125 @@
+"""The access review: who held which target, from when to when, approved by whom, why, and how it ended.
+
+Pure values and rules, no I/O: `storage.access_review` reads the grants of a period out of the
+requests table (streamed), `reports.access` renders them as CSV or one self-contained HTML page.
+docs/access-review.md describes the report as an auditor reads it.
+
+How a grant ended (`Outcome`) is decided from the stored request alone:
+- `failed`: the grant itself failed (whatever it may have left was cleaned up by the revoke retries);
+- `extended`: a later request extended it (an extension link or an `access.extended` audit row);
+- `early`: revoked before its scheduled end (someone ended it, or an operator revoked it);
+- `on time`: revoked at (or after) its scheduled end;
+- `active`: still held, its end not yet reached;
+- `overdue`: still recorded as held after its scheduled end (the revocation is failing or pending);
+- `granting`: approved, the grant not yet recorded (in progress, or in doubt after a crash).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+# A revocation recorded within this much of the scheduled end counts as on time: the end is
+# stored to the microsecond and the revoke timer fires a little after it, never before.
+EARLY_TOLERANCE = timedelta(seconds=1)
+
+
+class Outcome(StrEnum):
+    """How a grant ended (or where it stands at the time of the report)."""
+
+    ON_TIME = "on time"
+    EARLY = "early"
+    EXTENDED = "extended"
+    FAILED = "failed"
+    ACTIVE = "active"
+    OVERDUE = "overdue"
+    GRANTING = "granting"
+
+
+@dataclass(frozen=True)
+class GrantRecord:
+    """One approved request as the review shows it; times are aware UTC."""
+
+    request_id: str
+    flow: str
+    target: str
+    requester: str
+    requester_email: str | None
+    identity: str | None
+    status: str
+    requested_at: datetime
+    approved_by: str | None
+    approved_at: datetime | None
+    reason: str | None
+    approval_note: str | None
+    start: datetime | None
+    scheduled_end: datetime | None
+    ended_at: datetime | None
+    ended_by: str | None
+    failure: str | None
+    last_error: str | None
+    extended_by: tuple[str, ...] = ()
+
+    @property
+    def who(self) -> str:
+        """The requester as an auditor reads them: the email with the Slack id, or the id alone."""
+        return f"{self.requester_email} ({self.requester})" if self.requester_email else self.requester
+
+
+@dataclass(frozen=True)
+class TargetSummary:
+    """One target of the period: how many grants it had and how many people held them."""
+
+    flow: str
+    target: str
+    grants: int
+    people: int
+
+
+def outcome(record: GrantRecord, now: datetime) -> Outcome:
+    """How `record` ended, or where it stands at `now` (see the module docstring)."""
+    if record.status == "failed":
+        return Outcome.FAILED
+    if record.extended_by:
+        return Outcome.EXTENDED
+    if record.status == "approved":
+        return Outcome.GRANTING
+    if record.status == "granted":
+        if record.scheduled_end is not None and record.scheduled_end <= now:
+            return Outcome.OVERDUE
+        return Outcome.ACTIVE
+    if record.ended_at is not None and record.scheduled_end is not None:
+        if record.ended_at < record.scheduled_end - EARLY_TOLERANCE:
+            return Outcome.EARLY
+    return Outcome.ON_TIME
+
+
+def outcome_detail(record: GrantRecord, result: Outcome) -> str:
+    """The words that explain an outcome: who ended it early, why a grant failed, what keeps failing."""
+    if result is Outcome.FAILED:
+        return record.failure or ""
+    if result is Outcome.EXTENDED:
+        return "extended by " + ", ".join(record.extended_by)
+    if result is Outcome.EARLY:
+        return f"ended by {record.ended_by}" if record.ended_by else ""
+    if result is Outcome.OVERDUE:
+        return f"revocation not yet done: {record.last_error}" if record.last_error else "revocation not yet done"
+    return ""
+
+
+def request_reason(fields: Mapping[str, Any]) -> str | None:
+    """The reason the requester gave: the `reason` field when the flow has one."""
+    value = fields.get("reason")
+    return None if value is None else str(value)
+
+
+def bar_end(record: GrantRecord, now: datetime) -> datetime | None:
+    """Where a grant's bar ends on a timeline: its recorded end, else now while it is held."""
+    if record.ended_at is not None:
+        return record.ended_at
+    if record.status in ("granted", "approved"):
+        return now
+    return record.start  # a failed grant: a mark at the attempt
