@@ -290,9 +290,12 @@ class Runtime:
             await self.scheduler.shutdown(grace=max(0.0, deadline - loop.time()))
         if self.engine is not None:
             left = await self.engine.settle(max(0.0, deadline - loop.time()))
-            unfinished = len(self.listeners.running()) + left
-            if unfinished:
+            if left or self.listeners.running():
                 log.warning("stop.unfinished", listeners=len(self.listeners.running()), follow_ups=left)
+            # Time is up: cancel what is left before its clients close under it. A grant cut short stays
+            # `approved` (recovery settles it), a revocation stays due, an edit is not sent.
+            await self.listeners.cancel()
+            await self.engine.cancel_follow_ups()
         if self.retired is not None:
             await self.retired.aclose()
         # After the listeners and timers are drained, so no hook call is running: stops their processes.

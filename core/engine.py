@@ -164,6 +164,10 @@ class AccessEngine:
         """Wait for the notifications that follow revocations (at most `timeout` s); return how many are left."""
         return await self.life.follow_ups.drain(timeout)
 
+    async def cancel_follow_ups(self) -> int:
+        """Cancel the notifications still running (at shutdown, once their time is up); return how many."""
+        return await self.life.follow_ups.cancel()
+
     @property
     def retired(self) -> dict[str, tuple[Strategy, Target]]:
         """Live grants of edited or removed flows: the strategy and target each recorded."""

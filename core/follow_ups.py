@@ -69,3 +69,12 @@ class FollowUps:
                 return len(running)
             await asyncio.wait(running, timeout=remaining)
         return 0
+
+    async def cancel(self) -> int:
+        """Cancel the follow-ups still running (at shutdown, once their time is up); return how many."""
+        running = {task for task in self._tasks if not task.done()}
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=1.0)
+        return len(running)
