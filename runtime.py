@@ -32,6 +32,7 @@ from core.engine import AccessEngine
 from core.errors import StartupError
 from core.hook_runner import HookRunner
 from core.hooks import load_hooks
+from core.metrics import MeteredRequests
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
 from core.secrets import SecretRegistry
@@ -166,7 +167,8 @@ class Runtime:
         self.store = await Store.open(settings.db_path, exclusive=True)
         await self._check_tokens()
         secrets = self.secrets
-        requests, audit = RequestRepo(self.store, secrets), AuditLog(self.store, secrets)
+        requests = MeteredRequests(RequestRepo(self.store, secrets), self.metrics)
+        audit = AuditLog(self.store, secrets)
         identities = IdentityStore(self.store, secrets=secrets)
 
         for name, spec in self.config.integrations.items():

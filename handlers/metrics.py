@@ -1,6 +1,7 @@
 """`GET /metrics`: the bot's Prometheus metrics, one registry per running bot.
 
-`PrometheusMetrics` implements `core.metrics.Metrics` (strategy calls, revocation lateness), counts
+`PrometheusMetrics` implements `core.metrics.Metrics` (status changes, strategy calls, revocation
+lateness), counts
 Slack Web API errors and 429s through `SlackCallCounter` (a slack_sdk retry handler that only
 looks), and reads what the database knows (requests by flow and status, live grants) when it is
 scraped. docs/operations.md lists every metric with its labels.
@@ -38,6 +39,12 @@ class PrometheusMetrics:
         self._requests = Gauge(
             "jitbot_requests",
             "Open requests (pending, approved, granted) in the database, by flow and status.",
+            ["flow", "status"],
+            registry=registry,
+        )
+        self._entered = Counter(
+            "jitbot_request_transitions",
+            "Requests that entered each status (created as pending, approved, granted, revoked, …), by flow.",
             ["flow", "status"],
             registry=registry,
         )
@@ -93,6 +100,10 @@ class PrometheusMetrics:
         self._follow_ups_pending = follow_ups_pending
 
     # ── core.metrics.Metrics ─────────────────────────────────────────────────────────────────
+
+    def request_status(self, flow: str, status: str) -> None:
+        """Count a request entering `status`."""
+        self._entered.labels(flow, status).inc()
 
     def strategy_call(self, strategy: str, operation: str, seconds: float, *, failed: bool) -> None:
         """Count and time one strategy call."""

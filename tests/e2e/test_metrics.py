@@ -33,7 +33,7 @@ def value(samples: dict, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
-async def test_an_operator_sees_requests_grants_strategy_calls_and_revocation_lateness_on_metrics(
+async def test_an_operator_sees_requests_status_changes_grants_strategy_calls_and_revocation_lateness_on_metrics(
     start_webhook_bot, receiver
 ):
     address = free_address()
@@ -68,6 +68,11 @@ async def test_an_operator_sees_requests_grants_strategy_calls_and_revocation_la
     assert value(ended, "jitbot_revocation_lateness_seconds_bucket", le="2.0") == 0
     assert value(ended, "jitbot_revocation_lateness_seconds_bucket", le="5.0") == 1
     assert value(ended, "jitbot_follow_ups_pending") == 0
+    transitions = {
+        status: value(ended, "jitbot_request_transitions_total", flow="db_access", status=status)
+        for status in ("pending", "approved", "granted", "revoked", "denied")
+    }
+    assert transitions == {"pending": 1, "approved": 1, "granted": 1, "revoked": 1, "denied": 0}
 
 
 async def test_failed_strategy_calls_and_slack_errors_and_429s_are_counted(start_webhook_bot, receiver, slack):
@@ -86,6 +91,7 @@ async def test_failed_strategy_calls_and_slack_errors_and_429s_are_counted(start
     assert value(samples, "jitbot_strategy_errors_total", strategy="webhook", operation="grant") == value(
         samples, "jitbot_strategy_calls_total", strategy="webhook", operation="grant"
     )
+    assert value(samples, "jitbot_request_transitions_total", flow="db_access", status="failed") == 1
     assert value(samples, "jitbot_slack_rate_limited_total", method="chat.update") == 1
     assert value(samples, "jitbot_slack_api_errors_total", method="conversations.open", error="internal_error") == 1
 
