@@ -22,6 +22,7 @@ import structlog
 
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
+from core.errors import ChatUnavailable
 from core.follow_ups import FollowUps
 from core.hook_runner import HookRunner
 from core.metrics import NO_METRICS, Metrics, timed_call
@@ -173,8 +174,8 @@ class Lifecycle:
     # ── best-effort notifications ─────────────────────────────────────────────────────────────
 
     async def publish(self, request: AccessRequest, *, retry: Backoff | None = None) -> AccessRequest:
-        """Post or edit the request's channel message, trying again on `retry`'s pauses when given; a
-        Slack or store failure is logged, never raised."""
+        """Post or edit the request's channel message, trying again on `retry`'s pauses (when given) while
+        the chat system is unavailable; a Slack or store failure is logged, never raised."""
         try:
             if retry is None:
                 ts = await self.notifier.publish(request)
@@ -183,7 +184,9 @@ class Lifecycle:
                     lambda: self.notifier.publish(request),
                     retry,
                     sleep=asyncio.sleep,
-                    retry_if=lambda _exc: True,  # a throttled or unreachable Slack: the edit is still owed
+                    # Throttled or unreachable: the edit is still owed. Anything else (a deleted
+                    # message) would fail the same way every time.
+                    retry_if=lambda exc: isinstance(exc, ChatUnavailable),
                     before_sleep=lambda exc, _: log.warning(
                         "publish.retrying", request_id=request.id, error=self.scrub(str(exc))
                     ),

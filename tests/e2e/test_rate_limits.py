@@ -121,3 +121,37 @@ async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_th
         assert sum(len(slack.dms_to(f"U_HOLDER{i:02d}")) for i in range(HOLDERS)) == GRANTS
     finally:
         await runtime.stop()
+
+
+async def ended_grant(bot) -> object:
+    """A request granted through Slack, whose end has come; returns its channel message."""
+    message = await bot.request(reason="incident 42", duration="30m")
+    await bot.running.approve(message)
+    await bot.running.idle()
+    bot.clock.advance(minutes=30)
+    return message
+
+
+async def test_an_edit_slack_refuses_for_good_is_not_retried_and_holds_nothing_up(bot):
+    message = await ended_grant(bot)
+    edits_before = len(bot.slack.calls("chat.update"))
+    bot.slack.fail("chat.update", error="message_not_found", times=None)  # someone deleted the message
+    await bot.engine.sweep()
+    assert await bot.engine.settle(timeout=5) == 0
+    assert (await bot.running.request_for(message)).status is RequestStatus.REVOKED
+    assert len(bot.slack.calls("chat.update")) == edits_before + 1  # tried once: it would fail every time
+    await bot.slack.wait_for_dm("U_ALICE", contains="expired")  # the DM still follows
+
+
+async def test_an_edit_that_failed_while_slack_was_down_is_made_once_slack_answers_again(bot):
+    message = await ended_grant(bot)
+    # Slack answers ok: false, internal_error (HTTP 200, which the client does not retry) three times:
+    # the follow-up tries again on its back-off (2 s, then 4 s) until the edit goes through.
+    bot.slack.fail("chat.update", error="internal_error", times=3)
+    await bot.engine.sweep()
+    assert (await bot.running.request_for(message)).status is RequestStatus.REVOKED
+    assert await bot.engine.settle(timeout=15) == 0
+    ended = bot.slack.message(APPROVAL_CHANNEL, message.ts)
+    assert "Access ended" in ended.plain
+    answers = [c.response.get("error") for c in bot.slack.calls("chat.update")][-4:]
+    assert answers == ["internal_error", "internal_error", "internal_error", None]
