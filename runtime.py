@@ -7,6 +7,7 @@ test strategy registry and an injected clock), exactly as production does.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from core.engine import AccessEngine
 from core.errors import StartupError
 from core.hook_runner import HookRunner
 from core.hooks import load_hooks
+from core.metrics import MeteredRequests
 from core.reconcile import RECONCILE_TICK_SECONDS, Reconciler
 from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
@@ -39,17 +41,25 @@ from core.secrets import SecretRegistry
 from handlers.directory import SlackDirectory
 from handlers.health import start_health_server
 from handlers.listeners import Listeners
+from handlers.metrics import PrometheusMetrics, SlackCallCounter
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
+from storage.stats import request_counts
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 log = structlog.get_logger("jitbot")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+# SIGTERM: the listeners, the timers and the follow-ups share this many seconds to finish, so the
+# process exits within 10 s (what is left, the next start recovers).
+STOP_GRACE = 8.0
+# A 429 is retried after each Retry-After this many times in the call itself; a message edit is then
+# tried again later (core.retry.MESSAGE_EDIT), so a long throttle delays it but does not lose it.
+RATE_LIMIT_RETRIES = 8
 
 
 @dataclass
@@ -93,7 +103,8 @@ class Settings:
             # Checked here, not when the Store opens: a URL is refused before Slack is contacted.
             db_path=check_database_path(env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
-            health_address=env.get("JITBOT_HEALTH_ADDR") or None,
+            # JITBOT_HEALTH_ADDR is the older name of the same setting.
+            health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
         )
 
 
@@ -128,6 +139,7 @@ class Runtime:
         self.reconciler: Reconciler | None = None
         self.hook_modules: dict[str, object] = {}
         self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
+        self.metrics = PrometheusMetrics()  # this bot's own registry, served at /metrics
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -146,9 +158,12 @@ class Runtime:
             base_url=settings.slack_api_url,
             # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.
             session=aiohttp.ClientSession(),
+            # The one place Slack retries are configured: every Web API call (Bolt's, the Socket Mode
+            # handler's, ours) goes through this client. The counter only looks, for /metrics.
             retry_handlers=[
+                SlackCallCounter(self.metrics),
                 AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=5),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
                 AsyncServerErrorRetryHandler(max_retry_count=2),
             ],
         )
@@ -156,7 +171,8 @@ class Runtime:
         self.store = await Store.open(settings.db_path, exclusive=True)
         await self._check_tokens()
         secrets = self.secrets
-        requests, audit = RequestRepo(self.store, secrets), AuditLog(self.store, secrets)
+        requests = MeteredRequests(RequestRepo(self.store, secrets), self.metrics)
+        audit = AuditLog(self.store, secrets)
         identities = IdentityStore(self.store, secrets=secrets)
 
         for name, spec in self.config.integrations.items():
@@ -197,6 +213,11 @@ class Runtime:
             directory=directory,
             clock=self.clock,
             secrets=secrets,
+        )
+        self.engine.metrics = self.metrics
+        self.metrics.watch(
+            request_counts=functools.partial(request_counts, self.store),
+            follow_ups_pending=self.engine.life.follow_ups.pending,
         )
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
@@ -239,6 +260,7 @@ class Runtime:
                     "slack": self.socket.client.is_connected,
                     "database": self._database_answers,
                 },
+                routes={"/metrics": self.metrics.handle},
             )
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
 
@@ -264,15 +286,27 @@ class Runtime:
                 f"Slack rejected SLACK_APP_TOKEN ({exc.response.get('error')}); it needs the connections:write scope."
             ) from None
 
-    async def stop(self) -> None:
-        """Disconnect, stop the timers, close clients and the database."""
+    async def stop(self, grace: float = STOP_GRACE) -> None:
+        """Stop taking envelopes, let work in flight finish within `grace` seconds, then close clients and
+        the database. What is not finished by then stays in the database for the next start."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
         if self.health is not None:
             await self.health.cleanup()
         if self.socket is not None:
+            # Closing the connection stops new envelopes; one not acked yet is redelivered by Slack.
             await self.socket.close_async()
-            await self.listeners.drain()
+            await self.listeners.drain(timeout=max(0.0, deadline - loop.time()))
         if self.scheduler is not None:
-            await self.scheduler.shutdown()
+            await self.scheduler.shutdown(grace=max(0.0, deadline - loop.time()))
+        if self.engine is not None:
+            left = await self.engine.settle(max(0.0, deadline - loop.time()))
+            if left or self.listeners.running():
+                log.warning("stop.unfinished", listeners=len(self.listeners.running()), follow_ups=left)
+            # Time is up: cancel what is left before its clients close under it. A grant cut short stays
+            # `approved` (recovery settles it), a revocation stays due, an edit is not sent.
+            await self.listeners.cancel()
+            await self.engine.cancel_follow_ups()
         if self.retired is not None:
             await self.retired.aclose()
         # After the listeners and timers are drained, so no hook call is running: stops their processes.

@@ -50,6 +50,7 @@ from common import (
 from sandbox.slack import SlackEmulator
 
 SYM_TARGET_S, APPROVE_TARGET_S, ACK_TARGET_S, RATIO_TARGET = 0.100, 0.100, 0.020, 1.5
+CPU_PER_APPROVAL_TARGET_MS = 2.0  # what 50 clicks reaching the strategy within 100 ms p99 needs
 WAIT_S = 30.0  # how long a step may take before the bench gives up on it
 FORM_VALUES = {"target": "Prod Admin", "field:reason": "bench: investigating INC-1234", "field:duration": "1h"}
 _REQUESTER = re.compile(r"<@(U[A-Z0-9_]+)>")
@@ -351,6 +352,7 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
             "rss_mb": jit_final.get("rss_mb"),
             "bare_cpu_seconds": bare_final.get("cpu_seconds"),
         },
+        "bot_cpu_per_approval": cpu_per_approval(samples),
         "bot_cpu_ms_per_request": {
             name: 1000 * seconds / max(1, samples.people) for name, seconds in samples.cpu.items()
         },
@@ -364,6 +366,32 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
         "bot_log_warnings": log_trouble[:20],
         "bot_log_warning_count": len(log_trouble),
     }
+
+
+def cpu_per_approval(samples: Samples) -> dict:
+    """Bot CPU per approval: the bot process's CPU during the Approve steps / approvals (click, checks,
+    strategy call, record, message edit, DM); the bare Bolt app's CPU per `/sym` (ack + views.open)
+    in the same run is what any Bolt envelope costs on this machine."""
+    people = max(1, samples.people)
+    approve = samples.cpu.get("Approve")
+    bare = samples.cpu.get("/sym (bare)")
+    return {
+        "approve_step_ms": None if approve is None else 1000 * approve / people,
+        "target_ms": CPU_PER_APPROVAL_TARGET_MS,
+        "meets": None if approve is None else 1000 * approve / people <= CPU_PER_APPROVAL_TARGET_MS,
+        "bare_bolt_sym_ms": None if bare is None else 1000 * bare / people,
+    }
+
+
+def cpu_note(cpu: dict) -> list[str]:
+    """The CPU-per-approval line under the table (n/a when the bots shared this process)."""
+    if cpu["approve_step_ms"] is None:
+        return ["bot CPU per approval: n/a (the bots share this process with the emulator)"]
+    return [
+        f"bot CPU per approval: {cpu['approve_step_ms']:.2f} ms (target ≤ {cpu['target_ms']:.0f} ms)  "
+        f"{'meets' if cpu['meets'] else 'MISSES'}; bare Bolt per /sym (ack + views.open): "
+        f"{cpu['bare_bolt_sym_ms']:.2f} ms in the same run",
+    ]
 
 
 def print_report(result: dict, elapsed: float) -> None:
@@ -381,6 +409,7 @@ def print_report(result: dict, elapsed: float) -> None:
             if s["bot_process"] == "own process"
             else "per-process CPU figures: n/a (the bots share this process with the emulator)"
         ),
+        *cpu_note(result["bot_cpu_per_approval"]),
         *(
             ["CPU per request, by step (bot / emulator side), and each step's wall time for all users:"]
             if result["bot_cpu_ms_per_request"]

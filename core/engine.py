@@ -38,6 +38,7 @@ from core.granting import Granting, retry_policy
 from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable, HookRunner
 from core.lifecycle import Lifecycle
+from core.metrics import Metrics
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
 from core.ports import (
@@ -149,6 +150,23 @@ class AccessEngine:
     @timers.setter
     def timers(self, value: Timers) -> None:
         self.life.timers = value
+
+    @property
+    def metrics(self) -> Metrics:
+        """Where strategy calls and revocation lateness are reported (the /metrics adapter, once wired)."""
+        return self.life.metrics
+
+    @metrics.setter
+    def metrics(self, value: Metrics) -> None:
+        self.life.metrics = value
+
+    async def settle(self, timeout: float | None = None) -> int:
+        """Wait for the notifications that follow revocations (at most `timeout` s); return how many are left."""
+        return await self.life.follow_ups.drain(timeout)
+
+    async def cancel_follow_ups(self) -> int:
+        """Cancel the notifications still running (at shutdown, once their time is up); return how many."""
+        return await self.life.follow_ups.cancel()
 
     @property
     def retired(self) -> dict[str, tuple[Strategy, Target]]:

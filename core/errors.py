@@ -8,6 +8,7 @@
     ├── RequestNotFound           no request with that id
     ├── NotAllowed                a click or submission refused by policy (shown ephemerally)
     ├── HookError                 a policy hook raised, timed out or returned something it should not
+    ├── ChatUnavailable           the chat system throttled or failed for now; a later try may succeed
     └── StrategyError             a strategy could not do its job
         ├── SubjectNotFound       the requester has no identity in the target system
         ├── TargetNotFound        the group / role / permission set does not exist
@@ -76,6 +77,11 @@ class HookError(JitError):
     def __init__(self, path: str, hook: str, message: str) -> None:
         self.path, self.hook = path, hook
         super().__init__(f"{path}: {hook}: {message}")
+
+
+class ChatUnavailable(JitError):
+    """The chat system (Slack) throttled the call or failed for now; the same call may succeed later.
+    Raised by the notifier so core can retry a message edit without knowing Slack's errors."""
 
 
 class StrategyError(JitError):

@@ -25,7 +25,7 @@ from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
-from core.retry import REVOCATION
+from core.retry import MESSAGE_EDIT, REVOCATION
 from core.strategy import SharesAccess
 from core.targets import flow_target
 
@@ -86,8 +86,9 @@ class Expiry:
                         ),
                     )
                 try:
-                    async with life.gate(request.flow):
-                        await strategy.revoke(await life.context(request), request.grant_state)
+                    context = await life.context(request)
+                    async with life.strategy_call(request, "revoke"):
+                        await strategy.revoke(context, request.grant_state)
                 except Exception as exc:
                     return await self._revoke_failed(request, exc)
             detail: dict[str, object] = {"attempts": request.revoke_attempts + (0 if covering else 1)}
@@ -101,13 +102,24 @@ class Expiry:
                 audit=life.event(request, SYSTEM, "access.revoked", S.GRANTED, S.REVOKED, detail),
             )
         assert request.expires_at is not None
+        late = max(0.0, (life.clock.now() - request.expires_at).total_seconds())
+        life.metrics.revocation_lateness(late)
         log.info(
             "access.revoked",
             request_id=request.id,
             kept_by=covering.id if covering else None,
-            late_seconds=round((life.clock.now() - request.expires_at).total_seconds(), 3),
+            late_seconds=round(late, 3),
         )
-        request = await life.publish(request)
+        # Done: the access is gone and recorded. Telling people follows in the background, so a
+        # throttled message edit never holds up the revocations queued behind this one.
+        revoked = request
+        life.follow_ups.add(request.id, lambda: self._announce_revoked(revoked, covering), what="revoked")
+        return request
+
+    async def _announce_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:
+        """Edit the channel message, DM the requester and run after_revoke, for a recorded revocation."""
+        life = self.life
+        request = await life.publish(request, retry=MESSAGE_EDIT)
         if covering is not None and covering.expires_at is not None:
             await life.tell(
                 request,
@@ -117,10 +129,9 @@ class Expiry:
                     f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
                 ),
             )
-            return request
+            return
         await life.tell(request, RequesterNotice.REVOKED)
         await life.after(life.flow(request.flow), "after_revoke", request)
-        return request
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""
@@ -133,8 +144,9 @@ class Expiry:
             try:
                 if strategy is None:
                     raise StrategyUnavailable(f"flow '{request.flow}' is no longer in the config")
-                async with life.gate(request.flow):
-                    await strategy.revoke(await life.context(request), request.grant_state)
+                context = await life.context(request)
+                async with life.strategy_call(request, "revoke"):
+                    await strategy.revoke(context, request.grant_state)
             except Exception as exc:
                 return await self._revoke_failed(request, exc, expected=S.FAILED)
             request = await life.requests.update(
@@ -186,7 +198,9 @@ class Expiry:
         try:
             async with life.access_lock(request):
                 if strategy is not None and await self._covering(current) is None:
-                    await strategy.revoke(await life.context(current), state)
+                    context = await life.context(current)
+                    async with life.strategy_call(current, "revoke"):
+                        await strategy.revoke(context, state)
         except Exception as exc:
             await life.alert(
                 "A grant landed for a request that was already settled, and taking it back failed",

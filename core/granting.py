@@ -58,7 +58,7 @@ class Granting:
         state: dict[str, str] = {}
         # A grant and a revocation of the same access never interleave (see Lifecycle.access_lock).
         async with life.access_lock(request):
-            attempt = asyncio.ensure_future(self._attempt_grant(strategy, ctx))
+            attempt = asyncio.ensure_future(self._attempt_grant(strategy, ctx, request))
             try:
                 # The approver sees "granting…" only when the grant is slow: an edit before every
                 # grant would put a Slack round trip between the click and the strategy call.
@@ -143,12 +143,12 @@ class Granting:
         return None
 
     async def _attempt_grant(
-        self, strategy: Strategy, ctx: GrantContext
+        self, strategy: Strategy, ctx: GrantContext, request: AccessRequest
     ) -> tuple[GrantResult | None, BaseException | None]:
         """Call the strategy's grant, retrying only failures after which the attempt has ended."""
 
         async def once() -> GrantResult:
-            async with self.life.gate(ctx.flow):
+            async with self.life.strategy_call(request, "grant"):
                 return await strategy.grant(ctx)
 
         try:

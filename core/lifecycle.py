@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +22,13 @@ import structlog
 
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
+from core.errors import ChatUnavailable
+from core.follow_ups import FollowUps
 from core.hook_runner import HookRunner
+from core.metrics import NO_METRICS, Metrics, timed_call
 from core.models import AccessRequest, AuditEvent, RequestStatus, Subject, Target
 from core.ports import Alert, AuditTrail, IdentityLookup, Notifier, RequesterNotice, RequestStore, Timers
+from core.retry import Backoff, call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
 from core.targets import flow_target
@@ -70,6 +75,8 @@ class Lifecycle:
             weakref.WeakValueDictionary()
         )
         self._gates: dict[str, asyncio.Semaphore] = {}
+        self.metrics: Metrics = NO_METRICS  # the composition root wires the /metrics adapter
+        self.follow_ups = FollowUps()  # notifications that must not hold up a revocation
 
     def scrub(self, text: str) -> str:
         """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
@@ -166,10 +173,24 @@ class Lifecycle:
 
     # ── best-effort notifications ─────────────────────────────────────────────────────────────
 
-    async def publish(self, request: AccessRequest) -> AccessRequest:
-        """Post or edit the request's channel message; a Slack or store failure is logged, never raised."""
+    async def publish(self, request: AccessRequest, *, retry: Backoff | None = None) -> AccessRequest:
+        """Post or edit the request's channel message, trying again on `retry`'s pauses (when given) while
+        the chat system is unavailable; a Slack or store failure is logged, never raised."""
         try:
-            ts = await self.notifier.publish(request)
+            if retry is None:
+                ts = await self.notifier.publish(request)
+            else:
+                ts = await call(
+                    lambda: self.notifier.publish(request),
+                    retry,
+                    sleep=asyncio.sleep,
+                    # Throttled or unreachable: the edit is still owed. Anything else (a deleted
+                    # message) would fail the same way every time.
+                    retry_if=lambda exc: isinstance(exc, ChatUnavailable),
+                    before_sleep=lambda exc, _: log.warning(
+                        "publish.retrying", request_id=request.id, error=self.scrub(str(exc))
+                    ),
+                )
         except Exception:
             log.exception("publish.failed", request_id=request.id, status=request.status.value)
             return request
@@ -228,6 +249,20 @@ class Lifecycle:
         """Whether a coroutine of this process is acting on the request right now."""
         lock = self._locks.get(request_id)
         return lock is not None and lock.locked()
+
+    def strategy_type(self, request: AccessRequest) -> str:
+        """The `type:` of the strategy acting on the request (the one it recorded, else its flow's), for metrics."""
+        recorded = request.grant_spec.get("strategy") if request.grant_spec else None
+        if isinstance(recorded, Mapping) and isinstance(recorded.get("type"), str):
+            return str(recorded["type"])
+        flow = self.flow(request.flow)
+        return str(getattr(flow.strategy, "type", "unknown")) if flow is not None else "unknown"
+
+    @asynccontextmanager
+    async def strategy_call(self, request: AccessRequest, operation: str) -> AsyncIterator[None]:
+        """A strategy call for `request`: through its flow's gate, timed for metrics once it has a slot."""
+        async with self.gate(request.flow), timed_call(self.metrics, self.strategy_type(request), operation):
+            yield
 
     def gate(self, flow_name: str) -> asyncio.Semaphore:
         """At most STRATEGY_CONCURRENCY strategy calls per flow at once: 1,000 revocations due in the same

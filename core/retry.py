@@ -64,6 +64,9 @@ class Backoff:
 IN_CALL = Backoff()
 STATUS_POLL = Backoff(first=0.5, factor=2.0, cap=5.0, attempts=None)
 REVOCATION = Backoff(first=2.0, factor=2.0, cap=300.0, attempts=None)
+# A message edit after a revocation, once the Slack client's own Retry-After waits are spent: about
+# 20 minutes in all, longer than Slack's one-minute rate-limit windows.
+MESSAGE_EDIT = Backoff(first=2.0, factor=2.0, cap=300.0, attempts=8)
 
 
 class Retry(Exception):

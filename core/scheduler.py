@@ -85,13 +85,20 @@ class Scheduler:
         self._periodic.add(job_id)
 
     async def shutdown(self, grace: float = 10.0) -> None:
-        """Stop firing timers, then give revocations already running `grace` seconds to finish."""
+        """Stop firing timers, give revocations already running `grace` seconds to finish, then cancel
+        the rest (their rows stay due: the next start or sweep finishes them)."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
         running = {task for task in self._running if not task.done()}
         if running:
             log.info("scheduler.draining", jobs=len(running))
             await asyncio.wait(running, timeout=grace)
+        left = {task for task in self._running if not task.done()}
+        if left:
+            log.warning("scheduler.cancelled", jobs=len(left))
+            for task in left:
+                task.cancel()
+            await asyncio.wait(left, timeout=1.0)
 
     def arm_revoke(self, request_id: str, when: datetime) -> None:
         """Revoke `request_id` at `when` (or on a later sweep when beyond the horizon)."""

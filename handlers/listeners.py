@@ -82,3 +82,14 @@ class Listeners:
         """Let listener work already started finish (at shutdown), for at most `timeout` seconds."""
         if self._background:
             await asyncio.wait(set(self._background), timeout=timeout)
+
+    async def cancel(self) -> int:
+        """Cancel listener work still running (at shutdown, once its time is up) and wait until it has
+        unwound; return how many were cancelled. A cancelled grant leaves its row `approved` for
+        recovery, rather than failing against clients that are being closed."""
+        running = self.running()
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=1.0)
+        return len(running)

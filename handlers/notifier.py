@@ -2,16 +2,41 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
 import structlog
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import Flow, JitConfig
+from core.errors import ChatUnavailable
 from core.models import AccessRequest
 from core.ports import Alert, RequesterNotice
 from core.secrets import SecretRegistry
 from handlers import blocks
 
 log = structlog.get_logger("jitbot.notifier")
+
+
+# Slack's answers that say "not now" rather than "never": the same call may succeed later.
+TRANSIENT_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
+
+
+@asynccontextmanager
+async def unavailable_as_chat_error() -> AsyncIterator[None]:
+    """Turn a throttled or failing Slack (after the client's own retries) into core's ChatUnavailable."""
+    try:
+        yield
+    except SlackApiError as error:
+        status = getattr(error.response, "status_code", 200)
+        code = error.response.get("error") if hasattr(error.response, "get") else None
+        if status == 429 or status >= 500 or code in TRANSIENT_ERRORS:
+            raise ChatUnavailable(f"Slack answered {code or status}") from error
+        raise
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise ChatUnavailable(f"Slack could not be reached ({type(error).__name__})") from error
 
 
 class SlackNotifier:
@@ -41,12 +66,13 @@ class SlackNotifier:
         channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
         if channel is None:  # a request stored without a channel whose flow is gone: nowhere to post
             raise ValueError(f"request {request.id} has no approval channel")
-        if request.message_ts:
-            await self.client.chat_update(channel=channel, ts=request.message_ts, text=text, blocks=message_blocks)
-            return request.message_ts
-        response = await self.client.chat_postMessage(
-            channel=channel, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
-        )
+        async with unavailable_as_chat_error():
+            if request.message_ts:
+                await self.client.chat_update(channel=channel, ts=request.message_ts, text=text, blocks=message_blocks)
+                return request.message_ts
+            response = await self.client.chat_postMessage(
+                channel=channel, text=text, blocks=message_blocks, unfurl_links=False, unfurl_media=False
+            )
         ts: str = response["ts"]
         return ts
 

@@ -40,6 +40,7 @@ Waits (woken by state changes, no polling): wait_for(fn, timeout=5), wait_for_me
     where=), wait_for_dm(u, contains=), wait_for_ephemeral(u, ...), wait_for_view(u, ...),
     wait_for_call(method, count=1), next_message(ch=None).
 Faults: fail(method, error="internal_error", times=1), rate_limit(method, times=1, retry_after=1),
+    throttle(method, tier=3 | limit=N, per=60.0) (Slack's per-method limit: 429 + Retry-After beyond it),
     delay(method, seconds, times=None), clear_faults(method=None).
 Strictness: an unacked envelope (AckTimeout), a payload Slack rejects (invalid_blocks, bad trigger, ...),
     a bad view_submission ack or an unimplemented method is recorded in `problems`; `verify()` (run by

@@ -11,6 +11,7 @@ from .models import Call, Channel, EnvelopeResult, Ephemeral, Message, Problem, 
 from .people import PeopleMixin
 from .socket_mode import SocketHub
 from .state import Workspace
+from .throttle import TIERS, Throttle
 from .web_api import Fault, ResponseUrl, build_app
 
 DEFAULT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read")
@@ -48,6 +49,7 @@ class SlackEmulator(PeopleMixin):
         )
         self.socket = SocketHub(self)
         self.faults: dict[str, list[Fault]] = {}
+        self.throttles: dict[str, Throttle] = {}
         self.response_urls: dict[str, ResponseUrl] = {}
         self.envelopes: list[EnvelopeResult] = []
         self.problems: list[Problem] = []
@@ -174,6 +176,16 @@ class SlackEmulator(PeopleMixin):
         """Answer the next `times` calls of `method` with HTTP 429, Retry-After and `ratelimited`."""
         self.faults.setdefault(method, []).append(Fault("rate_limit", times, retry_after=retry_after))
 
+    def throttle(
+        self, method: str, *, tier: int | None = None, limit: int | None = None, per: float = 60.0
+    ) -> Throttle:
+        """Rate-limit `method` as Slack does: `limit` calls (or the tier's per-minute count) in any `per`
+        seconds, then 429 `ratelimited` with Retry-After until a slot frees (clear_faults removes it)."""
+        if (tier is None) == (limit is None):
+            raise ValueError("give exactly one of tier= or limit=")
+        throttle = self.throttles[method] = Throttle(TIERS[tier] if tier is not None else limit or 0, per)
+        return throttle
+
     def delay(self, method: str, seconds: float, *, times: int | None = None) -> None:
         """Hold answers to `method` for `seconds` (the next `times` calls; None: every call)."""
         self.faults.setdefault(method, []).append(Fault("delay", times, seconds=seconds))
@@ -182,8 +194,10 @@ class SlackEmulator(PeopleMixin):
         """Forget scripted faults (of one method, or all)."""
         if method is None:
             self.faults.clear()
+            self.throttles.clear()
         else:
             self.faults.pop(method, None)
+            self.throttles.pop(method, None)
 
     # -- Socket Mode control --------------------------------------------------------------------------
 

@@ -104,6 +104,10 @@ def check_token(emu: SlackEmulator, method: str, token: str | None) -> None:
 async def apply_faults(emu: SlackEmulator, method: str) -> str | None:
     """Sleep for delay faults, then raise the first pending failure; returns the fault's name if any."""
     faults = emu.faults.get(method, [])
+    throttle = emu.throttles.get(method)
+    retry_after = throttle.admit() if throttle is not None else None
+    if retry_after is not None:
+        raise SlackError("ratelimited", status=429, headers={"Retry-After": str(retry_after)})
     for fault in [f for f in faults if f.kind == "delay"]:
         _consume(faults, fault)
         await asyncio.sleep(fault.seconds)

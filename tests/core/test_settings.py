@@ -86,3 +86,11 @@ def test_a_settings_object_logged_by_mistake_shows_no_token():
     (line,) = [json.loads(text) for text in stream.getvalue().splitlines()]
     assert BOT not in stream.getvalue() and APP not in stream.getvalue()
     assert line["tokens"] == ["***"]
+
+
+def test_the_http_server_address_is_jitbot_http_addr_and_the_older_health_name_still_works():
+    assert Settings.from_env(env()).health_address is None
+    assert Settings.from_env(env(JITBOT_HTTP_ADDR="0.0.0.0:8080")).health_address == "0.0.0.0:8080"
+    assert Settings.from_env(env(JITBOT_HEALTH_ADDR="127.0.0.1:9000")).health_address == "127.0.0.1:9000"
+    both = env(JITBOT_HTTP_ADDR="127.0.0.1:8081", JITBOT_HEALTH_ADDR="127.0.0.1:9000")
+    assert Settings.from_env(both).health_address == "127.0.0.1:8081"

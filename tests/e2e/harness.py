@@ -91,13 +91,17 @@ class RunningBot:
         )
 
     async def idle(self, timeout: float = 10.0) -> None:
-        """Wait until every Slack listener the bot is running has finished (a submit, a click)."""
+        """Wait until every Slack listener the bot is running has finished (a submit, a click), and the
+        notifications that follow revocations."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while busy := self.runtime.listeners.running():
             remaining = deadline - loop.time()
             assert remaining > 0, f"the bot is still busy after {timeout}s: {busy}"
             await asyncio.wait(busy, timeout=remaining)
+        if self.engine is not None:
+            left = await self.engine.settle(max(0.0, deadline - loop.time()))
+            assert left == 0, f"{left} follow-ups still running after {timeout}s"
 
     async def request_for(self, message: Message) -> AccessRequest:
         """The stored request behind a channel message."""

@@ -1,0 +1,80 @@
+"""Work that follows a recorded step (message edits, DMs, after_* hooks), run in the background.
+
+A revocation is done once the target system has taken the access back and the row says so; telling
+people about it is a follow-up. Slack may throttle message edits for minutes (429 with Retry-After),
+and a revocation that waited for its edit would hold up every revocation queued behind it. So the
+revocation hands its notifications to `FollowUps` and returns.
+
+Follow-ups of one request run in the order they were added (a later edit never lands before an
+earlier one), at most `concurrency` at once (a burst of 1,000 revocations does not become 1,000
+concurrent Slack calls racing one rate limit), and a failure is logged, never raised. At shutdown
+`drain()` waits for them within the stop's time budget; what is left is counted in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import structlog
+
+log = structlog.get_logger("jitbot.engine")
+
+FOLLOW_UP_CONCURRENCY = 8
+
+
+class FollowUps:
+    """Background follow-ups, ordered per key (a request id); see the module docstring."""
+
+    def __init__(self, concurrency: int = FOLLOW_UP_CONCURRENCY) -> None:
+        self._gate = asyncio.Semaphore(concurrency)
+        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, key: str, work: Callable[[], Awaitable[None]], *, what: str) -> None:
+        """Run `work()` after every follow-up already added for `key`; `what` names it in the log."""
+        previous = self._tails.get(key)
+
+        async def run() -> None:
+            if previous is not None:
+                await asyncio.wait({previous})  # its outcome is its own: only the order matters here
+            async with self._gate:
+                try:
+                    await work()
+                except Exception:
+                    log.exception("follow_up.failed", request_id=key, what=what)
+
+        task = asyncio.create_task(run(), name=f"jitbot-follow-up:{what}:{key}")
+        self._tails[key] = task
+        self._tasks.add(task)
+        task.add_done_callback(lambda done: self._forget(key, done))
+
+    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if self._tails.get(key) is task:
+            del self._tails[key]
+
+    def pending(self) -> int:
+        """Follow-ups added and not finished yet."""
+        return sum(1 for task in self._tasks if not task.done())
+
+    async def drain(self, timeout: float | None = None) -> int:
+        """Wait for every follow-up (those added meanwhile too) for at most `timeout` seconds; return
+        how many were still unfinished (0 when all are done)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while running := {task for task in self._tasks if not task.done()}:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                return len(running)
+            await asyncio.wait(running, timeout=remaining)
+        return 0
+
+    async def cancel(self) -> int:
+        """Cancel the follow-ups still running (at shutdown, once their time is up); return how many."""
+        running = {task for task in self._tasks if not task.done()}
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.wait(running, timeout=1.0)
+        return len(running)
