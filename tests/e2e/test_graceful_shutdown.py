@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.slack import EnvelopeResult, Message, SlackEmulator
 from tests.e2e.botprocess import ArrivalLog, BotProcess
 from tests.e2e.flows import PROD_ADMIN, SECOPS, db_access_flow, flows_file
 from tests.e2e.harness import submit_request
-from sandbox.slack import EnvelopeResult, Message, SlackEmulator
 from tests.fakes.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.slow
