@@ -17,7 +17,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -214,26 +214,26 @@ class ChainBreak:
     problem: str
 
 
-def first_break(events: Iterable[StoredEvent]) -> tuple[ChainBreak | None, StoredEvent | None, int]:
-    """Walk `events` (in seq order): the first break (or None), the last event seen, and how many were checked."""
-    prev = GENESIS_HASH
-    last: StoredEvent | None = None
-    count = 0
-    for event in events:
-        count += 1
-        if event.prev_hash != prev:
-            what = "an event before it was removed or changed" if last is not None else "it is not the first event"
-            return ChainBreak(event.seq, event.event_id, f"prev_hash does not match ({what})"), last, count
+class ChainChecker:
+    """Checks events one at a time, in seq order: each must follow the previous one's hash and match its own."""
+
+    def __init__(self) -> None:
+        self.prev = GENESIS_HASH
+        self.last: StoredEvent | None = None
+        self.count = 0
+
+    def feed(self, event: StoredEvent) -> ChainBreak | None:
+        """The break at `event`, or None when it holds."""
+        self.count += 1
+        if event.prev_hash != self.prev:
+            why = "an event before it was removed or changed" if self.last else "events before it were removed"
+            return ChainBreak(event.seq, event.event_id or "(none)", f"its prev_hash does not match: {why}")
         if event.computed_hash() != event.hash:
-            return ChainBreak(event.seq, event.event_id, "its content does not match its hash (edited)"), last, count
-        prev, last = event.hash, event
-    return None, last, count
-
-
-def documents(events: Iterable[StoredEvent]) -> Iterator[dict[str, Any]]:
-    """The documents of `events`, lazily."""
-    for event in events:
-        yield event.document()
+            return ChainBreak(
+                event.seq, event.event_id or "(none)", "its content does not match its hash: it was edited or forged"
+            )
+        self.prev, self.last = event.hash, event
+        return None
 
 
 def config_loaded_detail(

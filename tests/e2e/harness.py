@@ -34,6 +34,7 @@ from core.logging import configure_logging
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
+from tests.audit_schema_check import check_audit_trail
 from tests.fakes.clock import FrozenClock
 from tests.fakes.slack_emulator import EnvelopeResult, Message, SlackEmulator
 
@@ -183,9 +184,11 @@ class BotLauncher:
         return bot
 
     async def close(self) -> None:
-        """Stop every bot this launcher started."""
+        """Stop every bot this launcher started, then check every audit event they wrote (schema and chain)."""
         for bot in reversed(self.bots):
             await bot.stop()
+        for db_path in dict.fromkeys(bot.db_path for bot in self.bots):
+            check_audit_trail(db_path)
 
 
 @dataclass
