@@ -153,9 +153,11 @@ class BotLauncher:
         db_name: str = "jitbot.db",
         health_address: str | None = None,
         secrets: SecretRegistry | None = None,
+        **runtime_options: Any,
     ) -> RunningBot:
         """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on
-        `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own."""
+        `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own;
+        `runtime_options` go to the Runtime (e.g. a short `audit_backoff`)."""
         config = self.write(name, flows)
         db_path = self.directory / db_name
         settings = Settings(
@@ -168,7 +170,11 @@ class BotLauncher:
         )
         clock = clock or FrozenClock()
         runtime = Runtime(
-            settings, clock=clock, start_timers=False, secrets=SecretRegistry() if secrets is None else secrets
+            settings,
+            clock=clock,
+            start_timers=False,
+            secrets=SecretRegistry() if secrets is None else secrets,
+            **runtime_options,
         )
         connected = self.slack.connects
         try:
