@@ -105,10 +105,10 @@ async def _check_copy(store: Store, path: Path, head_seq: int) -> ChainBreak | N
     for chunk in _copy_chunks(path):
         found = await reader.by_seq([seq for seq, _, _, _ in chunk])
         for seq, event_id, digest, head in chunk:
-            if head is not None and head[0] > newest[0]:
-                newest = head
             if seq > newest[0]:
                 newest = (seq, event_id, digest)
+            if head is not None and head[0] > newest[0]:
+                newest = head
             stored = found.get(seq)
             if stored is None:
                 if seq > head_seq:
@@ -150,7 +150,9 @@ def _copy_chunks(path: Path, size: int = 500) -> Iterator[list[tuple[int, str, s
                         int(line["seq"]),
                         str(line["event_id"]),
                         str(line["hash"]),
-                        (int(head["seq"]), "", str(head.get("hash"))) if head.get("seq") else None,
+                        (int(head["seq"]), str(head.get("event_id") or ""), str(head.get("hash")))
+                        if head.get("seq")
+                        else None,
                     )
                 )
             except (ValueError, KeyError, TypeError, AttributeError):

@@ -199,10 +199,11 @@ class ChainHead:
 
     seq: int
     hash: str | None
+    event_id: str | None = None
 
     def document(self) -> dict[str, Any]:
         """As it travels with every delivered event."""
-        return {"seq": self.seq, "hash": self.hash}
+        return {"seq": self.seq, "event_id": self.event_id, "hash": self.hash}
 
 
 @dataclass(frozen=True)

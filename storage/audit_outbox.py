@@ -137,8 +137,8 @@ class AuditReader:
 
 def head_of(db: sqlite_utils.Database) -> ChainHead:
     """The chain head of an open database (for use on the store thread)."""
-    row = db.execute("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
-    return ChainHead(0, None) if row is None else ChainHead(row[0], row[1])
+    row = db.execute("SELECT id, hash, event_id FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+    return ChainHead(0, None) if row is None else ChainHead(row[0], row[1], row[2])
 
 
 class AuditCursors:

@@ -110,6 +110,14 @@ class AuditReceiver(_Server):
     batches: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
+    holding: bool = False  # keep each request unanswered (its events recorded) until release()
+    _release: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        """Answer the held requests and stop holding."""
+        self.holding = False
+        self._release.set()
+
     async def handle(self, request: web.Request) -> web.Response:
         raw = await request.read()
         expected = "sha256=" + hmac.new(self.secret.encode(), raw, hashlib.sha256).hexdigest()
@@ -127,6 +135,11 @@ class AuditReceiver(_Server):
         self.headers.append(dict(request.headers))
         self.batches.append(body)
         self.events.extend(dict(event, chain_head=body["chain_head"]) for event in body["events"])
+        if self.holding:
+            assert self.arrived is not None
+            async with self.arrived:
+                self.arrived.notify_all()
+            await self._release.wait()
         return web.json_response({"ok": True})
 
     def seqs(self) -> list[int]:
