@@ -125,8 +125,30 @@ def read_detail(text: str | None) -> dict[str, Any]:
 
 
 def canonical(document: Mapping[str, Any]) -> bytes:
-    """The RFC 8785 canonical JSON of `document` without its `hash` key."""
-    return rfc8785.dumps({k: v for k, v in document.items() if k != "hash"})
+    """The RFC 8785 canonical JSON of `document` without its `hash` key.
+
+    Without floats and without keys outside the Basic Multilingual Plane, the standard library's
+    sorted, compact JSON is byte for byte RFC 8785 (same escapes, same key order), and ~10x faster
+    than the pure-Python `rfc8785`; anything else goes through `rfc8785` (a property test holds the two equal).
+    """
+    body = {k: v for k, v in document.items() if k != "hash"}
+    if _jcs_safe(body):
+        return _FAST_JSON(body).encode("utf-8")
+    return rfc8785.dumps(body)
+
+
+_FAST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+
+
+def _jcs_safe(value: Any) -> bool:
+    """Whether the stdlib's sorted JSON of `value` is its RFC 8785 form: no floats, no astral-plane keys."""
+    if isinstance(value, dict):
+        return all(
+            isinstance(k, str) and (k.isascii() or max(k) < "\U00010000") and _jcs_safe(v) for k, v in value.items()
+        )
+    if isinstance(value, list):
+        return all(_jcs_safe(v) for v in value)
+    return value is None or isinstance(value, (str, int))  # bool is an int
 
 
 def chain_hash(prev_hash: str, document: Mapping[str, Any]) -> str:
