@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import uuid
@@ -133,11 +134,36 @@ def canonical(document: Mapping[str, Any]) -> bytes:
     """
     body = {k: v for k, v in document.items() if k != "hash"}
     if _jcs_safe(body):
-        return _FAST_JSON(body).encode("utf-8")
-    return rfc8785.dumps(body)
+        try:
+            return _FAST_JSON(body).encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: see below
+            pass
+    try:
+        return rfc8785.dumps(body)
+    except rfc8785.CanonicalizationError:
+        # Only a row written before json_safe existed can hold an integer beyond 2**53, a NaN or a lone
+        # surrogate: it is still hashed, deterministically, so the chain never fails to compute.
+        return _LAST_RESORT_JSON(body).encode("utf-8", "surrogatepass")
 
 
 _FAST_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode
+_LAST_RESORT_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_SAFE_INT = 2**53 - 1
+
+
+def json_safe(value: Any) -> Any:
+    """`value` with what RFC 8785 cannot write (integers beyond ±2**53-1, NaN, infinities) turned into text."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return value if -_SAFE_INT <= value <= _SAFE_INT else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return value
 
 
 def _jcs_safe(value: Any) -> bool:
@@ -148,7 +174,9 @@ def _jcs_safe(value: Any) -> bool:
         )
     if isinstance(value, list):
         return all(_jcs_safe(v) for v in value)
-    return value is None or isinstance(value, (str, int))  # bool is an int
+    if isinstance(value, int):  # bool is an int
+        return -_SAFE_INT <= value <= _SAFE_INT
+    return value is None or isinstance(value, str)
 
 
 def chain_hash(prev_hash: str, document: Mapping[str, Any]) -> str:

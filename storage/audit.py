@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from core.audit_events import GENESIS_HASH, StoredEvent, event_type, new_event_id, via_for
+from core.audit_events import GENESIS_HASH, StoredEvent, event_type, json_safe, new_event_id, via_for
 from core.models import AuditEvent
 from core.plain import plain
 from core.secrets import SecretRegistry
@@ -45,7 +45,7 @@ class AuditWriter:
         """Serialise an audit detail as JSON with every registered secret value replaced by '***'."""
         if not detail:
             return "{}"
-        return self._to_json(self.secrets.scrub_data(plain(detail)))
+        return self._to_json(json_safe(self.secrets.scrub_data(plain(detail))))
 
     def _params(self, event: AuditEvent, head: _Head, request: _RequestFacts | None) -> list[Any]:
         """The stored values of `event`, derived and chained after `head` (which it then advances)."""
@@ -79,7 +79,7 @@ class AuditWriter:
             status_from=_status_text(event.status_from),
             status_to=_status_text(event.status_to),
             reason=self._scrubbed(reason),
-            fields=None if fields is None else self.secrets.scrub_data(fields),
+            fields=None if fields is None else json_safe(self.secrets.scrub_data(fields)),
             detail=detail,
             prev_hash=head.hash,
             hash="",

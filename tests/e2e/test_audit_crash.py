@@ -167,3 +167,28 @@ async def test_export_streams_csv_of_one_flow_between_dates(trail):
     assert none.returncode == 0 and none.stdout == ""  # identity changes belong to no flow
     backwards = await run_cli("audit", "export", "--since", "2100-01-01", "--until", "2000-01-01", env=trail)
     assert backwards.returncode == 2 and "--until must be after --since" in backwards.stderr
+
+
+async def test_audit_destinations_shows_each_backlog_and_last_error(tmp_path):
+    config = tmp_path / "flows.yaml"
+    config.write_text(
+        flows_file(db_access_flow("https://grants.example.com/", "1h", secret_env="JITBOT_TEST_WEBHOOK_SECRET"))
+        + yaml.safe_dump({"audit": {"destinations": [{"type": "file", "path": "audit.jsonl", "name": "trail"}]}})
+    )
+    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"), JITBOT_CONFIG=str(config))
+    for n in range(3):
+        assert (await run_cli("identities", "set", f"U_{n}", f"u{n}@example.com", env=env)).returncode == 0
+    with sqlite3.connect(tmp_path / "jitbot.db") as conn:  # as the bot leaves it after one delivery and a failure
+        conn.execute(
+            "INSERT INTO audit_cursors (destination, position, first_seen_at, delivered_at, failures, last_error, "
+            "last_error_at) VALUES ('trail', 1, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', 2, "
+            "'cannot write audit.jsonl: No space left on device', '2026-01-01T00:00:02.000000Z')"
+        )
+    result = await run_cli("audit", "destinations", env=env)
+    assert result.returncode == 0, result
+    assert result.stdout.splitlines()[:2] == [
+        "trail",
+        "  backlog: 2 events, oldest undelivered " + result.stdout.split("oldest undelivered ")[1].split("\n")[0],
+    ]
+    assert "delivered up to seq 1 of 3" in result.stdout
+    assert "2 in a row): cannot write audit.jsonl: No space left on device" in result.stdout

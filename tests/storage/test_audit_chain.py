@@ -158,3 +158,12 @@ async def test_exporting_100000_events_streams_in_bounded_memory(tmp_path):
         peak = export_peak_kb(path, "--since", "2026-01-01", "--until", "2027-01-01", "--format", fmt)
         # ~70 MB of events go through; holding them all would take several hundred MB.
         assert peak - baseline < 40_000, f"{fmt} export peaked {(peak - baseline) / 1000:.0f} MB above the baseline"
+
+
+async def test_an_audit_row_with_values_json_canonical_form_cannot_hold_is_still_written_and_verifies(audit_log, store):
+    await audit_log.append(
+        AuditEvent(at=T0, actor="U0A", action="access.granted", detail={"big": 2**64, "nan": float("nan"), "f": 0.1})
+    )
+    (doc,) = await documents(store)
+    assert doc["detail"] == {"big": str(2**64), "nan": "nan", "f": 0.1}
+    assert (await verify(store, [])).problem is None
