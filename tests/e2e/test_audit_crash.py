@@ -186,9 +186,6 @@ async def test_audit_destinations_shows_each_backlog_and_last_error(tmp_path):
         )
     result = await run_cli("audit", "destinations", env=env)
     assert result.returncode == 0, result
-    assert result.stdout.splitlines()[:2] == [
-        "trail",
-        "  backlog: 2 events, oldest undelivered " + result.stdout.split("oldest undelivered ")[1].split("\n")[0],
-    ]
+    assert result.stdout.startswith("trail\n  backlog: 2 events, oldest undelivered ")
     assert "delivered up to seq 1 of 3" in result.stdout
     assert "2 in a row): cannot write audit.jsonl: No space left on device" in result.stdout
