@@ -74,7 +74,7 @@ EVENT_TYPES: Mapping[str, str] = {
 }
 TYPES: tuple[str, ...] = (*sorted(set(EVENT_TYPES.values())), OTHER)
 
-_SLACK_ID = re.compile(r"^[UWB][A-Z0-9]{2,}$")
+_SLACK_ID = re.compile(r"^[UWB][A-Z0-9_]{2,}$")
 _VIA_PREFIXES = (("hook:", "hook"), ("api:", "api"), ("cli:", "cli"), ("system", "system"))
 
 

@@ -8,11 +8,13 @@ JSON columns hold the request's `fields`, `grant_state` and `approvers`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from core.audit_events import GENESIS_HASH, StoredEvent, event_id_at, event_type, read_detail, via_for
 from core.errors import StartupError
 from core.models import RequestStatus
 
@@ -180,66 +182,59 @@ def m010_audit_event_chain(db: sqlite_utils.Database) -> None:
 
 
 def _chain_existing_rows(db: sqlite_utils.Database) -> None:
-    import json
-
-    from core.audit_events import GENESIS_HASH, StoredEvent, event_id_at, event_type, read_detail, via_for
-
-    prev = GENESIS_HASH
-    rows = db.execute(
-        "SELECT a.id, a.at, a.request_id, a.actor, a.action, a.status_from, a.status_to, a.detail, "
-        "r.flow, r.target, r.requester, r.requester_email FROM audit_events a "
-        "LEFT JOIN requests r ON r.id = a.request_id ORDER BY a.id"
-    )
-    updates = []
-    for row in rows:
-        seq, at, request_id, actor, action, status_from, status_to, detail_text, flow, target, requester, email = row
-        detail = read_detail(detail_text)
-        fields = detail.get("fields") if isinstance(detail.get("fields"), dict) else None
-        reason = next(
-            (v for v in (detail.get("reason"), (fields or {}).get("reason")) if isinstance(v, str) and v), None
-        )
-        event = StoredEvent(
-            seq=seq,
-            event_id=event_id_at(at, seq),
-            type=event_type(action),
-            action=action,
-            at=at,
-            actor=actor,
-            actor_email=email if requester is not None and actor == requester else None,
-            actor_name=None,
-            via=via_for(actor),
-            request_id=request_id,
-            flow=flow,
-            target=target,
-            status_from=status_from,
-            status_to=status_to,
-            reason=reason,
-            fields=fields,
-            detail=detail,
-            prev_hash=prev,
-            hash="",
-        )
-        prev = event.computed_hash()
-        updates.append(
-            (
-                event.event_id,
-                event.type,
-                event.via,
-                flow,
-                target,
-                event.actor_email,
-                reason,
-                None if fields is None else json.dumps(fields, ensure_ascii=False, separators=(",", ":")),
-                event.prev_hash,
-                prev,
-                seq,
+    prev, last = GENESIS_HASH, 0
+    while True:  # a page at a time: a database with millions of rows is chained in bounded memory
+        rows = db.execute(
+            "SELECT a.id, a.at, a.request_id, a.actor, a.action, a.status_from, a.status_to, a.detail, "
+            "r.flow, r.target, r.requester, r.requester_email FROM audit_events a "
+            "LEFT JOIN requests r ON r.id = a.request_id WHERE a.id > ? ORDER BY a.id LIMIT 5000",
+            [last],
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        for row in rows:
+            seq, at, request_id, actor, action, status_from, status_to, detail_text, flow, target, requester, email = (
+                row
             )
+            detail = read_detail(detail_text)
+            fields = detail.get("fields") if isinstance(detail.get("fields"), dict) else None
+            reason = next(
+                (v for v in (detail.get("reason"), (fields or {}).get("reason")) if isinstance(v, str) and v), None
+            )
+            event = StoredEvent(
+                seq=seq,
+                event_id=event_id_at(at, seq),
+                type=event_type(action),
+                action=action,
+                at=at,
+                actor=actor,
+                actor_email=email if requester is not None and actor == requester else None,
+                actor_name=None,
+                via=via_for(actor),
+                request_id=request_id,
+                flow=flow,
+                target=target,
+                status_from=status_from,
+                status_to=status_to,
+                reason=reason,
+                fields=fields,
+                detail=detail,
+                prev_hash=prev,
+                hash="",
+            )
+            prev = event.computed_hash()
+            fields_text = None if fields is None else json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+            updates.append(
+                (event.event_id, event.type, event.via, flow, target, event.actor_email, reason, fields_text)
+                + (event.prev_hash, prev, seq)
+            )
+        db.conn.executemany(
+            "UPDATE audit_events SET event_id = ?, type = ?, via = ?, flow = ?, target = ?, actor_email = ?, "
+            "reason = ?, fields = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            updates,
         )
-    db.conn.executemany(
-        "UPDATE audit_events SET event_id = ?, type = ?, via = ?, flow = ?, target = ?, actor_email = ?, "
-        "reason = ?, fields = ?, prev_hash = ?, hash = ? WHERE id = ?",
-        updates,
-    )
+        last = rows[-1][0]
 
 
 @_migration

@@ -7,6 +7,7 @@ logs intake fake (tests/fakes/audit_receivers.py) and moto's server for Kinesis 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -104,6 +105,21 @@ async def test_every_event_reaches_a_file_destination_in_order_and_verifies_agai
 
     stored = await delivered_everything(running, lines)
     assert {"config.loaded", "request.created", "request.approved", "access.granted"} <= {e["type"] for e in stored}
+    by_type = {e["type"]: e for e in stored}
+    approved, created = by_type["request.approved"], by_type["request.created"]
+    assert approved["actor"]["slack_id"] == "U_BOB" and approved["actor"]["email"] == "bob@example.com"
+    assert approved["actor"]["name"] and approved["via"] == "slack"
+    assert (approved["flow"], approved["target"], approved["request_id"]) == (
+        "db_access",
+        "prod_admin",
+        created["request_id"],
+    )
+    assert created["actor"]["email"] == "alice@example.com" and created["fields"]["reason"] == "incident 42"
+    assert created["reason"] == "incident 42"
+    assert (
+        by_type["config.loaded"]["detail"]["sha256"]
+        == hashlib.sha256((tmp_path / "flows.yaml").read_bytes()).hexdigest()
+    )
     result = await verify(running.runtime.store, [path])
     assert result.problem is None and result.checked == len(stored)
 
