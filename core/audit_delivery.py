@@ -108,7 +108,10 @@ class AuditDelivery:
         """Open every sink, create missing cursors and start the workers."""
         await self.outbox.ensure(self.names, self._clock.now())
         for worker in self._workers.values():
-            await worker.sink.open()
+            try:
+                await worker.sink.open()
+            except Exception:  # a sink that cannot open now fails its deliveries, which are retried
+                log.exception("audit.sink_open_failed", destination=worker.sink.name)
             worker.task = asyncio.create_task(self._run(worker), name=f"audit:{worker.sink.name}")
 
     async def stop(self) -> None:
@@ -194,11 +197,6 @@ class AuditDelivery:
             await self._check_lag(worker, status)
         except Exception:  # the database itself failing: logged, and the loop retries after its pause
             log.exception("audit.record_failure_failed", destination=name)
-
-    async def check_lag(self) -> None:
-        """Alert every destination whose backlog is older than its alert_after (once per episode)."""
-        for status in await self.status():
-            await self._check_lag(self._workers[status.name], status)
 
     async def _check_lag(self, worker: _Worker, status: DestinationStatus) -> None:
         if status.alerted_at is not None or status.oldest_undelivered_at is None:
