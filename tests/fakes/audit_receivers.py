@@ -110,6 +110,7 @@ class AuditReceiver(_Server):
     batches: list[dict[str, Any]] = field(default_factory=list)
     headers: list[dict[str, str]] = field(default_factory=list)
 
+    max_events: int | None = None  # answer 413 to a larger batch
     holding: bool = False  # keep each request unanswered (its events recorded) until release()
     _release: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -129,6 +130,8 @@ class AuditReceiver(_Server):
             return self._bad("not JSON")
         if set(body) != {"events", "chain_head", "sent_at", "delivery_id"} or not body["events"]:
             return self._bad(f"unexpected body keys {sorted(body)}")
+        if self.max_events is not None and len(body["events"]) > self.max_events:
+            return self._bad("payload too large", 413)
         first, last = body["events"][0]["seq"], body["events"][-1]["seq"]
         if request.headers.get("X-Jitbot-Delivery") != f"audit:{first}-{last}":
             return self._bad("X-Jitbot-Delivery does not name the batch")
