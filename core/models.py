@@ -104,7 +104,7 @@ class AuditEvent:
     status_from: str | None = None
     status_to: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
-    via: str | None = None  # slack | api | hook | system | cli; read from the actor when None
+    via: str | None = None  # slack | api | hook | system | cli; else detail["via"], else read from the actor
     flow: str | None = None
     target: str | None = None
     actor_email: str | None = None

@@ -72,7 +72,7 @@ class AuditWriter:
             actor=actor,
             actor_email=self._scrubbed(actor_email),
             actor_name=self._scrubbed(event.actor_name),
-            via=via_for(event.actor, event.via),
+            via=via_for(event.actor, event.via or _text(detail.get("via"))),
             request_id=event.request_id,
             flow=flow,
             target=target,

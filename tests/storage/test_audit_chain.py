@@ -65,8 +65,10 @@ async def test_an_action_nobody_mapped_is_written_as_type_other_never_refused(au
 
 async def test_an_explicit_via_wins_over_the_actor_form(audit_log, store):
     await audit_log.append(AuditEvent(at=T0, actor="U0ALICE", action="request.cancelled", via="api"))
-    (doc,) = await documents(store)
-    assert (doc["type"], doc["via"]) == ("request.cancelled", "api")
+    await audit_log.append(AuditEvent(at=T0, actor="U0ALICE", action="extend", detail={"via": "api"}))
+    first, second = await documents(store)
+    assert (first["type"], first["via"]) == ("request.cancelled", "api")
+    assert (second["type"], second["via"]) == ("access.extended", "api")
 
 
 async def test_a_bulk_insert_is_chained_row_after_row(store):
