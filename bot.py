@@ -244,7 +244,10 @@ async def audit_command(args) -> int:
                     file=sys.stderr,
                 )
                 return 1
-            print(f"audit chain OK: {result.checked} events, head seq {result.head_seq} ({result.head_hash})")
+            if not result.checked:
+                print("audit chain OK: the trail is empty")
+            else:
+                print(f"audit chain OK: {result.checked} events, head seq {result.head_seq} ({result.head_hash})")
             return 0
         if args.audit_command == "export":
             assert selection is not None
