@@ -285,3 +285,30 @@ async def test_a_missing_kinesis_stream_is_a_refusal_not_an_endless_retry(start_
     )
     alert = await running.slack.wait_for_message(ALERTS_CHANNEL, contains="refused the events", timeout=15)
     assert "ResourceNotFoundException" in alert.plain
+
+
+async def test_a_hooks_verdict_is_its_own_event_before_the_decision_it_leads_to(
+    launch, receiver, monkeypatch, tmp_path
+):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    hooks = launch.write("hooks.py", 'async def on_request(evt):\n    return evt.deny("outside the change window")\n')
+    running = await launch.start(
+        flows_with_audit(receiver.url, [{"type": "file", "path": "trail.jsonl"}]).replace(
+            "  approval_channel: C_APPROVALS\n", f"  approval_channel: C_APPROVALS\n  hooks: {hooks}\n", 1
+        ),
+        **FAST,
+    )
+    await running.submit("U_ALICE", "db_access", target="Prod Admin", reason="incident 42", duration="30m")
+    await running.slack.wait_for_dm("U_ALICE", contains="denied", timeout=10)
+    stored = await delivered_everything(
+        running,
+        lambda: (
+            [json.loads(line) for line in (tmp_path / "trail.jsonl").read_text().splitlines()]
+            if (tmp_path / "trail.jsonl").exists()
+            else []
+        ),
+    )
+    verdict, denied = [e for e in stored if e["type"] in ("hook.verdict", "request.denied")]
+    assert (verdict["type"], verdict["via"], verdict["reason"]) == ("hook.verdict", "hook", "outside the change window")
+    assert verdict["detail"] == {"hook": "on_request", "verdict": "deny"}
+    assert (denied["via"], denied["actor"]["id"]) == ("hook", "hook:hooks.py:on_request")
