@@ -3,6 +3,10 @@
 `AuditWriter.insert` is the one place an audit row is written, so other repositories call it inside
 their own transaction (a transition and its audit row commit together). It scrubs every secret of the
 runtime's registry from the row first: a secret that escaped its `Secret` wrapper still never reaches the trail.
+It also makes the row the documented event (docs/audit.md): a UUIDv7 `event_id`, the next `seq`, the
+type mapped from the action, `via`, the flow and target (read from the request when not given), the
+reason and fields, and `prev_hash` / `hash` chaining it to the newest row. Nothing in that derivation
+can refuse a row: an unknown action is type `other`, and every value has a canonical form.
 """
 
 from __future__ import annotations
