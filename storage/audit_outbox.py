@@ -26,7 +26,7 @@ from core.ports import DestinationStatus
 from storage.db import Store, from_db_time, to_db_time
 
 PAGE = 1000
-_COLUMNS = (
+EVENT_COLUMNS = (  # the columns row_to_stored reads, in its order
     "id, event_id, type, action, at, actor, actor_email, actor_name, via, request_id, flow, target, "
     "status_from, status_to, reason, fields, detail, prev_hash, hash"
 )
@@ -84,7 +84,9 @@ class AuditReader:
         """Up to `limit` events with seq > `seq`, oldest first."""
 
         def query(db: sqlite_utils.Database) -> list[StoredEvent]:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM audit_events WHERE id > ? ORDER BY id LIMIT ?", [seq, limit])
+            rows = db.execute(
+                f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE id > ? ORDER BY id LIMIT ?", [seq, limit]
+            )
             return [row_to_stored(r) for r in rows.fetchall()]
 
         return await self._store.read(query)
@@ -101,7 +103,7 @@ class AuditReader:
             for start in range(0, len(seqs), 500):
                 chunk = list(seqs[start : start + 500])
                 marks = ", ".join("?" * len(chunk))
-                for row in db.execute(f"SELECT {_COLUMNS} FROM audit_events WHERE id IN ({marks})", chunk):
+                for row in db.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE id IN ({marks})", chunk):
                     found[row[0]] = row_to_stored(row)
             return found
 
@@ -120,7 +122,7 @@ class AuditReader:
             if selection.flow is not None:
                 where.append("flow = ?")
                 params.append(selection.flow)
-        sql = f"SELECT {_COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        sql = f"SELECT {EVENT_COLUMNS} FROM audit_events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
         last = 0
 
         def query(db: sqlite_utils.Database, args: list[Any]) -> list[StoredEvent]:

@@ -16,13 +16,9 @@ from pathlib import Path
 from jsonschema import Draft202012Validator
 
 from core.audit_events import ChainChecker
-from storage.audit_outbox import row_to_stored
+from storage.audit_outbox import EVENT_COLUMNS, row_to_stored
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "audit-event.schema.json"
-_COLUMNS = (
-    "id, event_id, type, action, at, actor, actor_email, actor_name, via, request_id, flow, target, "
-    "status_from, status_to, reason, fields, detail, prev_hash, hash"
-)
 
 
 @cache
@@ -39,7 +35,7 @@ def check_audit_trail(db_path: Path | str) -> int:
         return 0
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        rows = conn.execute(f"SELECT {_COLUMNS} FROM audit_events ORDER BY id").fetchall()
+        rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY id").fetchall()
     finally:
         conn.close()
     checker = ChainChecker()
