@@ -312,3 +312,14 @@ async def test_a_hooks_verdict_is_its_own_event_before_the_decision_it_leads_to(
     assert (verdict["type"], verdict["via"], verdict["reason"]) == ("hook.verdict", "hook", "outside the change window")
     assert verdict["detail"] == {"hook": "on_request", "verdict": "deny"}
     assert (denied["via"], denied["actor"]["id"]) == ("hook", "hook:hooks.py:on_request")
+
+
+async def test_a_destination_that_never_answers_does_not_hold_up_a_request(start_audited):
+    async with AuditReceiver(secret=AUDIT_SECRET, holding=True) as stuck:
+        running = await start_audited([{"type": "http", "url": stuck.url, "secret": "${env:JITBOT_TEST_AUDIT_SECRET}"}])
+        await stuck.wait_for(lambda: len(stuck.events) >= 1)  # the first delivery hangs from here on
+        await a_granted_request(running)  # request, approval and grant go through meanwhile
+        (status,) = await running.runtime.audit_delivery.status()
+        assert status.position == 0 and status.backlog >= 4
+        stuck.release()
+        await eventually(lambda: {e["seq"] for e in stuck.events} >= set(range(1, status.head + 1)), "the backlog")
