@@ -279,6 +279,7 @@ class Runtime:
             backoff=self.audit_backoff,
             poll_seconds=self.audit_poll_seconds,
         )
+        self.metrics.watch_audit(self.audit_delivery.backlog)
         await self.audit_delivery.start()
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
