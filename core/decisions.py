@@ -19,6 +19,7 @@ from core.errors import NotAllowed
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
+from core.origin import SLACK, origin
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
 from core.targets import flow_target
@@ -53,22 +54,27 @@ class DecisionChecks:
         self.directory = directory
 
     async def check(
-        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+        self,
+        request: AccessRequest,
+        actor: str,
+        action: str,
+        *,
+        by_hook: bool,
+        source: MessageRef | None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> Flow:
         """Return the request's flow when `actor` may `action` it now; else audit and raise NotAllowed."""
         try:
-            return await self._refusal(request, actor, action, by_hook=by_hook, source=source)
+            return await self._refusal(request, actor, action, by_hook=by_hook, source=source, via=via)
         except NotAllowed as refusal:
-            await self.life.audit.append(
-                self.life.event(
-                    request, actor, "click.refused", detail={"action": action, "reason": refusal.user_message}
-                )
-            )
+            detail = {"action": action, "reason": refusal.user_message, **origin(via, token, by_hook=by_hook)}
+            await self.life.audit.append(self.life.event(request, actor, "click.refused", detail=detail))
             log.info("click.refused", request_id=request.id, actor=actor, action=action, reason=refusal.user_message)
             raise
 
     async def _refusal(
-        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None, via: str
     ) -> Flow:
         if request.status is not S.PENDING:
             raise AlreadyDecided(request.status.value, request.decided_by)
@@ -84,7 +90,7 @@ class DecisionChecks:
         hooks = self.life.hooks
         if not by_hook and hooks.has(flow, f"on_{action}"):
             actor_info = await self.directory.lookup_user(actor)
-            evt = hooks.event(request, flow, user=await self.life.requester(request), actor=actor_info)
+            evt = hooks.event(request, flow, user=await self.life.requester(request), actor=actor_info, via=via)
             ignored = await hooks.on_click(flow, f"on_{action}", evt, request)
             if ignored is not None:
                 raise NotAllowed(ignored)

@@ -40,6 +40,7 @@ from core.hook_runner import ApproversUnavailable, HookRunner
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
+from core.origin import SLACK, origin
 from core.ports import (
     AuditTrail,
     Directory,
@@ -79,6 +80,8 @@ class Draft:
     subject: Subject
     fields: Mapping[str, Any]
     duration: timedelta
+    via: str = SLACK  # how the request arrived: "slack" (the modal) or "api"
+    token: str | None = None  # the API token's name, when it came through the API
 
 
 class AccessEngine:
@@ -208,7 +211,15 @@ class AccessEngine:
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
     async def prepare(
-        self, flow_name: str, requester_id: str, target_name: str, fields: Mapping[str, Any], duration: timedelta
+        self,
+        flow_name: str,
+        requester_id: str,
+        target_name: str,
+        fields: Mapping[str, Any],
+        duration: timedelta,
+        *,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> Draft:
         """Check a submission: the target exists and the requester may ask and can be matched in its system."""
         flow = self.config.flow(flow_name)
@@ -228,7 +239,7 @@ class AccessEngine:
             for issue in issues:
                 log.info("submission.identity_rejected", flow=flow.name, requester=requester_id, detail=issue.detail)
             raise SubmissionRejected({"target": " ".join(i.user_message for i in issues)})
-        return Draft(flow.name, target, requester, subject, dict(fields), duration)
+        return Draft(flow.name, target, requester, subject, dict(fields), duration, via, token)
 
     async def submit(self, draft: Draft) -> AccessRequest:
         """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
@@ -263,6 +274,7 @@ class AccessEngine:
                         "target": request.target,
                         "duration_seconds": request.duration_seconds,
                         "fields": request.fields,
+                        **origin(draft.via, draft.token),
                     },
                 ),
             )
@@ -270,7 +282,7 @@ class AccessEngine:
             decision: Approve | Deny | None = None
             if hooked:
                 decision = await life.hooks.on_request(
-                    flow, life.hooks.event(request, flow, user=draft.subject), request
+                    flow, life.hooks.event(request, flow, user=draft.subject, via=draft.via), request
                 )
                 # The hook's verdict comes before anything with buttons is posted.
                 if isinstance(decision, Deny):
@@ -295,7 +307,7 @@ class AccessEngine:
     async def _route(self, flow: Flow, draft: Draft, request: AccessRequest) -> AccessRequest:
         """Ask get_approvers / get_approval_channel and store the answer (which opens the request)."""
         life = self.life
-        evt = life.hooks.event(request, flow, user=draft.subject)
+        evt = life.hooks.event(request, flow, user=draft.subject, via=draft.via)
         approvers = await life.hooks.approvers(flow, evt, request)
         channel = await life.hooks.approval_channel(flow, evt, request)
         routing: dict[str, Any] = {"approvers": None}
@@ -367,15 +379,22 @@ class AccessEngine:
         reason: str | None = None,
         by_hook: bool = False,
         source: MessageRef | None = None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> AccessRequest:
-        """Approve a pending request (after checking the click against now) and grant it."""
+        """Approve a pending request (after checking the click against now) and grant it.
+
+        `via` ("slack" or "api") and the API token's name go into the audit rows and `evt.via`.
+        """
         life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.status is S.PENDING and life.timed_out(request):
                 await self.expiry.expire_locked(request)
                 raise NotAllowed("This request expired: nobody decided before its time limit.")
-            flow = await self.checks.check(request, actor, "approve", by_hook=by_hook, source=source)
+            flow = await self.checks.check(
+                request, actor, "approve", by_hook=by_hook, source=source, via=via, token=token
+            )
             now = life.clock.now()
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
@@ -393,7 +412,14 @@ class AccessEngine:
                     # How to revoke it even after the flow is edited or removed from the config.
                     "grant_spec": spec,
                 },
-                audit=life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
+                audit=life.event(
+                    request,
+                    actor,
+                    "request.approved",
+                    S.PENDING,
+                    S.APPROVED,
+                    {"reason": reason, **origin(via, token, by_hook=by_hook)},
+                ),
             )
             log.info("request.approved", request_id=request_id, actor=actor)
             life.timers.disarm(request_id)
@@ -407,18 +433,27 @@ class AccessEngine:
         reason: str | None = None,
         by_hook: bool = False,
         source: MessageRef | None = None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> AccessRequest:
-        """Deny a pending request (after the decider checks)."""
+        """Deny a pending request (after the decider checks); `via` and `token` as for approve."""
         life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
-            await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source)
+            await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source, via=via, token=token)
             request = await life.requests.transition(
                 request_id,
                 S.PENDING,
                 S.DENIED,
                 changes={"decided_by": actor, "decided_at": life.clock.now(), "decision_reason": reason},
-                audit=life.event(request, actor, "request.denied", S.PENDING, S.DENIED, {"reason": reason}),
+                audit=life.event(
+                    request,
+                    actor,
+                    "request.denied",
+                    S.PENDING,
+                    S.DENIED,
+                    {"reason": reason, **origin(via, token, by_hook=by_hook)},
+                ),
             )
             log.info("request.denied", request_id=request_id, actor=actor)
             life.timers.disarm(request_id)

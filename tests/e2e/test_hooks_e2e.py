@@ -279,6 +279,7 @@ async def test_on_approve_refuses_a_click_from_outside_a_usergroup(launch, world
     assert refused.actor == "U_DAVE" and refused.detail == {
         "action": "approve",
         "reason": "Only @secops can approve production access.",
+        "via": "slack",
     }
 
     await approve_as(bot, message, "U_BOB")  # Bob is in S_SECOPS
