@@ -25,6 +25,10 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from api.auth import Authenticator
+from api.ratelimit import RateLimiter
+from api.server import api_routes, start_http_server
+from api.service import ApiService
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
@@ -35,18 +39,30 @@ from core.retired import RetiredStrategies, rebuild_retired
 from core.scheduler import Scheduler
 from core.secrets import SecretRegistry
 from handlers.directory import SlackDirectory
-from handlers.health import start_health_server
+from handlers.health import health_routes
 from handlers.listeners import Listeners
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.identities import IdentityStore
+from storage.request_queries import RequestQueries
 from storage.requests import RequestRepo
+from storage.tokens import TokenStore
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 log = structlog.get_logger("jitbot")
 
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_API_RATE_LIMIT = 120
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise StartupError(f"{name} must be a whole number of at least 1 (got {text[:20]!r}).")
+    return int(text)
 
 
 @dataclass
@@ -60,7 +76,9 @@ class Settings:
     config_path: Path
     db_path: str
     slack_api_url: str = DEFAULT_SLACK_API_URL
+    # JITBOT_HTTP_ADDR (JITBOT_HEALTH_ADDR still accepted): /health and the /v1 API.
     health_address: str | None = None
+    api_rate_limit: int = DEFAULT_API_RATE_LIMIT  # calls per token per minute, in bursts of as many
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, secrets: SecretRegistry | None = None) -> Settings:
@@ -90,7 +108,8 @@ class Settings:
             # Checked here, not when the Store opens: a URL is refused before Slack is contacted.
             db_path=check_database_path(env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
-            health_address=env.get("JITBOT_HEALTH_ADDR") or None,
+            health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
+            api_rate_limit=_positive_int(env, "JITBOT_API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
         )
 
 
@@ -224,12 +243,17 @@ class Runtime:
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
         if settings.health_address:
-            self.health = await start_health_server(
-                settings.health_address,
-                {
-                    "slack": self.socket.client.is_connected,
-                    "database": self._database_answers,
-                },
+            routes = health_routes({"slack": self.socket.client.is_connected, "database": self._database_answers})
+            auth = Authenticator(
+                TokenStore(self.store, self.clock, secrets=secrets),
+                clock=self.clock,
+                limiter=RateLimiter(settings.api_rate_limit, 60.0, now=lambda: self.clock.now().timestamp()),
+                audit=audit,
+                directory=directory,
+            )
+            service = ApiService(engine=self.engine, auth=auth, queries=RequestQueries(self.store), directory=directory)
+            self.health = await start_http_server(
+                settings.health_address, [*routes, *api_routes(service, auth)], secrets=secrets
             )
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
 

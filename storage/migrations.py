@@ -147,6 +147,34 @@ def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE requests ADD COLUMN grant_spec TEXT NOT NULL DEFAULT '{}'")
 
 
+@_migration
+def m014_api_tokens(db: sqlite_utils.Database) -> None:
+    """API tokens: only each token's SHA-256 is stored, never the token itself."""
+    db.execute(
+        """
+        CREATE TABLE api_tokens (
+            id           TEXT PRIMARY KEY,
+            name         TEXT NOT NULL UNIQUE,
+            slack_user   TEXT NOT NULL,
+            scopes       TEXT NOT NULL,
+            digest       TEXT NOT NULL UNIQUE,
+            created_at   TEXT NOT NULL,
+            created_by   TEXT NOT NULL,
+            expires_at   TEXT,
+            revoked_at   TEXT,
+            revoked_by   TEXT,
+            last_used_at TEXT
+        )
+        """
+    )
+
+
+@_migration
+def m015_requests_by_age(db: sqlite_utils.Database) -> None:
+    """Newest requests first (the API's listing) without sorting the whole table."""
+    db.execute("CREATE INDEX requests_created ON requests (created_at)")
+
+
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations already applied to `db`, in order."""
     return [m.name for m in MIGRATIONS.applied(db)]
