@@ -84,13 +84,18 @@ def _body(operation: Operation, flow_models: dict[str, str]) -> dict[str, Any] |
 
 
 def _responses(operation: Operation) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        str(operation.success): {
-            "description": HTTPStatus(operation.success).phrase,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.response.__name__)}}},
-            **({"headers": {k: _header(v) for k, v in operation.headers.items()}} if operation.headers else {}),
-        }
+    success: dict[str, Any] = {
+        "description": HTTPStatus(operation.success).phrase,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=operation.response.__name__)}}},
     }
+    if operation.headers:
+        success["headers"] = {k: _header(v) for k, v in operation.headers.items()}
+    if operation.links:
+        # What a client (and the fuzzer's stateful phase) may call next with the id in this answer.
+        success["links"] = {
+            target: {"operationId": target, "parameters": {"id": "$response.body#/id"}} for target in operation.links
+        }
+    responses: dict[str, Any] = {str(operation.success): success}
     for status in operation.problems:
         answer: dict[str, Any] = {
             "description": HTTPStatus(status).phrase,

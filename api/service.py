@@ -71,6 +71,7 @@ class Operation:
     problems: tuple[int, ...] = ()
     path_params: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # success headers documented: name → description
+    links: tuple[str, ...] = ()  # operation ids that take the `id` of this answer
 
 
 async def read_json(request: web.Request, *, required: bool) -> Any:
@@ -161,6 +162,7 @@ class ApiService:
                 body="submission",
                 problems=(400, 401, 403, 413, 415, 422, 429, 502, 503),
                 headers={"Location": "Where the new request can be read."},
+                links=("getRequest", "approveRequest", "denyRequest"),
             ),
             Operation(
                 "GET",
