@@ -252,3 +252,42 @@ async def test_the_pending_message_names_who_decides_when_it_expires_and_the_ide
     assert "alice@example.com in" in message.plain  # the identity the grant will be made for
     approved = await bot.running.approve(message, "U_BOB")
     assert "Who decides" not in approved.plain  # only while it waits
+
+
+# ── Block Kit limits ─────────────────────────────────────────────────────────────────────────────
+
+
+async def test_every_message_stays_within_block_kit_limits_with_2_of_5_50_approvers_and_long_reasons(
+    launch, receiver, monkeypatch
+):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    deciders = [f"U_APPROVER{i:02d}" for i in range(50)]
+    for user in deciders[:5]:
+        launch.slack.add_user(user, email=f"{user.lower()}@example.com")
+    launch.slack.add_usergroup("S_DBA", users=deciders[:5])
+    launch.slack.add_usergroup("S_X", users=["U_CAROL"])
+    reminders = {"every": "30m", "escalate_after": "1h", "escalate_to": {"users": deciders[:40], "usergroups": ["S_X"]}}
+    flow = standard_flow(
+        receiver.url,
+        approvers={"users": deciders, "usergroups": ["S_SECOPS", "S_DBA"]},
+        approvals_required=2,
+        reminders=reminders,
+        request_timeout="8h",
+    )
+    bot = await launch.start(flows_file(flow))
+    long_reason = "because " + "the incident needs & <access> " * 200  # the text field takes 3000 characters
+    message = await bot.request(
+        "U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason=long_reason[:3000]
+    )
+    assert "and 2 more" in message.plain  # 52 deciders: 50 named, the rest counted
+    bot.clock.advance(hours=1)
+    await bot.engine.sweep()  # the escalation, mentioning 41 more people
+    await bot.slack.click(message, text="Approve", user="U_APPROVER00")
+    await bot.idle()
+    assert "1 of 2 approvals" in bot.slack.message(APPROVAL_CHANNEL, message.ts).plain
+    await bot.deny(message, "U_APPROVER01", reason=("<!channel> & " * 50)[:500])  # the longest the modal takes
+
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.DENIED and len(request.decision_reason or "") == 500
+    # Every payload above went through the emulator's Block Kit validator; any breach is a problem.
+    assert launch.slack.unexpected_problems() == []
