@@ -291,3 +291,13 @@ async def test_every_message_stays_within_block_kit_limits_with_2_of_5_50_approv
     assert request.status is RequestStatus.DENIED and len(request.decision_reason or "") == 500
     # Every payload above went through the emulator's Block Kit validator; any breach is a problem.
     assert launch.slack.unexpected_problems() == []
+
+
+async def test_a_flow_whose_approver_groups_are_too_small_for_its_threshold_is_alerted_at_start(
+    launch, receiver, monkeypatch
+):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    # @secops has two members; three approvals can never be given. Only Slack knows, so: an alert.
+    await launch.start(flows_file(standard_flow(receiver.url, approvals_required=3)))
+    alert = await launch.slack.wait_for_message("C_ALERTS", contains="needs 3 approvals")
+    assert "db_access" in alert.plain and "only 2 people" in alert.plain
