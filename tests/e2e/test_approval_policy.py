@@ -301,3 +301,35 @@ async def test_a_flow_whose_approver_groups_are_too_small_for_its_threshold_is_a
     await launch.start(flows_file(standard_flow(receiver.url, approvals_required=3)))
     alert = await launch.slack.wait_for_message("C_ALERTS", contains="needs 3 approvals")
     assert "db_access" in alert.plain and "only 2 people" in alert.plain
+
+
+# ── guests ───────────────────────────────────────────────────────────────────────────────────────
+
+
+async def test_a_guest_listed_in_requesters_still_needs_allow_guests(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="multi")
+    listed = {"users": ["U_GUEST", "U_ALICE"]}
+    bot = await launch.start(flows_file(standard_flow(receiver.url, requesters=listed)), db_name="closed.db")
+    result = await bot.slack.slash_command(user="U_GUEST", command="/sym", text="db_access")
+    assert "Guests" in result.ack_payload["text"]
+    with pytest.raises(NotAllowed, match="Guests"):
+        await bot.engine.may_request("db_access", "U_GUEST")
+
+    opened = await launch.start(
+        flows_file(standard_flow(receiver.url, requesters=listed, allow_guests=True)), name="open.yaml", db_name="o.db"
+    )
+    await opened.engine.may_request("db_access", "U_GUEST")
+
+
+async def test_a_guest_named_in_escalate_to_cannot_decide_without_allow_guests(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="single")
+    reminders = {"every": "30m", "escalate_after": "1h", "escalate_to": {"users": ["U_GUEST"]}}
+    bot = await launch.start(flows_file(standard_flow(receiver.url, reminders=reminders, request_timeout="4h")))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    bot.clock.advance(hours=1)
+    await bot.engine.sweep()
+    await bot.slack.click(message, text="Approve", user="U_GUEST")
+    await bot.slack.wait_for_ephemeral("U_GUEST", contains="Guests")
+    assert receiver.accepted("grant") == []
