@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from core.models import RequestStatus
 from tests.e2e.flows import APPROVAL_CHANNEL, SECOPS, flows_file, reason_and_duration
 
@@ -70,3 +72,38 @@ async def test_an_approval_only_flow_can_be_denied_like_any_other(launch):
     dm = await bot.slack.wait_for_dm("U_ALICE", contains="denied")
     assert "change freeze" in dm.plain
     assert bot.hook_module("deploy_prod").GRANTED == []
+
+
+async def test_the_shipped_deploy_gate_hooks_open_and_close_the_window_in_ci(launch, monkeypatch):
+    from aiohttp import web
+
+    seen: list[tuple[str, dict]] = []
+
+    async def receive(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization", ""), await request.json()))
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_post("/gate", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    monkeypatch.setenv("DEPLOY_GATE_URL", f"http://127.0.0.1:{port}/gate")
+    monkeypatch.setenv("DEPLOY_GATE_TOKEN", "gate-token")
+    try:
+        shipped = Path(__file__).resolve().parents[2] / "config" / "hooks" / "deploy_gate.py"
+        bot = await launch.start(deploy_gate().replace("deploy_hooks.py", str(shipped)))
+        message = await bot.request("U_ALICE", "deploy_prod", APPROVAL_CHANNEL, target="Production deploy")
+        await bot.slack.click(message, text="Approve", user="U_BOB")
+        await bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="approved until")
+        await bot.idle()
+        bot.clock.advance(minutes=30)
+        await bot.engine.sweep()
+        await bot.idle()
+        assert [body["state"] for _, body in seen] == ["open", "closed"]
+        assert all(auth == "Bearer gate-token" for auth, _ in seen)
+        assert seen[0][1]["ticket"] == "incident 42" and seen[0][1]["by"] == "alice@example.com"
+    finally:
+        await runner.cleanup()
