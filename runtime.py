@@ -29,6 +29,7 @@ from api.auth import Authenticator
 from api.ratelimit import RateLimiter
 from api.server import api_routes, start_http_server
 from api.service import ApiService
+from core.approval_only import ApprovalOnly
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
@@ -42,9 +43,11 @@ from handlers.directory import SlackDirectory
 from handlers.health import health_routes
 from handlers.listeners import Listeners
 from handlers.notifier import SlackNotifier
+from storage.approvals import ApprovalRepo
 from storage.audit import AuditLog
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.identities import IdentityStore
+from storage.reminders import ReminderRepo
 from storage.request_queries import RequestQueries
 from storage.requests import RequestRepo
 from storage.tokens import TokenStore
@@ -185,9 +188,12 @@ class Runtime:
                     flow.hooks_path, timeout=flow.hook_timeout.total_seconds(), secrets=secrets
                 )
         for flow in self.config.flows:
-            strategy = self.strategy_types[flow.strategy.type](
-                flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
-            )
+            if flow.strategy is None:  # an approval-only flow: decisions recorded, nothing granted anywhere
+                strategy = ApprovalOnly()
+            else:
+                strategy = self.strategy_types[flow.strategy.type](
+                    flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
+                )
             await strategy.open()
             self.strategies[flow.name] = strategy
 
@@ -212,6 +218,8 @@ class Runtime:
             directory=directory,
             clock=self.clock,
             secrets=secrets,
+            approvals=ApprovalRepo(self.store, secrets),
+            reminders=ReminderRepo(self.store, secrets),
         )
         self.scheduler = Scheduler(self.engine, self.clock)
         self.engine.timers = self.scheduler
@@ -236,6 +244,8 @@ class Runtime:
         if self.start_timers:
             self.scheduler.start(sweep=False)
         counts = await self.engine.recover()
+        # What the flows file cannot show: approvers' user groups too small for approvals_required.
+        await self.engine.policy.check_at_start()
         if self.start_timers:
             self.scheduler.start_sweep()  # only now: a sweep must not race recovery
             armed = await self.scheduler.arm_window()

@@ -11,11 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.approvals import DENY_REASON_MAX
 from core.config_models import FieldType, Flow
 from core.models import AccessRequest, RequestStatus
 from core.schema import format_duration
-
-MAX_REASON_LENGTH = 500  # a decision's reason: what the Deny modal lets a person type
 
 
 class _Body(BaseModel):
@@ -25,7 +24,7 @@ class _Body(BaseModel):
 class DecisionBody(_Body):
     """The optional body of approve and deny: a reason, shown on the message and in the audit trail."""
 
-    reason: str | None = Field(default=None, max_length=MAX_REASON_LENGTH, description="Why.")
+    reason: str | None = Field(default=None, max_length=DENY_REASON_MAX, description="Why.")
 
 
 class RequestView(_Body):
@@ -41,6 +40,7 @@ class RequestView(_Body):
     fields: dict[str, Any] = Field(description="Every submitted field by name, the duration as written.")
     approval_channel: str | None
     approvers: list[str] | None = Field(description="Who may decide, when a hook chose them; else the flow's rule.")
+    approvals: list[str] = Field(description="Who approved so far, for flows that need several approvals.")
     decided_by: str | None
     decided_at: datetime | None
     decision_reason: str | None
@@ -64,6 +64,7 @@ class RequestView(_Body):
             fields=dict(request.fields),
             approval_channel=request.approval_channel,
             approvers=list(request.approvers) if request.approvers is not None else None,
+            approvals=list(request.approvals),
             decided_by=request.decided_by,
             decided_at=request.decided_at,
             decision_reason=request.decision_reason,

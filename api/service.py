@@ -24,7 +24,7 @@ from api.problems import Problem, field_problem
 from api.schemas import DecisionBody, FlowList, FlowView, RequestList, RequestView
 from core.config_models import Flow, JitConfig
 from core.engine import AccessEngine
-from core.errors import RequestNotFound
+from core.errors import NotAllowed, RequestNotFound
 from core.models import AccessRequest, RequestStatus
 from core.origin import API
 from core.ports import Directory
@@ -215,9 +215,14 @@ class ApiService:
     # ── the operations ────────────────────────────────────────────────────────────────────────
 
     async def list_flows(self, request: web.Request, caller: Caller) -> web.Response:
-        """GET /v1/flows."""
-        person = await self.directory.lookup_user(caller.user)
-        flows = [FlowView.of(f) for f in self.config.flows if f.allow_guests or not person.guest]
+        """GET /v1/flows: those the token's user may ask for (as the Slack picker shows them)."""
+        flows = []
+        for flow in self.config.flows:
+            try:
+                await self.engine.may_request(flow.name, caller.user, fresh=False)
+            except NotAllowed:
+                continue
+            flows.append(FlowView.of(flow))
         return json_response(FlowList(flows=flows))
 
     async def create_request(self, request: web.Request, caller: Caller) -> web.Response:
@@ -230,6 +235,11 @@ class ApiService:
             checked = submission_model(flow).model_validate(body)
         except ValidationError as error:
             raise field_problem(field_errors(error)) from None
+        try:  # who may ask (requesters, guests), read fresh: a refusal is 403 with the reason, audited
+            await self.engine.may_request(flow.name, caller.user)
+        except NotAllowed as refused:
+            await self.auth.refused(caller.token, request, refused.user_message)
+            raise
         target: str = checked.target  # type: ignore[attr-defined]
         fields: dict[str, Any] = checked.fields.model_dump()  # type: ignore[attr-defined]
         draft = await asyncio.wait_for(

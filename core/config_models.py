@@ -9,6 +9,7 @@ directory); `core.config.load_config` passes it and turns every error into a loc
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
+from core.policy_config import MAX_APPROVALS_REQUIRED, People, Reminders
 from core.schema import (
     CONTEXT_KEY,
     Duration,
@@ -276,7 +278,10 @@ class Flow(StrictModel):
     approvers: Approvers | None = None
     allow_self_approval: bool = False
     allow_guests: bool = False  # guests and Slack Connect users may neither ask nor decide unless true
-    strategy: StrategyEntry
+    approvals_required: Annotated[int, Field(ge=1, le=MAX_APPROVALS_REQUIRED)] = 1
+    requesters: People | None = None  # absent: everyone who is not a guest may ask
+    reminders: Reminders | None = None
+    strategy: StrategyEntry | None = None  # absent: an approval-only flow (a deploy gate, a consent)
     fields: Annotated[list[FieldSpec], Field(min_length=1)]
     request_timeout: Duration | None = None
     hooks: NonEmpty | None = None
@@ -320,6 +325,37 @@ class Flow(StrictModel):
         # Its contents (syntax, misspelt hooks) are linted by core.config with the hooks file's own lines.
         return hooks
 
+    @field_validator("requesters", "reminders", mode="before")
+    @classmethod
+    def _block_not_blank(cls, value: Any) -> Any:
+        # `requesters:` with nothing under it is a forgotten list, not "everyone may ask".
+        if value is None:
+            raise ValueError("is empty: fill it in, or remove the key")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_approvers(self, info: ValidationInfo) -> Flow:
+        """More approvals required than static approvers could ever give is a config error."""
+        approvers = self.approvers
+        if self.approvals_required == 1 or approvers is None or approvers.usergroups:
+            return self  # anyone may decide, or group members are only known from Slack (checked at start)
+        if self.hooks is not None and _defines(_context(info).base_dir / self.hooks, "get_approvers"):
+            return self  # the hook's answer replaces the list; too short an answer fails closed at submit
+        possible = len(set(approvers.users))
+        if self.approvals_required > possible:
+            _raise(
+                [
+                    _problem(
+                        ("approvals_required",),
+                        f"needs {self.approvals_required} distinct approvers, but approvers lists only {possible} "
+                        "user(s) (and the requester never counts): lower it, or add users or a usergroup",
+                        self.approvals_required,
+                    )
+                ],
+                "Flow",
+            )
+        return self
+
     @model_validator(mode="after")
     def _remember_hooks_path(self, info: ValidationInfo) -> Flow:
         context = _context(info)
@@ -356,13 +392,20 @@ class Flow(StrictModel):
         return spec
 
     @property
+    def approval_only(self) -> bool:
+        """Whether the flow has no strategy: an approval is recorded, nothing is granted anywhere."""
+        return self.strategy is None
+
+    @property
     def targets(self) -> list[TargetConfig]:
-        """The strategy's targets, in file order."""
+        """The strategy's targets, in file order; an approval-only flow has one, the flow itself."""
+        if self.strategy is None:
+            return [TargetConfig(name=self.name, label=self.label)]
         return list(self.strategy.targets)
 
     def target(self, name: str) -> TargetConfig:
         """The target called `name`; KeyError if the flow has none."""
-        for candidate in self.strategy.targets:
+        for candidate in self.targets:
             if candidate.name == name:
                 return candidate
         raise KeyError(f"flow {self.name} has no target {name!r}")
@@ -440,6 +483,17 @@ class JitConfig(StrictModel):
             if candidate.name == name:
                 return candidate
         raise KeyError(f"no flow named {name!r}")
+
+
+def _defines(path: Path, function: str) -> bool:
+    """Whether a hooks file defines `function` at its top level (read with ast, never run)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False  # the hooks linter reports an unreadable file with its own line
+    return any(
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function for node in tree.body
+    )
 
 
 def _integration_kinds(data: Any) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from core.models import RequestStatus as S
 from core.origin import SLACK, origin
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
+from core.reminders import escalated
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
@@ -109,6 +110,12 @@ class DecisionChecks:
             users, members = set(flow.approvers.users), await self._group_members(flow.approvers.usergroups)
         else:
             users = None
+        if users is not None and escalated(flow, request, self.life.clock.now()):
+            # After escalate_after, the escalation's people may decide too (their groups read fresh).
+            to = flow.reminders.escalate_to if flow.reminders is not None else None
+            if to is not None:
+                users |= set(to.users)
+                members |= await self._group_members(to.usergroups)
         decision = may_decide(
             requester=request.requester,
             clicker=actor,

@@ -29,6 +29,7 @@ from typing import Any
 
 import structlog
 
+from core.approvals import ApprovalPolicy, clean_reason
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.decisions import GUESTS_REFUSED, DecisionChecks
@@ -41,6 +42,7 @@ from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
 from core.origin import SLACK, origin
+from core.policy_ports import ApprovalStore, ReminderStore
 from core.ports import (
     AuditTrail,
     Directory,
@@ -52,6 +54,7 @@ from core.ports import (
     Timers,
     UserInfo,
 )
+from core.reminders import Reminders
 from core.retry import call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
@@ -103,6 +106,8 @@ class AccessEngine:
         grant_retry_delay: float = 1.0,
         retry_delay: float = 0.25,
         secrets: SecretRegistry | None = None,
+        approvals: ApprovalStore | None = None,
+        reminders: ReminderStore | None = None,
     ) -> None:
         self.life = Lifecycle(
             config=config,
@@ -123,6 +128,9 @@ class AccessEngine:
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
         self._post_retry_delay = retry_delay
+        # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
+        self.policy = ApprovalPolicy(self.life, directory, approvals)
+        self.reminders = Reminders(self.life, self.directory, reminders)
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────
 
@@ -205,8 +213,18 @@ class AccessEngine:
         return await self.expiry.recover()
 
     async def sweep(self) -> dict[str, int]:
-        """Do everything that is due (the safety net under the timers)."""
-        return await self.expiry.sweep()
+        """Do everything that is due (the safety net under the timers), reminders included."""
+        counts = await self.expiry.sweep()
+        counts["reminded"] = await self.reminders.sweep()
+        return counts
+
+    async def may_request(self, flow_name: str, slack_id: str, *, fresh: bool = True) -> None:
+        """Return when `slack_id` may ask with the flow; NotAllowed with the reason otherwise (Slack, API)."""
+        try:
+            flow = self.config.flow(flow_name)
+        except KeyError:
+            raise NotAllowed(f"There is no flow named '{flow_name}'.") from None
+        await self.policy.may_request(flow, slack_id, fresh=fresh)
 
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
@@ -232,6 +250,11 @@ class AccessEngine:
             raise SubmissionRejected({"target": GUESTS_REFUSED})
         if requester.deleted:
             raise SubmissionRejected({"target": "Your Slack account is deactivated."})
+        try:  # before any hook runs: on_request never sees someone the flow does not let ask
+            await self.policy.check_requesters(flow, requester_id, fresh=True)
+        except NotAllowed as refused:
+            log.info("submission.requester_refused", flow=flow.name, requester=requester_id)
+            raise SubmissionRejected({"target": refused.user_message}) from None
         subject = await self.life.subject(flow.name, requester_id, requester.email, requester.name)
         ctx = GrantContext(request_id="validation", flow=flow.name, target=target, subject=subject, fields=dict(fields))
         issues = await self.strategies[flow.name].validate(ctx)
@@ -261,6 +284,7 @@ class AccessEngine:
             # Until its hooks have spoken and their answer is stored, nobody may decide a request of
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
+            grant_to=self._grant_to(flow, draft.subject),
         )
         life.submitting.add(request.id)
         try:
@@ -300,9 +324,17 @@ class AccessEngine:
             request = await self._post_for_approval(request)
             if request.timeout_at:
                 life.timers.arm_expire(request.id, request.timeout_at)
+            self.reminders.arm_first(request)
             return await life.requests.get(request.id)
         finally:
             life.submitting.discard(request.id)
+
+    def _grant_to(self, flow: Flow, subject: Subject) -> dict[str, str]:
+        """Who the grant will be made for, shown on the pending message (nothing for approval-only flows)."""
+        strategy = self.strategies.get(flow.name)
+        if flow.approval_only or strategy is None or not subject.identity:
+            return {}
+        return {"identity": subject.identity, "system": strategy.system}
 
     async def _route(self, flow: Flow, draft: Draft, request: AccessRequest) -> AccessRequest:
         """Ask get_approvers / get_approval_channel and store the answer (which opens the request)."""
@@ -325,6 +357,18 @@ class AccessEngine:
                         else "It stays pending with no buttons: the flow has no request_timeout."
                     ),
                 )
+        elif approvers is not None and not self.policy.enough_approvers(flow, approvers, request.requester):
+            # Fail closed: an answer that can never reach approvals_required opens nothing.
+            routing["approvers"] = ()
+            await life.alert(
+                "Nobody may approve this request",
+                request,
+                error=(
+                    f"get_approvers named {len(set(approvers) - {request.requester})} people besides the requester, "
+                    f"but the flow needs {flow.approvals_required} approvals"
+                ),
+                action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
+            )
         elif approvers is not None:
             routing["approvers"] = tuple(approvers)
         if channel:
@@ -395,6 +439,10 @@ class AccessEngine:
             flow = await self.checks.check(
                 request, actor, "approve", by_hook=by_hook, source=source, via=via, token=token
             )
+            if not by_hook:  # a fast-track by on_request counts as every approval
+                request, complete = await self.policy.count(request, flow, actor, origin=origin(via, token))
+                if not complete:
+                    return request
             now = life.clock.now()
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
@@ -418,7 +466,11 @@ class AccessEngine:
                     "request.approved",
                     S.PENDING,
                     S.APPROVED,
-                    {"reason": reason, **origin(via, token, by_hook=by_hook)},
+                    {
+                        "reason": reason,
+                        **({"approvals": list(request.approvals)} if request.approvals else {}),
+                        **origin(via, token, by_hook=by_hook),
+                    },
                 ),
             )
             log.info("request.approved", request_id=request_id, actor=actor)
@@ -436,8 +488,12 @@ class AccessEngine:
         via: str = SLACK,
         token: str | None = None,
     ) -> AccessRequest:
-        """Deny a pending request (after the decider checks); `via` and `token` as for approve."""
+        """Deny a pending request (after the decider checks); `reason` is bounded and shown to everyone.
+
+        `via` and `token` as for approve.
+        """
         life = self.life
+        reason = clean_reason(reason)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source, via=via, token=token)

@@ -50,7 +50,8 @@ class AccessRequest:
     Times are timezone-aware UTC. `fields` holds every submitted field by name (reason, duration as
     written, custom fields). `grant_state` is what the strategy's grant returned, handed to revoke.
     `grant_spec` is the strategy block and target as written when the request was approved, so the
-    grant can still be revoked after its flow is edited or removed.
+    grant can still be revoked after its flow is edited or removed. `approvals` lists who approved so
+    far when a flow needs several approvals (core.approvals).
     """
 
     id: str
@@ -78,6 +79,10 @@ class AccessRequest:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     grant_spec: Mapping[str, Any] = field(default_factory=dict)
+    # Slack ids of those who approved so far, in order (a flow's approvals_required may need several).
+    approvals: tuple[str, ...] = ()
+    # Who the grant will be made for, shown while it waits: {"identity": "alice@corp", "system": "Okta"}.
+    grant_to: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Timers for revocations and request timeouts: APScheduler in memory, SQLite as the source of truth.
+"""Timers for revocations, request timeouts and reminders: APScheduler in memory, SQLite as the source of truth.
 
 Only timers that fall within `horizon` are held in memory; the periodic sweep arms the next window
 and revokes anything overdue. That keeps start-up fast and memory flat with 100,000 live grants,
@@ -85,6 +85,20 @@ class Scheduler:
             job = self._scheduler.get_job(f"{prefix}:{request_id}")
             if job is not None:
                 job.remove()
+        self.disarm_remind(request_id)
+
+    def arm_remind(self, request_id: str, when: datetime) -> None:
+        """Post `request_id`'s next reminder at `when` (it re-checks that the request is still pending)."""
+        self._arm(f"remind:{request_id}", self._remind, request_id, when)
+
+    def disarm_remind(self, request_id: str) -> None:
+        """Forget a request's reminder timer (it was decided)."""
+        job = self._scheduler.get_job(f"remind:{request_id}")
+        if job is not None:
+            job.remove()
+
+    async def _remind(self, request_id: str) -> bool:
+        return await self.engine.reminders.remind(request_id)
 
     def armed(self) -> int:
         """How many revoke / expire timers are held in memory."""
@@ -133,4 +147,12 @@ class Scheduler:
         for request_id, timeout_at in await self.engine.requests.list_pending_timeouts(until):
             self.arm_expire(request_id, timeout_at)
             count += 1
+        count += await self.arm_reminders(until)
         return count
+
+    async def arm_reminders(self, until: datetime) -> int:
+        """Arm the next reminder of every pending request whose reminder falls before `until`."""
+        due = await self.engine.reminders.schedule(until)
+        for request_id, when in due:
+            self.arm_remind(request_id, when)
+        return len(due)

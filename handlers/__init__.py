@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine
-from handlers import actions, commands, views
+from handlers import actions, commands, deny_modal, views
 from handlers.listeners import Listeners
 
 
@@ -31,6 +31,7 @@ def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listener
         await listeners.handle_error(error, body, client)
 
     app.error(report_error)
-    commands.register(app, config, listeners)
+    commands.register(app, config, listeners, engine)
     views.register(app, config, engine, listeners)
     actions.register(app, engine, listeners)
+    deny_modal.register(app, engine, listeners)

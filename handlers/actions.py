@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core.engine import AccessEngine
 from core.models import MessageRef
+from handlers.deny_modal import deny_clicked
 from handlers.ids import ActionId
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
@@ -28,9 +30,12 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
         await ack()
         await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
 
-    async def handle_deny_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def handle_deny_button(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         await ack()
-        await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
+        # Opens the reason modal (handlers/deny_modal.py), or denies at once where no reason applies.
+        await deny_clicked(engine, client, body, parse_decision_value(action.get("value")), _source(body))
 
     app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button))
     app.action(ActionId.DENY)(listeners.reported(handle_deny_button))

@@ -86,7 +86,7 @@ def _raw(spec: FieldSpec, element: Mapping[str, Any]) -> Any:
 def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
     """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id)."""
     form = ParsedForm()
-    target_names = {t.name for t in flow.strategy.targets}
+    target_names = {t.name for t in flow.targets}
     try:
         form.target = _selected(_element(state_values, BlockId.TARGET))
     except _Shape:

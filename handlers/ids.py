@@ -8,6 +8,7 @@ class CallbackId(StrEnum):
 
     FLOW_PICKER = "flow-picker"
     REQUEST_FORM = "request-form"
+    DENY_REASON = "deny-reason"
 
 
 class ActionId(StrEnum):
@@ -26,6 +27,8 @@ class BlockId(StrEnum):
     FIELD_PREFIX = "field:"
     DECISION = "decision"
     STATUS = "status"
+    DECIDERS = "deciders"
+    DENY_REASON = "deny-reason"
 
 
 def field_block_id(field_name: str) -> str:

@@ -7,9 +7,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import Flow, JitConfig
 from core.models import AccessRequest
+from core.policy_ports import Reminder
 from core.ports import Alert, RequesterNotice
 from core.secrets import SecretRegistry
-from handlers import blocks
+from handlers import blocks, policy_blocks
 
 log = structlog.get_logger("jitbot.notifier")
 
@@ -54,9 +55,27 @@ class SlackNotifier:
         self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None
     ) -> None:
         """DM the requester (through their IM channel) about a stage of their request."""
-        _flow, label = self._labels(request)
+        flow, label = self._labels(request)
         text = blocks.requester_dm(request, notice.value, label, detail)
+        if flow is not None and flow.approval_only:  # a decision was recorded; no access was granted
+            text = policy_blocks.approval_only_dm(request, notice.value, label, blocks.who(request.decided_by)) or text
         await self.client.chat_postMessage(channel=await self._dm_channel(request.requester), text=text)
+
+    async def remind(self, request: AccessRequest, reminder: Reminder) -> None:
+        """Reply in the thread of the request's channel message, mentioning who must decide."""
+        flow, _label = self._labels(request)
+        channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
+        if channel is None or request.message_ts is None:
+            raise ValueError(f"request {request.id} has no channel message to reply under")
+        text = policy_blocks.reminder_text(request, reminder)
+        await self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=request.message_ts,
+            text=text,
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            unfurl_links=False,
+            unfurl_media=False,
+        )
 
     async def alert(self, alert: Alert) -> None:
         """Post to the alerts channel when one is configured; always log.

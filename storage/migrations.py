@@ -148,6 +148,30 @@ def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
 
 
 @_migration
+def m008_requests_approvals(db: sqlite_utils.Database) -> None:
+    """Who approved a request so far, for flows that need several approvals (a JSON list, in order),
+    and the identity and system its grant will be made for, shown while it waits (a JSON object)."""
+    db.execute("ALTER TABLE requests ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE requests ADD COLUMN grant_to TEXT NOT NULL DEFAULT '{}'")
+
+
+@_migration
+def m009_request_reminders(db: sqlite_utils.Database) -> None:
+    """Reminders and escalation of pending requests: what was already posted, so a restart neither
+    repeats nor skips one (the schedule itself follows from the request's creation and its flow)."""
+    db.execute(
+        """
+        CREATE TABLE request_reminders (
+            request_id   TEXT PRIMARY KEY,
+            sent         INTEGER NOT NULL DEFAULT 0 CHECK (sent >= 0),
+            last_at      TEXT,
+            escalated_at TEXT
+        )
+        """
+    )
+
+
+@_migration
 def m014_api_tokens(db: sqlite_utils.Database) -> None:
     """API tokens: only each token's SHA-256 is stored, never the token itself."""
     db.execute(

@@ -31,7 +31,7 @@ _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests"
 _TIME_FIELDS = frozenset(
     {"created_at", "decided_at", "timeout_at", "granted_at", "expires_at", "ended_at", "next_attempt_at"}
 )
-_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec"})
+_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec", "grant_to"})
 # Free text that may quote an upstream error or a hook's reason: scrubbed of registered secrets.
 _SCRUBBED_FIELDS = frozenset({"decision_reason", "failure_reason", "last_error"})
 # A request's identity never changes, and status only moves through transition().
@@ -41,6 +41,7 @@ _TIME_INDEXES = tuple(FIELDS.index(name) for name in sorted(_TIME_FIELDS))
 _DICT_INDEXES = tuple(FIELDS.index(name) for name in sorted(_DICT_FIELDS))
 _STATUS_INDEX = FIELDS.index("status")
 _APPROVERS_INDEX = FIELDS.index("approvers")
+_APPROVALS_INDEX = FIELDS.index("approvals")
 
 StatusSpec = RequestStatus | str | Collection[RequestStatus]
 
@@ -72,6 +73,10 @@ def _encode_approvers(value: Any) -> str | None:
     return None if value is None else _to_json(list(value))
 
 
+def _encode_approvals(value: Any) -> str:
+    return _to_json(list(value or ()))
+
+
 def _encode_status(value: Any) -> str:
     return RequestStatus(value).value
 
@@ -87,6 +92,8 @@ def _encoder_for(name: str) -> Callable[[Any], Any]:
         return _encode_dict
     if name == "approvers":
         return _encode_approvers
+    if name == "approvals":
+        return _encode_approvals
     if name == "status":
         return _encode_status
     return _unchanged
@@ -119,6 +126,7 @@ def row_to_request(row: tuple[Any, ...]) -> AccessRequest:
         values[i] = {} if values[i] == "{}" else json.loads(values[i])
     if values[_APPROVERS_INDEX] is not None:
         values[_APPROVERS_INDEX] = tuple(json.loads(values[_APPROVERS_INDEX]))
+    values[_APPROVALS_INDEX] = () if values[_APPROVALS_INDEX] == "[]" else tuple(json.loads(values[_APPROVALS_INDEX]))
     values[_STATUS_INDEX] = RequestStatus(values[_STATUS_INDEX])
     return AccessRequest(*values)
 

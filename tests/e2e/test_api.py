@@ -11,8 +11,9 @@ from datetime import timedelta
 import pytest
 
 from core.models import RequestStatus
-from tests.e2e.api_helpers import ApiBot, request_body, start_api_bot
-from tests.e2e.flows import APPROVAL_CHANNEL
+from tests.e2e.api_helpers import ApiBot, free_port, request_body, start_api_bot
+from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow
+from tests.e2e.flows import APPROVAL_CHANNEL, flows_file
 
 
 @pytest.fixture
@@ -230,3 +231,43 @@ async def test_the_openapi_document_describes_each_flows_request_body(api):
         "/v1/requests/{id}/approve",
         "/v1/requests/{id}/deny",
     }
+
+
+async def test_requesters_apply_to_tokens_the_flow_is_hidden_and_a_request_refused_with_the_reason(
+    start_webhook_bot, receiver
+):
+    restricted = {**standard_flow(receiver.url), "name": "restricted", "requesters": {"users": ["U_BOB"]}}
+    api = await start_api_bot(start_webhook_bot, restricted)
+    alice = await api.token("U_ALICE", name="alice-ci")
+    assert [f["name"] for f in (await api.get("/v1/flows", token=alice)).json()["flows"]] == ["db_access"]
+    response = await api.post("/v1/requests", token=alice, json={**request_body(), "flow": "restricted"})
+    assert response.status_code == 403 and "not one of the people who may request" in problem(response)["detail"]
+    assert await api.bot.all_requests() == []
+    (refused,) = [e for e in await api.bot.engine.audit.list() if e.action == "api.refused"]
+    assert refused.actor == "U_ALICE" and refused.detail["token"] == "alice-ci" and refused.detail["via"] == "api"
+    bob = await api.token("U_BOB")
+    assert (await api.post("/v1/requests", token=bob, json={**request_body(), "flow": "restricted"})).status_code == 201
+
+
+async def test_hooks_see_that_a_request_came_through_the_api(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    hooks = launch.write(
+        "hooks.py",
+        """
+        async def on_request(evt):
+            if evt.via == "api" and evt.fields.get("ticket") is None:
+                return evt.deny("scripts must name a ticket")
+        """,
+    )
+    port = free_port()
+    bot = await launch.start(
+        flows_file(standard_flow(receiver.url, hooks=str(hooks))), health_address=f"127.0.0.1:{port}"
+    )
+    api = ApiBot(bot, f"http://127.0.0.1:{port}")
+    token = await api.token("U_ALICE")
+    denied = (await api.post("/v1/requests", token=token, json=request_body())).json()
+    assert denied["status"] == "denied" and denied["decision_reason"] == "scripts must name a ticket"
+    kept = (await api.post("/v1/requests", token=token, json=request_body(ticket="OPS-9"))).json()
+    assert kept["status"] == "pending"
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")  # from Slack: no ticket
+    assert (await bot.request_for(message)).status is RequestStatus.PENDING

@@ -61,9 +61,9 @@ async def test_a_denied_request_exits_1_and_bad_input_exits_2(api):
         )
     )
     message = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="why", timeout=20)
-    await api.bot.slack.click(message, text="Deny", user="U_CAROL")
+    await api.bot.deny(message, "U_CAROL", reason="not today")
     denied = await command
-    assert denied.returncode == 1 and "denied by U_CAROL" in denied.stderr, denied
+    assert denied.returncode == 1 and "denied by U_CAROL: not today" in denied.stderr, denied
 
     for args, words in (
         (("request", "db_access", "--target", "prod_admin", "--duration", "5h"), "fields.duration"),

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from core.engine import SubmissionRejected
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow, webhook_flows
@@ -335,8 +336,11 @@ async def test_guests_and_people_from_other_organisations_can_neither_approve_no
     await refused(bot, message, "U_GUEST", contains="guests")  # …but never a guest
     await refused(bot, message, "U_PARTNER", contains="other organisations")
     assert receiver.accepted("grant") == []
-    result = await bot.submit("U_GUEST", "db_access", target="Prod Admin")
-    assert result.response_action == "errors" and "Guests" in str(result.ack_payload)
+    # The command refuses them before any form opens; a submission is refused too (read fresh).
+    result = await bot.slack.slash_command(user="U_GUEST", command="/sym", text="db_access")
+    assert "Guests" in result.ack_payload["text"] and not bot.slack.open_views("U_GUEST")
+    with pytest.raises(SubmissionRejected, match="Guests"):
+        await bot.engine.prepare("db_access", "U_PARTNER", "prod_admin", {"reason": "x"}, timedelta(minutes=30))
 
 
 async def test_a_flow_that_allows_guests_lets_a_guest_approve(launch, receiver, monkeypatch):

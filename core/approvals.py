@@ -1,0 +1,195 @@
+"""The approval policy of a flow: several approvals, who may ask, deny reasons, and who is told.
+
+`ApprovalPolicy` is one of the engine's parts (it shares the engine's `Lifecycle`); `AccessEngine`
+delegates to it. The rules, written for operators in docs/slack-behaviour.md and docs/hooks.md:
+
+- `approvals_required: N` needs N distinct people who may decide; the requester never counts,
+  even with `allow_self_approval`. Each approval is a compare-and-set with its audit row
+  (`ApprovalStore.add`); a repeat by the same person changes nothing and is told so. One Deny
+  denies. A fast-track by `on_request` counts as every approval.
+- When `get_approvers` answers, its list replaces the static approvers; a list that cannot reach
+  N (fewer than N people besides the requester) fails closed: nobody may decide, and the
+  operators are told.
+- `requesters:` is checked before anything else of a submission, hooks included: `on_request`
+  never sees, and cannot let in, someone the flow does not list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import structlog
+
+from core.config_models import Flow
+from core.decisions import GUESTS_REFUSED, AlreadyDecided
+from core.errors import InvalidTransition, NotAllowed
+from core.lifecycle import Lifecycle
+from core.models import AccessRequest
+from core.policy_ports import ApprovalStore
+from core.ports import Directory
+
+log = structlog.get_logger("jitbot.engine")
+
+DENY_REASON_MAX = 500  # characters: a deny reason is shown on the message and in a DM
+
+
+class AlreadyApproved(NotAllowed):
+    """A second Approve by someone whose approval is already counted."""
+
+
+def clean_reason(reason: str | None) -> str | None:
+    """A decision reason as stored: stripped, None when blank, at most DENY_REASON_MAX characters."""
+    if reason is None:
+        return None
+    text = reason.strip()
+    if not text:
+        return None
+    return text if len(text) <= DENY_REASON_MAX else text[: DENY_REASON_MAX - 1] + "…"
+
+
+def still_needed(flow: Flow | None, request: AccessRequest) -> int:
+    """How many more approvals a pending request needs."""
+    required = flow.approvals_required if flow is not None else 1
+    return max(required - len(request.approvals), 0)
+
+
+class ApprovalPolicy:
+    """Counts approvals, checks who may ask, and checks a flow's approvers can reach its threshold."""
+
+    def __init__(self, life: Lifecycle, directory: Directory, approvals: ApprovalStore | None) -> None:
+        self.life = life
+        self.directory = directory
+        self.approvals = approvals
+
+    # ── several approvals ─────────────────────────────────────────────────────────────────────
+
+    async def count(
+        self, request: AccessRequest, flow: Flow, actor: str, *, origin: Mapping[str, str] | None = None
+    ) -> tuple[AccessRequest, bool]:
+        """Count `actor`'s approval (already checked: they may decide); return the request and whether
+        it now has every approval it needs. Raises AlreadyApproved for a repeat (audited).
+        `origin` (core.origin: via, token) goes into each audit row."""
+        origin = dict(origin or {})
+        required = flow.approvals_required
+        if required <= 1:
+            return request, True
+        if self.approvals is None:  # a wiring error: never let one approval stand for several
+            raise NotAllowed("jitbot cannot count approvals here (no approval store); the operators must fix it.")
+        if actor == request.requester:
+            await self._refuse(
+                request, actor, "Your own approval never counts towards the approvals this flow needs.", origin=origin
+            )
+        counted = len(request.approvals) + 1
+        event = self.life.event(
+            request,
+            actor,
+            "request.approval_counted",
+            detail={"approvals": counted, "required": required, **origin},
+        )
+        try:
+            request, added = await self.approvals.add(request.id, actor, event)
+        except InvalidTransition as lost:
+            current = await self.life.requests.get(request.id)
+            raise AlreadyDecided(lost.current, current.decided_by) from None
+        if not added:
+            more = still_needed(flow, request)
+            await self._refuse(
+                request,
+                actor,
+                f"You have already approved this request; it needs {more} more approval"
+                f"{'' if more == 1 else 's'} from someone else.",
+                already=True,
+                origin=origin,
+            )
+        log.info("request.approval_counted", request_id=request.id, actor=actor, approvals=len(request.approvals))
+        if len(request.approvals) >= required:
+            return request, True
+        await self.life.publish(request)  # "1 of 2 approvals: @bob", buttons kept
+        return request, False
+
+    async def _refuse(
+        self,
+        request: AccessRequest,
+        actor: str,
+        reason: str,
+        *,
+        already: bool = False,
+        origin: Mapping[str, str] | None = None,
+    ) -> None:
+        detail = {"action": "approve", "reason": reason, **(origin or {})}
+        await self.life.audit.append(self.life.event(request, actor, "click.refused", detail=detail))
+        log.info("click.refused", request_id=request.id, actor=actor, action="approve", reason=reason)
+        raise (AlreadyApproved if already else NotAllowed)(reason)
+
+    def enough_approvers(self, flow: Flow, approvers: Iterable[str], requester: str) -> bool:
+        """Whether a get_approvers answer can reach the flow's threshold without the requester."""
+        return len(set(approvers) - {requester}) >= flow.approvals_required
+
+    # ── who may ask ───────────────────────────────────────────────────────────────────────────
+
+    async def may_request(self, flow: Flow, slack_id: str, *, fresh: bool = True) -> None:
+        """Return when `slack_id` may ask with `flow`; raise NotAllowed with the reason otherwise.
+
+        `fresh=False` may use the directory's cache: only for what is shown (the flow picker). A
+        submission is always checked fresh. If Slack cannot answer, the person may not ask.
+        """
+        try:
+            person = await self.directory.lookup_user(slack_id, fresh=fresh)
+        except NotAllowed:
+            raise
+        except Exception as exc:
+            log.warning("directory.unavailable", user=slack_id, error=self.life.scrub(str(exc)))
+            raise NotAllowed("Could not check your Slack account just now; try again in a moment.") from None
+        if person.deleted:
+            raise NotAllowed("Your Slack account is deactivated.")
+        if person.guest and not flow.allow_guests:
+            raise NotAllowed(GUESTS_REFUSED)
+        await self.check_requesters(flow, slack_id, fresh=fresh)
+
+    async def check_requesters(self, flow: Flow, slack_id: str, *, fresh: bool = True) -> None:
+        """Raise NotAllowed unless the flow's `requesters:` (absent: everyone) includes `slack_id`."""
+        allowed = flow.requesters
+        if allowed is None or slack_id in allowed.users:
+            return
+        for group in allowed.usergroups:
+            try:
+                members = await self.directory.usergroup_members(group, fresh=fresh)
+            except Exception as exc:
+                log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
+                raise NotAllowed("Could not check who may use this flow with Slack; try again in a moment.") from None
+            if slack_id in members:
+                return
+        raise NotAllowed(f"You are not one of the people who may request {flow.label}; ask its owners to add you.")
+
+    # ── at start ──────────────────────────────────────────────────────────────────────────────
+
+    async def check_at_start(self) -> list[str]:
+        """What the flows file cannot show by itself: a flow whose approvers' user groups hold fewer
+        people than its approvals_required. Each problem is alerted; returns their texts."""
+        problems: list[str] = []
+        for flow in self.life.config.flows:
+            approvers = flow.approvers
+            if flow.approvals_required <= 1 or approvers is None or not approvers.usergroups:
+                continue
+            if self.life.hooks.active(flow) and self.life.hooks.has(flow, "get_approvers"):
+                continue  # the hook's answer is checked per request
+            people = set(approvers.users)
+            try:
+                for group in approvers.usergroups:
+                    people |= await self.directory.usergroup_members(group, fresh=True)
+            except Exception as exc:
+                problems.append(f"could not read the approvers' user groups of flow '{flow.name}'")
+                await self.life.alert(
+                    f"Could not check that flow '{flow.name}' has enough approvers",
+                    error=str(exc),
+                    action="Its requests still need every approval; check the user groups exist.",
+                )
+                continue
+            if len(people) < flow.approvals_required:
+                problems.append(flow.name)
+                await self.life.alert(
+                    f"Flow '{flow.name}' needs {flow.approvals_required} approvals, but its approvers are only "
+                    f"{len(people)} people",
+                    action="Its requests cannot be approved until more people are added to its approvers.",
+                )
+        return problems
