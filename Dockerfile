@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     JITBOT_DB=/data/jitbot.db \
     JITBOT_CONFIG=/app/config/flows.yaml \
     JITBOT_LOG_FORMAT=json \
-    JITBOT_HEALTH_ADDR=0.0.0.0:8080
+    JITBOT_HTTP_ADDR=0.0.0.0:8080
 
 WORKDIR /app
 COPY requirements-runtime.lock ./
