@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +19,7 @@ class RequestStatus(StrEnum):
     DENIED = "denied"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,10 @@ class AccessRequest:
     written, custom fields). `grant_state` is what the strategy's grant returned, handed to revoke.
     `grant_spec` is the strategy block and target as written when the request was approved, so the
     grant can still be revoked after its flow is edited or removed.
+
+    `extends` names the live grant this request extends (docs/slack-behaviour.md); `revoked_by` and
+    `end_reason` say who ended a grant early and why; `warn_at` is when the requester is warned that
+    the access is about to end (None once sent, or when no warning is due).
     """
 
     id: str
@@ -78,6 +83,10 @@ class AccessRequest:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     grant_spec: Mapping[str, Any] = field(default_factory=dict)
+    extends: str | None = None
+    revoked_by: str | None = None
+    end_reason: str | None = None
+    warn_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -99,3 +108,14 @@ class AuditEvent:
     status_from: str | None = None
     status_to: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TransitionStep:
+    """One compare-and-set of a multi-row transition: request, expected status(es), new status, changes, audit row."""
+
+    request_id: str
+    expected: RequestStatus | Sequence[RequestStatus]
+    new: RequestStatus
+    changes: Mapping[str, Any]
+    audit: AuditEvent
