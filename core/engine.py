@@ -32,14 +32,18 @@ import structlog
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.decisions import GUESTS_REFUSED, DecisionChecks
-from core.errors import JitError, NotAllowed
+from core.early_end import EarlyEnd
+from core.end_warning import EndWarnings, warn_at_for
+from core.errors import InvalidInput, NotAllowed
 from core.expiry import Expiry
+from core.extension import Extensions
 from core.granting import Granting, retry_policy
 from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable, HookRunner
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
+from core.overview import Overview, overview_for
 from core.ports import (
     AuditTrail,
     Directory,
@@ -61,12 +65,8 @@ log = structlog.get_logger("jitbot.engine")
 POST_ATTEMPTS = 3  # posting a new request to its approval channel, before alerting
 
 
-class SubmissionRejected(JitError):
+class SubmissionRejected(InvalidInput):
     """A form submission that cannot become a request; `errors` maps field name ('target', …) to text."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ class Draft:
     subject: Subject
     fields: Mapping[str, Any]
     duration: timedelta
+    extends: str | None = None  # the live grant of the same target this request extends (core.extension)
 
 
 class AccessEngine:
@@ -119,6 +120,9 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
+        self.early_end = EarlyEnd(self.life, self.checks, self.expiry)
+        self.extensions = Extensions(self.life, self.checks)
+        self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────
@@ -198,12 +202,54 @@ class AccessEngine:
         return await self.expiry.expire(request_id)
 
     async def recover(self) -> dict[str, int]:
-        """At start: settle what a stop left half-way, then sweep."""
-        return await self.expiry.recover()
+        """At start: settle what a stop left half-way, then sweep (warnings due during the stop included)."""
+        return {**await self.expiry.recover(), "warned": await self.warnings.sweep()}
 
     async def sweep(self) -> dict[str, int]:
         """Do everything that is due (the safety net under the timers)."""
-        return await self.expiry.sweep()
+        return {**await self.expiry.sweep(), "warned": await self.warnings.sweep()}
+
+    async def warn(self, request_id: str) -> AccessRequest | None:
+        """Send a granted request's end-of-access warning when it is due."""
+        return await self.warnings.warn(request_id)
+
+    # ── after approval: revoke now, cancel, extend, overview ──────────────────────────────────
+
+    async def revoke_now(
+        self, request_id: str, actor: str, *, via: str = "slack", source: MessageRef | None = None
+    ) -> AccessRequest:
+        """End a live grant now (the requester, or anyone who may approve its flow)."""
+        return await self.early_end.revoke_now(request_id, actor, via=via, source=source)
+
+    async def cancel(
+        self, request_id: str, actor: str, *, via: str = "slack", reason: str | None = None
+    ) -> AccessRequest:
+        """Withdraw a pending request (its requester only)."""
+        return await self.early_end.cancel(request_id, actor, via=via, reason=reason)
+
+    async def prepare_extension(
+        self, request_id: str, actor: str, duration_seconds: int, fields: Mapping[str, Any] | None = None
+    ) -> Draft:
+        """Check an extension of the live grant `request_id` by `actor` and return it as a draft."""
+        holder, flow = await self.extensions.extendable(request_id, actor, duration_seconds)
+        merged = self.extensions.fields_for(holder, flow, duration_seconds, fields)
+        return await self.prepare(flow.name, actor, holder.target, merged, timedelta(seconds=duration_seconds))
+
+    async def extend(
+        self,
+        request_id: str,
+        actor: str,
+        duration_seconds: int,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        via: str = "slack",
+    ) -> AccessRequest:
+        """Ask for more time on a live grant: a new request linked to it, routed like any other."""
+        return await self.submit(await self.prepare_extension(request_id, actor, duration_seconds, fields), via=via)
+
+    async def overview(self, user: str, limit: int) -> Overview:
+        """`user`'s live grants, pending requests and requests awaiting their decision (display only)."""
+        return await overview_for(self.life, self.directory, user, limit)
 
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
@@ -222,15 +268,20 @@ class AccessEngine:
         if requester.deleted:
             raise SubmissionRejected({"target": "Your Slack account is deactivated."})
         subject = await self.life.subject(flow.name, requester_id, requester.email, requester.name)
+        # A request for access the person already holds is an extension of it (core.extension).
+        holder = await self.extensions.live_holder(flow.name, target.name, requester_id)
+        problem = self.extensions.total_problem(flow, holder, int(duration.total_seconds()))
+        if problem:
+            raise SubmissionRejected({flow.duration_field.name: problem})
         ctx = GrantContext(request_id="validation", flow=flow.name, target=target, subject=subject, fields=dict(fields))
         issues = await self.strategies[flow.name].validate(ctx)
         if issues:
             for issue in issues:
                 log.info("submission.identity_rejected", flow=flow.name, requester=requester_id, detail=issue.detail)
             raise SubmissionRejected({"target": " ".join(i.user_message for i in issues)})
-        return Draft(flow.name, target, requester, subject, dict(fields), duration)
+        return Draft(flow.name, target, requester, subject, dict(fields), duration, holder.id if holder else None)
 
-    async def submit(self, draft: Draft) -> AccessRequest:
+    async def submit(self, draft: Draft, *, via: str = "slack") -> AccessRequest:
         """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
         life = self.life
         flow = self.config.flow(draft.flow)
@@ -250,6 +301,7 @@ class AccessEngine:
             # Until its hooks have spoken and their answer is stored, nobody may decide a request of
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
+            extends=draft.extends,
         )
         life.submitting.add(request.id)
         try:
@@ -263,6 +315,8 @@ class AccessEngine:
                         "target": request.target,
                         "duration_seconds": request.duration_seconds,
                         "fields": request.fields,
+                        "via": via,
+                        **({"extends": request.extends} if request.extends else {}),
                     },
                 ),
             )
@@ -376,10 +430,19 @@ class AccessEngine:
                 await self.expiry.expire_locked(request)
                 raise NotAllowed("This request expired: nobody decided before its time limit.")
             flow = await self.checks.check(request, actor, "approve", by_hook=by_hook, source=source)
-            now = life.clock.now()
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
             spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
+            if request.extends is not None:
+                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
+                if extended is not None:
+                    return extended
+                # The access it extends has ended: an ordinary grant, within the flow's cap.
+                problem = self.extensions.total_problem(flow, None, request.duration_seconds)
+                if problem:
+                    raise NotAllowed(problem)
+            now = life.clock.now()
+            expires_at = now + timedelta(seconds=request.duration_seconds)
             request = await life.requests.transition(
                 request_id,
                 S.PENDING,
@@ -389,7 +452,8 @@ class AccessEngine:
                     "decided_at": now,
                     "decision_reason": reason,
                     # Saved before the strategy runs: a crash mid-grant still ends at this time.
-                    "expires_at": now + timedelta(seconds=request.duration_seconds),
+                    "expires_at": expires_at,
+                    "warn_at": warn_at_for(flow, now, expires_at),
                     # How to revoke it even after the flow is edited or removed from the config.
                     "grant_spec": spec,
                 },
@@ -408,8 +472,10 @@ class AccessEngine:
         by_hook: bool = False,
         source: MessageRef | None = None,
     ) -> AccessRequest:
-        """Deny a pending request (after the decider checks)."""
+        """Deny a pending request (after the decider checks); the requester's own Deny cancels it."""
         life = self.life
+        if not by_hook and (await life.requests.get(request_id)).requester == actor:
+            return await self.early_end.cancel(request_id, actor, reason=reason, source=source)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source)

@@ -8,6 +8,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+# What an extension adds to the grant_spec it takes over: the request the access was first granted
+# as (strategies that key grants per request revoke under that id) and since when it is held.
+CHAIN_KEYS = ("granted_as", "held_since")
+
 
 class RequestStatus(StrEnum):
     """Where a request stands; values are the lowercase words of docs/slack-behaviour.md."""

@@ -8,6 +8,8 @@ class CallbackId(StrEnum):
 
     FLOW_PICKER = "flow-picker"
     REQUEST_FORM = "request-form"
+    EXTEND_FORM = "extend-form"
+    HOME = "home"
 
 
 class ActionId(StrEnum):
@@ -16,6 +18,9 @@ class ActionId(StrEnum):
     PICK_FLOW = "flow-pick"
     APPROVE = "request-approve"
     DENY = "request-deny"
+    REVOKE_NOW = "access-revoke-now"
+    CANCEL = "request-cancel"
+    EXTEND = "access-extend"
     VALUE = "value"  # the single element inside each form input block
 
 
@@ -26,6 +31,8 @@ class BlockId(StrEnum):
     FIELD_PREFIX = "field:"
     DECISION = "decision"
     STATUS = "status"
+    ACCESS = "access"  # Revoke now / Extend / Cancel request, on messages, DMs and the Home tab
+    OUTCOME = "outcome"  # what a click on a DM's button did, added to that DM
 
 
 def field_block_id(field_name: str) -> str:
