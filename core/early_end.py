@@ -34,8 +34,9 @@ class AlreadyEnded(AlreadyDecided):
     """A click on access that already ended (or is already being ended); the handler shows `user_message`."""
 
     def __init__(self, request: AccessRequest, message: str | None = None) -> None:
-        super().__init__(request.status.value, request.revoked_by or request.decided_by)
-        self.user_message = message or "This access has already ended."
+        self.status, self.by = request.status.value, request.revoked_by or request.decided_by
+        text = message or "This access has already ended."
+        NotAllowed.__init__(self, text, user_message=text)
 
 
 class EarlyEnd:
@@ -70,7 +71,10 @@ class EarlyEnd:
                 ),
             )
             log.info("access.revoke_requested", request_id=request_id, actor=actor, via=via)
-            return await self.expiry.revoke_granted(request)
+            request = await self.expiry.revoke_granted(request)
+            if request.status is S.GRANTED:  # the revoke failed and is retried: the message says it is ending
+                request = await life.publish(request)
+            return request
 
     async def cancel(
         self,

@@ -6,6 +6,7 @@
     evt.user, evt.actor                          HookUser(slack_id, email, name, identity)
     evt.integrations.NAME                        each built entry of `integrations:`
     evt.granted_at, evt.expires_at, evt.state    set where they exist (grant, revoke, after_*)
+    evt.extends                                  the id of the live grant this request extends, or None
 
     return evt.approve("on call")  /  evt.deny("out of hours")  /  evt.ignore("ask secops")
 
@@ -193,6 +194,7 @@ class HookEvent:
     granted_at: datetime | None = None
     expires_at: datetime | None = None
     state: Mapping[str, str] = field(default_factory=dict)
+    extends: str | None = None
     # Decisions recorded by evt.approve/deny/ignore; a list so the frozen event can still collect them.
     _recorded: list[Decision] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -241,6 +243,7 @@ class HookEvent:
             "granted_at": self.granted_at,
             "expires_at": self.expires_at,
             "state": thaw(self.state),
+            "extends": self.extends,
         }
 
     @classmethod
@@ -258,6 +261,7 @@ class HookEvent:
             granted_at=data["granted_at"],
             expires_at=data["expires_at"],
             state=data["state"],
+            extends=data.get("extends"),
         )
 
     def _record(self, decision: _D) -> _D:

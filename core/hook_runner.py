@@ -69,6 +69,7 @@ class HookRunner:
             granted_at=request.granted_at,
             expires_at=request.expires_at,
             state=dict(request.grant_state),
+            extends=request.extends,
         )
 
     def active(self, flow: Flow) -> bool:

@@ -1,4 +1,5 @@
-"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form."""
+"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form;
+`/sym help` and `/sym list` answer the caller alone."""
 
 from __future__ import annotations
 
@@ -8,16 +9,24 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
-from handlers import blocks
+from core.engine import AccessEngine
+from handlers import blocks, commands_help
 from handlers.listeners import Ack, Listeners
 
 
-def register(app: AsyncApp, config: JitConfig, listeners: Listeners) -> None:
+def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
     async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
+        if text.lower() in commands_help.SUBCOMMANDS:
+            # The ack payload is shown to the person as an ephemeral message.
+            if text.lower() == "help":
+                await ack(text=commands_help.help_text(config))
+            else:
+                await ack(text=await commands_help.list_text(config, engine, body["user_id"]))
+            return
         if text:
             flow = next((f for f in config.flows if f.name == text), None)
             if flow is None:
