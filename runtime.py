@@ -198,7 +198,7 @@ class Runtime:
             self.strategies[flow.name] = strategy
 
         directory = SlackDirectory(self.client, team_id=self.team_id)
-        notifier = SlackNotifier(self.client, self.config, secrets)
+        notifier = SlackNotifier(self.client, self.config, secrets, lookup=requests.get)
         runner = HookRunner(
             hook_modules,
             {**self.integrations, "slack": directory},

@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 
 from core.decisions import AlreadyDecided
-from core.engine import SubmissionRejected
 from core.errors import (
     HookError,
+    InvalidInput,
     InvalidTransition,
     JitError,
     NotAllowed,
@@ -78,7 +78,7 @@ def field_problem(errors: Mapping[str, str]) -> Problem:
 # The one table from jitbot's error tree to HTTP statuses, most specific class first.
 STATUSES: tuple[tuple[type[BaseException], int], ...] = (
     (AlreadyDecided, 409),  # a NotAllowed: the request is no longer pending
-    (SubmissionRejected, 422),  # the form's rules or the requester's identity (a policy refusal is NotAllowed first)
+    (InvalidInput, 422),  # the form's rules, the requester's identity, an extension's length (SubmissionRejected)
     (NotAllowed, 403),
     (InvalidTransition, 409),
     (RequestNotFound, 404),
@@ -92,9 +92,6 @@ STATUSES: tuple[tuple[type[BaseException], int], ...] = (
 
 def status_of(error: BaseException) -> int | None:
     """The status of a known error, or None for an unexpected one."""
-    # A policy refusal raised as a rejected submission (e.g. a guest) is a NotAllowed as well: 403.
-    if isinstance(error, SubmissionRejected) and isinstance(error, NotAllowed):
-        return 403
     for kind, status in STATUSES:
         if isinstance(error, kind):
             return status
@@ -110,7 +107,7 @@ def problem_for(error: BaseException, secrets: SecretRegistry) -> Problem:
         error_id = uuid.uuid4().hex[:8]
         log.error("api.crashed", error_id=error_id, exc_info=error)
         return Problem(500, f"Something went wrong (error id {error_id}); the operators can find it in the logs.")
-    if isinstance(error, SubmissionRejected) and status == 422:
+    if isinstance(error, InvalidInput):
         return field_problem({k: secrets.scrub(v) for k, v in error.errors.items()})
     extra: dict[str, Any] = {}
     if isinstance(error, AlreadyDecided):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -47,6 +48,19 @@ from core.schema import (
 from core.secrets import SecretRegistry
 
 RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
+RESERVED_FLOW_NAMES = frozenset({"help", "list"})  # `/sym help` and `/sym list` are commands
+DEFAULT_WARN_BEFORE = timedelta(minutes=10)
+
+
+def _to_warn_before(value: Any) -> Any:
+    # `0` (or `0s`, `0m`…) turns the warning off; anything else is an ordinary duration.
+    if value == 0 or (isinstance(value, str) and re.fullmatch(r"\s*0+\s*[smhd]?\s*", value)):
+        return timedelta(0)
+    return value
+
+
+WarnBefore = Annotated[Duration, BeforeValidator(_to_warn_before)]
+"""`warn_before`: a duration, or 0 for no warning."""
 
 FieldType = Literal["string", "text", "int", "bool", "list", "duration"]
 
@@ -286,11 +300,20 @@ class Flow(StrictModel):
     request_timeout: Duration | None = None
     hooks: NonEmpty | None = None
     hook_timeout: Duration = timedelta(seconds=5)
+    warn_before: WarnBefore = DEFAULT_WARN_BEFORE
+    max_total_duration: Duration | None = None
 
     _hooks_path: Path | None = PrivateAttr(default=None)
     _written_strategy: dict[str, Any] | None = PrivateAttr(default=None)
     # The registry the loader validated with: grant_spec redacts the literal secrets it holds.
     _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_command(cls, name: str) -> str:
+        if name in RESERVED_FLOW_NAMES:
+            raise ValueError(f"flow name '{name}' is reserved: `/sym {name}` is a command")
+        return name
 
     @field_validator("approvers", mode="before")
     @classmethod

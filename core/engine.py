@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
@@ -33,8 +33,11 @@ from core.approvals import ApprovalPolicy, clean_reason
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.decisions import GUESTS_REFUSED, DecisionChecks
-from core.errors import JitError, NotAllowed
+from core.early_end import EarlyEnd
+from core.end_warning import EndWarnings, warn_at_for
+from core.errors import InvalidInput, NotAllowed
 from core.expiry import Expiry
+from core.extension import Extensions
 from core.granting import Granting, retry_policy
 from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable, HookRunner
@@ -42,6 +45,7 @@ from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
 from core.origin import SLACK, origin
+from core.overview import Overview, overview_for
 from core.policy_ports import ApprovalStore, ReminderStore
 from core.ports import (
     AuditTrail,
@@ -65,12 +69,8 @@ log = structlog.get_logger("jitbot.engine")
 POST_ATTEMPTS = 3  # posting a new request to its approval channel, before alerting
 
 
-class SubmissionRejected(JitError):
+class SubmissionRejected(InvalidInput):
     """A form submission that cannot become a request; `errors` maps field name ('target', …) to text."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Draft:
     subject: Subject
     fields: Mapping[str, Any]
     duration: timedelta
+    extends: str | None = None  # the live grant of the same target this request extends (core.extension)
     via: str = SLACK  # how the request arrived: "slack" (the modal) or "api"
     token: str | None = None  # the API token's name, when it came through the API
 
@@ -127,6 +128,9 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
+        self.early_end = EarlyEnd(self.life, self.checks, self.expiry)
+        self.extensions = Extensions(self.life, self.checks)
+        self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
         # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
         self.policy = ApprovalPolicy(self.life, directory, approvals)
@@ -209,13 +213,14 @@ class AccessEngine:
         return await self.expiry.expire(request_id)
 
     async def recover(self) -> dict[str, int]:
-        """At start: settle what a stop left half-way, then sweep."""
-        return await self.expiry.recover()
+        """At start: settle what a stop left half-way, then sweep (warnings due during the stop included)."""
+        return {**await self.expiry.recover(), "warned": await self.warnings.sweep()}
 
     async def sweep(self) -> dict[str, int]:
-        """Do everything that is due (the safety net under the timers), reminders included."""
+        """Do everything that is due (the safety net under the timers): reminders and warnings included."""
         counts = await self.expiry.sweep()
         counts["reminded"] = await self.reminders.sweep()
+        counts["warned"] = await self.warnings.sweep()
         return counts
 
     async def may_request(self, flow_name: str, slack_id: str, *, fresh: bool = True) -> None:
@@ -225,6 +230,48 @@ class AccessEngine:
         except KeyError:
             raise NotAllowed(f"There is no flow named '{flow_name}'.") from None
         await self.policy.may_request(flow, slack_id, fresh=fresh)
+
+    async def warn(self, request_id: str) -> AccessRequest | None:
+        """Send a granted request's end-of-access warning when it is due."""
+        return await self.warnings.warn(request_id)
+
+    # ── after approval: revoke now, cancel, extend, overview ──────────────────────────────────
+
+    async def revoke_now(
+        self, request_id: str, actor: str, *, via: str = "slack", source: MessageRef | None = None
+    ) -> AccessRequest:
+        """End a live grant now (the requester, or anyone who may approve its flow)."""
+        return await self.early_end.revoke_now(request_id, actor, via=via, source=source)
+
+    async def cancel(
+        self, request_id: str, actor: str, *, via: str = "slack", reason: str | None = None
+    ) -> AccessRequest:
+        """Withdraw a pending request (its requester only)."""
+        return await self.early_end.cancel(request_id, actor, via=via, reason=reason)
+
+    async def prepare_extension(
+        self, request_id: str, actor: str, duration_seconds: int, fields: Mapping[str, Any] | None = None
+    ) -> Draft:
+        """Check an extension of the live grant `request_id` by `actor` and return it as a draft."""
+        holder, flow = await self.extensions.extendable(request_id, actor, duration_seconds)
+        merged = self.extensions.fields_for(holder, flow, duration_seconds, fields)
+        return await self.prepare(flow.name, actor, holder.target, merged, timedelta(seconds=duration_seconds))
+
+    async def extend(
+        self,
+        request_id: str,
+        actor: str,
+        duration_seconds: int,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        via: str = "slack",
+    ) -> AccessRequest:
+        """Ask for more time on a live grant: a new request linked to it, routed like any other."""
+        return await self.submit(await self.prepare_extension(request_id, actor, duration_seconds, fields), via=via)
+
+    async def overview(self, user: str, limit: int) -> Overview:
+        """`user`'s live grants, pending requests and requests awaiting their decision (display only)."""
+        return await overview_for(self.life, self.directory, user, limit)
 
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
@@ -256,16 +303,36 @@ class AccessEngine:
             log.info("submission.requester_refused", flow=flow.name, requester=requester_id)
             raise SubmissionRejected({"target": refused.user_message}) from None
         subject = await self.life.subject(flow.name, requester_id, requester.email, requester.name)
+        # A request for access the person already holds is an extension of it (core.extension).
+        holder = await self.extensions.live_holder(flow.name, target.name, requester_id)
+        problem = self.extensions.total_problem(flow, holder, int(duration.total_seconds()))
+        if problem:
+            raise SubmissionRejected({flow.duration_field.name: problem})
         ctx = GrantContext(request_id="validation", flow=flow.name, target=target, subject=subject, fields=dict(fields))
         issues = await self.strategies[flow.name].validate(ctx)
         if issues:
             for issue in issues:
                 log.info("submission.identity_rejected", flow=flow.name, requester=requester_id, detail=issue.detail)
             raise SubmissionRejected({"target": " ".join(i.user_message for i in issues)})
-        return Draft(flow.name, target, requester, subject, dict(fields), duration, via, token)
+        return Draft(
+            flow.name,
+            target,
+            requester,
+            subject,
+            dict(fields),
+            duration,
+            extends=holder.id if holder else None,
+            via=via,
+            token=token,
+        )
 
-    async def submit(self, draft: Draft) -> AccessRequest:
-        """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
+    async def submit(self, draft: Draft, *, via: str | None = None) -> AccessRequest:
+        """Store a pending request, consult the flow's hooks, post it for approval, tell the requester.
+
+        `via` overrides how the draft says it arrived (an extension asked for with a button or the API).
+        """
+        if via is not None and via != draft.via:
+            draft = replace(draft, via=via)
         life = self.life
         flow = self.config.flow(draft.flow)
         now = life.clock.now()
@@ -285,6 +352,7 @@ class AccessEngine:
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
             grant_to=self._grant_to(flow, draft.subject),
+            extends=draft.extends,
         )
         life.submitting.add(request.id)
         try:
@@ -299,6 +367,7 @@ class AccessEngine:
                         "duration_seconds": request.duration_seconds,
                         "fields": request.fields,
                         **origin(draft.via, draft.token),
+                        **({"extends": request.extends} if request.extends else {}),
                     },
                 ),
             )
@@ -447,6 +516,16 @@ class AccessEngine:
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
             spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
+            if request.extends is not None:
+                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
+                if extended is not None:
+                    return extended
+                # The access it extends has ended: an ordinary grant, within the flow's cap.
+                problem = self.extensions.total_problem(flow, None, request.duration_seconds)
+                if problem:
+                    raise NotAllowed(problem)
+            now = life.clock.now()
+            expires_at = now + timedelta(seconds=request.duration_seconds)
             request = await life.requests.transition(
                 request_id,
                 S.PENDING,
@@ -456,7 +535,8 @@ class AccessEngine:
                     "decided_at": now,
                     "decision_reason": reason,
                     # Saved before the strategy runs: a crash mid-grant still ends at this time.
-                    "expires_at": now + timedelta(seconds=request.duration_seconds),
+                    "expires_at": expires_at,
+                    "warn_at": warn_at_for(flow, now, expires_at),
                     # How to revoke it even after the flow is edited or removed from the config.
                     "grant_spec": spec,
                 },
@@ -488,12 +568,14 @@ class AccessEngine:
         via: str = SLACK,
         token: str | None = None,
     ) -> AccessRequest:
-        """Deny a pending request (after the decider checks); `reason` is bounded and shown to everyone.
+        """Deny a pending request (after the decider checks); the requester's own Deny cancels it.
 
-        `via` and `token` as for approve.
+        `reason` is bounded and shown to everyone; `via` and `token` as for approve.
         """
         life = self.life
         reason = clean_reason(reason)
+        if not by_hook and (await life.requests.get(request_id)).requester == actor:
+            return await self.early_end.cancel(request_id, actor, via=via, reason=reason, source=source)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source, via=via, token=token)

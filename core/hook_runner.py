@@ -78,6 +78,7 @@ class HookRunner:
             expires_at=request.expires_at,
             state=dict(request.grant_state),
             via=via,
+            extends=request.extends,
         )
 
     def active(self, flow: Flow) -> bool:

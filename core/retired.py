@@ -23,7 +23,7 @@ from core.config import recorded_strategy_config
 from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
 from core.hook_loading import DEFAULT_HOOK_TIMEOUT
-from core.models import Target
+from core.models import CHAIN_KEYS, Target
 from core.secrets import SecretRegistry
 from core.targets import as_target
 
@@ -75,7 +75,7 @@ async def rebuild_retired(
             flow = _flow_or_none(config, flow_name)
             current[(flow_name, target_name)] = flow.grant_spec(target_name) if flow is not None else None
         # Rows are grouped per identity too; how to revoke does not depend on who.
-        written = {key: value for key, value in spec.items() if key != "identity"}
+        written = {key: value for key, value in spec.items() if key not in ("identity", *CHAIN_KEYS)}
         if current[(flow_name, target_name)] == written:
             continue
         integration = spec.get("strategy", {}).get("integration")

@@ -22,7 +22,7 @@ log = structlog.get_logger("jitbot.scheduler")
 
 
 class Scheduler:
-    """Arms `revoke:<id>` and `expire:<id>` jobs and runs the sweep every `sweep_interval`."""
+    """Arms `revoke:<id>`, `expire:<id>` and `warn:<id>` jobs and runs the sweep every `sweep_interval`."""
 
     def __init__(
         self,
@@ -79,9 +79,13 @@ class Scheduler:
         """Expire pending `request_id` at `when`."""
         self._arm(f"expire:{request_id}", self.engine.expire, request_id, when)
 
+    def arm_warn(self, request_id: str, when: datetime) -> None:
+        """Send `request_id`'s end-of-access warning at `when`."""
+        self._arm(f"warn:{request_id}", self.engine.warn, request_id, when)
+
     def disarm(self, request_id: str) -> None:
-        """Forget both timers of a request (it was decided)."""
-        for prefix in ("revoke", "expire"):
+        """Forget every timer of a request (it was decided, ended, or handed its access over)."""
+        for prefix in ("revoke", "expire", "warn"):
             job = self._scheduler.get_job(f"{prefix}:{request_id}")
             if job is not None:
                 job.remove()
@@ -146,6 +150,9 @@ class Scheduler:
             count += 1
         for request_id, timeout_at in await self.engine.requests.list_pending_timeouts(until):
             self.arm_expire(request_id, timeout_at)
+            count += 1
+        for request_id, warn_at in await self.engine.requests.list_warn_schedule(until):
+            self.arm_warn(request_id, warn_at)
             count += 1
         count += await self.arm_reminders(until)
         return count

@@ -119,7 +119,7 @@ def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
         },
     ]
     for spec in flow.fields:
-        blocks.append(_field_input(spec))
+        blocks.append(field_input(spec))
     return {
         "type": "modal",
         "callback_id": CallbackId.REQUEST_FORM,
@@ -131,7 +131,8 @@ def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
     }
 
 
-def _field_input(spec: FieldSpec) -> dict[str, Any]:
+def field_input(spec: FieldSpec) -> dict[str, Any]:
+    """The modal input block of one flow field, typed and bounded like the form parser."""
     default = getattr(spec, "default", None)
     placeholder = getattr(spec, "placeholder", None)
     kind = spec.type

@@ -1,4 +1,5 @@
-"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form.
+"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form;
+`/sym help` and `/sym list` answer the caller alone.
 
 Only the flows the person may ask with (`requesters:`, guests) are offered; `/sym FLOW` of another
 flow is refused with the reason. What is shown may come from a cache; a submission is checked fresh.
@@ -15,20 +16,27 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.config_models import Flow, JitConfig
 from core.engine import AccessEngine
 from core.errors import NotAllowed
-from handlers import blocks
+from handlers import blocks, commands_help
 from handlers.listeners import Ack, Listeners
 
 # The slash command's ack and views.open share Slack's 3 s: who may use a flow is looked up within this.
 VISIBILITY_BUDGET_SECONDS = 1.5
 
 
-def register(app: AsyncApp, config: JitConfig, listeners: Listeners, engine: AccessEngine) -> None:
+def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
     async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
         user = body.get("user_id") or ""
+        if text.lower() in commands_help.SUBCOMMANDS:
+            # The ack payload is shown to the person as an ephemeral message.
+            if text.lower() == "help":
+                await ack(text=commands_help.help_text(config))
+            else:
+                await ack(text=await commands_help.list_text(config, engine, body["user_id"]))
+            return
         if text:
             flow = next((f for f in config.flows if f.name == text), None)
             if flow is None:

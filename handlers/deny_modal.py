@@ -24,7 +24,7 @@ from handlers.policy_blocks import deny_modal
 
 
 async def deny_clicked(
-    engine: AccessEngine, client: AsyncWebClient, body: dict[str, Any], request_id: str, source: MessageRef
+    engine: AccessEngine, client: AsyncWebClient, body: dict[str, Any], request_id: str, source: MessageRef | None
 ) -> None:
     """A Deny click (already acked): open the reason modal, or decide at once where no reason applies."""
     actor = body["user"]["id"]
@@ -34,7 +34,11 @@ async def deny_clicked(
         return
     # The trigger_id lives 3 seconds: one local read above, then straight to views.open.
     await client.views_open(
-        trigger_id=body["trigger_id"], view=deny_modal(request_id, source.channel, source.ts, request.requester)
+        trigger_id=body["trigger_id"],
+        # No message when the click was on the Home tab: the submission then carries no source either.
+        view=deny_modal(
+            request_id, source.channel if source else None, source.ts if source else None, request.requester
+        ),
     )
 
 
@@ -54,7 +58,8 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
         await ack()
         actor = body["user"]["id"]
         try:
-            await engine.deny(meta.request_id, actor, reason=reason, source=MessageRef(meta.channel, meta.ts))
+            source = MessageRef(meta.channel, meta.ts) if meta.channel else None
+            await engine.deny(meta.request_id, actor, reason=reason, source=source)
         except JitError as error:
             # Told where they clicked, like any refused click (the submission itself has no channel).
             where = {"user": {"id": actor}, "channel": {"id": meta.channel}} if meta.channel else body

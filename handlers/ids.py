@@ -9,6 +9,8 @@ class CallbackId(StrEnum):
     FLOW_PICKER = "flow-picker"
     REQUEST_FORM = "request-form"
     DENY_REASON = "deny-reason"
+    EXTEND_FORM = "extend-form"
+    HOME = "home"
 
 
 class ActionId(StrEnum):
@@ -17,6 +19,9 @@ class ActionId(StrEnum):
     PICK_FLOW = "flow-pick"
     APPROVE = "request-approve"
     DENY = "request-deny"
+    REVOKE_NOW = "access-revoke-now"
+    CANCEL = "request-cancel"
+    EXTEND = "access-extend"
     VALUE = "value"  # the single element inside each form input block
 
 
@@ -29,6 +34,8 @@ class BlockId(StrEnum):
     STATUS = "status"
     DECIDERS = "deciders"
     DENY_REASON = "deny-reason"
+    ACCESS = "access"  # Revoke now / Extend / Cancel request, on messages, DMs and the Home tab
+    OUTCOME = "outcome"  # what a click on a DM's button did, added to that DM
 
 
 def field_block_id(field_name: str) -> str:

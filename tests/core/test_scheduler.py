@@ -6,18 +6,22 @@ from core.scheduler import Scheduler
 
 
 class RecordingEngine:
-    def __init__(self, granted=(), pending=()):
+    def __init__(self, granted=(), pending=(), warnings=()):
         self.revoked = asyncio.Queue()
         self.expired = asyncio.Queue()
+        self.warned = asyncio.Queue()
         self.sweeps = 0
         self.requests = self
-        self._granted, self._pending = list(granted), list(pending)
+        self._granted, self._pending, self._warnings = list(granted), list(pending), list(warnings)
 
     async def revoke(self, request_id):
         await self.revoked.put(request_id)
 
     async def expire(self, request_id):
         await self.expired.put(request_id)
+
+    async def warn(self, request_id):
+        await self.warned.put(request_id)
 
     async def sweep(self):
         self.sweeps += 1
@@ -27,6 +31,32 @@ class RecordingEngine:
 
     async def list_pending_timeouts(self, until):
         return [row for row in self._pending if row[1] <= until]
+
+    async def list_warn_schedule(self, until):
+        return [row for row in self._warnings if row[1] <= until]
+
+    @property
+    def reminders(self):
+        return self  # no reminders are due in these tests
+
+    async def schedule(self, until):
+        return []
+
+
+async def test_an_armed_warning_fires_at_its_time_and_only_warnings_within_the_horizon_are_armed():
+    clock = SystemClock()
+    now = clock.now()
+    engine = RecordingEngine(warnings=[("w1", now + timedelta(milliseconds=50)), ("w2", now + timedelta(hours=1))])
+    scheduler = Scheduler(engine, clock, horizon=timedelta(minutes=10))
+    scheduler.start()
+    try:
+        assert await scheduler.arm_window() == 1
+        assert await asyncio.wait_for(engine.warned.get(), 5) == "w1"
+        scheduler.arm_warn("w3", clock.now() + timedelta(minutes=1))
+        scheduler.disarm("w3")
+        assert scheduler.armed() == 0
+    finally:
+        await scheduler.shutdown()
 
 
 async def test_an_armed_revocation_fires_at_its_time():

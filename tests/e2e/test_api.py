@@ -60,7 +60,7 @@ async def test_a_request_made_in_slack_is_approved_through_the_api_and_its_messa
     assert response.json()["status"] == "granted" and response.json()["decision_reason"] == "looks fine"
     await receiver.wait_for(1, "grant")
     edited = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="granted until")
-    assert edited.ts == message.ts and not edited.buttons
+    assert edited.ts == message.ts and [b["text"]["text"] for b in edited.buttons] == ["Revoke now"]
     await api.bot.slack.wait_for_dm("U_ALICE", contains="granted")
     (approved,) = [e for e in await api.bot.audit(request.id) if e.action == "request.approved"]
     assert approved.actor == "U_BOB" and approved.detail == {

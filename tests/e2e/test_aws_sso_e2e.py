@@ -66,7 +66,11 @@ async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes
 
     await bot.slack.click(message, text="Approve", user="U_BOB")
     granted = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
-    assert granted.ts == message.ts and "U_BOB" in granted.plain and not granted.buttons
+    assert (
+        granted.ts == message.ts
+        and "U_BOB" in granted.plain
+        and [b["text"]["text"] for b in granted.buttons] == ["Revoke now"]
+    )
     assert await asyncio.to_thread(sso.holders) == [sso.user_id]
     dm = await bot.slack.wait_for_dm("U_ALICE", contains="granted")
     assert "https://d-1234567890.awsapps.com/start" in dm.plain  # how to use it, from the integration

@@ -122,8 +122,8 @@ def model(required: int, clicks: list[tuple[str, str]]) -> tuple[S, tuple[str, .
     for action, actor in clicks:
         if actor == OUTSIDER:
             continue  # not an approver: refused, nothing changes
-        if action == "deny":
-            return S.DENIED, tuple(counted)
+        if action == "deny":  # the requester's own Deny withdraws the request (docs/slack-behaviour.md)
+            return (S.CANCELLED if actor == REQUESTER else S.DENIED), tuple(counted)
         if actor == REQUESTER and required > 1:
             continue  # the requester's approval never counts towards several
         if actor not in counted:
