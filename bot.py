@@ -7,6 +7,7 @@
     python bot.py tokens create|list|revoke  API tokens (only their hash is stored)
     python bot.py request FLOW …             ask for access through the HTTP API (JITBOT_API_URL, JITBOT_API_TOKEN)
     python bot.py requests [--mine]          list requests through the HTTP API
+    python bot.py revoke ID                  end a live grant now through the HTTP API
 
 This module only parses arguments, runs the chosen command and turns failures into exit codes;
 `runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing = sub.add_parser("requests", help="list requests through the HTTP API, as a table")
     listing.add_argument("--mine", action="store_true", help="only your own requests")
     listing.add_argument("--status", help="only requests in this status (pending, granted, …)")
+    revoke = sub.add_parser("revoke", help="end a live grant now through the HTTP API")
+    revoke.add_argument("request_id", metavar="ID")
     return parser
 
 
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(audit(args))
         if command == "tokens":
             return tokens(args)
-        if command in ("request", "requests"):
+        if command in ("request", "requests", "revoke"):
             return api_command(args)
         return run()
     except StartupError as error:  # an unusable JITBOT_DB for identities / audit: a sentence, no traceback
@@ -235,7 +238,7 @@ def tokens(args) -> int:
 
 
 def api_command(args) -> int:
-    """`request` and `requests`: calls to the HTTP API at JITBOT_API_URL with JITBOT_API_TOKEN."""
+    """`request`, `requests` and `revoke`: calls to the HTTP API at JITBOT_API_URL with JITBOT_API_TOKEN."""
     from cli import requests as commands
     from cli.api_client import ApiClient, ApiFailure
 
@@ -243,6 +246,8 @@ def api_command(args) -> int:
         client = ApiClient.from_env()
         if args.command == "request":
             return commands.request(client, args.flow, args.target, args.field, args.duration, wait=args.wait)
+        if args.command == "revoke":
+            return commands.revoke(client, args.request_id)
         return commands.requests_table(client, mine=args.mine, status=args.status)
     except ApiFailure as failure:
         return _fail(failure.message, failure.code)

@@ -111,6 +111,13 @@ class Authenticator:
         detail = {"method": request.method, "path": request.path[:200], "reason": reason, **origin(API, token.name)}
         await self.audit.append(AuditEvent(at=self.clock.now(), actor=token.user, action="api.refused", detail=detail))
 
+    async def note(self, token: ApiToken, request_id: str, action: str, outcome: str) -> None:
+        """Audit which token an engine action came through, where the engine's own row cannot say."""
+        detail = {"action": action, "outcome": outcome, **origin(API, token.name)}
+        await self.audit.append(
+            AuditEvent(at=self.clock.now(), actor=token.user, action="api.call", request_id=request_id, detail=detail)
+        )
+
     async def _check(self, request: web.Request, text: str) -> ApiToken:
         found = None
         key = token_id(text)

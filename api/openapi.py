@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from api.problems import PROBLEM_JSON
-from api.schemas import DecisionBody, ProblemBody
+from api.schemas import DecisionBody, ExtendBody, ProblemBody
 from api.service import ApiService, Operation
 
 REF = "#/components/schemas/{model}"
@@ -36,6 +36,7 @@ def _schemas(service: ApiService, operations: list[Operation]) -> tuple[dict[str
     flows = service.submission_models()
     models: list[tuple[type[BaseModel], Any]] = [(m, "validation") for m in flows.values()]
     models.append((DecisionBody, "validation"))
+    models.append((ExtendBody, "validation"))
     models.append((ProblemBody, "serialization"))
     models.extend((op.response, "serialization") for op in operations)
     _, top = models_json_schema(list(dict.fromkeys(models)), ref_template=REF)

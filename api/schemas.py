@@ -15,6 +15,7 @@ from core.approvals import DENY_REASON_MAX
 from core.config_models import FieldType, Flow
 from core.models import AccessRequest, RequestStatus
 from core.schema import format_duration
+from core.submission import DURATION_PATTERN
 
 
 class _Body(BaseModel):
@@ -25,6 +26,13 @@ class DecisionBody(_Body):
     """The optional body of approve and deny: a reason, shown on the message and in the audit trail."""
 
     reason: str | None = Field(default=None, max_length=DENY_REASON_MAX, description="Why.")
+
+
+class ExtendBody(_Body):
+    """The body of extend: how much longer, and any answers to change (the grant's own are kept)."""
+
+    duration: str = Field(max_length=20, pattern=DURATION_PATTERN, description="One of the flow's durations, like 1h.")
+    fields: dict[str, Any] | None = Field(default=None, description="Answers to change for the extension.")
 
 
 class RequestView(_Body):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import structlog
@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import Authenticator, Caller
 from api.problems import Problem, field_problem
-from api.schemas import DecisionBody, FlowList, FlowView, RequestList, RequestView
+from api.schemas import DecisionBody, ExtendBody, FlowList, FlowView, RequestList, RequestView
 from core.config_models import Flow, JitConfig
 from core.engine import AccessEngine
-from core.errors import NotAllowed, RequestNotFound
+from core.errors import JitError, NotAllowed, RequestNotFound
 from core.models import AccessRequest, RequestStatus
 from core.origin import API
 from core.ports import Directory
-from core.submission import duration_in, field_errors, submission_model
+from core.submission import duration_in, duration_of, field_errors, fields_model, submission_model
 from core.tokens import Scope
 from core.visibility import may_view
 
@@ -66,7 +66,7 @@ class Operation:
     handler: Handler
     response: type[BaseModel]
     success: int = 200
-    body: str | None = None  # "submission" (the flows' request models) or "decision"
+    body: str | None = None  # "submission" (the flows' request models), "decision" or "extension"
     query: type[BaseModel] | None = None
     problems: tuple[int, ...] = ()
     path_params: tuple[str, ...] = ()
@@ -136,7 +136,7 @@ class ApiService:
         return {flow.name: submission_model(flow) for flow in self.config.flows}
 
     def operations(self) -> list[Operation]:
-        """Every /v1 operation (cancel, revoke and extend join when the engine has them)."""
+        """Every /v1 operation."""
         decided = (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)
         read = (400, 401, 403, 429, 503)
         return [
@@ -209,6 +209,44 @@ class ApiService:
                 body="decision",
                 problems=decided,
                 path_params=("id",),
+            ),
+            Operation(
+                "POST",
+                "/v1/requests/{id}/cancel",
+                "cancelRequest",
+                "Withdraw a pending request, as its requester (as Cancel request on the DM)",
+                scopes=(Scope.REQUEST,),
+                handler=self.cancel,
+                response=RequestView,
+                body="decision",
+                problems=decided,
+                path_params=("id",),
+            ),
+            Operation(
+                "POST",
+                "/v1/requests/{id}/revoke",
+                "revokeRequest",
+                "End a live grant now, as its requester or someone who may approve its flow (as Revoke now)",
+                scopes=(Scope.REQUEST, Scope.DECIDE),
+                handler=self.revoke,
+                response=RequestView,
+                problems=(*decided, 502),
+                path_params=("id",),
+            ),
+            Operation(
+                "POST",
+                "/v1/requests/{id}/extend",
+                "extendRequest",
+                "Ask for more time on a live grant: a new request linked to it, approved like any other",
+                scopes=(Scope.REQUEST,),
+                handler=self.extend,
+                response=RequestView,
+                success=201,
+                body="extension",
+                problems=(*decided, 502),
+                path_params=("id",),
+                headers={"Location": "Where the extension request can be read."},
+                links=("getRequest", "approveRequest", "denyRequest", "cancelRequest"),
             ),
         ]
 
@@ -289,7 +327,66 @@ class ApiService:
         )
         return json_response(RequestView.of(denied))
 
+    async def cancel(self, request: web.Request, caller: Caller) -> web.Response:
+        """POST /v1/requests/{id}/cancel."""
+        reason = await self._decision_reason(request)
+        request_id = request.match_info["id"]
+        cancelled = await self._noted(
+            request_id, caller, "cancel", self.engine.cancel(request_id, caller.user, via=API, reason=reason)
+        )
+        return json_response(RequestView.of(cancelled))
+
+    async def revoke(self, request: web.Request, caller: Caller) -> web.Response:
+        """POST /v1/requests/{id}/revoke."""
+        await read_json(request, required=False)  # nothing is expected, but what comes is bounded
+        request_id = request.match_info["id"]
+        ended = await self._noted(
+            request_id, caller, "revoke", self.engine.revoke_now(request_id, caller.user, via=API)
+        )
+        return json_response(RequestView.of(ended))
+
+    async def extend(self, request: web.Request, caller: Caller) -> web.Response:
+        """POST /v1/requests/{id}/extend: a new request, linked to the live grant, with the form's rules."""
+        try:
+            body = ExtendBody.model_validate(await read_json(request, required=True))
+        except ValidationError as error:
+            raise field_problem(field_errors(error)) from None
+        request_id = request.match_info["id"]
+        held = await self.engine.requests.get(request_id)
+        flow = self.engine.life.flow(held.flow)
+        if flow is None:
+            raise NotAllowed(f"The flow '{held.flow}' is no longer in jitbot's configuration.")
+        spec = flow.duration_field
+        try:
+            length = duration_of(spec, body.duration)
+        except ValueError as invalid:
+            raise field_problem({"duration": str(invalid)}) from None
+        # The extension's answers: the grant's own, then what the caller changes, checked by the form's rules.
+        answers = {**dict(held.fields), **(body.fields or {}), spec.name: body.duration}
+        try:
+            fields = fields_model(flow).model_validate(answers).model_dump()
+        except ValidationError as error:
+            raise field_problem({f"fields.{k}": v for k, v in field_errors(error).items()}) from None
+        draft = await asyncio.wait_for(
+            self.engine.prepare_extension(request_id, caller.user, int(length.total_seconds()), fields),
+            PREPARE_SECONDS,
+        )
+        created = await self.engine.submit(replace(draft, via=API, token=caller.name))
+        return json_response(RequestView.of(created), 201, {"Location": f"/v1/requests/{created.id}"})
+
     # ── helpers ───────────────────────────────────────────────────────────────────────────────
+
+    async def _noted(
+        self, request_id: str, caller: Caller, action: str, call: Awaitable[AccessRequest]
+    ) -> AccessRequest:
+        """Run an engine call whose own audit rows say `via: api` but not which token; record the token."""
+        try:
+            result = await call
+        except JitError as error:
+            await self.auth.note(caller.token, request_id, action, f"refused: {error.user_message}")
+            raise
+        await self.auth.note(caller.token, request_id, action, result.status.value)
+        return result
 
     def _flow_named(self, name: Any) -> Flow:
         known = ", ".join(f.name for f in self.config.flows)

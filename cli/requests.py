@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
+from urllib.parse import quote
 
 from cli.api_client import EXIT_BAD_INPUT, ApiClient, ApiFailure
 
@@ -129,7 +130,7 @@ def _describe(request: dict[str, Any], waited: float) -> str:
 
 def requests_table(client: ApiClient, *, mine: bool, status: str | None, out: TextIO = sys.stdout) -> int:
     """`bot.py requests`: the requests the token's user made or may decide, as a table."""
-    query = [f"mine={'true' if mine else 'false'}"] + ([f"status={status}"] if status else [])
+    query = [f"mine={'true' if mine else 'false'}"] + ([f"status={quote(status, safe='')}"] if status else [])
     rows = client.call("GET", "/v1/requests?" + "&".join(query))["requests"]
     header = ("ID", "FLOW", "TARGET", "REQUESTER", "STATUS", "CREATED", "ENDS")
     table = [header] + [
@@ -147,4 +148,14 @@ def requests_table(client: ApiClient, *, mine: bool, status: str | None, out: Te
     widths = [max(len(str(row[i])) for row in table) for i in range(len(header))]
     for row in table:
         print("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(), file=out)
+    return 0
+
+
+def revoke(client: ApiClient, request_id: str, *, out: TextIO = sys.stdout) -> int:
+    """`bot.py revoke ID`: end a live grant now (as its requester, or someone who may approve its flow)."""
+    ended = client.call("POST", f"/v1/requests/{quote(request_id, safe='')}/revoke")
+    if ended["status"] == "revoked":
+        print(f"request {ended['id']}: access ended.", file=out)
+    else:  # the target system refused for now: jitbot retries the revocation with back-off, and alerts
+        print(f"request {ended['id']}: being ended; jitbot keeps retrying the revocation.", file=out)
     return 0

@@ -36,7 +36,7 @@ REQUIRED = "This field is required."
 CHOOSE_TARGET = "Choose one of the listed targets."
 CHOOSE_DURATION = "Choose how long you need access."
 _ERROR_TYPE = "jitbot_field"
-_DURATION_PATTERN = r"^\s*[0-9]+\s*[smhd]\s*$"  # what core.schema.parse_duration reads
+DURATION_PATTERN = r"^\s*[0-9]+\s*[smhd]\s*$"  # what core.schema.parse_duration reads
 
 # ASCII digits only: int() would also take '1_000' and '٤٢', which no number input sends.
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
@@ -143,7 +143,7 @@ def _json_type(spec: FieldSpec) -> Any:
     if kind == "list" or (kind == "duration" and spec.allowed_values):
         choices: Any = Literal[tuple(spec.allowed_values or ())]
         return Annotated[choices, Field(title=title, description=description)]
-    return Annotated[str, Field(pattern=_DURATION_PATTERN, max_length=20, title=title, description=description)]
+    return Annotated[str, Field(pattern=DURATION_PATTERN, max_length=20, title=title, description=description)]
 
 
 def _model_name(flow: Flow, part: str) -> str:

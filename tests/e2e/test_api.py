@@ -230,6 +230,9 @@ async def test_the_openapi_document_describes_each_flows_request_body(api):
         "/v1/requests/{id}",
         "/v1/requests/{id}/approve",
         "/v1/requests/{id}/deny",
+        "/v1/requests/{id}/cancel",
+        "/v1/requests/{id}/revoke",
+        "/v1/requests/{id}/extend",
     }
 
 
@@ -271,3 +274,79 @@ async def test_hooks_see_that_a_request_came_through_the_api(launch, receiver, m
     assert kept["status"] == "pending"
     message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")  # from Slack: no ticket
     assert (await bot.request_for(message)).status is RequestStatus.PENDING
+
+
+# ── after approval: cancel, revoke now, extend ────────────────────────────────────────────────────
+
+
+async def test_the_requester_cancels_a_pending_request_through_the_api(api):
+    alice = await api.token("U_ALICE", name="alice-ci")
+    bob = await api.token("U_BOB", name="bob-all")
+    created = (await api.post("/v1/requests", token=alice, json=request_body())).json()
+    message = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="deploy 7")
+
+    refused = await api.post(f"/v1/requests/{created['id']}/cancel", token=bob)
+    assert refused.status_code == 403 and "Only the person who asked" in problem(refused)["detail"]
+    response = await api.post(f"/v1/requests/{created['id']}/cancel", token=alice, json={"reason": "not needed"})
+    assert response.status_code == 200 and response.json()["status"] == "cancelled", response.text
+    cancelled = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="Cancelled", where=lambda m: m.edited)
+    assert cancelled.ts == message.ts and not cancelled.buttons
+    again = await api.post(f"/v1/requests/{created['id']}/cancel", token=alice)
+    assert again.status_code == 409 and problem(again)["request_status"] == "cancelled"
+
+    trail = await api.bot.audit(created["id"])
+    (row,) = [e for e in trail if e.action == "request.cancelled"]
+    assert row.actor == "U_ALICE" and row.detail["via"] == "api"
+    noted = [
+        (e.actor, e.detail["action"], e.detail["outcome"], e.detail["token"]) for e in trail if e.action == "api.call"
+    ]
+    assert noted == [
+        ("U_BOB", "cancel", "refused: Only the person who asked can cancel this request.", "bob-all"),
+        ("U_ALICE", "cancel", "cancelled", "alice-ci"),
+        ("U_ALICE", "cancel", "refused: This request is already cancelled.", "alice-ci"),
+    ]
+
+
+async def test_a_live_grant_is_revoked_now_through_the_api_by_an_approver(api, receiver):
+    message = await api.bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    request = await api.bot.request_for(message)
+    await api.bot.approve(message, "U_BOB")
+    await receiver.wait_for(1, "grant")
+    api.bot.slack.add_user("U_DAVE", email="dave@example.com", name="dave")
+    dave = await api.token("U_DAVE", scopes="decide")
+    assert (await api.post(f"/v1/requests/{request.id}/revoke", token=dave)).status_code == 403
+
+    carol = await api.token("U_CAROL", scopes="decide", name="carol-ops")
+    response = await api.post(f"/v1/requests/{request.id}/revoke", token=carol)
+    assert response.status_code == 200 and response.json()["status"] == "revoked", response.text
+    await receiver.wait_for(1, "revoke")
+    ended = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="early", where=lambda m: m.ts == message.ts)
+    assert "U_CAROL" in ended.plain and not ended.buttons
+    (row,) = [e for e in await api.bot.audit(request.id) if e.action == "access.revoke_requested"]
+    assert row.actor == "U_CAROL" and row.detail["via"] == "api"
+    assert (await api.post(f"/v1/requests/{request.id}/revoke", token=carol)).status_code == 409
+
+
+async def test_a_live_grant_is_extended_through_the_api_and_approved_like_any_request(api, receiver):
+    message = await api.bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", duration="30m")
+    held = await api.bot.request_for(message)
+    await api.bot.approve(message, "U_BOB")
+    alice = await api.token("U_ALICE", name="alice-ci")
+    bob = await api.token("U_BOB", scopes="decide", name="bob-decides")
+
+    bad = await api.post(f"/v1/requests/{held.id}/extend", token=alice, json={"duration": "5h"})
+    assert bad.status_code == 422 and problem(bad)["errors"][0]["field"] == "duration"
+    someone_else = await api.token("U_BOB", scopes="request")
+    refused = await api.post(f"/v1/requests/{held.id}/extend", token=someone_else, json={"duration": "1h"})
+    assert refused.status_code == 403 and "Only the person who holds" in problem(refused)["detail"]
+
+    response = await api.post(f"/v1/requests/{held.id}/extend", token=alice, json={"duration": "1h"})
+    assert response.status_code == 201, response.text
+    extension = response.json()
+    assert extension["status"] == "pending" and extension["fields"]["duration"] == "1h"
+    (made,) = [e for e in await api.bot.audit(extension["id"]) if e.action == "request.created"]
+    assert made.detail["extends"] == held.id and made.detail["via"] == "api" and made.detail["token"] == "alice-ci"
+
+    approved = await api.post(f"/v1/requests/{extension['id']}/approve", token=bob)
+    assert approved.status_code == 200 and approved.json()["status"] == "granted", approved.text
+    assert len(receiver.accepted("grant")) == 1  # the live access was taken over: no second grant call

@@ -116,3 +116,17 @@ async def test_tokens_are_created_shown_once_listed_and_revoked(tmp_path):
     audit = await run_cli("audit", env=env)
     assert [line["action"] for line in audit.json_lines()] == ["token.created", "token.revoked"]
     assert token not in audit.stdout
+
+
+async def test_revoke_ends_a_live_grant_from_the_command_line(api, receiver):
+    message = await api.bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    request = await api.bot.request_for(message)
+    await api.bot.approve(message, "U_BOB")
+    token = await api.token("U_ALICE", scopes="request")  # the requester may end their own access
+    ended = await run_cli("revoke", request.id, env=cli_env(api, token))
+    assert ended.returncode == 0 and "access ended" in ended.stdout, ended
+    await receiver.wait_for(1, "revoke")
+    again = await run_cli("revoke", request.id, env=cli_env(api, token))
+    assert again.returncode == 1 and "(409)" in again.stderr, again
+    unknown = await run_cli("revoke", "0000000000000000", env=cli_env(api, token))
+    assert unknown.returncode == 2 and "(404)" in unknown.stderr, unknown
