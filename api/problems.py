@@ -7,6 +7,7 @@ with an error id the operators can find in the log; nothing of it reaches the ca
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -58,8 +59,6 @@ class Problem(Exception):
 
     def response(self) -> web.Response:
         """The answer to send."""
-        import json
-
         return web.Response(
             status=self.status,
             text=json.dumps(self.body(), ensure_ascii=False),

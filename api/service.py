@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -42,6 +42,14 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 Handler = Callable[[web.Request, Caller], Awaitable[web.StreamResponse]]
+
+
+class RequestListing(Protocol):
+    """Newest-first listings of requests (storage.request_queries.RequestQueries, wired by runtime.py)."""
+
+    async def recent(
+        self, *, requester: str | None = None, statuses: Collection[RequestStatus] = (), limit: int = ...
+    ) -> list[AccessRequest]: ...
 
 
 class ListQuery(BaseModel):
@@ -118,12 +126,12 @@ class ApiService:
         *,
         engine: AccessEngine,
         auth: Authenticator,
-        queries: Any,
+        queries: RequestListing,
         directory: Directory,
     ) -> None:
         self.engine = engine
         self.auth = auth
-        self.queries = queries  # storage.request_queries.RequestQueries (reached through runtime.py)
+        self.queries = queries
         self.directory = directory
 
     @property
