@@ -108,7 +108,9 @@ class Reminders:
             return False  # decided, or no longer configured: nothing to say
         now = self.life.clock.now()
         count, escalate = reminders_due(flow, state, now)
-        if state.message_ts is None or (count <= state.sent and not escalate):
+        if state.message_ts is None:
+            return False  # not posted yet: nothing to reply under; the first post arms its reminders
+        if count <= state.sent and not escalate:
             self._arm_next(flow, state)
             return False
         request = await self.life.requests.get(request_id)
@@ -139,7 +141,8 @@ class Reminders:
 
     def _arm_next(self, flow: Flow, state: ReminderState) -> None:
         when = next_reminder_at(flow, state)
-        if when is not None and isinstance(self.life.timers, ReminderTimers):
+        # Only a time still ahead: a due one is the sweep's, never a timer that fires at once, again.
+        if when is not None and when > self.life.clock.now() and isinstance(self.life.timers, ReminderTimers):
             self.life.timers.arm_remind(state.request_id, when)
 
     def arm_first(self, request: AccessRequest) -> None:

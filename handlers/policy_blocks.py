@@ -61,6 +61,8 @@ def deciders_section(request: AccessRequest, flow: Flow | None, now: datetime | 
         who = "nobody (the approval rule could not be evaluated)"
     elif users or groups:
         who = mentions(users, groups)
+    elif flow is not None and flow.allow_self_approval and flow.approvals_required == 1:
+        who = "anyone in the workspace"
     else:
         who = "anyone in the workspace except the requester"
     lines = [f"*Who decides:* {who}"]
