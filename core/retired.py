@@ -135,7 +135,8 @@ async def _build(
 ) -> tuple[Any, Target]:
     if spec.get("approval_only"):
         # A window of an approval-only flow: nothing to take back anywhere, it just ends on time.
-        target = spec.get("target") if isinstance(spec.get("target"), Mapping) else {}
+        recorded = spec.get("target")
+        target: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
         name = str(target.get("name") or "approval")
         return ApprovalOnly(), Target(name, str(target.get("label") or name), {})
     if spec.get("literal_secrets"):
