@@ -24,7 +24,7 @@ from core.config_models import Flow
 from core.decisions import GUESTS_REFUSED, AlreadyDecided
 from core.errors import InvalidTransition, NotAllowed
 from core.lifecycle import Lifecycle
-from core.models import AccessRequest
+from core.models import AccessRequest, Subject
 from core.policy_ports import ApprovalStore
 from core.ports import Directory
 
@@ -107,9 +107,30 @@ class ApprovalPolicy:
         log.info("click.refused", request_id=request.id, actor=actor, action="approve", reason=reason)
         raise (AlreadyApproved if already else NotAllowed)(reason)
 
-    def enough_approvers(self, flow: Flow, approvers: Iterable[str], requester: str) -> bool:
-        """Whether a get_approvers answer can reach the flow's threshold without the requester."""
-        return len(set(approvers) - {requester}) >= flow.approvals_required
+    async def checked_approvers(self, flow: Flow, request: AccessRequest, approvers: Iterable[str]) -> tuple[str, ...]:
+        """A get_approvers answer as stored: as given when it can reach approvals_required without the
+        requester; else () (nobody may decide) and the operators are told."""
+        named = tuple(approvers)
+        others = len(set(named) - {request.requester})
+        if others >= flow.approvals_required:
+            return named
+        await self.life.alert(
+            "Nobody may approve this request",
+            request,
+            error=(
+                f"get_approvers named {others} people besides the requester, "
+                f"but the flow needs {flow.approvals_required} approvals"
+            ),
+            action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
+        )
+        return ()
+
+    def grant_to(self, flow: Flow, subject: Subject) -> dict[str, str]:
+        """Who a request's grant will be made for, shown while it waits (nothing for approval-only flows)."""
+        strategy = self.life.strategies.get(flow.name)
+        if flow.approval_only or strategy is None or not subject.identity:
+            return {}
+        return {"identity": subject.identity, "system": strategy.system}
 
     # ── who may ask ───────────────────────────────────────────────────────────────────────────
 
