@@ -171,29 +171,46 @@ class ApprovalPolicy:
     # ── at start ──────────────────────────────────────────────────────────────────────────────
 
     async def check_at_start(self) -> list[str]:
-        """What the flows file cannot show by itself: a flow whose approvers' user groups hold fewer
-        people than its approvals_required. Each problem is alerted; returns their texts."""
+        """What the flows file cannot show by itself, each alerted: a user group (of approvers,
+        requesters or escalate_to) Slack cannot list, and approvers' user groups holding fewer people
+        than approvals_required. Returns the problems found."""
         problems: list[str] = []
+        known: dict[str, frozenset[str] | None] = {}
+
+        async def members(group: str) -> frozenset[str] | None:
+            if group not in known:
+                try:
+                    known[group] = await self.directory.usergroup_members(group, fresh=True)
+                except Exception as exc:
+                    log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
+                    known[group] = None
+            return known[group]
+
         for flow in self.life.config.flows:
+            escalate = flow.reminders.escalate_to if flow.reminders is not None else None
+            for role, named in (
+                ("approvers", flow.approvers),
+                ("requesters", flow.requesters),
+                ("escalate_to", escalate),
+            ):
+                for group in named.usergroups if named is not None else []:
+                    if await members(group) is None:
+                        problems.append(f"{flow.name}: {role} user group {group}")
+                        await self.life.alert(
+                            f"Flow '{flow.name}' names user group {group} in {role}, "
+                            "but Slack could not list its members",
+                            action="Its members can neither ask nor decide through it until the group is fixed.",
+                        )
             approvers = flow.approvers
             if flow.approvals_required <= 1 or approvers is None or not approvers.usergroups:
                 continue
             if self.life.hooks.active(flow) and self.life.hooks.has(flow, "get_approvers"):
                 continue  # the hook's answer is checked per request
             people = set(approvers.users)
-            try:
-                for group in approvers.usergroups:
-                    people |= await self.directory.usergroup_members(group, fresh=True)
-            except Exception as exc:
-                problems.append(f"could not read the approvers' user groups of flow '{flow.name}'")
-                await self.life.alert(
-                    f"Could not check that flow '{flow.name}' has enough approvers",
-                    error=str(exc),
-                    action="Its requests still need every approval; check the user groups exist.",
-                )
-                continue
+            for group in approvers.usergroups:
+                people |= await members(group) or frozenset()
             if len(people) < flow.approvals_required:
-                problems.append(flow.name)
+                problems.append(f"{flow.name}: {len(people)} approvers for {flow.approvals_required} approvals")
                 await self.life.alert(
                     f"Flow '{flow.name}' needs {flow.approvals_required} approvals, but its approvers are only "
                     f"{len(people)} people",

@@ -116,6 +116,8 @@ class Reminders:
         request = await self.life.requests.get(request_id)
         if self.life.timed_out(request):
             return False  # its expiry, not a reminder, is what is due
+        if request.approvers == ():
+            return False  # nobody may decide it (its rule failed): there is no one to remind
         reminder = self._reminder(flow, request, count, escalate, now)
         action = "request.escalated" if escalate else "request.reminded"
         detail = {

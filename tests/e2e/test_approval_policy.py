@@ -333,3 +333,10 @@ async def test_a_guest_named_in_escalate_to_cannot_decide_without_allow_guests(l
     await bot.slack.click(message, text="Approve", user="U_GUEST")
     await bot.slack.wait_for_ephemeral("U_GUEST", contains="Guests")
     assert receiver.accepted("grant") == []
+
+
+async def test_a_user_group_slack_does_not_know_is_alerted_at_start(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    await launch.start(flows_file(standard_flow(receiver.url, requesters={"usergroups": ["S_GONE"]})))
+    alert = await launch.slack.wait_for_message("C_ALERTS", contains="S_GONE")
+    assert "requesters" in alert.plain and "db_access" in alert.plain
