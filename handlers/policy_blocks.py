@@ -37,8 +37,9 @@ def _date(moment: datetime) -> str:
 
 
 def mentions(users: Sequence[str] = (), groups: Sequence[str] = (), limit: int = MAX_MENTIONS) -> str:
-    """`<@U…>` and `<!subteam^S…>` mentions, at most `limit` of them, then "and N more"."""
-    every = [f"<@{_escape(u)}>" for u in users] + [f"<!subteam^{_escape(g)}>" for g in groups]
+    """`<!subteam^S…>` and `<@U…>` mentions (groups first: fewer, and they reach the most people), at
+    most `limit` of them, then "and N more"."""
+    every = [f"<!subteam^{_escape(g)}>" for g in groups] + [f"<@{_escape(u)}>" for u in users]
     shown = ", ".join(every[:limit])
     if len(every) > limit:
         shown += f" and {len(every) - limit} more"
