@@ -340,3 +340,51 @@ async def test_a_user_group_slack_does_not_know_is_alerted_at_start(launch, rece
     await launch.start(flows_file(standard_flow(receiver.url, requesters={"usergroups": ["S_GONE"]})))
     alert = await launch.slack.wait_for_message("C_ALERTS", contains="S_GONE")
     assert "requesters" in alert.plain and "db_access" in alert.plain
+
+
+# ── where hooks meet the policy (docs/hooks.md) ──────────────────────────────────────────────────
+
+
+async def test_on_approve_is_asked_at_each_approval_and_a_refused_one_is_not_counted(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write(
+        "hooks.py",
+        """\
+        def on_approve(evt):
+            if evt.actor.slack_id == "U_CAROL":
+                return evt.ignore("Carol is on leave")
+        """,
+    )
+    launch.slack.add_user("U_DAVE", email="dave@example.com")
+    launch.slack.workspace.usergroups["S_SECOPS"].users.append("U_DAVE")
+    flow = standard_flow(receiver.url, **TWO_OF_SECOPS)
+    flow["hooks"] = "hooks.py"
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.idle()
+    await bot.slack.click(message, text="Approve", user="U_CAROL")
+    await bot.slack.wait_for_ephemeral("U_CAROL", contains="on leave")
+    (request,) = await bot.all_requests()
+    assert request.approvals == ("U_BOB",) and receiver.accepted("grant") == []
+    await bot.approve(message, "U_DAVE")
+    assert len(receiver.accepted("grant")) == 1
+
+
+async def test_on_deny_sees_the_modal_submission_and_may_refuse_it(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write(
+        "hooks.py",
+        """\
+        def on_deny(evt):
+            return evt.ignore("Only the incident commander may deny during an incident")
+        """,
+    )
+    flow = standard_flow(receiver.url)
+    flow["hooks"] = "hooks.py"
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.deny(message, "U_CAROL", reason="no")
+    await bot.slack.wait_for_ephemeral("U_CAROL", contains="incident commander")
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.PENDING
