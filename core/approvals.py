@@ -23,7 +23,7 @@ import structlog
 from core.config_models import Flow
 from core.decisions import GUESTS_REFUSED, AlreadyDecided
 from core.errors import InvalidTransition, NotAllowed
-from core.lifecycle import Lifecycle
+from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest, Subject
 from core.policy_ports import ApprovalStore
 from core.ports import Directory
@@ -124,6 +124,30 @@ class ApprovalPolicy:
             action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
         )
         return ()
+
+    async def close_if_unreachable(self, flow: Flow, request: AccessRequest) -> AccessRequest:
+        """Fail closed when the flow's static approvers, less the requester, are fewer than approvals_required
+        (users listed alone; groups are checked at the click): nobody may decide, and the operators are told."""
+        approvers = flow.approvers
+        if request.approvers is not None or flow.approvals_required <= 1 or approvers is None or approvers.usergroups:
+            return request
+        others = len(set(approvers.users) - {request.requester})
+        if others >= flow.approvals_required:
+            return request
+        why = (
+            f"the flow needs {flow.approvals_required} approvals, and its approvers besides the requester are {others}"
+        )
+        await self.life.alert(
+            "Nobody may approve this request",
+            request,
+            error=why,
+            action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
+        )
+        return await self.life.requests.update(
+            request.id,
+            {"approvers": ()},
+            audit=self.life.event(request, SYSTEM, "request.routed", detail={"approvers": [], "reason": why}),
+        )
 
     def grant_to(self, flow: Flow, subject: Subject) -> dict[str, str]:
         """Who a request's grant will be made for, shown while it waits (nothing for approval-only flows)."""

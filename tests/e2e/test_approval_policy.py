@@ -388,3 +388,18 @@ async def test_on_deny_sees_the_modal_submission_and_may_refuse_it(launch, recei
     await bot.slack.wait_for_ephemeral("U_CAROL", contains="incident commander")
     (request,) = await bot.all_requests()
     assert request.status is RequestStatus.PENDING
+
+
+async def test_a_requester_among_too_few_static_approvers_gets_a_request_nobody_may_approve(
+    launch, receiver, monkeypatch
+):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    # Two approvers listed, two approvals needed: valid, but when Bob asks only Alice is left.
+    flow = standard_flow(receiver.url, approvers={"users": ["U_ALICE", "U_BOB"]}, **TWO_OF_SECOPS)
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_BOB", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    assert not message.buttons and "Nobody may approve" in message.plain
+    alert = await bot.slack.wait_for_message("C_ALERTS", contains="Nobody may approve")
+    assert "besides the requester are 1" in alert.plain
+    ok = await bot.request("U_CAROL", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    assert ok.button_texts == ["Approve", "Deny"]  # Alice and Bob can both approve Carol's
