@@ -21,7 +21,7 @@ from collections.abc import Iterable
 import structlog
 
 from core.config_models import Flow
-from core.decisions import GUESTS_REFUSED, AlreadyDecided
+from core.decisions import GUESTS_REFUSED, AlreadyDecided, DecisionChecks
 from core.errors import InvalidTransition, NotAllowed
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest, Subject
@@ -56,10 +56,17 @@ def still_needed(flow: Flow | None, request: AccessRequest) -> int:
 class ApprovalPolicy:
     """Counts approvals, checks who may ask, and checks a flow's approvers can reach its threshold."""
 
-    def __init__(self, life: Lifecycle, directory: Directory, approvals: ApprovalStore | None) -> None:
+    def __init__(
+        self,
+        life: Lifecycle,
+        directory: Directory,
+        approvals: ApprovalStore | None,
+        checks: DecisionChecks | None = None,
+    ) -> None:
         self.life = life
         self.directory = directory
         self.approvals = approvals
+        self.checks = checks  # re-checks earlier approvers at the last approval
 
     # ── several approvals ─────────────────────────────────────────────────────────────────────
 
@@ -85,7 +92,9 @@ class ApprovalPolicy:
         except InvalidTransition as lost:
             current = await self.life.requests.get(request.id)
             raise AlreadyDecided(lost.current, current.decided_by) from None
-        if not added:
+        if not added and len(request.approvals) >= required:
+            added = True  # every approval was counted but the approval itself was not recorded: finish it
+        elif not added:
             more = still_needed(flow, request)
             await self._refuse(
                 request,
@@ -96,9 +105,32 @@ class ApprovalPolicy:
             )
         log.info("request.approval_counted", request_id=request.id, actor=actor, approvals=len(request.approvals))
         if len(request.approvals) >= required:
+            request = await self._drop_stale(request, flow, actor)
+        if len(request.approvals) >= required:
             return request, True
         await self.life.publish(request)  # "1 of 2 approvals: @bob", buttons kept
         return request, False
+
+    async def _drop_stale(self, request: AccessRequest, flow: Flow, actor: str) -> AccessRequest:
+        """At the last approval, check the earlier approvers against now: one who may no longer decide
+        (left the group, became a guest, was deactivated) no longer counts. Slack down: the click waits."""
+        if self.checks is None:
+            return request
+        stale = [a for a in request.approvals if a != actor and not await self.checks.still_decides(request, flow, a)]
+        if not stale:
+            return request
+        log.info("request.approvals_withdrawn", request_id=request.id, approvers=stale)
+        assert self.approvals is not None  # count() refuses before this without a store
+        return await self.approvals.withdraw(
+            request.id,
+            stale,
+            self.life.event(
+                request,
+                SYSTEM,
+                "request.approvals_withdrawn",
+                detail={"approvers": stale, "reason": "no longer allowed to decide this request"},
+            ),
+        )
 
     async def _refuse(self, request: AccessRequest, actor: str, reason: str, *, already: bool = False) -> None:
         await self.life.audit.append(

@@ -126,7 +126,7 @@ class AccessEngine:
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
         self._post_retry_delay = retry_delay
         # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
-        self.policy = ApprovalPolicy(self.life, directory, approvals)
+        self.policy = ApprovalPolicy(self.life, directory, approvals, self.checks)
         self.reminders = Reminders(self.life, self.directory, reminders)
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────

@@ -403,3 +403,25 @@ async def test_a_requester_among_too_few_static_approvers_gets_a_request_nobody_
     assert "besides the requester are 1" in alert.plain
     ok = await bot.request("U_CAROL", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
     assert ok.button_texts == ["Approve", "Deny"]  # Alice and Bob can both approve Carol's
+
+
+async def test_an_earlier_approver_who_left_the_group_no_longer_counts_at_the_last_approval(
+    launch, receiver, monkeypatch
+):
+    bot = await two_approvals_bot(launch, receiver, monkeypatch)
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.idle()
+    bot.slack.workspace.usergroups["S_SECOPS"].users.remove("U_BOB")  # Bob leaves security ops
+
+    await bot.slack.click(message, text="Approve", user="U_CAROL")
+    await bot.idle()
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.PENDING and request.approvals == ("U_CAROL",)
+    assert "1 of 2 approvals: <@U_CAROL>" in bot.slack.message(APPROVAL_CHANNEL, message.ts).plain
+    (withdrawn,) = [e for e in await bot.audit(request.id) if e.action == "request.approvals_withdrawn"]
+    assert withdrawn.detail["approvers"] == ["U_BOB"]
+    assert receiver.accepted("grant") == []
+
+    await bot.approve(message, "U_DAVE")
+    assert len(receiver.accepted("grant")) == 1
