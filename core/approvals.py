@@ -21,10 +21,10 @@ from collections.abc import Iterable, Mapping
 import structlog
 
 from core.config_models import Flow
-from core.decisions import GUESTS_REFUSED, AlreadyDecided
+from core.decisions import GUESTS_REFUSED, AlreadyDecided, DecisionChecks
 from core.errors import InvalidTransition, NotAllowed
-from core.lifecycle import Lifecycle
-from core.models import AccessRequest
+from core.lifecycle import SYSTEM, Lifecycle
+from core.models import AccessRequest, Subject
 from core.policy_ports import ApprovalStore
 from core.ports import Directory
 
@@ -56,10 +56,17 @@ def still_needed(flow: Flow | None, request: AccessRequest) -> int:
 class ApprovalPolicy:
     """Counts approvals, checks who may ask, and checks a flow's approvers can reach its threshold."""
 
-    def __init__(self, life: Lifecycle, directory: Directory, approvals: ApprovalStore | None) -> None:
+    def __init__(
+        self,
+        life: Lifecycle,
+        directory: Directory,
+        approvals: ApprovalStore | None,
+        checks: DecisionChecks | None = None,
+    ) -> None:
         self.life = life
         self.directory = directory
         self.approvals = approvals
+        self.checks = checks  # re-checks earlier approvers at the last approval
 
     # ── several approvals ─────────────────────────────────────────────────────────────────────
 
@@ -91,7 +98,9 @@ class ApprovalPolicy:
         except InvalidTransition as lost:
             current = await self.life.requests.get(request.id)
             raise AlreadyDecided(lost.current, current.decided_by) from None
-        if not added:
+        if not added and len(request.approvals) >= required:
+            added = True  # every approval was counted but the approval itself was not recorded: finish it
+        elif not added:
             more = still_needed(flow, request)
             await self._refuse(
                 request,
@@ -103,9 +112,32 @@ class ApprovalPolicy:
             )
         log.info("request.approval_counted", request_id=request.id, actor=actor, approvals=len(request.approvals))
         if len(request.approvals) >= required:
+            request = await self._drop_stale(request, flow, actor)
+        if len(request.approvals) >= required:
             return request, True
         await self.life.publish(request)  # "1 of 2 approvals: @bob", buttons kept
         return request, False
+
+    async def _drop_stale(self, request: AccessRequest, flow: Flow, actor: str) -> AccessRequest:
+        """At the last approval, check the earlier approvers against now: one who may no longer decide
+        (left the group, became a guest, was deactivated) no longer counts. Slack down: the click waits."""
+        if self.checks is None:
+            return request
+        stale = [a for a in request.approvals if a != actor and not await self.checks.still_decides(request, flow, a)]
+        if not stale:
+            return request
+        log.info("request.approvals_withdrawn", request_id=request.id, approvers=stale)
+        assert self.approvals is not None  # count() refuses before this without a store
+        return await self.approvals.withdraw(
+            request.id,
+            stale,
+            self.life.event(
+                request,
+                SYSTEM,
+                "request.approvals_withdrawn",
+                detail={"approvers": stale, "reason": "no longer allowed to decide this request"},
+            ),
+        )
 
     async def _refuse(
         self,
@@ -121,9 +153,54 @@ class ApprovalPolicy:
         log.info("click.refused", request_id=request.id, actor=actor, action="approve", reason=reason)
         raise (AlreadyApproved if already else NotAllowed)(reason)
 
-    def enough_approvers(self, flow: Flow, approvers: Iterable[str], requester: str) -> bool:
-        """Whether a get_approvers answer can reach the flow's threshold without the requester."""
-        return len(set(approvers) - {requester}) >= flow.approvals_required
+    async def checked_approvers(self, flow: Flow, request: AccessRequest, approvers: Iterable[str]) -> tuple[str, ...]:
+        """A get_approvers answer as stored: as given when it can reach approvals_required without the
+        requester; else () (nobody may decide) and the operators are told."""
+        named = tuple(approvers)
+        others = len(set(named) - {request.requester})
+        if others >= flow.approvals_required:
+            return named
+        await self.life.alert(
+            "Nobody may approve this request",
+            request,
+            error=(
+                f"get_approvers named {others} people besides the requester, "
+                f"but the flow needs {flow.approvals_required} approvals"
+            ),
+            action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
+        )
+        return ()
+
+    async def close_if_unreachable(self, flow: Flow, request: AccessRequest) -> AccessRequest:
+        """Fail closed when the flow's static approvers, less the requester, are fewer than approvals_required
+        (users listed alone; groups are checked at the click): nobody may decide, and the operators are told."""
+        approvers = flow.approvers
+        if request.approvers is not None or flow.approvals_required <= 1 or approvers is None or approvers.usergroups:
+            return request
+        others = len(set(approvers.users) - {request.requester})
+        if others >= flow.approvals_required:
+            return request
+        why = (
+            f"the flow needs {flow.approvals_required} approvals, and its approvers besides the requester are {others}"
+        )
+        await self.life.alert(
+            "Nobody may approve this request",
+            request,
+            error=why,
+            action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
+        )
+        return await self.life.requests.update(
+            request.id,
+            {"approvers": ()},
+            audit=self.life.event(request, SYSTEM, "request.routed", detail={"approvers": [], "reason": why}),
+        )
+
+    def grant_to(self, flow: Flow, subject: Subject) -> dict[str, str]:
+        """Who a request's grant will be made for, shown while it waits (nothing for approval-only flows)."""
+        strategy = self.life.strategies.get(flow.name)
+        if flow.approval_only or strategy is None or not subject.identity:
+            return {}
+        return {"identity": subject.identity, "system": strategy.system}
 
     # ── who may ask ───────────────────────────────────────────────────────────────────────────
 
@@ -164,29 +241,46 @@ class ApprovalPolicy:
     # ── at start ──────────────────────────────────────────────────────────────────────────────
 
     async def check_at_start(self) -> list[str]:
-        """What the flows file cannot show by itself: a flow whose approvers' user groups hold fewer
-        people than its approvals_required. Each problem is alerted; returns their texts."""
+        """What the flows file cannot show by itself, each alerted: a user group (of approvers,
+        requesters or escalate_to) Slack cannot list, and approvers' user groups holding fewer people
+        than approvals_required. Returns the problems found."""
         problems: list[str] = []
+        known: dict[str, frozenset[str] | None] = {}
+
+        async def members(group: str) -> frozenset[str] | None:
+            if group not in known:
+                try:
+                    known[group] = await self.directory.usergroup_members(group, fresh=True)
+                except Exception as exc:
+                    log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
+                    known[group] = None
+            return known[group]
+
         for flow in self.life.config.flows:
+            escalate = flow.reminders.escalate_to if flow.reminders is not None else None
+            for role, named in (
+                ("approvers", flow.approvers),
+                ("requesters", flow.requesters),
+                ("escalate_to", escalate),
+            ):
+                for group in named.usergroups if named is not None else []:
+                    if await members(group) is None:
+                        problems.append(f"{flow.name}: {role} user group {group}")
+                        await self.life.alert(
+                            f"Flow '{flow.name}' names user group {group} in {role}, "
+                            "but Slack could not list its members",
+                            action="Its members can neither ask nor decide through it until the group is fixed.",
+                        )
             approvers = flow.approvers
             if flow.approvals_required <= 1 or approvers is None or not approvers.usergroups:
                 continue
             if self.life.hooks.active(flow) and self.life.hooks.has(flow, "get_approvers"):
                 continue  # the hook's answer is checked per request
             people = set(approvers.users)
-            try:
-                for group in approvers.usergroups:
-                    people |= await self.directory.usergroup_members(group, fresh=True)
-            except Exception as exc:
-                problems.append(f"could not read the approvers' user groups of flow '{flow.name}'")
-                await self.life.alert(
-                    f"Could not check that flow '{flow.name}' has enough approvers",
-                    error=str(exc),
-                    action="Its requests still need every approval; check the user groups exist.",
-                )
-                continue
+            for group in approvers.usergroups:
+                people |= await members(group) or frozenset()
             if len(people) < flow.approvals_required:
-                problems.append(flow.name)
+                problems.append(f"{flow.name}: {len(people)} approvers for {flow.approvals_required} approvals")
                 await self.life.alert(
                     f"Flow '{flow.name}' needs {flow.approvals_required} approvals, but its approvers are only "
                     f"{len(people)} people",

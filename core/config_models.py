@@ -395,7 +395,10 @@ class Flow(StrictModel):
     def grant_spec(self, target_name: str) -> dict[str, Any]:
         """What a grant of `target_name` must remember to be revoked after this flow changes or goes:
         the `strategy:` block and the target as written (references unresolved, so no secret is
-        stored), and the hooks file. Empty when the flow was not loaded from a file."""
+        stored), and the hooks file. Empty when the flow was not loaded from a file; for an approval-only
+        flow, a marker that its grants call no system."""
+        if self.strategy is None:  # approval-only: a window that ends, nothing to take back anywhere
+            return {"approval_only": True, "target": {"name": self.name, "label": self.label}}
         written = self._written_strategy
         if not written:
             return {}

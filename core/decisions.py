@@ -38,6 +38,10 @@ class AlreadyDecided(NotAllowed):
         super().__init__(f"request already {status}", user_message=f"This request is already {status}.")
 
 
+class DirectoryUnavailable(NotAllowed):
+    """Slack could not be asked about a person or a group: the decision waits, nothing is concluded."""
+
+
 def duration_allowed(flow: Flow, duration_seconds: int) -> bool:
     """Whether the flow's duration field still allows a request of this length."""
     spec = flow.duration_field
@@ -97,6 +101,17 @@ class DecisionChecks:
                 raise NotAllowed(ignored)
         return flow
 
+    async def still_decides(self, request: AccessRequest, flow: Flow, approver: str) -> bool:
+        """Whether someone who approved earlier may still decide now (read fresh); DirectoryUnavailable
+        when Slack cannot say, so an approval is never dropped, nor kept, on a guess."""
+        try:
+            await self._check_decider(request, flow, approver)
+        except DirectoryUnavailable:
+            raise
+        except NotAllowed:
+            return False
+        return True
+
     async def _check_decider(self, request: AccessRequest, flow: Flow, actor: str) -> None:
         """Whether `actor` may decide, read fresh: a removed group member or a guest is refused."""
         if request.approvers == ():
@@ -148,7 +163,7 @@ class DecisionChecks:
             raise
         except Exception as exc:  # fail closed: an unverifiable person decides nothing
             log.warning("directory.unavailable", user=slack_id, error=self.life.scrub(str(exc)))
-            raise NotAllowed(f"Could not check {who} with Slack just now; try again in a moment.") from None
+            raise DirectoryUnavailable(f"Could not check {who} with Slack just now; try again in a moment.") from None
 
     async def _group_members(self, groups: Iterable[str]) -> frozenset[str]:
         members: set[str] = set()
@@ -157,5 +172,7 @@ class DecisionChecks:
                 members |= await self.directory.usergroup_members(group, fresh=True)
             except Exception as exc:
                 log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
-                raise NotAllowed("Could not check the approvers' user groups with Slack; try again.") from None
+                raise DirectoryUnavailable(
+                    "Could not check the approvers' user groups with Slack; try again."
+                ) from None
         return frozenset(members)

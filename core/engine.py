@@ -133,7 +133,7 @@ class AccessEngine:
         self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
         # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
-        self.policy = ApprovalPolicy(self.life, directory, approvals)
+        self.policy = ApprovalPolicy(self.life, directory, approvals, self.checks)
         self.reminders = Reminders(self.life, self.directory, reminders)
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────
@@ -351,7 +351,7 @@ class AccessEngine:
             # Until its hooks have spoken and their answer is stored, nobody may decide a request of
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
-            grant_to=self._grant_to(flow, draft.subject),
+            grant_to=self.policy.grant_to(flow, draft.subject),
             extends=draft.extends,
         )
         life.submitting.add(request.id)
@@ -390,20 +390,13 @@ class AccessEngine:
                     )
                 except NotAllowed as refused:  # the present says no (e.g. deactivated): humans decide
                     log.info("fast_track.refused", request_id=request.id, reason=refused.user_message)
-            request = await self._post_for_approval(request)
+            request = await self._post_for_approval(await self.policy.close_if_unreachable(flow, request))
             if request.timeout_at:
                 life.timers.arm_expire(request.id, request.timeout_at)
             self.reminders.arm_first(request)
             return await life.requests.get(request.id)
         finally:
             life.submitting.discard(request.id)
-
-    def _grant_to(self, flow: Flow, subject: Subject) -> dict[str, str]:
-        """Who the grant will be made for, shown on the pending message (nothing for approval-only flows)."""
-        strategy = self.strategies.get(flow.name)
-        if flow.approval_only or strategy is None or not subject.identity:
-            return {}
-        return {"identity": subject.identity, "system": strategy.system}
 
     async def _route(self, flow: Flow, draft: Draft, request: AccessRequest) -> AccessRequest:
         """Ask get_approvers / get_approval_channel and store the answer (which opens the request)."""
@@ -426,20 +419,8 @@ class AccessEngine:
                         else "It stays pending with no buttons: the flow has no request_timeout."
                     ),
                 )
-        elif approvers is not None and not self.policy.enough_approvers(flow, approvers, request.requester):
-            # Fail closed: an answer that can never reach approvals_required opens nothing.
-            routing["approvers"] = ()
-            await life.alert(
-                "Nobody may approve this request",
-                request,
-                error=(
-                    f"get_approvers named {len(set(approvers) - {request.requester})} people besides the requester, "
-                    f"but the flow needs {flow.approvals_required} approvals"
-                ),
-                action="It expires at its request_timeout." if request.timeout_at else "It stays pending.",
-            )
-        elif approvers is not None:
-            routing["approvers"] = tuple(approvers)
+        elif approvers is not None:  # fail closed when they cannot reach approvals_required
+            routing["approvers"] = await self.policy.checked_approvers(flow, request, approvers)
         if channel:
             routing["approval_channel"] = channel
         return await life.requests.update(

@@ -25,6 +25,11 @@ class ApprovalStore(Protocol):
         """
         ...
 
+    async def withdraw(self, request_id: str, approvers: Sequence[str], audit: AuditEvent) -> AccessRequest:
+        """Remove `approvers` from a PENDING request's approvals with its audit row, in one transaction.
+        InvalidTransition when the request is no longer pending."""
+        ...
+
 
 @dataclass(frozen=True)
 class ReminderState:

@@ -108,12 +108,16 @@ class Reminders:
             return False  # decided, or no longer configured: nothing to say
         now = self.life.clock.now()
         count, escalate = reminders_due(flow, state, now)
-        if state.message_ts is None or (count <= state.sent and not escalate):
+        if state.message_ts is None:
+            return False  # not posted yet: nothing to reply under; the first post arms its reminders
+        if count <= state.sent and not escalate:
             self._arm_next(flow, state)
             return False
         request = await self.life.requests.get(request_id)
         if self.life.timed_out(request):
             return False  # its expiry, not a reminder, is what is due
+        if request.approvers == ():
+            return False  # nobody may decide it (its rule failed): there is no one to remind
         reminder = self._reminder(flow, request, count, escalate, now)
         action = "request.escalated" if escalate else "request.reminded"
         detail = {
@@ -139,7 +143,8 @@ class Reminders:
 
     def _arm_next(self, flow: Flow, state: ReminderState) -> None:
         when = next_reminder_at(flow, state)
-        if when is not None and isinstance(self.life.timers, ReminderTimers):
+        # Only a time still ahead: a due one is the sweep's, never a timer that fires at once, again.
+        if when is not None and when > self.life.clock.now() and isinstance(self.life.timers, ReminderTimers):
             self.life.timers.arm_remind(state.request_id, when)
 
     def arm_first(self, request: AccessRequest) -> None:

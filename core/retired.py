@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from core.approval_only import ApprovalOnly
 from core.config import recorded_strategy_config
 from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
@@ -132,6 +133,12 @@ async def _build(
     load_hooks: Callable[..., Any],
     secrets: SecretRegistry,
 ) -> tuple[Any, Target]:
+    if spec.get("approval_only"):
+        # A window of an approval-only flow: nothing to take back anywhere, it just ends on time.
+        recorded = spec.get("target")
+        target: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+        name = str(target.get("name") or "approval")
+        return ApprovalOnly(), Target(name, str(target.get("label") or name), {})
     if spec.get("literal_secrets"):
         raise StartupError(
             "its strategy block held a secret written literally, which was not recorded; "

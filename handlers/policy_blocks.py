@@ -37,8 +37,9 @@ def _date(moment: datetime) -> str:
 
 
 def mentions(users: Sequence[str] = (), groups: Sequence[str] = (), limit: int = MAX_MENTIONS) -> str:
-    """`<@U…>` and `<!subteam^S…>` mentions, at most `limit` of them, then "and N more"."""
-    every = [f"<@{_escape(u)}>" for u in users] + [f"<!subteam^{_escape(g)}>" for g in groups]
+    """`<!subteam^S…>` and `<@U…>` mentions (groups first: fewer, and they reach the most people), at
+    most `limit` of them, then "and N more"."""
+    every = [f"<!subteam^{_escape(g)}>" for g in groups] + [f"<@{_escape(u)}>" for u in users]
     shown = ", ".join(every[:limit])
     if len(every) > limit:
         shown += f" and {len(every) - limit} more"
@@ -61,6 +62,8 @@ def deciders_section(request: AccessRequest, flow: Flow | None, now: datetime | 
         who = "nobody (the approval rule could not be evaluated)"
     elif users or groups:
         who = mentions(users, groups)
+    elif flow is not None and flow.allow_self_approval and flow.approvals_required == 1:
+        who = "anyone in the workspace"
     else:
         who = "anyone in the workspace except the requester"
     lines = [f"*Who decides:* {who}"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 
 import sqlite_utils
 
@@ -34,12 +35,7 @@ class ApprovalRepo:
         """Append `approver` to a pending request's approvals with its audit row; see the protocol."""
 
         def apply(db: sqlite_utils.Database) -> tuple[AccessRequest, bool]:
-            row = db.execute(_SELECT, [request_id]).fetchone()
-            if row is None:
-                raise RequestNotFound(f"no request {request_id}", user_message="This request no longer exists.")
-            request = row_to_request(row)
-            if request.status is not RequestStatus.PENDING:
-                raise InvalidTransition(request_id, request.status.value, "approval")
+            request = _pending(db, request_id)
             if approver in request.approvals:
                 return request, False
             approvals = [*request.approvals, approver]
@@ -51,6 +47,32 @@ class ApprovalRepo:
             return dataclasses.replace(request, approvals=tuple(approvals)), True
 
         return await self._store.write(apply)
+
+    async def withdraw(self, request_id: str, approvers: Sequence[str], audit: AuditEvent) -> AccessRequest:
+        """Remove `approvers` from a pending request's approvals with its audit row; see the protocol."""
+        gone = set(approvers)
+
+        def apply(db: sqlite_utils.Database) -> AccessRequest:
+            request = _pending(db, request_id)
+            kept = [a for a in request.approvals if a not in gone]
+            db.execute(
+                "UPDATE requests SET approvals = ? WHERE id = ? AND status = 'pending'", [_encode(kept), request_id]
+            )
+            self._audit.insert(db, dataclasses.replace(audit, request_id=request_id))
+            return dataclasses.replace(request, approvals=tuple(kept))
+
+        return await self._store.write(apply)
+
+
+def _pending(db: sqlite_utils.Database, request_id: str) -> AccessRequest:
+    """The request, read inside the caller's transaction; InvalidTransition unless it is pending."""
+    row = db.execute(_SELECT, [request_id]).fetchone()
+    if row is None:
+        raise RequestNotFound(f"no request {request_id}", user_message="This request no longer exists.")
+    request = row_to_request(row)
+    if request.status is not RequestStatus.PENDING:
+        raise InvalidTransition(request_id, request.status.value, "approval")
+    return request
 
 
 def _encode(approvals: list[str]) -> str:

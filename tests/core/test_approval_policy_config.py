@@ -100,4 +100,7 @@ def test_a_flow_without_a_strategy_is_approval_only_with_one_target_named_after_
     text = VALID[:start] + VALID[end:]
     flow = load(write(tmp_path, text)).flows[0]
     assert flow.approval_only and [(t.name, t.label) for t in flow.targets] == [("db_access", "Database Access")]
-    assert flow.grant_spec("db_access") == {}
+    assert flow.grant_spec("db_access") == {
+        "approval_only": True,
+        "target": {"name": "db_access", "label": "Database Access"},
+    }

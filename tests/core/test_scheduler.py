@@ -5,13 +5,27 @@ from core.clock import SystemClock
 from core.scheduler import Scheduler
 
 
+class RecordingReminders:
+    def __init__(self, due=()):
+        self.reminded = asyncio.Queue()
+        self._due = list(due)
+
+    async def schedule(self, until):
+        return [row for row in self._due if row[1] <= until]
+
+    async def remind(self, request_id):
+        await self.reminded.put(request_id)
+        return True
+
+
 class RecordingEngine:
-    def __init__(self, granted=(), pending=(), warnings=()):
+    def __init__(self, granted=(), pending=(), warnings=(), reminders=()):
         self.revoked = asyncio.Queue()
         self.expired = asyncio.Queue()
         self.warned = asyncio.Queue()
         self.sweeps = 0
         self.requests = self
+        self.reminders = RecordingReminders(reminders)
         self._granted, self._pending, self._warnings = list(granted), list(pending), list(warnings)
 
     async def revoke(self, request_id):
@@ -34,13 +48,6 @@ class RecordingEngine:
 
     async def list_warn_schedule(self, until):
         return [row for row in self._warnings if row[1] <= until]
-
-    @property
-    def reminders(self):
-        return self  # no reminders are due in these tests
-
-    async def schedule(self, until):
-        return []
 
 
 async def test_an_armed_warning_fires_at_its_time_and_only_warnings_within_the_horizon_are_armed():
@@ -113,3 +120,30 @@ async def test_the_sweep_runs_the_engine_sweep_then_arms_the_window():
     scheduler = Scheduler(engine, clock)
     await scheduler.sweep()
     assert engine.sweeps == 1 and scheduler.armed() == 1
+
+
+async def test_a_reminder_timer_fires_at_its_time_and_disarm_forgets_it():
+    clock = SystemClock()
+    engine = RecordingEngine()
+    scheduler = Scheduler(engine, clock)
+    scheduler.start()
+    try:
+        scheduler.arm_remind("r1", clock.now() + timedelta(milliseconds=50))
+        scheduler.arm_remind("r2", clock.now() + timedelta(minutes=5))
+        scheduler.disarm("r2")  # decided: its reminder goes with its other timers
+        assert await asyncio.wait_for(engine.reminders.reminded.get(), 5) == "r1"
+        assert scheduler.armed() == 0
+    finally:
+        await scheduler.shutdown()
+
+
+async def test_the_window_arms_the_reminders_that_fall_within_the_horizon():
+    clock = SystemClock()
+    soon, later = clock.now() + timedelta(minutes=2), clock.now() + timedelta(hours=2)
+    scheduler = Scheduler(RecordingEngine(reminders=[("soon", soon), ("later", later)]), clock)
+    scheduler.start(sweep=False)
+    try:
+        assert await scheduler.arm_window() == 1
+        assert [job.id for job in scheduler._scheduler.get_jobs()] == ["remind:soon"]
+    finally:
+        await scheduler.shutdown()

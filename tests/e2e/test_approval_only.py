@@ -108,3 +108,24 @@ async def test_the_shipped_deploy_gate_hooks_open_and_close_the_window_in_ci(lau
         assert seen[0][1]["ticket"] == "incident 42" and seen[0][1]["by"] == "alice@example.com"
     finally:
         await runner.cleanup()
+
+
+async def test_a_window_of_a_removed_approval_only_flow_still_ends_on_time_after_a_restart(
+    launch, receiver, monkeypatch
+):
+    from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
+
+    launch.write("deploy_hooks.py", DEPLOY_HOOKS)
+    bot = await launch.start(deploy_gate())
+    message = await bot.request("U_ALICE", "deploy_prod", APPROVAL_CHANNEL, target="Production deploy")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="approved until")
+    await bot.stop()
+
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    again = await launch.start(webhook_flows(receiver.url), clock=bot.clock)  # deploy_prod is gone
+    again.clock.advance(minutes=30)
+    await again.engine.sweep()
+    (request,) = await again.all_requests()
+    assert request.status is RequestStatus.REVOKED
+    assert receiver.deliveries == []  # nothing was ever sent anywhere

@@ -333,3 +333,95 @@ async def test_a_guest_named_in_escalate_to_cannot_decide_without_allow_guests(l
     await bot.slack.click(message, text="Approve", user="U_GUEST")
     await bot.slack.wait_for_ephemeral("U_GUEST", contains="Guests")
     assert receiver.accepted("grant") == []
+
+
+async def test_a_user_group_slack_does_not_know_is_alerted_at_start(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    await launch.start(flows_file(standard_flow(receiver.url, requesters={"usergroups": ["S_GONE"]})))
+    alert = await launch.slack.wait_for_message("C_ALERTS", contains="S_GONE")
+    assert "requesters" in alert.plain and "db_access" in alert.plain
+
+
+# ── where hooks meet the policy (docs/hooks.md) ──────────────────────────────────────────────────
+
+
+async def test_on_approve_is_asked_at_each_approval_and_a_refused_one_is_not_counted(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write(
+        "hooks.py",
+        """\
+        def on_approve(evt):
+            if evt.actor.slack_id == "U_CAROL":
+                return evt.ignore("Carol is on leave")
+        """,
+    )
+    launch.slack.add_user("U_DAVE", email="dave@example.com")
+    launch.slack.workspace.usergroups["S_SECOPS"].users.append("U_DAVE")
+    flow = standard_flow(receiver.url, **TWO_OF_SECOPS)
+    flow["hooks"] = "hooks.py"
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.idle()
+    await bot.slack.click(message, text="Approve", user="U_CAROL")
+    await bot.slack.wait_for_ephemeral("U_CAROL", contains="on leave")
+    (request,) = await bot.all_requests()
+    assert request.approvals == ("U_BOB",) and receiver.accepted("grant") == []
+    await bot.approve(message, "U_DAVE")
+    assert len(receiver.accepted("grant")) == 1
+
+
+async def test_on_deny_sees_the_modal_submission_and_may_refuse_it(launch, receiver, monkeypatch):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    launch.write(
+        "hooks.py",
+        """\
+        def on_deny(evt):
+            return evt.ignore("Only the incident commander may deny during an incident")
+        """,
+    )
+    flow = standard_flow(receiver.url)
+    flow["hooks"] = "hooks.py"
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.deny(message, "U_CAROL", reason="no")
+    await bot.slack.wait_for_ephemeral("U_CAROL", contains="incident commander")
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.PENDING
+
+
+async def test_a_requester_among_too_few_static_approvers_gets_a_request_nobody_may_approve(
+    launch, receiver, monkeypatch
+):
+    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+    # Two approvers listed, two approvals needed: valid, but when Bob asks only Alice is left.
+    flow = standard_flow(receiver.url, approvers={"users": ["U_ALICE", "U_BOB"]}, **TWO_OF_SECOPS)
+    bot = await launch.start(flows_file(flow))
+    message = await bot.request("U_BOB", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    assert not message.buttons and "Nobody may approve" in message.plain
+    alert = await bot.slack.wait_for_message("C_ALERTS", contains="Nobody may approve")
+    assert "besides the requester are 1" in alert.plain
+    ok = await bot.request("U_CAROL", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    assert ok.button_texts == ["Approve", "Deny"]  # Alice and Bob can both approve Carol's
+
+
+async def test_an_earlier_approver_who_left_the_group_no_longer_counts_at_the_last_approval(
+    launch, receiver, monkeypatch
+):
+    bot = await two_approvals_bot(launch, receiver, monkeypatch)
+    message = await bot.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin")
+    await bot.slack.click(message, text="Approve", user="U_BOB")
+    await bot.idle()
+    bot.slack.workspace.usergroups["S_SECOPS"].users.remove("U_BOB")  # Bob leaves security ops
+
+    await bot.slack.click(message, text="Approve", user="U_CAROL")
+    await bot.idle()
+    (request,) = await bot.all_requests()
+    assert request.status is RequestStatus.PENDING and request.approvals == ("U_CAROL",)
+    assert "1 of 2 approvals: <@U_CAROL>" in bot.slack.message(APPROVAL_CHANNEL, message.ts).plain
+    (withdrawn,) = [e for e in await bot.audit(request.id) if e.action == "request.approvals_withdrawn"]
+    assert withdrawn.detail["approvers"] == ["U_BOB"]
+    assert receiver.accepted("grant") == []
+
+    await bot.approve(message, "U_DAVE")
+    assert len(receiver.accepted("grant")) == 1
