@@ -140,9 +140,14 @@ class EarlyEnd:
             raise AlreadyEnded(request, "This access is already being ended; jitbot keeps retrying the revocation.")
         if (
             source is not None
-            and source.channel == request.approval_channel
-            and (source.ts != request.message_ts or source.ts is None)
+            and not source.direct
+            and (source.channel, source.ts)
+            != (
+                request.approval_channel,
+                request.message_ts,
+            )
         ):
+            # Outside a DM, only the request's own message carries its Revoke now.
             raise NotAllowed("This button does not belong to this request's message.")
         clicker = await self.checks.fresh_user(actor, "you")
         if clicker.deleted:

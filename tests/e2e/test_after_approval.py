@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from core.errors import InvalidInput, NotAllowed
-from core.models import RequestStatus
+from core.models import MessageRef, RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, Bot, standard_flow
 from tests.e2e.flows import APPROVAL_CHANNEL, flows_file
 from tests.fakes.slack_emulator import Message
@@ -315,3 +315,10 @@ async def test_hooks_see_evt_extends(launch, start_standard):
     _, first_id = await granted(bot, duration="30m")
     await extend_from_dm(bot, "1h")
     assert running.hook_module("db_access").SEEN == [None, first_id]
+
+
+async def test_revoke_now_from_a_message_other_than_the_requests_own_is_refused(bot):
+    _, request_id = await granted(bot)
+    with pytest.raises(NotAllowed, match="does not belong"):
+        await bot.engine.revoke_now(request_id, "U_BOB", source=MessageRef("C_ALERTS", "1.000001"))
+    assert bot.receiver.accepted("revoke") == []
