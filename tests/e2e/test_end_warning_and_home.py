@@ -120,6 +120,10 @@ async def test_home_shows_my_access_my_pending_requests_and_what_waits_for_my_de
     assert (await bot.engine.requests.get(bob_request.id)).status is RequestStatus.GRANTED
     await bot.slack.wait_for_home("U_CAROL", where=lambda v: f"home:{bob_request.id}" not in str(v.blocks))
 
+    # Extend from Alice's Home opens the Extend modal.
+    await bot.slack.click_in_home("U_ALICE", text="Extend", block_id=f"home:{live_id}")
+    await bot.slack.wait_for_view("U_ALICE", contains="Extend access")
+
     # Revoke now from Alice's Home.
     await bot.slack.click_in_home("U_ALICE", text="Revoke now", block_id=f"home:{live_id}")
     await bot.running.idle()
