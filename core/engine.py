@@ -436,11 +436,7 @@ class AccessEngine:
             if request.extends is not None:
                 extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
                 if extended is not None:
-                    return extended
-                # The access it extends has ended: an ordinary grant, within the flow's cap.
-                problem = self.extensions.total_problem(flow, None, request.duration_seconds)
-                if problem:
-                    raise NotAllowed(problem)
+                    return extended  # else the access it extends has ended: an ordinary grant
             now = life.clock.now()
             expires_at = now + timedelta(seconds=request.duration_seconds)
             request = await life.requests.transition(

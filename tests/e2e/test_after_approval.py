@@ -322,3 +322,17 @@ async def test_revoke_now_from_a_message_other_than_the_requests_own_is_refused(
     with pytest.raises(NotAllowed, match="does not belong"):
         await bot.engine.revoke_now(request_id, "U_BOB", source=MessageRef("C_ALERTS", "1.000001"))
     assert bot.receiver.accepted("revoke") == []
+
+
+async def test_the_cap_is_checked_again_at_the_approval_and_a_refusal_is_audited(start_standard):
+    bot = await start_standard(max_total_duration="1h")
+    _, first_id = await granted(bot, duration="30m")
+    one = await bot.engine.extend(first_id, "U_ALICE", 1800)
+    two = await bot.engine.extend(first_id, "U_ALICE", 1800)  # each fits on its own: 30m + 30m
+    await bot.engine.approve(one.id, "U_BOB")
+    with pytest.raises(NotAllowed, match="at most 1h"):
+        await bot.engine.approve(two.id, "U_BOB")  # 30m + 30m + 30m would not
+    assert (await bot.engine.requests.get(two.id)).status is RequestStatus.PENDING
+    refused = [e for e in await bot.running.audit(two.id) if e.action == "click.refused"]
+    assert refused and "at most 1h" in refused[-1].detail["reason"]
+    assert len(bot.receiver.accepted("grant")) == 1
