@@ -120,8 +120,8 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
-        self.early_end = EarlyEnd(self.life, self.checks, self.expiry)
         self.extensions = Extensions(self.life, self.checks)
+        self.early_end = EarlyEnd(self.life, self.checks, self.expiry, self.extensions)
         self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
 

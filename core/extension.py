@@ -25,8 +25,7 @@ from typing import Any, NoReturn
 import structlog
 
 from core.config_models import Flow
-from core.decisions import DecisionChecks, duration_allowed
-from core.early_end import AlreadyEnded
+from core.decisions import AlreadyEnded, DecisionChecks, duration_allowed
 from core.end_warning import warn_at_for
 from core.errors import InvalidInput, NotAllowed
 from core.lifecycle import SYSTEM, Lifecycle, same_access
@@ -58,6 +57,18 @@ class Extensions:
             if r.status is S.GRANTED and r.expires_at is not None and r.expires_at > now and r.revoked_by is None
         ]
         return max(live, key=lambda r: r.expires_at or now, default=None)
+
+    async def successor(self, request_id: str) -> str:
+        """The live request that now holds the access `request_id` held, when an extension took it over
+        (itself otherwise): a button on an older message or DM acts on the access where it is."""
+        request = await self.life.requests.get(request_id)
+        if request.status is not S.REVOKED or request.revoked_by is not None or not request.end_reason:
+            return request_id
+        holder = await self.live_holder(request.flow, request.target, request.requester)
+        first = (request.grant_spec or {}).get("granted_as") or request.id
+        if holder is not None and (holder.grant_spec or {}).get("granted_as") == first:
+            return holder.id
+        return request_id
 
     @staticmethod
     def held_since(holder: AccessRequest) -> datetime:

@@ -336,3 +336,18 @@ async def test_the_cap_is_checked_again_at_the_approval_and_a_refusal_is_audited
     refused = [e for e in await bot.running.audit(two.id) if e.action == "click.refused"]
     assert refused and "at most 1h" in refused[-1].detail["reason"]
     assert len(bot.receiver.accepted("grant")) == 1
+
+
+async def test_revoke_now_on_the_first_grants_dm_after_an_extension_ends_the_access_where_it_is_held(bot):
+    _, first_id = await granted(bot, duration="30m")
+    first_dm = await dm_with(bot, "Revoke now", "is granted")
+    extension = await extend_from_dm(bot, "1h")
+    await bot.running.approve(extension)
+    ext_id = (await bot.running.request_for(extension)).id
+
+    await bot.slack.click(first_dm, text="Revoke now", user="U_ALICE")
+    await bot.running.idle()
+    (revoke,) = bot.receiver.accepted("revoke")
+    assert revoke.body["request_id"] == first_id and not bot.receiver.is_held(first_id)
+    ended = await bot.engine.requests.get(ext_id)
+    assert ended.status is RequestStatus.REVOKED and ended.revoked_by == "U_ALICE"
