@@ -380,6 +380,24 @@ class Flow(StrictModel):
         return self
 
     @model_validator(mode="after")
+    def _cap_fits_the_durations(self) -> Flow:
+        # A cap shorter than a duration the form offers would refuse that request every time.
+        cap, spec = self.max_total_duration, self.duration_field
+        longest = max(spec.duration_values, default=None) or spec.max
+        if cap is not None and longest is not None and cap < longest:
+            _raise(
+                [
+                    _problem(
+                        ("max_total_duration",),
+                        f"is shorter than the longest duration the form offers ({format_duration(longest)}): "
+                        "such requests could never be granted",
+                        format_duration(cap),
+                    )
+                ]
+            )
+        return self
+
+    @model_validator(mode="after")
     def _remember_hooks_path(self, info: ValidationInfo) -> Flow:
         context = _context(info)
         self._secrets = context.secrets

@@ -42,6 +42,15 @@ class DirectoryUnavailable(NotAllowed):
     """Slack could not be asked about a person or a group: the decision waits, nothing is concluded."""
 
 
+class AlreadyEnded(AlreadyDecided):
+    """A click on access that already ended (or is already being ended); the handler shows `user_message`."""
+
+    def __init__(self, request: AccessRequest, message: str | None = None) -> None:
+        self.status, self.by = request.status.value, request.revoked_by or request.decided_by
+        text = message or "This access has already ended."
+        NotAllowed.__init__(self, text, user_message=text)
+
+
 def duration_allowed(flow: Flow, duration_seconds: int) -> bool:
     """Whether the flow's duration field still allows a request of this length."""
     spec = flow.duration_field

@@ -18,9 +18,10 @@ from datetime import datetime
 
 import structlog
 
-from core.decisions import AlreadyDecided, DecisionChecks
+from core.decisions import AlreadyDecided, AlreadyEnded, DecisionChecks
 from core.errors import NotAllowed
 from core.expiry import Expiry
+from core.extension import Extensions
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
@@ -30,28 +31,22 @@ from core.ports import RequesterNotice
 log = structlog.get_logger("jitbot.engine")
 
 
-class AlreadyEnded(AlreadyDecided):
-    """A click on access that already ended (or is already being ended); the handler shows `user_message`."""
-
-    def __init__(self, request: AccessRequest, message: str | None = None) -> None:
-        self.status, self.by = request.status.value, request.revoked_by or request.decided_by
-        text = message or "This access has already ended."
-        NotAllowed.__init__(self, text, user_message=text)
-
-
 class EarlyEnd:
     """revoke_now / cancel; see the module docstring."""
 
-    def __init__(self, life: Lifecycle, checks: DecisionChecks, expiry: Expiry) -> None:
+    def __init__(self, life: Lifecycle, checks: DecisionChecks, expiry: Expiry, extensions: Extensions) -> None:
         self.life = life
         self.checks = checks
         self.expiry = expiry
+        self.extensions = extensions
 
     async def revoke_now(
         self, request_id: str, actor: str, *, via: str = "slack", source: MessageRef | None = None
     ) -> AccessRequest:
-        """End a live grant now, as the requester or anyone who may approve its flow."""
+        """End a live grant now, as the requester or anyone who may approve its flow. A button on a grant
+        that an extension took over ends the access where it is now held."""
         life = self.life
+        request_id = await self.extensions.successor(request_id)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             name = await self._refused(request, actor, "revoke_now", self._check_may_end(request, actor, source))
@@ -140,9 +135,14 @@ class EarlyEnd:
             raise AlreadyEnded(request, "This access is already being ended; jitbot keeps retrying the revocation.")
         if (
             source is not None
-            and source.channel == request.approval_channel
-            and (source.ts != request.message_ts or source.ts is None)
+            and not source.direct
+            and (source.channel, source.ts)
+            != (
+                request.approval_channel,
+                request.message_ts,
+            )
         ):
+            # Outside a DM, only the request's own message carries its Revoke now.
             raise NotAllowed("This button does not belong to this request's message.")
         clicker = await self.checks.fresh_user(actor, "you")
         if clicker.deleted:

@@ -128,8 +128,8 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
-        self.early_end = EarlyEnd(self.life, self.checks, self.expiry)
         self.extensions = Extensions(self.life, self.checks)
+        self.early_end = EarlyEnd(self.life, self.checks, self.expiry, self.extensions)
         self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
         # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
@@ -500,11 +500,7 @@ class AccessEngine:
             if request.extends is not None:
                 extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
                 if extended is not None:
-                    return extended
-                # The access it extends has ended: an ordinary grant, within the flow's cap.
-                problem = self.extensions.total_problem(flow, None, request.duration_seconds)
-                if problem:
-                    raise NotAllowed(problem)
+                    return extended  # else the access it extends has ended: an ordinary grant
             now = life.clock.now()
             expires_at = now + timedelta(seconds=request.duration_seconds)
             request = await life.requests.transition(

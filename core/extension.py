@@ -20,13 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import structlog
 
 from core.config_models import Flow
-from core.decisions import DecisionChecks, duration_allowed
-from core.early_end import AlreadyEnded
+from core.decisions import AlreadyEnded, DecisionChecks, duration_allowed
 from core.end_warning import warn_at_for
 from core.errors import InvalidInput, NotAllowed
 from core.lifecycle import SYSTEM, Lifecycle, same_access
@@ -58,6 +57,18 @@ class Extensions:
             if r.status is S.GRANTED and r.expires_at is not None and r.expires_at > now and r.revoked_by is None
         ]
         return max(live, key=lambda r: r.expires_at or now, default=None)
+
+    async def successor(self, request_id: str) -> str:
+        """The live request that now holds the access `request_id` held, when an extension took it over
+        (itself otherwise): a button on an older message or DM acts on the access where it is."""
+        request = await self.life.requests.get(request_id)
+        if request.status is not S.REVOKED or request.revoked_by is not None or not request.end_reason:
+            return request_id
+        holder = await self.live_holder(request.flow, request.target, request.requester)
+        first = (request.grant_spec or {}).get("granted_as") or request.id
+        if holder is not None and (holder.grant_spec or {}).get("granted_as") == first:
+            return holder.id
+        return request_id
 
     @staticmethod
     def held_since(holder: AccessRequest) -> datetime:
@@ -164,12 +175,17 @@ class Extensions:
         self, request: AccessRequest, flow: Flow, actor: str, reason: str | None, spec: Mapping[str, Any]
     ) -> AccessRequest | None:
         """Approve an extension (its lock held) by taking over the live access it extends; None when no
-        live grant of exactly that access is left, and the caller grants it as an ordinary request."""
+        live grant of exactly that access is left, and the caller grants it as an ordinary request
+        (within the flow's cap: beyond it, the click is refused and audited)."""
         life = self.life
         for _ in range(TAKE_OVER_TRIES):
             holder = await self.live_holder(request.flow, request.target, request.requester)
             if holder is None or not same_access(holder.grant_spec, spec):
-                return None  # ended, or the flow's strategy changed since: an ordinary grant
+                # Ended, or the flow's strategy changed since: an ordinary grant of its own length.
+                problem = self.total_problem(flow, None, request.duration_seconds)
+                if problem:
+                    await self._refuse(request, actor, problem)
+                return None
             async with life.lock(holder.id), life.access_lock(holder):
                 holder = await life.requests.get(holder.id)  # as it is now, under its lock
                 now = life.clock.now()
@@ -182,12 +198,16 @@ class Extensions:
                     continue  # taken over or ended meanwhile: look again
                 problem = self.total_problem(flow, holder, request.duration_seconds)
                 if problem:
-                    await life.audit.append(
-                        life.event(request, actor, "click.refused", detail={"action": "approve", "reason": problem})
-                    )
-                    raise NotAllowed(problem)
+                    await self._refuse(request, actor, problem)
                 return await self._take_over(request, holder, flow, actor, reason, now)
         return None
+
+    async def _refuse(self, request: AccessRequest, actor: str, problem: str) -> NoReturn:
+        """Audit an approval refused for passing max_total_duration, and raise it."""
+        await self.life.audit.append(
+            self.life.event(request, actor, "click.refused", detail={"action": "approve", "reason": problem})
+        )
+        raise NotAllowed(problem)
 
     async def _take_over(
         self,

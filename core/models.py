@@ -100,10 +100,12 @@ class AccessRequest:
 
 @dataclass(frozen=True)
 class MessageRef:
-    """Where a click came from: the channel and timestamp of the message that carried the button."""
+    """Where a click came from: the channel and timestamp of the message that carried the button;
+    `direct` when it is the clicker's own direct conversation with the bot (a DM)."""
 
     channel: str | None
     ts: str | None
+    direct: bool = False
 
 
 @dataclass(frozen=True)

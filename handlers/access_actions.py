@@ -40,7 +40,8 @@ def message_source(body: dict[str, Any]) -> MessageRef | None:
         return None
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    return MessageRef(channel=channel, ts=ts)
+    # Slack's direct-message conversations have ids starting with D: the clicker's DM with the bot.
+    return MessageRef(channel=channel, ts=ts, direct=str(channel or "").startswith("D"))
 
 
 def register(

@@ -201,7 +201,6 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
     """
     duration = human_duration(request.duration_seconds)
     flow_label = flow.label if flow is not None else request.flow
-    headline = f"<@{request.requester}> requests *{escape(target_label)}* ({escape(flow_label)}) for *{duration}*"
     facts = [
         mrkdwn(f"*Target*\n{escape(target_label)}", FIELD_TEXT_MAX),
         mrkdwn(f"*Duration*\n{duration}", FIELD_TEXT_MAX),
@@ -214,7 +213,7 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
             continue
         facts.append(mrkdwn(f"*{escape(labels.get(name, name))}*\n{escape(_show(value))}", FIELD_TEXT_MAX))
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": mrkdwn(headline)},
+        {"type": "section", "text": mrkdwn(headline(request, flow_label, target_label))},
         {"type": "section", "fields": facts},
     ]
     if request.status is S.PENDING:  # who decides, approvals so far, when it expires, as whom
@@ -245,6 +244,12 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
         )
     text = f"Access request from <@{request.requester}> for {target_label} ({duration}): {request.status.value}"
     return text, blocks
+
+
+def headline(request: AccessRequest, flow_label: str, target_label: str) -> str:
+    """'<@ann> requests *Prod Admin* (Database Access) for *1h*': the first line of a request wherever it is shown."""
+    duration = human_duration(request.duration_seconds)
+    return f"<@{request.requester}> requests *{escape(target_label)}* ({escape(flow_label)}) for *{duration}*"
 
 
 def _show(value: Any) -> str:

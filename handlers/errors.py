@@ -9,8 +9,7 @@ import structlog
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.decisions import AlreadyDecided
-from core.early_end import AlreadyEnded
+from core.decisions import AlreadyDecided, AlreadyEnded
 from core.errors import JitError
 from core.secrets import SecretRegistry
 from handlers import blocks

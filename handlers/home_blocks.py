@@ -33,13 +33,8 @@ def labels(config: JitConfig, request: AccessRequest) -> tuple[str, str]:
 
 
 def headline(config: JitConfig, request: AccessRequest) -> str:
-    """'<@alice> requests *Prod Admin* (Database Access) for *1h*', as on the channel message."""
-    flow_label, target_label = labels(config, request)
-    duration = blocks.human_duration(request.duration_seconds)
-    return (
-        f"<@{request.requester}> requests *{blocks.escape(target_label)}* ({blocks.escape(flow_label)}) "
-        f"for *{duration}*"
-    )
+    """The request's first line, as on its channel message (blocks.headline)."""
+    return blocks.headline(request, *labels(config, request))
 
 
 def home_view(config: JitConfig, overview: Overview) -> dict[str, Any]:

@@ -41,3 +41,13 @@ def test_a_malformed_warn_before_is_an_error_with_its_line(tmp_path):
 def test_a_flow_may_not_be_named_like_a_command(tmp_path, name):
     path = write(tmp_path, edit("  - name: db_access\n", f"  - name: {name}\n"))
     assert located(path) == [(10, "flows[0].name", f"flow name '{name}' is reserved: `/sym {name}` is a command")]
+
+
+def test_a_max_total_duration_shorter_than_a_duration_the_form_offers_is_an_error(tmp_path):
+    text = edit("    request_timeout: 24h\n", "    request_timeout: 24h\n    max_total_duration: 30m\n")
+    ((line, path, message),) = located(write(tmp_path, text))
+    assert (
+        line is not None
+        and path == "flows[0].max_total_duration"
+        and "longest duration the form offers (1h)" in message
+    )

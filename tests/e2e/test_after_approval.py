@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 
 from core.errors import InvalidInput, NotAllowed
-from core.models import RequestStatus
+from core.models import MessageRef, RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, Bot, standard_flow
 from tests.e2e.flows import APPROVAL_CHANNEL, flows_file
 from tests.fakes.slack_emulator import Message
@@ -315,3 +315,39 @@ async def test_hooks_see_evt_extends(launch, start_standard):
     _, first_id = await granted(bot, duration="30m")
     await extend_from_dm(bot, "1h")
     assert running.hook_module("db_access").SEEN == [None, first_id]
+
+
+async def test_revoke_now_from_a_message_other_than_the_requests_own_is_refused(bot):
+    _, request_id = await granted(bot)
+    with pytest.raises(NotAllowed, match="does not belong"):
+        await bot.engine.revoke_now(request_id, "U_BOB", source=MessageRef("C_ALERTS", "1.000001"))
+    assert bot.receiver.accepted("revoke") == []
+
+
+async def test_the_cap_is_checked_again_at_the_approval_and_a_refusal_is_audited(start_standard):
+    bot = await start_standard(max_total_duration="1h")
+    _, first_id = await granted(bot, duration="30m")
+    one = await bot.engine.extend(first_id, "U_ALICE", 1800)
+    two = await bot.engine.extend(first_id, "U_ALICE", 1800)  # each fits on its own: 30m + 30m
+    await bot.engine.approve(one.id, "U_BOB")
+    with pytest.raises(NotAllowed, match="at most 1h"):
+        await bot.engine.approve(two.id, "U_BOB")  # 30m + 30m + 30m would not
+    assert (await bot.engine.requests.get(two.id)).status is RequestStatus.PENDING
+    refused = [e for e in await bot.running.audit(two.id) if e.action == "click.refused"]
+    assert refused and "at most 1h" in refused[-1].detail["reason"]
+    assert len(bot.receiver.accepted("grant")) == 1
+
+
+async def test_revoke_now_on_the_first_grants_dm_after_an_extension_ends_the_access_where_it_is_held(bot):
+    _, first_id = await granted(bot, duration="30m")
+    first_dm = await dm_with(bot, "Revoke now", "is granted")
+    extension = await extend_from_dm(bot, "1h")
+    await bot.running.approve(extension)
+    ext_id = (await bot.running.request_for(extension)).id
+
+    await bot.slack.click(first_dm, text="Revoke now", user="U_ALICE")
+    await bot.running.idle()
+    (revoke,) = bot.receiver.accepted("revoke")
+    assert revoke.body["request_id"] == first_id and not bot.receiver.is_held(first_id)
+    ended = await bot.engine.requests.get(ext_id)
+    assert ended.status is RequestStatus.REVOKED and ended.revoked_by == "U_ALICE"

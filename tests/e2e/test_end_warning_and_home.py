@@ -97,7 +97,7 @@ async def test_an_extension_moves_the_warning_with_the_end(start_standard):
 
 async def test_home_shows_my_access_my_pending_requests_and_what_waits_for_my_decision(bot):
     _, live_id = await granted(bot, duration="30m")
-    await bot.request(user="U_ALICE", target="Staging read-only")  # pending, Alice's own
+    mine = await bot.request(user="U_ALICE", target="Staging read-only")  # pending, Alice's own
     bob_asks = await bot.request(user="U_BOB", target="Staging read-only")  # Alice is not an approver
 
     await bot.slack.open_home("U_ALICE")
@@ -119,6 +119,17 @@ async def test_home_shows_my_access_my_pending_requests_and_what_waits_for_my_de
     await bot.running.idle()
     assert (await bot.engine.requests.get(bob_request.id)).status is RequestStatus.GRANTED
     await bot.slack.wait_for_home("U_CAROL", where=lambda v: f"home:{bob_request.id}" not in str(v.blocks))
+
+    # Cancel request from Alice's Home.
+    mine_id = (await bot.running.request_for(mine)).id
+    await bot.slack.click_in_home("U_ALICE", text="Cancel request", block_id=f"home:{mine_id}")
+    await bot.running.idle()
+    assert (await bot.engine.requests.get(mine_id)).status is RequestStatus.CANCELLED
+    await bot.slack.wait_for_home("U_ALICE", where=lambda v: f"home:{mine_id}" not in str(v.blocks))
+
+    # Extend from Alice's Home opens the Extend modal.
+    await bot.slack.click_in_home("U_ALICE", text="Extend", block_id=f"home:{live_id}")
+    await bot.slack.wait_for_view("U_ALICE", contains="Extend access")
 
     # Revoke now from Alice's Home.
     await bot.slack.click_in_home("U_ALICE", text="Revoke now", block_id=f"home:{live_id}")
