@@ -109,7 +109,16 @@ class Authenticator:
     async def refused(self, token: ApiToken, request: web.Request, reason: str) -> None:
         """Audit a call the API refused before it reached the engine."""
         detail = {"method": request.method, "path": request.path[:200], "reason": reason, **origin(API, token.name)}
-        await self.audit.append(AuditEvent(at=self.clock.now(), actor=token.user, action="api.refused", detail=detail))
+        request_id = request.match_info.get("id")
+        await self.audit.append(
+            AuditEvent(
+                at=self.clock.now(),
+                actor=token.user,
+                action="api.refused",
+                request_id=request_id[:64] if request_id else None,
+                detail=detail,
+            )
+        )
 
     async def note(self, token: ApiToken, request_id: str, action: str, outcome: str) -> None:
         """Audit which token an engine action came through, where the engine's own row cannot say."""

@@ -132,7 +132,9 @@ async def test_a_missing_scope_is_refused_and_audited(api):
     response = await api.post(f"/v1/requests/{request.id}/approve", token=token)
     assert response.status_code == 403 and "decide" in problem(response)["detail"]
     refused = [e for e in await api.bot.engine.audit.list() if e.action == "api.refused"]
-    assert [(e.actor, e.detail["token"], e.detail["via"]) for e in refused] == [("U_BOB", "bob-read", "api")]
+    assert [(e.actor, e.request_id, e.detail["token"], e.detail["via"]) for e in refused] == [
+        ("U_BOB", request.id, "bob-read", "api")
+    ]
 
 
 async def test_bodies_are_checked_by_the_form_rules_with_the_field_named(api):
