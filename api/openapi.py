@@ -76,10 +76,11 @@ def _body(operation: Operation, flow_models: dict[str, str]) -> dict[str, Any] |
             },
         }
         return {"required": True, "content": {"application/json": {"schema": schema}}}
-    if operation.body == "decision":
+    if operation.body in ("decision", "extension"):
+        model = "DecisionBody" if operation.body == "decision" else "ExtendBody"
         return {
-            "required": False,
-            "content": {"application/json": {"schema": {"$ref": REF.format(model="DecisionBody")}}},
+            "required": operation.body == "extension",
+            "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
         }
     return None
 

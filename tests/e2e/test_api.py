@@ -226,6 +226,12 @@ async def test_the_openapi_document_describes_each_flows_request_body(api):
     fields = document["components"]["schemas"]["DbAccessFields"]
     assert fields["properties"]["duration"]["enum"] == ["10s", "30m", "1h"]
     assert fields["properties"]["reason"]["maxLength"] == 3000 and fields["required"] == ["reason", "duration"]
+    extend = document["paths"]["/v1/requests/{id}/extend"]["post"]["requestBody"]
+    assert extend["required"] and extend["content"]["application/json"]["schema"]["$ref"].endswith("/ExtendBody")
+    approve = document["paths"]["/v1/requests/{id}/approve"]["post"]["requestBody"]
+    assert not approve["required"] and approve["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/DecisionBody"
+    )
     assert set(document["paths"]) == {
         "/v1/flows",
         "/v1/requests",
