@@ -23,8 +23,8 @@ from tests.e2e.flows import flow, flows_file, webhook_strategy
 
 pytestmark = pytest.mark.slow
 
-EXAMPLES = int(os.environ.get("JITBOT_FUZZ_EXAMPLES", "40"))  # per operation; CI keeps the default
-SEED = 20261130
+EXAMPLES = int(os.environ.get("JITBOT_FUZZ_EXAMPLES", "100"))  # per operation; CI keeps the default (~20 s)
+SEED = int(os.environ.get("JITBOT_FUZZ_SEED", "20261130"))  # fixed in CI; vary it locally to explore
 CHECKS = (
     "not_a_server_error",
     "status_code_conformance",
