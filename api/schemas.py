@@ -31,7 +31,7 @@ class DecisionBody(_Body):
 class ExtendBody(_Body):
     """The body of extend: how much longer, and any answers to change (the grant's own are kept)."""
 
-    duration: str = Field(max_length=20, pattern=DURATION_PATTERN, description="One of the flow's durations, like 1h.")
+    duration: str = Field(max_length=40, pattern=DURATION_PATTERN, description="One of the flow's durations, like 1h.")
     fields: dict[str, Any] | None = Field(default=None, description="Answers to change for the extension.")
 
 

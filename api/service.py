@@ -82,8 +82,13 @@ class Operation:
     links: tuple[str, ...] = ()  # operation ids that take the `id` of this answer
 
 
+NO_BODY = object()
+"""What read_json returns for an empty body (JSON's null is a body, and None)."""
+
+
 async def read_json(request: web.Request, *, required: bool) -> Any:
-    """The JSON body, at most MAX_BODY_BYTES (413), JSON (415 for another type, 400 when malformed)."""
+    """The JSON body, at most MAX_BODY_BYTES (413), JSON (415 for another type, 400 when malformed);
+    NO_BODY when there is none and none is required."""
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise Problem(413, f"The body is larger than {MAX_BODY_BYTES} bytes.")
@@ -101,7 +106,7 @@ async def read_json(request: web.Request, *, required: bool) -> Any:
     if not raw.strip():
         if required:
             raise Problem(400, "Send a JSON object as the body.")
-        return None
+        return NO_BODY
     kind = request.content_type
     if kind != "application/json" and not kind.endswith("+json"):
         raise Problem(415, "Send the body as application/json.")
@@ -170,7 +175,14 @@ class ApiService:
                 body="submission",
                 problems=(400, 401, 403, 413, 415, 422, 429, 502, 503),
                 headers={"Location": "Where the new request can be read."},
-                links=("getRequest", "approveRequest", "denyRequest"),
+                links=(
+                    "getRequest",
+                    "approveRequest",
+                    "denyRequest",
+                    "cancelRequest",
+                    "revokeRequest",
+                    "extendRequest",
+                ),
             ),
             Operation(
                 "GET",
@@ -407,7 +419,7 @@ class ApiService:
 
     async def _decision_reason(self, request: web.Request) -> str | None:
         body = await read_json(request, required=False)
-        if body is None:
+        if body is NO_BODY:
             return None
         try:
             decision = DecisionBody.model_validate(body)

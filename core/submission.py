@@ -36,7 +36,10 @@ REQUIRED = "This field is required."
 CHOOSE_TARGET = "Choose one of the listed targets."
 CHOOSE_DURATION = "Choose how long you need access."
 _ERROR_TYPE = "jitbot_field"
-DURATION_PATTERN = r"^\s*[0-9]+\s*[smhd]\s*$"  # what core.schema.parse_duration reads
+# What core.schema.parse_duration reads: 1 to 8 significant digits (not zero) and a unit. A field's
+# max is checked by the rule, not the pattern (a regular expression cannot compare lengths of time).
+DURATION_PATTERN = r"^\s*0*[1-9][0-9]{0,7}\s*[smhd]\s*$"
+_NOT_BLANK = r"\S"  # a required text field: something besides spaces
 
 # ASCII digits only: int() would also take '1_000' and '٤٢', which no number input sends.
 _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
@@ -49,9 +52,7 @@ def _blank(value: Any) -> bool:
 def check_value(spec: FieldSpec, value: Any) -> Any:
     """The typed value of one field (None when left empty), or ValueError saying what is wrong."""
     if spec.type == "bool":
-        if value is None:
-            return False
-        if not isinstance(value, bool):
+        if not isinstance(value, bool):  # an unticked box is False, never null
             raise ValueError("Tick the box or leave it empty.")
         return value
     if _blank(value):
@@ -84,6 +85,8 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
 
 
 def _whole_number(value: Any) -> int:
+    if isinstance(value, float) and value.is_integer():  # JSON's 3.0 is the whole number 3
+        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool):
         if abs(value) > MAX_INT:
             raise ValueError(f"Enter a whole number of at most {MAX_INT_DIGITS} digits.")
@@ -135,6 +138,10 @@ def _json_type(spec: FieldSpec) -> Any:
     kind = spec.type
     if kind in ("string", "text"):
         limit = MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH
+        if spec.required:
+            return Annotated[
+                str, Field(min_length=1, max_length=limit, pattern=_NOT_BLANK, title=title, description=description)
+            ]
         return Annotated[str, Field(max_length=limit, title=title, description=description)]
     if kind == "int":
         return Annotated[int, Field(ge=-MAX_INT, le=MAX_INT, title=title, description=description)]
@@ -143,7 +150,7 @@ def _json_type(spec: FieldSpec) -> Any:
     if kind == "list" or (kind == "duration" and spec.allowed_values):
         choices: Any = Literal[tuple(spec.allowed_values or ())]
         return Annotated[choices, Field(title=title, description=description)]
-    return Annotated[str, Field(pattern=DURATION_PATTERN, max_length=20, title=title, description=description)]
+    return Annotated[str, Field(pattern=DURATION_PATTERN, max_length=40, title=title, description=description)]
 
 
 def _model_name(flow: Flow, part: str) -> str:
