@@ -57,6 +57,9 @@ class RequestView(_Body):
     expires_at: datetime | None
     ended_at: datetime | None
     failure_reason: str | None
+    extends: str | None = Field(description="The live grant this request extends, for an extension.")
+    revoked_by: str | None = Field(description="Who ended the access early (Revoke now), if anyone.")
+    end_reason: str | None = Field(description="Why the access ended before its time, if it did.")
 
     @classmethod
     def of(cls, request: AccessRequest) -> RequestView:
@@ -81,6 +84,9 @@ class RequestView(_Body):
             expires_at=request.expires_at,
             ended_at=request.ended_at,
             failure_reason=request.failure_reason,
+            extends=request.extends,
+            revoked_by=request.revoked_by,
+            end_reason=request.end_reason,
         )
 
 

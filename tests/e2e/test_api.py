@@ -327,6 +327,7 @@ async def test_a_live_grant_is_revoked_now_through_the_api_by_an_approver(api, r
     carol = await api.token("U_CAROL", scopes="decide", name="carol-ops")
     response = await api.post(f"/v1/requests/{request.id}/revoke", token=carol)
     assert response.status_code == 200 and response.json()["status"] == "revoked", response.text
+    assert response.json()["revoked_by"] == "U_CAROL"
     await receiver.wait_for(1, "revoke")
     ended = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="early", where=lambda m: m.ts == message.ts)
     assert "U_CAROL" in ended.plain and not ended.buttons
@@ -352,6 +353,7 @@ async def test_a_live_grant_is_extended_through_the_api_and_approved_like_any_re
     assert response.status_code == 201, response.text
     extension = response.json()
     assert extension["status"] == "pending" and extension["fields"]["duration"] == "1h"
+    assert extension["extends"] == held.id
     (made,) = [e for e in await api.bot.audit(extension["id"]) if e.action == "request.created"]
     assert made.detail["extends"] == held.id and made.detail["via"] == "api" and made.detail["token"] == "alice-ci"
 
