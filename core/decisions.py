@@ -126,6 +126,9 @@ class DecisionChecks:
         if request.approvers == ():
             raise NotAllowed(NOBODY_MAY_DECIDE)
         clicker = await self.fresh_user(actor, "you")
+        if clicker.deleted:
+            # A deactivated account decides nothing, and an approval it gave before no longer counts.
+            raise NotAllowed("This Slack account is deactivated: it cannot decide access requests.")
         users: set[str] | None
         members: frozenset[str] = frozenset()
         if request.approvers is not None:

@@ -42,6 +42,18 @@ flows:
         - {name: prod, label: Prod}
     fields:
       - {name: duration, label: Duration, type: duration, allowed_values: [1h, 2h], required: true}
+  - name: pair
+    label: Two-person rule
+    approval_channel: C_APPROVALS
+    approvers: {users: [U_BOB, U_CAROL, U_ERIN]}
+    approvals_required: 2
+    warn_before: 10m
+    strategy:
+      type: fake
+      targets:
+        - {name: prod, label: Prod}
+    fields:
+      - {name: duration, label: Duration, type: duration, allowed_values: [1h, 2h], required: true}
 """
 
 ALICE_DM = MessageRef(channel="D_ALICE", ts="9.000001", direct=True)
@@ -52,12 +64,18 @@ class Notifier:
 
     def __init__(self) -> None:
         self.said: list[tuple[str, str, str]] = []
+        self.on_the_way: list[asyncio.Task] = []  # what a DM's round trip to Slack gives time to finish
 
     async def publish(self, request):
         self.said.append(("publish", request.id, request.status.value))
         return request.message_ts or f"1.{request.id}"
 
     async def notify_requester(self, request, notice, detail=None):
+        if self.on_the_way:
+            await asyncio.wait(self.on_the_way, timeout=0.5)
+            if notice.value == "warning" and all(task.done() for task in self.on_the_way):
+                self.said.append(("dm", request.id, "warning after the access ended"))
+                return
         self.said.append(("dm", request.id, notice.value))
 
     async def alert(self, alert):
@@ -72,9 +90,15 @@ class Directory:
 
     def __init__(self) -> None:
         self.engineers = {"U_ALICE", "U_DAVE"}
+        self.deactivated: set[str] = set()
 
     async def lookup_user(self, slack_id, *, fresh=False):
-        return UserInfo(slack_id, email=f"{slack_id.lower()}@example.com", name=slack_id.lower())
+        return UserInfo(
+            slack_id,
+            email=f"{slack_id.lower()}@example.com",
+            name=slack_id.lower(),
+            deleted=slack_id in self.deactivated,
+        )
 
     async def usergroup_members(self, group, *, fresh=False):
         return frozenset(self.engineers) if group == "S_ENGINEERS" else frozenset()
@@ -94,7 +118,7 @@ async def world(tmp_path):
         requests=RequestRepo(store),
         audit=audit,
         identities=IdentityStore(store),
-        strategies={"db": strategy},
+        strategies={"db": strategy, "pair": strategy},
         hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
         notifier=notifier,
         directory=directory,
@@ -108,9 +132,9 @@ async def world(tmp_path):
     await store.close()
 
 
-async def ask(engine, user="U_ALICE", duration="1h"):
+async def ask(engine, user="U_ALICE", duration="1h", flow="db"):
     hours = int(duration[:-1])
-    draft = await engine.prepare("db", user, "prod", {"duration": duration}, timedelta(hours=hours))
+    draft = await engine.prepare(flow, user, "prod", {"duration": duration}, timedelta(hours=hours))
     return await engine.submit(draft)
 
 
@@ -229,3 +253,58 @@ async def test_no_reminder_is_posted_after_the_request_was_cancelled(world):
     assert ("publish", "cancelled") in said
     reminded = [i for i, (kind, _) in enumerate(said) if kind == "remind"]
     assert all(i < said.index(("publish", "cancelled")) for i in reminded)
+
+
+async def test_an_approval_from_someone_deactivated_since_does_not_count_towards_two(world):
+    """Bob approves, then his account is deactivated (he left): Carol's approval alone must not grant."""
+    engine, clock, notifier, strategy, directory = world
+    request = await ask(engine, flow="pair")
+    request = await engine.approve(request.id, "U_BOB", source=channel_message(request))
+    assert request.status is S.PENDING and request.approvals == ("U_BOB",)
+    directory.deactivated.add("U_BOB")
+    request = await engine.approve(request.id, "U_CAROL", source=channel_message(request))
+    assert request.status is S.PENDING and request.approvals == ("U_CAROL",)
+    assert not strategy.calls_of("grant")
+    assert "request.approvals_withdrawn" in await actions(engine, request.id)
+
+
+async def test_a_deactivated_approver_cannot_decide(world):
+    """A click (or an API call) by a deactivated account decides nothing."""
+    engine, clock, notifier, strategy, directory = world
+    request = await ask(engine)
+    directory.deactivated.add("U_BOB")
+    with pytest.raises(NotAllowed):
+        await engine.approve(request.id, "U_BOB", source=channel_message(request))
+    assert (await engine.requests.get(request.id)).status is S.PENDING and not strategy.calls_of("grant")
+
+
+async def test_no_end_warning_is_sent_after_a_revoke_now(world):
+    """The warning falls due as an approver presses Revoke now: Alice is never told, after her access
+    ended, that it ends soon with an Extend button."""
+    engine, clock, notifier, strategy, _ = world
+    request = await ask(engine, flow="pair")
+    request = await engine.approve(request.id, "U_BOB", source=channel_message(request))
+    request = await engine.approve(request.id, "U_CAROL", source=channel_message(request))
+    assert request.status is S.GRANTED and request.warn_at is not None
+    clock.set(request.warn_at)
+
+    repo = engine.requests
+    real = repo.update
+    revoking: list[asyncio.Task] = []
+
+    async def cleared_then_revoked(request_id, changes, **kwargs):
+        updated = await real(request_id, changes, **kwargs)
+        if dict(changes) == {"warn_at": None}:
+            revoking.append(asyncio.create_task(engine.revoke_now(request_id, "U_ERIN")))
+            notifier.on_the_way.extend(revoking)  # the warning DM takes a while to reach Slack
+        return updated
+
+    repo.update = cleared_then_revoked
+    await engine.warn(request.id)
+    ended = (await asyncio.gather(*revoking))[0]
+    notifier.on_the_way.clear()
+    assert ended.status is S.REVOKED
+    await engine.settle(5)
+    said = [(kind, what) for kind, rid, what in notifier.said if rid == request.id]
+    assert ("dm", "ended_early") in said
+    assert ("dm", "warning after the access ended") not in said
