@@ -22,11 +22,12 @@ from core.decisions import AlreadyDecided, AlreadyEnded, DecisionChecks
 from core.errors import NotAllowed
 from core.expiry import Expiry
 from core.extension import TAKE_OVER_TRIES, Extensions
-from core.lifecycle import Lifecycle
+from core.lifecycle import Lifecycle, same_access
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
 from core.policy import may_decide
 from core.ports import RequesterNotice
+from core.strategy import SharesAccess
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -55,6 +56,7 @@ class EarlyEnd:
                     # access lives on under it, so the click follows it (never "already ended").
                     continue
                 ended = await self._revoke_now_locked(request_id, clicked, actor, via, source)
+            await self._end_the_same_access(ended, actor, via)
             await self._close_extensions_of(ended)
             return ended
         raise NotAllowed("This access is being extended right now; try again in a moment.")
@@ -88,6 +90,31 @@ class EarlyEnd:
         if request.status is S.GRANTED:  # the revoke failed and is retried: the message says it is ending
             request = await life.publish(request)
         return request
+
+    async def _end_the_same_access(self, ended: AccessRequest, actor: str, via: str) -> None:
+        """Revoke now ends the ACCESS: another live grant of exactly the same access (two requests
+        granted independently, one membership in the target) would keep it on while the message says
+        it ended, so it is ended early too, by the same person, each with its own checks and audit row.
+        One the clicker may not end is alerted: the access is still there, and the operators are told."""
+        life = self.life
+        if ended.revoked_by is None or not ended.grant_spec or not isinstance(life.strategy_for(ended), SharesAccess):
+            return
+        for other in await life.requests.list_live_for(ended.flow, ended.target, ended.requester):
+            if other.id == ended.id or not same_access(other.grant_spec, ended.grant_spec):
+                continue
+            async with life.lock(other.id):
+                current = await life.requests.get(other.id)
+                if current.status is not S.GRANTED or current.revoked_by is not None:
+                    continue
+                try:
+                    await self._revoke_now_locked(current.id, current.id, actor, via, None)
+                except NotAllowed as refused:
+                    await life.alert(
+                        "Revoke now could not end all of this access: another grant of it is still live",
+                        current,
+                        error=refused.user_message,
+                        action=f"Request {ended.id} was ended early; end request {current.id} too.",
+                    )
 
     async def _close_extensions_of(self, ended: AccessRequest) -> None:
         """Expire the pending extensions of access that Revoke now ended: approving one would undo the

@@ -308,3 +308,22 @@ async def test_no_end_warning_is_sent_after_a_revoke_now(world):
     said = [(kind, what) for kind, rid, what in notifier.said if rid == request.id]
     assert ("dm", "ended_early") in said
     assert ("dm", "warning after the access ended") not in said
+
+
+async def test_revoke_now_ends_the_access_even_when_a_second_grant_of_it_is_live(world):
+    """Alice asked twice before either was approved, and both were granted (one membership in the
+    target). Bob's Revoke now on one must end her access, not leave it on under the other while the
+    message says "ended early"."""
+    engine, clock, notifier, strategy, _ = world
+    one, two = await ask(engine), await ask(engine, duration="2h")
+    assert one.extends is None and two.extends is None  # independent: neither was held when asked
+    one = await engine.approve(one.id, "U_BOB", source=channel_message(one))
+    two = await engine.approve(two.id, "U_CAROL", source=channel_message(two))
+    assert one.status is S.GRANTED and two.status is S.GRANTED
+
+    ended = await engine.revoke_now(one.id, "U_BOB", source=channel_message(one))
+    assert ended.status is S.REVOKED
+    assert not strategy.holds("u_alice@example.com", "prod")
+    two = await engine.requests.get(two.id)
+    assert two.status is S.REVOKED and two.revoked_by == "U_BOB"
+    assert "access.revoke_requested" in await actions(engine, two.id)
