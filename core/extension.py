@@ -197,7 +197,13 @@ class Extensions:
     # ── approval ──────────────────────────────────────────────────────────────────────────────
 
     async def approve_extension(
-        self, request: AccessRequest, flow: Flow, actor: str, reason: str | None, spec: Mapping[str, Any]
+        self,
+        request: AccessRequest,
+        flow: Flow,
+        actor: str,
+        reason: str | None,
+        spec: Mapping[str, Any],
+        audit_detail: Mapping[str, Any] | None = None,
     ) -> AccessRequest | None:
         """Approve an extension (its lock held) by taking over the live access it extends; None when no
         live grant of exactly that access is left, and the caller grants it as an ordinary request
@@ -222,7 +228,8 @@ class Extensions:
                 problem = self.total_problem(flow, holder, request.duration_seconds)
                 if problem:
                     await self._refuse(request, actor, problem)
-                return await self._take_over(request, holder, flow, actor, reason, now)
+                detail = dict(audit_detail) if audit_detail is not None else {"reason": reason}
+                return await self._take_over(request, holder, flow, actor, reason, now, detail)
         await self._check_ordinary(request, flow, actor)
         return None
 
@@ -257,6 +264,7 @@ class Extensions:
         actor: str,
         reason: str | None,
         now: datetime,
+        approved: Mapping[str, Any],
     ) -> AccessRequest:
         life = self.life
         assert holder.expires_at is not None
@@ -279,7 +287,7 @@ class Extensions:
                     "expires_at": end,
                     "grant_spec": spec,
                 },
-                life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
+                life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, dict(approved)),
             ),
             TransitionStep(
                 request.id,

@@ -327,3 +327,21 @@ async def test_revoke_now_ends_the_access_even_when_a_second_grant_of_it_is_live
     two = await engine.requests.get(two.id)
     assert two.status is S.REVOKED and two.revoked_by == "U_BOB"
     assert "access.revoke_requested" in await actions(engine, two.id)
+
+
+async def test_an_extension_approved_by_two_people_through_the_api_is_audited_like_any_approval(world):
+    """The audit row of an extension's approval says who counted and how it came (via, token), as an
+    ordinary approval's does: the evidence does not depend on whether the end moved."""
+    engine, clock, notifier, strategy, _ = world
+    first = await ask(engine, flow="pair")
+    first = await engine.approve(first.id, "U_BOB", source=channel_message(first))
+    first = await engine.approve(first.id, "U_CAROL", source=channel_message(first))
+    assert first.status is S.GRANTED
+    extension = await engine.extend(first.id, "U_ALICE", 3600)
+    extension = await engine.approve(extension.id, "U_BOB", via="api", token="ops-bot")
+    extension = await engine.approve(extension.id, "U_ERIN", via="api", token="ops-bot")
+    assert extension.status is S.GRANTED and extension.extends == first.id
+    approved = [e for e in await engine.audit.for_request(extension.id) if e.action == "request.approved"]
+    assert len(approved) == 1
+    assert approved[0].detail.get("approvals") == ["U_BOB", "U_ERIN"]
+    assert approved[0].detail.get("via") == "api"
