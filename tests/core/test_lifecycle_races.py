@@ -345,3 +345,22 @@ async def test_an_extension_approved_by_two_people_through_the_api_is_audited_li
     assert len(approved) == 1
     assert approved[0].detail.get("approvals") == ["U_BOB", "U_ERIN"]
     assert approved[0].detail.get("via") == "api"
+
+
+async def test_an_extension_approved_at_the_very_instant_the_access_ends_is_an_ordinary_grant_kept_to_its_end(world):
+    """Bob approves at the second the first grant ends, before its revocation ran: the extension is
+    granted as an ordinary grant, the first's revocation then finds it covering the same membership and
+    takes nothing away, and the access ends at the extension's own end."""
+    engine, clock, notifier, strategy, _ = world
+    first = await granted(engine)
+    extension = await engine.extend(first.id, "U_ALICE", 3600)
+    assert first.expires_at is not None
+    clock.set(first.expires_at)
+    extension = await engine.approve(extension.id, "U_BOB", source=channel_message(extension))
+    assert extension.status is S.GRANTED and extension.expires_at == first.expires_at + timedelta(hours=1)
+    first = await engine.revoke(first.id)
+    assert first is not None and first.status is S.REVOKED
+    assert strategy.holds("u_alice@example.com", "prod") and not strategy.calls_of("revoke")
+    clock.set(extension.expires_at)
+    await engine.revoke(extension.id)
+    assert not strategy.holds("u_alice@example.com", "prod")
