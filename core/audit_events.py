@@ -293,10 +293,17 @@ class ChainChecker:
         self.count += 1
         if event.prev_hash != self.prev:
             why = "an event before it was removed or changed" if self.last else "events before it were removed"
-            return ChainBreak(event.seq, event.event_id or "(none)", f"its prev_hash does not match: {why}")
-        if event.computed_hash() != event.hash:
+            return ChainBreak(event.seq, str(event.event_id or "(none)"), f"its prev_hash does not match: {why}")
+        try:
+            computed = event.computed_hash()
+        except (TypeError, ValueError) as exc:  # a blob or a number where text was written: edited by hand
+            why = f"its content cannot be read ({type(exc).__name__}): it was edited or forged"
+            return ChainBreak(event.seq, str(event.event_id or "(none)"), why)
+        if computed != event.hash:
             return ChainBreak(
-                event.seq, event.event_id or "(none)", "its content does not match its hash: it was edited or forged"
+                event.seq,
+                str(event.event_id or "(none)"),
+                "its content does not match its hash: it was edited or forged",
             )
         self.prev, self.last = event.hash, event
         return None

@@ -174,3 +174,15 @@ def test_a_row_inserted_in_the_middle_with_a_correct_hash_of_its_own_is_found_at
     values = [json.dumps(v) if isinstance(v, dict) else v for v in row]
     db.execute(f"INSERT INTO audit_events ({EVENT_COLUMNS}) VALUES ({', '.join('?' * len(values))})", values)
     assert first_break(db) == k + 2
+
+
+@settings(max_examples=60)
+@given(events, st.data())
+def test_a_value_of_the_wrong_type_in_any_column_is_found_at_that_row_never_a_crash(batch, data):
+    # SQLite keeps whatever type is written: a blob or a number where the writer put text.
+    db = written(batch)
+    seq = data.draw(st.integers(1, len(batch)), label="row")
+    column = data.draw(st.sampled_from([*EDITABLE, "target", "actor_email", "prev_hash", "hash"]), label="column")
+    value = data.draw(st.sampled_from([b"\x00\xff", b"A", 7, 2.5]), label="value")
+    db.execute(f"UPDATE audit_events SET {column} = ? WHERE id = ?", [value, seq])
+    assert first_break(db) == seq
