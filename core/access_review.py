@@ -11,7 +11,7 @@ How a grant ended (`Outcome`) is decided from the stored request and its own aud
 - `early`: someone ended it with Revoke now (`revoked_by`), or it was revoked before its scheduled end;
 - `on time`: revoked at (or after) its scheduled end;
 - `active`: still held, its end not yet reached;
-- `overdue`: still recorded as held after its scheduled end (the revocation is failing or pending);
+- `overdue`: still recorded as held after its scheduled end, or after Revoke now (the revocation is failing or pending);
 - `granting`: approved, the grant not yet recorded (in progress, or in doubt after a crash).
 """
 
@@ -94,7 +94,8 @@ def outcome(record: GrantRecord, now: datetime) -> Outcome:
     if record.status == "approved":
         return Outcome.GRANTING
     if record.status == "granted":
-        if record.scheduled_end is not None and record.scheduled_end <= now:
+        # Ended with Revoke now and still held: the revocation is being retried, whatever the planned end.
+        if record.ended_by is not None or (record.scheduled_end is not None and record.scheduled_end <= now):
             return Outcome.OVERDUE
         return Outcome.ACTIVE
     if record.ended_by is not None:

@@ -158,3 +158,31 @@ def test_a_grant_revoked_at_its_end_is_on_time_and_one_revoked_before_it_is_earl
     assert outcome(record, NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(seconds=0.5)), NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(minutes=5)), NOW) is Outcome.EARLY
+
+
+def test_a_revoke_now_whose_revocation_is_still_retried_is_overdue_and_says_who_ended_it() -> None:
+    from core.access_review import GrantRecord, outcome_detail
+
+    record = GrantRecord(
+        request_id="r",
+        flow="f",
+        target="t",
+        requester="U",
+        requester_email=None,
+        identity=None,
+        status="granted",
+        requested_at=SINCE,
+        approved_by="U_BOB",
+        approved_at=SINCE,
+        reason=None,
+        approval_note=None,
+        start=SINCE,
+        scheduled_end=SINCE + timedelta(hours=4),  # the planned end, from access.revoke_requested
+        ended_at=None,
+        ended_by="U_ALICE",
+        failure=None,
+        last_error="Okta answered 503",
+    )
+    result = outcome(record, SINCE + timedelta(hours=1))  # before the planned end: still not "active"
+    assert result is Outcome.OVERDUE
+    assert outcome_detail(record, result) == "ended by U_ALICE; revocation not yet done: Okta answered 503"
