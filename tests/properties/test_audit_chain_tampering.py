@@ -70,13 +70,13 @@ def first_break(db: sqlite_utils.Database) -> int | None:
     return None
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events)
 def test_an_untouched_trail_verifies(batch):
     assert first_break(written(batch)) is None
 
 
-@settings(max_examples=120)
+@settings(max_examples=120, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_any_edit_of_any_row_is_found_at_that_row(batch, data):
     db = written(batch)
@@ -92,7 +92,7 @@ def test_any_edit_of_any_row_is_found_at_that_row(batch, data):
     assert first_break(db) == seq
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_a_deleted_row_is_found_at_the_row_after_it_and_a_forged_copy_at_itself(batch, data):
     db = written(batch)
@@ -116,7 +116,7 @@ def test_a_deleted_row_is_found_at_the_row_after_it_and_a_forged_copy_at_itself(
 _COLUMNS = [c.strip() for c in EVENT_COLUMNS.split(",")]
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_any_other_column_edited_including_the_chain_links_is_found_at_that_row(batch, data):
     db = written(batch)
@@ -130,7 +130,7 @@ def test_any_other_column_edited_including_the_chain_links_is_found_at_that_row(
     assert first_break(db) == seq
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_two_rows_whose_seq_were_swapped_are_found_at_the_first_of_them(batch, data):
     db = written(batch)
@@ -142,7 +142,7 @@ def test_two_rows_whose_seq_were_swapped_are_found_at_the_first_of_them(batch, d
     assert first_break(db) == a
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_a_row_relinked_to_another_prev_hash_with_its_own_hash_recomputed_is_found_at_that_row(batch, data):
     # The forger rewrites one row so that its hash matches its (swapped) prev_hash: the link still breaks.
@@ -158,7 +158,7 @@ def test_a_row_relinked_to_another_prev_hash_with_its_own_hash_recomputed_is_fou
     assert first_break(db) == seq
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_a_row_inserted_in_the_middle_with_a_correct_hash_of_its_own_is_found_at_the_row_after_it(batch, data):
     # Someone with the file renumbers the rows after k and inserts a well-formed event at k + 1, chained
@@ -176,7 +176,7 @@ def test_a_row_inserted_in_the_middle_with_a_correct_hash_of_its_own_is_found_at
     assert first_break(db) == k + 2
 
 
-@settings(max_examples=60)
+@settings(max_examples=60, deadline=None)  # each example builds a database: slow on a loaded machine
 @given(events, st.data())
 def test_a_value_of_the_wrong_type_in_any_column_is_found_at_that_row_never_a_crash(batch, data):
     # SQLite keeps whatever type is written: a blob or a number where the writer put text.
