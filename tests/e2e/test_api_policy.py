@@ -54,6 +54,13 @@ async def test_someone_else_cannot_extend_or_cancel_a_grant_and_nothing_is_creat
     mine = (await api.get("/v1/requests?mine=true", token=carol)).json()["requests"]
     assert mine == []
 
+    # Someone who may not see the grant at all learns nothing of it, not even its flow's durations.
+    api.bot.slack.add_user("U_DAVE", email="dave@example.com", name="dave")
+    dave = await api.token("U_DAVE", name="dave-all")
+    probing = await api.post(f"/v1/requests/{held.id}/extend", token=dave, json={"duration": "99d"})
+    assert probing.status_code == 404, probing.text
+    detail(probing)
+
 
 async def test_two_approvals_needed_one_token_counts_once(start_webhook_bot, receiver):
     api = await start_api_bot(
