@@ -110,3 +110,15 @@ async def test_a_body_over_the_cap_is_413_before_it_is_read_even_without_a_lengt
     )
     assert big.status_code == 413
     detail(big)
+
+
+async def test_an_unknown_id_of_any_length_leaves_at_most_a_short_id_in_the_audit_trail(api):
+    token = await api.token("U_ALICE", name="alice-ci")
+    long_id = "x" * 4000
+    for action in ("cancel", "revoke"):
+        response = await api.post(f"/v1/requests/{long_id}/{action}", token=token)
+        assert response.status_code == 404, response.text
+        detail(response)
+    assert await api.bot.audit(long_id) == []
+    noted = [e for e in await api.bot.engine.audit.list(limit=50) if e.action == "api.call"]
+    assert [(e.detail["action"], e.request_id) for e in noted] == [("cancel", "x" * 64), ("revoke", "x" * 64)]
