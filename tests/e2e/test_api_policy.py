@@ -122,3 +122,21 @@ async def test_an_unknown_id_of_any_length_leaves_at_most_a_short_id_in_the_audi
     assert await api.bot.audit(long_id) == []
     noted = [e for e in await api.bot.engine.audit.list(limit=50) if e.action == "api.call"]
     assert [(e.detail["action"], e.request_id) for e in noted] == [("cancel", "x" * 64), ("revoke", "x" * 64)]
+
+
+async def test_an_extension_past_max_total_duration_is_refused_through_the_api_as_in_slack(start_webhook_bot, receiver):
+    api = await start_api_bot(
+        start_webhook_bot, {**standard_flow(receiver.url, max_total_duration="1h"), "name": "capped"}
+    )
+    alice = await api.token("U_ALICE", name="alice-ci")
+    created = await api.post("/v1/requests", token=alice, json={**request_body(duration="30m"), "flow": "capped"})
+    assert created.status_code == 201, created.text
+    message = await api.bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="deploy 7")
+    await api.bot.approve(message, "U_BOB")
+    await receiver.wait_for(1, "grant")
+
+    too_long = await api.post(f"/v1/requests/{created.json()['id']}/extend", token=alice, json={"duration": "1h"})
+    assert too_long.status_code in (403, 422), too_long.text
+    assert "30m" in detail(too_long) or "at most" in detail(too_long)
+    fits = await api.post(f"/v1/requests/{created.json()['id']}/extend", token=alice, json={"duration": "30m"})
+    assert fits.status_code == 201, fits.text
