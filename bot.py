@@ -14,7 +14,8 @@
     python bot.py requests [--mine]          list requests through the HTTP API
     python bot.py revoke ID                  end a live grant now through the HTTP API
 
-This module only parses arguments, runs the chosen command and turns failures into exit codes;
+This module only parses arguments, runs the chosen command and turns failures into exit codes
+(each command's work is in cli/: identities, audit, report, tokens and the API calls);
 `runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
 print one clear sentence and exit non-zero, never a traceback. docs/configuration.md lists the
 commands, environment variables and exit codes.
@@ -28,15 +29,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import signal
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
-EXIT_STARTUP = 1
-EXIT_INVALID_CONFIG = 2
+from cli.common import EXIT_INVALID_CONFIG
+from cli.common import fail as _fail
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -134,33 +133,32 @@ def main(argv: list[str] | None = None) -> int:
             from sandbox.main import main as sandbox
 
             return sandbox(args.config, args.db, args.port)
+        # Each command's work lives in cli/ and is imported only when it runs (`--help` stays quick).
         if command == "identities":
+            from cli.identities import identities
+
             return asyncio.run(identities(args))
         if command == "audit":
-            return asyncio.run(audit_command(args) if args.audit_command else audit(args))
+            from cli import audit
+
+            return asyncio.run(audit.command(args) if args.audit_command else audit.trail(args))
         if command == "report":
-            return asyncio.run(access_report(args))
+            from cli import report
+
+            return asyncio.run(report.access(args))
         if command == "tokens":
+            from cli.commands import tokens
+
             return tokens(args)
         if command in ("request", "requests", "revoke"):
+            from cli.commands import api_command
+
             return api_command(args)
         return run()
     except StartupError as error:  # an unusable JITBOT_DB for identities / audit: a sentence, no traceback
         return _fail(error.user_message)
     except KeyboardInterrupt:
         return 130
-
-
-def _database_path() -> str:
-    """JITBOT_DB (default data/jitbot.db) for the commands that open the database; StartupError if it is a URL."""
-    from storage.db import DEFAULT_DATABASE_PATH, check_database_path
-
-    return check_database_path(os.environ.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB")
-
-
-def _fail(message: str, code: int = EXIT_STARTUP) -> int:
-    print(f"jitbot: {message}", file=sys.stderr)
-    return code
 
 
 def validate(config_path: str | None) -> int:
@@ -233,236 +231,6 @@ def run() -> int:
         return 0
 
     return asyncio.run(serve())
-
-
-async def identities(args) -> int:
-    """Manage identity overrides in the database named by JITBOT_DB."""
-    from storage.db import Store
-    from storage.identities import IdentityImportError, IdentityStore
-
-    store = await Store.open(_database_path())
-    actor = f"cli:{os.environ.get('USER', 'unknown')}"
-    try:
-        repo = IdentityStore(store)
-        if args.action == "set":
-            await repo.set(args.slack_id, args.system, args.identity, actor=actor)
-            print(f"{args.slack_id} → {args.identity} ({args.system})")
-        elif args.action == "list":
-            for item in await repo.list():
-                print(f"{item.slack_id}\t{item.system}\t{item.identity}")
-        elif args.action == "remove":
-            if not await repo.remove(args.slack_id, args.system, actor=actor):
-                return _fail(f"no override for {args.slack_id} ({args.system}).")
-            print(f"removed {args.slack_id} ({args.system})")
-        elif args.action == "import":
-            try:
-                count = await repo.import_csv(Path(args.file), actor=actor)
-            except IdentityImportError as error:
-                return _fail(str(error), EXIT_INVALID_CONFIG)
-            print(f"imported {count} override{'s' if count != 1 else ''}")
-        return 0
-    finally:
-        await store.close()
-
-
-async def audit_command(args) -> int:
-    """`audit verify`, `audit export` and `audit destinations` (audit_cli.py does the work)."""
-    import sqlite3
-    from datetime import UTC, datetime
-
-    import audit_cli
-    from storage.audit_outbox import ExportFilter
-    from storage.db import Store
-
-    selection = None
-    if args.audit_command == "export":
-        try:
-            since, until = audit_cli.parse_when(args.since), audit_cli.parse_when(args.until, end=True)
-        except ValueError as error:
-            return _fail(str(error), EXIT_INVALID_CONFIG)
-        if until <= since:
-            return _fail("--until must be after --since.", EXIT_INVALID_CONFIG)
-        selection = ExportFilter(since=since, until=until, flow=args.flow)
-    store = await Store.open(_database_path())
-    try:
-        if args.audit_command == "verify":
-            try:
-                result = await audit_cli.verify(store, [Path(p) for p in args.against])
-            except ValueError as error:
-                return _fail(str(error), EXIT_INVALID_CONFIG)
-            except sqlite3.DatabaseError as error:
-                return _fail(f"the audit trail cannot be read: {error}")
-            if result.problem is not None:
-                problem = result.problem
-                print(
-                    f"audit chain BROKEN at event {problem.event_id} (seq {problem.seq}): {problem.problem}",
-                    file=sys.stderr,
-                )
-                return 1
-            if not result.checked:
-                print("audit chain OK: the trail is empty")
-            else:
-                print(f"audit chain OK: {result.checked} events, head seq {result.head_seq} ({result.head_hash})")
-            return 0
-        if args.audit_command == "export":
-            assert selection is not None
-            out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-            try:
-                count = await audit_cli.export(store, selection, args.format, out)
-            finally:
-                if args.output:
-                    out.close()
-            print(f"exported {count} event{'s' if count != 1 else ''}", file=sys.stderr)
-            return 0
-        names = _destination_names(args.config)
-        audit_cli.print_status(await audit_cli.destination_status(store, names), datetime.now(UTC))
-        return 0
-    finally:
-        await store.close()
-
-
-def _destination_names(config_path: str | None) -> list[str] | None:
-    """The destinations of the flows file, or None (every cursor in the database) when it cannot be read."""
-    from core.config import load_config
-    from core.errors import JitError
-    from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
-
-    path = Path(config_path or os.environ.get("JITBOT_CONFIG", "config/flows.yaml"))
-    try:
-        config = load_config(
-            path, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES, resolve_secrets=False
-        )
-    except (JitError, OSError) as error:
-        message = getattr(error, "user_message", None) or str(error)
-        print(f"jitbot: {path} could not be read ({message}); showing every destination on record", file=sys.stderr)
-        return None
-    return [destination.key for destination in config.audit.destinations]
-
-
-def tokens(args) -> int:
-    """Create, list or revoke API tokens in the database named by JITBOT_DB."""
-    from cli import tokens as commands
-    from storage.tokens import TokenError
-
-    db_path = _database_path()
-    try:
-        if args.action == "create":
-            return asyncio.run(commands.create(db_path, args.user, args.name, args.expires, args.scope))
-        if args.action == "list":
-            return asyncio.run(commands.list_tokens(db_path))
-        return asyncio.run(commands.revoke(db_path, args.token))
-    except (TokenError, ValueError) as error:
-        return _fail(str(error), EXIT_INVALID_CONFIG)
-
-
-def api_command(args) -> int:
-    """`request`, `requests` and `revoke`: calls to the HTTP API at JITBOT_API_URL with JITBOT_API_TOKEN."""
-    from cli import requests as commands
-    from cli.api_client import ApiClient, ApiFailure
-
-    try:
-        client = ApiClient.from_env()
-        if args.command == "request":
-            return commands.request(client, args.flow, args.target, args.field, args.duration, wait=args.wait)
-        if args.command == "revoke":
-            return commands.revoke(client, args.request_id)
-        return commands.requests_table(client, mine=args.mine, status=args.status)
-    except ApiFailure as failure:
-        return _fail(failure.message, failure.code)
-
-
-async def audit(args) -> int:
-    """Print audit events as JSON lines, oldest first."""
-    from storage.audit import AuditLog
-    from storage.db import Store
-
-    store = await Store.open(_database_path())
-    try:
-        log = AuditLog(store)
-        events = await (log.for_request(args.request) if args.request else log.list(limit=args.limit))
-        for event in events:
-            print(
-                json.dumps(
-                    {
-                        "at": event.at.isoformat(),
-                        "actor": event.actor,
-                        "action": event.action,
-                        "request_id": event.request_id,
-                        "status_from": event.status_from,
-                        "status_to": event.status_to,
-                        "detail": event.detail,
-                    },
-                    default=str,
-                )
-            )
-        return 0
-    finally:
-        await store.close()
-
-
-def _instant(text: str, name: str) -> datetime:
-    """An ISO date or time from the command line, as aware UTC (a time without an offset is UTC)."""
-    try:
-        value = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(
-            f"{name} '{text[:40]}' is not a date like 2026-11-01 or a time like 2026-11-01T09:00Z"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-async def access_report(args) -> int:
-    """Write the access review of a period as CSV or one self-contained HTML file."""
-    from reports.access import write_csv, write_html
-    from storage.access_review import review_grants, review_targets
-    from storage.db import Store
-
-    now = datetime.now(UTC)
-    try:
-        since = _instant(args.since, "--since")
-        until = _instant(args.until, "--until") if args.until else now
-    except ValueError as error:
-        return _fail(str(error), EXIT_INVALID_CONFIG)
-    if since >= until:
-        return _fail("--since must be before --until.", EXIT_INVALID_CONFIG)
-
-    def render(db, out) -> int:
-        if args.format == "csv":
-            return write_csv(out, review_grants(db, since, until), now=now)
-        return write_html(
-            out,
-            review_targets(db, since, until),
-            lambda t, lanes: review_grants(db, since, until, flow=t.flow, target=t.target, by_person=lanes),
-            since=since,
-            until=until,
-            now=now,
-        )
-
-    store = await Store.open(_database_path())
-    try:
-        if not args.output:
-            count = await store.read(lambda db: render(db, sys.stdout))
-        else:
-            # Written beside the target and renamed over it: a failed run never leaves half a report.
-            path = Path(args.output)
-            partial = path.with_name(f".{path.name}.partial")
-            try:
-                with partial.open("w", encoding="utf-8", newline="") as out:
-                    count = await store.read(lambda db: render(db, out))
-                partial.replace(path)
-            except OSError as error:
-                partial.unlink(missing_ok=True)
-                return _fail(f"cannot write {path}: {error.strerror or error}.")
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-        print(
-            f"{count} grant{'s' if count != 1 else ''} from {since:%Y-%m-%d %H:%M} to {until:%Y-%m-%d %H:%M} UTC",
-            file=sys.stderr,
-        )
-        return 0
-    finally:
-        await store.close()
 
 
 if __name__ == "__main__":

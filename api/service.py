@@ -372,7 +372,8 @@ class ApiService:
         except ValidationError as error:
             raise field_problem(field_errors(error)) from None
         request_id = request.match_info["id"]
-        held = await self.engine.requests.get(request_id)
+        # Someone who may not even see the grant learns nothing of it (its flow's rules included): 404 as GET.
+        held = await self._visible_request(request, caller)
         flow = self.engine.life.flow(held.flow)
         if flow is None:
             raise NotAllowed(f"The flow '{held.flow}' is no longer in jitbot's configuration.")

@@ -18,12 +18,19 @@ EXIT_BAD_INPUT = 2
 _BAD_INPUT = frozenset({400, 404, 413, 415, 422})
 
 
-class ApiFailure(Exception):
-    """A call that did not succeed; `message` is for the person, `code` the exit code."""
+_PASSING = frozenset({429, 502, 503, 504})  # worth asking again: a limit, a restart, a proxy in between
 
-    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+
+class ApiFailure(Exception):
+    """A call that did not succeed; `message` is for the person, `code` the exit code; `passing` when
+    asking again later may succeed (the API unreachable, rate limited or briefly unavailable)."""
+
+    def __init__(
+        self, message: str, code: int = EXIT_REFUSED, *, passing: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message, self.code = message, code
+        self.passing, self.retry_after = passing, retry_after
 
 
 @dataclass
@@ -61,10 +68,28 @@ class ApiClient:
                 timeout=self.timeout,
             )
         except httpx.HTTPError as exc:
-            raise ApiFailure(f"could not reach the jitbot API at {self.url} ({type(exc).__name__}).") from None
+            raise ApiFailure(
+                f"could not reach the jitbot API at {self.url} ({type(exc).__name__}).", passing=True
+            ) from None
+        status = response.status_code
         if response.is_success:
-            return response.json()
-        raise ApiFailure(_explain(response), EXIT_BAD_INPUT if response.status_code in _BAD_INPUT else EXIT_REFUSED)
+            try:
+                return response.json()
+            except ValueError:  # e.g. a proxy's HTML page: not the jitbot API
+                raise ApiFailure(f"{self.url} answered {status} with something that is not JSON.") from None
+        raise ApiFailure(
+            _explain(response),
+            EXIT_BAD_INPUT if status in _BAD_INPUT else EXIT_REFUSED,
+            passing=status in _PASSING,
+            retry_after=_seconds(response.headers.get("Retry-After")),
+        )
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _explain(response: httpx.Response) -> str:

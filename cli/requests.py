@@ -20,6 +20,7 @@ from cli.api_client import EXIT_BAD_INPUT, ApiClient, ApiFailure
 GRANTED = "granted"
 STILL_GOING = frozenset({"pending", "approved"})  # approved: granting now
 POLL_SECONDS = 2.0
+OUTAGE_SECONDS = 300.0  # how long --wait keeps asking through an unreachable or busy API before giving up
 
 
 def _fields(flow: dict[str, Any], pairs: Sequence[str], duration: str | None) -> dict[str, Any]:
@@ -114,7 +115,28 @@ def follow(
                 status_line.write("\n")
             return 0 if current["status"] == GRANTED else 1
         sleep(poll)
-        current = client.call("GET", f"/v1/requests/{current['id']}")
+        current = _read_through_outages(client, current["id"], status_line=status_line, poll=poll, sleep=sleep)
+
+
+def _read_through_outages(
+    client: ApiClient, request_id: str, *, status_line: TextIO, poll: float, sleep: Callable[[float], None]
+) -> dict[str, Any]:
+    """The request, asking again while the API is briefly unreachable, rate limited or restarting: the
+    request is still being decided meanwhile, so a blip must not end --wait with a wrong exit code."""
+    waited = 0.0
+    while True:
+        try:
+            return dict(client.call("GET", f"/v1/requests/{quote(request_id, safe='')}"))
+        except ApiFailure as failure:
+            if not failure.passing or waited >= OUTAGE_SECONDS:
+                if failure.passing:
+                    failure.message += f" Request {request_id} may still be decided: bot.py requests shows it."
+                raise
+            pause = max(poll, failure.retry_after or 0.0)
+            status_line.write(f"\n{failure.message} Asking again in {pause:g} s.\n")
+            status_line.flush()
+            sleep(pause)
+            waited += pause
 
 
 def _describe(request: dict[str, Any], waited: float) -> str:

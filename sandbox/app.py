@@ -21,6 +21,7 @@ import yaml
 from core.clock import OffsetClock
 from core.config import load_config
 from core.config_models import JitConfig
+from core.errors import StartupError
 from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
 from sandbox import stand_ins
@@ -76,6 +77,14 @@ class Sandbox:
         """Start the Slack, the receiver and the bot; ConfigError / StartupError as `bot.py run` raises them."""
         # References stay unresolved here: this copy only names channels, people and what is stood in for.
         self.config = load_config(self.config_path, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES)
+        if self.config.audit.destinations:
+            # The bot would deliver the sandbox's made-up events to real places (a SIEM, a bucket, a file),
+            # with the credentials of the environment: the sandbox contacts nothing outside this machine.
+            names = ", ".join(d.key for d in self.config.audit.destinations)
+            raise StartupError(
+                f"{self.config_path} sends audit events to {names}, and the sandbox sends nothing out: "
+                "run it with a copy of the flows file without audit.destinations."
+            )
         self.notes = stand_ins.notes(self.config)
         self.home_tab, self.events = slack_app_features(MANIFEST)
         if self._db_path is None:

@@ -198,16 +198,23 @@ async def _click(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _home(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
-    """The person opens the bot's App Home tab: Slack sends app_home_opened."""
+    """The person opens the bot's App Home tab: Slack sends app_home_opened (with the view last published)."""
     assert sandbox.emu is not None
     user = _person(sandbox, body)
     if "app_home_opened" not in sandbox.events:
         return {"ok": True, "sent": False}  # the app does not subscribe to it, so Slack sends nothing
-    channel = sandbox.emu.workspace.im_for(user).id
-    await sandbox.emu.send_event(
-        {"type": "app_home_opened", "user": user, "channel": channel, "tab": "home", "event_ts": "0"}
-    )
+    await sandbox.emu.open_home(user)
     return {"ok": True, "sent": True}
+
+
+async def _home_click(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
+    """The person clicks a button on their own App Home tab (Revoke now, Extend, Cancel, Approve, Deny)."""
+    assert sandbox.emu is not None
+    block_id = body.get("block_id") if isinstance(body.get("block_id"), str) else None
+    await sandbox.emu.click_in_home(
+        _person(sandbox, body), action_id=_text(body, "action_id", limit=255), block_id=block_id
+    )
+    return {"ok": True}
 
 
 async def _fast_forward(sandbox: Sandbox, body: dict[str, Any]) -> dict[str, Any]:
@@ -226,6 +233,7 @@ ACTIONS: dict[str, Handler] = {
     "close": _close,
     "click": _click,
     "home": _home,
+    "home-click": _home_click,
     "fast-forward": _fast_forward,
 }
 
@@ -297,5 +305,5 @@ def _view(view: View) -> dict[str, Any]:
 def _home_view(sandbox: Sandbox, user: str) -> dict[str, Any] | None:
     """The App Home the bot published for `user` (views.publish), if it did."""
     assert sandbox.emu is not None
-    homes = [v for v in sandbox.emu.workspace.views.values() if v.user == user and v.payload.get("type") == "home"]
-    return _view(homes[-1]) if homes else None
+    home = sandbox.emu.home_of(user)
+    return _view(home) if home is not None else None

@@ -6,6 +6,7 @@ and its user, never the token itself. `find` and `touch` serve the HTTP API (cor
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -23,6 +24,8 @@ _COLUMNS = (
     "id, name, slack_user, scopes, created_at, created_by, expires_at, revoked_at, revoked_by, last_used_at, digest"
 )
 TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is for people, not a write per call
+
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{1,31}")  # Slack ids are U/W + capitals and digits
 
 
 class TokenError(JitError):
@@ -67,6 +70,12 @@ class TokenStore:
         user = user.strip()
         if not user:
             raise TokenError("give the Slack user id the token acts as (--user U123)")
+        if not _SLACK_USER_ID.fullmatch(user):
+            # A name, an email or an @mention would make a token that fails at its first call.
+            raise TokenError(
+                f"{user[:40]!r} is not a Slack user id: give the id (U… or W…, from the person's profile, "
+                "More → Copy member ID), not a name or an email"
+            )
         if not scopes:
             raise TokenError("a token needs at least one scope")
         fresh = new_token()

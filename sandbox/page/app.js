@@ -16,6 +16,7 @@ const EMOJI = {
   warning: "⚠️", x: "❌", white_check_mark: "✅", no_entry_sign: "🚫", lock: "🔒", alarm_clock: "⏰",
   rotating_light: "🚨", no_entry: "⛔", hourglass_flowing_sand: "⏳", gear: "⚙️", hourglass: "⌛",
   unlock: "🔓", key: "🔑", information_source: "ℹ️", bell: "🔔", tada: "🎉", eyes: "👀",
+  leftwards_arrow_with_hook: "↩️", arrows_counterclockwise: "🔄",
 };
 
 const $ = (sel) => document.querySelector(sel);
@@ -181,6 +182,9 @@ function renderElement(element, block, ctx) {
 
 function press(element, block, ctx) {
   if (element.url) window.open(element.url, "_blank", "noopener");
+  if (ctx.kind === "home") {
+    return post("home-click", { user: ui.me, action_id: element.action_id, block_id: block.block_id });
+  }
   if (ctx.kind === "view") {
     return post("view-action", { user: ui.me, view: ctx.view.id, action_id: element.action_id, block_id: block.block_id });
   }
@@ -390,7 +394,12 @@ function renderPeople() {
         class: person.id === ui.me ? "me" : "",
         "data-person": person.id,
         title: person.about,
-        onclick: () => { ui.me = person.id; localStorage.setItem("jitbot-sandbox-me", person.id); render(); },
+        onclick: () => {
+          ui.me = person.id;
+          localStorage.setItem("jitbot-sandbox-me", person.id);
+          if (ui.conv === "home") post("home", { user: ui.me }, { quiet: true }); // the new person opens their own Home
+          render();
+        },
       }, person.real_name, " ", el("small", {}, person.role)),
     ),
   );
@@ -442,7 +451,7 @@ function renderConversation() {
   if (ui.conv === "home") {
     const home = ui.state.homes[ui.me];
     $("#conversation-title").textContent = "App Home";
-    box.replaceChildren(home ? renderBlocks(home.blocks, { kind: "view", view: home })
+    box.replaceChildren(home ? renderBlocks(home.blocks, { kind: "home", view: home })
       : el("p", { class: "muted" }, "The bot has not published an App Home for you."));
     return;
   }

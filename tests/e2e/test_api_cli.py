@@ -113,6 +113,9 @@ async def test_tokens_are_created_shown_once_listed_and_revoked(tmp_path):
     assert again.returncode == 2 and "already revoked" in again.stderr
     bad = await run_cli("tokens", "create", "--user", "U1", "--scope", "root", env=env)
     assert bad.returncode == 2 and "unknown scope root" in bad.stderr
+    for wrong in ("alice@example.com", "@alice", "U123'; x", "u123"):
+        named = await run_cli("tokens", "create", "--user", wrong, env=env)
+        assert named.returncode == 2 and "is not a Slack user id" in named.stderr, named
     audit = await run_cli("audit", env=env)
     assert [line["action"] for line in audit.json_lines()] == ["token.created", "token.revoked"]
     assert token not in audit.stdout

@@ -70,19 +70,30 @@ def message_button(browser: WebDriver, label: str):
     return buttons[-1] if buttons else None
 
 
-def ask_for_access(browser: WebDriver, *, target: str, duration: str, reason: str) -> None:
-    """Riley types /sym, leaves the form empty once (Slack refuses), then fills it and requests."""
-    be(browser, "U0REQUESTER")
-    open_conversation(browser, "dm")
-    type_command(browser, "/sym")
-    modal = wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
-    assert "Request access" in modal.text
+def fill_request(browser: WebDriver, *, target: str, duration: str, reason: str) -> None:
+    """Fill the open request modal and press its submit button."""
     Select(browser.find_element(By.ID, "in-target")).select_by_visible_text(target)
     Select(browser.find_element(By.ID, "in-field:duration")).select_by_visible_text(duration)
     browser.find_element(By.ID, "in-field:reason").send_keys(reason)
     browser.find_element(By.ID, "modal-submit").click()
     wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+
+
+def ask_for_access(browser: WebDriver, *, target: str, duration: str, reason: str) -> None:
+    """Riley types /sym, fills the form and requests."""
+    be(browser, "U0REQUESTER")
+    open_conversation(browser, "dm")
+    type_command(browser, "/sym")
+    modal = wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
+    assert "Request access" in modal.text
+    fill_request(browser, target=target, duration=duration, reason=reason)
     wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "was sent to"))
+
+
+def home_button(browser: WebDriver, label: str):
+    """The App Home's first button called `label`."""
+    buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, "#messages .block-button") if b.text == label]
+    return buttons[0] if buttons else None
 
 
 def test_story_request_approve_grant_visible_fast_forward_ends_it(tmp_path: Path, screenshots):
@@ -90,27 +101,32 @@ def test_story_request_approve_grant_visible_fast_forward_ends_it(tmp_path: Path
         browser.get(box.url)
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
 
-        # A required input left empty: the page refuses as Slack does, and nothing reaches the bot.
+        # The outsider (a guest) may not ask: /sym db_access answers why, on the page, and opens nothing.
         be(browser, "U0OUTSIDER")
+        open_conversation(browser, "dm")
+        type_command(browser, "/sym db_access")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "Guests"))
+        assert "only visible to you" in text_of(browser, "#messages")
+        assert not browser.find_elements(By.ID, "modal")
+        screenshots(browser, "01-guest-refused")
+
+        # A required input left empty: the page refuses as Slack does, and nothing reaches the bot.
+        be(browser, "U0REQUESTER")
+        open_conversation(browser, "dm")
         type_command(browser, "/sym db_access")
         wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
-        browser.find_element(By.ID, "in-field:reason").send_keys("curious")
+        browser.find_element(By.ID, "in-field:reason").send_keys("incident 42: read the orders table")
         browser.find_element(By.ID, "modal-submit").click()
         error = browser.find_element(By.CSS_SELECTOR, '[data-block-id="target"] .input-error')
         assert error.text == "Please complete this required field."
-        # What the bot refuses comes back as its inline error (response_action: errors): a guest may not ask.
-        Select(browser.find_element(By.ID, "in-target")).select_by_visible_text("Prod (read-only)")
-        browser.find_element(By.ID, "modal-submit").click()
-        wait(browser).until(
-            seen.text_to_be_present_in_element((By.CSS_SELECTOR, '[data-block-id="target"] .input-error'), "Guests")
-        )
         screenshots(browser, "01-inline-error")
-        browser.find_element(By.ID, "modal-close").click()
+        Select(browser.find_element(By.ID, "in-target")).select_by_visible_text("Prod (read-only)")
+        Select(browser.find_element(By.ID, "in-field:duration")).select_by_visible_text("15m")
+        browser.find_element(By.ID, "modal-submit").click()
         wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "was sent to"))
 
-        ask_for_access(browser, target="Prod (read-only)", duration="15m", reason="incident 42: read the orders table")
-
-        # The outsider (a guest) is refused; the approver approves.
+        # The outsider's Approve is refused with the reason; the approver approves.
         be(browser, "U0OUTSIDER")
         open_conversation(browser, "C0APPROVALS")
         click(browser, lambda b: message_button(b, "Approve"))
@@ -138,26 +154,42 @@ def test_story_request_approve_grant_visible_fast_forward_ends_it(tmp_path: Path
         screenshots(browser, "03-ended")
 
 
-def test_revoke_now_ends_a_grant_at_the_receiver_where_the_bot_offers_it(tmp_path: Path, screenshots):
+def test_help_list_and_the_app_home_with_extend_and_revoke_now(tmp_path: Path, screenshots):
     with SandboxProcess(["--port", "0"]) as box, headless_chromium(tmp_path) as browser:
         browser.get(box.url)
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
         ask_for_access(browser, target="Staging (admin)", duration="1h", reason="deploy")
-        be(browser, "U0ADMIN1")
-        open_conversation(browser, "C0APPROVALS")
-        click(browser, lambda b: message_button(b, "Approve"))
+
+        # /sym help and /sym list answer the caller alone, on the page.
+        type_command(browser, "/sym help")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "/sym db_access"))
+        type_command(browser, "/sym list")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "Your pending requests"))
+        assert "only visible to you" in text_of(browser, "#messages")
+
+        # The App Home: opening it sends app_home_opened, and the bot's published view is rendered.
+        open_conversation(browser, "home")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "Your pending requests"))
+        assert home_button(browser, "Cancel request") is not None
+
+        be(browser, "U0ADMIN1")  # the approver's own Home lists what waits for their decision
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "Waiting for your decision"))
+        click(browser, lambda b: home_button(b, "Approve"))
         wait(browser).until(lambda b: holdings(b))
+
         be(browser, "U0REQUESTER")
-        open_conversation(browser, "dm")
-        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "is granted"))
-        if message_button(browser, "Revoke now") is None:  # on the DM, or else on the approval message
-            open_conversation(browser, "C0APPROVALS")
-        if message_button(browser, "Revoke now") is None:
-            pytest.skip("this bot offers no Revoke now button (the story test ends the grant by fast-forward)")
-        click(browser, lambda b: message_button(b, "Revoke now"))
+        wait(browser).until(lambda b: home_button(b, "Revoke now") is not None)
+        screenshots(browser, "04-app-home")
+        click(browser, lambda b: home_button(b, "Extend"))
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "modal"), "Extend access"))
+        browser.find_element(By.ID, "modal-close").click()
+        wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+        click(browser, lambda b: home_button(b, "Revoke now"))
         if browser.find_elements(By.ID, "confirm-yes"):
             click(browser, lambda b: b.find_element(By.ID, "confirm-yes"))
         wait(browser).until(lambda b: holdings(b) == [])
+        open_conversation(browser, "dm")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "early"))
         screenshots(browser, "04-revoked")
 
 
@@ -200,6 +232,8 @@ flows:
   - name: deploys
     label: Deploy rights
     approval_channel: C0APPROVALS
+    approvers: {users: [U0ADMIN1, U0ADMIN2, U0ADMIN3]}
+    approvals_required: 2
     strategy:
       type: webhook
       url: http://127.0.0.1:9000/grants
@@ -211,7 +245,7 @@ flows:
 """
 
 
-def test_with_several_flows_picking_one_replaces_the_modal_with_its_form(tmp_path: Path):
+def test_several_flows_two_approvals_deny_with_a_reason_and_cancel(tmp_path: Path):
     config = tmp_path / "flows.yaml"
     config.write_text(TWO_FLOWS)
     with SandboxProcess(["--port", "0", "--config", str(config)]) as box, headless_chromium(tmp_path) as browser:
@@ -228,3 +262,34 @@ def test_with_several_flows_picking_one_replaces_the_modal_with_its_form(tmp_pat
         browser.find_element(By.ID, "modal-submit").click()
         wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "CI pipeline"))
+
+        # Two approvals needed: the first shows "1 of 2 approvals"; the second approver's Deny opens a
+        # modal for a reason, and the reason reaches the requester.
+        be(browser, "U0ADMIN1")
+        open_conversation(browser, "C0APPROVALS")
+        click(browser, lambda b: message_button(b, "Approve"))
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "1 of 2 approvals"))
+        be(browser, "U0ADMIN2")
+        click(browser, lambda b: message_button(b, "Deny"))
+        wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
+        browser.find_element(By.ID, "in-deny-reason").send_keys("no change window today")
+        browser.find_element(By.ID, "modal-submit").click()
+        wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "no change window today"))
+        be(browser, "U0REQUESTER")
+        open_conversation(browser, "dm")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "was denied"))
+
+        # A pending request withdrawn with its DM's Cancel request: approvers see it cancelled.
+        type_command(browser, "/sym db_access")
+        wait(browser).until(seen.visibility_of_element_located((By.ID, "modal")))
+        Select(browser.find_element(By.ID, "in-target")).select_by_visible_text("Prod")
+        browser.find_element(By.ID, "in-field:reason").send_keys("look at a table")
+        Select(browser.find_element(By.ID, "in-field:duration")).select_by_visible_text("15m")
+        browser.find_element(By.ID, "modal-submit").click()
+        wait(browser).until(seen.invisibility_of_element_located((By.ID, "modal")))
+        click(browser, lambda b: message_button(b, "Cancel request"))
+        if browser.find_elements(By.ID, "confirm-yes"):
+            click(browser, lambda b: b.find_element(By.ID, "confirm-yes"))
+        open_conversation(browser, "C0APPROVALS")
+        wait(browser).until(seen.text_to_be_present_in_element((By.ID, "messages"), "Cancelled by the requester"))

@@ -84,3 +84,16 @@ def test_bot_py_run_without_tokens_still_refuses():
     )
     assert result.returncode == 1
     assert "SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not set" in result.stderr
+
+
+def test_a_flows_file_that_ships_audit_events_out_is_refused_in_one_line(tmp_path):
+    shipped = (REPO / "config" / "flows.yaml").read_text()
+    config = tmp_path / "flows.yaml"
+    config.write_text(
+        shipped + "\naudit:\n  destinations:\n    - {type: http, url: 'https://siem.example.com/in', secret: s3cr3t}\n"
+    )
+    result = run_sandbox(["--config", str(config), "--port", "0"])
+    assert result.returncode == 1, result
+    (line,) = result.stderr.splitlines()
+    assert "http:https://siem.example.com/in" in line and "sends nothing out" in line and "s3cr3t" not in line
+    assert result.stdout == ""

@@ -27,6 +27,9 @@ async def client(sandbox):
         ("fast-forward", {"minutes": "15"}, "minutes must be a number"),
         ("submit", {"user": REQUESTER_ID, "view": "V404", "values": {}}, "no view 'V404'"),
         ("click", {"user": REQUESTER_ID, "channel": "C0APPROVALS", "ts": "1.2", "action_id": "x"}, "no message"),
+        ("home-click", {"user": REQUESTER_ID, "action_id": "x"}, "has no Home tab published"),
+        ("home-click", {"user": "U0BOT", "action_id": "x"}, "U0BOT is not one of the sandbox's people"),
+        ("click", {"user": REQUESTER_ID, "channel": "DADMIN1", "ts": "1.2", "action_id": "x"}, "no channel"),
     ],
 )
 async def test_what_a_person_could_not_do_is_refused_with_a_sentence_and_changes_nothing(
