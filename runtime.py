@@ -150,7 +150,7 @@ class Runtime:
     # its logging was configured with; the Slack tokens are registered however Settings was built.
     secrets: SecretRegistry = field(default_factory=SecretRegistry)
     # Audit delivery: the back-off after a failed delivery and how often an idle worker looks again
-    # (tests shorten both); `audit_transport` replaces the HTTP transport of http/datadog destinations.
+    # (tests shorten both).
     audit_backoff: Backoff = AUDIT_DELIVERY
     audit_poll_seconds: float = POLL_SECONDS
 
