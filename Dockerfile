@@ -17,13 +17,14 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY requirements-runtime.lock ./
 RUN pip install --no-cache-dir -r requirements-runtime.lock
-COPY bot.py runtime.py ./
+COPY bot.py runtime.py audit_cli.py ./
 COPY core ./core
 COPY handlers ./handlers
 COPY strategies ./strategies
 COPY storage ./storage
 COPY sandbox ./sandbox
 COPY examples ./examples
+COPY audit_sinks ./audit_sinks
 COPY config ./config
 
 RUN useradd --system --uid 10001 --home-dir /nonexistent jitbot && mkdir -p /data && chown jitbot /data

@@ -6,6 +6,9 @@
     python bot.py identities …               manage identity overrides (Slack user → target-system user)
     python bot.py audit [--request ID]       print the audit trail as JSON lines (evidence for auditors)
     python bot.py report access --since …    the access review: who held what, when, approved by whom (CSV/HTML)
+    python bot.py audit verify [--against FILE]        check the hash chain (exit 1 naming the first bad event)
+    python bot.py audit export --since D --until D [--flow F] [--format jsonl|csv]   stream events out
+    python bot.py audit destinations         each destination's backlog and last error
 
 This module only parses arguments, runs the chosen command and turns failures into exit codes;
 `runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
@@ -60,9 +63,26 @@ def build_parser() -> argparse.ArgumentParser:
     iimport = isub.add_parser("import", help="import overrides from a CSV file (slack_id,system,identity)")
     iimport.add_argument("file")
 
-    audit = sub.add_parser("audit", help="print the audit trail as JSON lines")
+    audit = sub.add_parser("audit", help="print the audit trail as JSON lines; verify, export, destinations")
     audit.add_argument("--request", help="only this request id")
     audit.add_argument("--limit", type=int, default=10_000)
+    asub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
+    verify = asub.add_parser("verify", help="check the whole hash chain; exit 1 naming the first bad event")
+    verify.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also check a file destination's copy (JSON lines): catches rows removed from the end",
+    )
+    export = asub.add_parser("export", help="stream events between two dates as JSON lines or CSV")
+    export.add_argument("--since", required=True, help="from this date or time (inclusive, UTC)")
+    export.add_argument("--until", required=True, help="to this date (the whole day) or time (exclusive, UTC)")
+    export.add_argument("--flow", help="only events of this flow")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--output", help="write to this file instead of standard output")
+    destinations = asub.add_parser("destinations", help="each audit destination's backlog and last error")
+    destinations.add_argument("--config", help="flows file (default: $JITBOT_CONFIG or config/flows.yaml)")
 
     report = sub.add_parser("report", help="reports for auditors")
     rsub = report.add_subparsers(dest="report", metavar="REPORT", required=True)
@@ -90,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "identities":
             return asyncio.run(identities(args))
         if command == "audit":
-            return asyncio.run(audit(args))
+            return asyncio.run(audit_command(args) if args.audit_command else audit(args))
         if command == "report":
             return asyncio.run(access_report(args))
         return run()
@@ -212,6 +232,80 @@ async def identities(args) -> int:
         return 0
     finally:
         await store.close()
+
+
+async def audit_command(args) -> int:
+    """`audit verify`, `audit export` and `audit destinations` (audit_cli.py does the work)."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    import audit_cli
+    from storage.audit_outbox import ExportFilter
+    from storage.db import Store
+
+    selection = None
+    if args.audit_command == "export":
+        try:
+            since, until = audit_cli.parse_when(args.since), audit_cli.parse_when(args.until, end=True)
+        except ValueError as error:
+            return _fail(str(error), EXIT_INVALID_CONFIG)
+        if until <= since:
+            return _fail("--until must be after --since.", EXIT_INVALID_CONFIG)
+        selection = ExportFilter(since=since, until=until, flow=args.flow)
+    store = await Store.open(_database_path())
+    try:
+        if args.audit_command == "verify":
+            try:
+                result = await audit_cli.verify(store, [Path(p) for p in args.against])
+            except ValueError as error:
+                return _fail(str(error), EXIT_INVALID_CONFIG)
+            except sqlite3.DatabaseError as error:
+                return _fail(f"the audit trail cannot be read: {error}")
+            if result.problem is not None:
+                problem = result.problem
+                print(
+                    f"audit chain BROKEN at event {problem.event_id} (seq {problem.seq}): {problem.problem}",
+                    file=sys.stderr,
+                )
+                return 1
+            if not result.checked:
+                print("audit chain OK: the trail is empty")
+            else:
+                print(f"audit chain OK: {result.checked} events, head seq {result.head_seq} ({result.head_hash})")
+            return 0
+        if args.audit_command == "export":
+            assert selection is not None
+            out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+            try:
+                count = await audit_cli.export(store, selection, args.format, out)
+            finally:
+                if args.output:
+                    out.close()
+            print(f"exported {count} event{'s' if count != 1 else ''}", file=sys.stderr)
+            return 0
+        names = _destination_names(args.config)
+        audit_cli.print_status(await audit_cli.destination_status(store, names), datetime.now(UTC))
+        return 0
+    finally:
+        await store.close()
+
+
+def _destination_names(config_path: str | None) -> list[str] | None:
+    """The destinations of the flows file, or None (every cursor in the database) when it cannot be read."""
+    from core.config import load_config
+    from core.errors import JitError
+    from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
+
+    path = Path(config_path or os.environ.get("JITBOT_CONFIG", "config/flows.yaml"))
+    try:
+        config = load_config(
+            path, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES, resolve_secrets=False
+        )
+    except (JitError, OSError) as error:
+        message = getattr(error, "user_message", None) or str(error)
+        print(f"jitbot: {path} could not be read ({message}); showing every destination on record", file=sys.stderr)
+        return None
+    return [destination.key for destination in config.audit.destinations]
 
 
 async def audit(args) -> int:

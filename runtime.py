@@ -27,15 +27,21 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from audit_sinks import build_sinks
+from core.audit_delivery import AUDIT_DELIVERY, POLL_SECONDS, AuditDelivery
+from core.audit_events import config_loaded_detail
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
 from core.errors import StartupError
 from core.hook_runner import HookRunner
 from core.hooks import load_hooks
+from core.lifecycle import SYSTEM
 from core.metrics import MeteredRequests
+from core.models import AuditEvent
 from core.reconcile import RECONCILE_TICK_SECONDS, Reconciler
 from core.retired import RetiredStrategies, rebuild_retired
+from core.retry import Backoff
 from core.scheduler import Scheduler
 from core.secrets import SecretRegistry
 from handlers.directory import SlackDirectory
@@ -44,6 +50,7 @@ from handlers.listeners import Listeners
 from handlers.metrics import PrometheusMetrics, SlackCallCounter
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
+from storage.audit_outbox import AuditCursors
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
@@ -120,6 +127,10 @@ class Runtime:
     # This bot's secrets: every part that writes text out scrubs with it. `bot.py` passes the one
     # its logging was configured with; the Slack tokens are registered however Settings was built.
     secrets: SecretRegistry = field(default_factory=SecretRegistry)
+    # Audit delivery: the back-off after a failed delivery and how often an idle worker looks again
+    # (tests shorten both); `audit_transport` replaces the HTTP transport of http/datadog destinations.
+    audit_backoff: Backoff = AUDIT_DELIVERY
+    audit_poll_seconds: float = POLL_SECONDS
 
     def __post_init__(self) -> None:
         self.secrets.register(self.settings.bot_token)
@@ -140,6 +151,7 @@ class Runtime:
         self.hook_modules: dict[str, object] = {}
         self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
         self.metrics = PrometheusMetrics()  # this bot's own registry, served at /metrics
+        self.audit_delivery: AuditDelivery | None = None
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -174,6 +186,7 @@ class Runtime:
         requests = MeteredRequests(RequestRepo(self.store, secrets), self.metrics)
         audit = AuditLog(self.store, secrets)
         identities = IdentityStore(self.store, secrets=secrets)
+        await self._audit_config_loaded(audit)
 
         for name, spec in self.config.integrations.items():
             integration = self.integration_types[spec.type](name, spec)
@@ -251,6 +264,22 @@ class Runtime:
                 self.scheduler.every("reconcile", self.reconciler.run_due, timedelta(seconds=RECONCILE_TICK_SECONDS))
             armed = await self.scheduler.arm_window()
             log.info("timers.armed", count=armed)
+        # Delivery reads the trail after each destination's cursor; it runs beside requests, never in their path.
+        self.audit_delivery = AuditDelivery(
+            AuditCursors(self.store),
+            build_sinks(
+                self.config.audit,
+                integrations=self.integrations,
+                base_dir=settings.config_path.parent,
+                clock=self.clock,
+            ),
+            alert=notifier.alert,
+            clock=self.clock,
+            secrets=secrets,
+            backoff=self.audit_backoff,
+            poll_seconds=self.audit_poll_seconds,
+        )
+        await self.audit_delivery.start()
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
         if settings.health_address:
@@ -263,6 +292,21 @@ class Runtime:
                 routes={"/metrics": self.metrics.handle},
             )
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
+
+    async def _audit_config_loaded(self, audit: AuditLog) -> None:
+        """Record the flows file this start runs on (its SHA-256), and whether it changed since the last start."""
+        path = self.settings.config_path
+        content = await asyncio.to_thread(path.read_bytes)
+        previous = await audit.latest("config.loaded")
+        previous_sha = previous.detail.get("sha256") if previous is not None else None
+        detail = config_loaded_detail(
+            str(path),
+            content,
+            previous_sha if isinstance(previous_sha, str) else None,
+            [flow.name for flow in self.config.flows],
+            [destination.key for destination in self.config.audit.destinations],
+        )
+        await audit.append(AuditEvent(at=self.clock.now(), actor=SYSTEM, action="config.loaded", detail=detail))
 
     async def _database_answers(self) -> bool:
         return await self.store.read(lambda db: db.execute("SELECT 1").fetchone()[0] == 1)
@@ -307,6 +351,8 @@ class Runtime:
             # `approved` (recovery settles it), a revocation stays due, an edit is not sent.
             await self.listeners.cancel()
             await self.engine.cancel_follow_ups()
+        if self.audit_delivery is not None:
+            await self.audit_delivery.stop()
         if self.retired is not None:
             await self.retired.aclose()
         # After the listeners and timers are drained, so no hook call is running: stops their processes.

@@ -30,6 +30,7 @@ from pydantic import (
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from core.audit_config import AuditSettings
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
 from core.schema import (
     CONTEXT_KEY,
@@ -428,6 +429,7 @@ class JitConfig(StrictModel):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     integrations: dict[Name, IntegrationEntry] = {}
     flows: Annotated[list[Flow], Field(min_length=1)]
+    audit: AuditSettings = Field(default_factory=AuditSettings)
 
     _path: Path | None = PrivateAttr(default=None)
     _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)  # the loader's: see `secrets`

@@ -130,12 +130,14 @@ class DecisionChecks:
     async def fresh_user(self, slack_id: str, who: str) -> UserInfo:
         """The person as the directory knows them right now; NotAllowed when it cannot be asked."""
         try:
-            return await self.directory.lookup_user(slack_id, fresh=True)
+            person = await self.directory.lookup_user(slack_id, fresh=True)
         except NotAllowed:
             raise
         except Exception as exc:  # fail closed: an unverifiable person decides nothing
             log.warning("directory.unavailable", user=slack_id, error=self.life.scrub(str(exc)))
             raise NotAllowed(f"Could not check {who} with Slack just now; try again in a moment.") from None
+        self.life.remember(person)
+        return person
 
     async def _group_members(self, groups: Iterable[str]) -> frozenset[str]:
         members: set[str] = set()

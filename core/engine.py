@@ -269,6 +269,7 @@ class AccessEngine:
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
         )
+        life.remember(draft.requester)
         life.submitting.add(request.id)
         try:
             await life.requests.create(

@@ -89,7 +89,27 @@ class HookRunner:
     async def on_request(self, flow: Flow, evt: HookEvent, request: AccessRequest) -> Approve | Deny | None:
         """The fast-track / auto-deny decision, or None to leave it to humans."""
         ok, result = await self._call(flow, "on_request", evt, request)
-        return result if ok and isinstance(result, (Approve, Deny)) else None
+        if not (ok and isinstance(result, (Approve, Deny))):
+            return None
+        # The verdict itself is evidence, apart from what follows it (a fast-track approval may still be
+        # refused). Unrecorded, it is not acted on: humans decide, which is the safe side.
+        try:
+            await self.audit.append(
+                AuditEvent(
+                    at=self.clock.now(),
+                    actor=self.actor(flow, "on_request"),
+                    action="hook.verdict",
+                    request_id=request.id,
+                    detail={"hook": "on_request", "verdict": "approve" if isinstance(result, Approve) else "deny"},
+                    flow=request.flow,
+                    target=request.target,
+                    reason=result.reason,
+                )
+            )
+        except Exception:
+            log.exception("hook.verdict_not_recorded", flow=flow.name, request_id=request.id)
+            return None
+        return result
 
     async def approvers(
         self, flow: Flow, evt: HookEvent, request: AccessRequest

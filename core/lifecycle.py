@@ -27,7 +27,16 @@ from core.follow_ups import FollowUps
 from core.hook_runner import HookRunner
 from core.metrics import NO_METRICS, Metrics, timed_call
 from core.models import AccessRequest, AuditEvent, RequestStatus, Subject, Target
-from core.ports import Alert, AuditTrail, IdentityLookup, Notifier, RequesterNotice, RequestStore, Timers
+from core.ports import (
+    Alert,
+    AuditTrail,
+    IdentityLookup,
+    Notifier,
+    RequesterNotice,
+    RequestStore,
+    Timers,
+    UserInfo,
+)
 from core.retry import Backoff, call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
@@ -37,6 +46,7 @@ log = structlog.get_logger("jitbot.engine")
 
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
+PEOPLE_REMEMBERED = 10_000
 
 
 class Lifecycle:
@@ -77,6 +87,9 @@ class Lifecycle:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.metrics: Metrics = NO_METRICS  # the composition root wires the /metrics adapter
         self.follow_ups = FollowUps()  # notifications that must not hold up a revocation
+        # People seen at submit and at a click (insertion-ordered: the oldest goes first), so the
+        # audit trail names the actor by email and name without asking Slack while writing it.
+        self._people: dict[str, UserInfo] = {}
 
     def scrub(self, text: str) -> str:
         """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
@@ -160,7 +173,9 @@ class Lifecycle:
         status_to: RequestStatus | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> AuditEvent:
-        """An audit row about `request`, at the clock's now."""
+        """An audit row about `request`, at the clock's now, with the actor's email and name when known."""
+        person = self._people.get(actor)
+        email = person.email if person else (request.requester_email if actor == request.requester else None)
         return AuditEvent(
             at=self.clock.now(),
             actor=actor,
@@ -169,7 +184,18 @@ class Lifecycle:
             status_from=status_from.value if status_from else None,
             status_to=status_to.value if status_to else None,
             detail=dict(detail or {}),
+            flow=request.flow,
+            target=request.target,
+            actor_email=email,
+            actor_name=person.name if person else None,
         )
+
+    def remember(self, person: UserInfo) -> None:
+        """Keep a person's email and name for the audit rows of what they do next (bounded, most recent)."""
+        self._people.pop(person.slack_id, None)
+        self._people[person.slack_id] = person
+        if len(self._people) > PEOPLE_REMEMBERED:
+            self._people.pop(next(iter(self._people)))
 
     # ── best-effort notifications ─────────────────────────────────────────────────────────────
 

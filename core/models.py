@@ -90,7 +90,12 @@ class MessageRef:
 
 @dataclass(frozen=True)
 class AuditEvent:
-    """One append-only audit record: who did what to which request, when and why."""
+    """One append-only audit record: who did what to which request, when and why.
+
+    Only the first fields are needed: the writer derives the rest of the documented event
+    (docs/audit.md): its type from `action` (core.audit_events), `via` from the actor, the flow and
+    target from the stored request, and the reason and fields from `detail`, unless given here.
+    """
 
     at: datetime
     actor: str
@@ -99,3 +104,9 @@ class AuditEvent:
     status_from: str | None = None
     status_to: str | None = None
     detail: Mapping[str, Any] = field(default_factory=dict)
+    via: str | None = None  # slack | api | hook | system | cli; else detail["via"], else read from the actor
+    flow: str | None = None
+    target: str | None = None
+    actor_email: str | None = None
+    actor_name: str | None = None
+    reason: str | None = None

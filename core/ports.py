@@ -12,6 +12,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from core.audit_events import ChainHead, StoredEvent
 from core.models import AccessRequest, AuditEvent, RequestStatus
 
 
@@ -170,3 +171,40 @@ class IdentityLookup(Protocol):
     """Stored identity overrides: who a Slack user is in a target system (storage.identities)."""
 
     async def get(self, slack_id: str, system: str) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class DestinationStatus:
+    """Where one audit destination stands: its cursor, what it still has to get, how it is going."""
+
+    name: str
+    position: int  # seq of the last event it acknowledged
+    head: int  # seq of the newest event
+    backlog: int  # events not yet delivered
+    oldest_undelivered_at: datetime | None = None
+    first_seen_at: datetime | None = None
+    delivered_at: datetime | None = None
+    failures: int = 0  # failed deliveries in a row
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    alerted_at: datetime | None = None
+
+
+class AuditOutbox(Protocol):
+    """The audit trail read as an outbox, with one cursor per destination (storage.audit_outbox)."""
+
+    async def ensure(self, names: Sequence[str], now: datetime) -> None: ...
+
+    async def position(self, name: str) -> int: ...
+
+    async def after(self, seq: int, limit: int) -> Sequence[StoredEvent]: ...
+
+    async def head(self) -> ChainHead: ...
+
+    async def advance(self, name: str, seq: int, now: datetime) -> None: ...
+
+    async def failed(self, name: str, error: str, now: datetime) -> int: ...
+
+    async def alerted(self, name: str, now: datetime) -> None: ...
+
+    async def status(self, names: Sequence[str] | None = None) -> list[DestinationStatus]: ...

@@ -8,11 +8,13 @@ JSON columns hold the request's `fields`, `grant_state` and `approvers`.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
 
+from core.audit_events import GENESIS_HASH, StoredEvent, event_id_at, event_type, read_detail, via_for
 from core.errors import StartupError
 from core.models import RequestStatus
 
@@ -145,6 +147,115 @@ def m004_audit_events_no_replace(db: sqlite_utils.Database) -> None:
 def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
     """What a grant recorded of its strategy and target, to revoke it after its flow changes or goes."""
     db.execute("ALTER TABLE requests ADD COLUMN grant_spec TEXT NOT NULL DEFAULT '{}'")
+
+
+@_migration
+def m010_audit_event_chain(db: sqlite_utils.Database) -> None:
+    """The documented audit event (docs/audit.md): event_id, type, via, flow, target, actor details,
+    reason, fields and the hash chain; rows written before it are chained here, in seq order."""
+    for column in (
+        "event_id",
+        "type",
+        "via",
+        "flow",
+        "target",
+        "actor_email",
+        "actor_name",
+        "reason",
+        "fields",
+        "prev_hash",
+        "hash",
+    ):
+        db.execute(f"ALTER TABLE audit_events ADD COLUMN {column} TEXT")
+    # The rows already written get their derived columns and their place in the chain. The UPDATE
+    # trigger is lifted for this one transaction only (a failure rolls the DROP back too).
+    db.execute("DROP TRIGGER audit_events_no_update")
+    _chain_existing_rows(db)
+    db.execute(
+        """
+        CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events
+        BEGIN SELECT RAISE(ABORT, 'audit_events is append-only: UPDATE refused'); END
+        """
+    )
+    db.execute("CREATE UNIQUE INDEX audit_events_event_id ON audit_events (event_id)")
+    db.execute("CREATE INDEX audit_events_flow_at ON audit_events (flow, at)")
+
+
+def _chain_existing_rows(db: sqlite_utils.Database) -> None:
+    prev, last = GENESIS_HASH, 0
+    while True:  # a page at a time: a database with millions of rows is chained in bounded memory
+        rows = db.execute(
+            "SELECT a.id, a.at, a.request_id, a.actor, a.action, a.status_from, a.status_to, a.detail, "
+            "r.flow, r.target, r.requester, r.requester_email FROM audit_events a "
+            "LEFT JOIN requests r ON r.id = a.request_id WHERE a.id > ? ORDER BY a.id LIMIT 5000",
+            [last],
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        for row in rows:
+            seq, at, request_id, actor, action, status_from, status_to, detail_text, flow, target, requester, email = (
+                row
+            )
+            detail = read_detail(detail_text)
+            fields = detail.get("fields") if isinstance(detail.get("fields"), dict) else None
+            reason = next(
+                (v for v in (detail.get("reason"), (fields or {}).get("reason")) if isinstance(v, str) and v), None
+            )
+            event = StoredEvent(
+                seq=seq,
+                event_id=event_id_at(at, seq),
+                type=event_type(action),
+                action=action,
+                at=at,
+                actor=actor,
+                actor_email=email if requester is not None and actor == requester else None,
+                actor_name=None,
+                via=via_for(actor),
+                request_id=request_id,
+                flow=flow,
+                target=target,
+                status_from=status_from,
+                status_to=status_to,
+                reason=reason,
+                fields=fields,
+                detail=detail,
+                prev_hash=prev,
+                hash="",
+            )
+            prev = event.computed_hash()
+            fields_text = None if fields is None else json.dumps(fields, ensure_ascii=False, separators=(",", ":"))
+            updates.append(
+                (event.event_id, event.type, event.via, flow, target, event.actor_email, reason, fields_text)
+                + (event.prev_hash, prev, seq)
+            )
+        db.conn.executemany(
+            "UPDATE audit_events SET event_id = ?, type = ?, via = ?, flow = ?, target = ?, actor_email = ?, "
+            "reason = ?, fields = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            updates,
+        )
+        last = rows[-1][0]
+
+
+@_migration
+def m011_audit_destinations(db: sqlite_utils.Database) -> None:
+    """One delivery cursor per audit destination: how far it has got in the trail, and how it is going."""
+    # The trail itself is the outbox: every audit row commits with the change it records, and a
+    # destination's `position` is the seq of the last event it has acknowledged.
+    db.execute(
+        """
+        CREATE TABLE audit_cursors (
+            destination     TEXT PRIMARY KEY,
+            position        INTEGER NOT NULL DEFAULT 0 CHECK (position >= 0),
+            first_seen_at   TEXT NOT NULL,
+            delivered_at    TEXT,
+            failures        INTEGER NOT NULL DEFAULT 0,
+            last_error      TEXT,
+            last_error_at   TEXT,
+            alerted_at      TEXT
+        )
+        """
+    )
 
 
 @_migration

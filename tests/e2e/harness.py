@@ -35,6 +35,7 @@ from core.models import AccessRequest, AuditEvent, RequestStatus
 from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
 from sandbox.slack import EnvelopeResult, Message, SlackEmulator
+from tests.audit_schema_check import check_audit_trail
 from tests.fakes.clock import FrozenClock
 
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
@@ -156,9 +157,11 @@ class BotLauncher:
         db_name: str = "jitbot.db",
         health_address: str | None = None,
         secrets: SecretRegistry | None = None,
+        **runtime_options: Any,
     ) -> RunningBot:
         """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on
-        `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own."""
+        `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own;
+        `runtime_options` go to the Runtime (e.g. a short `audit_backoff`)."""
         config = self.write(name, flows)
         db_path = self.directory / db_name
         settings = Settings(
@@ -171,7 +174,11 @@ class BotLauncher:
         )
         clock = clock or FrozenClock()
         runtime = Runtime(
-            settings, clock=clock, start_timers=False, secrets=SecretRegistry() if secrets is None else secrets
+            settings,
+            clock=clock,
+            start_timers=False,
+            secrets=SecretRegistry() if secrets is None else secrets,
+            **runtime_options,
         )
         connected = self.slack.connects
         try:
@@ -187,9 +194,11 @@ class BotLauncher:
         return bot
 
     async def close(self) -> None:
-        """Stop every bot this launcher started."""
+        """Stop every bot this launcher started, then check every audit event they wrote (schema and chain)."""
         for bot in reversed(self.bots):
             await bot.stop()
+        for db_path in dict.fromkeys(bot.db_path for bot in self.bots):
+            check_audit_trail(db_path)
 
 
 @dataclass

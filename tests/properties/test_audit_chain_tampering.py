@@ -1,0 +1,111 @@
+"""The hash chain, as a property: any one change to any stored row is found, at that row.
+
+Events of every kind are written by the real writer into a real SQLite database; then one row is
+edited (any column the document is built from, to any other value), deleted, or a row is forged in
+the middle. `ChainChecker` (what `bot.py audit verify` runs) must report the first event whose
+content or link no longer holds: the edited row itself, or the row after a deleted or forged one.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import sqlite_utils
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.audit_events import ChainChecker
+from core.models import AuditEvent
+from core.secrets import SecretRegistry
+from storage.audit import AuditWriter
+from storage.audit_outbox import EVENT_COLUMNS, row_to_stored
+from storage.migrations import apply_migrations
+
+T0 = datetime(2026, 11, 21, tzinfo=UTC)
+ACTIONS = ["request.created", "request.approved", "access.granted", "access.revoked", "click.refused", "x.unmapped"]
+EDITABLE = ["at", "actor", "action", "request_id", "detail", "event_id", "type", "via", "flow", "reason", "fields"]
+
+texts = st.text(min_size=1, max_size=12)
+events = st.lists(
+    st.builds(
+        lambda n, action, actor, reason: AuditEvent(
+            at=T0 + timedelta(seconds=n),
+            actor=actor,
+            action=action,
+            request_id=f"r{n % 3}",
+            detail={"reason": reason, "n": n, "fields": {"reason": reason}},
+            flow="db_access",
+            target="prod_admin",
+        ),
+        st.integers(0, 10_000),
+        st.sampled_from(ACTIONS),
+        st.sampled_from(["U0ALICE", "system", "hook:hooks.py:on_request", "api:ci"]),
+        texts,
+    ),
+    min_size=2,
+    max_size=12,
+)
+
+
+def written(batch: list[AuditEvent]) -> sqlite_utils.Database:
+    db = sqlite_utils.Database(memory=True)
+    db.conn.isolation_level = None
+    apply_migrations(db)
+    writer = AuditWriter(SecretRegistry())
+    for event in batch:
+        writer.insert(db, event)
+    for trigger in ("audit_events_no_update", "audit_events_no_delete", "audit_events_no_replace"):
+        db.execute(f"DROP TRIGGER {trigger}")  # what someone with the file and a sqlite3 shell can do
+    return db
+
+
+def first_break(db: sqlite_utils.Database) -> int | None:
+    checker = ChainChecker()
+    for row in db.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY id"):
+        problem = checker.feed(row_to_stored(row))
+        if problem is not None:
+            return problem.seq
+    return None
+
+
+@settings(max_examples=60)
+@given(events)
+def test_an_untouched_trail_verifies(batch):
+    assert first_break(written(batch)) is None
+
+
+@settings(max_examples=120)
+@given(events, st.data())
+def test_any_edit_of_any_row_is_found_at_that_row(batch, data):
+    db = written(batch)
+    seq = data.draw(st.integers(1, len(batch)), label="row")
+    column = data.draw(st.sampled_from(EDITABLE), label="column")
+    before = db.execute(f"SELECT {column} FROM audit_events WHERE id = ?", [seq]).fetchone()[0]
+    replacement = data.draw(
+        st.just('{"reason": "nothing to see"}') if column in ("detail", "fields") else texts, label="value"
+    )
+    if replacement == before:
+        replacement = (before or "") + "!"
+    db.execute(f"UPDATE audit_events SET {column} = ? WHERE id = ?", [replacement, seq])
+    assert first_break(db) == seq
+
+
+@settings(max_examples=60)
+@given(events, st.data())
+def test_a_deleted_row_is_found_at_the_row_after_it_and_a_forged_copy_at_itself(batch, data):
+    db = written(batch)
+    seq = data.draw(st.integers(1, len(batch) - 1), label="row")
+    if data.draw(st.booleans(), label="forge instead of delete"):
+        # A forged row copies a genuine one's columns, hash included, under a new id after it.
+        db.execute(
+            "INSERT INTO audit_events (id, at, request_id, actor, action, status_from, status_to, detail, event_id, "
+            "type, via, flow, target, actor_email, actor_name, reason, fields, prev_hash, hash) "
+            "SELECT id + 100000, at, request_id, actor, 'request.approved', status_from, status_to, detail, "
+            "event_id || 'x', type, via, flow, target, actor_email, actor_name, reason, fields, prev_hash, hash "
+            "FROM audit_events WHERE id = ?",
+            [seq],
+        )
+        assert first_break(db) == seq + 100000
+    else:
+        db.execute("DELETE FROM audit_events WHERE id = ?", [seq])
+        assert first_break(db) == seq + 1
