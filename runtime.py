@@ -51,7 +51,7 @@ from handlers.metrics import PrometheusMetrics, SlackCallCounter
 from handlers.notifier import SlackNotifier
 from storage.audit import AuditLog
 from storage.audit_outbox import AuditCursors
-from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
+from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path, url_password
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
 from storage.requests import RequestRepo
@@ -88,9 +88,13 @@ class Settings:
         unusable JITBOT_DB is a StartupError in one sentence."""
         bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
         # Before any check: a token refused below (a user token, the two swapped) is still a secret.
+        db = env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH
         if secrets is not None:
             secrets.register(bot)
             secrets.register(app)
+            password = url_password(db)  # a postgresql:// URL's password: never in a log line or error
+            if password:
+                secrets.register(password)
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
         if missing:
             raise StartupError(
@@ -107,8 +111,8 @@ class Settings:
             bot_token=bot,
             app_token=app,
             config_path=Path(env.get("JITBOT_CONFIG", "config/flows.yaml")),
-            # Checked here, not when the Store opens: a URL is refused before Slack is contacted.
-            db_path=check_database_path(env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB"),
+            # Checked here, not when the Store opens: a URL we cannot use is refused before Slack is contacted.
+            db_path=check_database_path(db, name="JITBOT_DB"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
             # JITBOT_HEALTH_ADDR is the older name of the same setting.
             health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
@@ -180,7 +184,7 @@ class Runtime:
             ],
         )
         # The run lock first: a second bot on this database refuses before it touches Slack.
-        self.store = await Store.open(settings.db_path, exclusive=True)
+        self.store = await Store.open(settings.db_path, exclusive=True, secrets=self.secrets)
         await self._check_tokens()
         secrets = self.secrets
         requests = MeteredRequests(RequestRepo(self.store, secrets), self.metrics)

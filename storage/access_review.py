@@ -22,7 +22,7 @@ from typing import Any
 import sqlite_utils
 
 from core.access_review import GrantRecord, TargetSummary, request_reason
-from storage.db import from_db_time, to_db_time
+from storage.db import dialect, from_db_time, to_db_time
 
 # The statuses of requests that were approved, so may have held access.
 REVIEW_STATUSES = ("approved", "granted", "revoked", "failed")
@@ -35,6 +35,12 @@ _FETCH = 500  # rows per fetchmany: the cursor streams, this only batches the th
 
 
 def _columns(db: sqlite_utils.Database, table: str) -> frozenset[str]:
+    if dialect(db) == "postgresql":
+        sql = (
+            "SELECT column_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = ?"
+        )
+        return frozenset(row[0] for row in db.execute(sql, [table]).fetchall())
     return frozenset(row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall())
 
 

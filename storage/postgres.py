@@ -22,17 +22,18 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
 
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StartupError
 from core.secrets import SecretRegistry
+from storage.db import Store, redact_url, url_password
 
 T = TypeVar("T")
 
@@ -44,7 +45,9 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing t
 WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
 RUN_LOCK = 0x6A69_7462_6F74_0002  # held by a process running the bot while replicas are refused
 
-_SQL_TOKEN = re.compile(r"'(?:[^']|'')*'|\?|%|group_concat\(\s*([A-Za-z_][A-Za-z0-9_.]*)\s*\)", re.IGNORECASE)
+_SQL_TOKEN = re.compile(
+    r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)", re.IGNORECASE
+)
 
 
 def is_postgres_url(text: str) -> bool:
@@ -53,35 +56,10 @@ def is_postgres_url(text: str) -> bool:
     return bool(sep) and scheme.lower() in URL_SCHEMES
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password (and any query string, which may carry one) replaced: safe to log."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:
-        return "postgresql://***"
-    user = f"{unquote(parts.username)}{':***' if parts.password is not None else ''}@" if parts.username else ""
-    query = "?***" if parts.query else ""
-    return f"{parts.scheme}://{user}{host}{port}{parts.path}{query}"
-
-
-def url_password(url: str) -> str | None:
-    """The password written in the URL (or its query string), if any, to register as a secret."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return None
-    if parts.password:
-        return unquote(parts.password)
-    found = re.search(r"(?:^|&)password=([^&]*)", parts.query)
-    return unquote(found.group(1)) if found else None
-
-
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
-    """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, a literal `%` doubled, `group_concat(x)`
-    → `string_agg(x::text, ',')`; quoted strings are left as written."""
+    """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, `:name` → `%(name)s`, a literal `%`
+    doubled, `group_concat(x)` → `string_agg(x::text, ',')`; quoted strings and `::` casts are left as written."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -90,10 +68,26 @@ def translate(sql: str) -> str:
         if token == "%":
             return "%%"
         if match.group(1):
-            return f"string_agg(CAST({match.group(1)} AS TEXT), ',')"
-        return token  # a quoted string
+            return f"%({match.group(1)})s"
+        if match.group(2):
+            return f"string_agg(CAST({match.group(2)} AS TEXT), ',')"
+        return token  # a quoted string, or a cast
 
     return _SQL_TOKEN.sub(replace, sql)
+
+
+def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
+    """The driver's error as the DB-API class the repositories and their callers already catch.
+
+    Both engines raise the same classes (sqlite3's PEP 249 tree): a broken constraint or an
+    append-only trigger is an IntegrityError, anything else an OperationalError. The SQLSTATE stays
+    on the error (`sqlstate`) and the driver's error is its cause.
+    """
+    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    refused = isinstance(error, psycopg.errors.IntegrityError | psycopg.errors.RaiseException)
+    mapped: sqlite3.DatabaseError = (sqlite3.IntegrityError if refused else sqlite3.OperationalError)(message)
+    mapped.sqlstate = error.sqlstate  # type: ignore[attr-defined]
+    return mapped
 
 
 class PgCursor:
@@ -111,6 +105,9 @@ class PgCursor:
 
     def fetchall(self) -> list[Any]:
         return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
 
     def __iter__(self) -> Iterator[Any]:
         return iter(self._cursor) if self._cursor.description is not None else iter(())
@@ -134,20 +131,29 @@ class PgDatabase:
         """The psycopg connection (for PostgreSQL-only statements such as COPY)."""
         return self._conn
 
-    def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> PgCursor:
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
         """Run one statement (SQL as the repositories write it) and return its results."""
         cursor = self._conn.cursor()
-        cursor.execute(translate(sql), parameters if parameters else None)
+        try:
+            cursor.execute(translate(sql), parameters if parameters else None)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
         return PgCursor(cursor)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
         """Run one statement for each row, pipelined."""
+        # Built first: a row generator may itself query (the audit writer reads each request), and the
+        # connection is busy for the whole of executemany.
+        rows = list(rows)
         cursor = self._conn.cursor()
-        cursor.executemany(translate(sql), rows)
+        try:
+            cursor.executemany(translate(sql), rows)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
         return PgCursor(cursor)
 
 
-class PgStore:
+class PgStore(Store):
     """Owns the connection pool of one PostgreSQL database; every access goes through `read` or `write`."""
 
     dialect = "postgresql"
@@ -166,7 +172,7 @@ class PgStore:
         self._run_lock = run_lock
 
     @classmethod
-    async def open(
+    async def open(  # type: ignore[override]
         cls,
         url: str,
         *,
@@ -197,10 +203,10 @@ class PgStore:
         )
         run_lock: psycopg.Connection[Any] | None = None
         try:
-            await loop.run_in_executor(executor, _open_pool, pool, where, connect_timeout)
+            await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
             if exclusive:
                 run_lock = await loop.run_in_executor(executor, _take_run_lock, url, where, connect_timeout)
-            await loop.run_in_executor(executor, _migrate, pool, where)
+            await loop.run_in_executor(executor, _migrate, pool, where, url)
         except BaseException:
             if run_lock is not None:
                 run_lock.close()
@@ -239,26 +245,26 @@ class PgStore:
         """Whether close() has been called."""
         return self._pool is None
 
-    async def __aenter__(self) -> PgStore:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
-
     async def _submit(self, runner: Callable[[Callable[[Any], T]], T], fn: Callable[[Any], T]) -> T:
         if self._pool is None:
             raise RuntimeError("the store is closed")
         return await asyncio.get_running_loop().run_in_executor(self._executor, runner, fn)
 
     def _run_read(self, fn: Callable[[Any], T]) -> T:
-        with self._require_pool().connection() as conn, conn.transaction():
-            conn.execute("SET TRANSACTION READ ONLY")
-            return fn(PgDatabase(conn))
+        try:
+            with self._require_pool().connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                return fn(PgDatabase(conn))
+        except psycopg.Error as error:  # the connection itself, or COMMIT
+            raise as_dbapi_error(error) from error
 
     def _run_write(self, fn: Callable[[Any], T]) -> T:
-        with self._require_pool().connection() as conn, conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
-            return fn(PgDatabase(conn))
+        try:
+            with self._require_pool().connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                return fn(PgDatabase(conn))
+        except psycopg.Error as error:  # the connection itself, or COMMIT
+            raise as_dbapi_error(error) from error
 
     def _require_pool(self) -> ConnectionPool[Any]:
         if self._pool is None:
@@ -277,7 +283,15 @@ def _describe(error: BaseException, where: str, url: str | None = None) -> str:
     return text
 
 
-def _open_pool(pool: ConnectionPool[Any], where: str, timeout: float) -> None:
+def _open_pool(pool: ConnectionPool[Any], url: str, where: str, timeout: float) -> None:
+    # One plain connection first: an unknown host or a refused password is reported at once and
+    # precisely, where the pool would only retry until its timeout.
+    try:
+        psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error as error:
+        raise StartupError(
+            f"cannot connect to the PostgreSQL database {where}: {_describe(error, where, url)}"
+        ) from None
     try:
         pool.open(wait=True, timeout=timeout)
     except PoolTimeout:
@@ -291,7 +305,9 @@ def _take_run_lock(url: str, where: str, timeout: float) -> psycopg.Connection[A
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as error:
-        raise StartupError(f"cannot connect to the PostgreSQL database {where}: {_describe(error, where, url)}") from None
+        raise StartupError(
+            f"cannot connect to the PostgreSQL database {where}: {_describe(error, where, url)}"
+        ) from None
     row = conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()
     if not row or not row[0]:
         conn.close()
@@ -302,7 +318,7 @@ def _take_run_lock(url: str, where: str, timeout: float) -> psycopg.Connection[A
     return conn
 
 
-def _migrate(pool: ConnectionPool[Any], where: str) -> None:
+def _migrate(pool: ConnectionPool[Any], where: str, url: str) -> None:
     from storage.pg_migrations import apply_pg_migrations
 
     try:
