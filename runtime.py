@@ -30,6 +30,7 @@ import handlers
 from audit_sinks import build_sinks
 from core.audit_delivery import AUDIT_DELIVERY, POLL_SECONDS, AuditDelivery
 from core.audit_events import config_loaded_detail
+from core.claims import Claims
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
@@ -54,6 +55,7 @@ from storage.audit_outbox import AuditCursors
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path, url_password
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
+from storage.leases import LeaseRepo
 from storage.requests import RequestRepo
 from storage.stats import request_counts
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
@@ -156,6 +158,7 @@ class Runtime:
         self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
         self.metrics = PrometheusMetrics()  # this bot's own registry, served at /metrics
         self.audit_delivery: AuditDelivery | None = None
+        self.claims: Claims | None = None  # replicas only (PostgreSQL): this process's leases
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -236,7 +239,14 @@ class Runtime:
             request_counts=functools.partial(request_counts, self.store),
             follow_ups_pending=self.engine.life.follow_ups.pending,
         )
+        if self.store.dialect == "postgresql":
+            # Replicas: each lock of a request or an access is also a lease in the database, renewed
+            # while held; a replica that dies loses its leases within LEASE_TTL and the others take over.
+            self.claims = Claims(LeaseRepo(self.store))
+            self.claims.start()
+            self.engine.life.guards.claims = self.claims
         self.scheduler = Scheduler(self.engine, self.clock)
+        self.scheduler.claims = self.claims
         self.engine.timers = self.scheduler
         # Live grants of flows edited or removed since: revoked with what they recorded.
         self.retired = await rebuild_retired(
@@ -283,6 +293,7 @@ class Runtime:
             backoff=self.audit_backoff,
             poll_seconds=self.audit_poll_seconds,
         )
+        self.audit_delivery.claims = self.claims
         await self.audit_delivery.start()
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
@@ -357,6 +368,8 @@ class Runtime:
             await self.engine.cancel_follow_ups()
         if self.audit_delivery is not None:
             await self.audit_delivery.stop()
+        if self.claims is not None:
+            await self.claims.stop()  # what is unfinished is due again, for the other replicas at once
         if self.retired is not None:
             await self.retired.aclose()
         # After the listeners and timers are drained, so no hook call is running: stops their processes.

@@ -173,6 +173,22 @@ def m016_baseline(conn: psycopg.Connection[Any]) -> None:
     )
 
 
+@_migration
+def m017_leases(conn: psycopg.Connection[Any]) -> None:
+    """Leases: which replica is acting on a request, an access or a periodic job, until when."""
+    _run(
+        conn,
+        """
+        CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            lease_until TEXT NOT NULL
+        )
+        """,
+        "CREATE INDEX leases_owner ON leases (owner)",
+    )
+
+
 def applied_pg_migrations(conn: psycopg.Connection[Any]) -> list[str]:
     """Names of the migrations already applied to the database, in order (none on a new database)."""
     exists = conn.execute("SELECT to_regclass('jitbot_migrations') IS NOT NULL").fetchone()

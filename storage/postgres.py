@@ -43,7 +43,6 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing t
 # Advisory lock keys: a constant per purpose, so another application on the same server is unlikely
 # to collide (they are 64-bit; these spell "jitbot" and a purpose).
 WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
-RUN_LOCK = 0x6A69_7462_6F74_0002  # held by a process running the bot while replicas are refused
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)", re.IGNORECASE
@@ -163,13 +162,11 @@ class PgStore(Store):
         url: str,
         pool: ConnectionPool[Any],
         executor: ThreadPoolExecutor,
-        run_lock: psycopg.Connection[Any] | None = None,
     ) -> None:
         self.url = url
         self.path = redact_url(url)  # what messages may show of where the data lives
         self._pool: ConnectionPool[Any] | None = pool
         self._executor = executor
-        self._run_lock = run_lock
 
     @classmethod
     async def open(  # type: ignore[override]
@@ -183,9 +180,8 @@ class PgStore(Store):
     ) -> PgStore:
         """Connect (a StartupError naming the server, never the password, when it cannot), and migrate.
 
-        `exclusive=True` (running the bot while replicas are not enabled) also takes a session-level
-        advisory lock that another bot on the same database is refused; the server drops it when this
-        process's connection ends, kill -9 included.
+        `exclusive` is accepted for the Store interface and changes nothing: any number of bots may run
+        on one PostgreSQL database; they share the work through leases (core/claims.py).
         """
         password = url_password(url)
         if password and secrets is not None:
@@ -201,19 +197,14 @@ class PgStore(Store):
             name="jitbot",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
         )
-        run_lock: psycopg.Connection[Any] | None = None
         try:
             await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
-            if exclusive:
-                run_lock = await loop.run_in_executor(executor, _take_run_lock, url, where, connect_timeout)
             await loop.run_in_executor(executor, _migrate, pool, where, url)
         except BaseException:
-            if run_lock is not None:
-                run_lock.close()
             await loop.run_in_executor(executor, pool.close)
             executor.shutdown(wait=True)
             raise
-        return cls(url, pool, executor, run_lock)
+        return cls(url, pool, executor)
 
     async def read(self, fn: Callable[[Any], T]) -> T:
         """Run `fn(db)` on a pooled connection in a read-only transaction."""
@@ -228,7 +219,7 @@ class PgStore(Store):
         return await self._submit(self._run_write, fn)
 
     async def close(self) -> None:
-        """Close the pool and the run lock's connection (releasing it), stop the threads. Idempotent."""
+        """Close the pool and stop the threads. Idempotent."""
         if self._pool is None:
             return
         pool, self._pool = self._pool, None
@@ -237,8 +228,6 @@ class PgStore(Store):
             await loop.run_in_executor(self._executor, pool.close)
         finally:
             self._executor.shutdown(wait=True)
-            if self._run_lock is not None:
-                self._run_lock.close()
 
     @property
     def closed(self) -> bool:
@@ -299,23 +288,6 @@ def _open_pool(pool: ConnectionPool[Any], url: str, where: str, timeout: float) 
             f"cannot connect to the PostgreSQL database {where} within {timeout:g}s: check JITBOT_DB, "
             "that the server is up and that this host may connect"
         ) from None
-
-
-def _take_run_lock(url: str, where: str, timeout: float) -> psycopg.Connection[Any]:
-    try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
-    except psycopg.Error as error:
-        raise StartupError(
-            f"cannot connect to the PostgreSQL database {where}: {_describe(error, where, url)}"
-        ) from None
-    row = conn.execute("SELECT pg_try_advisory_lock(%s)", [RUN_LOCK]).fetchone()
-    if not row or not row[0]:
-        conn.close()
-        raise StartupError(
-            f"another jitbot is already running on the PostgreSQL database {where}, and this build runs "
-            "one bot per database: stop the other one first (docs/operations.md)"
-        )
-    return conn
 
 
 def _migrate(pool: ConnectionPool[Any], where: str, url: str) -> None:
