@@ -294,6 +294,7 @@ class Runtime:
             poll_seconds=self.audit_poll_seconds,
         )
         self.audit_delivery.claims = self.claims
+        self.metrics.watch_audit(self.audit_delivery.backlog)
         await self.audit_delivery.start()
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()

@@ -10,7 +10,7 @@ scraped. docs/operations.md lists every metric with its labels.
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,8 @@ from slack_sdk.http_retry.state import RetryState
 
 RequestCounts = Callable[[], Awaitable[Iterable[tuple[str, str, int]]]]
 """Reads (flow, status, count) of the open requests: storage.stats.request_counts, bound to a store."""
+AuditBacklog = Callable[[], Awaitable[Mapping[str, int]]]
+"""Reads the events not yet delivered, per audit destination: core.audit_delivery.AuditDelivery.backlog."""
 
 # Lateness of a revocation: the target is 50 ms at p99 with 10,000 live grants, 2 s for 1,000 at once.
 LATENESS_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0)
@@ -91,13 +93,24 @@ class PrometheusMetrics:
             "Notifications (message edits, DMs) queued behind recorded revocations.",
             registry=registry,
         )
+        self._audit_backlog = Gauge(
+            "jitbot_audit_backlog_events",
+            "Audit events written but not yet delivered, by destination (read from the database at scrape time).",
+            ["destination"],
+            registry=registry,
+        )
         self._request_counts: RequestCounts | None = None
         self._follow_ups_pending: Callable[[], int] | None = None
+        self._read_audit_backlog: AuditBacklog | None = None
 
     def watch(self, *, request_counts: RequestCounts, follow_ups_pending: Callable[[], int]) -> None:
         """Read these at scrape time: the stored requests, and the engine's queued follow-ups."""
         self._request_counts = request_counts
         self._follow_ups_pending = follow_ups_pending
+
+    def watch_audit(self, backlog: AuditBacklog) -> None:
+        """Read each audit destination's backlog at scrape time."""
+        self._read_audit_backlog = backlog
 
     # ── core.metrics.Metrics ─────────────────────────────────────────────────────────────────
 
@@ -128,9 +141,14 @@ class PrometheusMetrics:
     # ── the endpoint ─────────────────────────────────────────────────────────────────────────
 
     async def refresh(self) -> None:
-        """Update what is read from outside at scrape time: the open requests, the queued follow-ups."""
+        """Update what is read at scrape time: open requests, queued follow-ups, each destination's audit backlog."""
         if self._follow_ups_pending is not None:
             self._follow_ups.set(self._follow_ups_pending())
+        if self._read_audit_backlog is not None:
+            backlog = await self._read_audit_backlog()
+            self._audit_backlog.clear()
+            for destination, events in backlog.items():
+                self._audit_backlog.labels(destination).set(events)
         if self._request_counts is None:
             return
         rows = list(await self._request_counts())

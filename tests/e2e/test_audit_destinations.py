@@ -22,6 +22,7 @@ from storage.audit_outbox import AuditReader
 from tests.audit_schema_check import validator
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow
 from tests.e2e.flows import ALERTS_CHANNEL, flows_file
+from tests.e2e.scrape import free_address, scrape, value
 from tests.fakes.audit_receivers import AuditReceiver, DatadogIntake
 from tests.fakes.moto_server import REGION
 
@@ -48,8 +49,9 @@ def start_audited(launch, receiver, monkeypatch) -> Callable[..., Any]:
     monkeypatch.setenv("JITBOT_TEST_AUDIT_SECRET", AUDIT_SECRET)
     monkeypatch.setenv("JITBOT_TEST_DD_KEY", DD_KEY)
 
-    async def start(destinations: list[dict[str, Any]], **more: Any):
-        return await launch.start(flows_with_audit(receiver.url, destinations, **more), **FAST)
+    async def start(destinations: list[dict[str, Any]], health_address: str | None = None, **more: Any):
+        flows = flows_with_audit(receiver.url, destinations, **more)
+        return await launch.start(flows, health_address=health_address, **FAST)
 
     return start
 
@@ -197,6 +199,24 @@ async def test_a_destination_down_for_a_while_catches_up_in_order_with_no_gap(st
     await delivered_everything(running, lambda: list(audit_receiver.events))
     (status,) = await running.runtime.audit_delivery.status()
     assert status.backlog == 0 and status.failures == 0
+
+
+async def test_an_operator_sees_a_lagging_destinations_backlog_on_metrics_until_it_catches_up(
+    start_audited, audit_receiver
+):
+    audit_receiver.down = True
+    address = free_address()
+    destination = {"type": "http", "url": audit_receiver.url, "secret": "${env:JITBOT_TEST_AUDIT_SECRET}"}
+    running = await start_audited([destination], health_address=address)
+    await a_granted_request(running)
+    (status,) = await running.runtime.audit_delivery.status()
+    lagging = await scrape(address)
+    assert value(lagging, "jitbot_audit_backlog_events", destination=status.name) >= 3
+
+    audit_receiver.accept()
+    await delivered_everything(running, lambda: list(audit_receiver.events))
+    caught_up = await scrape(address)
+    assert value(caught_up, "jitbot_audit_backlog_events", destination=status.name) == 0
 
 
 async def test_a_backlog_older_than_alert_after_is_alerted_once(start_audited, audit_receiver):
