@@ -243,6 +243,8 @@ class Runtime:
             # Replicas: each lock of a request or an access is also a lease in the database, renewed
             # while held; a replica that dies loses its leases within LEASE_TTL and the others take over.
             self.claims = Claims(LeaseRepo(self.store))
+            self.claims.metrics = self.metrics
+            self.metrics.watch_leases(self.claims.held)
             self.claims.start()
             self.engine.life.guards.claims = self.claims
         self.scheduler = Scheduler(self.engine, self.clock)

@@ -23,6 +23,7 @@ from typing import Protocol
 import structlog
 
 from core.errors import NotAllowed
+from core.metrics import NO_METRICS, Metrics
 
 log = structlog.get_logger("jitbot.claims")
 
@@ -71,7 +72,7 @@ class Claims:
         self.wait = wait
         self._held: Counter[str] = Counter()
         self._heartbeat: asyncio.Task[None] | None = None
-        self.claimed_total = 0  # leases this process has taken (each a job it ran): for /metrics
+        self.metrics: Metrics = NO_METRICS  # the composition root wires /metrics: each lease taken is a claimed job
 
     @property
     def owner(self) -> str:
@@ -110,7 +111,7 @@ class Claims:
             del self._held[name]
             return False
         self._held[name] += 1
-        self.claimed_total += 1
+        self.metrics.lease_claimed(name.partition(":")[0])
         return True
 
     async def take(self, name: str) -> None:

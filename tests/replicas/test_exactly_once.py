@@ -87,3 +87,20 @@ async def test_a_due_revocation_runs_once_though_every_replica_sweeps_at_the_sam
     ]
     revoked = [e for e in await first.audit(request.id) if e.status_to == "revoked"]
     assert len(revoked) == 1
+
+
+async def test_metrics_count_the_work_each_replica_claimed(slack, replicas):
+    first = replicas[0]
+    for i in range(3):
+        message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason=f"n{i}")
+        await first.approve(message)
+    await idle(replicas)
+    claimed: collections.Counter[str] = collections.Counter()
+    for bot in replicas:
+        await bot.runtime.metrics.refresh()
+        registry = bot.runtime.metrics.registry
+        for kind in ("request", "access"):
+            claimed[kind] += int(registry.get_sample_value("jitbot_replica_claims_total", {"kind": kind}) or 0)
+        assert registry.get_sample_value("jitbot_replica_leases_held") == 0  # all work finished, all given back
+    # Each approval took its request's lease and each grant its access's (on whichever replica ran it).
+    assert claimed["request"] >= 3 and claimed["access"] >= 3
