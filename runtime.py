@@ -30,7 +30,7 @@ import handlers
 from audit_sinks import build_sinks
 from core.audit_delivery import AUDIT_DELIVERY, POLL_SECONDS, AuditDelivery
 from core.audit_events import config_loaded_detail
-from core.claims import Claims
+from core.claims import LEASE_TTL, Claims
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
@@ -80,9 +80,10 @@ class Settings:
     bot_token: str = field(repr=False)
     app_token: str = field(repr=False)
     config_path: Path
-    db_path: str
+    db_path: str = field(repr=False)  # a postgresql:// URL may carry a password
     slack_api_url: str = DEFAULT_SLACK_API_URL
     health_address: str | None = None
+    lease_seconds: float = LEASE_TTL  # replicas: how long a dead replica's work waits before another takes it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, secrets: SecretRegistry | None = None) -> Settings:
@@ -118,7 +119,21 @@ class Settings:
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
             # JITBOT_HEALTH_ADDR is the older name of the same setting.
             health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
+            lease_seconds=_lease_seconds(env.get("JITBOT_LEASE_SECONDS")),
         )
+
+
+def _lease_seconds(text: str | None) -> float:
+    """JITBOT_LEASE_SECONDS: the replicas' lease lifetime, 1 to 300 seconds (default LEASE_TTL)."""
+    if text is None or not text.strip():
+        return LEASE_TTL
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 300:  # NaN fails too
+        raise StartupError(f"JITBOT_LEASE_SECONDS must be a number of seconds from 1 to 300, not {text!r}.")
+    return value
 
 
 @dataclass
@@ -242,7 +257,7 @@ class Runtime:
         if self.store.dialect == "postgresql":
             # Replicas: each lock of a request or an access is also a lease in the database, renewed
             # while held; a replica that dies loses its leases within LEASE_TTL and the others take over.
-            self.claims = Claims(LeaseRepo(self.store))
+            self.claims = Claims(LeaseRepo(self.store), ttl=settings.lease_seconds)
             self.claims.metrics = self.metrics
             self.metrics.watch_leases(self.claims.held)
             self.claims.start()

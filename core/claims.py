@@ -17,6 +17,7 @@ import contextlib
 import weakref
 from collections import Counter
 from collections.abc import Collection
+from contextvars import ContextVar
 from types import TracebackType
 from typing import Protocol
 
@@ -30,6 +31,9 @@ log = structlog.get_logger("jitbot.claims")
 LEASE_TTL = 5.0  # seconds a lease outlives its holder's last heartbeat: the takeover delay after a crash
 CLAIM_WAIT = 30.0  # seconds a click waits for another replica to finish with its request
 _POLL = 0.05  # seconds between attempts on a lease another replica holds
+# False in work that polls for what is due (the sweep): a request another replica holds is skipped at
+# once rather than waited for, since that replica is doing it (or, if it dies, the next poll will).
+WAIT_FOR_REQUESTS: ContextVar[bool] = ContextVar("jitbot_wait_for_requests", default=True)
 
 
 class LeaseStore(Protocol):
@@ -178,7 +182,11 @@ class Guard:
         if self._claims is None:
             return
         try:
-            await self._claims.take(self._name)
+            if self._name.startswith("request:") and not WAIT_FOR_REQUESTS.get():
+                if not await self._claims.try_take(self._name):
+                    raise ClaimedElsewhere(f"lease {self._name} held by another replica")
+            else:
+                await self._claims.take(self._name)
         except BaseException:
             self._local.release()
             raise

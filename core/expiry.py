@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import structlog
 
+from core.claims import WAIT_FOR_REQUESTS, ClaimedElsewhere
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
@@ -405,8 +406,11 @@ class Expiry:
 
         async def guarded(fn: Callable[[str], Awaitable[object]], request_id: str) -> None:
             async with gate:
+                WAIT_FOR_REQUESTS.set(False)  # this task's own context: skip what another replica holds
                 try:
                     await fn(request_id)
+                except ClaimedElsewhere:
+                    log.debug("sweep.item_elsewhere", request_id=request_id)
                 except Exception:
                     log.exception("sweep.item_failed", request_id=request_id)
 

@@ -32,7 +32,7 @@ class Scheduler:
         *,
         horizon: timedelta = timedelta(minutes=10),
         sweep_interval: timedelta = timedelta(minutes=1),
-        due_interval: timedelta = timedelta(seconds=1),
+        due_interval: timedelta = timedelta(seconds=0.5),
     ) -> None:
         self.engine = engine
         self.clock = clock
