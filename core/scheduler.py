@@ -1,4 +1,4 @@
-"""Timers for revocations and request timeouts: APScheduler in memory, SQLite as the source of truth.
+"""Timers for revocations and request timeouts: APScheduler in memory, the database as the source of truth.
 
 Only timers that fall within `horizon` are held in memory; the periodic sweep arms the next window
 and revokes anything overdue. That keeps start-up fast and memory flat with 100,000 live grants,
