@@ -9,6 +9,10 @@
     python bot.py audit verify [--against FILE]        check the hash chain (exit 1 naming the first bad event)
     python bot.py audit export --since D --until D [--flow F] [--format jsonl|csv]   stream events out
     python bot.py audit destinations         each destination's backlog and last error
+    python bot.py tokens create|list|revoke  API tokens (only their hash is stored)
+    python bot.py request FLOW …             ask for access through the HTTP API (JITBOT_API_URL, JITBOT_API_TOKEN)
+    python bot.py requests [--mine]          list requests through the HTTP API
+    python bot.py revoke ID                  end a live grant now through the HTTP API
 
 This module only parses arguments, runs the chosen command and turns failures into exit codes;
 `runtime.py` is the composition root that builds and starts the bot for `run`. Startup failures
@@ -91,6 +95,29 @@ def build_parser() -> argparse.ArgumentParser:
     access.add_argument("--until", help="end of the period, excluded (default: now)")
     access.add_argument("--format", choices=("csv", "html"), default="csv")
     access.add_argument("--output", help="write to this file instead of standard output")
+
+    tokens = sub.add_parser("tokens", help="API tokens for scripts and CI: create, list, revoke")
+    tsub = tokens.add_subparsers(dest="action", metavar="ACTION", required=True)
+    tcreate = tsub.add_parser("create", help="make a token acting as a Slack user; prints it once")
+    tcreate.add_argument("--user", required=True, help="the Slack user id the token acts as (U123…)")
+    tcreate.add_argument("--name", help="a name for the audit trail (default: token-<id>)")
+    tcreate.add_argument("--expires", default="90d", help="lifetime like 30d or 12h, or 'never' (default: 90d)")
+    tcreate.add_argument("--scope", help="comma-separated: request, decide, read (default: request,read)")
+    tsub.add_parser("list", help="list tokens (never the tokens themselves)")
+    trevoke = tsub.add_parser("revoke", help="revoke a token by name or id")
+    trevoke.add_argument("token", metavar="NAME_OR_ID")
+
+    request = sub.add_parser("request", help="ask for access through the HTTP API (exit 0 granted with --wait)")
+    request.add_argument("flow", metavar="FLOW")
+    request.add_argument("--target", required=True, help="the target's name (or label)")
+    request.add_argument("--field", action="append", default=[], metavar="NAME=VALUE", help="a form field; repeat")
+    request.add_argument("--duration", help="how long, like 30m or 1h (the flow's duration field)")
+    request.add_argument("--wait", action="store_true", help="follow the request until it is decided")
+    listing = sub.add_parser("requests", help="list requests through the HTTP API, as a table")
+    listing.add_argument("--mine", action="store_true", help="only your own requests")
+    listing.add_argument("--status", help="only requests in this status (pending, granted, …)")
+    revoke = sub.add_parser("revoke", help="end a live grant now through the HTTP API")
+    revoke.add_argument("request_id", metavar="ID")
     return parser
 
 
@@ -113,6 +140,10 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(audit_command(args) if args.audit_command else audit(args))
         if command == "report":
             return asyncio.run(access_report(args))
+        if command == "tokens":
+            return tokens(args)
+        if command in ("request", "requests", "revoke"):
+            return api_command(args)
         return run()
     except StartupError as error:  # an unusable JITBOT_DB for identities / audit: a sentence, no traceback
         return _fail(error.user_message)
@@ -306,6 +337,38 @@ def _destination_names(config_path: str | None) -> list[str] | None:
         print(f"jitbot: {path} could not be read ({message}); showing every destination on record", file=sys.stderr)
         return None
     return [destination.key for destination in config.audit.destinations]
+
+
+def tokens(args) -> int:
+    """Create, list or revoke API tokens in the database named by JITBOT_DB."""
+    from cli import tokens as commands
+    from storage.tokens import TokenError
+
+    db_path = _database_path()
+    try:
+        if args.action == "create":
+            return asyncio.run(commands.create(db_path, args.user, args.name, args.expires, args.scope))
+        if args.action == "list":
+            return asyncio.run(commands.list_tokens(db_path))
+        return asyncio.run(commands.revoke(db_path, args.token))
+    except (TokenError, ValueError) as error:
+        return _fail(str(error), EXIT_INVALID_CONFIG)
+
+
+def api_command(args) -> int:
+    """`request`, `requests` and `revoke`: calls to the HTTP API at JITBOT_API_URL with JITBOT_API_TOKEN."""
+    from cli import requests as commands
+    from cli.api_client import ApiClient, ApiFailure
+
+    try:
+        client = ApiClient.from_env()
+        if args.command == "request":
+            return commands.request(client, args.flow, args.target, args.field, args.duration, wait=args.wait)
+        if args.command == "revoke":
+            return commands.revoke(client, args.request_id)
+        return commands.requests_table(client, mine=args.mine, status=args.status)
+    except ApiFailure as failure:
+        return _fail(failure.message, failure.code)
 
 
 async def audit(args) -> int:

@@ -27,7 +27,12 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.web.async_client import AsyncWebClient
 
 import handlers
+from api.auth import Authenticator
+from api.ratelimit import RateLimiter
+from api.server import api_routes, start_http_server
+from api.service import ApiService
 from audit_sinks import build_sinks
+from core.approval_only import ApprovalOnly
 from core.audit_delivery import AUDIT_DELIVERY, POLL_SECONDS, AuditDelivery
 from core.audit_events import config_loaded_detail
 from core.claims import LEASE_TTL, Claims
@@ -46,18 +51,22 @@ from core.retry import Backoff
 from core.scheduler import Scheduler
 from core.secrets import SecretRegistry
 from handlers.directory import SlackDirectory
-from handlers.health import start_health_server
+from handlers.health import health_routes
 from handlers.listeners import Listeners
 from handlers.metrics import PrometheusMetrics, SlackCallCounter
 from handlers.notifier import SlackNotifier
+from storage.approvals import ApprovalRepo
 from storage.audit import AuditLog
 from storage.audit_outbox import AuditCursors
 from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path, url_password
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
 from storage.leases import LeaseRepo
+from storage.reminders import ReminderRepo
+from storage.request_queries import RequestQueries
 from storage.requests import RequestRepo
 from storage.stats import request_counts
+from storage.tokens import TokenStore
 from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
 
 log = structlog.get_logger("jitbot")
@@ -69,6 +78,16 @@ STOP_GRACE = 8.0
 # A 429 is retried after each Retry-After this many times in the call itself; a message edit is then
 # tried again later (core.retry.MESSAGE_EDIT), so a long throttle delays it but does not lose it.
 RATE_LIMIT_RETRIES = 8
+DEFAULT_API_RATE_LIMIT = 120
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    text = (env.get(name) or "").strip()
+    if not text:
+        return default
+    if not text.isdigit() or int(text) < 1:
+        raise StartupError(f"{name} must be a whole number of at least 1 (got {text[:20]!r}).")
+    return int(text)
 
 
 @dataclass
@@ -82,7 +101,9 @@ class Settings:
     config_path: Path
     db_path: str = field(repr=False)  # a postgresql:// URL may carry a password
     slack_api_url: str = DEFAULT_SLACK_API_URL
+    # JITBOT_HTTP_ADDR (JITBOT_HEALTH_ADDR still accepted): /health and the /v1 API.
     health_address: str | None = None
+    api_rate_limit: int = DEFAULT_API_RATE_LIMIT  # calls per token per minute, in bursts of as many
     lease_seconds: float = LEASE_TTL  # replicas: how long a dead replica's work waits before another takes it
 
     @classmethod
@@ -119,6 +140,7 @@ class Settings:
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
             # JITBOT_HEALTH_ADDR is the older name of the same setting.
             health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
+            api_rate_limit=_positive_int(env, "JITBOT_API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
             lease_seconds=_lease_seconds(env.get("JITBOT_LEASE_SECONDS")),
         )
 
@@ -221,14 +243,17 @@ class Runtime:
                     flow.hooks_path, timeout=flow.hook_timeout.total_seconds(), secrets=secrets
                 )
         for flow in self.config.flows:
-            strategy = self.strategy_types[flow.strategy.type](
-                flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
-            )
+            if flow.strategy is None:  # an approval-only flow: decisions recorded, nothing granted anywhere
+                strategy = ApprovalOnly()
+            else:
+                strategy = self.strategy_types[flow.strategy.type](
+                    flow.strategy, integrations=self.integrations, hooks=hook_modules.get(flow.name)
+                )
             await strategy.open()
             self.strategies[flow.name] = strategy
 
         directory = SlackDirectory(self.client, team_id=self.team_id)
-        notifier = SlackNotifier(self.client, self.config, secrets)
+        notifier = SlackNotifier(self.client, self.config, secrets, lookup=requests.get)
         runner = HookRunner(
             hook_modules,
             {**self.integrations, "slack": directory},
@@ -248,6 +273,8 @@ class Runtime:
             directory=directory,
             clock=self.clock,
             secrets=secrets,
+            approvals=ApprovalRepo(self.store, secrets),
+            reminders=ReminderRepo(self.store, secrets),
         )
         self.engine.metrics = self.metrics
         self.metrics.watch(
@@ -288,6 +315,8 @@ class Runtime:
         if self.start_timers:
             self.scheduler.start(sweep=False)
         counts = await self.engine.recover()
+        # What the flows file cannot show: approvers' user groups too small for approvals_required.
+        await self.engine.policy.check_at_start()
         if self.start_timers:
             self.scheduler.start_sweep()  # only now: a sweep must not race recovery
             if self.reconciler.flows():
@@ -316,13 +345,19 @@ class Runtime:
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
         await self.socket.connect_async()
         if settings.health_address:
-            self.health = await start_health_server(
+            routes = health_routes({"slack": self.socket.client.is_connected, "database": self._database_answers})
+            auth = Authenticator(
+                TokenStore(self.store, self.clock, secrets=secrets),
+                clock=self.clock,
+                limiter=RateLimiter(settings.api_rate_limit, 60.0, now=lambda: self.clock.now().timestamp()),
+                audit=audit,
+                directory=directory,
+            )
+            service = ApiService(engine=self.engine, auth=auth, queries=RequestQueries(self.store), directory=directory)
+            self.health = await start_http_server(
                 settings.health_address,
-                {
-                    "slack": self.socket.client.is_connected,
-                    "database": self._database_answers,
-                },
-                routes={"/metrics": self.metrics.handle},
+                [*routes, aiohttp.web.get("/metrics", self.metrics.handle), *api_routes(service, auth)],
+                secrets=secrets,
             )
         log.info("jitbot.started", flows=[f.name for f in self.config.flows], **counts)
 

@@ -9,7 +9,9 @@ directory); `core.config.load_config` passes it and turns every error into a loc
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -32,6 +34,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from core.audit_config import AuditSettings
 from core.config_lines import CUSTOM_ERROR, Loc, format_path
+from core.policy_config import MAX_APPROVALS_REQUIRED, People, Reminders
 from core.schema import (
     CONTEXT_KEY,
     Duration,
@@ -47,6 +50,19 @@ from core.secrets import SecretRegistry
 from core.strategy import SupportsHolders
 
 RESERVED_FIELD_NAMES = frozenset({"target"})  # the target picker's input in the request modal
+RESERVED_FLOW_NAMES = frozenset({"help", "list"})  # `/sym help` and `/sym list` are commands
+DEFAULT_WARN_BEFORE = timedelta(minutes=10)
+
+
+def _to_warn_before(value: Any) -> Any:
+    # `0` (or `0s`, `0m`…) turns the warning off; anything else is an ordinary duration.
+    if value == 0 or (isinstance(value, str) and re.fullmatch(r"\s*0+\s*[smhd]?\s*", value)):
+        return timedelta(0)
+    return value
+
+
+WarnBefore = Annotated[Duration, BeforeValidator(_to_warn_before)]
+"""`warn_before`: a duration, or 0 for no warning."""
 
 FieldType = Literal["string", "text", "int", "bool", "list", "duration"]
 
@@ -298,17 +314,29 @@ class Flow(StrictModel):
     approvers: Approvers | None = None
     allow_self_approval: bool = False
     allow_guests: bool = False  # guests and Slack Connect users may neither ask nor decide unless true
-    strategy: StrategyEntry
+    approvals_required: Annotated[int, Field(ge=1, le=MAX_APPROVALS_REQUIRED)] = 1
+    requesters: People | None = None  # absent: everyone who is not a guest may ask
+    reminders: Reminders | None = None
+    strategy: StrategyEntry | None = None  # absent: an approval-only flow (a deploy gate, a consent)
     fields: Annotated[list[FieldSpec], Field(min_length=1)]
     request_timeout: Duration | None = None
     hooks: NonEmpty | None = None
     hook_timeout: Duration = timedelta(seconds=5)
     reconcile: Reconcile | None = None
+    warn_before: WarnBefore = DEFAULT_WARN_BEFORE
+    max_total_duration: Duration | None = None
 
     _hooks_path: Path | None = PrivateAttr(default=None)
     _written_strategy: dict[str, Any] | None = PrivateAttr(default=None)
     # The registry the loader validated with: grant_spec redacts the literal secrets it holds.
     _secrets: SecretRegistry = PrivateAttr(default_factory=SecretRegistry)
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_command(cls, name: str) -> str:
+        if name in RESERVED_FLOW_NAMES:
+            raise ValueError(f"flow name '{name}' is reserved: `/sym {name}` is a command")
+        return name
 
     @field_validator("approvers", mode="before")
     @classmethod
@@ -342,6 +370,55 @@ class Flow(StrictModel):
             _raise([_problem((), f"hooks file '{hooks}' does not exist (looked for {path})", hooks)])
         # Its contents (syntax, misspelt hooks) are linted by core.config with the hooks file's own lines.
         return hooks
+
+    @field_validator("requesters", "reminders", mode="before")
+    @classmethod
+    def _block_not_blank(cls, value: Any) -> Any:
+        # `requesters:` with nothing under it is a forgotten list, not "everyone may ask".
+        if value is None:
+            raise ValueError("is empty: fill it in, or remove the key")
+        return value
+
+    @model_validator(mode="after")
+    def _enough_approvers(self, info: ValidationInfo) -> Flow:
+        """More approvals required than static approvers could ever give is a config error."""
+        approvers = self.approvers
+        if self.approvals_required == 1 or approvers is None or approvers.usergroups:
+            return self  # anyone may decide, or group members are only known from Slack (checked at start)
+        if self.hooks is not None and _defines(_context(info).base_dir / self.hooks, "get_approvers"):
+            return self  # the hook's answer replaces the list; too short an answer fails closed at submit
+        possible = len(set(approvers.users))
+        if self.approvals_required > possible:
+            _raise(
+                [
+                    _problem(
+                        ("approvals_required",),
+                        f"needs {self.approvals_required} distinct approvers, but approvers lists only {possible} "
+                        "user(s) (and the requester never counts): lower it, or add users or a usergroup",
+                        self.approvals_required,
+                    )
+                ],
+                "Flow",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _cap_fits_the_durations(self) -> Flow:
+        # A cap shorter than a duration the form offers would refuse that request every time.
+        cap, spec = self.max_total_duration, self.duration_field
+        longest = max(spec.duration_values, default=None) or spec.max
+        if cap is not None and longest is not None and cap < longest:
+            _raise(
+                [
+                    _problem(
+                        ("max_total_duration",),
+                        f"is shorter than the longest duration the form offers ({format_duration(longest)}): "
+                        "such requests could never be granted",
+                        format_duration(cap),
+                    )
+                ]
+            )
+        return self
 
     @model_validator(mode="after")
     def _reconcile_needs_a_listing(self, info: ValidationInfo) -> Flow:
@@ -379,7 +456,10 @@ class Flow(StrictModel):
     def grant_spec(self, target_name: str) -> dict[str, Any]:
         """What a grant of `target_name` must remember to be revoked after this flow changes or goes:
         the `strategy:` block and the target as written (references unresolved, so no secret is
-        stored), and the hooks file. Empty when the flow was not loaded from a file."""
+        stored), and the hooks file. Empty when the flow was not loaded from a file; for an approval-only
+        flow, a marker that its grants call no system."""
+        if self.strategy is None:  # approval-only: a window that ends, nothing to take back anywhere
+            return {"approval_only": True, "target": {"name": self.name, "label": self.label}}
         written = self._written_strategy
         if not written:
             return {}
@@ -399,13 +479,20 @@ class Flow(StrictModel):
         return spec
 
     @property
+    def approval_only(self) -> bool:
+        """Whether the flow has no strategy: an approval is recorded, nothing is granted anywhere."""
+        return self.strategy is None
+
+    @property
     def targets(self) -> list[TargetConfig]:
-        """The strategy's targets, in file order."""
+        """The strategy's targets, in file order; an approval-only flow has one, the flow itself."""
+        if self.strategy is None:
+            return [TargetConfig(name=self.name, label=self.label)]
         return list(self.strategy.targets)
 
     def target(self, name: str) -> TargetConfig:
         """The target called `name`; KeyError if the flow has none."""
-        for candidate in self.strategy.targets:
+        for candidate in self.targets:
             if candidate.name == name:
                 return candidate
         raise KeyError(f"flow {self.name} has no target {name!r}")
@@ -484,6 +571,17 @@ class JitConfig(StrictModel):
             if candidate.name == name:
                 return candidate
         raise KeyError(f"no flow named {name!r}")
+
+
+def _defines(path: Path, function: str) -> bool:
+    """Whether a hooks file defines `function` at its top level (read with ast, never run)."""
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return False  # the hooks linter reports an unreadable file with its own line
+    return any(
+        isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == function for node in tree.body
+    )
 
 
 def _integration_kinds(data: Any) -> dict[str, Any]:

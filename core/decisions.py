@@ -19,8 +19,10 @@ from core.errors import NotAllowed
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
+from core.origin import SLACK, origin
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
+from core.reminders import escalated
 from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
@@ -34,6 +36,19 @@ class AlreadyDecided(NotAllowed):
     def __init__(self, status: str, by: str | None) -> None:
         self.status, self.by = status, by
         super().__init__(f"request already {status}", user_message=f"This request is already {status}.")
+
+
+class DirectoryUnavailable(NotAllowed):
+    """Slack could not be asked about a person or a group: the decision waits, nothing is concluded."""
+
+
+class AlreadyEnded(AlreadyDecided):
+    """A click on access that already ended (or is already being ended); the handler shows `user_message`."""
+
+    def __init__(self, request: AccessRequest, message: str | None = None) -> None:
+        self.status, self.by = request.status.value, request.revoked_by or request.decided_by
+        text = message or "This access has already ended."
+        NotAllowed.__init__(self, text, user_message=text)
 
 
 def duration_allowed(flow: Flow, duration_seconds: int) -> bool:
@@ -53,22 +68,27 @@ class DecisionChecks:
         self.directory = directory
 
     async def check(
-        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+        self,
+        request: AccessRequest,
+        actor: str,
+        action: str,
+        *,
+        by_hook: bool,
+        source: MessageRef | None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> Flow:
         """Return the request's flow when `actor` may `action` it now; else audit and raise NotAllowed."""
         try:
-            return await self._refusal(request, actor, action, by_hook=by_hook, source=source)
+            return await self._refusal(request, actor, action, by_hook=by_hook, source=source, via=via)
         except NotAllowed as refusal:
-            await self.life.audit.append(
-                self.life.event(
-                    request, actor, "click.refused", detail={"action": action, "reason": refusal.user_message}
-                )
-            )
+            detail = {"action": action, "reason": refusal.user_message, **origin(via, token, by_hook=by_hook)}
+            await self.life.audit.append(self.life.event(request, actor, "click.refused", detail=detail))
             log.info("click.refused", request_id=request.id, actor=actor, action=action, reason=refusal.user_message)
             raise
 
     async def _refusal(
-        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None
+        self, request: AccessRequest, actor: str, action: str, *, by_hook: bool, source: MessageRef | None, via: str
     ) -> Flow:
         if request.status is not S.PENDING:
             raise AlreadyDecided(request.status.value, request.decided_by)
@@ -84,11 +104,22 @@ class DecisionChecks:
         hooks = self.life.hooks
         if not by_hook and hooks.has(flow, f"on_{action}"):
             actor_info = await self.directory.lookup_user(actor)
-            evt = hooks.event(request, flow, user=await self.life.requester(request), actor=actor_info)
+            evt = hooks.event(request, flow, user=await self.life.requester(request), actor=actor_info, via=via)
             ignored = await hooks.on_click(flow, f"on_{action}", evt, request)
             if ignored is not None:
                 raise NotAllowed(ignored)
         return flow
+
+    async def still_decides(self, request: AccessRequest, flow: Flow, approver: str) -> bool:
+        """Whether someone who approved earlier may still decide now (read fresh); DirectoryUnavailable
+        when Slack cannot say, so an approval is never dropped, nor kept, on a guess."""
+        try:
+            await self._check_decider(request, flow, approver)
+        except DirectoryUnavailable:
+            raise
+        except NotAllowed:
+            return False
+        return True
 
     async def _check_decider(self, request: AccessRequest, flow: Flow, actor: str) -> None:
         """Whether `actor` may decide, read fresh: a removed group member or a guest is refused."""
@@ -103,6 +134,12 @@ class DecisionChecks:
             users, members = set(flow.approvers.users), await self._group_members(flow.approvers.usergroups)
         else:
             users = None
+        if users is not None and escalated(flow, request, self.life.clock.now()):
+            # After escalate_after, the escalation's people may decide too (their groups read fresh).
+            to = flow.reminders.escalate_to if flow.reminders is not None else None
+            if to is not None:
+                users |= set(to.users)
+                members |= await self._group_members(to.usergroups)
         decision = may_decide(
             requester=request.requester,
             clicker=actor,
@@ -135,7 +172,7 @@ class DecisionChecks:
             raise
         except Exception as exc:  # fail closed: an unverifiable person decides nothing
             log.warning("directory.unavailable", user=slack_id, error=self.life.scrub(str(exc)))
-            raise NotAllowed(f"Could not check {who} with Slack just now; try again in a moment.") from None
+            raise DirectoryUnavailable(f"Could not check {who} with Slack just now; try again in a moment.") from None
         self.life.remember(person)
         return person
 
@@ -146,5 +183,7 @@ class DecisionChecks:
                 members |= await self.directory.usergroup_members(group, fresh=True)
             except Exception as exc:
                 log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
-                raise NotAllowed("Could not check the approvers' user groups with Slack; try again.") from None
+                raise DirectoryUnavailable(
+                    "Could not check the approvers' user groups with Slack; try again."
+                ) from None
         return frozenset(members)

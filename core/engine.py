@@ -23,18 +23,22 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any
 
 import structlog
 
+from core.approvals import ApprovalPolicy, clean_reason
 from core.claims import request_lease
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.decisions import GUESTS_REFUSED, DecisionChecks
-from core.errors import JitError, NotAllowed
+from core.early_end import EarlyEnd
+from core.end_warning import EndWarnings, warn_at_for
+from core.errors import InvalidInput, NotAllowed
 from core.expiry import Expiry
+from core.extension import Extensions
 from core.granting import Granting, retry_policy
 from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable, HookRunner
@@ -42,6 +46,9 @@ from core.lifecycle import Lifecycle
 from core.metrics import Metrics
 from core.models import AccessRequest, MessageRef, Subject, Target
 from core.models import RequestStatus as S
+from core.origin import SLACK, origin
+from core.overview import Overview, overview_for
+from core.policy_ports import ApprovalStore, ReminderStore
 from core.ports import (
     AuditTrail,
     Directory,
@@ -53,6 +60,7 @@ from core.ports import (
     Timers,
     UserInfo,
 )
+from core.reminders import Reminders
 from core.retry import call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
@@ -63,12 +71,8 @@ log = structlog.get_logger("jitbot.engine")
 POST_ATTEMPTS = 3  # posting a new request to its approval channel, before alerting
 
 
-class SubmissionRejected(JitError):
+class SubmissionRejected(InvalidInput):
     """A form submission that cannot become a request; `errors` maps field name ('target', …) to text."""
-
-    def __init__(self, errors: Mapping[str, str]) -> None:
-        self.errors = dict(errors)
-        super().__init__("; ".join(f"{k}: {v}" for k, v in self.errors.items()))
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,9 @@ class Draft:
     subject: Subject
     fields: Mapping[str, Any]
     duration: timedelta
+    extends: str | None = None  # the live grant of the same target this request extends (core.extension)
+    via: str = SLACK  # how the request arrived: "slack" (the modal) or "api"
+    token: str | None = None  # the API token's name, when it came through the API
 
 
 class AccessEngine:
@@ -102,6 +109,8 @@ class AccessEngine:
         grant_retry_delay: float = 1.0,
         retry_delay: float = 0.25,
         secrets: SecretRegistry | None = None,
+        approvals: ApprovalStore | None = None,
+        reminders: ReminderStore | None = None,
     ) -> None:
         self.life = Lifecycle(
             config=config,
@@ -121,7 +130,13 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
+        self.extensions = Extensions(self.life, self.checks)
+        self.early_end = EarlyEnd(self.life, self.checks, self.expiry, self.extensions)
+        self.warnings = EndWarnings(self.life)
         self._post_retry_delay = retry_delay
+        # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
+        self.policy = ApprovalPolicy(self.life, directory, approvals, self.checks)
+        self.reminders = Reminders(self.life, self.directory, reminders)
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────
 
@@ -217,18 +232,80 @@ class AccessEngine:
         return await self.expiry.expire(request_id)
 
     async def recover(self) -> dict[str, int]:
-        """At start: settle what a stop left half-way, then sweep."""
-        return await self.expiry.recover()
+        """At start: settle what a stop left half-way, then sweep (warnings due during the stop included)."""
+        return {**await self.expiry.recover(), "warned": await self.warnings.sweep()}
 
     async def sweep(self, *, repost: bool = True) -> dict[str, int]:
-        """Do everything that is due (the safety net under the timers); `repost=False` leaves out posting
-        again the requests that never reached their channel (the replicas' frequent due-work poll)."""
-        return await self.expiry.sweep(repost=repost)
+        """Do everything that is due (the safety net under the timers): reminders and warnings included.
+        `repost=False` leaves out posting again the requests that never reached their channel (the
+        replicas' frequent due-work poll)."""
+        counts = await self.expiry.sweep(repost=repost)
+        counts["reminded"] = await self.reminders.sweep()
+        counts["warned"] = await self.warnings.sweep()
+        return counts
+
+    async def may_request(self, flow_name: str, slack_id: str, *, fresh: bool = True) -> None:
+        """Return when `slack_id` may ask with the flow; NotAllowed with the reason otherwise (Slack, API)."""
+        try:
+            flow = self.config.flow(flow_name)
+        except KeyError:
+            raise NotAllowed(f"There is no flow named '{flow_name}'.") from None
+        await self.policy.may_request(flow, slack_id, fresh=fresh)
+
+    async def warn(self, request_id: str) -> AccessRequest | None:
+        """Send a granted request's end-of-access warning when it is due."""
+        return await self.warnings.warn(request_id)
+
+    # ── after approval: revoke now, cancel, extend, overview ──────────────────────────────────
+
+    async def revoke_now(
+        self, request_id: str, actor: str, *, via: str = "slack", source: MessageRef | None = None
+    ) -> AccessRequest:
+        """End a live grant now (the requester, or anyone who may approve its flow)."""
+        return await self.early_end.revoke_now(request_id, actor, via=via, source=source)
+
+    async def cancel(
+        self, request_id: str, actor: str, *, via: str = "slack", reason: str | None = None
+    ) -> AccessRequest:
+        """Withdraw a pending request (its requester only)."""
+        return await self.early_end.cancel(request_id, actor, via=via, reason=reason)
+
+    async def prepare_extension(
+        self, request_id: str, actor: str, duration_seconds: int, fields: Mapping[str, Any] | None = None
+    ) -> Draft:
+        """Check an extension of the live grant `request_id` by `actor` and return it as a draft."""
+        holder, flow = await self.extensions.extendable(request_id, actor, duration_seconds)
+        merged = self.extensions.fields_for(holder, flow, duration_seconds, fields)
+        return await self.prepare(flow.name, actor, holder.target, merged, timedelta(seconds=duration_seconds))
+
+    async def extend(
+        self,
+        request_id: str,
+        actor: str,
+        duration_seconds: int,
+        fields: Mapping[str, Any] | None = None,
+        *,
+        via: str = "slack",
+    ) -> AccessRequest:
+        """Ask for more time on a live grant: a new request linked to it, routed like any other."""
+        return await self.submit(await self.prepare_extension(request_id, actor, duration_seconds, fields), via=via)
+
+    async def overview(self, user: str, limit: int) -> Overview:
+        """`user`'s live grants, pending requests and requests awaiting their decision (display only)."""
+        return await overview_for(self.life, self.directory, user, limit)
 
     # ── submit ────────────────────────────────────────────────────────────────────────────────
 
     async def prepare(
-        self, flow_name: str, requester_id: str, target_name: str, fields: Mapping[str, Any], duration: timedelta
+        self,
+        flow_name: str,
+        requester_id: str,
+        target_name: str,
+        fields: Mapping[str, Any],
+        duration: timedelta,
+        *,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> Draft:
         """Check a submission: the target exists and the requester may ask and can be matched in its system."""
         flow = self.config.flow(flow_name)
@@ -241,17 +318,42 @@ class AccessEngine:
             raise SubmissionRejected({"target": GUESTS_REFUSED})
         if requester.deleted:
             raise SubmissionRejected({"target": "Your Slack account is deactivated."})
+        try:  # before any hook runs: on_request never sees someone the flow does not let ask
+            await self.policy.check_requesters(flow, requester_id, fresh=True)
+        except NotAllowed as refused:
+            log.info("submission.requester_refused", flow=flow.name, requester=requester_id)
+            raise SubmissionRejected({"target": refused.user_message}) from None
         subject = await self.life.subject(flow.name, requester_id, requester.email, requester.name)
+        # A request for access the person already holds is an extension of it (core.extension).
+        holder = await self.extensions.live_holder(flow.name, target.name, requester_id)
+        problem = self.extensions.total_problem(flow, holder, int(duration.total_seconds()))
+        if problem:
+            raise SubmissionRejected({flow.duration_field.name: problem})
         ctx = GrantContext(request_id="validation", flow=flow.name, target=target, subject=subject, fields=dict(fields))
         issues = await self.strategies[flow.name].validate(ctx)
         if issues:
             for issue in issues:
                 log.info("submission.identity_rejected", flow=flow.name, requester=requester_id, detail=issue.detail)
             raise SubmissionRejected({"target": " ".join(i.user_message for i in issues)})
-        return Draft(flow.name, target, requester, subject, dict(fields), duration)
+        return Draft(
+            flow.name,
+            target,
+            requester,
+            subject,
+            dict(fields),
+            duration,
+            extends=holder.id if holder else None,
+            via=via,
+            token=token,
+        )
 
-    async def submit(self, draft: Draft) -> AccessRequest:
-        """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
+    async def submit(self, draft: Draft, *, via: str | None = None) -> AccessRequest:
+        """Store a pending request, consult the flow's hooks, post it for approval, tell the requester.
+
+        `via` overrides how the draft says it arrived (an extension asked for with a button or the API).
+        """
+        if via is not None and via != draft.via:
+            draft = replace(draft, via=via)
         life = self.life
         flow = self.config.flow(draft.flow)
         now = life.clock.now()
@@ -270,6 +372,8 @@ class AccessEngine:
             # Until its hooks have spoken and their answer is stored, nobody may decide a request of
             # a hooked flow: a crash or a failed write in between must not leave it open to anyone.
             approvers=() if hooked else None,
+            grant_to=self.policy.grant_to(flow, draft.subject),
+            extends=draft.extends,
         )
         life.remember(draft.requester)
         life.submitting.add(request.id)
@@ -289,6 +393,8 @@ class AccessEngine:
                         "target": request.target,
                         "duration_seconds": request.duration_seconds,
                         "fields": request.fields,
+                        **origin(draft.via, draft.token),
+                        **({"extends": request.extends} if request.extends else {}),
                     },
                 ),
             )
@@ -296,7 +402,7 @@ class AccessEngine:
             decision: Approve | Deny | None = None
             if hooked:
                 decision = await life.hooks.on_request(
-                    flow, life.hooks.event(request, flow, user=draft.subject), request
+                    flow, life.hooks.event(request, flow, user=draft.subject, via=draft.via), request
                 )
                 # The hook's verdict comes before anything with buttons is posted.
                 if isinstance(decision, Deny):
@@ -311,9 +417,10 @@ class AccessEngine:
                     )
                 except NotAllowed as refused:  # the present says no (e.g. deactivated): humans decide
                     log.info("fast_track.refused", request_id=request.id, reason=refused.user_message)
-            request = await self._post_for_approval(request)
+            request = await self._post_for_approval(await self.policy.close_if_unreachable(flow, request))
             if request.timeout_at:
                 life.timers.arm_expire(request.id, request.timeout_at)
+            self.reminders.arm_first(request)
             return await life.requests.get(request.id)
         finally:
             life.submitting.discard(request.id)
@@ -323,7 +430,7 @@ class AccessEngine:
     async def _route(self, flow: Flow, draft: Draft, request: AccessRequest) -> AccessRequest:
         """Ask get_approvers / get_approval_channel and store the answer (which opens the request)."""
         life = self.life
-        evt = life.hooks.event(request, flow, user=draft.subject)
+        evt = life.hooks.event(request, flow, user=draft.subject, via=draft.via)
         approvers = await life.hooks.approvers(flow, evt, request)
         channel = await life.hooks.approval_channel(flow, evt, request)
         routing: dict[str, Any] = {"approvers": None}
@@ -341,8 +448,8 @@ class AccessEngine:
                         else "It stays pending with no buttons: the flow has no request_timeout."
                     ),
                 )
-        elif approvers is not None:
-            routing["approvers"] = tuple(approvers)
+        elif approvers is not None:  # fail closed when they cannot reach approvals_required
+            routing["approvers"] = await self.policy.checked_approvers(flow, request, approvers)
         if channel:
             routing["approval_channel"] = channel
         return await life.requests.update(
@@ -395,19 +502,36 @@ class AccessEngine:
         reason: str | None = None,
         by_hook: bool = False,
         source: MessageRef | None = None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> AccessRequest:
-        """Approve a pending request (after checking the click against now) and grant it."""
+        """Approve a pending request (after checking the click against now) and grant it.
+
+        `via` ("slack" or "api") and the API token's name go into the audit rows and `evt.via`.
+        """
         life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.status is S.PENDING and life.timed_out(request):
                 await self.expiry.expire_locked(request)
                 raise NotAllowed("This request expired: nobody decided before its time limit.")
-            flow = await self.checks.check(request, actor, "approve", by_hook=by_hook, source=source)
+            flow = await self.checks.check(
+                request, actor, "approve", by_hook=by_hook, source=source, via=via, token=token
+            )
+            if not by_hook:  # a fast-track by on_request counts as every approval
+                request, complete = await self.policy.count(request, flow, actor, origin=origin(via, token))
+                if not complete:
+                    return request
             now = life.clock.now()
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
             spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
+            if request.extends is not None:
+                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
+                if extended is not None:
+                    return extended  # else the access it extends has ended: an ordinary grant
+            now = life.clock.now()
+            expires_at = now + timedelta(seconds=request.duration_seconds)
             request = await life.requests.transition(
                 request_id,
                 S.PENDING,
@@ -417,11 +541,23 @@ class AccessEngine:
                     "decided_at": now,
                     "decision_reason": reason,
                     # Saved before the strategy runs: a crash mid-grant still ends at this time.
-                    "expires_at": now + timedelta(seconds=request.duration_seconds),
+                    "expires_at": expires_at,
+                    "warn_at": warn_at_for(flow, now, expires_at),
                     # How to revoke it even after the flow is edited or removed from the config.
                     "grant_spec": spec,
                 },
-                audit=life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
+                audit=life.event(
+                    request,
+                    actor,
+                    "request.approved",
+                    S.PENDING,
+                    S.APPROVED,
+                    {
+                        "reason": reason,
+                        **({"approvals": list(request.approvals)} if request.approvals else {}),
+                        **origin(via, token, by_hook=by_hook),
+                    },
+                ),
             )
             log.info("request.approved", request_id=request_id, actor=actor)
             life.timers.disarm(request_id)
@@ -435,18 +571,33 @@ class AccessEngine:
         reason: str | None = None,
         by_hook: bool = False,
         source: MessageRef | None = None,
+        via: str = SLACK,
+        token: str | None = None,
     ) -> AccessRequest:
-        """Deny a pending request (after the decider checks)."""
+        """Deny a pending request (after the decider checks); the requester's own Deny cancels it.
+
+        `reason` is bounded and shown to everyone; `via` and `token` as for approve.
+        """
         life = self.life
+        reason = clean_reason(reason)
+        if not by_hook and (await life.requests.get(request_id)).requester == actor:
+            return await self.early_end.cancel(request_id, actor, via=via, reason=reason, source=source)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
-            await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source)
+            await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source, via=via, token=token)
             request = await life.requests.transition(
                 request_id,
                 S.PENDING,
                 S.DENIED,
                 changes={"decided_by": actor, "decided_at": life.clock.now(), "decision_reason": reason},
-                audit=life.event(request, actor, "request.denied", S.PENDING, S.DENIED, {"reason": reason}),
+                audit=life.event(
+                    request,
+                    actor,
+                    "request.denied",
+                    S.PENDING,
+                    S.DENIED,
+                    {"reason": reason, **origin(via, token, by_hook=by_hook)},
+                ),
             )
             log.info("request.denied", request_id=request_id, actor=actor)
             life.timers.disarm(request_id)

@@ -7,6 +7,7 @@
     ├── InvalidTransition         a compare-and-set on a request's status lost (already decided, …)
     ├── RequestNotFound           no request with that id
     ├── NotAllowed                a click or submission refused by policy (shown ephemerally)
+    ├── InvalidInput              bad input (an extension beyond max_total_duration…); `errors` by field
     ├── HookError                 a policy hook raised, timed out or returned something it should not
     ├── ChatUnavailable           the chat system throttled or failed for now; a later try may succeed
     └── StrategyError             a strategy could not do its job
@@ -20,6 +21,7 @@ str() is redacted, and the logging pipeline scrubs registered secret values as a
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -67,6 +69,16 @@ class RequestNotFound(JitError):
 
 class NotAllowed(JitError):
     """A person may not do what they tried; the message says why and is shown to them."""
+
+
+class InvalidInput(JitError):
+    """Input that cannot be acted on; `errors` maps the field it concerns ('duration', …) to what is wrong."""
+
+    def __init__(self, errors: Mapping[str, str]) -> None:
+        self.errors = dict(errors)
+        super().__init__(
+            "; ".join(f"{k}: {v}" for k, v in self.errors.items()), user_message=" ".join(self.errors.values())
+        )
 
 
 class HookError(JitError):

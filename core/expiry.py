@@ -22,7 +22,7 @@ from core.claims import WAIT_FOR_REQUESTS, ClaimedElsewhere
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
-from core.lifecycle import SYSTEM, Lifecycle
+from core.lifecycle import SYSTEM, Lifecycle, same_access
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
@@ -70,9 +70,11 @@ class Expiry:
             if request.expires_at > life.clock.now():  # a timer armed for an earlier end; never revoke early
                 life.timers.arm_revoke(request_id, request.expires_at)
                 return None
-            return await self._revoke_granted(request)
+            return await self.revoke_granted(request)
 
-    async def _revoke_granted(self, request: AccessRequest) -> AccessRequest:
+    async def revoke_granted(self, request: AccessRequest) -> AccessRequest:
+        """Revoke a granted request that is due (its lock held): the strategy's revoke unless another
+        live grant covers the same access, retried with back-off on failure."""
         life = self.life
         strategy = life.strategy_for(request)
         async with life.access_lock(request):
@@ -93,6 +95,8 @@ class Expiry:
                 except Exception as exc:
                     return await self._revoke_failed(request, exc)
             detail: dict[str, object] = {"attempts": request.revoke_attempts + (0 if covering else 1)}
+            if request.revoked_by is not None:
+                detail["revoked_by"], detail["reason"] = request.revoked_by, request.end_reason
             if covering is not None:
                 detail["access_kept_by"] = covering.id
             request = await life.requests.transition(
@@ -131,7 +135,7 @@ class Expiry:
                 ),
             )
             return
-        await life.tell(request, RequesterNotice.REVOKED)
+        await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
         await life.after(life.flow(request.flow), "after_revoke", request)
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
@@ -218,7 +222,7 @@ class Expiry:
         for other in await self.life.requests.list_live_for(request.flow, request.target, request.requester):
             if (
                 other.id != request.id
-                and other.grant_spec == request.grant_spec
+                and same_access(other.grant_spec, request.grant_spec)
                 and other.expires_at is not None
                 and other.expires_at > now
             ):
@@ -335,7 +339,7 @@ class Expiry:
                     {"note": "the grant's window ended before it was recorded; revoking"},
                 ),
             )
-            return await self._revoke_granted(request)
+            return await self.revoke_granted(request)
         flow = life.flow(request.flow)
         if (
             flow is None

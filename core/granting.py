@@ -86,6 +86,8 @@ class Granting:
         assert request.expires_at is not None  # written with the approval
         log.info("access.granted", request_id=request.id, expires_at=request.expires_at.isoformat())
         life.timers.arm_revoke(request.id, request.expires_at)
+        if request.warn_at is not None:
+            life.timers.arm_warn(request.id, request.warn_at)
         request = await life.publish(request)
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):

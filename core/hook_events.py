@@ -4,8 +4,10 @@
     evt.target.name / .label / .settings         what is asked for
     evt.fields                                   every submitted field by name
     evt.user, evt.actor                          HookUser(slack_id, email, name, identity)
+    evt.via                                      'slack' or 'api': how the request or click arrived
     evt.integrations.NAME                        each built entry of `integrations:`
     evt.granted_at, evt.expires_at, evt.state    set where they exist (grant, revoke, after_*)
+    evt.extends                                  the id of the live grant this request extends, or None
 
     return evt.approve("on call")  /  evt.deny("out of hours")  /  evt.ignore("ask secops")
 
@@ -193,6 +195,10 @@ class HookEvent:
     granted_at: datetime | None = None
     expires_at: datetime | None = None
     state: Mapping[str, str] = field(default_factory=dict)
+    # How the request (on_request, routing) or the click (on_approve / on_deny) reached jitbot:
+    # "slack" or "api"; None in the hooks no person's action calls (after_*, grant, revoke).
+    via: str | None = None
+    extends: str | None = None
     # Decisions recorded by evt.approve/deny/ignore; a list so the frozen event can still collect them.
     _recorded: list[Decision] = field(default_factory=list, init=False, repr=False, compare=False)
 
@@ -241,6 +247,8 @@ class HookEvent:
             "granted_at": self.granted_at,
             "expires_at": self.expires_at,
             "state": thaw(self.state),
+            "via": self.via,
+            "extends": self.extends,
         }
 
     @classmethod
@@ -258,6 +266,8 @@ class HookEvent:
             granted_at=data["granted_at"],
             expires_at=data["expires_at"],
             state=data["state"],
+            via=data.get("via"),
+            extends=data.get("extends"),
         )
 
     def _record(self, decision: _D) -> _D:

@@ -55,8 +55,16 @@ class HookRunner:
         self.audit = audit
         self.clock = clock
 
-    def event(self, request: AccessRequest, flow: Flow, *, user: Subject, actor: UserInfo | None = None) -> HookEvent:
-        """The `evt` for a hook call about `request`."""
+    def event(
+        self,
+        request: AccessRequest,
+        flow: Flow,
+        *,
+        user: Subject,
+        actor: UserInfo | None = None,
+        via: str | None = None,
+    ) -> HookEvent:
+        """The `evt` for a hook call about `request`; `via` says how the action behind it arrived."""
         target = flow_target(flow, request.target) or Target(request.target, request.target, {})
         return HookEvent(
             request_id=request.id,
@@ -69,6 +77,8 @@ class HookRunner:
             granted_at=request.granted_at,
             expires_at=request.expires_at,
             state=dict(request.grant_state),
+            via=via,
+            extends=request.extends,
         )
 
     def active(self, flow: Flow) -> bool:

@@ -26,7 +26,7 @@ from core.errors import ChatUnavailable
 from core.follow_ups import FollowUps
 from core.hook_runner import HookRunner
 from core.metrics import NO_METRICS, Metrics, timed_call
-from core.models import AccessRequest, AuditEvent, RequestStatus, Subject, Target
+from core.models import CHAIN_KEYS, AccessRequest, AuditEvent, RequestStatus, Subject, Target
 from core.ports import (
     Alert,
     AuditTrail,
@@ -47,6 +47,13 @@ log = structlog.get_logger("jitbot.engine")
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 PEOPLE_REMEMBERED = 10_000
+
+
+def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether two recorded grant specs are exactly the same access (whichever request holds it)."""
+    return {k: v for k, v in one.items() if k not in CHAIN_KEYS} == {
+        k: v for k, v in other.items() if k not in CHAIN_KEYS
+    }
 
 
 class Lifecycle:
@@ -143,20 +150,24 @@ class Lifecycle:
             target = (flow_target(flow, request.target) if flow is not None else None) or Target(
                 request.target, request.target, {}
             )
-        recorded = request.grant_spec.get("identity") if request.grant_spec else None
+        spec = request.grant_spec or {}
+        recorded = spec.get("identity")
         if isinstance(recorded, str) and recorded:
             # The identity the grant was made for (recorded at approval): an override changed since must
             # not redirect the revoke, and the identity table need not be read again.
             subject = Subject(request.requester, request.requester_email, recorded)
         else:
             subject = await self.requester(request)
+        held_since = spec.get("held_since")
         return GrantContext(
-            request_id=request.id,
+            # An extension holds the access its first grant made: the strategy sees that grant's id.
+            request_id=str(spec.get("granted_as") or request.id),
             flow=request.flow,
             target=target,
             subject=subject,
             fields=request.fields,
-            granted_at=granted_at or request.granted_at,
+            granted_at=granted_at
+            or (datetime.fromisoformat(held_since) if isinstance(held_since, str) else request.granted_at),
             expires_at=request.expires_at,
         )
 

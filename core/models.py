@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+# What an extension adds to the grant_spec it takes over: the request the access was first granted
+# as (strategies that key grants per request revoke under that id) and since when it is held.
+CHAIN_KEYS = ("granted_as", "held_since")
 
 
 class RequestStatus(StrEnum):
@@ -19,6 +23,7 @@ class RequestStatus(StrEnum):
     DENIED = "denied"
     FAILED = "failed"
     EXPIRED = "expired"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -50,7 +55,12 @@ class AccessRequest:
     Times are timezone-aware UTC. `fields` holds every submitted field by name (reason, duration as
     written, custom fields). `grant_state` is what the strategy's grant returned, handed to revoke.
     `grant_spec` is the strategy block and target as written when the request was approved, so the
-    grant can still be revoked after its flow is edited or removed.
+    grant can still be revoked after its flow is edited or removed. `approvals` lists who approved so
+    far when a flow needs several approvals (core.approvals).
+
+    `extends` names the live grant this request extends (docs/slack-behaviour.md); `revoked_by` and
+    `end_reason` say who ended a grant early and why; `warn_at` is when the requester is warned that
+    the access is about to end (None once sent, or when no warning is due).
     """
 
     id: str
@@ -78,14 +88,24 @@ class AccessRequest:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     grant_spec: Mapping[str, Any] = field(default_factory=dict)
+    # Slack ids of those who approved so far, in order (a flow's approvals_required may need several).
+    approvals: tuple[str, ...] = ()
+    # Who the grant will be made for, shown while it waits: {"identity": "alice@corp", "system": "Okta"}.
+    grant_to: Mapping[str, str] = field(default_factory=dict)
+    extends: str | None = None
+    revoked_by: str | None = None
+    end_reason: str | None = None
+    warn_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class MessageRef:
-    """Where a click came from: the channel and timestamp of the message that carried the button."""
+    """Where a click came from: the channel and timestamp of the message that carried the button;
+    `direct` when it is the clicker's own direct conversation with the bot (a DM)."""
 
     channel: str | None
     ts: str | None
+    direct: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,3 +130,14 @@ class AuditEvent:
     actor_email: str | None = None
     actor_name: str | None = None
     reason: str | None = None
+
+
+@dataclass(frozen=True)
+class TransitionStep:
+    """One compare-and-set of a multi-row transition: request, expected status(es), new status, changes, audit row."""
+
+    request_id: str
+    expected: RequestStatus | Sequence[RequestStatus]
+    new: RequestStatus
+    changes: Mapping[str, Any]
+    audit: AuditEvent

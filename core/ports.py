@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from core.audit_events import ChainHead, StoredEvent
-from core.models import AccessRequest, AuditEvent, RequestStatus
+from core.models import AccessRequest, AuditEvent, RequestStatus, TransitionStep
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class RequesterNotice(StrEnum):
     EXPIRED = "expired"
     NOT_POSTED = "not_posted"
     SUPERSEDED = "superseded"  # this grant ended, but another live grant keeps the same access
+    CANCELLED = "cancelled"  # the requester withdrew a pending request
+    ENDED_EARLY = "ended_early"  # someone pressed Revoke now
+    EXTENDED = "extended"  # an extension was approved while the grant was live: the end moved
+    WARNING = "warning"  # the access ends soon (warn_before)
 
 
 class Directory(Protocol):
@@ -100,6 +104,8 @@ class Timers(Protocol):
 
     def arm_expire(self, request_id: str, when: datetime) -> None: ...
 
+    def arm_warn(self, request_id: str, when: datetime) -> None: ...
+
     def disarm(self, request_id: str) -> None: ...
 
 
@@ -110,6 +116,9 @@ class NoTimers:
         """Arm nothing."""
 
     def arm_expire(self, request_id: str, when: datetime) -> None:
+        """Arm nothing."""
+
+    def arm_warn(self, request_id: str, when: datetime) -> None:
         """Arm nothing."""
 
     def disarm(self, request_id: str) -> None:
@@ -159,6 +168,18 @@ class RequestStore(Protocol):
     ) -> Sequence[tuple[str, datetime, datetime | None]]: ...
 
     async def list_pending_timeouts(self, until: datetime | None = None) -> Sequence[tuple[str, datetime]]: ...
+
+    async def transition_all(self, steps: Sequence[TransitionStep]) -> list[AccessRequest]: ...
+
+    async def list_due_warnings(self, now: datetime) -> list[AccessRequest]: ...
+
+    async def list_warn_schedule(self, until: datetime) -> Sequence[tuple[str, datetime]]: ...
+
+    async def page_for_requester(
+        self, requester: str, statuses: Sequence[RequestStatus], limit: int
+    ) -> tuple[list[AccessRequest], int]: ...
+
+    async def page_pending(self, limit: int, *, exclude_requester: str) -> tuple[list[AccessRequest], int]: ...
 
 
 class AuditTrail(Protocol):

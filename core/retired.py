@@ -19,11 +19,12 @@ from typing import Any
 
 import structlog
 
+from core.approval_only import ApprovalOnly
 from core.config import recorded_strategy_config
 from core.config_models import JitConfig
 from core.errors import ConfigError, StartupError
 from core.hook_loading import DEFAULT_HOOK_TIMEOUT
-from core.models import Target
+from core.models import CHAIN_KEYS, Target
 from core.secrets import SecretRegistry
 from core.targets import as_target
 
@@ -75,7 +76,7 @@ async def rebuild_retired(
             flow = _flow_or_none(config, flow_name)
             current[(flow_name, target_name)] = flow.grant_spec(target_name) if flow is not None else None
         # Rows are grouped per identity too; how to revoke does not depend on who.
-        written = {key: value for key, value in spec.items() if key != "identity"}
+        written = {key: value for key, value in spec.items() if key not in ("identity", *CHAIN_KEYS)}
         if current[(flow_name, target_name)] == written:
             continue
         integration = spec.get("strategy", {}).get("integration")
@@ -132,6 +133,12 @@ async def _build(
     load_hooks: Callable[..., Any],
     secrets: SecretRegistry,
 ) -> tuple[Any, Target]:
+    if spec.get("approval_only"):
+        # A window of an approval-only flow: nothing to take back anywhere, it just ends on time.
+        recorded = spec.get("target")
+        target: Mapping[str, Any] = recorded if isinstance(recorded, Mapping) else {}
+        name = str(target.get("name") or "approval")
+        return ApprovalOnly(), Target(name, str(target.get("label") or name), {})
     if spec.get("literal_secrets"):
         raise StartupError(
             "its strategy block held a secret written literally, which was not recorded; "

@@ -1,4 +1,5 @@
-"""Timers for revocations and request timeouts: APScheduler in memory, the database as the source of truth.
+"""Timers for revocations, request timeouts, reminders and warnings: APScheduler in memory, the database as
+the source of truth.
 
 Only timers that fall within `horizon` are held in memory; the periodic sweep arms the next window
 and revokes anything overdue. That keeps start-up fast and memory flat with 100,000 live grants,
@@ -23,7 +24,7 @@ log = structlog.get_logger("jitbot.scheduler")
 
 
 class Scheduler:
-    """Arms `revoke:<id>` and `expire:<id>` jobs and runs the sweep every `sweep_interval`."""
+    """Arms `revoke:<id>`, `expire:<id>` and `warn:<id>` jobs and runs the sweep every `sweep_interval`."""
 
     def __init__(
         self,
@@ -130,12 +131,30 @@ class Scheduler:
         """Expire pending `request_id` at `when`."""
         self._arm(f"expire:{request_id}", self.engine.expire, request_id, when)
 
+    def arm_warn(self, request_id: str, when: datetime) -> None:
+        """Send `request_id`'s end-of-access warning at `when`."""
+        self._arm(f"warn:{request_id}", self.engine.warn, request_id, when)
+
     def disarm(self, request_id: str) -> None:
-        """Forget both timers of a request (it was decided)."""
-        for prefix in ("revoke", "expire"):
+        """Forget every timer of a request (it was decided, ended, or handed its access over)."""
+        for prefix in ("revoke", "expire", "warn"):
             job = self._scheduler.get_job(f"{prefix}:{request_id}")
             if job is not None:
                 job.remove()
+        self.disarm_remind(request_id)
+
+    def arm_remind(self, request_id: str, when: datetime) -> None:
+        """Post `request_id`'s next reminder at `when` (it re-checks that the request is still pending)."""
+        self._arm(f"remind:{request_id}", self._remind, request_id, when)
+
+    def disarm_remind(self, request_id: str) -> None:
+        """Forget a request's reminder timer (it was decided)."""
+        job = self._scheduler.get_job(f"remind:{request_id}")
+        if job is not None:
+            job.remove()
+
+    async def _remind(self, request_id: str) -> bool:
+        return await self.engine.reminders.remind(request_id)
 
     def armed(self) -> int:
         """How many revoke / expire timers are held in memory."""
@@ -186,4 +205,15 @@ class Scheduler:
         for request_id, timeout_at in await self.engine.requests.list_pending_timeouts(until):
             self.arm_expire(request_id, timeout_at)
             count += 1
+        for request_id, warn_at in await self.engine.requests.list_warn_schedule(until):
+            self.arm_warn(request_id, warn_at)
+            count += 1
+        count += await self.arm_reminders(until)
         return count
+
+    async def arm_reminders(self, until: datetime) -> int:
+        """Arm the next reminder of every pending request whose reminder falls before `until`."""
+        due = await self.engine.reminders.schedule(until)
+        for request_id, when in due:
+            self.arm_remind(request_id, when)
+        return len(due)

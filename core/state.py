@@ -5,13 +5,14 @@ from __future__ import annotations
 from core.models import RequestStatus as S
 
 TRANSITIONS: dict[S, frozenset[S]] = {
-    S.PENDING: frozenset({S.APPROVED, S.DENIED, S.EXPIRED}),
+    S.PENDING: frozenset({S.APPROVED, S.DENIED, S.EXPIRED, S.CANCELLED}),
     S.APPROVED: frozenset({S.GRANTED, S.FAILED}),
     S.GRANTED: frozenset({S.REVOKED}),
     S.REVOKED: frozenset(),
     S.DENIED: frozenset(),
     S.FAILED: frozenset(),
     S.EXPIRED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
 
 

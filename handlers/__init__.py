@@ -11,7 +11,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine
-from handlers import actions, commands, views
+from handlers import access_actions, actions, commands, deny_modal, views
+from handlers.home import Home
+from handlers.home import register as register_home
 from handlers.listeners import Listeners
 
 
@@ -31,6 +33,10 @@ def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listener
         await listeners.handle_error(error, body, client)
 
     app.error(report_error)
-    commands.register(app, config, listeners)
+    home = Home(config, engine)
+    commands.register(app, config, engine, listeners)
     views.register(app, config, engine, listeners)
-    actions.register(app, engine, listeners)
+    actions.register(app, engine, listeners, home.publish)
+    deny_modal.register(app, engine, listeners)
+    access_actions.register(app, config, engine, listeners, home.publish)
+    register_home(app, home, listeners)

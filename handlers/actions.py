@@ -1,36 +1,44 @@
-"""Approve / Deny buttons on the approval-channel message → engine.approve / engine.deny."""
+"""Approve / Deny buttons on the approval-channel message and the Home tab → engine.approve / engine.deny."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from core.engine import AccessEngine
-from core.models import MessageRef
+from handlers.access_actions import RefreshHome, message_source
+from handlers.deny_modal import deny_clicked
 from handlers.ids import ActionId
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
 
 
-def _source(body: dict[str, Any]) -> MessageRef:
-    """The message the clicked button sits on: a click is only valid on the request's own message."""
-    container = body.get("container") or {}
-    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
-    ts = container.get("message_ts") or (body.get("message") or {}).get("ts")
-    return MessageRef(channel=channel, ts=ts)
-
-
-def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
+def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners, refresh_home: RefreshHome) -> None:
     """Listen for the two decision buttons; refusals surface through the error handler."""
 
-    async def handle_approve_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def handle_approve_button(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         await ack()
-        await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
+        # A click is only valid on the request's own message, or on the clicker's Home tab (no message).
+        await engine.approve(parse_decision_value(action.get("value")), body["user"]["id"], source=message_source(body))
+        await _after(body, client, refresh_home)
 
-    async def handle_deny_button(ack: Ack, body: dict[str, Any], action: dict[str, Any]) -> None:
+    async def handle_deny_button(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+    ) -> None:
         await ack()
-        await engine.deny(parse_decision_value(action.get("value")), body["user"]["id"], source=_source(body))
+        # Opens the reason modal (handlers/deny_modal.py), or denies at once where no reason applies.
+        await deny_clicked(engine, client, body, parse_decision_value(action.get("value")), message_source(body))
+        await _after(body, client, refresh_home)
 
     app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button))
     app.action(ActionId.DENY)(listeners.reported(handle_deny_button))
+
+
+async def _after(body: dict[str, Any], client: AsyncWebClient, refresh_home: RefreshHome) -> None:
+    """A decision made on the Home tab: publish the clicker's Home again."""
+    if (body.get("container") or {}).get("type") == "view":
+        await refresh_home(client, body["user"]["id"])

@@ -16,6 +16,7 @@ from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import Alert
 from core.schema import format_duration
+from handlers import policy_blocks
 from handlers.forms import MAX_INT_DIGITS, MAX_STRING_LENGTH, MAX_TEXT_LENGTH
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.metadata import FormMetadata, decision_value
@@ -107,7 +108,7 @@ def flow_picker(flows: Iterable[Flow], channel: str | None = None) -> dict[str, 
 
 def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
     """The request modal of one flow: the target picker first, then each field as a typed input."""
-    targets = [option(t.label, t.name) for t in flow.strategy.targets]
+    targets = [option(t.label, t.name) for t in flow.targets]
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": mrkdwn(f"*{escape(flow.label)}*")},
         {
@@ -118,7 +119,7 @@ def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
         },
     ]
     for spec in flow.fields:
-        blocks.append(_field_input(spec))
+        blocks.append(field_input(spec))
     return {
         "type": "modal",
         "callback_id": CallbackId.REQUEST_FORM,
@@ -130,7 +131,8 @@ def request_form(flow: Flow, channel: str | None = None) -> dict[str, Any]:
     }
 
 
-def _field_input(spec: FieldSpec) -> dict[str, Any]:
+def field_input(spec: FieldSpec) -> dict[str, Any]:
+    """The modal input block of one flow field, typed and bounded like the form parser."""
     default = getattr(spec, "default", None)
     placeholder = getattr(spec, "placeholder", None)
     kind = spec.type
@@ -199,7 +201,6 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
     """
     duration = human_duration(request.duration_seconds)
     flow_label = flow.label if flow is not None else request.flow
-    headline = f"<@{request.requester}> requests *{escape(target_label)}* ({escape(flow_label)}) for *{duration}*"
     facts = [
         mrkdwn(f"*Target*\n{escape(target_label)}", FIELD_TEXT_MAX),
         mrkdwn(f"*Duration*\n{duration}", FIELD_TEXT_MAX),
@@ -212,10 +213,12 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
             continue
         facts.append(mrkdwn(f"*{escape(labels.get(name, name))}*\n{escape(_show(value))}", FIELD_TEXT_MAX))
     blocks: list[dict[str, Any]] = [
-        {"type": "section", "text": mrkdwn(headline)},
+        {"type": "section", "text": mrkdwn(headline(request, flow_label, target_label))},
         {"type": "section", "fields": facts},
-        {"type": "context", "block_id": BlockId.STATUS, "elements": [mrkdwn(status_line(request))]},
     ]
+    if request.status is S.PENDING:  # who decides, approvals so far, when it expires, as whom
+        blocks.append(policy_blocks.deciders_section(request, flow))
+    blocks.append({"type": "context", "block_id": BlockId.STATUS, "elements": [mrkdwn(status_line(request, flow))]})
     if request.status is S.PENDING and request.approvers != ():  # () = nobody may decide
         blocks.append(
             {
@@ -243,6 +246,12 @@ def request_message(request: AccessRequest, flow: Flow | None, target_label: str
     return text, blocks
 
 
+def headline(request: AccessRequest, flow_label: str, target_label: str) -> str:
+    """'<@ann> requests *Prod Admin* (Database Access) for *1h*': the first line of a request wherever it is shown."""
+    duration = human_duration(request.duration_seconds)
+    return f"<@{request.requester}> requests *{escape(target_label)}* ({escape(flow_label)}) for *{duration}*"
+
+
 def _show(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
@@ -262,7 +271,7 @@ def who(actor: str | None) -> str:
     return f"<@{actor}>"
 
 
-def status_line(request: AccessRequest) -> str:
+def status_line(request: AccessRequest, flow: Flow | None = None) -> str:
     """One line saying where the request stands, for the message's status context block."""
     reason = f": {escape(clip(request.decision_reason, 500))}" if request.decision_reason else ""
     status = request.status
@@ -272,10 +281,13 @@ def status_line(request: AccessRequest) -> str:
             f"The operators have been alerted · request `{request.id}`"
         )
     if status is S.PENDING:
-        approvers = ""
-        if request.approvers:
-            approvers = " from " + ", ".join(f"<@{u}>" for u in request.approvers[:20])
-        return f":hourglass_flowing_sand: Waiting for approval{approvers} · request `{request.id}`"
+        return policy_blocks.pending_line(request, flow)
+    if flow is not None and flow.approval_only and status is S.GRANTED:
+        until = slack_date(request.expires_at) if request.expires_at else "?"
+        return f":white_check_mark: Approved by {who(request.decided_by)}{reason} · approved until {until}"
+    if flow is not None and flow.approval_only and status is S.REVOKED:
+        ended = slack_date(request.ended_at) if request.ended_at else "?"
+        return f":lock: Approval window ended {ended} · approved by {who(request.decided_by)}{reason}"
     if status is S.APPROVED:
         return f":gear: Approved by {who(request.decided_by)}{reason} · granting access…"
     if status is S.GRANTED:

@@ -1,40 +1,86 @@
-"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form."""
+"""The slash command: `/sym` opens the flow picker (or the only flow's form); `/sym FLOW` that flow's form;
+`/sym help` and `/sym list` answer the caller alone.
+
+Only the flows the person may ask with (`requesters:`, guests) are offered; `/sym FLOW` of another
+flow is refused with the reason. What is shown may come from a cache; a submission is checked fresh.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.config_models import JitConfig
-from handlers import blocks
+from core.config_models import Flow, JitConfig
+from core.engine import AccessEngine
+from core.errors import NotAllowed
+from handlers import blocks, commands_help
 from handlers.listeners import Ack, Listeners
 
+# The slash command's ack and views.open share Slack's 3 s: who may use a flow is looked up within this.
+VISIBILITY_BUDGET_SECONDS = 1.5
 
-def register(app: AsyncApp, config: JitConfig, listeners: Listeners) -> None:
+
+def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
     async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
+        user = body.get("user_id") or ""
+        if text.lower() in commands_help.SUBCOMMANDS:
+            # The ack payload is shown to the person as an ephemeral message.
+            if text.lower() == "help":
+                await ack(text=commands_help.help_text(config))
+            else:
+                await ack(text=await commands_help.list_text(config, engine, body["user_id"]))
+            return
         if text:
             flow = next((f for f in config.flows if f.name == text), None)
             if flow is None:
-                names = ", ".join(f"`{f.name}`" for f in config.flows)
+                names = ", ".join(f"`{f.name}`" for f in await _visible(engine, config.flows, user))
                 # The ack payload is shown to the person as an ephemeral message.
-                await ack(text=f"There is no flow named `{blocks.escape(_shorten(text))}`. Available: {names}.")
+                await ack(
+                    text=f"There is no flow named `{blocks.escape(_shorten(text))}`. Available: {names or 'none'}."
+                )
+                return
+            refusal = await _refusal(engine, flow, user)
+            if refusal is not None:
+                await ack(text=f":no_entry: {blocks.escape(refusal)}")
                 return
             view = blocks.request_form(flow, channel)
-        elif len(config.flows) == 1:
-            view = blocks.request_form(config.flows[0], channel)
         else:
-            view = blocks.flow_picker(config.flows, channel)
+            visible = await _visible(engine, config.flows, user)
+            if not visible:
+                await ack(text=":no_entry: There is no access flow you may request; ask the jitbot operators.")
+                return
+            view = (
+                blocks.request_form(visible[0], channel) if len(visible) == 1 else blocks.flow_picker(visible, channel)
+            )
         await ack()
         # The trigger_id lives 3 seconds: open the modal before any other I/O.
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
     app.command(config.slack.command)(listeners.reported(handle_request_command))
+
+
+async def _refusal(engine: AccessEngine, flow: Flow, user: str) -> str | None:
+    """Why `user` may not ask with `flow` (display only: the submission is checked again, fresh)."""
+    try:
+        await asyncio.wait_for(engine.may_request(flow.name, user, fresh=False), VISIBILITY_BUDGET_SECONDS)
+    except NotAllowed as refused:
+        return refused.user_message
+    except TimeoutError:
+        return "Could not check with Slack in time whether you may use this flow; try again."
+    return None
+
+
+async def _visible(engine: AccessEngine, flows: list[Flow], user: str) -> list[Flow]:
+    """The flows `user` may ask with, in file order: the others are not shown in the picker."""
+    refusals = await asyncio.gather(*(_refusal(engine, flow, user) for flow in flows))
+    return [flow for flow, refusal in zip(flows, refusals, strict=True) if refusal is None]
 
 
 def _shorten(text: str, limit: int = 40) -> str:

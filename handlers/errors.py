@@ -9,7 +9,7 @@ import structlog
 from slack_bolt.error import BoltUnhandledRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from core.decisions import AlreadyDecided
+from core.decisions import AlreadyDecided, AlreadyEnded
 from core.errors import JitError
 from core.secrets import SecretRegistry
 from handlers import blocks
@@ -31,7 +31,10 @@ async def handle_error(
         log.warning("slack.unhandled_request", type=body.get("type"))
         return
     user, channel = _where(body)
-    if isinstance(error, AlreadyDecided):
+    if isinstance(error, AlreadyEnded):
+        text = blocks.refusal_text(error.user_message)
+        log.info("request.refused", user=user, reason=secrets.scrub(error.user_message))
+    elif isinstance(error, AlreadyDecided):
         text = blocks.already_decided_text(error.status, error.by)
         log.info("request.refused", user=user, reason=secrets.scrub(error.user_message))
     elif isinstance(error, JitError):

@@ -1,32 +1,37 @@
 """Read a submitted request form into typed values, or inline errors keyed by block id. Pure.
 
-Every value is checked and bounded here, whatever the modal let the person type: a payload can be
-replayed or crafted, and what passes goes into the database, hooks, the target system and Slack
-messages. A value out of bounds or of the wrong shape is an inline error, never an exception (an
-exception would leave the submission unanswered and the modal showing Slack's own error).
+This module only reads Slack's view state into plain values; the rules every value must meet are
+core's (`core.submission`), the same ones the HTTP API applies to its JSON. A payload can be
+replayed or crafted: a value of the wrong shape or out of bounds is an inline error, never an
+exception (an exception would leave the submission unanswered and the modal showing Slack's own error).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from core.config_models import FieldSpec, Flow
-from core.schema import MAX_DURATION, DurationTooLong, format_duration, parse_duration
+from core.submission import (
+    CHOOSE_TARGET,
+    MAX_INT_DIGITS,
+    MAX_STRING_LENGTH,
+    MAX_TEXT_LENGTH,
+    duration_in,
+    field_errors,
+    fields_model,
+)
 from handlers.ids import ActionId, BlockId, field_block_id
 
-MAX_STRING_LENGTH = 500
-"""Characters of a `string` field: the max_length of its input in the modal."""
-MAX_TEXT_LENGTH = 3000
-"""Characters of a `text` field: the max_length of its input in the modal."""
-MAX_INT_DIGITS = 15
-"""Digits of an `int` field: every JSON consumer (JavaScript's safe integers end near 9.0e15) reads it exactly."""
+__all__ = ["MAX_INT_DIGITS", "MAX_STRING_LENGTH", "MAX_TEXT_LENGTH", "ParsedForm", "parse_form"]
 
-# ASCII digits only: int() would also take '1_000' and '٤٢', which no number input sends.
-_WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
+
+class _Shape(ValueError):
+    """A Slack element whose value has a shape no input of its kind sends."""
 
 
 @dataclass
@@ -51,102 +56,59 @@ def _selected(element: Mapping[str, Any]) -> str | None:
         return None
     value = chosen.get("value") if isinstance(chosen, Mapping) else None
     if not isinstance(value, str):
-        raise ValueError("Choose one of the listed values.")
+        raise _Shape("Choose one of the listed values.")
     return value
 
 
-def _typed(element: Mapping[str, Any]) -> str:
+_TYPED_SHAPE = {"int": "Enter a whole number.", "duration": "Enter a duration like 30m, 1h or 2d."}
+
+
+def _typed(spec: FieldSpec, element: Mapping[str, Any]) -> str | None:
+    # Slack sends every typed value as text, numbers included: anything else was crafted.
     value = element.get("value")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise ValueError("Enter text.")
-    return value.strip()
+    if value is not None and not isinstance(value, str):
+        raise _Shape(_TYPED_SHAPE.get(spec.type, "Enter text."))
+    return value
+
+
+def _raw(spec: FieldSpec, element: Mapping[str, Any]) -> Any:
+    """What the person chose or typed, as the plain value the rules take."""
+    if spec.type == "bool":
+        chosen = element.get("selected_options") or []
+        if not isinstance(chosen, list):
+            raise _Shape("Tick the box or leave it empty.")
+        return bool(chosen)
+    if spec.type == "list" or (spec.type == "duration" and spec.allowed_values):
+        return _selected(element)
+    return _typed(spec, element)
 
 
 def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
     """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id)."""
     form = ParsedForm()
-    target_names = {t.name for t in flow.strategy.targets}
+    target_names = {t.name for t in flow.targets}
     try:
         form.target = _selected(_element(state_values, BlockId.TARGET))
-    except ValueError:
+    except _Shape:
         form.target = None
     if form.target not in target_names:
         form.target = None
-        form.errors[BlockId.TARGET] = "Choose one of the listed targets."
+        form.errors[BlockId.TARGET] = CHOOSE_TARGET
+    raw: dict[str, Any] = {}
     for spec in flow.fields:
-        block_id = field_block_id(spec.name)
-        element = _element(state_values, block_id)
         try:
-            value = _read(spec, element)
-        except ValueError as exc:
-            form.errors[block_id] = str(exc)
-            continue
-        if value in (None, "", []) and spec.required and spec.type != "bool":
-            form.errors[block_id] = "This field is required."
-            continue
-        if spec.type == "duration" and value is not None:
-            form.duration = value
-            value = format_duration(value)
-        form.fields[spec.name] = value
-    if form.duration is None and not any(e.startswith(BlockId.FIELD_PREFIX) for e in form.errors):
-        duration_spec = next((f for f in flow.fields if f.type == "duration"), None)
-        if duration_spec is not None:
-            form.errors[field_block_id(duration_spec.name)] = "Choose how long you need access."
-    return form
-
-
-def _read(spec: FieldSpec, element: Mapping[str, Any]) -> Any:
-    kind = spec.type
-    if kind in ("string", "text"):
-        limit = MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH
-        text = _typed(element)
-        if len(text) > limit:
-            raise ValueError(f"At most {limit} characters.")
-        return text
-    if kind == "int":
-        raw = _typed(element)
-        if not raw:
-            return None
-        if not _WHOLE_NUMBER.fullmatch(raw):
-            raise ValueError("Enter a whole number.")
-        if len(raw.lstrip("+-").lstrip("0")) > MAX_INT_DIGITS:
-            raise ValueError(f"Enter a whole number of at most {MAX_INT_DIGITS} digits.")
-        return int(raw)
-    if kind == "bool":
-        chosen = element.get("selected_options") or []
-        if not isinstance(chosen, list):
-            raise ValueError("Tick the box or leave it empty.")
-        return bool(chosen)
-    if kind == "list":
-        chosen = _selected(element)
-        if chosen is not None:
-            assert spec.allowed_values is not None, "FieldSpec refuses a list field without allowed_values"
-            if chosen not in [str(v) for v in spec.allowed_values]:
-                raise ValueError("Choose one of the listed values.")
-        return chosen
-    if kind == "duration":
-        return _read_duration(spec, element)
-    raise ValueError(f"unsupported field type {kind}")
-
-
-def _read_duration(spec: FieldSpec, element: Mapping[str, Any]) -> timedelta | None:
-    if spec.allowed_values:
-        raw = _selected(element)
-        # Membership first: a value the select never offered is refused as such, however it parses.
-        if raw is not None and raw not in [str(v) for v in spec.allowed_values]:
-            raise ValueError("Choose one of the listed durations.")
-    else:
-        raw = _typed(element)
-    if not raw:
-        return None
+            raw[spec.name] = _raw(spec, _element(state_values, field_block_id(spec.name)))
+        except _Shape as exc:
+            form.errors[field_block_id(spec.name)] = str(exc)
+    model = fields_model(flow)
     try:
-        value = parse_duration(raw)
-    except DurationTooLong:
-        raise ValueError(f"At most {format_duration(spec.max or MAX_DURATION)}.") from None
-    except ValueError:
-        raise ValueError("Enter a duration like 30m, 1h or 2d.") from None
-    if spec.max is not None and value > spec.max:
-        raise ValueError(f"At most {format_duration(spec.max)}.")
-    return value
+        checked = model.model_validate(raw).model_dump()
+    except ValidationError as error:
+        for name, message in field_errors(error).items():
+            form.errors.setdefault(field_block_id(name), message)
+        # The values that passed are kept, as before: a person fixes only what is marked.
+        checked = {}
+    if not any(key.startswith(BlockId.FIELD_PREFIX) for key in form.errors):
+        form.fields = {name: value for name, value in checked.items() if name in raw}
+        form.duration = duration_in(flow, form.fields)
+    return form

@@ -8,6 +8,9 @@ class CallbackId(StrEnum):
 
     FLOW_PICKER = "flow-picker"
     REQUEST_FORM = "request-form"
+    DENY_REASON = "deny-reason"
+    EXTEND_FORM = "extend-form"
+    HOME = "home"
 
 
 class ActionId(StrEnum):
@@ -16,6 +19,9 @@ class ActionId(StrEnum):
     PICK_FLOW = "flow-pick"
     APPROVE = "request-approve"
     DENY = "request-deny"
+    REVOKE_NOW = "access-revoke-now"
+    CANCEL = "request-cancel"
+    EXTEND = "access-extend"
     VALUE = "value"  # the single element inside each form input block
 
 
@@ -26,6 +32,10 @@ class BlockId(StrEnum):
     FIELD_PREFIX = "field:"
     DECISION = "decision"
     STATUS = "status"
+    DECIDERS = "deciders"
+    DENY_REASON = "deny-reason"
+    ACCESS = "access"  # Revoke now / Extend / Cancel request, on messages, DMs and the Home tab
+    OUTCOME = "outcome"  # what a click on a DM's button did, added to that DM
 
 
 def field_block_id(field_name: str) -> str:

@@ -33,6 +33,31 @@ class FormMetadata:
             raise BadMetadata("this form is out of date; run the command again") from exc
 
 
+@dataclass(frozen=True)
+class DenyMetadata:
+    """What the deny modal remembers: the request, and the message whose Deny opened it."""
+
+    request_id: str
+    channel: str | None = None
+    ts: str | None = None
+
+    def encode(self) -> str:
+        """Serialise for `private_metadata`."""
+        return json.dumps({"v": 1, "r": self.request_id, "c": self.channel, "t": self.ts}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, text: str | None) -> DenyMetadata:
+        """Parse `private_metadata`; raise BadMetadata when it is not ours."""
+        try:
+            data = json.loads(text or "")
+            request_id = data["r"]
+            if not isinstance(request_id, str) or not request_id or len(request_id) > 64:
+                raise ValueError("bad request id")
+            return cls(request_id=request_id, channel=data.get("c"), ts=data.get("t"))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise BadMetadata("this form is out of date; click Deny again") from exc
+
+
 def decision_value(request_id: str) -> str:
     """The `value` of an Approve / Deny button."""
     return f"v1:{request_id}"

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 import aiohttp
 import structlog
@@ -12,10 +13,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import Flow, JitConfig
 from core.errors import ChatUnavailable
-from core.models import AccessRequest
+from core.models import AccessRequest, RequestStatus
+from core.policy_ports import Reminder
 from core.ports import Alert, RequesterNotice
 from core.secrets import SecretRegistry
-from handlers import blocks
+from handlers import access_blocks, blocks, policy_blocks
 
 log = structlog.get_logger("jitbot.notifier")
 
@@ -42,8 +44,17 @@ async def unavailable_as_chat_error() -> AsyncIterator[None]:
 class SlackNotifier:
     """Implements core.ports.Notifier with chat.postMessage / chat.update / conversations.open."""
 
-    def __init__(self, client: AsyncWebClient, config: JitConfig, secrets: SecretRegistry | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        config: JitConfig,
+        secrets: SecretRegistry | None = None,
+        *,
+        lookup: Callable[[str], Awaitable[AccessRequest]] | None = None,
+    ) -> None:
         self.client = client
+        # Reads a request by id (the store's get): an extension's message shows the end it extends.
+        self.lookup = lookup
         self.config = config
         # The runtime's registry; without one, the registry the config was loaded with.
         self.secrets = config.secrets if secrets is None else secrets
@@ -62,7 +73,7 @@ class SlackNotifier:
     async def publish(self, request: AccessRequest) -> str:
         """Post the request message the first time, then edit that same message in place."""
         flow, label = self._labels(request)
-        text, message_blocks = blocks.request_message(request, flow, label)
+        text, message_blocks = access_blocks.message(request, flow, label, await self._extended_end(request))
         channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
         if channel is None:  # a request stored without a channel whose flow is gone: nowhere to post
             raise ValueError(f"request {request.id} has no approval channel")
@@ -80,9 +91,32 @@ class SlackNotifier:
         self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None
     ) -> None:
         """DM the requester (through their IM channel) about a stage of their request."""
-        _flow, label = self._labels(request)
-        text = blocks.requester_dm(request, notice.value, label, detail)
-        await self.client.chat_postMessage(channel=await self._dm_channel(request.requester), text=text)
+        flow, label = self._labels(request)
+        text = access_blocks.dm_text(request, notice.value, label, detail)
+        if flow is not None and flow.approval_only:  # a decision was recorded; no access was granted
+            text = policy_blocks.approval_only_dm(request, notice.value, label, blocks.who(request.decided_by)) or text
+        dm_blocks = access_blocks.dm_blocks(request, notice.value, text)
+        await self.client.chat_postMessage(
+            channel=await self._dm_channel(request.requester),
+            text=text,
+            blocks=dm_blocks,
+        )
+
+    async def remind(self, request: AccessRequest, reminder: Reminder) -> None:
+        """Reply in the thread of the request's channel message, mentioning who must decide."""
+        flow, _label = self._labels(request)
+        channel = request.approval_channel or (flow.approval_channel if flow is not None else None)
+        if channel is None or request.message_ts is None:
+            raise ValueError(f"request {request.id} has no channel message to reply under")
+        text = policy_blocks.reminder_text(request, reminder)
+        await self.client.chat_postMessage(
+            channel=channel,
+            thread_ts=request.message_ts,
+            text=text,
+            blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": text}}],
+            unfurl_links=False,
+            unfurl_media=False,
+        )
 
     async def alert(self, alert: Alert) -> None:
         """Post to the alerts channel when one is configured; always log.
@@ -100,6 +134,16 @@ class SlackNotifier:
                 unfurl_links=False,
                 unfurl_media=False,
             )
+
+    async def _extended_end(self, request: AccessRequest) -> datetime | None:
+        """The current end of the grant a pending extension request extends (display only)."""
+        if request.extends is None or request.status is not RequestStatus.PENDING or self.lookup is None:
+            return None
+        try:
+            return (await self.lookup(request.extends)).expires_at
+        except Exception:
+            log.warning("extension.lookup_failed", request_id=request.id, extends=request.extends)
+            return None
 
     async def _dm_channel(self, user: str) -> str:
         channel = self._dm_channels.get(user)

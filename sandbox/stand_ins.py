@@ -119,6 +119,8 @@ def notes(config: JitConfig) -> list[str]:
     """One line for each thing the sandbox does not run as it would in production."""
     lines = []
     for flow in config.flows:
+        if flow.strategy is None:
+            continue  # approval only: nothing is granted anywhere, in production either
         kind = flow.strategy.type
         if kind == "webhook":
             url = flow.strategy.url  # type: ignore[attr-defined]

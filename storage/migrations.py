@@ -9,6 +9,7 @@ JSON columns hold the request's `fields`, `grant_state` and `approvers`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 
 import sqlite_utils
@@ -147,6 +148,73 @@ def m004_audit_events_no_replace(db: sqlite_utils.Database) -> None:
 def m005_requests_grant_spec(db: sqlite_utils.Database) -> None:
     """What a grant recorded of its strategy and target, to revoke it after its flow changes or goes."""
     db.execute("ALTER TABLE requests ADD COLUMN grant_spec TEXT NOT NULL DEFAULT '{}'")
+
+
+_STATUS_CHECK = re.compile(r"CHECK\s*\(\s*status\s+IN\s*\([^)]*\)\s*\)", re.IGNORECASE)
+
+
+@_migration
+def m006_requests_admit_cancelled(db: sqlite_utils.Database) -> None:
+    """Rebuild `requests` so its status CHECK admits every status of this version (`cancelled`)."""
+    # SQLite cannot alter a CHECK constraint: the table is rebuilt (create, copy, drop, rename), the
+    # way SQLite's own documentation describes. The new table is the old one's own CREATE statement
+    # with only the status list replaced, so a column any earlier migration added is kept, and rows
+    # are copied by an explicit column list. audit_events and its triggers are another table: untouched.
+    create = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'requests'").fetchone()[0]
+    indexes = [
+        sql
+        for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'requests' AND sql IS NOT NULL"
+        ).fetchall()
+    ]
+    columns = ", ".join(f'"{row[1]}"' for row in db.execute("PRAGMA table_info(requests)").fetchall())
+    rebuilt, found = _STATUS_CHECK.subn(f"CHECK (status IN ({_STATUSES}))", create, count=1)
+    if found != 1:
+        raise StartupError("the requests table has no status CHECK to update; the database is not jitbot's")
+    rebuilt = re.sub(r"^\s*CREATE TABLE\s+\"?requests\"?", "CREATE TABLE requests_rebuilt", rebuilt, count=1)
+    db.execute(rebuilt)
+    db.execute(f"INSERT INTO requests_rebuilt ({columns}) SELECT {columns} FROM requests")
+    db.execute("DROP TABLE requests")
+    db.execute("ALTER TABLE requests_rebuilt RENAME TO requests")
+    for sql in indexes:
+        db.execute(sql)
+
+
+@_migration
+def m007_requests_after_approval(db: sqlite_utils.Database) -> None:
+    """What the life of access after approval records: the grant a request extends, who ended a
+    grant early and why, and when the end-of-access warning is due."""
+    db.execute("ALTER TABLE requests ADD COLUMN extends TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN revoked_by TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN end_reason TEXT")
+    db.execute("ALTER TABLE requests ADD COLUMN warn_at TEXT")
+    # The sweep's due warnings, and a person's own requests (App Home, /sym list).
+    db.execute("CREATE INDEX requests_status_warn ON requests (status, warn_at)")
+    db.execute("CREATE INDEX requests_extends ON requests (extends)")
+
+
+@_migration
+def m008_requests_approvals(db: sqlite_utils.Database) -> None:
+    """Who approved a request so far, for flows that need several approvals (a JSON list, in order),
+    and the identity and system its grant will be made for, shown while it waits (a JSON object)."""
+    db.execute("ALTER TABLE requests ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE requests ADD COLUMN grant_to TEXT NOT NULL DEFAULT '{}'")
+
+
+@_migration
+def m009_request_reminders(db: sqlite_utils.Database) -> None:
+    """Reminders and escalation of pending requests: what was already posted, so a restart neither
+    repeats nor skips one (the schedule itself follows from the request's creation and its flow)."""
+    db.execute(
+        """
+        CREATE TABLE request_reminders (
+            request_id   TEXT PRIMARY KEY,
+            sent         INTEGER NOT NULL DEFAULT 0 CHECK (sent >= 0),
+            last_at      TEXT,
+            escalated_at TEXT
+        )
+        """
+    )
 
 
 @_migration
@@ -303,6 +371,34 @@ def m012_drift(db: sqlite_utils.Database) -> None:
 def m013_requests_flow_target(db: sqlite_utils.Database) -> None:
     """Grants by flow and target: the access review reads one target at a time, reconciliation too."""
     db.execute("CREATE INDEX requests_flow_target ON requests (flow, target, status)")
+
+
+@_migration
+def m014_api_tokens(db: sqlite_utils.Database) -> None:
+    """API tokens: only each token's SHA-256 is stored, never the token itself."""
+    db.execute(
+        """
+        CREATE TABLE api_tokens (
+            id           TEXT PRIMARY KEY,
+            name         TEXT NOT NULL UNIQUE,
+            slack_user   TEXT NOT NULL,
+            scopes       TEXT NOT NULL,
+            digest       TEXT NOT NULL UNIQUE,
+            created_at   TEXT NOT NULL,
+            created_by   TEXT NOT NULL,
+            expires_at   TEXT,
+            revoked_at   TEXT,
+            revoked_by   TEXT,
+            last_used_at TEXT
+        )
+        """
+    )
+
+
+@_migration
+def m015_requests_by_age(db: sqlite_utils.Database) -> None:
+    """Newest requests first (the API's listing) without sorting the whole table."""
+    db.execute("CREATE INDEX requests_created ON requests (created_at)")
 
 
 @_migration

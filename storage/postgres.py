@@ -45,7 +45,9 @@ CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing t
 WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
 
 _SQL_TOKEN = re.compile(
-    r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)", re.IGNORECASE
+    r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
+    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)",
+    re.IGNORECASE,
 )
 
 
@@ -58,7 +60,8 @@ def is_postgres_url(text: str) -> bool:
 @lru_cache(maxsize=1024)
 def translate(sql: str) -> str:
     """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, `:name` → `%(name)s`, a literal `%`
-    doubled, `group_concat(x)` → `string_agg(x::text, ',')`; quoted strings and `::` casts are left as written."""
+    doubled, `group_concat(x)` → `string_agg(x::text, ',')`, SQLite's two-argument `MAX(a, b)` →
+    `GREATEST(a, b)`; quoted strings and `::` casts are left as written."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -70,6 +73,8 @@ def translate(sql: str) -> str:
             return f"%({match.group(1)})s"
         if match.group(2):
             return f"string_agg(CAST({match.group(2)} AS TEXT), ',')"
+        if match.group(3):
+            return f"GREATEST({translate(match.group(3))}, {translate(match.group(4))})"
         return token  # a quoted string, or a cast
 
     return _SQL_TOKEN.sub(replace, sql)

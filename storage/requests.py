@@ -22,6 +22,7 @@ from core.errors import InvalidTransition, RequestNotFound
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from core.secrets import SecretRegistry
 from core.state import can_transition
+from storage.after_approval import AfterApprovalQueries
 from storage.audit import AuditWriter
 from storage.db import Store, from_db_time, optional_db_time, to_db_time
 
@@ -29,18 +30,19 @@ from storage.db import Store, from_db_time, optional_db_time, to_db_time
 FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AccessRequest))
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests"
 _TIME_FIELDS = frozenset(
-    {"created_at", "decided_at", "timeout_at", "granted_at", "expires_at", "ended_at", "next_attempt_at"}
+    {"created_at", "decided_at", "timeout_at", "granted_at", "expires_at", "ended_at", "next_attempt_at", "warn_at"}
 )
-_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec"})
+_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec", "grant_to"})
 # Free text that may quote an upstream error or a hook's reason: scrubbed of registered secrets.
-_SCRUBBED_FIELDS = frozenset({"decision_reason", "failure_reason", "last_error"})
+_SCRUBBED_FIELDS = frozenset({"decision_reason", "failure_reason", "last_error", "end_reason"})
 # A request's identity never changes, and status only moves through transition().
-_IMMUTABLE_FIELDS = frozenset({"id", "status", "flow", "target", "requester", "created_at"})
+_IMMUTABLE_FIELDS = frozenset({"id", "status", "flow", "target", "requester", "created_at", "extends"})
 
 _TIME_INDEXES = tuple(FIELDS.index(name) for name in sorted(_TIME_FIELDS))
 _DICT_INDEXES = tuple(FIELDS.index(name) for name in sorted(_DICT_FIELDS))
 _STATUS_INDEX = FIELDS.index("status")
 _APPROVERS_INDEX = FIELDS.index("approvers")
+_APPROVALS_INDEX = FIELDS.index("approvals")
 
 StatusSpec = RequestStatus | str | Collection[RequestStatus]
 
@@ -72,6 +74,10 @@ def _encode_approvers(value: Any) -> str | None:
     return None if value is None else _to_json(list(value))
 
 
+def _encode_approvals(value: Any) -> str:
+    return _to_json(list(value or ()))
+
+
 def _encode_status(value: Any) -> str:
     return RequestStatus(value).value
 
@@ -87,6 +93,8 @@ def _encoder_for(name: str) -> Callable[[Any], Any]:
         return _encode_dict
     if name == "approvers":
         return _encode_approvers
+    if name == "approvals":
+        return _encode_approvals
     if name == "status":
         return _encode_status
     return _unchanged
@@ -119,6 +127,7 @@ def row_to_request(row: tuple[Any, ...]) -> AccessRequest:
         values[i] = {} if values[i] == "{}" else json.loads(values[i])
     if values[_APPROVERS_INDEX] is not None:
         values[_APPROVERS_INDEX] = tuple(json.loads(values[_APPROVERS_INDEX]))
+    values[_APPROVALS_INDEX] = () if values[_APPROVALS_INDEX] == "[]" else tuple(json.loads(values[_APPROVALS_INDEX]))
     values[_STATUS_INDEX] = RequestStatus(values[_STATUS_INDEX])
     return AccessRequest(*values)
 
@@ -162,6 +171,47 @@ def _select_one(db: sqlite_utils.Database, request_id: str) -> AccessRequest:
     return row_to_request(row)
 
 
+class TransitionStep(NamedTuple):
+    """One checked compare-and-set, ready to run inside a transaction."""
+
+    request_id: str
+    expected: frozenset[RequestStatus]
+    new: RequestStatus
+    assignments: dict[str, Any]
+
+
+def prepare_transition(
+    request_id: str, expected: StatusSpec, new: RequestStatus, changes: Mapping[str, Any], encode: Encoders
+) -> TransitionStep:
+    """Check a transition against the state table and encode its changes, before any I/O."""
+    new = RequestStatus(new)
+    expected_set = _statuses(expected)
+    for status in sorted(expected_set):
+        if not can_transition(status, new):
+            raise InvalidTransition(request_id, status.value, new.value)
+    return TransitionStep(request_id, expected_set, new, {"status": new.value, **_encode_changes(changes, encode)})
+
+
+def apply_transition(
+    db: sqlite_utils.Database, step: TransitionStep, audit: AuditEvent, writer: AuditWriter
+) -> AccessRequest:
+    """Run one compare-and-set and its audit row inside the caller's transaction."""
+    request_id, assignments = step.request_id, step.assignments
+    current = _current_status(db, request_id)
+    if current not in step.expected:
+        raise InvalidTransition(request_id, current.value, step.new.value)
+    # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
+    # even if someone later loosens the transaction mode.
+    cursor = db.execute(
+        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
+        [*assignments.values(), request_id, current.value],
+    )
+    if cursor.rowcount != 1:
+        raise InvalidTransition(request_id, _current_status(db, request_id).value, step.new.value)
+    writer.insert(db, _bind_audit(audit, request_id, status_from=current.value, status_to=step.new.value))
+    return _select_one(db, request_id)
+
+
 _INSERT = f"INSERT INTO requests ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
 
 
@@ -182,7 +232,7 @@ def _insert_all(
     return len(items)
 
 
-class RequestRepo:
+class RequestRepo(AfterApprovalQueries):
     """Stores access requests; every status change is a compare-and-set with its audit row."""
 
     def __init__(self, store: Store, secrets: SecretRegistry | None = None) -> None:
@@ -222,29 +272,8 @@ class RequestRepo:
         that edge (a caller bug, caught before any I/O); RequestNotFound when it does not exist.
         Nothing is written in any of these cases.
         """
-        new = RequestStatus(new)
-        expected_set = _statuses(expected)
-        for status in sorted(expected_set):
-            if not can_transition(status, new):
-                raise InvalidTransition(request_id, status.value, new.value)
-        assignments = {"status": new.value, **_encode_changes(changes, self._encoders)}
-
-        def apply(db: sqlite_utils.Database) -> AccessRequest:
-            current = _current_status(db, request_id)
-            if current not in expected_set:
-                raise InvalidTransition(request_id, current.value, new.value)
-            # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
-            # even if someone later loosens the transaction mode.
-            cursor = db.execute(
-                f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
-                [*assignments.values(), request_id, current.value],
-            )
-            if cursor.rowcount != 1:
-                raise InvalidTransition(request_id, _current_status(db, request_id).value, new.value)
-            self._audit.insert(db, _bind_audit(audit, request_id, status_from=current.value, status_to=new.value))
-            return _select_one(db, request_id)
-
-        return await self._store.write(apply)
+        step = prepare_transition(request_id, expected, new, changes, self._encoders)
+        return await self._store.write(lambda db: apply_transition(db, step, audit, self._audit))
 
     async def update(
         self,

@@ -73,6 +73,8 @@ class AwsIntegrationConfig(IntegrationConfig):
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")]
     role_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")] | None = None
     endpoint_url: Annotated[str, Field(pattern=r"^https?://\S+$")] | None = None
+    # Where people sign in to use what aws_sso grants (shown in the approved DM), e.g. https://d-1234.awsapps.com/start
+    access_portal_url: Annotated[str, Field(pattern=r"^https://\S+$", max_length=500)] | None = None
 
 
 class _FixedCredentialProvider(CredentialProvider):  # type: ignore[misc]  # botocore has no type hints: its classes are Any

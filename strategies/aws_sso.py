@@ -97,6 +97,14 @@ class AwsSsoStrategy(AwsStrategyBase):
             # A passing outage must not stop the bot; the id is read again on first use.
             log.warning("aws_sso.open.identity_store_deferred", error=str(exc))
 
+    def instructions(self, ctx: GrantContext) -> str | None:
+        """How to use the access (core.strategy.SupportsInstructions): the integration's access portal."""
+        portal = self.integration.config.access_portal_url
+        if not portal:
+            return None
+        account = ctx.target.settings.get("account_id", "")
+        return f"Sign in through the AWS access portal, {portal}, and choose account {account}."
+
     async def validate(self, ctx: GrantContext) -> list[ValidationIssue]:
         """Check that the requester is an Identity Center user and the permission set exists."""
         issues: list[ValidationIssue] = []

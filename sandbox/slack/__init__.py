@@ -26,6 +26,8 @@ People (async; each returns an EnvelopeResult: .envelope, .payload, .ack_payload
                  lists for multi-selects/checkboxes, date/time/datetime for pickers; others keep their value
     select_in_view(view_or_id, action_id, value, user=None)         block_actions from a modal (dispatch)
     click(channel_or_message, ts=None, user=, text=|action_id=)     a button on a stored message
+    open_home(user) (app_home_opened), click_in_home(user, text=|action_id=, block_id=), home_of(user),
+    wait_for_home(user, contains=) (the Home tab the bot published with views.publish)
     click_in_view(view_or_id, text=|action_id=), close_view(view_or_id, user=None) -> None unless
                  notify_on_close; redeliver(result, retry_attempt=1, retry_reason="timeout");
     send_event(event), send_envelope(type, payload), issue_trigger(user) (for hand-built payloads)

@@ -161,6 +161,10 @@ class _Checker:
             self.err(f"unsupported type: {kind}", f"{pointer}/type")
         if kind == "modal":
             self.text(view.get("title"), f"{pointer}/title", 24, plain=True)
+        else:  # a Home tab has no title bar and no submit or close buttons
+            for key in ("title", "submit", "close", "submit_disabled"):
+                if key in view:
+                    self.err(f"unsupported field for a home view: {key}", f"{pointer}/{key}")
         for key in ("submit", "close"):
             self.text(view.get(key), f"{pointer}/{key}", 24, plain=True, required=False)
         blocks = view.get("blocks")

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .home import HomeMixin
 from .models import Call, Channel, EnvelopeResult, Ephemeral, Message, Problem, User, Usergroup, View
 from .people import PeopleMixin
 from .socket_mode import SocketHub
@@ -17,7 +18,7 @@ from .web_api import Fault, ResponseUrl, build_app
 DEFAULT_SCOPES = ("commands", "chat:write", "im:write", "users:read", "users:read.email", "usergroups:read")
 
 
-class SlackEmulator(PeopleMixin):
+class SlackEmulator(PeopleMixin, HomeMixin):
     """A fake Slack workspace the bot reaches through `SLACK_API_URL = emu.api_url`."""
 
     def __init__(

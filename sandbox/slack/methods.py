@@ -270,6 +270,18 @@ def views_update(emu: SlackEmulator, args: dict) -> dict:
     return {"view": emu.view_api(emu.workspace.replace_view(target, new))}
 
 
+def views_publish(emu: SlackEmulator, args: dict) -> dict:
+    """views.publish: set a user's Home tab (a `home` view; optional hash check)."""
+    user = emu.workspace.user(require(args, "user_id", "user_not_found"))
+    view = checked_view(args)
+    if view.get("type") != "home":
+        raise SlackError("invalid_arguments", ["[ERROR] views.publish takes a view of type home"], rejection=True)
+    current = emu.workspace.homes.get(user.id)
+    if args.get("hash") and (current is None or args["hash"] != current.hash):
+        raise SlackError("hash_conflict")
+    return {"view": emu.view_api(emu.workspace.publish_home(user.id, view))}
+
+
 BOT_METHODS: dict[str, Method] = {
     "auth.test": auth_test,
     "chat.postMessage": chat_post_message,
@@ -283,5 +295,6 @@ BOT_METHODS: dict[str, Method] = {
     "views.open": views_open,
     "views.push": views_push,
     "views.update": views_update,
+    "views.publish": views_publish,
 }
 APP_METHODS: dict[str, Method] = {"apps.connections.open": apps_connections_open}

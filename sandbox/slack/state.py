@@ -49,6 +49,7 @@ class Workspace:
         self.ephemerals: list[Ephemeral] = []
         self.views: dict[str, View] = {}
         self.view_stacks: dict[str, list[str]] = {}
+        self.homes: dict[str, View] = {}  # each user's published Home tab
         self.triggers: dict[str, Trigger] = {}
         self._last_micros = 0
         self._ids = itertools.count(1)
@@ -273,6 +274,20 @@ class Workspace:
         self.stack(user_id).append(view_id)
         self.changed()
         return view
+
+    def publish_home(self, user_id: str, payload: dict) -> View:
+        """views.publish: the user's Home tab, replaced whole (same id, new hash); never on the modal stack."""
+        current = self.homes.get(user_id)
+        if current is None:
+            view_id = self.next_id("V")
+            current = View(id=view_id, user=user_id, payload={}, hash="", root_view_id=view_id)
+            self.homes[user_id] = self.views[view_id] = current
+        else:
+            current.history.append(copy.deepcopy(current.payload))
+        current.payload = fill_ids_in_view(payload)
+        current.hash = self._new_hash()
+        self.changed()
+        return current
 
     def replace_view(self, view: View, payload: dict) -> View:
         """views.update / response_action update: new content, same id, new hash; keep matching input state."""

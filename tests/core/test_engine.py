@@ -211,9 +211,10 @@ async def test_a_failed_grant_under_a_live_grant_is_cleaned_up_when_that_grant_e
     build, clock, notifier, strategy = world
     engine = build()
     first = await submit(engine)
+    # Asked before the first was granted, so not an extension of it: a grant of its own.
+    second = await submit(engine)
     await engine.approve(first.id, "U_BOB")
     clock.advance(minutes=30)
-    second = await submit(engine)
     for _ in range(3):
         strategy.fail_next("grant", StrategyUnavailable("target down", retryable=True))
     failed = await engine.approve(second.id, "U_BOB")

@@ -166,7 +166,9 @@ def test_check_missing_file(tmp_path):
 # ── the shipped examples ──────────────────────────────────────────────────────────────────────────
 
 
-@pytest.mark.parametrize("name", ["oncall_fasttrack.py", "route_production.py", "restrict_approvers.py"])
+@pytest.mark.parametrize(
+    "name", ["oncall_fasttrack.py", "route_production.py", "restrict_approvers.py", "deploy_gate.py"]
+)
 def test_examples_lint_clean_and_load(name):
     assert check_hooks(EXAMPLES / name) == []
     assert load_hooks(EXAMPLES / name).defined_hooks

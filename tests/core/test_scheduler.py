@@ -5,19 +5,37 @@ from core.clock import SystemClock
 from core.scheduler import Scheduler
 
 
+class RecordingReminders:
+    def __init__(self, due=()):
+        self.reminded = asyncio.Queue()
+        self._due = list(due)
+
+    async def schedule(self, until):
+        return [row for row in self._due if row[1] <= until]
+
+    async def remind(self, request_id):
+        await self.reminded.put(request_id)
+        return True
+
+
 class RecordingEngine:
-    def __init__(self, granted=(), pending=()):
+    def __init__(self, granted=(), pending=(), warnings=(), reminders=()):
         self.revoked = asyncio.Queue()
         self.expired = asyncio.Queue()
+        self.warned = asyncio.Queue()
         self.sweeps = 0
         self.requests = self
-        self._granted, self._pending = list(granted), list(pending)
+        self.reminders = RecordingReminders(reminders)
+        self._granted, self._pending, self._warnings = list(granted), list(pending), list(warnings)
 
     async def revoke(self, request_id):
         await self.revoked.put(request_id)
 
     async def expire(self, request_id):
         await self.expired.put(request_id)
+
+    async def warn(self, request_id):
+        await self.warned.put(request_id)
 
     async def sweep(self):
         self.sweeps += 1
@@ -27,6 +45,25 @@ class RecordingEngine:
 
     async def list_pending_timeouts(self, until):
         return [row for row in self._pending if row[1] <= until]
+
+    async def list_warn_schedule(self, until):
+        return [row for row in self._warnings if row[1] <= until]
+
+
+async def test_an_armed_warning_fires_at_its_time_and_only_warnings_within_the_horizon_are_armed():
+    clock = SystemClock()
+    now = clock.now()
+    engine = RecordingEngine(warnings=[("w1", now + timedelta(milliseconds=50)), ("w2", now + timedelta(hours=1))])
+    scheduler = Scheduler(engine, clock, horizon=timedelta(minutes=10))
+    scheduler.start()
+    try:
+        assert await scheduler.arm_window() == 1
+        assert await asyncio.wait_for(engine.warned.get(), 5) == "w1"
+        scheduler.arm_warn("w3", clock.now() + timedelta(minutes=1))
+        scheduler.disarm("w3")
+        assert scheduler.armed() == 0
+    finally:
+        await scheduler.shutdown()
 
 
 async def test_an_armed_revocation_fires_at_its_time():
@@ -102,5 +139,32 @@ async def test_a_periodic_job_keeps_running_after_a_failure_and_is_not_counted_a
         first = await asyncio.wait_for(ran.get(), 5)
         second = await asyncio.wait_for(ran.get(), 5)
         assert second > first
+    finally:
+        await scheduler.shutdown()
+
+
+async def test_a_reminder_timer_fires_at_its_time_and_disarm_forgets_it():
+    clock = SystemClock()
+    engine = RecordingEngine()
+    scheduler = Scheduler(engine, clock)
+    scheduler.start()
+    try:
+        scheduler.arm_remind("r1", clock.now() + timedelta(milliseconds=50))
+        scheduler.arm_remind("r2", clock.now() + timedelta(minutes=5))
+        scheduler.disarm("r2")  # decided: its reminder goes with its other timers
+        assert await asyncio.wait_for(engine.reminders.reminded.get(), 5) == "r1"
+        assert scheduler.armed() == 0
+    finally:
+        await scheduler.shutdown()
+
+
+async def test_the_window_arms_the_reminders_that_fall_within_the_horizon():
+    clock = SystemClock()
+    soon, later = clock.now() + timedelta(minutes=2), clock.now() + timedelta(hours=2)
+    scheduler = Scheduler(RecordingEngine(reminders=[("soon", soon), ("later", later)]), clock)
+    scheduler.start(sweep=False)
+    try:
+        assert await scheduler.arm_window() == 1
+        assert [job.id for job in scheduler._scheduler.get_jobs()] == ["remind:soon"]
     finally:
         await scheduler.shutdown()

@@ -106,9 +106,17 @@ def test_a_settings_object_logged_by_mistake_shows_no_token():
     assert line["tokens"] == ["***"]
 
 
-def test_the_http_server_address_is_jitbot_http_addr_and_the_older_health_name_still_works():
-    assert Settings.from_env(env()).health_address is None
+def test_the_http_address_is_read_from_its_new_name_and_still_from_the_old_one():
     assert Settings.from_env(env(JITBOT_HTTP_ADDR="0.0.0.0:8080")).health_address == "0.0.0.0:8080"
-    assert Settings.from_env(env(JITBOT_HEALTH_ADDR="127.0.0.1:9000")).health_address == "127.0.0.1:9000"
-    both = env(JITBOT_HTTP_ADDR="127.0.0.1:8081", JITBOT_HEALTH_ADDR="127.0.0.1:9000")
-    assert Settings.from_env(both).health_address == "127.0.0.1:8081"
+    assert Settings.from_env(env(JITBOT_HEALTH_ADDR="127.0.0.1:9090")).health_address == "127.0.0.1:9090"
+    both = env(JITBOT_HTTP_ADDR="0.0.0.0:8080", JITBOT_HEALTH_ADDR="127.0.0.1:9090")
+    assert Settings.from_env(both).health_address == "0.0.0.0:8080"
+    assert Settings.from_env(env()).health_address is None
+
+
+def test_the_api_rate_limit_is_a_whole_number_of_at_least_one():
+    assert Settings.from_env(env()).api_rate_limit == 120
+    assert Settings.from_env(env(JITBOT_API_RATE_LIMIT="30")).api_rate_limit == 30
+    for bad in ("0", "-5", "ten", "1.5"):
+        with pytest.raises(StartupError, match="JITBOT_API_RATE_LIMIT"):
+            Settings.from_env(env(JITBOT_API_RATE_LIMIT=bad))

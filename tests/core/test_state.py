@@ -10,6 +10,7 @@ ALLOWED = [
     (S.PENDING, S.APPROVED, "approve"),
     (S.PENDING, S.DENIED, "deny"),
     (S.PENDING, S.EXPIRED, "approval timeout"),
+    (S.PENDING, S.CANCELLED, "withdrawn by the requester"),
     (S.APPROVED, S.GRANTED, "grant ok"),
     (S.APPROVED, S.FAILED, "grant failed"),
     (S.GRANTED, S.REVOKED, "revoke ok"),
@@ -18,7 +19,7 @@ ALLOWED_PAIRS = {(a, b) for a, b, _ in ALLOWED}
 FORBIDDEN = [(a, b) for a in S for b in S if (a, b) not in ALLOWED_PAIRS]
 
 # Position along the lifecycle; every edge must move strictly forward.
-RANK = {S.PENDING: 0, S.APPROVED: 1, S.DENIED: 1, S.EXPIRED: 1, S.GRANTED: 2, S.FAILED: 2, S.REVOKED: 3}
+RANK = {S.PENDING: 0, S.APPROVED: 1, S.DENIED: 1, S.EXPIRED: 1, S.CANCELLED: 1, S.GRANTED: 2, S.FAILED: 2, S.REVOKED: 3}
 
 
 @pytest.mark.parametrize("current, requested, description", ALLOWED, ids=[d for *_, d in ALLOWED])
@@ -44,7 +45,7 @@ def test_never_backwards_and_no_self_loops():
 
 
 def test_terminal_statuses():
-    assert {s for s, nxt in TRANSITIONS.items() if not nxt} == {S.REVOKED, S.DENIED, S.FAILED, S.EXPIRED}
+    assert {s for s, nxt in TRANSITIONS.items() if not nxt} == {S.REVOKED, S.DENIED, S.FAILED, S.EXPIRED, S.CANCELLED}
 
 
 def test_refusal_tells_the_user_what_happened():

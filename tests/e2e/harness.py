@@ -91,6 +91,17 @@ class RunningBot:
             message.channel, contains="granted until", where=lambda m: m.ts == message.ts
         )
 
+    async def deny(self, message: Message, user: str = "U_CAROL", reason: str | None = None) -> None:
+        """`user` clicks Deny on a request message and submits the reason modal it opens (reason optional)."""
+        before = {v.id for v in self.slack.open_views(user)}
+        await self.slack.click(message, text="Deny", user=user)
+        view = await self.slack.wait_for(
+            lambda: next((v for v in self.slack.open_views(user) if v.id not in before), None),
+            description=f"the deny modal for {user}",
+        )
+        await self.slack.submit_view(view, {"deny-reason": reason} if reason is not None else {})
+        await self.idle()
+
     async def idle(self, timeout: float = 10.0) -> None:
         """Wait until every Slack listener the bot is running has finished (a submit, a click), and the
         notifications that follow revocations."""

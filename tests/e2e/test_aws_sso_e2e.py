@@ -47,7 +47,14 @@ def sso_flows(moto_url: str, sso: IdentityCenter) -> str:
     fields = reason_and_duration("10s", "30m", "1h", reason_label="Why do you need access?")
     return flows_file(
         flow("aws_prod", "AWS Production", strategy, fields),
-        integrations={"aws": {"type": "aws", "region": REGION, "endpoint_url": moto_url}},
+        integrations={
+            "aws": {
+                "type": "aws",
+                "region": REGION,
+                "endpoint_url": moto_url,
+                "access_portal_url": "https://d-1234567890.awsapps.com/start",
+            }
+        },
     )
 
 
@@ -59,9 +66,14 @@ async def test_approval_creates_the_assignment_and_the_end_of_the_window_deletes
 
     await bot.slack.click(message, text="Approve", user="U_BOB")
     granted = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
-    assert granted.ts == message.ts and "U_BOB" in granted.plain and not granted.buttons
+    assert (
+        granted.ts == message.ts
+        and "U_BOB" in granted.plain
+        and [b["text"]["text"] for b in granted.buttons] == ["Revoke now"]
+    )
     assert await asyncio.to_thread(sso.holders) == [sso.user_id]
-    await bot.slack.wait_for_dm("U_ALICE", contains="granted")
+    dm = await bot.slack.wait_for_dm("U_ALICE", contains="granted")
+    assert "https://d-1234567890.awsapps.com/start" in dm.plain  # how to use it, from the integration
     request = await bot.request_for(message)
     assert request.status is RequestStatus.GRANTED and request.grant_state["principal_id"] == sso.user_id
 

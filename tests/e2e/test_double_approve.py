@@ -19,7 +19,7 @@ async def test_someone_outside_the_approver_group_cannot_approve_or_deny(bot):
     message = await bot.request(user="U_ALICE")
     await bot.slack.click(message, text="Approve", user="U_MALLORY")
     await bot.slack.wait_for_ephemeral("U_MALLORY", contains="not an approver")
-    await bot.slack.click(message, text="Deny", user="U_MALLORY")
+    await bot.running.deny(message, "U_MALLORY", reason="not on my watch")
     await bot.slack.wait_for(lambda: len(bot.slack.ephemerals_to("U_MALLORY")) == 2)
     (request,) = await bot.engine.requests.list_by_status(RequestStatus.PENDING)
     assert [

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from core.engine import SubmissionRejected
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow, webhook_flows
@@ -227,23 +228,56 @@ async def test_a_click_carrying_another_requests_id_is_refused(bot):
 # ── 15. overlapping grants never cut each other short ─────────────────────────────────────────────
 
 
-async def test_a_second_okta_grant_of_held_membership_keeps_it_until_the_last_grant_ends(launch):
+def _okta_groups_flow(group: str) -> dict:
+    return flow_entry(
+        "okta_groups",
+        "Okta groups",
+        okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
+        reason_and_duration("30m", "1h"),
+        approvers=SECOPS,
+    )
+
+
+async def test_a_second_request_for_held_okta_membership_extends_it_without_a_gap(launch):
     async with OktaFake(api_token=OKTA_TOKEN) as okta:
         group, alice = okta.add_group("SRE"), okta.add_user("alice@example.com")
-        okta_flow = flow_entry(
-            "okta_groups",
-            "Okta groups",
-            okta_strategy("okta_main", target("sre", "SRE", group_id=group)),
-            reason_and_duration("30m", "1h"),
-            approvers=SECOPS,
-        )
         bot = await launch.start(
-            flows_file(okta_flow, integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)})
+            flows_file(_okta_groups_flow(group), integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)})
         )
         first = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
         await bot.approve(first, "U_BOB")
         bot.clock.advance(minutes=10)
         second = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="1h")
+        assert "Extends request" in second.plain  # a request for held access is an extension of it
+        calls = len(okta.calls)
+        await bot.approve(second, "U_BOB")
+        assert len(okta.calls) == calls  # no second grant call: the end moved
+
+        ended, live = await bot.request_for(first), await bot.request_for(second)
+        assert ended.status is RequestStatus.REVOKED and live.status is RequestStatus.GRANTED
+        assert live.expires_at == ended.expires_at + timedelta(hours=1)
+        bot.clock.advance(minutes=21)  # the first grant's own end passes: nothing happens
+        await bot.engine.sweep()
+        assert okta.members[group] == {alice}
+
+        bot.clock.advance(minutes=60)  # 30 + 60 minutes after the first approval
+        await bot.engine.sweep()
+        assert okta.members[group] == set()
+        assert (await bot.request_for(second)).status is RequestStatus.REVOKED
+
+
+async def test_two_okta_grants_asked_at_once_keep_the_membership_until_the_last_one_ends(launch):
+    async with OktaFake(api_token=OKTA_TOKEN) as okta:
+        group, alice = okta.add_group("SRE"), okta.add_user("alice@example.com")
+        bot = await launch.start(
+            flows_file(_okta_groups_flow(group), integrations={"okta_main": okta_integration(okta.url, OKTA_TOKEN)})
+        )
+        # Both asked before either was granted: two grants of one membership, not an extension.
+        first = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="30m")
+        second = await bot.request("U_ALICE", "okta_groups", APPROVAL_CHANNEL, target="SRE", duration="1h")
+        assert "Extends request" not in second.plain
+        await bot.approve(first, "U_BOB")
+        bot.clock.advance(minutes=10)
         await bot.approve(second, "U_BOB")
 
         bot.clock.advance(minutes=21)  # the first has ended, the second runs until +70 min
@@ -262,9 +296,10 @@ async def test_a_second_okta_grant_of_held_membership_keeps_it_until_the_last_gr
 
 
 async def test_each_webhook_grant_gets_its_own_revoke_because_receivers_key_grants_by_request(bot):
+    # Both asked before either was granted (a request for held access would extend it instead).
     first = await bot.request(user="U_ALICE", duration="30m")
-    await bot.running.approve(first, "U_BOB")
     second = await bot.request(user="U_ALICE", duration="1h")
+    await bot.running.approve(first, "U_BOB")
     await bot.running.approve(second, "U_BOB")
 
     bot.clock.advance(minutes=31)
@@ -335,8 +370,11 @@ async def test_guests_and_people_from_other_organisations_can_neither_approve_no
     await refused(bot, message, "U_GUEST", contains="guests")  # …but never a guest
     await refused(bot, message, "U_PARTNER", contains="other organisations")
     assert receiver.accepted("grant") == []
-    result = await bot.submit("U_GUEST", "db_access", target="Prod Admin")
-    assert result.response_action == "errors" and "Guests" in str(result.ack_payload)
+    # The command refuses them before any form opens; a submission is refused too (read fresh).
+    result = await bot.slack.slash_command(user="U_GUEST", command="/sym", text="db_access")
+    assert "Guests" in result.ack_payload["text"] and not bot.slack.open_views("U_GUEST")
+    with pytest.raises(SubmissionRejected, match="Guests"):
+        await bot.engine.prepare("db_access", "U_PARTNER", "prod_admin", {"reason": "x"}, timedelta(minutes=30))
 
 
 async def test_a_flow_that_allows_guests_lets_a_guest_approve(launch, receiver, monkeypatch):

@@ -130,7 +130,7 @@ async def test_an_on_call_requester_is_granted_without_a_click_and_the_post_says
         "C_APPROVALS", contains="granted until", where=lambda m: m.ts == message.ts
     )
     assert "policy hook" in granted.plain and "on_request" in granted.plain and "on call in PagerDuty" in granted.plain
-    assert not granted.buttons
+    assert [b["text"]["text"] for b in granted.buttons] == ["Revoke now"]  # no Approve / Deny
     assert world.holds("alice")
     await bot.slack.wait_for_dm("U_ALICE", contains="granted")
     request = await bot.request_for(message)
@@ -279,6 +279,7 @@ async def test_on_approve_refuses_a_click_from_outside_a_usergroup(launch, world
     assert refused.actor == "U_DAVE" and refused.detail == {
         "action": "approve",
         "reason": "Only @secops can approve production access.",
+        "via": "slack",
     }
 
     await approve_as(bot, message, "U_BOB")  # Bob is in S_SECOPS

@@ -21,7 +21,11 @@ async def test_approve_grants_then_revokes_on_time_editing_the_same_message(bot)
     }
     assert grant.body["target"]["settings"] == {"database": "prod", "role": "admin"}
     edited = await bot.slack.wait_for_message("C_APPROVALS", contains="granted until")
-    assert edited.ts == message.ts and "U_BOB" in edited.plain and not edited.buttons
+    assert (
+        edited.ts == message.ts
+        and "U_BOB" in edited.plain
+        and [b["text"]["text"] for b in edited.buttons] == ["Revoke now"]
+    )
     await bot.slack.wait_for_dm("U_ALICE", contains="granted")
 
     bot.clock.advance(minutes=29)
@@ -41,7 +45,7 @@ async def test_approve_grants_then_revokes_on_time_editing_the_same_message(bot)
 
 async def test_deny_updates_the_message_and_tells_the_requester(bot):
     message = await bot.request()
-    await bot.slack.click(message, text="Deny", user="U_CAROL")
+    await bot.running.deny(message, "U_CAROL")
     denied = await bot.slack.wait_for_message("C_APPROVALS", contains="Denied by")
     assert denied.ts == message.ts and "U_CAROL" in denied.plain and not denied.buttons
     await bot.slack.wait_for_dm("U_ALICE", contains="denied")

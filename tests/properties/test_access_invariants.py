@@ -378,8 +378,9 @@ class Deciders:
     basis: str  # which rule decided `humans`, named in a violation
 
 
-def allowed_deciders(request: AccessRequest, failed_hooks: set[str]) -> Deciders:
-    """Who may have approved `request`, from its flow and what its hooks did (failed_hooks: from the audit)."""
+def allowed_deciders(request: AccessRequest, failed_hooks: set[str], *, on_approve: bool = True) -> Deciders:
+    """Who may have approved `request`, from its flow and what its hooks did (failed_hooks: from the audit);
+    with on_approve=False, who may approve it as far as approvers go (Revoke now runs no on_approve hook)."""
     model = FLOWS[request.flow]
     plan = hook_plan(request)
     base = model.static if model.static is not None else frozenset(MEMBERS)
@@ -395,7 +396,7 @@ def allowed_deciders(request: AccessRequest, failed_hooks: set[str]) -> Deciders
             base, basis = frozenset({HOOK_APPROVER}), "hook_list"
         elif mode == "requester":
             base, basis = frozenset({request.requester}), "hook_list"
-        if plan["on_approve"] != "allow":
+        if plan["on_approve"] != "allow" and on_approve:
             base, basis = frozenset(), "on_approve_refuses"
     humans = base & frozenset(MEMBERS)
     if not model.self_ok:
@@ -649,6 +650,17 @@ class AccessMachine(RuleBasedStateMachine):
     def deny(self, request, clicker):
         self._click("deny", request, clicker)
 
+    # After approval: anyone may press Revoke now (the requester and approvers may), and Cancel request.
+    @precondition(lambda self: self.ids)
+    @rule(request=st.integers(min_value=0, max_value=7), clicker=st.sampled_from(CLICKERS))
+    def revoke_now(self, request, clicker):
+        self._click("revoke_now", request, clicker)
+
+    @precondition(lambda self: self.ids)
+    @rule(request=st.integers(min_value=0, max_value=7), clicker=st.sampled_from(CLICKERS))
+    def cancel(self, request, clicker):
+        self._click("cancel", request, clicker)
+
     @rule(by=st.sampled_from(tuple(CLOCK_STEPS)))
     def time_passes(self, by):
         self.step()
@@ -793,6 +805,14 @@ class AccessMachine(RuleBasedStateMachine):
             if e.action == "hook.failed" and e.request_id:
                 failed_hooks[e.request_id].add(str(e.detail.get("hook")))
         for r in rows:
+            if r.status is S.CANCELLED and r.decided_by != r.requester:
+                raise violation(DeciderNotAllowed, "cancel")(f"request {r.id} was cancelled by {r.decided_by}")
+            if r.revoked_by is not None and r.revoked_by != r.requester:
+                ended_by = allowed_deciders(r, failed_hooks[r.id], on_approve=False)
+                if r.revoked_by not in ended_by.humans:
+                    raise violation(DeciderNotAllowed, "revoke_now")(
+                        f"request {r.id} was ended early by {r.revoked_by}; allowed: {sorted(ended_by.humans)}"
+                    )
             if r.status not in (S.APPROVED, S.GRANTED, S.REVOKED, S.FAILED):
                 continue
             who = r.decided_by

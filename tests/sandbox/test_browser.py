@@ -14,7 +14,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.sandbox.chromium import sandbox_browser
+from tests.browser import headless_chromium
 from tests.sandbox.process import SandboxProcess, port_of
 
 pytestmark = pytest.mark.slow
@@ -86,7 +86,7 @@ def ask_for_access(browser: WebDriver, *, target: str, duration: str, reason: st
 
 
 def test_story_request_approve_grant_visible_fast_forward_ends_it(tmp_path: Path, screenshots):
-    with SandboxProcess(["--port", "0"]) as box, sandbox_browser(tmp_path) as browser:
+    with SandboxProcess(["--port", "0"]) as box, headless_chromium(tmp_path) as browser:
         browser.get(box.url)
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
 
@@ -139,7 +139,7 @@ def test_story_request_approve_grant_visible_fast_forward_ends_it(tmp_path: Path
 
 
 def test_revoke_now_ends_a_grant_at_the_receiver_where_the_bot_offers_it(tmp_path: Path, screenshots):
-    with SandboxProcess(["--port", "0"]) as box, sandbox_browser(tmp_path) as browser:
+    with SandboxProcess(["--port", "0"]) as box, headless_chromium(tmp_path) as browser:
         browser.get(box.url)
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
         ask_for_access(browser, target="Staging (admin)", duration="1h", reason="deploy")
@@ -164,7 +164,7 @@ def test_revoke_now_ends_a_grant_at_the_receiver_where_the_bot_offers_it(tmp_pat
 def test_the_page_reconnects_after_the_sandbox_restarts(tmp_path: Path, screenshots):
     first = SandboxProcess(["--port", "0"]).start()
     port = port_of(first.url)
-    with sandbox_browser(tmp_path) as browser:
+    with headless_chromium(tmp_path) as browser:
         try:
             browser.get(first.url)
             wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
@@ -214,7 +214,7 @@ flows:
 def test_with_several_flows_picking_one_replaces_the_modal_with_its_form(tmp_path: Path):
     config = tmp_path / "flows.yaml"
     config.write_text(TWO_FLOWS)
-    with SandboxProcess(["--port", "0", "--config", str(config)]) as box, sandbox_browser(tmp_path) as browser:
+    with SandboxProcess(["--port", "0", "--config", str(config)]) as box, headless_chromium(tmp_path) as browser:
         browser.get(box.url)
         wait(browser).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
         be(browser, "U0REQUESTER")

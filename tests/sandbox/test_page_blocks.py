@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
-from tests.sandbox.chromium import sandbox_browser
+from tests.browser import headless_chromium
 from tests.sandbox.process import SandboxProcess
 
 pytestmark = pytest.mark.slow
@@ -25,7 +25,7 @@ holder.append(renderBlocks(arguments[0], arguments[1]));
 
 @pytest.fixture(scope="module")
 def page(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    with SandboxProcess(["--port", "0"]) as box, sandbox_browser(tmp_path_factory.mktemp("chromium")) as browser:
+    with SandboxProcess(["--port", "0"]) as box, headless_chromium(tmp_path_factory.mktemp("chromium")) as browser:
         browser.get(box.url)
         WebDriverWait(browser, 20).until(seen.text_to_be_present_in_element((By.ID, "live"), "live"))
         yield browser

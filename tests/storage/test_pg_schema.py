@@ -39,12 +39,18 @@ def sqlite_schema(db) -> dict:
             name: (_TYPES[kind.upper()], bool(notnull) or bool(pk), _norm_default(default), pk > 0)
             for _, name, kind, notnull, default, pk in db.execute(f"PRAGMA table_info({table})")
         }
+        listed = list(db.execute(f"PRAGMA index_list({table})"))
         indexes = {
             name: (bool(unique), tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})")), bool(partial))
-            for _, name, unique, origin, partial in db.execute(f"PRAGMA index_list({table})")
+            for _, name, unique, origin, partial in listed
             if origin == "c"  # created by CREATE INDEX; primary keys are compared through the columns
         }
-        schema[table] = (columns, indexes)
+        uniques = {
+            tuple(c[2] for c in db.execute(f"PRAGMA index_info({name})"))
+            for _, name, unique, origin, partial in listed
+            if origin == "u"  # a UNIQUE constraint in the CREATE TABLE
+        }
+        schema[table] = (columns, indexes, uniques)
     return schema
 
 
@@ -77,12 +83,20 @@ def pg_schema(conn: psycopg.Connection) -> dict:
         indexes = {}
         for name, unique, definition, partial in conn.execute(
             "SELECT c.relname, i.indisunique, pg_get_indexdef(i.indexrelid), i.indpred IS NOT NULL FROM pg_index i "
-            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass AND NOT i.indisprimary",
+            "JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = %s::regclass AND NOT i.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
             [table],
         ):
             cols = re.search(r"\((.*?)\)", definition)
             indexes[name] = (unique, tuple(c.strip() for c in cols.group(1).split(",")) if cols else (), partial)
-        schema[table] = (columns, indexes)
+        uniques = {
+            tuple(a.strip() for a in re.search(r"\((.*?)\)", definition).group(1).split(","))  # type: ignore[union-attr]
+            for (definition,) in conn.execute(
+                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'u'",
+                [table],
+            )
+        }
+        schema[table] = (columns, indexes, uniques)
     return schema
 
 
@@ -95,6 +109,7 @@ async def test_postgresql_and_sqlite_migrations_build_the_same_tables_columns_an
     for table in expected:
         assert actual[table][0] == expected[table][0], f"columns of {table} differ"
         assert actual[table][1] == expected[table][1], f"indexes of {table} differ"
+        assert actual[table][2] == expected[table][2], f"unique constraints of {table} differ"
 
 
 async def test_postgresql_migrations_apply_once_even_when_replicas_start_together(postgres_dsn):
@@ -139,8 +154,8 @@ async def test_postgresql_query_plans_can_use_the_status_indexes(postgres_dsn):
             r[0] for r in conn.execute("EXPLAIN SELECT id FROM requests WHERE status = 'pending' AND timeout_at <= 'x'")
         )
     # An empty table gives the planner no reason to prefer one (status, …) index over the other.
-    assert re.search(r"Index (Only )?Scan using requests_status_(expires|timeout)", due)
-    assert re.search(r"Index (Only )?Scan using requests_status_(expires|timeout)", timed_out)
+    assert re.search(r"Index (Only )?Scan using requests_status_", due)
+    assert re.search(r"Index (Only )?Scan using requests_status_", timed_out)
 
 
 def test_the_dbapi_errors_are_sqlites_on_both_engines():

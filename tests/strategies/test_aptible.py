@@ -13,7 +13,7 @@ from core.strategy import GrantContext
 from strategies.aptible import AptibleIntegration, AptibleIntegrationConfig, AptibleStrategy, AptibleStrategyConfig
 from tests.fakes.aptible_api import AptibleFake
 from tests.strategies.conftest import FakeTime
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 BOT_EMAIL = "jitbot@acme.example"
 BOT_PASSWORD = "correct-horse-battery-staple"
@@ -309,3 +309,12 @@ def test_strategy_requires_an_aptible_integration():
     config = AptibleStrategyConfig(type="aptible", integration="nope", targets=targets)
     with pytest.raises(StartupError, match="integration 'nope'"):
         AptibleStrategy(config, integrations={})
+
+
+async def test_extend_keeps_the_aptible_role(aptible, org, integration):
+    strategy = await make_strategy(integration, org.prod)
+
+    async def held() -> bool:
+        return aptible.has_role(org.prod, org.alice)
+
+    await run_extend_contract(Harness(strategy, context(org.prod), held))

@@ -15,7 +15,7 @@ from strategies.aws import AwsIntegration, AwsIntegrationConfig
 from strategies.aws_iam import AwsIamStrategy, AwsIamStrategyConfig
 from tests.fakes.aws_fault_proxy import aws_error_reply
 from tests.strategies.conftest import FakeTime, target_of
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 USER = "alice@example.com"
 GROUP = "prod-admins"
@@ -266,3 +266,13 @@ async def test_failed_assume_role_is_a_strategy_error_naming_sts(aws_proxy, aws_
     with pytest.raises(StrategyUnavailable, match="sts:AssumeRole") as caught:
         await strategy.grant(ctx_for(strategy))
     assert not caught.value.retryable
+
+
+async def test_extend_keeps_the_iam_group_membership(iam, aws_integration):
+    strategy = make_strategy(await aws_integration())
+    await strategy.open()
+
+    async def is_held() -> bool:
+        return USER in await asyncio.to_thread(members, iam)
+
+    await run_extend_contract(Harness(strategy=strategy, ctx=ctx_for(strategy), is_held=is_held))

@@ -16,7 +16,7 @@ from tests.fakes.aws_fault_proxy import Reply, Rewrite, aws_error_reply
 from tests.fakes.moto_server import SSO_ACCOUNT as ACCOUNT
 from tests.fakes.moto_server import IdentityCenter, seed_identity_center
 from tests.strategies.conftest import FakeTime, target_of
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 EMAIL = "alice@example.com"
 CREATE, DESCRIBE_CREATE = "CreateAccountAssignment", "DescribeAccountAssignmentCreationStatus"
@@ -281,3 +281,14 @@ def test_config_model():
         AwsSsoStrategyConfig.model_validate({**base, "targets": [{**target, "account_id": 123456789012}]})
     with pytest.raises(ValidationError):
         AwsSsoStrategyConfig.model_validate({**base, "instance_arn": "ssoins-1"})
+
+
+async def test_extend_keeps_the_sso_assignment(sso, aws_integration):
+    strategy = make_strategy(sso, await aws_integration())
+    await strategy.open()
+
+    async def is_held() -> bool:
+        return sso.user_id in await asyncio.to_thread(sso.holders)
+
+    await run_extend_contract(Harness(strategy=strategy, ctx=ctx_for(strategy), is_held=is_held))
+    assert sso.holders() == []

@@ -14,7 +14,7 @@ from core.hooks import load_hooks
 from core.models import Subject, Target
 from core.strategy import GrantContext
 from strategies.custom import CustomStrategy, CustomStrategyConfig
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
 
@@ -313,3 +313,14 @@ def test_config_takes_only_targets_with_free_settings():
     assert cfg.targets[0].settings == {"role": "reader"}
     with pytest.raises(ValueError):
         CustomStrategyConfig(type="custom", url="http://x", targets=[{"name": "t", "label": "T"}])
+
+
+async def test_extend_keeps_the_custom_targets_member(build, tmp_path):
+    database = tmp_path / "target.db"
+    strategy = await build(write(tmp_path, SQLITE_HOOKS))
+    ctx = context(database)
+
+    async def is_held() -> bool:
+        return any(row[:2] == ("ann@example.com", "reader") for row in members(database))
+
+    await run_extend_contract(Harness(strategy, ctx, is_held))

@@ -13,7 +13,7 @@ from core.strategy import GrantContext
 from strategies.okta import OktaIntegration, OktaIntegrationConfig, OktaStrategy, OktaStrategyConfig
 from tests.fakes.okta_api import OktaFake
 from tests.strategies.conftest import FakeTime
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 SERVER_NOW = 1_800_000_000.0
 
@@ -365,3 +365,14 @@ async def test_no_secret_in_logs_across_throttling_and_grants(okta, integration)
         await strategy.revoke(context(group_id), result.state)
     assert {entry["event"] for entry in logs} >= {"okta_rate_limited", "okta_group_granted", "okta_group_revoked"}
     assert okta.api_token not in repr(logs)
+
+
+async def test_extend_keeps_the_okta_group_membership(okta, integration):
+    user_id = okta.add_user("alice@example.com")
+    group_id = okta.add_group("prod-admins")
+    strategy = await make_strategy(integration, group_id)
+
+    async def held() -> bool:
+        return okta.is_member(group_id, user_id)
+
+    await run_extend_contract(Harness(strategy, context(group_id), held))

@@ -15,7 +15,7 @@ from core.secrets import SecretRegistry
 from core.strategy import GrantContext
 from strategies.webhook import WebhookStrategy, WebhookStrategyConfig, iso_utc
 from tests.fakes.webhook_receiver import WebhookReceiver
-from tests.strategies.contract import Harness, run_contract
+from tests.strategies.contract import Harness, run_contract, run_extend_contract
 
 SECRET = "whsec-0123456789abcdef"
 GRANTED = datetime(2026, 3, 4, 12, 0, 0, tzinfo=UTC)
@@ -243,3 +243,19 @@ def test_config_defaults_and_secret_redaction():
     )
     assert cfg.timeout == timedelta(seconds=10) and cfg.targets[0].settings == {"a": 1}
     assert SECRET not in repr(cfg) and SECRET not in cfg.model_dump_json()
+
+
+async def test_extend_keeps_the_receivers_grant(receiver, make_strategy):
+    strategy = await make_strategy(config(receiver.url, secret=SECRET))
+    ctx = context()
+
+    async def is_held() -> bool:
+        return receiver.is_held(ctx.request_id, "prod_admin", "U1")
+
+    async def is_held_for(other) -> bool:
+        return receiver.is_held(other.request_id, "prod_admin", "U1")
+
+    await run_extend_contract(Harness(strategy, ctx, is_held, is_held_for))
+    # One grant and one revoke for the extended access, both under the first request's id.
+    first = [d for d in receiver.deliveries if d.body["request_id"] == ctx.request_id]
+    assert [d.action for d in first] == ["grant", "revoke"]

@@ -1,0 +1,83 @@
+"""The warning before access ends: a DM with the end time and an Extend button, `warn_before` ahead.
+
+When it is due is stored on the row (`warn_at`), written with the end time it belongs to, so it
+survives a restart like every timer: the scheduler arms it when it comes within its horizon and the
+sweep sends any that are overdue. It is sent at most once (cleared under the request's lock before
+the DM goes out), never after the end, and not at all for a grant shorter than twice the warning,
+where it would arrive in the first half of the access.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+
+import structlog
+
+from core.config_models import Flow
+from core.lifecycle import SYSTEM, Lifecycle
+from core.models import AccessRequest
+from core.models import RequestStatus as S
+from core.ports import RequesterNotice
+
+log = structlog.get_logger("jitbot.engine")
+
+
+def warn_at_for(flow: Flow | None, start: datetime, end: datetime) -> datetime | None:
+    """When to warn about access running from `start` to `end` under `flow`'s warn_before (None: no warning)."""
+    if flow is None or not flow.warn_before:
+        return None
+    if end - start < 2 * flow.warn_before:
+        return None
+    return end - flow.warn_before
+
+
+class EndWarnings:
+    """Sends due warnings, once each; see the module docstring."""
+
+    def __init__(self, life: Lifecycle) -> None:
+        self.life = life
+
+    async def warn(self, request_id: str) -> AccessRequest | None:
+        """Send the warning of one granted request if it is due; re-arm it if it is early."""
+        life = self.life
+        async with life.lock(request_id):
+            request = await life.requests.get(request_id)
+            if request.status is not S.GRANTED or request.warn_at is None or request.revoked_by is not None:
+                return None
+            now = life.clock.now()
+            if request.warn_at > now:
+                life.timers.arm_warn(request_id, request.warn_at)
+                return None
+            late = request.expires_at is None or request.expires_at <= now
+            request = await life.requests.update(
+                request_id,
+                {"warn_at": None},
+                expected_status=S.GRANTED,
+                audit=None
+                if late
+                else life.event(
+                    request,
+                    SYSTEM,
+                    "access.warned",
+                    detail={"expires_at": request.expires_at.isoformat() if request.expires_at else None},
+                ),
+            )
+        if late:  # the access is ending anyway: a warning now would only confuse
+            return None
+        log.info("access.warned", request_id=request_id)
+        await life.tell(request, RequesterNotice.WARNING)
+        return request
+
+    async def sweep(self) -> int:
+        """Send every warning that is due (after a restart, or a timer that never fired); how many were due."""
+        due = await self.life.requests.list_due_warnings(self.life.clock.now())
+
+        async def guarded(request_id: str) -> None:
+            try:
+                await self.warn(request_id)
+            except Exception:
+                log.exception("warning.failed", request_id=request_id)
+
+        await asyncio.gather(*(guarded(r.id) for r in due))
+        return len(due)
