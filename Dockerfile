@@ -22,6 +22,9 @@ COPY core ./core
 COPY handlers ./handlers
 COPY strategies ./strategies
 COPY storage ./storage
+COPY api ./api
+COPY cli ./cli
+COPY reports ./reports
 COPY sandbox ./sandbox
 COPY examples ./examples
 COPY audit_sinks ./audit_sinks

@@ -53,6 +53,7 @@ async def test_an_approval_only_flow_records_the_decision_and_its_end_with_hooks
     ended = await bot.slack.wait_for_message(APPROVAL_CHANNEL, contains="Approval window ended")
     assert ended.ts == message.ts
     await bot.slack.wait_for_dm("U_ALICE", contains="approval window")
+    await bot.idle()  # after_revoke follows the recorded end in the background, after the DM
     assert hooks.REVOKED == [request.id]
     actions = [e.action for e in await bot.audit(request.id)]
     assert [a for a in actions if a != "request.routed"][:3] == [
