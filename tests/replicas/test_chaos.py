@@ -76,14 +76,28 @@ async def replicas(
 
 
 async def click_until_answered(slack: SlackEmulator, message, user: str) -> None:
-    """A person clicks Approve; if the replica that got the click died before answering, they click again."""
+    """A person clicks Approve until the message shows the request decided: if the replica that got the
+    click died before answering (Slack shows an error) or after acking but before deciding (the message
+    never changes), they click again, as anyone would."""
+
+    def decided() -> bool:
+        current = slack.message(message.channel, message.ts)
+        return not any(b["text"]["text"] == "Approve" for b in current.buttons)
+
     for _ in range(20):
+        if decided():
+            return
         try:
             await slack.click(message, text="Approve", user=user)
-            return
         except AckTimeout:  # DeliveryLost included: Slack would show an error, and they would retry
             await asyncio.sleep(0.2)
-    raise AssertionError(f"{user}'s click was never answered")
+            continue
+        try:
+            await slack.wait_for(decided, timeout=3, description="the request decided")
+            return
+        except AssertionError:  # WaitTimeout: still undecided, so the click was lost with its replica
+            continue
+    raise AssertionError(f"{user}'s click never decided the request")
 
 
 async def chaos(replicas: list[BotProcess], rng: random.Random, stop: asyncio.Event, kills: list[int]) -> None:
