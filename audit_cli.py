@@ -170,7 +170,9 @@ def _copy_chunks(path: Path, size: int = 500) -> Iterator[list[tuple[int, str, s
 async def export(store: Store, selection: ExportFilter, fmt: str, out: IO[str]) -> int:
     """Write the selected events to `out` as JSON lines or CSV, a page at a time; return how many."""
     count = 0
-    writer = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+    # RFC 4180's CRLF row ends: with them the writer quotes a cell holding a lone CR too (with "\n" alone
+    # it does not, and a reason with a CR would start a new row whose first cell escaped formula quoting).
+    writer = csv.writer(out, lineterminator="\r\n") if fmt == "csv" else None
     if writer is not None:
         writer.writerow(CSV_COLUMNS)
     async for page in AuditReader(store).pages(selection):

@@ -4,13 +4,14 @@ Pure values and rules, no I/O: `storage.access_review` reads the grants of a per
 requests table (streamed), `reports.access` renders them as CSV or one self-contained HTML page.
 docs/access-review.md describes the report as an auditor reads it.
 
-How a grant ended (`Outcome`) is decided from the stored request alone:
+How a grant ended (`Outcome`) is decided from the stored request and its own audit rows:
 - `failed`: the grant itself failed (whatever it may have left was cleaned up by the revoke retries);
-- `extended`: a later request extended it (an extension link or an `access.extended` audit row);
-- `early`: revoked before its scheduled end (someone ended it, or an operator revoked it);
+- `extended`: an extension took its access over before the end (its `access.handed_over` row names
+  the request that holds the access from then on; the access itself never stopped);
+- `early`: someone ended it with Revoke now (`revoked_by`), or it was revoked before its scheduled end;
 - `on time`: revoked at (or after) its scheduled end;
 - `active`: still held, its end not yet reached;
-- `overdue`: still recorded as held after its scheduled end (the revocation is failing or pending);
+- `overdue`: still recorded as held after its scheduled end, or after Revoke now (the revocation is failing or pending);
 - `granting`: approved, the grant not yet recorded (in progress, or in doubt after a crash).
 """
 
@@ -58,10 +59,15 @@ class GrantRecord:
     start: datetime | None
     scheduled_end: datetime | None
     ended_at: datetime | None
-    ended_by: str | None
+    ended_by: str | None  # who ended it early (Revoke now); None when it ran to its end
     failure: str | None
     last_error: str | None
-    extended_by: tuple[str, ...] = ()
+    end_reason: str | None = None
+    extended_by: str | None = None  # the extension request that took this grant's access over
+    continues: str | None = None  # for an extension that took access over: the grant it continues
+    held_since: datetime | None = None  # for such an extension: since when the access is held without a gap
+    previous_end: datetime | None = None  # for such an extension: the end it moved (to `scheduled_end`)
+    approval_only: bool = False  # a flow with no strategy: an approved window, no access in any system
 
     @property
     def who(self) -> str:
@@ -88,9 +94,12 @@ def outcome(record: GrantRecord, now: datetime) -> Outcome:
     if record.status == "approved":
         return Outcome.GRANTING
     if record.status == "granted":
-        if record.scheduled_end is not None and record.scheduled_end <= now:
+        # Ended with Revoke now and still held: the revocation is being retried, whatever the planned end.
+        if record.ended_by is not None or (record.scheduled_end is not None and record.scheduled_end <= now):
             return Outcome.OVERDUE
         return Outcome.ACTIVE
+    if record.ended_by is not None:
+        return Outcome.EARLY
     if record.ended_at is not None and record.scheduled_end is not None:
         if record.ended_at < record.scheduled_end - EARLY_TOLERANCE:
             return Outcome.EARLY
@@ -98,16 +107,30 @@ def outcome(record: GrantRecord, now: datetime) -> Outcome:
 
 
 def outcome_detail(record: GrantRecord, result: Outcome) -> str:
-    """The words that explain an outcome: who ended it early, why a grant failed, what keeps failing."""
+    """The words that explain an outcome: who ended it early, which request extended it, which grant an
+    extension continues, why a grant failed, what keeps failing; an approval-only window says so."""
+    parts: list[str] = []
+    if record.approval_only:
+        parts.append("approval only (no system access)")
+    if record.continues is not None:
+        since = f"held since {_when(record.held_since)}, " if record.held_since else ""
+        moved = f"end moved from {_when(record.previous_end)} to {_when(record.scheduled_end)}"
+        parts.append(f"continues the access of request {record.continues} ({since}{moved})")
     if result is Outcome.FAILED:
-        return record.failure or ""
-    if result is Outcome.EXTENDED:
-        return "extended by " + ", ".join(record.extended_by)
-    if result is Outcome.EARLY:
-        return f"ended by {record.ended_by}" if record.ended_by else ""
-    if result is Outcome.OVERDUE:
-        return f"revocation not yet done: {record.last_error}" if record.last_error else "revocation not yet done"
-    return ""
+        parts.append(record.failure or "")
+    elif result is Outcome.EXTENDED:
+        parts.append(f"extended by request {record.extended_by}")
+    elif result is Outcome.EARLY and record.ended_by:
+        parts.append(f"ended by {record.ended_by}")
+    elif result is Outcome.OVERDUE:
+        ending = f"ended by {record.ended_by}; " if record.ended_by else ""
+        error = f": {record.last_error}" if record.last_error else ""
+        parts.append(f"{ending}revocation not yet done{error}")
+    return "; ".join(p for p in parts if p)
+
+
+def _when(value: datetime | None) -> str:
+    return "?" if value is None else value.strftime("%Y-%m-%d %H:%M:%S") + "Z"
 
 
 def request_reason(fields: Mapping[str, Any]) -> str | None:

@@ -225,17 +225,9 @@ class ApprovalPolicy:
 
     async def check_requesters(self, flow: Flow, slack_id: str, *, fresh: bool = True) -> None:
         """Raise NotAllowed unless the flow's `requesters:` (absent: everyone) includes `slack_id`."""
-        allowed = flow.requesters
-        if allowed is None or slack_id in allowed.users:
+        checks = self.checks or DecisionChecks(self.life, self.directory)
+        if await checks.listed_requester(flow, slack_id, fresh=fresh):
             return
-        for group in allowed.usergroups:
-            try:
-                members = await self.directory.usergroup_members(group, fresh=fresh)
-            except Exception as exc:
-                log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
-                raise NotAllowed("Could not check who may use this flow with Slack; try again in a moment.") from None
-            if slack_id in members:
-                return
         raise NotAllowed(f"You are not one of the people who may request {flow.label}; ask its owners to add you.")
 
     # ── at start ──────────────────────────────────────────────────────────────────────────────

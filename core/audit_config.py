@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from pydantic import Discriminator, Field, Tag, ValidationInfo, field_validator, model_validator
 
 from core.schema import CONTEXT_KEY, Duration, SecretStr, StrictModel
+from core.secrets import SecretRegistry
 
 DEFAULT_ALERT_AFTER = timedelta(minutes=15)
 DATADOG_SITES = (
@@ -74,6 +76,36 @@ class FileDestination(_Destination):
         return f"file:{self.path}"
 
 
+def public_url(url: str) -> str:
+    """`url` without its user name, password, query and fragment: what may be shown and logged."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def _register_url_secrets(url: str, info: ValidationInfo) -> None:
+    """A token written into a URL (its user name, password, query values, fragment) is a secret: register
+    each for scrubbing, so an error, an alert or a receiver's answer that echoes the URL never shows it."""
+    context = info.context.get(CONTEXT_KEY) if isinstance(info.context, Mapping) else None
+    secrets = getattr(context, "secrets", None)
+    if not isinstance(secrets, SecretRegistry):
+        return
+    parts = urlsplit(url)
+    values = [parts.username, parts.password, parts.query, parts.fragment]
+    values += [value for _, value in parse_qsl(parts.query, keep_blank_values=False)]
+    for value in values:
+        if value:
+            secrets.register(value)
+            secrets.register(unquote(value))
+
+
+def _no_credentials(url: str) -> None:
+    # The HTTP client refuses a user:password@ URL next to its own headers, so such a destination
+    # would fail forever; a token belongs in `headers` (or a query value, scrubbed like any secret).
+    if "@" in urlsplit(url).netloc:
+        raise ValueError("must not carry a user name or password (user:password@host): put a token in `headers`")
+
+
 class HttpDestination(_Destination):
     """Batches POSTed to `url`, signed with `secret` like the webhook strategy."""
 
@@ -85,14 +117,16 @@ class HttpDestination(_Destination):
 
     @field_validator("url")
     @classmethod
-    def _http_url(cls, value: str) -> str:
+    def _http_url(cls, value: str, info: ValidationInfo) -> str:
         if not value.startswith(("http://", "https://")) or len(value.split("/", 3)[2]) == 0:
             raise ValueError("must be an http:// or https:// URL")
+        _register_url_secrets(value, info)
+        _no_credentials(value)
         return value
 
     def default_name(self) -> str:
-        """'http:<url without query>' (a query may hold a token)."""
-        return f"http:{self.url.split('?', 1)[0]}"
+        """'http:<url without credentials, query or fragment>' (any of them may hold a token)."""
+        return f"http:{public_url(self.url)}"
 
 
 class KinesisDestination(_Destination):
@@ -147,9 +181,12 @@ class DatadogDestination(_Destination):
 
     @field_validator("intake_url")
     @classmethod
-    def _intake_url(cls, value: str | None) -> str | None:
+    def _intake_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        if value is not None:
+            _register_url_secrets(value, info)
+            _no_credentials(value)
         return value
 
     @property

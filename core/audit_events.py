@@ -39,6 +39,8 @@ EVENT_TYPES: Mapping[str, str] = {
     "request.approved": "request.approved",
     "approval.recorded": "request.approval_recorded",
     "request.approval_recorded": "request.approval_recorded",
+    "request.approval_counted": "request.approval_recorded",  # one of several approvals a flow needs
+    "request.approvals_withdrawn": "request.approvals_withdrawn",
     "request.denied": "request.denied",
     "request.expired": "request.expired",
     "request.cancelled": "request.cancelled",
@@ -47,6 +49,7 @@ EVENT_TYPES: Mapping[str, str] = {
     "cancel": "request.cancelled",
     "request.reminded": "request.reminded",
     "reminder.sent": "request.reminded",
+    "request.escalated": "request.escalated",
     "access.granted": "access.granted",
     "grant.failed": "access.grant_failed",
     "grant.failure_record_failed": "access.grant_failed",
@@ -58,6 +61,9 @@ EVENT_TYPES: Mapping[str, str] = {
     "access.revoke_now": "access.revoked",
     "revoke.now": "access.revoked",
     "revoke.failed": "access.revoke_failed",
+    "access.revoke_requested": "access.revoke_requested",  # Revoke now: who, why, the planned end
+    "access.handed_over": "access.handed_over",  # an extension took this grant's access over
+    "access.warned": "access.warned",  # the requester was warned the end is near
     "access.extended": "access.extended",
     "request.extended": "access.extended",
     "extend": "access.extended",
@@ -70,7 +76,16 @@ EVENT_TYPES: Mapping[str, str] = {
     "identity.removed": "identity.removed",
     "drift.found": "drift.found",
     "drift.revoked": "drift.revoked",
+    "drift.removed": "drift.revoked",
+    "drift.remove_failed": "drift.revoke_failed",
+    "drift.resolved": "drift.resolved",
     "reconcile.failed": "drift.check_failed",
+    "drift.listing_failed": "drift.check_failed",
+    "drift.listing_recovered": "drift.check_recovered",
+    "token.created": "token.created",
+    "token.revoked": "token.revoked",
+    "api.call": "api.call",  # which API token an engine action came through (the token used)
+    "api.refused": "api.refused",
 }
 TYPES: tuple[str, ...] = (*sorted(set(EVENT_TYPES.values())), OTHER)
 
@@ -278,10 +293,17 @@ class ChainChecker:
         self.count += 1
         if event.prev_hash != self.prev:
             why = "an event before it was removed or changed" if self.last else "events before it were removed"
-            return ChainBreak(event.seq, event.event_id or "(none)", f"its prev_hash does not match: {why}")
-        if event.computed_hash() != event.hash:
+            return ChainBreak(event.seq, str(event.event_id or "(none)"), f"its prev_hash does not match: {why}")
+        try:
+            computed = event.computed_hash()
+        except (TypeError, ValueError) as exc:  # a blob or a number where text was written: edited by hand
+            why = f"its content cannot be read ({type(exc).__name__}): it was edited or forged"
+            return ChainBreak(event.seq, str(event.event_id or "(none)"), why)
+        if computed != event.hash:
             return ChainBreak(
-                event.seq, event.event_id or "(none)", "its content does not match its hash: it was edited or forged"
+                event.seq,
+                str(event.event_id or "(none)"),
+                "its content does not match its hash: it was edited or forged",
             )
         self.prev, self.last = event.hash, event
         return None

@@ -424,6 +424,11 @@ class Flow(StrictModel):
     def _reconcile_needs_a_listing(self, info: ValidationInfo) -> Flow:
         if self.reconcile is None:
             return self
+        if self.strategy is None:
+            message = (
+                "an approval-only flow (no strategy) grants nothing in any system, so there is nothing to reconcile"
+            )
+            _raise([_problem(("reconcile",), message)], "Flow")
         kind = getattr(self.strategy, "type", None)
         registered = _context(info).strategy_types.get(kind) if isinstance(kind, str) else None
         if registered is not None and not issubclass(registered, SupportsHolders):

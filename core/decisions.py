@@ -126,6 +126,9 @@ class DecisionChecks:
         if request.approvers == ():
             raise NotAllowed(NOBODY_MAY_DECIDE)
         clicker = await self.fresh_user(actor, "you")
+        if clicker.deleted:
+            # A deactivated account decides nothing, and an approval it gave before no longer counts.
+            raise NotAllowed("This Slack account is deactivated: it cannot decide access requests.")
         users: set[str] | None
         members: frozenset[str] = frozenset()
         if request.approvers is not None:
@@ -163,6 +166,26 @@ class DecisionChecks:
             raise NotAllowed("The requester's Slack account is deactivated.")
         if requester.guest and not flow.allow_guests:
             raise NotAllowed(GUESTS_REFUSED)
+        if not await self.listed_requester(flow, request.requester):
+            raise NotAllowed("The requester is no longer one of the people who may request with this flow.")
+
+    async def listed_requester(self, flow: Flow, slack_id: str, *, fresh: bool = True) -> bool:
+        """Whether the flow's `requesters:` (absent: everyone) lists `slack_id`, groups read fresh;
+        DirectoryUnavailable when Slack cannot say (nobody is let in on a guess)."""
+        allowed = flow.requesters
+        if allowed is None or slack_id in allowed.users:
+            return True
+        for group in allowed.usergroups:
+            try:
+                members = await self.directory.usergroup_members(group, fresh=fresh)
+            except Exception as exc:
+                log.warning("directory.unavailable", usergroup=group, error=self.life.scrub(str(exc)))
+                raise DirectoryUnavailable(
+                    "Could not check who may use this flow with Slack; try again in a moment."
+                ) from None
+            if slack_id in members:
+                return True
+        return False
 
     async def fresh_user(self, slack_id: str, who: str) -> UserInfo:
         """The person as the directory knows them right now; NotAllowed when it cannot be asked."""

@@ -21,12 +21,13 @@ import structlog
 from core.decisions import AlreadyDecided, AlreadyEnded, DecisionChecks
 from core.errors import NotAllowed
 from core.expiry import Expiry
-from core.extension import Extensions
-from core.lifecycle import Lifecycle
+from core.extension import TAKE_OVER_TRIES, Extensions
+from core.lifecycle import Lifecycle, same_access
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
 from core.policy import may_decide
 from core.ports import RequesterNotice
+from core.strategy import SharesAccess
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -46,30 +47,98 @@ class EarlyEnd:
         """End a live grant now, as the requester or anyone who may approve its flow. A button on a grant
         that an extension took over ends the access where it is now held."""
         life = self.life
-        request_id = await self.extensions.successor(request_id)
-        async with life.lock(request_id):
-            request = await life.requests.get(request_id)
-            name = await self._refused(request, actor, "revoke_now", self._check_may_end(request, actor, source))
-            now = life.clock.now()
-            reason = f"ended early by @{name}"
-            request = await life.requests.update(
-                request_id,
-                # The end moves to now before the strategy is called: if the revoke fails, the row
-                # is simply overdue, and the sweep retries it with the usual back-off and alerts.
-                {"revoked_by": actor, "end_reason": reason, "expires_at": now, "warn_at": None},
-                expected_status=S.GRANTED,
-                audit=life.event(
-                    request,
-                    actor,
-                    "access.revoke_requested",
-                    detail={"via": via, "reason": reason, "planned_end": _iso(request.expires_at)},
-                ),
-            )
-            log.info("access.revoke_requested", request_id=request_id, actor=actor, via=via)
-            request = await self.expiry.revoke_granted(request)
-            if request.status is S.GRANTED:  # the revoke failed and is retried: the message says it is ending
-                request = await life.publish(request)
-            return request
+        clicked = request_id
+        for _ in range(TAKE_OVER_TRIES):
+            request_id = await self.extensions.successor(clicked)
+            async with life.lock(request_id):
+                if await self.extensions.successor(request_id) != request_id:
+                    # An extension took the access over while this click waited for the lock: the
+                    # access lives on under it, so the click follows it (never "already ended").
+                    continue
+                ended = await self._revoke_now_locked(request_id, clicked, actor, via, source)
+            await self._end_the_same_access(ended, actor, via)
+            await self._close_extensions_of(ended)
+            return ended
+        raise NotAllowed("This access is being extended right now; try again in a moment.")
+
+    async def _revoke_now_locked(
+        self, request_id: str, clicked: str, actor: str, via: str, source: MessageRef | None
+    ) -> AccessRequest:
+        """Revoke now with the lock of `request_id` held; `clicked` is the request whose button was
+        pressed (an earlier grant of the same access, when an extension took it over since)."""
+        life = self.life
+        request = await life.requests.get(request_id)
+        own = None if clicked == request_id else await life.requests.get(clicked)
+        name = await self._refused(request, actor, "revoke_now", self._check_may_end(request, actor, source, own))
+        now = life.clock.now()
+        reason = f"ended early by @{name}"
+        request = await life.requests.update(
+            request_id,
+            # The end moves to now before the strategy is called: if the revoke fails, the row
+            # is simply overdue, and the sweep retries it with the usual back-off and alerts.
+            {"revoked_by": actor, "end_reason": reason, "expires_at": now, "warn_at": None},
+            expected_status=S.GRANTED,
+            audit=life.event(
+                request,
+                actor,
+                "access.revoke_requested",
+                detail={"via": via, "reason": reason, "planned_end": _iso(request.expires_at)},
+            ),
+        )
+        log.info("access.revoke_requested", request_id=request_id, actor=actor, via=via)
+        request = await self.expiry.revoke_granted(request)
+        if request.status is S.GRANTED:  # the revoke failed and is retried: the message says it is ending
+            request = await life.publish(request)
+        return request
+
+    async def _end_the_same_access(self, ended: AccessRequest, actor: str, via: str) -> None:
+        """Revoke now ends the ACCESS: another live grant of exactly the same access (two requests
+        granted independently, one membership in the target) would keep it on while the message says
+        it ended, so it is ended early too, by the same person, each with its own checks and audit row.
+        One the clicker may not end is alerted: the access is still there, and the operators are told."""
+        life = self.life
+        if ended.revoked_by is None or not ended.grant_spec or not isinstance(life.strategy_for(ended), SharesAccess):
+            return
+        for other in await life.requests.list_live_for(ended.flow, ended.target, ended.requester):
+            if other.id == ended.id or not same_access(other.grant_spec, ended.grant_spec):
+                continue
+            async with life.lock(other.id):
+                current = await life.requests.get(other.id)
+                if current.status is not S.GRANTED or current.revoked_by is not None:
+                    continue
+                try:
+                    await self._revoke_now_locked(current.id, current.id, actor, via, None)
+                except NotAllowed as refused:
+                    await life.alert(
+                        "Revoke now could not end all of this access: another grant of it is still live",
+                        current,
+                        error=refused.user_message,
+                        action=f"Request {ended.id} was ended early; end request {current.id} too.",
+                    )
+
+    async def _close_extensions_of(self, ended: AccessRequest) -> None:
+        """Expire the pending extensions of access that Revoke now ended: approving one would undo the
+        decision to end it (the approval refuses it anyway: core.extension), so its buttons go now."""
+        life = self.life
+        if ended.revoked_by is None:
+            return
+        for listed in await life.requests.list_by_status(S.PENDING):
+            if listed.extends is None or (listed.flow, listed.target, listed.requester) != (
+                ended.flow,
+                ended.target,
+                ended.requester,
+            ):
+                continue
+            try:
+                async with life.lock(listed.id):
+                    pending = await life.requests.get(listed.id)
+                    stopped = await self.extensions.ended_early(pending)
+                    if pending.status is S.PENDING and stopped is not None and stopped.id == ended.id:
+                        await self.expiry.expire_locked(
+                            pending, f"the access it would extend was {ended.end_reason or 'ended early'}"
+                        )
+            except Exception:  # the approval refuses it anyway; this only tidies the channel
+                log.exception("extension.close_failed", request_id=listed.id)
 
     async def cancel(
         self,
@@ -126,22 +195,18 @@ class EarlyEnd:
             raise NotAllowed("Your Slack account is deactivated.")
         return clicker.name or actor
 
-    async def _check_may_end(self, request: AccessRequest, actor: str, source: MessageRef | None) -> str:
+    async def _check_may_end(
+        self, request: AccessRequest, actor: str, source: MessageRef | None, clicked: AccessRequest | None = None
+    ) -> str:
         if request.status is S.APPROVED:
             raise NotAllowed("This access is still being granted; try again in a moment.")
         if request.status is not S.GRANTED:
             raise AlreadyEnded(request)
         if request.revoked_by is not None:
             raise AlreadyEnded(request, "This access is already being ended; jitbot keeps retrying the revocation.")
-        if (
-            source is not None
-            and not source.direct
-            and (source.channel, source.ts)
-            != (
-                request.approval_channel,
-                request.message_ts,
-            )
-        ):
+        # The button may sit on the message of the grant an extension took over (`clicked`).
+        messages = {(r.approval_channel, r.message_ts) for r in (request, clicked) if r is not None}
+        if source is not None and not source.direct and (source.channel, source.ts) not in messages:
             # Outside a DM, only the request's own message carries its Revoke now.
             raise NotAllowed("This button does not belong to this request's message.")
         clicker = await self.checks.fresh_user(actor, "you")

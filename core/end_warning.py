@@ -63,10 +63,11 @@ class EndWarnings:
                     detail={"expires_at": request.expires_at.isoformat() if request.expires_at else None},
                 ),
             )
-        if late:  # the access is ending anyway: a warning now would only confuse
-            return None
-        log.info("access.warned", request_id=request_id)
-        await life.tell(request, RequesterNotice.WARNING)
+            if late:  # the access is ending anyway: a warning now would only confuse
+                return None
+            log.info("access.warned", request_id=request_id)
+            # Sent under the lock: a Revoke now waits for it, so the warning never follows the end.
+            await life.tell(request, RequesterNotice.WARNING)
         return request
 
     async def sweep(self) -> int:

@@ -526,8 +526,14 @@ class AccessEngine:
             spec = dict(flow.grant_spec(request.target))
             # The identity the grant is made for: its revoke goes to the same one, whatever changes.
             spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
+            # What the approval's audit row says, whichever way it goes (an extension's take-over too).
+            approved = {
+                "reason": reason,
+                **({"approvals": list(request.approvals)} if request.approvals else {}),
+                **origin(via, token, by_hook=by_hook),
+            }
             if request.extends is not None:
-                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec)
+                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec, approved)
                 if extended is not None:
                     return extended  # else the access it extends has ended: an ordinary grant
             now = life.clock.now()
@@ -552,11 +558,7 @@ class AccessEngine:
                     "request.approved",
                     S.PENDING,
                     S.APPROVED,
-                    {
-                        "reason": reason,
-                        **({"approvals": list(request.approvals)} if request.approvals else {}),
-                        **origin(via, token, by_hook=by_hook),
-                    },
+                    approved,
                 ),
             )
             log.info("request.approved", request_id=request_id, actor=actor)

@@ -37,6 +37,16 @@ from core.schema import format_duration
 log = structlog.get_logger("jitbot.engine")
 
 TAKE_OVER_TRIES = 3  # another extension may take the access over first: look for its holder again
+HANDED_OVER = "extended by request "  # the end_reason of a grant an extension took over, then its id
+CHAIN_LIMIT = 10_000  # hand-overs followed at most (a chain is one per extension; this only bounds a loop)
+
+
+def handed_to(request: AccessRequest) -> str | None:
+    """The request that took `request`'s access over (an extension approved while it was live), if any."""
+    reason = request.end_reason or ""
+    if request.status is S.REVOKED and request.revoked_by is None and reason.startswith(HANDED_OVER):
+        return reason[len(HANDED_OVER) :] or None
+    return None
 
 
 class Extensions:
@@ -62,13 +72,28 @@ class Extensions:
         """The live request that now holds the access `request_id` held, when an extension took it over
         (itself otherwise): a button on an older message or DM acts on the access where it is."""
         request = await self.life.requests.get(request_id)
-        if request.status is not S.REVOKED or request.revoked_by is not None or not request.end_reason:
+        if handed_to(request) is None:
             return request_id
         holder = await self.live_holder(request.flow, request.target, request.requester)
         first = (request.grant_spec or {}).get("granted_as") or request.id
         if holder is not None and (holder.grant_spec or {}).get("granted_as") == first:
             return holder.id
         return request_id
+
+    async def ended_early(self, request: AccessRequest) -> AccessRequest | None:
+        """The grant through which the access an extension request extends was ended early (Revoke now),
+        following hand-overs from the grant it named; None when that access was not ended early."""
+        if request.extends is None:
+            return None
+        current = await self.life.requests.get(request.extends)
+        seen = {current.id}
+        for _ in range(CHAIN_LIMIT):
+            after = handed_to(current)
+            if after is None or after in seen:
+                break
+            current = await self.life.requests.get(after)
+            seen.add(current.id)
+        return current if current.revoked_by is not None else None
 
     @staticmethod
     def held_since(holder: AccessRequest) -> datetime:
@@ -172,7 +197,13 @@ class Extensions:
     # ── approval ──────────────────────────────────────────────────────────────────────────────
 
     async def approve_extension(
-        self, request: AccessRequest, flow: Flow, actor: str, reason: str | None, spec: Mapping[str, Any]
+        self,
+        request: AccessRequest,
+        flow: Flow,
+        actor: str,
+        reason: str | None,
+        spec: Mapping[str, Any],
+        audit_detail: Mapping[str, Any] | None = None,
     ) -> AccessRequest | None:
         """Approve an extension (its lock held) by taking over the live access it extends; None when no
         live grant of exactly that access is left, and the caller grants it as an ordinary request
@@ -182,9 +213,7 @@ class Extensions:
             holder = await self.live_holder(request.flow, request.target, request.requester)
             if holder is None or not same_access(holder.grant_spec, spec):
                 # Ended, or the flow's strategy changed since: an ordinary grant of its own length.
-                problem = self.total_problem(flow, None, request.duration_seconds)
-                if problem:
-                    await self._refuse(request, actor, problem)
+                await self._check_ordinary(request, flow, actor)
                 return None
             async with life.lock(holder.id), life.access_lock(holder):
                 holder = await life.requests.get(holder.id)  # as it is now, under its lock
@@ -199,8 +228,26 @@ class Extensions:
                 problem = self.total_problem(flow, holder, request.duration_seconds)
                 if problem:
                     await self._refuse(request, actor, problem)
-                return await self._take_over(request, holder, flow, actor, reason, now)
+                detail = dict(audit_detail) if audit_detail is not None else {"reason": reason}
+                return await self._take_over(request, holder, flow, actor, reason, now, detail)
+        await self._check_ordinary(request, flow, actor)
         return None
+
+    async def _check_ordinary(self, request: AccessRequest, flow: Flow, actor: str) -> None:
+        """Check an extension whose access is no longer live may be granted as an ordinary request:
+        never when that access was ended early (Revoke now is a decision to end it, which an extension
+        asked before it must not undo), and within the flow's cap. Refusals are audited and raised."""
+        ended = await self.ended_early(request)
+        if ended is not None:
+            await self._refuse(
+                request,
+                actor,
+                f"The access this request would extend was {ended.end_reason or 'ended early'}: "
+                "it cannot be approved. Ask again if the access is still needed.",
+            )
+        problem = self.total_problem(flow, None, request.duration_seconds)
+        if problem:
+            await self._refuse(request, actor, problem)
 
     async def _refuse(self, request: AccessRequest, actor: str, problem: str) -> NoReturn:
         """Audit an approval refused for passing max_total_duration, and raise it."""
@@ -217,6 +264,7 @@ class Extensions:
         actor: str,
         reason: str | None,
         now: datetime,
+        approved: Mapping[str, Any],
     ) -> AccessRequest:
         life = self.life
         assert holder.expires_at is not None
@@ -239,7 +287,7 @@ class Extensions:
                     "expires_at": end,
                     "grant_spec": spec,
                 },
-                life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, {"reason": reason}),
+                life.event(request, actor, "request.approved", S.PENDING, S.APPROVED, dict(approved)),
             ),
             TransitionStep(
                 request.id,
@@ -255,7 +303,7 @@ class Extensions:
                 S.REVOKED,
                 {
                     "ended_at": now,
-                    "end_reason": f"extended by request {request.id}",
+                    "end_reason": f"{HANDED_OVER}{request.id}",
                     "warn_at": None,
                     "next_attempt_at": None,
                 },

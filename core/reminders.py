@@ -113,29 +113,37 @@ class Reminders:
         if count <= state.sent and not escalate:
             self._arm_next(flow, state)
             return False
-        request = await self.life.requests.get(request_id)
-        if self.life.timed_out(request):
-            return False  # its expiry, not a reminder, is what is due
-        if request.approvers == ():
-            return False  # nobody may decide it (its rule failed): there is no one to remind
-        reminder = self._reminder(flow, request, count, escalate, now)
-        action = "request.escalated" if escalate else "request.reminded"
-        detail = {
-            "reminder": count,
-            "mentioned": [*reminder.users, *reminder.usergroups, *reminder.escalate_users, *reminder.escalate_groups],
-        }
-        claimed = await self.store.claim(
-            request_id, count, escalate, self.life.event(request, SYSTEM, action, detail=detail)
-        )
-        if not claimed:
-            return False
-        log.info(action, request_id=request_id, reminder=count)
-        notifier = self.life.notifier
-        try:
-            if isinstance(notifier, ReminderNotifier):
-                await notifier.remind(request, reminder)
-        except Exception:  # best effort, like every notification: the next one is still armed
-            log.exception("remind.failed", request_id=request_id)
+        # Under the request's lock, from the claim to the post: a decision or a cancel waits for it,
+        # so no reminder is ever posted after the request was decided or withdrawn.
+        async with self.life.lock(request_id):
+            request = await self.life.requests.get(request_id)
+            if self.life.timed_out(request):
+                return False  # its expiry, not a reminder, is what is due
+            if request.approvers == ():
+                return False  # nobody may decide it (its rule failed): there is no one to remind
+            reminder = self._reminder(flow, request, count, escalate, now)
+            action = "request.escalated" if escalate else "request.reminded"
+            detail = {
+                "reminder": count,
+                "mentioned": [
+                    *reminder.users,
+                    *reminder.usergroups,
+                    *reminder.escalate_users,
+                    *reminder.escalate_groups,
+                ],
+            }
+            claimed = await self.store.claim(
+                request_id, count, escalate, self.life.event(request, SYSTEM, action, detail=detail)
+            )
+            if not claimed:
+                return False
+            log.info(action, request_id=request_id, reminder=count)
+            notifier = self.life.notifier
+            try:
+                if isinstance(notifier, ReminderNotifier):
+                    await notifier.remind(request, reminder)
+            except Exception:  # best effort, like every notification: the next one is still armed
+                log.exception("remind.failed", request_id=request_id)
         updated = await self.store.get(request_id)
         if updated is not None:
             self._arm_next(flow, updated)

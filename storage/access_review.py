@@ -7,16 +7,18 @@ it started (granted, or approved when the grant time is unknown) before `until`,
 ended before `since`. Requests that never reached an approval (pending, denied, expired, and
 whatever other statuses mean "never held") are not access and are left out.
 
-Extensions are read defensively: the `extends` link between requests may not exist in this
-database yet, so the query asks for it only when the column is there; an `access.extended` audit
-row about a request marks it extended either way.
+How a grant ended is read from the real columns and the request's own audit rows: `revoked_by`
+(Revoke now) with the end it had before (`access.revoke_requested`), the extension that took the
+access over (`access.handed_over`), and, on an extension, the grant it continues and the end it
+moved (`access.extended`). The `extends` column alone says nothing: an extension approved after the
+access ended is an ordinary grant. Cancelled requests were never access and are left out.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlite_utils
@@ -32,16 +34,6 @@ _START = "coalesce(r.granted_at, r.decided_at)"
 _END = "coalesce(r.ended_at, CASE WHEN r.status = 'failed' THEN r.decided_at END)"
 _WINDOW = f"r.status IN ({_STATUS_LIST}) AND {_START} < :until AND ({_END} IS NULL OR {_END} >= :since)"
 _FETCH = 500  # rows per fetchmany: the cursor streams, this only batches the thread's work
-
-
-def _columns(db: sqlite_utils.Database, table: str) -> frozenset[str]:
-    if dialect(db) == "postgresql":
-        sql = (
-            "SELECT column_name FROM information_schema.columns "
-            "WHERE table_schema = current_schema() AND table_name = ?"
-        )
-        return frozenset(row[0] for row in db.execute(sql, [table]).fetchall())
-    return frozenset(row[1] for row in db.execute(f"PRAGMA table_info({table})").fetchall())
 
 
 def review_targets(db: sqlite_utils.Database, since: datetime, until: datetime) -> list[TargetSummary]:
@@ -65,21 +57,6 @@ def review_grants(
 ) -> Iterator[GrantRecord]:
     """The grants of the period (of one flow's target when given), oldest first; with `by_person`,
     grouped by requester first (a timeline draws one lane per person)."""
-    columns = _columns(db, "requests")
-    extension_join, extended = "", "NULL"
-    if "extends" in columns:  # the link an extension request keeps to the grant it extends
-        extension_join = (
-            "LEFT JOIN (SELECT extends AS extended_id, group_concat(id) AS extended_by FROM requests "
-            f"WHERE extends IS NOT NULL AND status IN ({_STATUS_LIST}) GROUP BY extends) x ON x.extended_id = r.id"
-        )
-        extended = "x.extended_by"
-    # Who ended it: a `revoked_by` column where the database has one, else the audit row's actor.
-    audit_actor = (
-        "(SELECT a.actor FROM audit_events a WHERE a.request_id = r.id AND a.action = 'access.revoked' "
-        "ORDER BY a.id DESC LIMIT 1)"
-    )
-    ended_by = f"coalesce(r.revoked_by, {audit_actor})" if "revoked_by" in columns else audit_actor
-    extended_audit = "EXISTS (SELECT 1 FROM audit_events a WHERE a.request_id = r.id AND a.action = 'access.extended')"
     where = _WINDOW
     params: dict[str, Any] = {"since": to_db_time(since), "until": to_db_time(until)}
     if flow is not None:
@@ -89,17 +66,36 @@ def review_grants(
         where += " AND r.target = :target"
         params["target"] = target
     order = f"r.flow, r.target, {'r.requester, ' if by_person else ''}{_START}, r.id"
+    _detail = _detail_pg if dialect(db) == "postgresql" else _detail_sqlite
     sql = (
         "SELECT r.id, r.flow, r.target, r.requester, r.requester_email, r.grant_spec, r.status, r.created_at, "
         "r.decided_by, r.decided_at, r.fields, r.decision_reason, "
-        f"{_START}, r.expires_at, r.ended_at, {ended_by}, r.failure_reason, r.last_error, "
-        f"{extended}, {extended_audit} "
-        f"FROM requests r {extension_join} WHERE {where} ORDER BY {order}"
+        f"{_START}, r.expires_at, r.ended_at, r.revoked_by, r.failure_reason, r.last_error, r.end_reason, "
+        f"{_detail('access.handed_over', 'access_kept_by')}, {_detail('access.extended', 'extends')}, "
+        f"{_detail('access.extended', 'previous_end')}, {_detail('access.revoke_requested', 'planned_end')} "
+        f"FROM requests r WHERE {where} ORDER BY {order}"
     )
     cursor = db.execute(sql, params)
     while batch := cursor.fetchmany(_FETCH):
         for row in batch:
             yield _record(row)
+
+
+def _detail_sqlite(action: str, key: str) -> str:
+    """SQL for one key of the latest `action` audit row about the request (the audit_events_request index)."""
+    return (
+        f"(SELECT json_extract(a.detail, '$.{key}') FROM audit_events a WHERE a.request_id = r.id "
+        f"AND a.action = '{action}' AND json_valid(a.detail) ORDER BY a.id DESC LIMIT 1)"
+    )
+
+
+def _detail_pg(action: str, key: str) -> str:
+    """The same in PostgreSQL's JSON operators; `detail` is always JSON there (written only by the
+    audit writer, and no row can be changed afterwards)."""
+    return (
+        f"(SELECT CAST(a.detail AS jsonb) ->> '{key}' FROM audit_events a WHERE a.request_id = r.id "
+        f"AND a.action = '{action}' ORDER BY a.id DESC LIMIT 1)"
+    )
 
 
 def _time(text: str | None) -> datetime | None:
@@ -126,13 +122,15 @@ def _record(row: tuple[Any, ...]) -> GrantRecord:
         ended_by,
         failure,
         last_error,
-        extended_by,
-        extended_in_audit,
+        end_reason,
+        kept_by,
+        continues,
+        previous_end,
+        planned_end,
     ) = row
-    identity = json.loads(spec).get("identity") if spec and spec != "{}" else None
-    extensions = tuple(i for i in (extended_by or "").split(",") if i)
-    if not extensions and extended_in_audit:
-        extensions = ("a later request",)
+    grant_spec = json.loads(spec) if spec else {}
+    identity = grant_spec.get("identity")
+    held_since = grant_spec.get("held_since") if continues else None
     return GrantRecord(
         request_id=request_id,
         flow=flow,
@@ -147,10 +145,27 @@ def _record(row: tuple[Any, ...]) -> GrantRecord:
         reason=request_reason(json.loads(fields) if fields else {}),
         approval_note=decision_reason,
         start=_time(start),
-        scheduled_end=_time(expires_at),
+        # Revoke now moves the stored end to the moment it was asked for: the planned end is in its audit row.
+        scheduled_end=_iso(planned_end) if ended_by and planned_end else _time(expires_at),
         ended_at=_time(ended_at),
-        ended_by=ended_by if ended_by and ended_by != "system" else None,
+        ended_by=ended_by,
         failure=failure,
         last_error=last_error,
-        extended_by=extensions,
+        end_reason=end_reason,
+        extended_by=kept_by if isinstance(kept_by, str) else None,
+        continues=continues if isinstance(continues, str) else None,
+        held_since=_iso(held_since),
+        previous_end=_iso(previous_end),
+        approval_only=bool(grant_spec.get("approval_only")),
     )
+
+
+def _iso(value: object) -> datetime | None:
+    """An ISO time out of an audit detail or a grant_spec (aware UTC); None when absent or unreadable."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

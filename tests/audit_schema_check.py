@@ -3,7 +3,9 @@
 `check_audit_trail(db_path)` is called when the e2e harness stops its bots (tests/e2e/harness.py)
 and after the subprocess bots (tests/e2e/botprocess.py), so every event the end-to-end tests
 produce is validated: a new kind of row that does not fit the documented schema fails the test
-that wrote it.
+that wrote it, and so does a row of type `other` (an action nobody mapped to a documented type in
+`core.audit_events.EVENT_TYPES`). In production the writer still records such a row as `other` and
+never refuses it; here it is a defect to fix.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from core.audit_events import ChainChecker
+from core.audit_events import OTHER, ChainChecker
 from storage.audit_outbox import EVENT_COLUMNS, row_to_stored
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "audit-event.schema.json"
@@ -43,6 +45,10 @@ def check_audit_trail(db_path: Path | str) -> int:
         event = row_to_stored(row)
         document = event.document()
         errors = sorted(validator().iter_errors(document), key=lambda e: list(e.path))
+        assert event.type != OTHER, (
+            f"audit event {event.seq} has the action {event.action!r}, which no documented type names: "
+            "map it in core/audit_events.py EVENT_TYPES and list its type in docs/audit.md and the JSON Schema"
+        )
         assert not errors, f"audit event {event.seq} ({event.action}) breaks the schema: " + "; ".join(
             f"{'/'.join(map(str, e.path)) or '(event)'}: {e.message}" for e in errors
         )

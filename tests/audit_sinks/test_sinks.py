@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import timedelta
 
@@ -141,3 +142,53 @@ async def test_a_batch_too_large_is_halved_until_it_fits(tmp_path):
             await delivery.stop()
         assert receiver.seqs() == list(range(1, 11)) and alerts == []
         assert max(len(b["events"]) for b in receiver.batches) <= 3
+
+
+async def test_a_token_in_an_http_destinations_url_never_reaches_its_name_an_alert_or_its_stored_error(tmp_path):
+    from core.config import load_config
+    from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
+    from tests.core.test_audit_config import HEAD as FLOWS_HEAD
+
+    token = "tok-in-url-7731"
+    async with AuditReceiver(secret=SECRET) as receiver, await Store.open(tmp_path / "db") as store:
+        url = receiver.url + f"?token={token}&region=eu"
+        flows = tmp_path / "flows.yaml"
+        flows.write_text(
+            FLOWS_HEAD + f'audit:\n  destinations:\n    - {{type: http, url: "{url}", secret: {SECRET}}}\n'
+        )
+        registry = SecretRegistry()
+        config = load_config(
+            flows, strategy_types=STRATEGY_TYPES, integration_types=INTEGRATION_TYPES, secrets=registry
+        )
+        (destination,) = config.audit.destinations
+        assert token not in destination.key
+        # The receiver refuses, echoing what it was sent (as many do).
+        receiver.refuse(403, f"unknown token {token} for {url}")
+        clock = FrozenClock()
+        await AuditLog(store).append(AuditEvent(at=clock.now(), actor="system", action="config.loaded"))
+        alerts: list = []
+
+        async def alert(a) -> None:
+            alerts.append(a)
+
+        delivery = AuditDelivery(
+            AuditCursors(store),
+            [HttpSink(destination, clock=clock)],
+            alert=alert,
+            clock=clock,
+            secrets=registry,
+            backoff=Backoff(first=0.01, cap=0.01, attempts=None),
+            poll_seconds=0.01,
+        )
+        await delivery.start()
+        try:
+            for _ in range(1000):  # the refusal halts the destination and alerts once
+                if alerts:
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await delivery.stop()
+        (status,) = await AuditCursors(store).status(None)
+        told = " ".join(str(a) for a in alerts) + repr(alerts) + str(status)
+        assert "403" in told
+        assert token not in told

@@ -117,3 +117,16 @@ def test_two_destinations_with_one_name_are_refused(tmp_path):
 def test_a_datadog_site_must_be_one_of_datadogs(tmp_path):
     found = issues(tmp_path, "audit:\n  destinations:\n    - {type: datadog, api_key: k, site: datadog.example.com}\n")
     assert len(found) == 1 and "audit.destinations[0].site" in found[0]
+
+
+def test_a_destination_url_with_a_user_and_password_is_refused_without_echoing_them(tmp_path):
+    found = issues(
+        tmp_path,
+        """\
+        audit:
+          destinations:
+            - {type: http, url: "https://siem:pw-in-url-9931@siem.example.com/in", secret: s3cret-hmac}
+        """,
+    )
+    assert len(found) == 1 and "must not carry a user name or password" in found[0], found
+    assert "pw-in-url-9931" not in found[0]

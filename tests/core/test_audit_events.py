@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
+from pathlib import Path
 
 import rfc8785
 from hypothesis import given
@@ -10,6 +13,7 @@ from hypothesis import strategies as st
 
 from core.audit_events import (
     EVENT_TYPES,
+    OTHER,
     TYPES,
     canonical,
     chain_hash,
@@ -79,3 +83,49 @@ def test_what_rfc_8785_cannot_write_is_stored_as_text():
         "x": ["inf"],
         "f": 1.5,
     }
+
+
+# ── every action the code writes has a documented type ───────────────────────────────────────────
+
+_REPO = Path(__file__).resolve().parents[2]
+_ACTION = re.compile(r"[a-z_]+\.[a-z_]+")
+
+
+def _written_actions() -> dict[str, str]:
+    """Every action string the bot's code passes to an audit event (`life.event(request, actor, ACTION, …)`,
+    `AuditEvent(action=ACTION)`, a reconciler's `_event(…, ACTION, …)`, or a name chosen by a conditional)."""
+    found: dict[str, str] = {}
+    for path in sorted(_REPO.glob("**/*.py")):
+        parts = path.relative_to(_REPO).parts
+        if parts[0] in ("tests", "bench", ".venv", "sandbox", "examples") or "site-packages" in parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "action" for t in node.targets):
+                values = [node.value]  # `action = "a" if … else "b"`, then passed on by name
+            elif not isinstance(node, ast.Call):
+                continue
+            elif (name := getattr(node.func, "attr", None) or getattr(node.func, "id", None)) == "AuditEvent":
+                values = [k.value for k in node.keywords if k.arg == "action"]
+            elif name in ("event", "_event") and isinstance(node.func, ast.Attribute):
+                values = [a for a in node.args if isinstance(a, (ast.Constant, ast.IfExp))]
+            else:
+                continue
+            for value in values:
+                for sub in ast.walk(value):
+                    if isinstance(sub, ast.Constant) and isinstance(sub.value, str) and _ACTION.fullmatch(sub.value):
+                        found.setdefault(sub.value, f"{path.relative_to(_REPO)}:{node.lineno}")
+    return found
+
+
+def test_every_audit_action_the_code_writes_has_a_documented_type() -> None:
+    written = _written_actions()
+    assert {"access.handed_over", "access.revoke_requested", "request.escalated", "token.created"} <= set(written)
+    unmapped = {action: where for action, where in written.items() if event_type(action) == OTHER}
+    assert unmapped == {}
+
+
+def test_the_json_schema_and_the_docs_list_exactly_the_documented_types() -> None:
+    schema = json.loads((_REPO / "docs" / "audit-event.schema.json").read_text())
+    assert schema["properties"]["type"]["enum"] == list(TYPES)
+    docs = (_REPO / "docs" / "audit.md").read_text()
+    assert [t for t in TYPES if f"`{t}`" not in docs] == []

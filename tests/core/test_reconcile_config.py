@@ -94,3 +94,26 @@ def test_a_strategy_that_cannot_list_holders_cannot_be_reconciled(tmp_path: Path
     assert (line, path) == (18, "flows[0].reconcile")  # the webhook file is one line shorter
     assert "strategy type 'webhook' cannot list who holds a target" in message
     assert "aptible, aws_iam, aws_sso, okta" in message
+
+
+def test_an_approval_only_flow_cannot_be_reconciled_it_has_no_system_to_list(tmp_path: Path) -> None:
+    path = tmp_path / "flows.yaml"
+    path.write_text(
+        textwrap.dedent(
+            """\
+            flows:
+              - name: deploy_gate
+                label: Deploy gate
+                approval_channel: C0APPROVALS
+                fields:
+                  - {name: duration, label: Duration, type: duration, allowed_values: [1h], required: true}
+                reconcile:
+                  every: 1h
+            """
+        )
+    )
+    found = located(path)
+    assert len(found) == 1, found
+    line, where, message = found[0]
+    assert (line, where) == (7, "flows[0].reconcile")
+    assert "approval-only" in message

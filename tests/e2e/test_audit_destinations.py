@@ -343,3 +343,26 @@ async def test_a_destination_that_never_answers_does_not_hold_up_a_request(start
         assert status.position == 0 and status.backlog >= 4
         stuck.release()
         await eventually(lambda: {e["seq"] for e in stuck.events} >= set(range(1, status.head + 1)), "the backlog")
+
+
+async def test_a_refused_destination_stays_halted_then_after_the_fix_and_a_restart_gets_the_backlog_in_order(
+    start_audited, audit_receiver, launch, receiver
+):
+    audit_receiver.refuse(401, "unknown tenant")
+    destinations = [{"type": "http", "url": audit_receiver.url, "secret": "${env:JITBOT_TEST_AUDIT_SECRET}"}]
+    running = await start_audited(destinations)
+    await running.slack.wait_for_message(ALERTS_CHANNEL, contains="refused the events", timeout=10)
+    await a_granted_request(running)  # the bot goes on; the events wait in the outbox
+    (status,) = await running.runtime.audit_delivery.status()
+    assert status.position == 0 and "refused, delivery stopped" in (status.last_error or "")
+    refused_calls = audit_receiver.requests
+    clock = running.clock
+    await running.stop()
+
+    audit_receiver.accept()  # the operator fixed the tenant; the restart lifts the halt
+    running = await launch.start(flows_with_audit(receiver.url, destinations), clock=clock, **FAST)
+    stored = await delivered_everything(running, lambda: list(audit_receiver.events))
+    assert audit_receiver.requests > refused_calls
+    assert [e["type"] for e in stored][1:4] == ["request.created", "request.approved", "access.granted"]
+    (status,) = await running.runtime.audit_delivery.status()
+    assert status.backlog == 0 and running.runtime.audit_delivery.halted(status.name) is None

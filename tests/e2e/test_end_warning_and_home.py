@@ -155,7 +155,7 @@ async def test_a_home_tab_with_500_grants_shows_the_newest_within_slacks_limits_
             granted_at=now,
             expires_at=now + timedelta(hours=1),
         )
-        rows.append((request, AuditEvent(at=now, actor="test", action="request.imported")))
+        rows.append((request, AuditEvent(at=now, actor="test", action="request.created")))
     await bot.engine.requests.create_many(rows)
 
     await bot.slack.open_home("U_ALICE")

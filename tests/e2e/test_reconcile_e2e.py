@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from core.models import RequestStatus
 from tests.e2e.flows import flow, flows_file, okta_integration, okta_strategy, reason_and_duration, target
 from tests.e2e.harness import RunningBot
 from tests.fakes.aptible_api import AptibleFake
@@ -325,3 +326,44 @@ async def test_okta_a_grant_recorded_while_the_group_is_being_listed_is_not_drif
 
     assert results["okta_prod"].found == 0, "…and the grant recorded meanwhile covers her"
     assert okta.is_member(group, alice)
+
+
+# ── extensions and Revoke now: the access is still covered while it is held or being taken back ────
+
+
+async def test_okta_access_handed_over_to_an_extension_is_covered_by_the_extension(launch, okta):
+    alice = okta.add_user(ALICE)
+    group = okta.add_group("prod-admins")
+    bot = await launch.start(okta_flows(okta, group, "revoke"))
+    await grant_alice(bot, "okta_prod")
+    (first,) = await bot.engine.requests.list_by_status(RequestStatus.GRANTED)
+    bot.clock.advance(minutes=10)
+    extension = await bot.engine.extend(first.id, "U_ALICE", 1800)
+    await bot.engine.approve(extension.id, "U_BOB")
+    assert (await bot.engine.requests.get(first.id)).status is RequestStatus.REVOKED  # handed over
+    assert (await bot.engine.requests.get(extension.id)).status is RequestStatus.GRANTED
+
+    bot.clock.advance(minutes=25)  # past the first grant's own end, within the extension's
+    results = await bot.runtime.reconciler.run_due()
+
+    assert results["okta_prod"].found == 0 and results["okta_prod"].removed == 0
+    assert okta.is_member(group, alice), "the live extension covers her"
+    assert await drift_audit(bot) == []
+
+
+async def test_okta_a_revoke_now_still_being_retried_is_not_drift(launch, okta):
+    alice = okta.add_user(ALICE)
+    group = okta.add_group("prod-admins")
+    bot = await launch.start(okta_flows(okta, group, "revoke"))
+    await grant_alice(bot, "okta_prod")
+    (granted,) = await bot.engine.requests.list_by_status(RequestStatus.GRANTED)
+    okta.deny_writes = True  # the revoke fails: the grant is ending, retried by the sweep
+    await bot.engine.revoke_now(granted.id, "U_ALICE")
+    ending = await bot.engine.requests.get(granted.id)
+    assert ending.status is RequestStatus.GRANTED and ending.revoked_by == "U_ALICE"
+
+    results = await bot.runtime.reconciler.run_due()
+
+    assert results["okta_prod"].found == 0, "the revocation in flight is the bot's own, not drift"
+    assert okta.is_member(group, alice) and await drift_audit(bot) == []
+    okta.deny_writes = False

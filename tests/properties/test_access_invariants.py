@@ -62,6 +62,7 @@ from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
+from storage.approvals import ApprovalRepo
 from storage.audit import AuditLog, row_to_event
 from storage.identities import IdentityStore
 from storage.requests import FIELDS, RequestRepo, row_to_request
@@ -112,6 +113,7 @@ class FlowModel:
     static: frozenset[str] | None  # static approvers (users + group members), None when the flow names none
     hooks: bool = False
     self_ok: bool = False
+    required: int = 1  # approvals_required
 
 
 FLOWS = {
@@ -120,6 +122,10 @@ FLOWS = {
     "hooked": FlowModel(static=None, hooks=True),
     "hooked_static": FlowModel(static=STATIC_APPROVERS, hooks=True),
     "selfok": FlowModel(static=None, self_ok=True),
+    # Two approvals from the static approvers, the requester never counting even where self-approval is
+    # allowed: with asking again (extensions), Revoke now and clicks by everyone, this is where the
+    # approval policy meets the life of access after approval.
+    "pair": FlowModel(static=STATIC_APPROVERS, self_ok=True, required=2),
 }
 FLOW_NAMES = tuple(FLOWS)
 
@@ -216,6 +222,8 @@ def _flows_yaml() -> str:
             flow["approvers"] = {"users": ["U_APP1"], "usergroups": ["S_APPROVERS"]}
         if model.self_ok:
             flow["allow_self_approval"] = True
+        if model.required > 1:
+            flow["approvals_required"] = model.required
         if model.hooks:
             flow["hooks"] = "hooks.py"
             flow["hook_timeout"] = "1s"  # the file format's smallest; lowered to HOOK_TIMEOUT below
@@ -282,7 +290,7 @@ def build_engine(world: World) -> AccessEngine:
             modules[flow.name] = load_hooks(world.hooks_path, timeout=flow.hook_timeout.total_seconds())
     world.hook_modules.extend(modules.values())
     hooks = HookRunner(modules, {"slack": world.directory}, notifier=world.notifier, audit=audit, clock=world.clock)
-    optional = {"grant_retry_delay": 0, "retry_delay": 0}
+    optional: dict[str, Any] = {"grant_retry_delay": 0, "retry_delay": 0, "approvals": ApprovalRepo(store)}
     accepted = inspect.signature(AccessEngine).parameters
     return AccessEngine(
         config=world.config,
@@ -828,6 +836,12 @@ class AccessMachine(RuleBasedStateMachine):
                 if not (who.endswith(":on_request") and allowed.hook_may_approve):
                     raise violation(DeciderNotAllowed, "hook")(where)
                 continue
+            required = FLOWS[r.flow].required
+            if required > 1:
+                # N distinct approvals, every one from someone allowed, never the requester's own.
+                counted = set(r.approvals)
+                if len(counted) < required or r.requester in counted or not counted <= allowed.humans:
+                    raise violation(DeciderNotAllowed, "threshold")(f"{where}; approvals counted: {sorted(counted)}")
             if who in allowed.humans:
                 continue
             if who == r.requester and not FLOWS[r.flow].self_ok:

@@ -59,6 +59,9 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
         "active": "active",
         "overdue": "overdue",
         "extended": "extended",
+        "extension": "on time",
+        "late_extension": "on time",
+        "gate": "on time",
         "straddles": "on time",
         "granting": "granting",
         "carol": "on time",
@@ -66,7 +69,16 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
     }
     requests = [
         grant("on_time", SINCE + H, 2),
-        grant("early", SINCE + day, 4, ended_at=SINCE + day + H),
+        # Revoke now moves the stored end to the moment it was asked for (its audit row keeps the plan).
+        grant(
+            "early",
+            SINCE + day,
+            4,
+            expires_at=SINCE + day + H,
+            ended_at=SINCE + day + H,
+            revoked_by="U_ALICE",
+            end_reason="ended early by @alice",
+        ),
         grant(
             "failed",
             SINCE + 2 * day,
@@ -78,7 +90,27 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
         ),
         grant("active", NOW - H, 2, status=S.GRANTED, ended_at=None),
         grant("overdue", SINCE + 5 * day, 1, status=S.GRANTED, ended_at=None, last_error="Okta answered 503"),
-        grant("extended", SINCE + 3 * day, 1),
+        # An extension approved 30 minutes in took the access over (no gap): the old row ends "handed over".
+        grant(
+            "extended",
+            SINCE + 3 * day,
+            1,
+            ended_at=SINCE + 3 * day + H / 2,
+            end_reason="extended by request extension",
+        ),
+        grant(
+            "extension",
+            SINCE + 3 * day + H / 2,
+            1.5,
+            extends="extended",
+            expires_at=SINCE + 3 * day + 2 * H,
+            ended_at=SINCE + 3 * day + 2 * H,
+            grant_spec={"identity": "alice@example.com", "held_since": (SINCE + 3 * day).isoformat()},
+        ),
+        # Asked as an extension of "carol", approved after carol's access ended: an ordinary grant.
+        grant("late_extension", SINCE + 4 * day + 2 * H, 1, requester="U_CAROL", extends="carol"),
+        # An approval-only flow: a window, no system.
+        grant("gate", SINCE + 4 * day, 1, flow="deploy_gate", target="deploy_gate", grant_spec={"approval_only": True}),
         grant("straddles", SINCE - 2 * H, 4),  # began before the period, ended in it
         grant("granting", NOW - timedelta(minutes=1), 1, status=S.APPROVED, granted_at=None, ended_at=None),
         grant("carol", SINCE + 4 * day, 1, requester="U_CAROL", requester_email="carol@example.com"),
@@ -88,6 +120,7 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
         grant("after", UNTIL + H, 1),
         grant("denied", SINCE + day, 1, status=S.DENIED, granted_at=None, expires_at=None, ended_at=None),
         grant("pending", SINCE + day, 1, status=S.PENDING, decided_by=None, granted_at=None, ended_at=None),
+        grant("cancelled", SINCE + day, 1, status=S.CANCELLED, granted_at=None, expires_at=None, decided_by="U_ALICE"),
     ]
     return requests, expected
 
@@ -100,14 +133,40 @@ async def review_db(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIter
     created = AuditEvent(at=SINCE, actor="U_ALICE", action="request.created")
     await RequestRepo(store).create_many((r, created) for r in requests)
     audit = AuditLog(store)
-    # Alice ended "early" herself; "on_time" was revoked by the bot at its end.
-    await audit.append(
-        AuditEvent(at=SINCE + timedelta(days=1) + H, actor="U_ALICE", action="access.revoked", request_id="early")
-    )
-    await audit.append(AuditEvent(at=SINCE + 3 * H, actor="system", action="access.revoked", request_id="on_time"))
-    await audit.append(
-        AuditEvent(at=SINCE + timedelta(days=3), actor="U_BOB", action="access.extended", request_id="extended")
-    )
+    # The rows core.early_end and core.extension write (docs/audit.md), as the review reads them.
+    day = timedelta(days=1)
+    planned = (SINCE + day + 4 * H).isoformat()
+    events = [
+        AuditEvent(
+            at=SINCE + day + H,
+            actor="U_ALICE",
+            action="access.revoke_requested",
+            request_id="early",
+            detail={"via": "slack", "reason": "ended early by @alice", "planned_end": planned},
+        ),
+        AuditEvent(at=SINCE + day + H, actor="system", action="access.revoked", request_id="early"),
+        AuditEvent(at=SINCE + 3 * H, actor="system", action="access.revoked", request_id="on_time"),
+        AuditEvent(
+            at=SINCE + 3 * day + H / 2,
+            actor="system",
+            action="access.extended",
+            request_id="extension",
+            detail={
+                "extends": "extended",
+                "previous_end": (SINCE + 3 * day + H).isoformat(),
+                "expires_at": (SINCE + 3 * day + 2 * H).isoformat(),
+            },
+        ),
+        AuditEvent(
+            at=SINCE + 3 * day + H / 2,
+            actor="system",
+            action="access.handed_over",
+            request_id="extended",
+            detail={"access_kept_by": "extension"},
+        ),
+    ]
+    for event in events:
+        await audit.append(event)
     try:
         yield ReviewDb(store, path, expected)
     finally:

@@ -57,18 +57,42 @@ async def test_the_review_says_who_ended_a_grant_early_and_why_a_grant_failed(re
     assert rows["on_time"]["outcome_detail"] == ""  # the bot's own revoke at the end is not "ended by"
     assert rows["failed"]["outcome_detail"] == "Okta refused: E0000006"
     assert rows["overdue"]["outcome_detail"] == "revocation not yet done: Okta answered 503"
-    assert rows["extended"]["outcome_detail"] == "extended by a later request"
 
 
-async def test_an_extension_link_marks_the_grant_it_extends_when_the_database_has_one(review_db: ReviewDb) -> None:
-    # The `extends` link arrives with extensions; the review must use it as soon as the column exists.
-    await review_db.store.write(lambda db: db.execute("ALTER TABLE requests ADD COLUMN extends TEXT"))
-    follow_up = grant("follow_up", SINCE + timedelta(days=3, hours=1), 1)
-    await RequestRepo(review_db.store).create(follow_up, AuditEvent(at=SINCE, actor="U_ALICE", action="x"))
-    await review_db.store.write(lambda db: db.execute("UPDATE requests SET extends = 'on_time' WHERE id = 'follow_up'"))
+async def test_an_extension_marks_the_grant_it_took_over_and_shows_itself_continuing_the_access(
+    review_db: ReviewDb,
+) -> None:
     rows = {r["request_id"]: r for r in await csv_rows(review_db)}
-    assert rows["on_time"]["outcome"] == "extended"
-    assert rows["on_time"]["outcome_detail"] == "extended by follow_up"
+    assert rows["extended"]["outcome"] == "extended"
+    assert rows["extended"]["outcome_detail"] == "extended by request extension"
+    assert rows["extension"]["outcome"] == "on time"
+    assert rows["extension"]["access_from"] == "2026-11-04 00:30:00Z"
+    assert rows["extension"]["outcome_detail"] == (
+        "continues the access of request extended (held since 2026-11-04 00:00:00Z, "
+        "end moved from 2026-11-04 01:00:00Z to 2026-11-04 02:00:00Z)"
+    )
+
+
+async def test_an_extension_approved_after_the_access_ended_is_an_ordinary_grant_and_extends_nothing(
+    review_db: ReviewDb,
+) -> None:
+    rows = {r["request_id"]: r for r in await csv_rows(review_db)}
+    assert rows["carol"]["outcome"] == "on time"
+    assert rows["late_extension"]["outcome_detail"] == ""
+
+
+async def test_revoke_now_is_early_with_who_ended_it_and_the_end_it_had_before(review_db: ReviewDb) -> None:
+    rows = {r["request_id"]: r for r in await csv_rows(review_db)}
+    assert rows["early"]["outcome"] == "early"
+    assert rows["early"]["scheduled_end"] == "2026-11-02 04:00:00Z"  # the plan, not the moved end
+    assert rows["early"]["ended_at"] == "2026-11-02 01:00:00Z"
+
+
+async def test_cancelled_requests_are_not_access_and_approval_only_windows_say_so(review_db: ReviewDb) -> None:
+    rows = {r["request_id"]: r for r in await csv_rows(review_db)}
+    assert "cancelled" not in rows
+    assert rows["gate"]["identity"] == ""
+    assert rows["gate"]["outcome_detail"] == "approval only (no system access)"
 
 
 async def test_a_csv_cell_a_spreadsheet_would_run_as_a_formula_is_written_as_text(review_db: ReviewDb) -> None:
@@ -102,9 +126,9 @@ async def test_the_timeline_draws_one_bar_per_grant_and_one_lane_per_person(revi
     bars = re.findall(r'<rect class="grant outcome-([a-z-]+)" data-request="([^"]+)"', page)
     assert sorted(r for _, r in bars) == sorted(review_db.in_period)
     assert dict((r, o) for o, r in bars)["early"] == "early"
-    # db_access/prod_admin: Alice and Carol; db_access/staging: Alice.
-    assert len(re.findall(r'<text class="lane"', page)) == 3
-    assert page.count('<section class="target">') == 2
+    # db_access/prod_admin: Alice and Carol; db_access/staging: Alice; deploy_gate: Alice.
+    assert len(re.findall(r'<text class="lane"', page)) == 4
+    assert page.count('<section class="target">') == 3
 
 
 def test_a_grant_revoked_at_its_end_is_on_time_and_one_revoked_before_it_is_early() -> None:
@@ -134,3 +158,31 @@ def test_a_grant_revoked_at_its_end_is_on_time_and_one_revoked_before_it_is_earl
     assert outcome(record, NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(seconds=0.5)), NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(minutes=5)), NOW) is Outcome.EARLY
+
+
+def test_a_revoke_now_whose_revocation_is_still_retried_is_overdue_and_says_who_ended_it() -> None:
+    from core.access_review import GrantRecord, outcome_detail
+
+    record = GrantRecord(
+        request_id="r",
+        flow="f",
+        target="t",
+        requester="U",
+        requester_email=None,
+        identity=None,
+        status="granted",
+        requested_at=SINCE,
+        approved_by="U_BOB",
+        approved_at=SINCE,
+        reason=None,
+        approval_note=None,
+        start=SINCE,
+        scheduled_end=SINCE + timedelta(hours=4),  # the planned end, from access.revoke_requested
+        ended_at=None,
+        ended_by="U_ALICE",
+        failure=None,
+        last_error="Okta answered 503",
+    )
+    result = outcome(record, SINCE + timedelta(hours=1))  # before the planned end: still not "active"
+    assert result is Outcome.OVERDUE
+    assert outcome_detail(record, result) == "ended by U_ALICE; revocation not yet done: Okta answered 503"

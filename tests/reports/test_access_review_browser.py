@@ -50,10 +50,11 @@ async def test_the_html_review_renders_offline_with_a_bar_per_grant_in_a_real_br
     assert [s.find_element(By.TAG_NAME, "h2").text for s in sections] == [
         "db_access / prod_admin",
         "db_access / staging",
+        "deploy_gate / deploy_gate",
     ]
     body = driver.find_element(By.TAG_NAME, "body").text
     assert "ticket for on_time" in body and "ended by U_ALICE" in body and "Okta refused: E0000006" in body
-    assert f"2 targets, {len(review_db.in_period)} grants." in body
+    assert f"3 targets, {len(review_db.in_period)} grants." in body
 
     # The browser fetched nothing: the only resource of the page is the file itself.
     resources = driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")

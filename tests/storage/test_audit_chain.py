@@ -169,3 +169,21 @@ async def test_an_audit_row_with_values_json_canonical_form_cannot_hold_is_still
     (doc,) = await documents(store)
     assert doc["detail"] == {"big": str(2**64), "nan": "nan", "f": 0.1}
     assert (await verify(store, [])).problem is None
+
+
+@pytest.mark.parametrize("line_break", ["\r", "\n", "\r\n"])
+async def test_a_line_break_in_a_reason_cannot_smuggle_a_formula_row_into_the_csv_export(audit_log, store, line_break):
+    import csv
+    import io
+
+    from audit_cli import CSV_COLUMNS, export
+    from storage.audit_outbox import ExportFilter
+
+    reason = f"fine{line_break}=cmd|' /C calc'!A0"  # no quote or comma of its own, so nothing forces quoting
+    await audit_log.append(AuditEvent(at=T0, actor="U0ALICE", action="request.denied", reason=reason))
+    out = io.StringIO()
+    assert await export(store, ExportFilter(), "csv", out) == 1
+    rows = list(csv.reader(io.StringIO(out.getvalue(), newline="")))
+    assert len(rows) == 2 and len(rows[1]) == len(CSV_COLUMNS)  # one event, one row
+    assert rows[1][CSV_COLUMNS.index("reason")] == reason
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
