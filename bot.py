@@ -20,9 +20,9 @@ This module only parses arguments, runs the chosen command and turns failures in
 print one clear sentence and exit non-zero, never a traceback. docs/configuration.md lists the
 commands, environment variables and exit codes.
 
-JITBOT_DB is a SQLite file path; a URL (postgresql://…, sqlite://…) is refused. Only `run` takes the
-database's run lock, so a second bot on the same file refuses to start and names the first;
-`identities` and `audit` open the file beside a running bot, as SQLite allows for short writes.
+JITBOT_DB is a SQLite file path or a postgresql:// URL; any other URL (sqlite://…, mysql://…) is
+refused. Only `run` takes the database's run lock, so a second bot on the same database refuses to
+start; `identities` and `audit` open the database beside a running bot, as both engines allow.
 """
 
 from __future__ import annotations

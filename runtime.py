@@ -35,6 +35,7 @@ from audit_sinks import build_sinks
 from core.approval_only import ApprovalOnly
 from core.audit_delivery import AUDIT_DELIVERY, POLL_SECONDS, AuditDelivery
 from core.audit_events import config_loaded_detail
+from core.claims import LEASE_TTL, Claims
 from core.clock import Clock, SystemClock
 from core.config import load_config
 from core.engine import AccessEngine
@@ -57,9 +58,10 @@ from handlers.notifier import SlackNotifier
 from storage.approvals import ApprovalRepo
 from storage.audit import AuditLog
 from storage.audit_outbox import AuditCursors
-from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path
+from storage.db import DEFAULT_DATABASE_PATH, Store, check_database_path, url_password
 from storage.drift import DriftRepo
 from storage.identities import IdentityStore
+from storage.leases import LeaseRepo
 from storage.reminders import ReminderRepo
 from storage.request_queries import RequestQueries
 from storage.requests import RequestRepo
@@ -97,11 +99,12 @@ class Settings:
     bot_token: str = field(repr=False)
     app_token: str = field(repr=False)
     config_path: Path
-    db_path: str
+    db_path: str = field(repr=False)  # a postgresql:// URL may carry a password
     slack_api_url: str = DEFAULT_SLACK_API_URL
     # JITBOT_HTTP_ADDR (JITBOT_HEALTH_ADDR still accepted): /health and the /v1 API.
     health_address: str | None = None
     api_rate_limit: int = DEFAULT_API_RATE_LIMIT  # calls per token per minute, in bursts of as many
+    lease_seconds: float = LEASE_TTL  # replicas: how long a dead replica's work waits before another takes it
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ, *, secrets: SecretRegistry | None = None) -> Settings:
@@ -109,9 +112,13 @@ class Settings:
         unusable JITBOT_DB is a StartupError in one sentence."""
         bot, app = env.get("SLACK_BOT_TOKEN", "").strip(), env.get("SLACK_APP_TOKEN", "").strip()
         # Before any check: a token refused below (a user token, the two swapped) is still a secret.
+        db = env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH
         if secrets is not None:
             secrets.register(bot)
             secrets.register(app)
+            password = url_password(db)  # a postgresql:// URL's password: never in a log line or error
+            if password:
+                secrets.register(password)
         missing = [name for name, value in (("SLACK_BOT_TOKEN", bot), ("SLACK_APP_TOKEN", app)) if not value]
         if missing:
             raise StartupError(
@@ -128,13 +135,27 @@ class Settings:
             bot_token=bot,
             app_token=app,
             config_path=Path(env.get("JITBOT_CONFIG", "config/flows.yaml")),
-            # Checked here, not when the Store opens: a URL is refused before Slack is contacted.
-            db_path=check_database_path(env.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB"),
+            # Checked here, not when the Store opens: a URL we cannot use is refused before Slack is contacted.
+            db_path=check_database_path(db, name="JITBOT_DB"),
             slack_api_url=env.get("SLACK_API_URL", DEFAULT_SLACK_API_URL) or DEFAULT_SLACK_API_URL,
             # JITBOT_HEALTH_ADDR is the older name of the same setting.
             health_address=env.get("JITBOT_HTTP_ADDR") or env.get("JITBOT_HEALTH_ADDR") or None,
             api_rate_limit=_positive_int(env, "JITBOT_API_RATE_LIMIT", DEFAULT_API_RATE_LIMIT),
+            lease_seconds=_lease_seconds(env.get("JITBOT_LEASE_SECONDS")),
         )
+
+
+def _lease_seconds(text: str | None) -> float:
+    """JITBOT_LEASE_SECONDS: the replicas' lease lifetime, 1 to 300 seconds (default LEASE_TTL)."""
+    if text is None or not text.strip():
+        return LEASE_TTL
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 1 <= value <= 300:  # NaN fails too
+        raise StartupError(f"JITBOT_LEASE_SECONDS must be a number of seconds from 1 to 300, not {text!r}.")
+    return value
 
 
 @dataclass
@@ -174,6 +195,7 @@ class Runtime:
         self.listeners = Listeners(self.secrets)  # this bot's Slack listener work, drained at stop
         self.metrics = PrometheusMetrics()  # this bot's own registry, served at /metrics
         self.audit_delivery: AuditDelivery | None = None
+        self.claims: Claims | None = None  # replicas only (PostgreSQL): this process's leases
 
     async def start(self) -> None:
         """Load config, open storage and integrations, check tokens, recover, arm timers, connect."""
@@ -202,7 +224,7 @@ class Runtime:
             ],
         )
         # The run lock first: a second bot on this database refuses before it touches Slack.
-        self.store = await Store.open(settings.db_path, exclusive=True)
+        self.store = await Store.open(settings.db_path, exclusive=True, secrets=self.secrets)
         await self._check_tokens()
         secrets = self.secrets
         requests = MeteredRequests(RequestRepo(self.store, secrets), self.metrics)
@@ -259,7 +281,16 @@ class Runtime:
             request_counts=functools.partial(request_counts, self.store),
             follow_ups_pending=self.engine.life.follow_ups.pending,
         )
+        if self.store.dialect == "postgresql":
+            # Replicas: each lock of a request or an access is also a lease in the database, renewed
+            # while held; a replica that dies loses its leases within LEASE_TTL and the others take over.
+            self.claims = Claims(LeaseRepo(self.store), ttl=settings.lease_seconds)
+            self.claims.metrics = self.metrics
+            self.metrics.watch_leases(self.claims.held)
+            self.claims.start()
+            self.engine.life.guards.claims = self.claims
         self.scheduler = Scheduler(self.engine, self.clock)
+        self.scheduler.claims = self.claims
         self.engine.timers = self.scheduler
         # Live grants of flows edited or removed since: revoked with what they recorded.
         self.retired = await rebuild_retired(
@@ -308,6 +339,7 @@ class Runtime:
             backoff=self.audit_backoff,
             poll_seconds=self.audit_poll_seconds,
         )
+        self.audit_delivery.claims = self.claims
         self.metrics.watch_audit(self.audit_delivery.backlog)
         await self.audit_delivery.start()
         self.socket = AsyncSocketModeHandler(self.app, settings.app_token)
@@ -389,6 +421,8 @@ class Runtime:
             await self.engine.cancel_follow_ups()
         if self.audit_delivery is not None:
             await self.audit_delivery.stop()
+        if self.claims is not None:
+            await self.claims.stop()  # what is unfinished is due again, for the other replicas at once
         if self.retired is not None:
             await self.retired.aclose()
         # After the listeners and timers are drained, so no hook call is running: stops their processes.

@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bot-token", required=True)
     parser.add_argument("--app-token", required=True)
     parser.add_argument("--config", type=Path)
-    parser.add_argument("--db", type=Path)
+    parser.add_argument("--db")  # a file path or a postgresql:// URL (a Path would fold its "//")
     parser.add_argument("--log", type=Path, help="bot log file (JSON lines, INFO); default: discarded")
     parser.add_argument("--profile", type=Path, help="cProfile from ready to stop (the steady state) into this file")
     parser.add_argument("--profile-start", type=Path, help="cProfile start-up into this file")

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 import structlog
 
 from core.audit_events import ChainHead
+from core.claims import Claims
 from core.clock import Clock
 from core.ports import Alert, AuditOutbox, DestinationStatus
 from core.retry import Backoff, Sleep
@@ -98,6 +99,9 @@ class AuditDelivery:
         self._backoff = backoff
         self._poll = poll_seconds
         self._sleep = sleep
+        # With replicas: one delivers a destination's next batch at a time (a lease per destination), so
+        # they neither send the same events side by side nor race over the cursor.
+        self.claims: Claims | None = None
 
     @property
     def names(self) -> list[str]:
@@ -144,6 +148,18 @@ class AuditDelivery:
 
         Raises DeliveryFailed / DeliveryRefused as the sink does; the cursor moves past what was acknowledged.
         """
+        claims = self.claims
+        if claims is None:
+            return await self._deliver_batch(name)
+        lease = f"audit:{name}"
+        if not await claims.try_take(lease):
+            return 0  # another replica is delivering this destination's next batch
+        try:
+            return await self._deliver_batch(name)
+        finally:
+            await claims.give_back(lease)
+
+    async def _deliver_batch(self, name: str) -> int:
         worker = self._workers[name]
         position = await self.outbox.position(name)
         events = await self.outbox.after(position, worker.batch_size)

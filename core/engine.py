@@ -30,6 +30,7 @@ from typing import Any
 import structlog
 
 from core.approvals import ApprovalPolicy, clean_reason
+from core.claims import request_lease
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.decisions import GUESTS_REFUSED, DecisionChecks
@@ -234,9 +235,11 @@ class AccessEngine:
         """At start: settle what a stop left half-way, then sweep (warnings due during the stop included)."""
         return {**await self.expiry.recover(), "warned": await self.warnings.sweep()}
 
-    async def sweep(self) -> dict[str, int]:
-        """Do everything that is due (the safety net under the timers): reminders and warnings included."""
-        counts = await self.expiry.sweep()
+    async def sweep(self, *, repost: bool = True) -> dict[str, int]:
+        """Do everything that is due (the safety net under the timers): reminders and warnings included.
+        `repost=False` leaves out posting again the requests that never reached their channel (the
+        replicas' frequent due-work poll)."""
+        counts = await self.expiry.sweep(repost=repost)
         counts["reminded"] = await self.reminders.sweep()
         counts["warned"] = await self.warnings.sweep()
         return counts
@@ -374,6 +377,11 @@ class AccessEngine:
         )
         life.remember(draft.requester)
         life.submitting.add(request.id)
+        # Between creation and its first post a request is this replica's: another one's sweep must not
+        # post it again. Always free (the id is new); released in `finally`.
+        claims = life.guards.claims
+        if claims is not None:
+            await claims.take(request_lease(request.id))
         try:
             await life.requests.create(
                 request,
@@ -416,6 +424,8 @@ class AccessEngine:
             return await life.requests.get(request.id)
         finally:
             life.submitting.discard(request.id)
+            if claims is not None:
+                await claims.give_back(request_lease(request.id))
 
     async def _route(self, flow: Flow, draft: Draft, request: AccessRequest) -> AccessRequest:
         """Ask get_approvers / get_approval_channel and store the answer (which opens the request)."""

@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import structlog
 
+from core.claims import WAIT_FOR_REQUESTS, ClaimedElsewhere
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
@@ -294,7 +295,13 @@ class Expiry:
         """At start: end requests of removed flows, settle half-done grants, then sweep."""
         life = self.life
         counts = {"regranted": 0, "in_doubt_revoked": 0, "flow_removed_expired": 0}
-        for listed in await life.requests.list_by_status(S.PENDING):
+        pending = await life.requests.list_by_status(S.PENDING)
+        approved = await life.requests.list_by_status(S.APPROVED)
+        # Another replica at work on a row: it finishes it (or, if it dies, a later sweep does).
+        elsewhere = await life.busy_elsewhere([r.id for r in [*pending, *approved]])
+        for listed in pending:
+            if listed.id in elsewhere:
+                continue
             if life.flow(listed.flow) is None:  # nobody can decide it any more
                 async with life.lock(listed.id):
                     request = await life.requests.get(listed.id)  # as it is now, not as listed
@@ -302,7 +309,9 @@ class Expiry:
                         self.expire_locked, request, f"flow '{request.flow}' was removed from the configuration"
                     ):
                         counts["flow_removed_expired"] += 1
-        for listed in await life.requests.list_by_status(S.APPROVED):
+        for listed in approved:
+            if listed.id in elsewhere:
+                continue
             in_doubt = listed.expires_at is not None and listed.expires_at <= life.clock.now()
             if await self._guarded(self.revoke, listed.id) is not None:  # re-read under its lock
                 counts["in_doubt_revoked" if in_doubt else "regranted"] += 1
@@ -378,23 +387,34 @@ class Expiry:
         await life.tell(request, RequesterNotice.FAILED)
         return request
 
-    async def sweep(self, *, concurrency: int = 20) -> dict[str, int]:
+    async def sweep(self, *, concurrency: int = 20, repost: bool = True) -> dict[str, int]:
         """Do everything that is due; the safety net under the timers, and what finishes a failed write."""
         life = self.life
         now = life.clock.now()
         due = await life.requests.list_due_revocations(now)
         stale = await life.requests.list_pending_timed_out(now)
-        # Rows left `approved` by a failed write: not while this process is still granting them.
+        # Rows left `approved` by a failed write: not while this process (or another replica) is
+        # still granting them. A replica that died stops renewing its lease, and its rows come back here.
         stuck = [r for r in await life.requests.list_by_status(S.APPROVED) if not life.busy(r.id)]
-        unposted = [
-            r for r in await life.requests.list_unposted() if r.id not in life.submitting and not life.busy(r.id)
-        ]
+        unposted = (
+            [r for r in await life.requests.list_unposted() if r.id not in life.submitting and not life.busy(r.id)]
+            if repost
+            else []
+        )
+        elsewhere = await life.busy_elsewhere([r.id for r in [*due, *stale, *stuck, *unposted]])
+        if elsewhere:
+            due, stale, stuck, unposted = (
+                [r for r in rows if r.id not in elsewhere] for rows in (due, stale, stuck, unposted)
+            )
         gate = asyncio.Semaphore(concurrency)
 
         async def guarded(fn: Callable[[str], Awaitable[object]], request_id: str) -> None:
             async with gate:
+                WAIT_FOR_REQUESTS.set(False)  # this task's own context: skip what another replica holds
                 try:
                     await fn(request_id)
+                except ClaimedElsewhere:
+                    log.debug("sweep.item_elsewhere", request_id=request_id)
                 except Exception:
                     log.exception("sweep.item_failed", request_id=request_id)
 

@@ -12,14 +12,14 @@ calls per flow.
 from __future__ import annotations
 
 import asyncio
-import weakref
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 import structlog
 
+from core.claims import Guard, Guards, request_lease
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.errors import ChatUnavailable
@@ -87,10 +87,8 @@ class Lifecycle:
         # target they recorded, rebuilt at start by the composition root (request id → both).
         self.retired: dict[str, tuple[Strategy, Target]] = {}
         self.submitting: set[str] = set()  # requests between creation and their first post
-        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
-        self._access_locks: weakref.WeakValueDictionary[tuple[str, str, str], asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
+        # Per-request and per-access locks; with replicas (`guards.claims`), each is also a database lease.
+        self.guards = Guards()
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.metrics: Metrics = NO_METRICS  # the composition root wires the /metrics adapter
         self.follow_ups = FollowUps()  # notifications that must not hold up a revocation
@@ -264,28 +262,26 @@ class Lifecycle:
 
     # ── one at a time ─────────────────────────────────────────────────────────────────────────
 
-    def lock(self, request_id: str) -> asyncio.Lock:
-        """The per-request lock: one coroutine acts on a request at a time."""
-        lock = self._locks.get(request_id)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._locks[request_id] = lock
-        return lock
+    def lock(self, request_id: str) -> Guard:
+        """The per-request lock: one coroutine (of any replica) acts on a request at a time."""
+        return self.guards.guard(request_lease(request_id))
 
-    def access_lock(self, request: AccessRequest) -> asyncio.Lock:
+    def access_lock(self, request: AccessRequest) -> Guard:
         """One lock per (flow, target, person): a grant and a revocation of the same access never
         interleave, so "is it covered? then revoke" cannot race a new grant of it."""
-        key = (request.flow, request.target, request.requester)
-        lock = self._access_locks.get(key)
-        if lock is None:
-            lock = asyncio.Lock()
-            self._access_locks[key] = lock
-        return lock
+        return self.guards.guard(f"access:{request.flow}\x1f{request.target}\x1f{request.requester}")
 
     def busy(self, request_id: str) -> bool:
         """Whether a coroutine of this process is acting on the request right now."""
-        lock = self._locks.get(request_id)
-        return lock is not None and lock.locked()
+        return self.guards.locked_here(request_lease(request_id))
+
+    async def busy_elsewhere(self, request_ids: Collection[str]) -> set[str]:
+        """Those of `request_ids` another replica is acting on right now (none without replicas)."""
+        claims = self.guards.claims
+        if claims is None or not request_ids:
+            return set()
+        held = await claims.busy_elsewhere([request_lease(i) for i in request_ids])
+        return {name.removeprefix("request:") for name in held}
 
     def strategy_type(self, request: AccessRequest) -> str:
         """The `type:` of the strategy acting on the request (the one it recorded, else its flow's), for metrics."""

@@ -32,6 +32,10 @@ class Metrics(Protocol):
         """A grant ended `seconds` after its end time (0 or more)."""
         ...
 
+    def lease_claimed(self, kind: str) -> None:
+        """This replica took a lease of `kind` ('request', 'access', 'job', 'audit'): a job it claimed."""
+        ...
+
 
 class NoMetrics:
     """Metrics that record nothing (tests and tools without a /metrics endpoint)."""
@@ -43,6 +47,9 @@ class NoMetrics:
         """Record nothing."""
 
     def revocation_lateness(self, seconds: float) -> None:
+        """Record nothing."""
+
+    def lease_claimed(self, kind: str) -> None:
         """Record nothing."""
 
 

@@ -1,4 +1,5 @@
-"""Timers for revocations, request timeouts and reminders: APScheduler in memory, SQLite as the source of truth.
+"""Timers for revocations, request timeouts, reminders and warnings: APScheduler in memory, the database as
+the source of truth.
 
 Only timers that fall within `horizon` are held in memory; the periodic sweep arms the next window
 and revokes anything overdue. That keeps start-up fast and memory flat with 100,000 live grants,
@@ -15,6 +16,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from core.claims import Claims
 from core.clock import Clock, OffsetClock
 from core.engine import AccessEngine
 
@@ -31,11 +33,14 @@ class Scheduler:
         *,
         horizon: timedelta = timedelta(minutes=10),
         sweep_interval: timedelta = timedelta(minutes=1),
+        due_interval: timedelta = timedelta(seconds=0.5),
     ) -> None:
         self.engine = engine
         self.clock = clock
         self.horizon = horizon
         self.sweep_interval = sweep_interval
+        self.due_interval = due_interval
+        self.claims: Claims | None = None  # replicas: the composition root sets this process's leases
         self._running: set[asyncio.Task[Any]] = set()
         self._periodic: set[str] = {"sweep"}  # job ids that are not per-request timers
         self._scheduler = AsyncIOScheduler(
@@ -58,14 +63,23 @@ class Scheduler:
             self.start_sweep()
 
     def start_sweep(self) -> None:
-        """Run the sweep every `sweep_interval` from now on."""
+        """Run the sweep every `sweep_interval` from now on; with replicas, also poll due work every
+        `due_interval`: a replica that died stops renewing its leases, and its due work comes back here."""
         self._scheduler.add_job(
             self.sweep, "interval", seconds=self.sweep_interval.total_seconds(), id="sweep", replace_existing=True
         )
+        if self.claims is not None:
+            self.every("due", self._due, self.due_interval, one_replica=False)
 
-    def every(self, job_id: str, fn: Callable[[], Awaitable[object]], interval: timedelta) -> None:
+    async def _due(self) -> None:
+        await self.engine.sweep(repost=False)
+
+    def every(
+        self, job_id: str, fn: Callable[[], Awaitable[object]], interval: timedelta, *, one_replica: bool = True
+    ) -> None:
         """Run `fn` every `interval` from now on (a periodic job whose own state lives in the database,
-        such as drift reconciliation's last run per flow); a failure is logged, never raised."""
+        such as drift reconciliation's last run per flow); a failure is logged, never raised. With
+        replicas, each tick runs on one of them (`one_replica`), or on each (work leased row by row)."""
 
         async def run() -> None:
             structlog.contextvars.clear_contextvars()
@@ -73,8 +87,17 @@ class Scheduler:
             task = asyncio.current_task()
             if task is not None:
                 self._running.add(task)  # drained by shutdown() like a revocation in flight
+            claims = self.claims
+            lease = f"job:{job_id}"
             try:
-                await fn()
+                # With replicas, one of them runs each tick (its state lives in the database anyway).
+                if not one_replica or claims is None:
+                    await fn()
+                elif await claims.try_take(lease):
+                    try:
+                        await fn()
+                    finally:
+                        await claims.give_back(lease)
             except Exception:
                 log.exception("periodic.failed", job=job_id)
             finally:

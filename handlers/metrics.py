@@ -99,6 +99,20 @@ class PrometheusMetrics:
             ["destination"],
             registry=registry,
         )
+        self._claimed = Counter(
+            "jitbot_replica_claims",
+            "Leases this replica took (PostgreSQL replicas): the work it claimed, by kind "
+            "(request: a decision, grant, revocation or expiry; access: one access's grant or revoke; "
+            "job: a periodic job's tick; audit: a delivery batch).",
+            ["kind"],
+            registry=registry,
+        )
+        self._leases_held = Gauge(
+            "jitbot_replica_leases_held",
+            "Leases this replica holds right now (work in progress on it).",
+            registry=registry,
+        )
+        self._read_leases_held: Callable[[], int] | None = None
         self._request_counts: RequestCounts | None = None
         self._follow_ups_pending: Callable[[], int] | None = None
         self._read_audit_backlog: AuditBacklog | None = None
@@ -111,6 +125,10 @@ class PrometheusMetrics:
     def watch_audit(self, backlog: AuditBacklog) -> None:
         """Read each audit destination's backlog at scrape time."""
         self._read_audit_backlog = backlog
+
+    def watch_leases(self, held: Callable[[], int]) -> None:
+        """Read how many leases this replica holds at scrape time."""
+        self._read_leases_held = held
 
     # ── core.metrics.Metrics ─────────────────────────────────────────────────────────────────
 
@@ -129,6 +147,10 @@ class PrometheusMetrics:
         """Observe how late a grant ended."""
         self._lateness.observe(seconds)
 
+    def lease_claimed(self, kind: str) -> None:
+        """Count one lease this replica took."""
+        self._claimed.labels(kind).inc()
+
     # ── Slack ────────────────────────────────────────────────────────────────────────────────
 
     def slack_answer(self, method: str, *, status: int | None, error: str | None) -> None:
@@ -144,6 +166,8 @@ class PrometheusMetrics:
         """Update what is read at scrape time: open requests, queued follow-ups, each destination's audit backlog."""
         if self._follow_ups_pending is not None:
             self._follow_ups.set(self._follow_ups_pending())
+        if self._read_leases_held is not None:
+            self._leases_held.set(self._read_leases_held())
         if self._read_audit_backlog is not None:
             backlog = await self._read_audit_backlog()
             self._audit_backlog.clear()

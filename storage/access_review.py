@@ -24,7 +24,7 @@ from typing import Any
 import sqlite_utils
 
 from core.access_review import GrantRecord, TargetSummary, request_reason
-from storage.db import from_db_time, to_db_time
+from storage.db import dialect, from_db_time, to_db_time
 
 # The statuses of requests that were approved, so may have held access.
 REVIEW_STATUSES = ("approved", "granted", "revoked", "failed")
@@ -66,6 +66,7 @@ def review_grants(
         where += " AND r.target = :target"
         params["target"] = target
     order = f"r.flow, r.target, {'r.requester, ' if by_person else ''}{_START}, r.id"
+    _detail = _detail_pg if dialect(db) == "postgresql" else _detail_sqlite
     sql = (
         "SELECT r.id, r.flow, r.target, r.requester, r.requester_email, r.grant_spec, r.status, r.created_at, "
         "r.decided_by, r.decided_at, r.fields, r.decision_reason, "
@@ -80,11 +81,20 @@ def review_grants(
             yield _record(row)
 
 
-def _detail(action: str, key: str) -> str:
+def _detail_sqlite(action: str, key: str) -> str:
     """SQL for one key of the latest `action` audit row about the request (the audit_events_request index)."""
     return (
         f"(SELECT json_extract(a.detail, '$.{key}') FROM audit_events a WHERE a.request_id = r.id "
         f"AND a.action = '{action}' AND json_valid(a.detail) ORDER BY a.id DESC LIMIT 1)"
+    )
+
+
+def _detail_pg(action: str, key: str) -> str:
+    """The same in PostgreSQL's JSON operators; `detail` is always JSON there (written only by the
+    audit writer, and no row can be changed afterwards)."""
+    return (
+        f"(SELECT CAST(a.detail AS jsonb) ->> '{key}' FROM audit_events a WHERE a.request_id = r.id "
+        f"AND a.action = '{action}' ORDER BY a.id DESC LIMIT 1)"
     )
 
 

@@ -24,7 +24,7 @@ from core.audit_events import GENESIS_HASH, StoredEvent, event_type, json_safe, 
 from core.models import AuditEvent
 from core.plain import plain
 from core.secrets import SecretRegistry
-from storage.db import Store, from_db_time, to_db_time
+from storage.db import Store, dialect, from_db_time, to_db_time
 
 _COLUMNS = "id, at, request_id, actor, action, status_from, status_to, detail"
 
@@ -157,6 +157,10 @@ class _RequestFacts:
 
 def _head(db: sqlite_utils.Database) -> _Head:
     row = db.conn.execute("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
+    if dialect(db) == "postgresql":
+        # Rows can be neither deleted nor changed (triggers), and every write holds the write lock,
+        # so the newest row's id is the highest ever assigned.
+        return _Head(row[0] if row else 0, (row[1] if row else None) or GENESIS_HASH)
     # AUTOINCREMENT never reuses a number, so the next seq follows the highest ever assigned.
     used = db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").fetchone()
     seq = max(row[0] if row else 0, used[0] if used else 0)

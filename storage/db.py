@@ -1,20 +1,24 @@
-"""The Store: one SQLite connection on one dedicated thread, behind an async read/write façade.
+"""The Store: where jitbot keeps its state, behind an async read/write façade with two engines.
 
-SQLite connections are not safe to share across threads, and a single writer is all SQLite allows
-anyway, so every statement runs on one worker thread (as datasette's database.py does). Serialising
-all work there is also what makes our compare-and-set transitions race-free inside the process.
-`write(fn)` wraps `fn` in one `BEGIN IMMEDIATE … COMMIT`: everything it does commits, or nothing.
+`Store.open(setting)` opens the database JITBOT_DB names: a SQLite file path (the default, one
+process) or a `postgresql://…` URL (`storage.postgres.PgStore`, any number of replicas). Both run
+a repository's function `fn(db)` for `read(fn)` and, for `write(fn)`, inside one transaction:
+everything it does commits, or nothing. The repositories write their SQL once, for both.
 
-The database is a SQLite file path (a URL such as `postgresql://…` is refused: see
-`check_database_path`). One process at a time may *run* the bot on a file: `Store.open(path,
-exclusive=True)` holds `RunLock`, an OS lock on `<database>.lock`, until `close()`. Other commands
-(`bot.py audit`, `bot.py identities`) open the file without it, since a short write beside a
-running bot is ordinary SQLite concurrency; two schedulers revoking from one file is what must
-never happen.
+SQLite (`SqliteStore`): one connection on one dedicated thread (connections are not safe to share
+across threads, and a single writer is all SQLite allows anyway), as datasette's database.py does.
+Serialising all work there is also what makes our compare-and-set transitions race-free inside the
+process. `write(fn)` wraps `fn` in one `BEGIN IMMEDIATE … COMMIT`.
+
+One process at a time may *run* the bot on a SQLite file: `Store.open(path, exclusive=True)` holds
+`RunLock`, an OS lock on `<database>.lock`, until `close()`. Other commands (`bot.py audit`,
+`bot.py identities`) open the file without it, since a short write beside a running bot is
+ordinary SQLite concurrency; two schedulers revoking from one file is what must never happen.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import fcntl
 import json
@@ -27,10 +31,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
+from urllib.parse import unquote, urlsplit
 
 import sqlite_utils
 
 from core.errors import StartupError
+from core.secrets import SecretRegistry
 
 T = TypeVar("T")
 
@@ -40,28 +46,68 @@ DEFAULT_DATABASE_PATH = "data/jitbot.db"
 _URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):(//)?")
 # Schemes refused even without '//' ('sqlite:jit.db', SQLite's own 'file:jit.db'): nobody means a file named so.
 _DATABASE_SCHEMES = frozenset({"file", "sqlite", "sqlite3", "postgres", "postgresql", "mysql", "mariadb"})
+_POSTGRES_SCHEMES = frozenset({"postgres", "postgresql"})
 _HOLDER_BYTES = 4096  # what we read of a lock file: ours is ~100 bytes, anything longer is not ours
 
 
 def check_database_path(path: str | Path, *, name: str = "the database path") -> str:
-    """Return `path` as text if it is a SQLite file path or ':memory:'; StartupError if it is empty or a URL.
+    """Return `path` as text if it is a SQLite file path, ':memory:' or a `postgresql://` URL; StartupError
+    if it is empty or any other URL.
 
-    Only plain paths are accepted: not `sqlite://…`, nor SQLite's `file:` URIs. sqlite3 would open
-    any of them as a file literally named after the URL: `postgresql://host/db` would become a
-    SQLite file under a `postgresql:` directory, and the bot would run on data nobody backs up.
-    The message names the scheme only, since a URL may carry a password.
+    Other URLs are refused: not `sqlite://…`, nor SQLite's `file:` URIs. sqlite3 would open any of
+    them as a file literally named after the URL (`mysql://host/db` would become a SQLite file under
+    a `mysql:` directory), and the bot would run on data nobody backs up. The message names the
+    scheme only, since a URL may carry a password.
     """
     text = str(path)
     if not text.strip():
         raise StartupError(f"{name} is empty: set it to a SQLite file path such as {DEFAULT_DATABASE_PATH}.")
     url = _URL_SCHEME.match(text)
+    if url and url.group(2) and url.group(1).lower() in _POSTGRES_SCHEMES:
+        return text
     if url and (url.group(2) or url.group(1).lower() in _DATABASE_SCHEMES):
         written = f"{url.group(1)}:{url.group(2) or ''}"
         raise StartupError(
-            f"{name} is a {written} URL, but jitbot stores its data only in a SQLite file: "
-            f"set it to a file path such as {DEFAULT_DATABASE_PATH}."
+            f"{name} is a {written} URL, but jitbot stores its data in a SQLite file or in PostgreSQL: "
+            f"set it to a file path such as {DEFAULT_DATABASE_PATH}, or to postgresql://user:password@host/db."
         )
     return text
+
+
+def is_postgres(setting: str | Path) -> bool:
+    """Whether a JITBOT_DB setting names a PostgreSQL database (a postgresql:// or postgres:// URL)."""
+    url = _URL_SCHEME.match(str(setting))
+    return bool(url and url.group(2) and url.group(1).lower() in _POSTGRES_SCHEMES)
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password (and any query string, which may carry one) replaced: safe to log."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "postgresql://***"
+    user = f"{unquote(parts.username)}{':***' if parts.password is not None else ''}@" if parts.username else ""
+    query = "?***" if parts.query else ""
+    return f"{parts.scheme}://{user}{host}{port}{parts.path}{query}"
+
+
+def url_password(url: str) -> str | None:
+    """The password written in the URL (or its query string), if any, to register as a secret."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.password:
+        return unquote(parts.password)
+    found = re.search(r"(?:^|&)password=([^&]*)", parts.query)
+    return unquote(found.group(1)) if found else None
+
+
+def dialect(db: object) -> str:
+    """Which engine a repository function's `db` handle talks to: "sqlite" or "postgresql"."""
+    return getattr(db, "dialect", "sqlite")
 
 
 def to_db_time(value: datetime) -> str:
@@ -171,8 +217,62 @@ def _describe_holder(fd: int) -> str:
     return f"pid {part('pid')} on {part('host')}, started {part('started_at')}"
 
 
-class Store:
-    """Owns the jitbot SQLite database; every access goes through `read` or `write`."""
+class Store(abc.ABC):
+    """Where jitbot keeps its state; every access goes through `read` or `write` (see the module docstring)."""
+
+    dialect: str = ""  # "sqlite" or "postgresql", for the few statements that differ
+    path: str  # where the data lives, fit for messages (a URL's password is never part of it)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        busy_timeout_ms: int = 5000,
+        exclusive: bool = False,
+        secrets: SecretRegistry | None = None,
+    ) -> Store:
+        """Open the database `path` names (a SQLite file, ':memory:' or a postgresql:// URL) and migrate it.
+
+        `exclusive=True` is for running the bot: on SQLite it first takes the file's `RunLock`; on
+        PostgreSQL see `storage.postgres.PgStore.open`. `secrets` (the runtime's registry) learns a
+        URL's password so that nothing quoting it can print it.
+        """
+        text = check_database_path(path)
+        if is_postgres(text):
+            from storage.postgres import PgStore  # psycopg loads only when PostgreSQL is used
+
+            return await PgStore.open(text, exclusive=exclusive, secrets=secrets)
+        return await SqliteStore.open_file(text, busy_timeout_ms=busy_timeout_ms, exclusive=exclusive)
+
+    @abc.abstractmethod
+    async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run `fn(db)` with the database read-only while it runs."""
+
+    @abc.abstractmethod
+    async def write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run `fn(db)` inside one transaction: it all commits or none of it."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Release the database (idempotent)."""
+
+    @property
+    @abc.abstractmethod
+    def closed(self) -> bool:
+        """Whether close() has been called."""
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+
+class SqliteStore(Store):
+    """Owns the jitbot SQLite database on one thread (see the module docstring)."""
+
+    dialect = "sqlite"
 
     def __init__(
         self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database, run_lock: RunLock | None = None
@@ -183,13 +283,15 @@ class Store:
         self._run_lock = run_lock
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000, exclusive: bool = False) -> Store:
+    async def open_file(cls, path: str | Path, *, busy_timeout_ms: int = 5000, exclusive: bool = False) -> SqliteStore:
         """Open (creating if needed) the database at `path` or ":memory:", and apply migrations.
 
         `exclusive=True` is for running the bot: it first takes the database's `RunLock`, held until
         `close()`, so a second bot on the same file gets a StartupError naming the first.
         """
         path = check_database_path(path)
+        if is_postgres(path):
+            raise StartupError("a postgresql:// URL is not a SQLite file: open it with Store.open")
         executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitbot-sqlite")
         loop = asyncio.get_running_loop()
         run_lock: RunLock | None = None
@@ -235,12 +337,6 @@ class Store:
     def closed(self) -> bool:
         """Whether close() has been called."""
         return self._db is None
-
-    async def __aenter__(self) -> Store:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     async def _submit(
         self, runner: Callable[[Callable[[sqlite_utils.Database], T]], T], fn: Callable[[sqlite_utils.Database], T]

@@ -119,13 +119,13 @@ class DriftRepo:
         """Record a new finding with its audit row."""
 
         def apply(db: sqlite_utils.Database) -> Finding:
-            cursor = db.execute(
+            (finding_id,) = db.execute(
                 "INSERT INTO drift_findings (access_key, flow, target, holder_id, holder_name, holder_kind, found_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 [access_key, flow, target, holder.id, holder.name, holder.kind, to_db_time(at)],
-            )
+            ).fetchone()
             self._audit.insert(db, audit)
-            row = db.execute(f"{_FINDING} WHERE id = ?", [cursor.lastrowid]).fetchone()
+            row = db.execute(f"{_FINDING} WHERE id = ?", [finding_id]).fetchone()
             return _finding(row)
 
         return await self._store.write(apply)

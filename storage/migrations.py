@@ -401,6 +401,23 @@ def m015_requests_by_age(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX requests_created ON requests (created_at)")
 
 
+@_migration
+def m017_leases(db: sqlite_utils.Database) -> None:
+    """Leases: which process is acting on a request, an access or a periodic job, until when (replicas)."""
+    # SQLite runs one bot per file, so its leases are only ever this process's; the table exists on
+    # both engines so that the repositories and their tests are the same (storage/leases.py).
+    db.execute(
+        """
+        CREATE TABLE leases (
+            name        TEXT PRIMARY KEY,
+            owner       TEXT NOT NULL,
+            lease_until TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX leases_owner ON leases (owner)")
+
+
 def applied_migrations(db: sqlite_utils.Database) -> list[str]:
     """Names of the migrations already applied to `db`, in order."""
     return [m.name for m in MIGRATIONS.applied(db)]

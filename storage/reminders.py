@@ -78,8 +78,10 @@ class ReminderRepo:
                 return False  # already posted (or a later one was): nothing to claim
             db.execute(
                 "INSERT INTO request_reminders (request_id, sent, last_at, escalated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (request_id) DO UPDATE SET sent = MAX(sent, excluded.sent), last_at = excluded.last_at, "
-                "escalated_at = COALESCE(escalated_at, excluded.escalated_at)",
+                # Columns of the row already there are qualified: PostgreSQL finds a bare name ambiguous.
+                "ON CONFLICT (request_id) DO UPDATE SET sent = MAX(request_reminders.sent, excluded.sent), "
+                "last_at = excluded.last_at, "
+                "escalated_at = COALESCE(request_reminders.escalated_at, excluded.escalated_at)",
                 [request_id, max(sent, done), at, at if escalate else None],
             )
             self._audit.insert(db, dataclasses.replace(audit, request_id=request_id))

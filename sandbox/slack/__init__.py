@@ -32,7 +32,9 @@ People (async; each returns an EnvelopeResult: .envelope, .payload, .ack_payload
                  notify_on_close; redeliver(result, retry_attempt=1, retry_reason="timeout");
     send_event(event), send_envelope(type, payload), issue_trigger(user) (for hand-built payloads)
 Socket Mode: wait_connected(n=1), disconnect(reason="refresh_requested"), drop_connections(abort=False),
-    connection_count, connects, ack_timeout (attribute, seconds).
+    connection_count, connects, ack_timeout (attribute, seconds). Up to 10 connections at once (several
+    replicas); each envelope goes to any one (SlackEmulator(seed=) makes the choice reproducible); an
+    envelope whose connection closes unacked raises DeliveryLost (an AckTimeout) at once.
 Directory: SlackEmulator(users=, channels=, usergroups=) or add_user(id, email=, name=, real_name=,
     is_bot=, deleted=, guest='multi'|'single'|'external', team_id=),
     add_channel(id, name=, members=None, bot_is_member=True), add_usergroup(id, users=).
@@ -51,7 +53,7 @@ Strictness: an unacked envelope (AckTimeout), a payload Slack rejects (invalid_b
 """
 
 from .emulator import DEFAULT_SCOPES, SlackEmulator
-from .errors import AckTimeout, EmulatorUsageError, NotConnected, SlackError, WaitTimeout
+from .errors import AckTimeout, DeliveryLost, EmulatorUsageError, NotConnected, SlackError, WaitTimeout
 from .models import Call, Channel, EnvelopeResult, Ephemeral, Message, Problem, User, Usergroup, View
 
 __all__ = [
@@ -59,6 +61,7 @@ __all__ = [
     "AckTimeout",
     "Call",
     "Channel",
+    "DeliveryLost",
     "EmulatorUsageError",
     "Ephemeral",
     "EnvelopeResult",

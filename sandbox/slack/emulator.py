@@ -39,6 +39,7 @@ class SlackEmulator(PeopleMixin, HomeMixin):
         trigger_ttl: float = 3.0,
         connect_timeout: float = 5.0,
         clock: Any = None,
+        seed: int | None = None,
     ):
         self.bot_token, self.app_token = bot_token, app_token
         self.team_id, self.team_domain, self.app_id = team_id, team_domain, app_id
@@ -48,7 +49,7 @@ class SlackEmulator(PeopleMixin, HomeMixin):
         self.workspace = Workspace(
             team_id=team_id, bot_user_id=bot_user_id, bot_id=bot_id, clock=clock, trigger_ttl=trigger_ttl
         )
-        self.socket = SocketHub(self)
+        self.socket = SocketHub(self, seed=seed)  # seed: which connection gets each envelope, reproducibly
         self.faults: dict[str, list[Fault]] = {}
         self.throttles: dict[str, Throttle] = {}
         self.response_urls: dict[str, ResponseUrl] = {}

@@ -13,6 +13,10 @@ class AckTimeout(AssertionError):
     """The bot did not acknowledge an envelope within Slack's deadline."""
 
 
+class DeliveryLost(AckTimeout):
+    """The connection an envelope went to closed before acknowledging it (the bot process died)."""
+
+
 class NotConnected(AssertionError):
     """No Socket Mode connection was open to deliver an envelope to."""
 

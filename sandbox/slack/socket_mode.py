@@ -1,10 +1,18 @@
-"""Socket Mode: the `/link/` WebSocket, `hello`, envelope delivery, ack tracking, disconnects."""
+"""Socket Mode: the `/link/` WebSocket, `hello`, envelope delivery, ack tracking, disconnects.
+
+Like Slack, one app may hold up to `MAX_CONNECTIONS` connections at once (several replicas of a bot,
+each with its own), and each envelope goes to any one of them with no pattern a bot could rely on:
+here a seeded random choice. A connection beyond the limit is told `too_many_websockets` and gets
+nothing. An envelope whose connection closes before acking it (the process was killed) is lost, as
+with Slack, where the person sees an error and clicks again: `deliver` raises `DeliveryLost` at once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
 import json
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,11 +20,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from .errors import AckTimeout, NotConnected, WaitTimeout
+from .errors import AckTimeout, DeliveryLost, NotConnected, WaitTimeout
 from .models import EnvelopeResult
 
 if TYPE_CHECKING:
     from .emulator import SlackEmulator
+
+MAX_CONNECTIONS = 10  # Slack's limit of simultaneous Socket Mode connections per app
 
 
 @dataclass
@@ -29,6 +39,7 @@ class Connection:
     opened_at: float
     draining: bool = False
     frames: list[dict] = field(default_factory=list)
+    unacked: set[str] = field(default_factory=set)  # envelope ids sent here and not yet acked
 
     @property
     def usable(self) -> bool:
@@ -39,14 +50,14 @@ class Connection:
 class SocketHub:
     """Every Socket Mode connection, and the envelopes waiting for their ack."""
 
-    def __init__(self, emu: SlackEmulator):
+    def __init__(self, emu: SlackEmulator, *, seed: int | None = None):
         self.emu = emu
         self.connections: dict[int, Connection] = {}
         self.tickets: set[str] = set()
         self.connects = 0
         self._pending: dict[str, asyncio.Future] = {}
         self._ids = itertools.count(1)
-        self._round_robin = itertools.count()
+        self._spread = random.Random(seed)  # which connection gets an envelope: any, no pattern
         self.stray_frames: list[dict] = []
 
     def issue_url(self) -> str:
@@ -68,6 +79,8 @@ class SocketHub:
         ws = web.WebSocketResponse(timeout=1.0)
         await ws.prepare(request)
         connection = Connection(id=next(self._ids), ws=ws, request=request, opened_at=time.monotonic())
+        over_limit = len(self.usable()) >= MAX_CONNECTIONS
+        connection.draining = over_limit  # never usable: it gets no envelope
         self.connections[connection.id] = connection
         self.connects += 1
         await ws.send_json(
@@ -78,6 +91,15 @@ class SocketHub:
                 "debug_info": {"host": "applink-emulator", "build_number": 1, "approximate_connection_time": 18060},
             }
         )
+        if over_limit:
+            await ws.send_json(
+                {
+                    "type": "disconnect",
+                    "reason": "too_many_websockets",
+                    "num_connections": len(self.usable()),
+                    "debug_info": {"host": "applink-emulator"},
+                }
+            )
         self.emu.workspace.changed()
         try:
             async for message in ws:
@@ -85,8 +107,17 @@ class SocketHub:
                     self._on_frame(connection, message.data)
         finally:
             self.connections.pop(connection.id, None)
+            self._lose(connection)
             self.emu.workspace.changed()
         return ws
+
+    def _lose(self, connection: Connection) -> None:
+        """Fail the envelopes a closed connection never acked: nobody will answer them now."""
+        for envelope_id in connection.unacked:
+            future = self._pending.get(envelope_id)
+            if future is not None and not future.done():
+                future.set_exception(DeliveryLost(f"connection {connection.id} closed before acking"))
+        connection.unacked.clear()
 
     def _on_frame(self, connection: Connection, data: str) -> None:
         arrived = time.monotonic()
@@ -96,6 +127,8 @@ class SocketHub:
             self.emu.record_problem("invalid_ack", f"connection {connection.id} sent non-JSON: {data[:200]!r}")
             return
         connection.frames.append(frame)
+        if isinstance(frame, dict):
+            connection.unacked.discard(frame.get("envelope_id"))  # type: ignore[arg-type]
         future = self._pending.get(frame.get("envelope_id")) if isinstance(frame, dict) else None
         if future is None or future.done():
             self.stray_frames.append(frame)
@@ -130,6 +163,11 @@ class SocketHub:
             self.emu.record_problem("unacked", detail)
             self.emu.workspace.changed()
             raise AckTimeout(detail) from None
+        except DeliveryLost as lost:
+            detail = f"{result.summary} (envelope {result.envelope_id}) was lost: {lost}"
+            self.emu.record_problem("unacked", detail)
+            self.emu.workspace.changed()
+            raise DeliveryLost(detail) from None
         finally:
             self._pending.pop(envelope["envelope_id"], None)
         result.ack = frame
@@ -141,11 +179,13 @@ class SocketHub:
         """Write the envelope to a usable connection (skipping one that died meanwhile); returns the send time."""
         while True:
             usable = await self.wait_usable(1, self.emu.connect_timeout)
-            connection = usable[next(self._round_robin) % len(usable)]
+            connection = self._spread.choice(usable)
+            connection.unacked.add(envelope["envelope_id"])
             try:
                 sent = time.monotonic()
                 await connection.ws.send_json(envelope)
             except ConnectionError:
+                connection.unacked.discard(envelope["envelope_id"])
                 connection.draining = True
                 continue
             result.connection_id = connection.id

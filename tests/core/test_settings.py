@@ -26,9 +26,27 @@ def test_the_tokens_never_show_in_the_settings_repr_or_str():
     settings = Settings.from_env(env())
     for text in (repr(settings), str(settings), f"{settings}", f"{settings!r}", format(settings)):
         assert BOT not in text and APP not in text, text
-        assert "db_path='data/jitbot.db'" in text  # the rest is still there to read
+        assert "config_path=" in text  # the rest is still there to read
     direct = Settings(bot_token=BOT, app_token=APP, config_path="flows.yaml", db_path="x.db")
     assert BOT not in repr(direct) and APP not in repr(direct)
+
+
+def test_a_postgresql_password_is_a_secret_and_never_in_the_settings_repr():
+    registry = SecretRegistry()
+    url = "postgresql://jitbot:pg-pass-4d2a9c@db.internal:5432/jitbot"
+    settings = Settings.from_env({**env(), "JITBOT_DB": url}, secrets=registry)
+    assert settings.db_path == url
+    assert "pg-pass-4d2a9c" not in repr(settings)
+    assert (
+        registry.scrub(f"connection to {url} failed")
+        == "connection to postgresql://jitbot:***@db.internal:5432/jitbot failed"
+    )
+
+
+@pytest.mark.parametrize("value", ["0", "301", "soon", "nan"])
+def test_a_lease_lifetime_outside_one_to_300_seconds_is_refused(value):
+    with pytest.raises(StartupError, match="JITBOT_LEASE_SECONDS"):
+        Settings.from_env({**env(), "JITBOT_LEASE_SECONDS": value})
 
 
 def test_the_tokens_are_still_the_plain_strings_the_slack_clients_take():

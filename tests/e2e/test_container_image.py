@@ -51,13 +51,17 @@ def test_the_image_leaves_out_tests_databases_and_bytecode():
     assert not [f for f in files if f.endswith((".db", ".db-wal", ".db-shm", ".pyc"))]
 
 
-def test_compose_runs_one_bot_on_the_images_volume_and_port():
+def test_compose_runs_two_replicas_on_postgresql_each_on_its_own_port():
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    (name, service), *others = compose["services"].items()
-    assert others == [] and "replicas" not in service.get("deploy", {})  # SQLite: one process
-    assert service["build"] == "." and "jitbot-data:/data" in service["volumes"]
-    assert any(volume.endswith(":/app/config:ro") for volume in service["volumes"])
-    assert any(str(port).endswith(":8080") for port in service["ports"])
+    services = compose["services"]
+    bots = {name: service for name, service in services.items() if service.get("build") == "."}
+    assert len(bots) == 2 and services["postgres"]["image"].startswith("postgres:")
+    for service in bots.values():
+        assert service["environment"]["JITBOT_DB"].startswith("postgresql://jitbot:${POSTGRES_PASSWORD")
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert any(volume.endswith(":/app/config:ro") for volume in service["volumes"])
+    ports = [str(port) for service in bots.values() for port in service["ports"]]
+    assert all(port.endswith(":8080") for port in ports) and len(set(ports)) == 2
 
 
 async def test_the_images_files_and_runtime_lock_alone_start_the_bot(slack, tmp_path):

@@ -45,7 +45,7 @@ def grant(request_id: str, start: datetime, hours: float, **overrides: object) -
 @dataclass
 class ReviewDb:
     store: Store
-    path: Path
+    path: Path | str  # what JITBOT_DB is set to: a SQLite file, or a postgresql:// URL
     in_period: dict[str, str]  # request id -> expected outcome
 
 
@@ -125,9 +125,9 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
     return requests, expected
 
 
-@pytest.fixture
-async def review_db(tmp_path: Path) -> AsyncIterator[ReviewDb]:
-    path = tmp_path / "jitbot.db"
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def review_db(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ReviewDb]:
+    path: Path | str = tmp_path / "jitbot.db" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
     store = await Store.open(path)
     requests, expected = review_requests()
     created = AuditEvent(at=SINCE, actor="U_ALICE", action="request.created")

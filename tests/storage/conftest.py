@@ -54,8 +54,21 @@ def event(action: str = "request.created", actor: str = "U0REQ", **overrides) ->
     return AuditEvent(at=overrides.pop("at", T0), actor=actor, action=action, **overrides)
 
 
+ENGINES = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=ENGINES)
+async def store(request: pytest.FixtureRequest):
+    """A fresh, migrated store on each engine: SQLite in memory, and a new database on the test PostgreSQL."""
+    where = ":memory:" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
+    s = await Store.open(where)
+    yield s
+    await s.close()
+
+
 @pytest.fixture
-async def store():
+async def sqlite_store():
+    """A fresh SQLite store in memory, for what only SQLite has (PRAGMAs, its migration table)."""
     s = await Store.open(":memory:")
     yield s
     await s.close()

@@ -16,7 +16,8 @@ def _schema(db):
     )
 
 
-async def test_fresh_database_gets_every_migration_in_order(store):
+async def test_fresh_database_gets_every_migration_in_order(sqlite_store):
+    store = sqlite_store
     assert await store.read(applied_migrations) == KNOWN_MIGRATIONS
     assert KNOWN_MIGRATIONS == sorted(KNOWN_MIGRATIONS)
     schema = await store.read(_schema)
@@ -57,7 +58,8 @@ def _plan(db, sql):
     return " ".join(str(row[-1]) for row in db.execute(f"EXPLAIN QUERY PLAN {sql}"))
 
 
-async def test_query_plans_use_the_status_indexes(store):
+async def test_query_plans_use_the_status_indexes(sqlite_store):
+    store = sqlite_store
     due = await store.read(
         lambda db: _plan(db, "SELECT id FROM requests WHERE status = 'granted' AND expires_at <= 'x'")
     )

@@ -1,0 +1,305 @@
+"""The PostgreSQL store: the same `read(fn)` / `write(fn)` contract as the SQLite one, for several replicas.
+
+`JITBOT_DB=postgresql://user:password@host:5432/jitbot` selects it. The repositories are written
+once: each hands the store a function of a database handle, and here that handle is `PgDatabase`, a
+thin adapter over a pooled psycopg 3 connection that speaks the repositories' SQL (`?` placeholders,
+`group_concat`) in PostgreSQL's dialect. Functions run on a thread pool as large as the connection
+pool, so reads run side by side.
+
+Writes keep SQLite's semantics exactly: `write(fn)` runs `fn` in one transaction that first takes a
+transaction-scoped advisory lock (`pg_advisory_xact_lock`), so write transactions are serialised
+across every replica as SQLite serialises them in one file. That is what the repositories were
+written for: a compare-and-set reads then updates, and an audit row chains to the newest one (the
+hash chain has one head), so two replicas must never interleave them. A write is a few short
+statements on a local network; the lock is held for about a millisecond. Reads take no lock.
+
+The URL's password never reaches a log line or an error: errors name the server as `redact_url`
+writes it, and the password is registered with the runtime's SecretRegistry so anything that quotes
+it anyway is scrubbed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.errors import StartupError
+from core.secrets import SecretRegistry
+from storage.db import Store, redact_url, url_password
+
+T = TypeVar("T")
+
+URL_SCHEMES = frozenset({"postgres", "postgresql"})
+POOL_SIZE = 8  # connections (and threads) per replica: reads in parallel, writes one at a time anyway
+CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing to run
+# Advisory lock keys: a constant per purpose, so another application on the same server is unlikely
+# to collide (they are 64-bit; these spell "jitbot" and a purpose).
+WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
+
+_SQL_TOKEN = re.compile(
+    r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
+    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)",
+    re.IGNORECASE,
+)
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether `text` is a postgresql:// (or postgres://) URL."""
+    scheme, sep, _ = text.partition("://")
+    return bool(sep) and scheme.lower() in URL_SCHEMES
+
+
+@lru_cache(maxsize=1024)
+def translate(sql: str) -> str:
+    """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, `:name` → `%(name)s`, a literal `%`
+    doubled, `group_concat(x)` → `string_agg(x::text, ',')`, SQLite's two-argument `MAX(a, b)` →
+    `GREATEST(a, b)`; quoted strings and `::` casts are left as written."""
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group(0)
+        if token == "?":
+            return "%s"
+        if token == "%":
+            return "%%"
+        if match.group(1):
+            return f"%({match.group(1)})s"
+        if match.group(2):
+            return f"string_agg(CAST({match.group(2)} AS TEXT), ',')"
+        if match.group(3):
+            return f"GREATEST({translate(match.group(3))}, {translate(match.group(4))})"
+        return token  # a quoted string, or a cast
+
+    return _SQL_TOKEN.sub(replace, sql)
+
+
+def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
+    """The driver's error as the DB-API class the repositories and their callers already catch.
+
+    Both engines raise the same classes (sqlite3's PEP 249 tree): a broken constraint or an
+    append-only trigger is an IntegrityError, anything else an OperationalError. The SQLSTATE stays
+    on the error (`sqlstate`) and the driver's error is its cause.
+    """
+    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    refused = isinstance(error, psycopg.errors.IntegrityError | psycopg.errors.RaiseException)
+    mapped: sqlite3.DatabaseError = (sqlite3.IntegrityError if refused else sqlite3.OperationalError)(message)
+    mapped.sqlstate = error.sqlstate  # type: ignore[attr-defined]
+    return mapped
+
+
+class PgCursor:
+    """A finished statement's results, shaped like the sqlite3 cursor the repositories read."""
+
+    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+        self._cursor = cursor
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    def fetchone(self) -> Any:
+        return self._cursor.fetchone() if self._cursor.description is not None else None
+
+    def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall() if self._cursor.description is not None else []
+
+    def fetchmany(self, size: int) -> list[Any]:
+        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._cursor) if self._cursor.description is not None else iter(())
+
+
+class PgDatabase:
+    """What a repository function gets on PostgreSQL: `execute`, and `conn.execute` / `conn.executemany`."""
+
+    dialect = "postgresql"
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn = conn
+
+    @property
+    def conn(self) -> PgDatabase:
+        """Itself: the repositories reach the driver as `db.conn`, which here is the same adapter."""
+        return self
+
+    @property
+    def raw(self) -> psycopg.Connection[Any]:
+        """The psycopg connection (for PostgreSQL-only statements such as COPY)."""
+        return self._conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
+        """Run one statement (SQL as the repositories write it) and return its results."""
+        cursor = self._conn.cursor()
+        try:
+            cursor.execute(translate(sql), parameters if parameters else None)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        return PgCursor(cursor)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> PgCursor:
+        """Run one statement for each row, pipelined."""
+        # Built first: a row generator may itself query (the audit writer reads each request), and the
+        # connection is busy for the whole of executemany.
+        rows = list(rows)
+        cursor = self._conn.cursor()
+        try:
+            cursor.executemany(translate(sql), rows)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        return PgCursor(cursor)
+
+
+class PgStore(Store):
+    """Owns the connection pool of one PostgreSQL database; every access goes through `read` or `write`."""
+
+    dialect = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        pool: ConnectionPool[Any],
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.url = url
+        self.path = redact_url(url)  # what messages may show of where the data lives
+        self._pool: ConnectionPool[Any] | None = pool
+        self._executor = executor
+
+    @classmethod
+    async def open(  # type: ignore[override]
+        cls,
+        url: str,
+        *,
+        exclusive: bool = False,
+        secrets: SecretRegistry | None = None,
+        pool_size: int = POOL_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> PgStore:
+        """Connect (a StartupError naming the server, never the password, when it cannot), and migrate.
+
+        `exclusive` is accepted for the Store interface and changes nothing: any number of bots may run
+        on one PostgreSQL database; they share the work through leases (core/claims.py).
+        """
+        password = url_password(url)
+        if password and secrets is not None:
+            secrets.register(password)
+        where = redact_url(url)
+        executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="jitbot-pg")
+        loop = asyncio.get_running_loop()
+        pool: ConnectionPool[Any] = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            name="jitbot",
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
+        )
+        try:
+            await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
+            await loop.run_in_executor(executor, _migrate, pool, where, url)
+        except BaseException:
+            await loop.run_in_executor(executor, pool.close)
+            executor.shutdown(wait=True)
+            raise
+        return cls(url, pool, executor)
+
+    async def read(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(db)` on a pooled connection in a read-only transaction."""
+        return await self._submit(self._run_read, fn)
+
+    async def write(self, fn: Callable[[Any], T]) -> T:
+        """Run `fn(db)` in one transaction, serialised with every other write (see the module docstring).
+
+        If the awaiting task is cancelled the transaction still finishes on its thread, and commits
+        if `fn` succeeds; callers must treat a cancelled write as "maybe committed".
+        """
+        return await self._submit(self._run_write, fn)
+
+    async def close(self) -> None:
+        """Close the pool and stop the threads. Idempotent."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self._executor, pool.close)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    @property
+    def closed(self) -> bool:
+        """Whether close() has been called."""
+        return self._pool is None
+
+    async def _submit(self, runner: Callable[[Callable[[Any], T]], T], fn: Callable[[Any], T]) -> T:
+        if self._pool is None:
+            raise RuntimeError("the store is closed")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, runner, fn)
+
+    def _run_read(self, fn: Callable[[Any], T]) -> T:
+        try:
+            with self._require_pool().connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION READ ONLY")
+                return fn(PgDatabase(conn))
+        except psycopg.Error as error:  # the connection itself, or COMMIT
+            raise as_dbapi_error(error) from error
+
+    def _run_write(self, fn: Callable[[Any], T]) -> T:
+        try:
+            with self._require_pool().connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+                return fn(PgDatabase(conn))
+        except psycopg.Error as error:  # the connection itself, or COMMIT
+            raise as_dbapi_error(error) from error
+
+    def _require_pool(self) -> ConnectionPool[Any]:
+        if self._pool is None:
+            raise RuntimeError("the store is closed")
+        return self._pool
+
+
+def _describe(error: BaseException, where: str, url: str | None = None) -> str:
+    """An error's first line, with the URL (if quoted) replaced by its redacted form."""
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    if url:
+        text = text.replace(url, where)
+        password = url_password(url)
+        if password:
+            text = text.replace(password, "***")
+    return text
+
+
+def _open_pool(pool: ConnectionPool[Any], url: str, where: str, timeout: float) -> None:
+    # One plain connection first: an unknown host or a refused password is reported at once and
+    # precisely, where the pool would only retry until its timeout.
+    try:
+        psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout))).close()
+    except psycopg.Error as error:
+        raise StartupError(
+            f"cannot connect to the PostgreSQL database {where}: {_describe(error, where, url)}"
+        ) from None
+    try:
+        pool.open(wait=True, timeout=timeout)
+    except PoolTimeout:
+        raise StartupError(
+            f"cannot connect to the PostgreSQL database {where} within {timeout:g}s: check JITBOT_DB, "
+            "that the server is up and that this host may connect"
+        ) from None
+
+
+def _migrate(pool: ConnectionPool[Any], where: str, url: str) -> None:
+    from storage.pg_migrations import apply_pg_migrations
+
+    try:
+        with pool.connection() as conn:
+            apply_pg_migrations(conn)
+    except psycopg.Error as error:
+        raise StartupError(f"cannot use the PostgreSQL database {where}: {_describe(error, where)}") from None
