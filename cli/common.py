@@ -10,7 +10,7 @@ EXIT_INVALID_CONFIG = 2
 
 
 def database_path() -> str:
-    """JITBOT_DB (default data/jitbot.db; or a postgresql:// URL) for the commands that open it; StartupError if unusable."""
+    """JITBOT_DB (data/jitbot.db by default, or a postgresql:// URL); StartupError if it is unusable."""
     from storage.db import DEFAULT_DATABASE_PATH, check_database_path
 
     return check_database_path(os.environ.get("JITBOT_DB") or DEFAULT_DATABASE_PATH, name="JITBOT_DB")
