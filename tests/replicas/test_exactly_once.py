@@ -91,8 +91,10 @@ async def test_a_due_revocation_runs_once_though_every_replica_sweeps_at_the_sam
 
 async def test_metrics_count_the_work_each_replica_claimed(slack, replicas):
     first = replicas[0]
-    for i in range(3):
-        message = await first.request("U_ALICE", "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason=f"n{i}")
+    # Two people, so each approval is a grant of its own (a second request of the same person for the
+    # same access would be an extension, which moves an end without taking the access's lease).
+    for requester in ("U_ALICE", "U_CAROL"):
+        message = await first.request(requester, "db_access", APPROVAL_CHANNEL, target="Prod Admin", reason="n")
         await slack.click(message, text="Approve", user="U_BOB")
         await idle(replicas)  # the grant is done whichever replica took the click
     await idle(replicas)
@@ -104,4 +106,4 @@ async def test_metrics_count_the_work_each_replica_claimed(slack, replicas):
             claimed[kind] += int(registry.get_sample_value("jitbot_replica_claims_total", {"kind": kind}) or 0)
         assert registry.get_sample_value("jitbot_replica_leases_held") == 0  # all work finished, all given back
     # Each approval took its request's lease and each grant its access's (on whichever replica ran it).
-    assert claimed["request"] >= 3 and claimed["access"] >= 3
+    assert claimed["request"] >= 2 and claimed["access"] >= 2
