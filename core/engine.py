@@ -417,7 +417,10 @@ class AccessEngine:
                     )
                 except NotAllowed as refused:  # the present says no (e.g. deactivated): humans decide
                     log.info("fast_track.refused", request_id=request.id, reason=refused.user_message)
-            request = await self._post_for_approval(await self.policy.close_if_unreachable(flow, request))
+            # Under the request's lock: a click on the message the moment it appears (before its ts is
+            # stored) waits for the post to be recorded instead of being refused as a foreign message.
+            async with life.lock(request.id):
+                request = await self._post_for_approval(await self.policy.close_if_unreachable(flow, request))
             if request.timeout_at:
                 life.timers.arm_expire(request.id, request.timeout_at)
             self.reminders.arm_first(request)

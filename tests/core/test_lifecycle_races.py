@@ -364,3 +364,33 @@ async def test_an_extension_approved_at_the_very_instant_the_access_ends_is_an_o
     clock.set(extension.expires_at)
     await engine.revoke(extension.id)
     assert not strategy.holds("u_alice@example.com", "prod")
+
+
+async def test_an_approve_clicked_the_moment_the_request_is_posted_waits_for_it_to_be_recorded(world):
+    """Bob clicks Approve as soon as the message appears, before jitbot has stored which message it is
+    (a fast approver, or a second replica): the click must wait for the post, not be refused as coming
+    from a foreign message."""
+    engine, _, _, strategy, _ = world
+    repo = engine.requests
+    posted, release = asyncio.Event(), asyncio.Event()
+    real = repo.update
+
+    async def held_open(request_id, changes, **kwargs):
+        if "message_ts" in changes:
+            posted.set()
+            await release.wait()
+        return await real(request_id, changes, **kwargs)
+
+    repo.update = held_open  # the message is in the channel; its ts is not stored yet
+    submitting = asyncio.create_task(ask(engine))
+    await posted.wait()
+    (pending,) = await repo.list_by_status(S.PENDING)
+    message = MessageRef(channel=pending.approval_channel, ts=f"1.{pending.id}")
+    approving = asyncio.create_task(engine.approve(pending.id, "U_BOB", source=message))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    release.set()
+    await submitting
+    approved = await approving  # before the fix: NotAllowed("This button does not belong to ...")
+    assert approved.status is S.GRANTED
+    assert strategy.holds("u_alice@example.com", "prod")
