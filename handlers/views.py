@@ -11,7 +11,8 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
-from core.engine import AccessEngine, SubmissionRejected
+from core.engine import AccessEngine
+from core.submitting import SubmissionRejected
 from handlers import blocks
 from handlers.forms import parse_form
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
