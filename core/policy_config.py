@@ -2,7 +2,7 @@
 
 `approvals_required` is a plain integer on the flow; these are the nested blocks. The rules that
 tie them to the rest of a flow (more approvals required than static approvers, escalation sooner
-than the first reminder) are checked on the flow itself (`core.config_models.Flow`), so each error
+than the first reminder) are checked on the flow itself (`core.flow_models.Flow`), so each error
 carries the key's line in the file.
 """
 
