@@ -6,18 +6,14 @@ from datetime import timedelta
 import pytest
 
 from core.config import load_config
-from core.engine import AccessEngine
 from core.errors import NotAllowed
-from core.hook_runner import HookRunner
 from core.models import RequestStatus as S
 from core.ports import UserInfo
-from storage.approvals import ApprovalRepo
-from storage.audit import AuditLog
 from storage.db import Store
-from storage.identities import IdentityStore
 from storage.requests import RequestRepo
 from tests.core.test_engine import RecordingNotifier
 from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
 
 FLOWS = """\
@@ -71,20 +67,14 @@ async def world(tmp_path):
     )
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy, slack = FrozenClock(), RecordingNotifier(), FakeStrategy(), ScriptedSlack()
-    audit = AuditLog(store)
-    engine = AccessEngine(
-        config=config,
-        requests=FlakyRequests(store),
-        audit=audit,
-        identities=IdentityStore(store),
+    engine = build_engine(
+        store,
+        config,
         strategies={"db": strategy},
-        hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
         notifier=notifier,
         directory=slack,
         clock=clock,
-        grant_retry_delay=0,
-        retry_delay=0,
-        approvals=ApprovalRepo(store),
+        requests=FlakyRequests(store),
     )
     draft = await engine.prepare("db", "U_ALICE", "prod", {"duration": "1h"}, timedelta(hours=1))
     request = await engine.submit(draft)

@@ -5,17 +5,14 @@ from datetime import timedelta
 import pytest
 
 from core.config import load_config
-from core.engine import AccessEngine, SubmissionRejected
+from core.engine import SubmissionRejected
 from core.errors import StrategyUnavailable
 from core.expiry import revoke_backoff
-from core.hook_runner import HookRunner
 from core.models import RequestStatus as S
 from core.ports import UserInfo
-from storage.audit import AuditLog
 from storage.db import Store
-from storage.identities import IdentityStore
-from storage.requests import RequestRepo
 from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
 
 FLOWS = """\
@@ -65,20 +62,10 @@ async def world(tmp_path, request):
     where = tmp_path / "db.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
     store = await Store.open(where)
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
-    audit = AuditLog(store)
 
     def build():
-        return AccessEngine(
-            config=config,
-            requests=RequestRepo(store),
-            audit=audit,
-            identities=IdentityStore(store),
-            strategies={"db": strategy},
-            hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
-            notifier=notifier,
-            directory=Directory(),
-            clock=clock,
-            grant_retry_delay=0,
+        return build_engine(
+            store, config, strategies={"db": strategy}, notifier=notifier, directory=Directory(), clock=clock
         )
 
     yield build, clock, notifier, strategy

@@ -12,19 +12,13 @@ from datetime import timedelta
 import pytest
 
 from core.config import load_config
-from core.engine import AccessEngine
 from core.errors import NotAllowed
-from core.hook_runner import HookRunner
 from core.models import MessageRef
 from core.models import RequestStatus as S
 from core.ports import UserInfo
-from storage.approvals import ApprovalRepo
-from storage.audit import AuditLog
 from storage.db import Store
-from storage.identities import IdentityStore
-from storage.reminders import ReminderRepo
-from storage.requests import RequestRepo
 from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
 
 FLOWS = """\
@@ -112,20 +106,13 @@ async def world(tmp_path):
     )
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy, directory = FrozenClock(), Notifier(), FakeStrategy(), Directory()
-    audit = AuditLog(store)
-    engine = AccessEngine(
-        config=config,
-        requests=RequestRepo(store),
-        audit=audit,
-        identities=IdentityStore(store),
+    engine = build_engine(
+        store,
+        config,
         strategies={"db": strategy, "pair": strategy},
-        hooks=HookRunner({}, {}, notifier=notifier, audit=audit, clock=clock),
         notifier=notifier,
         directory=directory,
         clock=clock,
-        grant_retry_delay=0,
-        approvals=ApprovalRepo(store),
-        reminders=ReminderRepo(store),
     )
     yield engine, clock, notifier, strategy, directory
     await engine.settle(5)

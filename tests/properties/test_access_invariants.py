@@ -58,16 +58,14 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from core.config import load_config
 from core.engine import AccessEngine
 from core.expiry import revoke_backoff
-from core.hook_runner import HookRunner
 from core.hooks import load_hooks
 from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
-from storage.approvals import ApprovalRepo
-from storage.audit import AuditLog, row_to_event
-from storage.identities import IdentityStore
+from storage.audit import row_to_event
 from storage.requests import FIELDS, RequestRepo, row_to_request
 from strategies.registry import INTEGRATION_TYPES
 from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine as engine_on
 from tests.fakes.faulty import (
     GRANT_FAULTS,
     REVOKE_FAULTS,
@@ -276,34 +274,22 @@ class World:
 
 
 def build_engine(world: World) -> AccessEngine:
-    """The one place that knows how an AccessEngine is put together: adapt it when the constructor changes.
-
-    As runtime.py does: repositories on the store, each hooked flow's hooks file loaded afresh, a
-    HookRunner with the Slack directory as `evt.integrations.slack`. Retry sleeps are zero (the clock
-    is fake; real sleeps would only slow the test down).
-    """
-    store = world.store
-    audit = AuditLog(store)
+    """The world's engine, put together by the tests' one factory (tests/fakes/engine.py), with each
+    hooked flow's hooks file loaded afresh."""
     modules = {}
     for flow in world.config.flows:
         if flow.hooks:
             modules[flow.name] = load_hooks(world.hooks_path, timeout=flow.hook_timeout.total_seconds())
     world.hook_modules.extend(modules.values())
-    hooks = HookRunner(modules, {"slack": world.directory}, notifier=world.notifier, audit=audit, clock=world.clock)
-    optional: dict[str, Any] = {"grant_retry_delay": 0, "retry_delay": 0, "approvals": ApprovalRepo(store)}
-    accepted = inspect.signature(AccessEngine).parameters
-    return AccessEngine(
-        config=world.config,
-        requests=RequestRepo(store),
-        audit=audit,
-        identities=IdentityStore(store, world.clock),
-        strategies=dict(world.strategies),
-        hooks=hooks,
+    return engine_on(
+        world.store,
+        world.config,
+        strategies=world.strategies,
         notifier=world.notifier,
         directory=world.directory,
         clock=world.clock,
+        hook_modules=modules,
         timers=world.timers,
-        **{k: v for k, v in optional.items() if k in accepted},
     )
 
 

@@ -24,19 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.config import load_config
-from core.engine import AccessEngine
 from core.errors import NotAllowed
-from core.hook_runner import HookRunner
 from core.models import MessageRef
 from core.models import RequestStatus as S
-from storage.approvals import ApprovalRepo
-from storage.audit import AuditLog
 from storage.db import Store
-from storage.identities import IdentityStore
-from storage.reminders import ReminderRepo
-from storage.requests import RequestRepo
 from strategies.registry import INTEGRATION_TYPES
 from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine
 from tests.fakes.faulty import FakeDirectory, FakeTimers, FaultyNotifier
 from tests.fakes.strategy import TEST_STRATEGY_TYPES, FakeStrategy
 from tests.properties.conftest import property_settings
@@ -78,23 +72,15 @@ async def run(required: int, groups: list[list[tuple[str, str]]]) -> tuple[S, tu
         )
         store = await Store.open(str(folder / "jit.db"))
         clock, directory, notifier = FrozenClock(), FakeDirectory(PEOPLE, {}), FaultyNotifier()
-        audit = AuditLog(store)
         strategy = FakeStrategy()
-        engine = AccessEngine(
-            config=config,
-            requests=RequestRepo(store),
-            audit=audit,
-            identities=IdentityStore(store, clock),
+        engine = build_engine(
+            store,
+            config,
             strategies={"db": strategy},
-            hooks=HookRunner({}, {"slack": directory}, notifier=notifier, audit=audit, clock=clock),
             notifier=notifier,
             directory=directory,
             clock=clock,
             timers=FakeTimers(),
-            grant_retry_delay=0,
-            retry_delay=0,
-            approvals=ApprovalRepo(store),
-            reminders=ReminderRepo(store),
         )
         try:
             draft = await engine.prepare("db", REQUESTER, "prod", {}, timedelta(hours=1))
