@@ -25,6 +25,7 @@ import sqlite_utils
 
 from core.access_review import GrantRecord, TargetSummary, request_reason
 from storage.db import dialect, from_db_time, to_db_time
+from storage.grant_spec import decode_grant_spec, recorded_identity
 
 # The statuses of requests that were approved, so may have held access.
 REVIEW_STATUSES = ("approved", "granted", "revoked", "failed")
@@ -128,8 +129,7 @@ def _record(row: tuple[Any, ...]) -> GrantRecord:
         previous_end,
         planned_end,
     ) = row
-    grant_spec = json.loads(spec) if spec else {}
-    identity = grant_spec.get("identity")
+    grant_spec = decode_grant_spec(spec)
     held_since = grant_spec.get("held_since") if continues else None
     return GrantRecord(
         request_id=request_id,
@@ -137,7 +137,7 @@ def _record(row: tuple[Any, ...]) -> GrantRecord:
         target=target,
         requester=requester,
         requester_email=email,
-        identity=identity if isinstance(identity, str) else None,
+        identity=recorded_identity(grant_spec),
         status=status,
         requested_at=from_db_time(created_at),
         approved_by=decided_by,

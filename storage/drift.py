@@ -20,6 +20,7 @@ from core.secrets import SecretRegistry
 from core.strategy import Holder
 from storage.audit import AuditWriter
 from storage.db import Store, from_db_time, to_db_time
+from storage.grant_spec import decode_grant_spec, recorded_identity
 
 _FINDING = (
     "SELECT id, access_key, flow, target, holder_id, holder_name, holder_kind, found_at, alerted_at, "
@@ -45,7 +46,6 @@ def _finding(row: tuple[Any, ...]) -> Finding:
 
 def _live(row: tuple[Any, ...]) -> LiveGrant:
     request_id, flow, target, requester, email, spec, state = row
-    identity = json.loads(spec).get("identity") if spec and spec != "{}" else None
     values = json.loads(state) if state and state != "{}" else {}
     return LiveGrant(
         request_id=request_id,
@@ -53,7 +53,7 @@ def _live(row: tuple[Any, ...]) -> LiveGrant:
         target=target,
         requester=requester,
         requester_email=email,
-        identity=identity if isinstance(identity, str) else None,
+        identity=recorded_identity(decode_grant_spec(spec)),
         state=frozenset(str(v) for v in values.values() if v),
     )
 
