@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from typing import Any
+from typing import Any, Generic, Self, TypeVar, cast, overload
 
 import structlog
 
@@ -62,6 +62,32 @@ from core.submitting import Draft, SubmissionRejected, Submissions
 __all__ = ["AccessEngine", "Draft", "SubmissionRejected"]  # the submission's names, still importable from here
 
 log = structlog.get_logger("jitbot.engine")
+
+T = TypeVar("T")
+
+
+class _OfLife(Generic[T]):
+    """An engine attribute that is its Lifecycle's attribute of the same name (read-only unless `settable`)."""
+
+    def __init__(self, doc: str, *, settable: bool = False) -> None:
+        self.__doc__ = doc
+        self.settable = settable
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, engine: None, owner: type) -> Self: ...
+    @overload
+    def __get__(self, engine: AccessEngine, owner: type) -> T: ...
+    def __get__(self, engine: AccessEngine | None, owner: type) -> T | Self:
+        return self if engine is None else cast(T, getattr(engine.life, self.name))
+
+    def __set__(self, engine: AccessEngine, value: T) -> None:
+        if not self.settable:  # as a property without a setter
+            raise AttributeError(f"property {self.name!r} of 'AccessEngine' object has no setter")
+        setattr(engine.life, self.name, value)
 
 
 class AccessEngine:
@@ -123,41 +149,23 @@ class AccessEngine:
 
     # ── what the composition root and the tests reach ─────────────────────────────────────────
 
-    @property
-    def config(self) -> JitConfig:
-        """The loaded flows file."""
-        return self.life.config
-
-    @config.setter
-    def config(self, value: JitConfig) -> None:
-        self.life.config = value
-
-    @property
-    def strategies(self) -> Mapping[str, Strategy]:
-        """The strategy of each flow, by flow name."""
-        return self.life.strategies
-
-    @strategies.setter
-    def strategies(self, value: Mapping[str, Strategy]) -> None:
-        self.life.strategies = value
-
-    @property
-    def timers(self) -> Timers:
-        """Where revocation and expiry timers are armed (the scheduler, once wired)."""
-        return self.life.timers
-
-    @timers.setter
-    def timers(self, value: Timers) -> None:
-        self.life.timers = value
-
-    @property
-    def metrics(self) -> Metrics:
-        """Where strategy calls and revocation lateness are reported (the /metrics adapter, once wired)."""
-        return self.life.metrics
-
-    @metrics.setter
-    def metrics(self, value: Metrics) -> None:
-        self.life.metrics = value
+    # Each is the Lifecycle's attribute, not a copy: every part of the engine reads it there, so a
+    # value the composition root sets (the scheduler, the metrics, a reloaded config) reaches them all.
+    config: _OfLife[JitConfig] = _OfLife("The loaded flows file.", settable=True)
+    strategies: _OfLife[Mapping[str, Strategy]] = _OfLife("The strategy of each flow, by flow name.", settable=True)
+    timers: _OfLife[Timers] = _OfLife(
+        "Where revocation and expiry timers are armed (the scheduler, once wired).", settable=True
+    )
+    metrics: _OfLife[Metrics] = _OfLife(
+        "Where strategy calls and revocation lateness are reported (the /metrics adapter, once wired).", settable=True
+    )
+    retired: _OfLife[dict[str, tuple[Strategy, Target]]] = _OfLife(
+        "Live grants of edited or removed flows: the strategy and target each recorded.", settable=True
+    )
+    requests: _OfLife[RequestStore] = _OfLife("The request store.")
+    audit: _OfLife[AuditTrail] = _OfLife("The audit trail.")
+    identities: _OfLife[IdentityLookup] = _OfLife("The identity overrides.")
+    hooks: _OfLife[HookRunner] = _OfLife("The flows' policy hooks.")
 
     async def settle(self, timeout: float | None = None) -> int:
         """Wait for the notifications that follow revocations (at most `timeout` s); return how many are left."""
@@ -166,35 +174,6 @@ class AccessEngine:
     async def cancel_follow_ups(self) -> int:
         """Cancel the notifications still running (at shutdown, once their time is up); return how many."""
         return await self.life.follow_ups.cancel()
-
-    @property
-    def retired(self) -> dict[str, tuple[Strategy, Target]]:
-        """Live grants of edited or removed flows: the strategy and target each recorded."""
-        return self.life.retired
-
-    @retired.setter
-    def retired(self, value: dict[str, tuple[Strategy, Target]]) -> None:
-        self.life.retired = value
-
-    @property
-    def requests(self) -> RequestStore:
-        """The request store."""
-        return self.life.requests
-
-    @property
-    def audit(self) -> AuditTrail:
-        """The audit trail."""
-        return self.life.audit
-
-    @property
-    def identities(self) -> IdentityLookup:
-        """The identity overrides."""
-        return self.life.identities
-
-    @property
-    def hooks(self) -> HookRunner:
-        """The flows' policy hooks."""
-        return self.life.hooks
 
     @property
     def retry_delay(self) -> float:
