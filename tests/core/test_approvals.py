@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from core.config import load_config
 from core.errors import NotAllowed
 from core.models import RequestStatus as S
 from core.ports import UserInfo
@@ -13,8 +12,8 @@ from storage.db import Store
 from storage.requests import RequestRepo
 from tests.core.test_engine import RecordingNotifier
 from tests.fakes.clock import FrozenClock
-from tests.fakes.engine import build_engine
-from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
+from tests.fakes.engine import build_engine, flows_config
+from tests.fakes.strategy import FakeStrategy
 
 FLOWS = """\
 flows:
@@ -61,10 +60,7 @@ class FlakyRequests(RequestRepo):
 
 @pytest.fixture
 async def world(tmp_path):
-    (tmp_path / "flows.yaml").write_text(FLOWS)
-    config = load_config(
-        tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
-    )
+    config = flows_config(tmp_path, FLOWS)
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy, slack = FrozenClock(), RecordingNotifier(), FakeStrategy(), ScriptedSlack()
     engine = build_engine(

@@ -12,7 +12,7 @@ from core.models import RequestStatus as S
 from core.ports import UserInfo
 from storage.db import Store
 from tests.fakes.clock import FrozenClock
-from tests.fakes.engine import build_engine
+from tests.fakes.engine import build_engine, flows_config
 from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
 
 FLOWS = """\
@@ -55,10 +55,7 @@ class Directory:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def world(tmp_path, request):
-    (tmp_path / "flows.yaml").write_text(FLOWS)
-    config = load_config(
-        tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
-    )
+    config = flows_config(tmp_path, FLOWS)
     where = tmp_path / "db.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
     store = await Store.open(where)
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()

@@ -11,15 +11,14 @@ from datetime import timedelta
 
 import pytest
 
-from core.config import load_config
 from core.errors import NotAllowed
 from core.models import MessageRef
 from core.models import RequestStatus as S
 from core.ports import UserInfo
 from storage.db import Store
 from tests.fakes.clock import FrozenClock
-from tests.fakes.engine import build_engine
-from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES, FakeStrategy
+from tests.fakes.engine import build_engine, flows_config
+from tests.fakes.strategy import FakeStrategy
 
 FLOWS = """\
 slack: {alerts_channel: C_ALERTS}
@@ -100,10 +99,7 @@ class Directory:
 
 @pytest.fixture
 async def world(tmp_path):
-    (tmp_path / "flows.yaml").write_text(FLOWS)
-    config = load_config(
-        tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
-    )
+    config = flows_config(tmp_path, FLOWS)
     store = await Store.open(tmp_path / "db.sqlite")
     clock, notifier, strategy, directory = FrozenClock(), Notifier(), FakeStrategy(), Directory()
     engine = build_engine(

@@ -9,8 +9,10 @@ Slack, the target systems and the clock, and anything else the engine takes as `
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
+from core.config import load_config
 from core.config_models import JitConfig
 from core.engine import AccessEngine
 from core.hook_runner import HookRunner
@@ -22,6 +24,15 @@ from storage.identities import IdentityStore
 from storage.reminders import ReminderRepo
 from storage.requests import RequestRepo
 from tests.fakes.clock import FrozenClock
+from tests.fakes.strategy import TEST_INTEGRATION_TYPES, TEST_STRATEGY_TYPES
+
+
+def flows_config(folder: Path, text: str) -> JitConfig:
+    """`text` written as `folder`/flows.yaml and loaded as the bot loads it, with the test strategies."""
+    (folder / "flows.yaml").write_text(text)
+    return load_config(
+        folder / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
+    )
 
 
 def build_engine(
