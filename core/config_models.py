@@ -1,8 +1,8 @@
 """The flows file's top-level model (docs/configuration.md): `JitConfig`, its `slack:` block and its flows.
 
 A flow's own models are in core.flow_models; the validation plumbing (context, registries, the
-whole-file duplicate-name checks) in core.config_checks. Both are re-exported here, where the rest
-of the code imports them from.
+whole-file duplicate-name checks) in core.config_checks. The names the rest of the code uses
+(Flow, FieldSpec, ValidationContext, …) are re-exported here, where it imports them from.
 """
 
 from __future__ import annotations
