@@ -21,7 +21,6 @@ in docs/guarantees.md.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -61,6 +60,7 @@ from core.ports import (
     UserInfo,
 )
 from core.reminders import Reminders
+from core.resubmission import once, request_id_for
 from core.retry import call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
@@ -88,6 +88,7 @@ class Draft:
     extends: str | None = None  # the live grant of the same target this request extends (core.extension)
     via: str = SLACK  # how the request arrived: "slack" (the modal) or "api"
     token: str | None = None  # the API token's name, when it came through the API
+    key: str | None = None  # what makes the submission one, so a redelivery is not a second request (a Slack view)
 
 
 class AccessEngine:
@@ -351,7 +352,13 @@ class AccessEngine:
         """Store a pending request, consult the flow's hooks, post it for approval, tell the requester.
 
         `via` overrides how the draft says it arrived (an extension asked for with a button or the API).
+        A draft with a `key` makes its request once, however often it is submitted (core.resubmission).
         """
+        if draft.key is not None:
+            return await once(self.life, draft.key, lambda: self._submit(draft, via))
+        return await self._submit(draft, via)
+
+    async def _submit(self, draft: Draft, via: str | None) -> AccessRequest:
         if via is not None and via != draft.via:
             draft = replace(draft, via=via)
         life = self.life
@@ -359,7 +366,7 @@ class AccessEngine:
         now = life.clock.now()
         hooked = life.hooks.active(flow)
         request = AccessRequest(
-            id=uuid.uuid4().hex[:16],
+            id=request_id_for(draft.key),
             flow=flow.name,
             target=draft.target.name,
             requester=draft.requester.slack_id,

@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.decisions import AlreadyDecided
 from core.engine import AccessEngine
 from core.errors import JitError
 from core.models import MessageRef
@@ -61,6 +62,9 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
             source = MessageRef(meta.channel, meta.ts) if meta.channel else None
             await engine.deny(meta.request_id, actor, reason=reason, source=source)
         except JitError as error:
+            if isinstance(error, AlreadyDecided) and error.status == S.DENIED.value and error.by == actor:
+                # Their own denial delivered again (Slack retries a late ack): done, nothing to refuse.
+                return
             # Told where they clicked, like any refused click (the submission itself has no channel).
             where = {"user": {"id": actor}, "channel": {"id": meta.channel}} if meta.channel else body
             await listeners.handle_error(error, where, client)

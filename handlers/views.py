@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -12,8 +13,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine, SubmissionRejected
+from core.resubmission import earlier
 from handlers import blocks
-from handlers.forms import parse_form
+from handlers.forms import parse_form, submission_key
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import BadMetadata, FormMetadata
@@ -39,6 +41,10 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
         await client.views_update(view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel))
 
     async def handle_request_form_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        key = submission_key(body, view)
+        if key is not None and await earlier(engine.requests, key) is not None:
+            await ack()  # Slack delivered this submission again (a late ack): its request exists
+            return
         try:
             meta = FormMetadata.decode(view.get("private_metadata"))
             flow = config.flow(meta.flow)
@@ -85,7 +91,7 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             )
             return
         await ack()
-        await engine.submit(draft)
+        await engine.submit(replace(draft, key=key))
 
     app.action(ActionId.PICK_FLOW)(listeners.reported(handle_flow_pick_action))
     app.view(CallbackId.REQUEST_FORM)(listeners.reported(handle_request_form_submission))
