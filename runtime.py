@@ -310,7 +310,8 @@ class Runtime:
         # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
         # once instead of polling for it every 10 ms.
         self.app = AsyncApp(client=self.client, process_before_response=True)
-        handlers.register(self.app, config=self.config, engine=self.engine, listeners=self.listeners)
+        home = handlers.register(self.app, config=self.config, engine=self.engine, listeners=self.listeners)
+        notifier.published = home.refresh.changed  # a request changed: Homes left open are published again
 
         if self.start_timers:
             self.scheduler.start(sweep=False)
