@@ -21,6 +21,7 @@ the Slack client's own retry handler. A failure is logged, never raised nor show
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterable
 
@@ -92,6 +93,7 @@ class HomeRefresh:
                     request_id = next(iter(self._changed))
                     for user in await self._concerned(self._changed.pop(request_id)):
                         self._stale[user] = None
+                    await asyncio.sleep(0)  # a burst of changes never holds the event loop for long
                 if not self._stale:
                     continue
                 user = next(iter(self._stale))
