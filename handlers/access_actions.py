@@ -26,6 +26,7 @@ from handlers.forms import parse_form, submission_key
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
+from handlers.redelivery import skip_modal
 
 log = structlog.get_logger("jitbot.actions")
 
@@ -86,9 +87,11 @@ def register(
         await after_click(body, client, f":leftwards_arrow_with_hook: You cancelled request `{request.id}`.")
 
     async def handle_extend_button(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, request: Any
     ) -> None:
         await ack()
+        if skip_modal(request, "extend_form"):
+            return  # the first delivery opened it; this trigger is spent
         # The trigger lives 3 s: check (one read, one fresh user lookup), then open the modal at once.
         holder, flow = await engine.extensions.extendable(parse_decision_value(action.get("value")), body["user"]["id"])
         label = _target_label(config, holder)

@@ -25,13 +25,22 @@ from handlers.policy_blocks import deny_modal
 
 
 async def deny_clicked(
-    engine: AccessEngine, client: AsyncWebClient, body: dict[str, Any], request_id: str, source: MessageRef | None
+    engine: AccessEngine,
+    client: AsyncWebClient,
+    body: dict[str, Any],
+    request_id: str,
+    source: MessageRef | None,
+    *,
+    redelivered: bool = False,
 ) -> None:
-    """A Deny click (already acked): open the reason modal, or decide at once where no reason applies."""
+    """A Deny click (already acked): open the reason modal, or decide at once where no reason applies.
+    A `redelivered` click opens no modal: the first delivery opened it, and spent its trigger."""
     actor = body["user"]["id"]
     request = await engine.requests.get(request_id)
     if actor == request.requester or request.status is not S.PENDING:
         await engine.deny(request_id, actor, source=source)
+        return
+    if redelivered:
         return
     # The trigger_id lives 3 seconds: one local read above, then straight to views.open.
     await client.views_open(

@@ -89,3 +89,38 @@ async def test_a_redelivered_deny_reason_denies_once(bot: Bot):
     actions = [e.action for e in await bot.running.audit(request.id)]
     assert actions.count("request.denied") == 1
     assert bot.slack.ephemerals_to("U_CAROL") == []  # the retry of her own denial is no refusal
+
+
+# ── a redelivered click or command that opens a modal ─────────────────────────────────────────────
+
+
+async def test_a_redelivered_extend_click_leaves_the_one_modal_open_and_shows_no_error(bot: Bot):
+    await granted(bot, duration="30m")
+    dm = await dm_with(bot, "Extend")
+    first = await bot.slack.click(dm, text="Extend", user="U_ALICE")
+    view = await bot.slack.wait_for_view("U_ALICE", contains="Extend access")
+    await bot.slack.redeliver(first, retry_attempt=1, retry_reason="timeout")
+    await bot.running.idle()
+    assert bot.slack.ephemerals_to("U_ALICE") == [] and not bot.slack.dms_to("U_ALICE")[-1].plain.startswith(
+        ":warning:"
+    )
+    assert [v.id for v in bot.slack.open_views("U_ALICE")] == [view.id]
+
+
+async def test_a_redelivered_deny_click_leaves_the_one_reason_modal_open_and_shows_no_error(bot: Bot):
+    message = await bot.request()
+    first = await bot.slack.click(message, text="Deny", user="U_CAROL")
+    view = await bot.slack.wait_for_view("U_CAROL", contains="Deny request")
+    await bot.slack.redeliver(first, retry_attempt=1, retry_reason="timeout")
+    await bot.running.idle()
+    assert bot.slack.ephemerals_to("U_CAROL") == []
+    assert [v.id for v in bot.slack.open_views("U_CAROL")] == [view.id]
+
+
+async def test_a_redelivered_sym_command_leaves_the_one_form_open_and_shows_no_error(bot: Bot):
+    first = await bot.slack.slash_command(user="U_ALICE", command="/sym", text="db_access")
+    view = await bot.slack.wait_for_view("U_ALICE", contains="Request access")
+    await bot.slack.redeliver(first, retry_attempt=1, retry_reason="timeout")
+    await bot.running.idle()
+    assert bot.slack.ephemerals_to("U_ALICE") == []
+    assert [v.id for v in bot.slack.open_views("U_ALICE")] == [view.id]
