@@ -9,6 +9,7 @@ from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
@@ -38,7 +39,16 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             return
         view = body["view"]
         channel = FormMetadata.decode(view.get("private_metadata")).channel if view.get("private_metadata") else None
-        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel))
+        try:
+            await client.views_update(
+                view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel)
+            )
+        except SlackApiError as error:
+            if error.response.get("error") != "hash_conflict":
+                raise
+            # The modal changed since this pick was sent (the same pick delivered again, or a newer one):
+            # what it shows now is newer than what this envelope would draw.
+            log.info("flow_pick.outdated", flow=flow.name)
 
     async def handle_request_form_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         key = submission_key(body, view)
