@@ -57,9 +57,7 @@ def load_config(
     `read_aws_secret` reads an `${aws_secret:NAME}`'s text by NAME (default: AWS Secrets Manager).
     """
     registry = SecretRegistry() if secrets is None else secrets
-    loader = _Loader(path, strategy_types, integration_types, registry)
-    loader.read_aws_secret = read_aws_secret
-    return loader.load(resolve_secrets)
+    return _Loader(path, strategy_types, integration_types, registry, read_aws_secret).load(resolve_secrets)
 
 
 def check_config(
@@ -85,6 +83,7 @@ class _Loader:
         strategy_types: Mapping[str, type[Configurable]],
         integration_types: Mapping[str, type[Configurable]],
         secrets: SecretRegistry,
+        read_aws_secret: Callable[[str], str] | None = None,  # None: AWS Secrets Manager
     ) -> None:
         self.path, self.file = Path(path), str(path)
         self.secrets = secrets
@@ -92,7 +91,7 @@ class _Loader:
         self.base_dir = self.path.parent.resolve()
         self.lines = LineIndex()
         self.held_back: list[Loc] = []  # values holding a reference that only resolution can check
-        self.read_aws_secret: Callable[[str], str] | None = None  # None: AWS Secrets Manager
+        self.read_aws_secret = read_aws_secret
 
     def check(self) -> tuple[Any, JitConfig | None, list[ConfigIssue]]:
         """Everything checkable without resolving references: (data, config or None, sorted issues)."""

@@ -2,7 +2,7 @@
 
 Slack sends a modal's submission again when its ack was late (the envelope marked `retry_attempt`,
 `retry_reason`), and a retry may reach another replica. A submission that names what makes it one
-(its `key`: for a Slack modal, the workspace and the view id, see handlers/forms.py) gets a request
+(its `key`: for a Slack modal, the workspace, view and trigger ids, see handlers/forms.py) gets a request
 id derived from that key. Submissions of one key take turns (a guard, which with replicas is also a
 database lease), and each looks for the request its key names before making one; the requests
 table's primary key refuses a second row all the same. The later delivery gets the earlier request

@@ -115,11 +115,13 @@ def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
 
 
 def submission_key(body: Mapping[str, Any], view: Mapping[str, Any]) -> str | None:
-    """What makes a modal's submission one (its workspace and view id), so that Slack delivering it
-    again is not a second request (core.resubmission); None when the payload names no view."""
+    """What makes a modal's submission one, so that Slack delivering it again is not a second request
+    (core.resubmission): its workspace, view and trigger (a redelivery repeats the payload whole; each
+    new submission gets a trigger of its own); None when the payload names no view."""
     view_id = view.get("id")
     if not isinstance(view_id, str) or not view_id:
         return None
     team = body.get("team")
     team_id = team.get("id") if isinstance(team, Mapping) else None
-    return f"slack:{team_id or view.get('team_id') or ''}:{view_id}"
+    trigger = body.get("trigger_id")
+    return f"slack:{team_id or view.get('team_id') or ''}:{view_id}:{trigger if isinstance(trigger, str) else ''}"
