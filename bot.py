@@ -117,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--status", help="only requests in this status (pending, granted, …)")
     revoke = sub.add_parser("revoke", help="end a live grant now through the HTTP API")
     revoke.add_argument("request_id", metavar="ID")
+    for api_command in (request, listing, revoke):
+        api_command.add_argument(
+            "--insecure-http",
+            action="store_true",
+            help="send the API token over plain http:// to a host other than this machine, where it can be read "
+            "on the way (refused without this flag; use an https:// JITBOT_API_URL instead)",
+        )
     return parser
 
 

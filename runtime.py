@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -174,6 +174,9 @@ class Runtime:
     # (tests shorten both).
     audit_backoff: Backoff = AUDIT_DELIVERY
     audit_poll_seconds: float = POLL_SECONDS
+    # Where `${aws_secret:NAME}` is read from, by NAME: None is AWS Secrets Manager; the sandbox passes
+    # its made-up values so that it never reads a real secret with the machine's credentials.
+    read_aws_secret: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         self.secrets.register(self.settings.bot_token)
@@ -208,6 +211,7 @@ class Runtime:
             integration_types=self.integration_types,
             resolve_secrets=True,
             secrets=self.secrets,
+            read_aws_secret=self.read_aws_secret,
         )
         self.client = AsyncWebClient(
             token=settings.bot_token,
@@ -310,7 +314,8 @@ class Runtime:
         # soon as ack() is called and finishes the work in the background, so Bolt sends the ack at
         # once instead of polling for it every 10 ms.
         self.app = AsyncApp(client=self.client, process_before_response=True)
-        handlers.register(self.app, config=self.config, engine=self.engine, listeners=self.listeners)
+        home = handlers.register(self.app, config=self.config, engine=self.engine, listeners=self.listeners)
+        notifier.published = home.refresh.changed  # a request changed: Homes left open are published again
 
         if self.start_timers:
             self.scheduler.start(sweep=False)

@@ -2,10 +2,15 @@
 
 Every failure becomes an `ApiFailure` with one sentence and the exit code to use: 2 for input the
 API refused as malformed or invalid (400, 404, 413, 415, 422) or a missing setting, 1 for the rest.
+
+The token goes in every call's Authorization header, so it is sent in clear text over `http://` to a
+host other than this machine only when the person asked for that (`--insecure-http`); otherwise the
+command stops before connecting (docs/api.md).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,19 +47,33 @@ class ApiClient:
     timeout: float = 60.0
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiClient:
-        """The client JITBOT_API_URL and JITBOT_API_TOKEN describe; ApiFailure naming whatever is missing."""
+    def from_env(cls, env: Mapping[str, str] = os.environ, *, insecure_http: bool = False) -> ApiClient:
+        """The client JITBOT_API_URL and JITBOT_API_TOKEN describe; ApiFailure naming whatever is missing, or
+        refusing plain http:// to another machine unless `insecure_http`."""
         url, token = (env.get("JITBOT_API_URL") or "").strip(), (env.get("JITBOT_API_TOKEN") or "").strip()
         missing = [name for name, value in (("JITBOT_API_URL", url), ("JITBOT_API_TOKEN", token)) if not value]
         if missing:
             raise ApiFailure(
                 f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set: set JITBOT_API_URL to the "
-                "bot's HTTP address (e.g. http://jitbot.internal:8080) and JITBOT_API_TOKEN to a token from "
+                "bot's HTTPS address (e.g. https://jitbot.internal.example.com) and JITBOT_API_TOKEN to a token from "
                 "'bot.py tokens create'.",
                 EXIT_BAD_INPUT,
             )
         if not url.startswith(("http://", "https://")):
             raise ApiFailure("JITBOT_API_URL must start with http:// or https://.", EXIT_BAD_INPUT)
+        try:
+            host = httpx.URL(url).host
+        except httpx.InvalidURL:
+            host = ""
+        if not host:
+            raise ApiFailure(f"JITBOT_API_URL names no host: {url!r}.", EXIT_BAD_INPUT)
+        if url.startswith("http://") and not insecure_http and not is_loopback(host):
+            raise ApiFailure(
+                f"JITBOT_API_URL is plain http:// to {host}, which is not this machine: the API token would "
+                "cross the network unencrypted. Use an https:// address, or pass --insecure-http to send it "
+                "anyway (only on a network you trust).",
+                EXIT_BAD_INPUT,
+            )
         return cls(url.rstrip("/"), token)
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
@@ -83,6 +102,17 @@ class ApiClient:
             passing=status in _PASSING,
             retry_after=_seconds(response.headers.get("Retry-After")),
         )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine by its very name: `localhost`, or a loopback address (127.0.0.0/8, ::1).
+    Other names are not resolved: what a name points at can change between this check and the call."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _seconds(value: str | None) -> float | None:

@@ -30,7 +30,7 @@ def api_command(args: argparse.Namespace) -> int:
     from cli.api_client import ApiClient, ApiFailure
 
     try:
-        client = ApiClient.from_env()
+        client = ApiClient.from_env(insecure_http=args.insecure_http)
         if args.command == "request":
             return commands.request(client, args.flow, args.target, args.field, args.duration, wait=args.wait)
         if args.command == "revoke":

@@ -47,15 +47,17 @@ def load_config(
     integration_types: Mapping[str, type[Configurable]],
     resolve_secrets: bool = False,
     secrets: SecretRegistry | None = None,
+    read_aws_secret: Callable[[str], str] | None = None,
 ) -> JitConfig:
     """Read and validate a flows file against the given registries; ConfigError lists every issue.
 
     The registries come from the composition root (`strategies.registry` in production): core never
     imports the adapters. Every secret value (resolved or written literally) is registered in
     `secrets`, the runtime's registry, which the returned config keeps (`JitConfig.secrets`).
+    `read_aws_secret` reads an `${aws_secret:NAME}`'s text by NAME (default: AWS Secrets Manager).
     """
     registry = SecretRegistry() if secrets is None else secrets
-    return _Loader(path, strategy_types, integration_types, registry).load(resolve_secrets)
+    return _Loader(path, strategy_types, integration_types, registry, read_aws_secret).load(resolve_secrets)
 
 
 def check_config(
@@ -81,6 +83,7 @@ class _Loader:
         strategy_types: Mapping[str, type[Configurable]],
         integration_types: Mapping[str, type[Configurable]],
         secrets: SecretRegistry,
+        read_aws_secret: Callable[[str], str] | None = None,  # None: AWS Secrets Manager
     ) -> None:
         self.path, self.file = Path(path), str(path)
         self.secrets = secrets
@@ -88,6 +91,7 @@ class _Loader:
         self.base_dir = self.path.parent.resolve()
         self.lines = LineIndex()
         self.held_back: list[Loc] = []  # values holding a reference that only resolution can check
+        self.read_aws_secret = read_aws_secret
 
     def check(self) -> tuple[Any, JitConfig | None, list[ConfigIssue]]:
         """Everything checkable without resolving references: (data, config or None, sorted issues)."""
@@ -226,7 +230,7 @@ class _Loader:
         return self._issue(loc, message)
 
     def _resolve(self, data: Any) -> tuple[Any, list[ConfigIssue]]:
-        resolver = SecretResolver(self.base_dir, secrets=self.secrets)
+        resolver = SecretResolver(self.base_dir, secrets=self.secrets, read_aws_secret=self.read_aws_secret)
         found = list(_strings_with_references(data))
         resolver.prefetch(ref for _, text in found for ref in parse_references(text))
         replacements: dict[Loc, str] = {}

@@ -33,7 +33,7 @@ class Metrics(Protocol):
         ...
 
     def lease_claimed(self, kind: str) -> None:
-        """This replica took a lease of `kind` ('request', 'access', 'job', 'audit'): a job it claimed."""
+        """This replica took a lease of `kind` ('request', 'access', 'job', 'audit', 'submission'): a job it claimed."""
         ...
 
 

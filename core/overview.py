@@ -44,7 +44,7 @@ async def overview_for(life: Lifecycle, directory: Directory, user: str, limit: 
     live = await life.requests.page_for_requester(user, [S.GRANTED], limit)
     pending = await life.requests.page_for_requester(user, [S.PENDING], limit)
     candidates, _ = await life.requests.page_pending(PENDING_SCAN, exclude_requester=user)
-    awaiting = [r for r in candidates if await _may_decide(life, directory, user, r)]
+    awaiting = [r for r in candidates if await awaits_decision_of(life, directory, user, r)]
     return Overview(
         user,
         Section(list(live[0]), live[1]),
@@ -53,7 +53,8 @@ async def overview_for(life: Lifecycle, directory: Directory, user: str, limit: 
     )
 
 
-async def _may_decide(life: Lifecycle, directory: Directory, user: str, request: AccessRequest) -> bool:
+async def awaits_decision_of(life: Lifecycle, directory: Directory, user: str, request: AccessRequest) -> bool:
+    """Whether `request` is one for `user` to decide, for display: user groups from the directory's cache."""
     if request.approvers is not None:  # routed by a hook; () = nobody
         return user in request.approvers
     flow = life.flow(request.flow)

@@ -10,7 +10,6 @@ with nobody allowed to decide it until its hooks' answer is stored (docs/guarant
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -32,6 +31,7 @@ from core.models import AccessRequest, Subject, Target
 from core.origin import SLACK, origin
 from core.ports import Directory, RequesterNotice, UserInfo
 from core.reminders import Reminders
+from core.resubmission import once, request_id_for
 from core.retry import call
 from core.strategy import GrantContext, Strategy
 from core.targets import flow_target
@@ -58,6 +58,7 @@ class Draft:
     extends: str | None = None  # the live grant of the same target this request extends (core.extension)
     via: str = SLACK  # how the request arrived: "slack" (the modal) or "api"
     token: str | None = None  # the API token's name, when it came through the API
+    key: str | None = None  # what makes the submission one, so a redelivery is not a second request (a Slack view)
 
 
 class Decide(Protocol):
@@ -157,7 +158,13 @@ class Submissions:
         """Store a pending request, consult the flow's hooks, post it for approval, tell the requester.
 
         `via` overrides how the draft says it arrived (an extension asked for with a button or the API).
+        A draft with a `key` makes its request once, however often it is submitted (core.resubmission).
         """
+        if draft.key is not None:
+            return await once(self.life, draft.key, lambda: self._submit(draft, via))
+        return await self._submit(draft, via)
+
+    async def _submit(self, draft: Draft, via: str | None) -> AccessRequest:
         if via is not None and via != draft.via:
             draft = replace(draft, via=via)
         life = self.life
@@ -165,7 +172,7 @@ class Submissions:
         now = life.clock.now()
         hooked = life.hooks.active(flow)
         request = AccessRequest(
-            id=uuid.uuid4().hex[:16],
+            id=request_id_for(draft.key),
             flow=flow.name,
             target=draft.target.name,
             requester=draft.requester.slack_id,

@@ -17,8 +17,9 @@ from handlers.home import register as register_home
 from handlers.listeners import Listeners
 
 
-def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
-    """Install the log-context middleware, the error handler and every listener on `app`."""
+def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> Home:
+    """Install the log-context middleware, the error handler and every listener on `app`; return the App
+    Home, whose `refresh.changed` the composition root hands the notifier."""
 
     async def bind_log_context(body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> None:
         structlog.contextvars.clear_contextvars()
@@ -33,10 +34,11 @@ def register(app: AsyncApp, *, config: JitConfig, engine: AccessEngine, listener
         await listeners.handle_error(error, body, client)
 
     app.error(report_error)
-    home = Home(config, engine)
+    home = Home(config, engine, app.client)
     commands.register(app, config, engine, listeners)
     views.register(app, config, engine, listeners)
     actions.register(app, engine, listeners, home.publish)
     deny_modal.register(app, engine, listeners)
     access_actions.register(app, config, engine, listeners, home.publish)
     register_home(app, home, listeners)
+    return home

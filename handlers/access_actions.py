@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -19,11 +20,13 @@ from core.config_models import JitConfig
 from core.engine import AccessEngine
 from core.errors import InvalidInput, NotAllowed
 from core.models import AccessRequest, MessageRef
+from core.resubmission import earlier
 from handlers import access_blocks, blocks
-from handlers.forms import parse_form
+from handlers.forms import parse_form, submission_key
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
+from handlers.redelivery import skip_modal
 
 log = structlog.get_logger("jitbot.actions")
 
@@ -84,9 +87,11 @@ def register(
         await after_click(body, client, f":leftwards_arrow_with_hook: You cancelled request `{request.id}`.")
 
     async def handle_extend_button(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, request: Any
     ) -> None:
         await ack()
+        if skip_modal(request, "extend_form"):
+            return  # the first delivery opened it; this trigger is spent
         # The trigger lives 3 s: check (one read, one fresh user lookup), then open the modal at once.
         holder, flow = await engine.extensions.extendable(parse_decision_value(action.get("value")), body["user"]["id"])
         label = _target_label(config, holder)
@@ -97,6 +102,10 @@ def register(
 
     async def handle_extend_form_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
         user = body["user"]["id"]
+        key = submission_key(body, view)
+        if key is not None and await earlier(engine.requests, key) is not None:
+            await ack()  # Slack delivered this submission again (a late ack): its extension request exists
+            return
         try:
             request_id = access_blocks.parse_extend_metadata(view.get("private_metadata"))
             holder = await engine.requests.get(request_id)
@@ -140,7 +149,7 @@ def register(
             )
             return
         await ack()
-        await engine.submit(draft)
+        await engine.submit(replace(draft, key=key))
 
     app.action(ActionId.REVOKE_NOW)(listeners.reported(handle_revoke_now_button))
     app.action(ActionId.CANCEL)(listeners.reported(handle_cancel_button))

@@ -13,6 +13,7 @@ from handlers.deny_modal import deny_clicked
 from handlers.ids import ActionId
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import parse_decision_value
+from handlers.redelivery import skip_modal
 
 
 def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners, refresh_home: RefreshHome) -> None:
@@ -27,11 +28,18 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners, refresh_
         await _after(body, client, refresh_home)
 
     async def handle_deny_button(
-        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], client: AsyncWebClient, request: Any
     ) -> None:
         await ack()
         # Opens the reason modal (handlers/deny_modal.py), or denies at once where no reason applies.
-        await deny_clicked(engine, client, body, parse_decision_value(action.get("value")), message_source(body))
+        await deny_clicked(
+            engine,
+            client,
+            body,
+            parse_decision_value(action.get("value")),
+            message_source(body),
+            redelivered=skip_modal(request, "deny_reason"),
+        )
         await _after(body, client, refresh_home)
 
     app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button))

@@ -18,6 +18,7 @@ from core.engine import AccessEngine
 from core.errors import NotAllowed
 from handlers import blocks, commands_help
 from handlers.listeners import Ack, Listeners
+from handlers.redelivery import skip_modal
 
 # The slash command's ack and views.open share Slack's 3 s: who may use a flow is looked up within this.
 VISIBILITY_BUDGET_SECONDS = 1.5
@@ -26,7 +27,7 @@ VISIBILITY_BUDGET_SECONDS = 1.5
 def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
-    async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
+    async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient, request: Any) -> None:
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
         user = body.get("user_id") or ""
@@ -60,6 +61,8 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
                 blocks.request_form(visible[0], channel) if len(visible) == 1 else blocks.flow_picker(visible, channel)
             )
         await ack()
+        if skip_modal(request, "request_form"):
+            return  # the first delivery opened it; this trigger is spent
         # The trigger_id lives 3 seconds: open the modal before any other I/O.
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 

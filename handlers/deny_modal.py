@@ -13,6 +13,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
+from core.decisions import AlreadyDecided
 from core.engine import AccessEngine
 from core.errors import JitError
 from core.models import MessageRef
@@ -24,13 +25,22 @@ from handlers.policy_blocks import deny_modal
 
 
 async def deny_clicked(
-    engine: AccessEngine, client: AsyncWebClient, body: dict[str, Any], request_id: str, source: MessageRef | None
+    engine: AccessEngine,
+    client: AsyncWebClient,
+    body: dict[str, Any],
+    request_id: str,
+    source: MessageRef | None,
+    *,
+    redelivered: bool = False,
 ) -> None:
-    """A Deny click (already acked): open the reason modal, or decide at once where no reason applies."""
+    """A Deny click (already acked): open the reason modal, or decide at once where no reason applies.
+    A `redelivered` click opens no modal: the first delivery opened it, and spent its trigger."""
     actor = body["user"]["id"]
     request = await engine.requests.get(request_id)
     if actor == request.requester or request.status is not S.PENDING:
         await engine.deny(request_id, actor, source=source)
+        return
+    if redelivered:
         return
     # The trigger_id lives 3 seconds: one local read above, then straight to views.open.
     await client.views_open(
@@ -61,6 +71,9 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
             source = MessageRef(meta.channel, meta.ts) if meta.channel else None
             await engine.deny(meta.request_id, actor, reason=reason, source=source)
         except JitError as error:
+            if isinstance(error, AlreadyDecided) and error.status == S.DENIED.value and error.by == actor:
+                # Their own denial delivered again (Slack retries a late ack): done, nothing to refuse.
+                return
             # Told where they clicked, like any refused click (the submission itself has no channel).
             where = {"user": {"id": actor}, "channel": {"id": meta.channel}} if meta.channel else body
             await listeners.handle_error(error, where, client)

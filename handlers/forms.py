@@ -27,7 +27,7 @@ from core.submission import (
 )
 from handlers.ids import ActionId, BlockId, field_block_id
 
-__all__ = ["MAX_INT_DIGITS", "MAX_STRING_LENGTH", "MAX_TEXT_LENGTH", "ParsedForm", "parse_form"]
+__all__ = ["MAX_INT_DIGITS", "MAX_STRING_LENGTH", "MAX_TEXT_LENGTH", "ParsedForm", "parse_form", "submission_key"]
 
 
 class _Shape(ValueError):
@@ -112,3 +112,16 @@ def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
         form.fields = {name: value for name, value in checked.items() if name in raw}
         form.duration = duration_in(flow, form.fields)
     return form
+
+
+def submission_key(body: Mapping[str, Any], view: Mapping[str, Any]) -> str | None:
+    """What makes a modal's submission one, so that Slack delivering it again is not a second request
+    (core.resubmission): its workspace, view and trigger (a redelivery repeats the payload whole; each
+    new submission gets a trigger of its own); None when the payload names no view."""
+    view_id = view.get("id")
+    if not isinstance(view_id, str) or not view_id:
+        return None
+    team = body.get("team")
+    team_id = team.get("id") if isinstance(team, Mapping) else None
+    trigger = body.get("trigger_id")
+    return f"slack:{team_id or view.get('team_id') or ''}:{view_id}:{trigger if isinstance(trigger, str) else ''}"

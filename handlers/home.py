@@ -1,4 +1,5 @@
-"""The App Home tab: published when a person opens it, and again after they use one of its buttons."""
+"""The App Home tab: published when a person opens it, after they use one of its buttons, and when one of
+its requests changes (handlers/home_refresh.py)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.config_models import JitConfig
 from core.engine import AccessEngine
 from handlers import home_blocks
+from handlers.home_refresh import HomeRefresh
 from handlers.listeners import Ack, Listeners
 
 
 class Home:
     """Publishes a person's Home tab from the engine's overview of them."""
 
-    def __init__(self, config: JitConfig, engine: AccessEngine) -> None:
+    def __init__(self, config: JitConfig, engine: AccessEngine, client: AsyncWebClient) -> None:
         self.config = config
         self.engine = engine
+        self.refresh = HomeRefresh(engine, client, self.publish)
 
     async def publish(self, client: AsyncWebClient, user: str) -> None:
         """Build `user`'s Home tab from the database as it is now and publish it."""
         overview = await self.engine.overview(user, home_blocks.HOME_PER_SECTION)
         await client.views_publish(user_id=user, view=home_blocks.home_view(self.config, overview))
+        self.refresh.shown(user, (request.id for request in overview.awaiting.items))
 
 
 def register(app: AsyncApp, home: Home, listeners: Listeners) -> None:

@@ -103,7 +103,7 @@ class PrometheusMetrics:
             "jitbot_replica_claims",
             "Leases this replica took (PostgreSQL replicas): the work it claimed, by kind "
             "(request: a decision, grant, revocation or expiry; access: one access's grant or revoke; "
-            "job: a periodic job's tick; audit: a delivery batch).",
+            "job: a periodic job's tick; audit: a delivery batch; submission: a modal made into a request).",
             ["kind"],
             registry=registry,
         )

@@ -59,6 +59,8 @@ class SlackNotifier:
         # The runtime's registry; without one, the registry the config was loaded with.
         self.secrets = config.secrets if secrets is None else secrets
         self._dm_channels: dict[str, str] = {}
+        # Told of each request posted or edited (the App Home refresh, handlers/home_refresh.py); must not block.
+        self.published: Callable[[AccessRequest], None] | None = None
 
     def _labels(self, request: AccessRequest) -> tuple[Flow | None, str]:
         try:
@@ -71,7 +73,15 @@ class SlackNotifier:
             return flow, request.target
 
     async def publish(self, request: AccessRequest) -> str:
-        """Post the request message the first time, then edit that same message in place."""
+        """Post the request message the first time, then edit that same message in place; `published`
+        hears of every attempt, even a failed one (the request changed, whatever the channel shows)."""
+        try:
+            return await self._post_or_edit(request)
+        finally:
+            if self.published is not None:
+                self.published(request)
+
+    async def _post_or_edit(self, request: AccessRequest) -> str:
         flow, label = self._labels(request)
         text, message_blocks = access_blocks.message(request, flow, label, await self._extended_end(request))
         channel = request.approval_channel or (flow.approval_channel if flow is not None else None)

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from dataclasses import replace
 from typing import Any
 
 import structlog
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine
+from core.resubmission import earlier
 from core.submitting import SubmissionRejected
 from handlers import blocks
-from handlers.forms import parse_form
+from handlers.forms import parse_form, submission_key
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import BadMetadata, FormMetadata
@@ -37,9 +40,22 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             return
         view = body["view"]
         channel = FormMetadata.decode(view.get("private_metadata")).channel if view.get("private_metadata") else None
-        await client.views_update(view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel))
+        try:
+            await client.views_update(
+                view_id=view["id"], hash=view.get("hash"), view=blocks.request_form(flow, channel)
+            )
+        except SlackApiError as error:
+            if error.response.get("error") != "hash_conflict":
+                raise
+            # The modal changed since this pick was sent (the same pick delivered again, or a newer one):
+            # what it shows now is newer than what this envelope would draw.
+            log.info("flow_pick.outdated", flow=flow.name)
 
     async def handle_request_form_submission(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        key = submission_key(body, view)
+        if key is not None and await earlier(engine.requests, key) is not None:
+            await ack()  # Slack delivered this submission again (a late ack): its request exists
+            return
         try:
             meta = FormMetadata.decode(view.get("private_metadata"))
             flow = config.flow(meta.flow)
@@ -86,7 +102,7 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             )
             return
         await ack()
-        await engine.submit(draft)
+        await engine.submit(replace(draft, key=key))
 
     app.action(ActionId.PICK_FLOW)(listeners.reported(handle_flow_pick_action))
     app.view(CallbackId.REQUEST_FORM)(listeners.reported(handle_request_form_submission))

@@ -27,6 +27,7 @@ from runtime import Runtime, Settings
 from sandbox import stand_ins
 from sandbox.directory import Person, seed
 from sandbox.ledger import Ledger
+from sandbox.made_up_secrets import MadeUpSecrets
 from sandbox.receiver import BuiltInReceiver
 from sandbox.slack import SlackEmulator
 from storage.db import check_database_path
@@ -85,7 +86,9 @@ class Sandbox:
                 f"{self.config_path} sends audit events to {names}, and the sandbox sends nothing out: "
                 "run it with a copy of the flows file without audit.destinations."
             )
-        self.notes = stand_ins.notes(self.config)
+        # ${aws_secret:…} gets made-up values: the sandbox never reads AWS with the machine's credentials.
+        made_up = MadeUpSecrets.of_file(self.config_path)
+        self.notes = stand_ins.notes(self.config) + made_up.notes()
         self.home_tab, self.events = slack_app_features(MANIFEST)
         if self._db_path is None:
             self._scratch = tempfile.mkdtemp(prefix="jitbot-sandbox-")
@@ -117,6 +120,7 @@ class Sandbox:
             strategy_types=stand_ins.strategy_types(self.ledger, self.receiver.url, secret),
             integration_types=stand_ins.integration_types(),
             secrets=self.secrets,
+            read_aws_secret=made_up.read,
         )
         await self.runtime.start()
 

@@ -53,3 +53,16 @@ async def test_the_health_endpoint_reports_slack_and_database(start_webhook_bot)
         async with http.get(f"http://127.0.0.1:{port}/health") as response:
             assert response.status == 200
             assert await response.json() == {"status": "ok", "slack": True, "database": True}
+
+
+async def test_a_redelivered_flow_pick_keeps_the_form_it_chose_and_shows_no_error(slack, two_flow_bot):
+    await slack.slash_command(user="U_ALICE", command="/sym")
+    picker = await slack.wait_for_view("U_ALICE", contains="What do you need access to?")
+    first = await slack.select_in_view(picker, "flow-pick", "staging_shell", user="U_ALICE")
+    await slack.wait_for_view("U_ALICE", contains="Staging Shell")
+    await slack.redeliver(first, retry_attempt=1, retry_reason="timeout")
+    await two_flow_bot.idle()
+    assert slack.ephemerals_to("U_ALICE") == []
+    assert not [m for m in slack.dms_to("U_ALICE") if "went wrong" in m.plain]
+    (form,) = slack.open_views("U_ALICE")
+    assert "Staging Shell" in form.plain

@@ -16,7 +16,7 @@ import pytest
 from core.models import RequestStatus as S
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, webhook_flows
 from tests.e2e.flows import APPROVAL_CHANNEL
-from tests.e2e.harness import BotLauncher, RunningBot
+from tests.e2e.harness import BotLauncher, RunningBot, submit_request
 from tests.fakes.clock import FrozenClock
 from tests.fakes.webhook_receiver import WebhookReceiver
 
@@ -70,6 +70,18 @@ async def test_two_approvers_clicking_at_once_on_two_replicas_grant_once(slack, 
     for request in granted:
         approvals = [e for e in await first.audit(request.id) if e.action == "request.approved"]
         assert len(approvals) == 1
+
+
+async def test_a_request_form_delivered_to_both_replicas_at_once_makes_one_request(slack, replicas):
+    first = await submit_request(slack, "U_ALICE", "db_access", target="Prod Admin")
+    retries = await asyncio.gather(
+        *(slack.redeliver(first, retry_attempt=n, retry_reason="timeout") for n in (1, 2, 3, 1, 2, 3))
+    )
+    await idle(replicas)
+    assert len({r.connection_id for r in [first, *retries]}) == 2  # both replicas got a delivery
+    (request,) = await replicas[0].engine.requests.list_by_status(*S)
+    assert len(slack.messages_in(APPROVAL_CHANNEL)) == 1
+    assert [e.action for e in await replicas[0].audit(request.id)].count("request.created") == 1
 
 
 async def test_a_due_revocation_runs_once_though_every_replica_sweeps_at_the_same_moment(slack, replicas, receiver):

@@ -180,6 +180,29 @@ async def test_with_a_kept_database_the_clock_and_the_receivers_list_survive_a_r
         await second.stop()
 
 
+async def test_after_a_restart_with_a_kept_database_a_new_request_is_made_though_its_modal_reuses_a_view_id(
+    monkeypatch, tmp_path: Path
+):
+    # A restarted sandbox's local Slack numbers its views from 1 again; a new submission is still new.
+    db = str(tmp_path / "sandbox.db")
+    first = await start_sandbox(monkeypatch, SHIPPED_CONFIG, db_path=db)
+    try:
+        before = await request_and_approve(first)
+    finally:
+        await first.stop()
+    second = await start_sandbox(monkeypatch, SHIPPED_CONFIG, db_path=db)
+    try:
+        await second.fast_forward(timedelta(hours=2))  # the first grant ends: the next is not an extension
+        emu = second.emu
+        await emu.slash_command(user=REQUESTER_ID, command="/sym")
+        view = await emu.wait_for_view(REQUESTER_ID, contains="Request access")
+        await emu.submit_view(view, {"target": "prod_readonly", "field:reason": "again", "field:duration": "15m"})
+        message = await emu.wait_for_message("C0APPROVALS", contains="again")
+        assert before not in message.plain
+    finally:
+        await second.stop()
+
+
 async def test_fast_forward_past_the_request_timeout_expires_a_request_nobody_decided(sandbox):
     emu = sandbox.emu
     await emu.slash_command(user=REQUESTER_ID, command="/sym", text="db_access")
