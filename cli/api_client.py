@@ -85,6 +85,9 @@ class ApiClient:
                 json=body,
                 headers={"Authorization": f"Bearer {self.token}", "Accept": "application/json"},
                 timeout=self.timeout,
+                # Plain http:// to this machine is allowed because it stays here: a proxy from the
+                # environment (HTTP_PROXY, ALL_PROXY) would carry the token in clear text to another host.
+                trust_env=not _plain_http_here(self.url),
             )
         except httpx.HTTPError as exc:
             raise ApiFailure(
@@ -112,6 +115,14 @@ def is_loopback(host: str) -> bool:
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
+        return False
+
+
+def _plain_http_here(url: str) -> bool:
+    """Whether `url` is plain http:// to this machine by its very name (see `is_loopback`)."""
+    try:
+        return url.startswith("http://") and is_loopback(httpx.URL(url).host)
+    except httpx.InvalidURL:
         return False
 
 

@@ -71,3 +71,56 @@ async def test_the_help_of_each_api_command_names_the_flag():
     for command in ("request", "requests", "revoke"):
         shown = await run_cli(command, "--help", env=clean_env())
         assert shown.returncode == 0 and "--insecure-http" in shown.stdout, shown
+
+
+class RecordingProxy:
+    """A listener standing where a corporate HTTP proxy (HTTP_PROXY) would be: it records what it is sent."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.received = b""
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self._server.accept()
+        except OSError:
+            return
+        with connection:
+            connection.settimeout(5)
+            try:
+                self.received += connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._server.close()
+        self._thread.join(timeout=5)
+
+
+@pytest.mark.parametrize("variable", ["HTTP_PROXY", "http_proxy", "ALL_PROXY"])
+def test_a_token_for_this_machine_over_plain_http_never_goes_to_a_proxy_elsewhere(monkeypatch, variable):
+    # http://localhost is allowed without --insecure-http because it never leaves this machine; a proxy
+    # named in the environment (common on corporate laptops) would carry it, in clear text, to another host.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]  # a port nothing listens on once this block ends
+    proxy = RecordingProxy()
+    try:
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(variable, proxy.url)
+        client = ApiClient.from_env({"JITBOT_API_URL": f"http://localhost:{port}", "JITBOT_API_TOKEN": TOKEN})
+        with pytest.raises(ApiFailure):
+            client.call("GET", "/v1/flows")
+    finally:
+        proxy.close()
+    assert TOKEN.encode() not in proxy.received
+    assert proxy.received == b""
