@@ -305,6 +305,7 @@ class Runtime:
             integration_types=self.integration_types,
             load_hooks=load_hooks,
             secrets=secrets,
+            read_aws_secret=self.read_aws_secret,  # the sandbox's made-up values, like the config's own
         )
         self.engine.retired = self.retired.by_request
         # Drift reconciliation: who holds each target without a live grant (flows with `reconcile:`).

@@ -254,12 +254,15 @@ def recorded_strategy_config(
     strategy_types: Mapping[str, type[Configurable]],
     integration_types: Mapping[str, type[Configurable]],
     secrets: SecretRegistry | None = None,
+    read_aws_secret: Callable[[str], str] | None = None,
 ) -> Any:
     """The strategy config a grant recorded at grant time (see Flow.grant_spec), validated against
     today's integrations, with its references resolved now (may call AWS: run it off the loop); the
-    values are registered in `secrets` (by default the registry `config` was loaded with)."""
+    values are registered in `secrets` (by default the registry `config` was loaded with).
+    `read_aws_secret` is what `load_config` was given (default: AWS Secrets Manager)."""
     path = config.path or Path("flows.yaml")
-    loader = _Loader(path, strategy_types, integration_types, config.secrets if secrets is None else secrets)
+    registry = config.secrets if secrets is None else secrets
+    loader = _Loader(path, strategy_types, integration_types, registry, read_aws_secret)
     kinds = {name: integration.type for name, integration in config.integrations.items()}
     return loader.recorded_strategy(spec, kinds)
 

@@ -57,12 +57,14 @@ async def rebuild_retired(
     integration_types: Mapping[str, type],
     load_hooks: Callable[..., Any],
     secrets: SecretRegistry | None = None,
+    read_aws_secret: Callable[[str], str] | None = None,
 ) -> RetiredStrategies:
     """Build the recorded strategy of every live grant its flow no longer describes; StartupError
     naming the flow, what is missing and the grants when one cannot be built.
 
     Resolved values are registered in `secrets` (the runtime's; by default the one `config` was
-    loaded with), which also scrubs the reasons and the hooks files' errors."""
+    loaded with), which also scrubs the reasons and the hooks files' errors. `read_aws_secret` reads an
+    `${aws_secret:NAME}` as the config's own were read (None: AWS Secrets Manager; the sandbox's are made up)."""
     secrets = config.secrets if secrets is None else secrets
     retired = RetiredStrategies()
     built: dict[str, tuple[Any, Target]] = {}
@@ -95,6 +97,7 @@ async def rebuild_retired(
                     integration_types=integration_types,
                     load_hooks=load_hooks,
                     secrets=secrets,
+                    read_aws_secret=read_aws_secret,
                 )
             except (ConfigError, StartupError, OSError) as exc:
                 missing[(flow_name, f"its recorded strategy ({secrets.scrub(_one_line(exc))})")].extend(ids)
@@ -132,6 +135,7 @@ async def _build(
     integration_types: Mapping[str, type],
     load_hooks: Callable[..., Any],
     secrets: SecretRegistry,
+    read_aws_secret: Callable[[str], str] | None,
 ) -> tuple[Any, Target]:
     if spec.get("approval_only"):
         # A window of an approval-only flow: nothing to take back anywhere, it just ends on time.
@@ -152,6 +156,7 @@ async def _build(
         strategy_types=strategy_types,
         integration_types=integration_types,
         secrets=secrets,
+        read_aws_secret=read_aws_secret,
     )
     hooks = None
     if spec.get("hooks") and strategy_config.type == "custom":

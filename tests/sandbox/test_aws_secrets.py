@@ -108,3 +108,37 @@ def test_each_key_asked_of_one_secret_is_in_its_made_up_json_and_the_values_diff
         "${aws_secret:db#password}",
         "${aws_secret:plain}",
     ]
+
+
+async def test_a_sandbox_restarted_on_its_kept_database_after_a_flow_changed_never_reads_aws(
+    monkeypatch, tmp_path: Path
+):
+    # A live grant whose flow was edited since gets its recorded strategy rebuilt at start (to revoke it
+    # on time), its ${aws_secret:…} references resolved again: in the sandbox, made up too, never read.
+    config = tmp_path / "flows.yaml"
+    config.write_text(FLOWS)
+    db = str(tmp_path / "kept.db")
+    async with AwsEndpoint() as aws:
+        isolate_aws_env(monkeypatch, tmp_path, endpoint_url=aws.url)
+        box = await start_sandbox(monkeypatch, config, db_path=db)
+        try:
+            emu = box.emu
+            await emu.slash_command(user=REQUESTER_ID, command="/sym", text="vendor")
+            view = await emu.wait_for_view(REQUESTER_ID, contains="Request access")
+            await emu.submit_view(view, {"target": "portal", "field:reason": "audit", "field:duration": "1h"})
+            message = await emu.wait_for_message("C0APPROVALS", contains="Vendor portal")
+            await emu.click(message, user=DEFAULT_APPROVER_ID, text="Approve")
+            await emu.wait_for_message("C0APPROVALS", contains="access granted until")
+            emu.verify()
+        finally:
+            await box.stop()
+        # The vendor flow's strategy is edited while its grant is live: that grant keeps what it recorded.
+        config.write_text(FLOWS.replace("X-Api-Key:", "X-Vendor-Key:"))
+        again = await start_sandbox(monkeypatch, config, db_path=db)
+        try:
+            assert again.runtime is not None and again.runtime.retired is not None
+            assert len(again.runtime.retired.by_request) == 1
+            assert aws.connections == 0
+        finally:
+            await again.stop()
+        assert aws.connections == 0
