@@ -28,6 +28,7 @@ from core.hook_events import Approve, Deny
 from core.hook_runner import ApproversUnavailable
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest, Subject, Target
+from core.models import RequestStatus as S
 from core.origin import SLACK, origin
 from core.ports import Directory, RequesterNotice, UserInfo
 from core.reminders import Reminders
@@ -233,6 +234,11 @@ class Submissions:
             # Under the request's lock: a click on the message the moment it appears (before its ts is
             # stored) waits for the post to be recorded instead of being refused as a foreign message.
             async with life.lock(request.id):
+                # Read again under the lock: while the hooks ran, its requester may have cancelled it (from
+                # the Home tab), and that decision was posted and told. It is not posted again as submitted.
+                request = await life.requests.get(request.id)
+                if request.status is not S.PENDING:
+                    return request
                 request = await self._post_for_approval(await self.policy.close_if_unreachable(flow, request))
             if request.timeout_at:
                 life.timers.arm_expire(request.id, request.timeout_at)

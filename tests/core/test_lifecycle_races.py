@@ -377,3 +377,66 @@ async def test_an_approve_clicked_the_moment_the_request_is_posted_waits_for_it_
     approved = await approving  # before the fix: NotAllowed("This button does not belong to ...")
     assert approved.status is S.GRANTED
     assert strategy.holds("u_alice@example.com", "prod")
+
+
+class HeldHooks:
+    """A hooks module (the HookRunner's double) whose on_request waits until the test lets it answer."""
+
+    path = "held_hooks.py"
+
+    def __init__(self) -> None:
+        self.running = asyncio.Event()
+        self.answer = asyncio.Event()
+
+    def has(self, hook: str) -> bool:
+        return hook == "on_request"
+
+    async def call(self, hook, evt, *, timeout):
+        self.running.set()
+        await self.answer.wait()
+        return None  # humans decide
+
+
+async def test_a_request_cancelled_while_its_hooks_run_is_not_then_posted_as_submitted(tmp_path):
+    """Alice cancels her request from her Home tab while the flow's on_request hook is still running
+    (it may take seconds): when the hook answers, the request stays cancelled, nothing tells her it
+    was submitted, and no reminder or timeout is armed for it."""
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(tmp_path / "db.sqlite")
+    hooks, notifier, timers = HeldHooks(), Notifier(), []
+
+    class Timers:
+        def arm_expire(self, request_id, at):
+            timers.append(("expire", request_id))
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: None
+
+    engine = build_engine(
+        store,
+        config,
+        strategies={"db": FakeStrategy(), "pair": FakeStrategy()},
+        notifier=notifier,
+        directory=Directory(),
+        clock=FrozenClock(),
+        hook_modules={"db": hooks},
+        timers=Timers(),
+    )
+    try:
+        draft = await engine.prepare("db", "U_ALICE", "prod", {"duration": "1h"}, timedelta(hours=1))
+        submitting = asyncio.create_task(engine.submit(draft))
+        await hooks.running.wait()
+        (pending,), _ = await engine.requests.page_for_requester("U_ALICE", [S.PENDING], 10)
+        await engine.cancel(pending.id, "U_ALICE")
+        hooks.answer.set()
+        request = await submitting
+
+        assert request.status is S.CANCELLED
+        assert (await engine.requests.get(pending.id)).status is S.CANCELLED
+        told = [what for kind, rid, what in notifier.said if kind == "dm" and rid == pending.id]
+        assert told == ["cancelled"]
+        assert [what for kind, rid, what in notifier.said if kind == "publish" and rid == pending.id] == ["cancelled"]
+        assert timers == []
+    finally:
+        await engine.settle(5)
+        await store.close()
