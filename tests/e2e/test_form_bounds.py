@@ -51,3 +51,24 @@ async def test_an_unknown_flow_name_of_any_length_is_answered_with_a_short_messa
     text = result.ack_payload["text"]
     assert text.startswith("There is no flow named") and len(text) < 300, text
     assert "`db_access`" in text and "`staging_shell`" in text
+
+
+async def test_a_refused_form_delivered_again_is_refused_again_and_its_correction_still_makes_one_request(
+    slack, bounded_bot
+):
+    form = await open_form(slack)
+    refused = await slack.submit_view(form, {"target": "shell", "field:duration": "3h"}, user="U_ALICE")
+    assert refused.response_action == "errors"
+    again = await slack.redeliver(refused, retry_attempt=1, retry_reason="timeout")
+    assert again.response_action == "errors" and again.errors == refused.errors  # no request behind it
+    await bounded_bot.idle()
+    assert slack.messages_in("C_APPROVALS") == []
+
+    corrected = await slack.submit_view(form, {"target": "shell", "field:duration": "1h"}, user="U_ALICE")
+    assert corrected.response_action is None
+    await slack.wait_for_message("C_APPROVALS", contains="Staging shell")
+    await slack.redeliver(corrected, retry_attempt=1, retry_reason="timeout")
+    await slack.redeliver(refused, retry_attempt=2, retry_reason="timeout")  # late, after its correction
+    await bounded_bot.idle()
+    assert len(await bounded_bot.all_requests()) == 1
+    assert len([m for m in slack.messages_in("C_APPROVALS") if "Staging shell" in m.plain]) == 1
