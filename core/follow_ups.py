@@ -8,7 +8,8 @@ revocation hands its notifications to `FollowUps` and returns.
 Follow-ups of one request run in the order they were added (a later edit never lands before an
 earlier one), at most `concurrency` at once (a burst of 1,000 revocations does not become 1,000
 concurrent Slack calls racing one rate limit), and a failure is logged, never raised. At shutdown
-`drain()` waits for them within the stop's time budget; what is left is counted in the log.
+`drain()` waits for them within the stop's time budget; what is left is counted in the log, cancelled,
+and nothing added after that starts.
 """
 
 from __future__ import annotations
@@ -30,9 +31,15 @@ class FollowUps:
         self._gate = asyncio.Semaphore(concurrency)
         self._tails: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopped = False  # set by `cancel()`: the clients are about to close, nothing new starts
 
     def add(self, key: str, work: Callable[[], Awaitable[None]], *, what: str) -> None:
-        """Run `work()` after every follow-up already added for `key`; `what` names it in the log."""
+        """Run `work()` after every follow-up already added for `key`; `what` names it in the log.
+        Once `cancel()` has run (the stop), nothing is added: it would run against closed clients."""
+        if self._stopped:
+            # E.g. an edit cut short by the stop tells the App Home refresh in its `finally`.
+            log.info("follow_up.dropped_at_stop", request_id=key, what=what)
+            return
         previous = self._tails.get(key)
 
         async def run() -> None:
@@ -71,7 +78,9 @@ class FollowUps:
         return 0
 
     async def cancel(self) -> int:
-        """Cancel the follow-ups still running (at shutdown, once their time is up); return how many."""
+        """Cancel the follow-ups still running (at shutdown, once their time is up); return how many.
+        Follow-ups added from then on (by those unwinding) are dropped."""
+        self._stopped = True
         running = {task for task in self._tasks if not task.done()}
         for task in running:
             task.cancel()

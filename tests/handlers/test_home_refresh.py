@@ -101,3 +101,25 @@ async def test_the_homes_remembered_are_bounded_oldest_first():
         refresh.changed(request(user))
     assert await follow_ups.drain(5) == 0
     assert homes.published == ["U_BOB", "U_CAROL"]
+
+
+async def test_a_message_edit_cut_short_at_shutdown_starts_no_home_refresh_after_the_stop():
+    # The stop cancels the follow-ups still running; an edit cut short still tells the refresh its request
+    # changed (SlackNotifier.publish does, in `finally`). Nothing may start then: the clients and the
+    # database are closed right after.
+    refresh, homes, follow_ups = refresher()
+    refresh.shown("U_ALICE", [])
+
+    async def edit_cut_short() -> None:
+        try:
+            await asyncio.Event().wait()  # Slack is slow: the edit is still on its way at the stop
+        finally:
+            refresh.changed(request("U_ALICE"))
+
+    follow_ups.add("rU_ALICE0", edit_cut_short, what="publish")
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert await follow_ups.cancel() == 1
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert homes.published == [] and follow_ups.pending() == 0
