@@ -63,7 +63,7 @@ def test_an_answer_that_is_not_json_is_a_failure_not_a_traceback(monkeypatch):
 
     def through_mock(method: str, url: str, **options: Any) -> httpx.Response:
         options.pop("timeout", None)
-        with httpx.Client(transport=transport) as client:
+        with httpx.Client(transport=transport, trust_env=options.pop("trust_env", True)) as client:
             return client.request(method, url, **options)
 
     monkeypatch.setattr(httpx, "request", through_mock)
