@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -66,7 +67,7 @@ class ApiClient:
         except httpx.InvalidURL:
             host = ""
         if not host:
-            raise ApiFailure(f"JITBOT_API_URL names no host: {url!r}.", EXIT_BAD_INPUT)
+            raise ApiFailure(f"JITBOT_API_URL names no host: {shown_url(url)!r}.", EXIT_BAD_INPUT)
         if url.startswith("http://") and not insecure_http and not is_loopback(host):
             raise ApiFailure(
                 f"JITBOT_API_URL is plain http:// to {host}, which is not this machine: the API token would "
@@ -91,14 +92,14 @@ class ApiClient:
             )
         except httpx.HTTPError as exc:
             raise ApiFailure(
-                f"could not reach the jitbot API at {self.url} ({type(exc).__name__}).", passing=True
+                f"could not reach the jitbot API at {shown_url(self.url)} ({type(exc).__name__}).", passing=True
             ) from None
         status = response.status_code
         if response.is_success:
             try:
                 return response.json()
             except ValueError:  # e.g. a proxy's HTML page: not the jitbot API
-                raise ApiFailure(f"{self.url} answered {status} with something that is not JSON.") from None
+                raise ApiFailure(f"{shown_url(self.url)} answered {status} with something that is not JSON.") from None
         raise ApiFailure(
             _explain(response),
             EXIT_BAD_INPUT if status in _BAD_INPUT else EXIT_REFUSED,
@@ -116,6 +117,16 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def shown_url(url: str) -> str:
+    """`url` as a message may show it: without a user and password (basic auth for a proxy in front of
+    the bot is a secret too), a query or a fragment."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: nothing of it is shown
+        return "(unreadable)"
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
 
 
 def _plain_http_here(url: str) -> bool:

@@ -124,3 +124,17 @@ def test_a_token_for_this_machine_over_plain_http_never_goes_to_a_proxy_elsewher
         proxy.close()
     assert TOKEN.encode() not in proxy.received
     assert proxy.received == b""
+
+
+@pytest.mark.parametrize("url", ["http://jitbot:pa55-w0rd@localhost:{port}", "http://jitbot:pa55-w0rd@"])
+def test_a_password_in_the_api_url_is_never_printed(url):
+    # A reverse proxy in front of the bot may take basic auth in the URL: its password is a secret too.
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as closed:
+        port = closed.getsockname()[1]
+    with pytest.raises(ApiFailure) as failed:
+        ApiClient.from_env({"JITBOT_API_URL": url.format(port=port), "JITBOT_API_TOKEN": TOKEN}).call(
+            "GET", "/v1/flows"
+        )
+    assert "pa55-w0rd" not in failed.value.message and TOKEN not in failed.value.message
