@@ -56,14 +56,13 @@ class Directory:
         return frozenset()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def world(tmp_path, request):
+@pytest.fixture
+async def world(tmp_path, databases):
     (tmp_path / "flows.yaml").write_text(FLOWS)
     config = load_config(
         tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
     )
-    where = tmp_path / "db.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
-    store = await Store.open(where)
+    store = await Store.open(databases.where())
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
     audit = AuditLog(store)
 

@@ -105,12 +105,12 @@ class Directory:
 
 
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, databases):
     (tmp_path / "flows.yaml").write_text(FLOWS)
     config = load_config(
         tmp_path / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=TEST_INTEGRATION_TYPES
     )
-    store = await Store.open(tmp_path / "db.sqlite")
+    store = await Store.open(databases.where())
     clock, notifier, strategy, directory = FrozenClock(), Notifier(), FakeStrategy(), Directory()
     audit = AuditLog(store)
     engine = AccessEngine(
