@@ -2,8 +2,9 @@
 
 `Store.open(setting)` opens the database JITBOT_DB names: a SQLite file path (the default, one
 process) or a `postgresql://…` URL (`storage.postgres.PgStore`, any number of replicas). Both run
-a repository's function `fn(db)` for `read(fn)` and, for `write(fn)`, inside one transaction:
-everything it does commits, or nothing. The repositories write their SQL once, for both.
+a repository's function `fn(db)` for `read(fn)` on one snapshot (every statement sees the same
+moment) and, for `write(fn)`, inside one transaction: everything it does commits, or nothing. The
+repositories write their SQL once, for both.
 
 SQLite (`SqliteStore`): one connection on one dedicated thread (connections are not safe to share
 across threads, and a single writer is all SQLite allows anyway), as datasette's database.py does.
@@ -347,7 +348,15 @@ class SqliteStore(Store):
 
     def _run_read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         db = self._require_db()
-        return fn(db)
+        conn = db.conn
+        # One read transaction: every statement of `fn` sees the same moment, even while another
+        # process (the CLI beside the bot) commits; in WAL mode it blocks no writer.
+        conn.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _run_write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         db = self._require_db()

@@ -11,7 +11,7 @@ transaction-scoped advisory lock (`pg_advisory_xact_lock`), so write transaction
 across every replica as SQLite serialises them in one file. That is what the repositories were
 written for: a compare-and-set reads then updates, and an audit row chains to the newest one (the
 hash chain has one head), so two replicas must never interleave them. A write is a few short
-statements on a local network; the lock is held for about a millisecond. Reads take no lock.
+statements on a local network; the lock is held for about a millisecond. Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
 writes it, and the password is registered with the runtime's SecretRegistry so anything that quotes
@@ -247,7 +247,10 @@ class PgStore(Store):
     def _run_read(self, fn: Callable[[Any], T]) -> T:
         try:
             with self._require_pool().connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION READ ONLY")
+                # REPEATABLE READ: one snapshot for all of `fn`, as SQLite gives. Under the default READ
+                # COMMITTED each statement would see the commits made since the last one (a count and its
+                # page from two moments). A read-only transaction never fails to serialise at this level.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return fn(PgDatabase(conn))
         except psycopg.Error as error:  # the connection itself, or COMMIT
             raise as_dbapi_error(error) from error

@@ -106,7 +106,7 @@ async def test_verify_names_an_edited_row(trail):
     tamper(trail, "UPDATE audit_events SET detail = replace(detail, 'user3', 'mallory') WHERE id = 4")
     result = await run_cli("audit", "verify", env=trail)
     assert result.returncode == 1, result
-    (event_id,) = [e for seq, e in db_events(Path(trail["JITBOT_DB"])) if seq == 4]
+    (event_id,) = [e for seq, e in db_events(trail["JITBOT_DB"]) if seq == 4]
     assert f"BROKEN at event {event_id} (seq 4)" in result.stderr and "edited" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -115,7 +115,7 @@ async def test_verify_names_the_event_after_a_deleted_row(trail):
     tamper(trail, "DELETE FROM audit_events WHERE id = 3")
     result = await run_cli("audit", "verify", env=trail)
     assert result.returncode == 1, result
-    (event_id,) = [e for seq, e in db_events(Path(trail["JITBOT_DB"])) if seq == 4]
+    (event_id,) = [e for seq, e in db_events(trail["JITBOT_DB"]) if seq == 4]
     assert f"BROKEN at event {event_id} (seq 4)" in result.stderr and "removed" in result.stderr
     assert "Traceback" not in result.stderr
 
