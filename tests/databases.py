@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 ENGINE_VARIABLE = "JITBOT_TEST_DB"
 _ENGINE_NAMES = {"": "sqlite", "sqlite": "sqlite", "postgres": "postgresql", "postgresql": "postgresql"}
 TEMPLATE = "jitbot_template"
+# The text order of most production servers (initdb under en_US.UTF-8), not the C order of a bare test
+# machine: ICU's en-US, which the distribution's PostgreSQL always has, whatever locales the OS carries.
+# SQLite compares text byte by byte; code that relies on an order must say so (ORDER BY on ids, times).
+TEMPLATE_LOCALE = "LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
 
 
 def session_engine() -> str:
@@ -106,7 +110,7 @@ def database_source(request: pytest.FixtureRequest) -> DatabaseSource:
 
     server: PostgresServer = request.getfixturevalue("postgres_server")
     with psycopg.connect(server.dsn(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{TEMPLATE}" TEMPLATE template0')
+        conn.execute(f'CREATE DATABASE "{TEMPLATE}" TEMPLATE template0 {TEMPLATE_LOCALE}')
     with psycopg.connect(server.dsn(TEMPLATE), autocommit=True) as conn:
         apply_pg_migrations(conn)
     return DatabaseSource(server, TEMPLATE)
