@@ -31,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import sqlite_utils
@@ -109,6 +109,15 @@ def url_password(url: str) -> str | None:
 def dialect(db: object) -> str:
     """Which engine a repository function's `db` handle talks to: "sqlite" or "postgresql"."""
     return getattr(db, "dialect", "sqlite")
+
+
+def stream(db: object, sql: str, parameters: object = None) -> Any:
+    """A cursor over a large result that `fetchmany` reads in batches without the whole result in memory:
+    SQLite's cursor already does; on PostgreSQL a server-side cursor (`PgDatabase.stream`)."""
+    streaming = getattr(db, "stream", None)
+    if streaming is not None:
+        return streaming(sql, parameters)
+    return db.execute(sql, parameters)  # type: ignore[attr-defined]
 
 
 def to_db_time(value: datetime) -> str:

@@ -97,7 +97,7 @@ def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
 class PgCursor:
     """A finished statement's results, shaped like the sqlite3 cursor the repositories read."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]) -> None:
         self._cursor = cursor
 
     @property
@@ -124,6 +124,7 @@ class PgDatabase:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self._streams = 0  # server-side cursors opened, for their names
 
     @property
     def conn(self) -> PgDatabase:
@@ -138,6 +139,18 @@ class PgDatabase:
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
         """Run one statement (SQL as the repositories write it) and return its results."""
         cursor = self._conn.cursor()
+        try:
+            cursor.execute(translate(sql), parameters if parameters else None)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        return PgCursor(cursor)
+
+    def stream(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
+        """Run one query whose rows are fetched from the server as they are read (`fetchmany`), not all at
+        once: psycopg's ordinary cursor holds a whole result in memory, a server-side cursor holds none.
+        Only inside a transaction (every `read` and `write` is one); closed with it."""
+        self._streams += 1
+        cursor = self._conn.cursor(name=f"jitbot_stream_{self._streams}")
         try:
             cursor.execute(translate(sql), parameters if parameters else None)
         except psycopg.Error as error:
