@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 
+from core.approvals import clean_reason
 from tests.e2e.api_helpers import ApiBot, request_body, start_api_bot
 from tests.e2e.flows import APPROVAL_CHANNEL
 
@@ -38,11 +39,20 @@ async def test_a_decision_reason_with_a_nul_character_is_refused_and_the_request
     assert (await api.bot.request_for(message)).status.value == "pending"
 
 
-async def test_a_deny_reason_typed_in_slack_with_a_nul_character_is_stored_without_it_on_every_engine(bot):
+async def test_a_deny_reason_typed_in_slack_with_a_nul_character_is_refused_in_the_modal(bot):
     message = await bot.request()
-    await bot.running.deny(message, "U_CAROL", reason=f"not{NUL} now")
-    request = await bot.running.request_for(message)
-    assert request.status.value == "denied" and request.decision_reason == "not now"
+    await bot.slack.click(message, text="Deny", user="U_CAROL")
+    view = await bot.slack.wait_for_view("U_CAROL", contains="Deny request")
+    result = await bot.slack.submit_view(view, {"deny-reason": f"not{NUL} now"})
+    assert result.response_action == "errors"
+    assert result.ack_payload["errors"] == {"deny-reason": "Remove the NUL character (U+0000): it cannot be stored."}
+    await bot.running.idle()
+    assert (await bot.running.request_for(message)).status.value == "pending"
+
+
+def test_a_decision_reason_from_anywhere_else_is_stored_without_a_nul():
+    # A hook or any other caller of the engine: nothing can store a NUL on PostgreSQL, so it is dropped.
+    assert clean_reason(f"not{NUL} now") == "not now"
 
 
 async def test_a_failed_revocation_whose_error_text_holds_a_nul_is_recorded_retried_and_ends(bot):
