@@ -10,8 +10,9 @@ real PostgreSQL of `tests/postgres.py`; unset or `sqlite`, on SQLite files in th
   (CREATE DATABASE … TEMPLATE: ~40 ms on a loaded 2-core machine, where an empty database and its
   migrations take ~95 ms; the migrations themselves are tested on empty databases in tests/storage),
   dropped after the test.
-- `@pytest.mark.sqlite_only("why")`: a test that is about SQLite itself (its file, its lock file); skipped on PostgreSQL with that reason. Keep the list short: a test that a user of
-  PostgreSQL could meet belongs on both engines.
+- `@pytest.mark.sqlite_only("why")`: a test that is about SQLite itself (its file, its lock file);
+  skipped on PostgreSQL with that reason. Keep the list short: a test that a user of PostgreSQL could
+  meet belongs on both engines.
 """
 
 from __future__ import annotations
