@@ -312,3 +312,14 @@ async def test_identities_import_refuses_a_csv_with_a_bad_row_naming_the_line_an
     assert re.search(r"\bline 3\b", result.stderr), result
     listed = await run_cli("identities", "list", env=env)
     assert listed.returncode == 0 and listed.stdout.strip() == "", listed
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "99999999999999999999"])
+async def test_audit_refuses_a_limit_out_of_range_in_one_sentence_before_opening_the_database(tmp_path, limit):
+    # A number no database column holds (SQLite and PostgreSQL both stop at 2**63 - 1) is a usage error.
+    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"))
+    result = await run_cli("audit", "--limit", limit, env=env)
+    assert result.returncode == 2, result
+    assert_no_traceback(result)
+    assert "--limit" in result.stderr and "1 to 1000000000" in result.stderr, result
+    assert not (tmp_path / "jitbot.db").exists()
