@@ -41,7 +41,7 @@ def review_targets(db: sqlite_utils.Database, since: datetime, until: datetime) 
     """Every (flow, target) with a grant in the period, with its grant and people counts, by name."""
     rows = db.execute(
         f"SELECT r.flow, r.target, COUNT(*), COUNT(DISTINCT r.requester) FROM requests r WHERE {_WINDOW} "
-        "GROUP BY r.flow, r.target ORDER BY r.flow, r.target",
+        "GROUP BY r.flow, r.target ORDER BY r.flow COLLATE BINARY, r.target COLLATE BINARY",
         {"since": to_db_time(since), "until": to_db_time(until)},
     ).fetchall()
     return [TargetSummary(flow, target, grants, people) for flow, target, grants, people in rows]
@@ -66,7 +66,9 @@ def review_grants(
     if target is not None:
         where += " AND r.target = :target"
         params["target"] = target
-    order = f"r.flow, r.target, {'r.requester, ' if by_person else ''}{_START}, r.id"
+    # Byte order on both engines (docs/operations.md): a PostgreSQL locale must not reorder the review.
+    person = "r.requester COLLATE BINARY, " if by_person else ""
+    order = f"r.flow COLLATE BINARY, r.target COLLATE BINARY, {person}{_START}, r.id"
     _detail = _detail_pg if dialect(db) == "postgresql" else _detail_sqlite
     sql = (
         "SELECT r.id, r.flow, r.target, r.requester, r.requester_email, r.grant_spec, r.status, r.created_at, "

@@ -174,7 +174,7 @@ class IdentityStore:
         def query(db: sqlite_utils.Database) -> list[IdentityOverride]:
             rows = db.execute(
                 "SELECT slack_id, system, identity, updated_at, updated_by FROM identity_overrides "
-                "ORDER BY slack_id, system"
+                "ORDER BY slack_id COLLATE BINARY, system COLLATE BINARY"
             ).fetchall()
             return [IdentityOverride(s, y, i, from_db_time(u), b) for s, y, i, u, b in rows]
 

@@ -46,7 +46,7 @@ WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes ar
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
-    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)",
+    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)|\bCOLLATE\s+BINARY\b",
     re.IGNORECASE,
 )
 
@@ -61,7 +61,8 @@ def is_postgres_url(text: str) -> bool:
 def translate(sql: str) -> str:
     """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, `:name` → `%(name)s`, a literal `%`
     doubled, `group_concat(x)` → `string_agg(x::text, ',')`, SQLite's two-argument `MAX(a, b)` →
-    `GREATEST(a, b)`; quoted strings and `::` casts are left as written."""
+    `GREATEST(a, b)`, `COLLATE BINARY` (SQLite's byte order, whatever the server's locale) → `COLLATE "C"`;
+    quoted strings and `::` casts are left as written."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -75,6 +76,8 @@ def translate(sql: str) -> str:
             return f"string_agg(CAST({match.group(2)} AS TEXT), ',')"
         if match.group(3):
             return f"GREATEST({translate(match.group(3))}, {translate(match.group(4))})"
+        if token[:1].upper() == "C":
+            return 'COLLATE "C"'
         return token  # a quoted string, or a cast
 
     return _SQL_TOKEN.sub(replace, sql)

@@ -44,6 +44,15 @@ async def test_set_refuses_a_value_too_long_to_be_a_key_on_any_engine_and_stores
     assert await identities.list() == [] and await audit_log.list() == []
 
 
+async def test_the_list_is_in_the_same_order_on_every_engine_whatever_the_servers_text_order(identities):
+    # Byte order, as SQLite compares: a PostgreSQL server's locale (en_US: case and punctuation folded)
+    # must not reorder what `bot.py identities list` prints.
+    ids = ["U_b", "Ua", "UB", "U0", "u1", "U-2"]
+    for slack_id in ids:
+        await identities.set(slack_id, "*", "x@example.com", actor="U0ADMIN")
+    assert [o.slack_id for o in await identities.list()] == sorted(ids)
+
+
 async def test_remove_reports_and_audits_only_real_removals(identities, audit_log):
     await identities.set("U1", "Okta", "alice", actor="U0ADMIN")
     assert await identities.remove("U1", "Okta", actor="U0ADMIN") is True
