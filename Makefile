@@ -32,7 +32,10 @@ validate: install
 # runs on PostgreSQL, in the first pass.
 PG_TEST_PATHS ?= tests/e2e tests/core tests/properties tests/api tests/cli tests/handlers tests/storage \
 	tests/reports tests/audit_sinks
-test: test-sqlite test-postgres
+# Both passes run even when the first fails, so one run shows every failure; the exit status is either's.
+test: install
+	@status=0; $(MAKE) --no-print-directory test-sqlite || status=1; \
+	$(MAKE) --no-print-directory test-postgres || status=1; exit $$status
 
 test-sqlite: install
 	$(PY) -m pytest $(PYTEST_ARGS)
