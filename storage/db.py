@@ -114,9 +114,8 @@ def dialect(db: object) -> str:
 def stream(db: object, sql: str, parameters: object = None) -> Any:
     """A cursor over a large result that `fetchmany` reads in batches without the whole result in memory:
     SQLite's cursor already does; on PostgreSQL a server-side cursor (`PgDatabase.stream`)."""
-    streaming = getattr(db, "stream", None)
-    if streaming is not None:
-        return streaming(sql, parameters)
+    if dialect(db) == "postgresql":
+        return db.stream(sql, parameters)  # type: ignore[attr-defined]
     return db.execute(sql, parameters)  # type: ignore[attr-defined]
 
 
