@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run sandbox test lint format validate bench lock clean screenshots
+.PHONY: install run sandbox test test-sqlite test-postgres lint format validate bench lock clean screenshots
 
 install: $(STAMP)
 
@@ -27,8 +27,21 @@ sandbox: install
 validate: install
 	$(PY) bot.py validate
 
+# The whole suite on SQLite, then every test that goes through storage again on PostgreSQL (a real server
+# started from the distribution's binaries; tests/databases.py). tests/replicas is not repeated: it always
+# runs on PostgreSQL, in the first pass.
+PG_TEST_PATHS ?= tests/e2e tests/core tests/properties tests/api tests/cli tests/handlers tests/storage \
+	tests/reports tests/audit_sinks
+# Both passes run even when the first fails, so one run shows every failure; the exit status is either's.
 test: install
+	@status=0; $(MAKE) --no-print-directory test-sqlite || status=1; \
+	$(MAKE) --no-print-directory test-postgres || status=1; exit $$status
+
+test-sqlite: install
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres: install
+	JITBOT_TEST_DB=postgres $(PY) -m pytest $(PYTEST_ARGS) $(PG_TEST_PATHS)
 
 # Format, lint rules, types and the import layers (configured in pyproject.toml); fails on any finding.
 lint: install

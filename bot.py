@@ -34,7 +34,7 @@ import signal
 import sys
 from pathlib import Path
 
-from cli.common import EXIT_INVALID_CONFIG
+from cli.common import EXIT_INVALID_CONFIG, row_limit
 from cli.common import fail as _fail
 
 
@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="print the audit trail as JSON lines; verify, export, destinations")
     audit.add_argument("--request", help="only this request id")
-    audit.add_argument("--limit", type=int, default=10_000)
+    audit.add_argument("--limit", type=row_limit, default=10_000, help="at most this many events (1 to 1000000000)")
     asub = audit.add_subparsers(dest="audit_command", metavar="ACTION")
     verify = asub.add_parser("verify", help="check the whole hash chain; exit 1 naming the first bad event")
     verify.add_argument(

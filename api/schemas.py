@@ -7,15 +7,15 @@ the same rules as the Slack form. The OpenAPI document is generated from these m
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from core.approvals import DENY_REASON_MAX
 from core.config_models import FieldType, Flow
 from core.models import AccessRequest, RequestStatus
 from core.schema import format_duration
-from core.submission import DURATION_PATTERN
+from core.submission import DURATION_PATTERN, refuse_nul
 
 
 class _Body(BaseModel):
@@ -25,7 +25,9 @@ class _Body(BaseModel):
 class DecisionBody(_Body):
     """The optional body of approve and deny: a reason, shown on the message and in the audit trail."""
 
-    reason: str | None = Field(default=None, max_length=DENY_REASON_MAX, description="Why.")
+    reason: Annotated[str, AfterValidator(refuse_nul)] | None = Field(
+        default=None, max_length=DENY_REASON_MAX, description="Why."
+    )
 
 
 class ExtendBody(_Body):

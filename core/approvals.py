@@ -41,7 +41,8 @@ def clean_reason(reason: str | None) -> str | None:
     """A decision reason as stored: stripped, None when blank, at most DENY_REASON_MAX characters."""
     if reason is None:
         return None
-    text = reason.strip()
+    # A NUL cannot be stored on PostgreSQL (the API refuses it; a Slack modal or a hook could still send one).
+    text = reason.replace("\x00", "").strip()
     if not text:
         return None
     return text if len(text) <= DENY_REASON_MAX else text[: DENY_REASON_MAX - 1] + "…"

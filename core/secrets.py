@@ -122,9 +122,13 @@ class SecretRegistry:
                 self._values.update(forms)
 
     def scrub(self, text: str) -> str:
-        """Replace every registered secret value in `text` with '***'."""
+        """Replace every registered secret value in `text` with '***', and any NUL character with U+FFFD."""
         if not isinstance(text, str):
             return text
+        if "\x00" in text:
+            # Text a target system or a hook sent (an error, a name) that ends up in the database:
+            # PostgreSQL stores no NUL in text, and the write recording a failure must not fail.
+            text = text.replace("\x00", "\ufffd")
         with self._lock:
             if not self._values:
                 return text

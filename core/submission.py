@@ -33,6 +33,8 @@ MAX_INT_DIGITS = 15
 MAX_INT = 10**MAX_INT_DIGITS - 1
 
 REQUIRED = "This field is required."
+# PostgreSQL stores no U+0000 in text (SQLite would): refused on every engine, so both behave alike.
+NUL_REFUSED = "Remove the NUL character (U+0000): it cannot be stored."
 CHOOSE_TARGET = "Choose one of the listed targets."
 CHOOSE_DURATION = "Choose how long you need access."
 _ERROR_TYPE = "jitbot_field"
@@ -47,6 +49,13 @@ _WHOLE_NUMBER = re.compile(r"[+-]?[0-9]+")
 
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or value == []
+
+
+def refuse_nul(text: str) -> str:
+    """`text` unchanged, or ValueError(NUL_REFUSED) when it holds a NUL character."""
+    if "\x00" in text:
+        raise ValueError(NUL_REFUSED)
+    return text
 
 
 def check_value(spec: FieldSpec, value: Any) -> Any:
@@ -66,7 +75,7 @@ def check_value(spec: FieldSpec, value: Any) -> Any:
         if not isinstance(value, str):
             raise ValueError("Enter text.")
         limit = MAX_TEXT_LENGTH if kind == "text" else MAX_STRING_LENGTH
-        text = value.strip()
+        text = refuse_nul(value.strip())
         if len(text) > limit:
             raise ValueError(f"At most {limit} characters.")
         return text

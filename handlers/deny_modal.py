@@ -18,6 +18,7 @@ from core.engine import AccessEngine
 from core.errors import JitError
 from core.models import MessageRef
 from core.models import RequestStatus as S
+from core.submission import refuse_nul
 from handlers.ids import ActionId, BlockId, CallbackId
 from handlers.listeners import Ack, Listeners
 from handlers.metadata import DenyMetadata
@@ -65,6 +66,11 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners) -> None:
             return
         values = (view.get("state") or {}).get("values") or {}
         reason = ((values.get(BlockId.DENY_REASON) or {}).get(ActionId.VALUE) or {}).get("value")
+        try:
+            reason = refuse_nul(reason) if isinstance(reason, str) else reason
+        except ValueError as error:  # as the API and the request form refuse it (docs/slack-behaviour.md)
+            await ack(response_action="errors", errors={BlockId.DENY_REASON: str(error)})
+            return
         await ack()
         actor = body["user"]["id"]
         try:

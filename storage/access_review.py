@@ -1,11 +1,12 @@
 """The grants of a period, read out of the requests table for the access review (core.access_review).
 
-Everything here is a generator over one SQLite cursor, run on the store's thread (`Store.read`), so
-a year of grants streams through in bounded memory: SQLite sorts with its own spill files, and no
-list of rows is ever built. A grant belongs to the period when its access window overlaps it:
-it started (granted, or approved when the grant time is unknown) before `until`, and it had not
-ended before `since`. Requests that never reached an approval (pending, denied, expired, and
-whatever other statuses mean "never held") are not access and are left out.
+Everything here is a generator over one cursor, run on the store's thread (`Store.read`), so a year
+of grants streams through in bounded memory: the database sorts with its own spill files, and no
+list of rows is ever built (on PostgreSQL a server-side cursor: `storage.db.stream`). A grant
+belongs to the period when its access window overlaps it: it started (granted, or approved when the
+grant time is unknown) before `until`, and it had not ended before `since`. Requests that never
+reached an approval (pending, denied, expired, and whatever other statuses mean "never held") are not
+access and are left out.
 
 How a grant ended is read from the real columns and the request's own audit rows: `revoked_by`
 (Revoke now) with the end it had before (`access.revoke_requested`), the extension that took the
@@ -24,7 +25,7 @@ from typing import Any
 import sqlite_utils
 
 from core.access_review import GrantRecord, TargetSummary, request_reason
-from storage.db import dialect, from_db_time, to_db_time
+from storage.db import dialect, from_db_time, stream, to_db_time
 from storage.grant_spec import decode_grant_spec, recorded_identity
 
 # The statuses of requests that were approved, so may have held access.
@@ -41,7 +42,7 @@ def review_targets(db: sqlite_utils.Database, since: datetime, until: datetime) 
     """Every (flow, target) with a grant in the period, with its grant and people counts, by name."""
     rows = db.execute(
         f"SELECT r.flow, r.target, COUNT(*), COUNT(DISTINCT r.requester) FROM requests r WHERE {_WINDOW} "
-        "GROUP BY r.flow, r.target ORDER BY r.flow, r.target",
+        "GROUP BY r.flow, r.target ORDER BY r.flow COLLATE BINARY, r.target COLLATE BINARY",
         {"since": to_db_time(since), "until": to_db_time(until)},
     ).fetchall()
     return [TargetSummary(flow, target, grants, people) for flow, target, grants, people in rows]
@@ -66,7 +67,9 @@ def review_grants(
     if target is not None:
         where += " AND r.target = :target"
         params["target"] = target
-    order = f"r.flow, r.target, {'r.requester, ' if by_person else ''}{_START}, r.id"
+    # Byte order on both engines (docs/operations.md): a PostgreSQL locale must not reorder the review.
+    person = "r.requester COLLATE BINARY, " if by_person else ""
+    order = f"r.flow COLLATE BINARY, r.target COLLATE BINARY, {person}{_START}, r.id"
     _detail = _detail_pg if dialect(db) == "postgresql" else _detail_sqlite
     sql = (
         "SELECT r.id, r.flow, r.target, r.requester, r.requester_email, r.grant_spec, r.status, r.created_at, "
@@ -76,7 +79,7 @@ def review_grants(
         f"{_detail('access.extended', 'previous_end')}, {_detail('access.revoke_requested', 'planned_end')} "
         f"FROM requests r WHERE {where} ORDER BY {order}"
     )
-    cursor = db.execute(sql, params)
+    cursor = stream(db, sql, params)
     while batch := cursor.fetchmany(_FETCH):
         for row in batch:
             yield _record(row)

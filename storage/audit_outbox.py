@@ -226,7 +226,7 @@ class AuditCursors:
             head = head_of(db).seq
             rows = db.execute(
                 "SELECT destination, position, first_seen_at, delivered_at, failures, last_error, last_error_at, "
-                "alerted_at FROM audit_cursors ORDER BY destination"
+                "alerted_at FROM audit_cursors ORDER BY destination COLLATE BINARY"
             ).fetchall()
             by_name = {row[0]: row for row in rows}
             wanted = list(by_name) if names is None else list(names)

@@ -2,8 +2,9 @@
 
 `Store.open(setting)` opens the database JITBOT_DB names: a SQLite file path (the default, one
 process) or a `postgresql://…` URL (`storage.postgres.PgStore`, any number of replicas). Both run
-a repository's function `fn(db)` for `read(fn)` and, for `write(fn)`, inside one transaction:
-everything it does commits, or nothing. The repositories write their SQL once, for both.
+a repository's function `fn(db)` for `read(fn)` on one snapshot (every statement sees the same
+moment) and, for `write(fn)`, inside one transaction: everything it does commits, or nothing. The
+repositories write their SQL once, for both.
 
 SQLite (`SqliteStore`): one connection on one dedicated thread (connections are not safe to share
 across threads, and a single writer is all SQLite allows anyway), as datasette's database.py does.
@@ -30,7 +31,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import sqlite_utils
@@ -108,6 +109,14 @@ def url_password(url: str) -> str | None:
 def dialect(db: object) -> str:
     """Which engine a repository function's `db` handle talks to: "sqlite" or "postgresql"."""
     return getattr(db, "dialect", "sqlite")
+
+
+def stream(db: object, sql: str, parameters: object = None) -> Any:
+    """A cursor over a large result that `fetchmany` reads in batches without the whole result in memory:
+    SQLite's cursor already does; on PostgreSQL a server-side cursor (`PgDatabase.stream`)."""
+    if dialect(db) == "postgresql":
+        return db.stream(sql, parameters)  # type: ignore[attr-defined]
+    return db.execute(sql, parameters)  # type: ignore[attr-defined]
 
 
 def to_db_time(value: datetime) -> str:
@@ -347,7 +356,15 @@ class SqliteStore(Store):
 
     def _run_read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         db = self._require_db()
-        return fn(db)
+        conn = db.conn
+        # One read transaction: every statement of `fn` sees the same moment, even while another
+        # process (the CLI beside the bot) commits; in WAL mode it blocks no writer.
+        conn.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            if conn.in_transaction:
+                conn.execute("COMMIT")
 
     def _run_write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         db = self._require_db()

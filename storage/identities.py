@@ -47,10 +47,17 @@ class IdentityImportError(JitError):
         )
 
 
+# The key columns (slack_id, system) are indexed: PostgreSQL refuses an index entry past ~2,700 bytes
+# where SQLite takes any length, so both refuse a key longer than any real Slack id or system name.
+KEY_MAX = 256
+
+
 def _check_value(name: str, value: str) -> str:
     value = value.strip()
     if not value:
         raise ValueError(f"{name} is empty")
+    if name != "identity" and len(value) > KEY_MAX:
+        raise ValueError(f"{name} is longer than {KEY_MAX} characters")
     return value
 
 
@@ -167,7 +174,7 @@ class IdentityStore:
         def query(db: sqlite_utils.Database) -> list[IdentityOverride]:
             rows = db.execute(
                 "SELECT slack_id, system, identity, updated_at, updated_by FROM identity_overrides "
-                "ORDER BY slack_id, system"
+                "ORDER BY slack_id COLLATE BINARY, system COLLATE BINARY"
             ).fetchall()
             return [IdentityOverride(s, y, i, from_db_time(u), b) for s, y, i, u, b in rows]
 

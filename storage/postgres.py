@@ -11,7 +11,7 @@ transaction-scoped advisory lock (`pg_advisory_xact_lock`), so write transaction
 across every replica as SQLite serialises them in one file. That is what the repositories were
 written for: a compare-and-set reads then updates, and an audit row chains to the newest one (the
 hash chain has one head), so two replicas must never interleave them. A write is a few short
-statements on a local network; the lock is held for about a millisecond. Reads take no lock.
+statements on a local network; the lock is held for about a millisecond. Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
 writes it, and the password is registered with the runtime's SecretRegistry so anything that quotes
@@ -46,7 +46,7 @@ WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes ar
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
-    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)",
+    r"|\bMAX\(\s*([^(),']+?)\s*,\s*([^(),']+?)\s*\)|\bCOLLATE\s+BINARY\b",
     re.IGNORECASE,
 )
 
@@ -61,7 +61,8 @@ def is_postgres_url(text: str) -> bool:
 def translate(sql: str) -> str:
     """The repositories' SQL in PostgreSQL's dialect: `?` → `%s`, `:name` → `%(name)s`, a literal `%`
     doubled, `group_concat(x)` → `string_agg(x::text, ',')`, SQLite's two-argument `MAX(a, b)` →
-    `GREATEST(a, b)`; quoted strings and `::` casts are left as written."""
+    `GREATEST(a, b)`, `COLLATE BINARY` (SQLite's byte order, whatever the server's locale) → `COLLATE "C"`;
+    quoted strings and `::` casts are left as written."""
 
     def replace(match: re.Match[str]) -> str:
         token = match.group(0)
@@ -75,6 +76,8 @@ def translate(sql: str) -> str:
             return f"string_agg(CAST({match.group(2)} AS TEXT), ',')"
         if match.group(3):
             return f"GREATEST({translate(match.group(3))}, {translate(match.group(4))})"
+        if token[:1].upper() == "C":
+            return 'COLLATE "C"'
         return token  # a quoted string, or a cast
 
     return _SQL_TOKEN.sub(replace, sql)
@@ -97,7 +100,7 @@ def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
 class PgCursor:
     """A finished statement's results, shaped like the sqlite3 cursor the repositories read."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]) -> None:
         self._cursor = cursor
 
     @property
@@ -124,6 +127,7 @@ class PgDatabase:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
+        self._streams = 0  # server-side cursors opened, for their names
 
     @property
     def conn(self) -> PgDatabase:
@@ -138,6 +142,18 @@ class PgDatabase:
     def execute(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
         """Run one statement (SQL as the repositories write it) and return its results."""
         cursor = self._conn.cursor()
+        try:
+            cursor.execute(translate(sql), parameters if parameters else None)
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        return PgCursor(cursor)
+
+    def stream(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
+        """Run one query whose rows are fetched from the server as they are read (`fetchmany`), not all at
+        once: psycopg's ordinary cursor holds a whole result in memory, a server-side cursor holds none.
+        Only inside a transaction (every `read` and `write` is one); closed with it."""
+        self._streams += 1
+        cursor = self._conn.cursor(name=f"jitbot_stream_{self._streams}")
         try:
             cursor.execute(translate(sql), parameters if parameters else None)
         except psycopg.Error as error:
@@ -247,7 +263,10 @@ class PgStore(Store):
     def _run_read(self, fn: Callable[[Any], T]) -> T:
         try:
             with self._require_pool().connection() as conn, conn.transaction():
-                conn.execute("SET TRANSACTION READ ONLY")
+                # REPEATABLE READ: one snapshot for all of `fn`, as SQLite gives. Under the default READ
+                # COMMITTED each statement would see the commits made since the last one (a count and its
+                # page from two moments). A read-only transaction never fails to serialise at this level.
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                 return fn(PgDatabase(conn))
         except psycopg.Error as error:  # the connection itself, or COMMIT
             raise as_dbapi_error(error) from error

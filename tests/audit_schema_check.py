@@ -19,6 +19,7 @@ from jsonschema import Draft202012Validator
 
 from core.audit_events import OTHER, ChainChecker
 from storage.audit_outbox import EVENT_COLUMNS, row_to_stored
+from storage.db import is_postgres
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "docs" / "audit-event.schema.json"
 
@@ -31,15 +32,26 @@ def validator() -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def check_audit_trail(db_path: Path | str) -> int:
-    """Validate every audit event of the database at `db_path` and its chain; return how many; AssertionError if not."""
+def _stored_rows(db_path: Path | str) -> list:
+    """Every audit row of a SQLite file or a postgresql:// database, oldest first."""
+    if is_postgres(db_path):
+        import psycopg
+
+        with psycopg.connect(str(db_path)) as pg:
+            return pg.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY id").fetchall()
     if not Path(db_path).exists():
-        return 0
+        return []
     conn = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        rows = conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY id").fetchall()
+        return conn.execute(f"SELECT {EVENT_COLUMNS} FROM audit_events ORDER BY id").fetchall()
     finally:
         conn.close()
+
+
+def check_audit_trail(db_path: Path | str) -> int:
+    """Validate every audit event of the database at `db_path` (a SQLite file or a postgresql:// URL) and its
+    chain; return how many; AssertionError if not."""
+    rows = _stored_rows(db_path)
     checker = ChainChecker()
     for row in rows:
         event = row_to_stored(row)

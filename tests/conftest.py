@@ -12,8 +12,9 @@ from sandbox.slack import SlackEmulator
 if TYPE_CHECKING:
     from tests.fakes.moto_server import MotoServer
 
-# The shared headless-browser fixture (`chromium_driver`) and the real PostgreSQL (`postgres_server`, `postgres_dsn`).
-pytest_plugins = ["tests.browser", "tests.postgres"]
+# The shared headless-browser fixture (`chromium_driver`), the real PostgreSQL (`postgres_server`,
+# `postgres_dsn`) and the session's database engine (`databases`, the `sqlite_only` marker; JITBOT_TEST_DB).
+pytest_plugins = ["tests.browser", "tests.postgres", "tests.databases"]
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 

@@ -112,8 +112,8 @@ async def test_a_kinesis_batch_taken_in_part_counts_only_the_leading_records(mon
             await sink.deliver(events(2, 2), HEAD)
 
 
-async def test_a_batch_too_large_is_halved_until_it_fits(tmp_path):
-    async with AuditReceiver(secret=SECRET, max_events=3) as receiver, await Store.open(tmp_path / "db") as store:
+async def test_a_batch_too_large_is_halved_until_it_fits(databases):
+    async with AuditReceiver(secret=SECRET, max_events=3) as receiver, await Store.open(databases.where()) as store:
         log = AuditLog(store)
         clock = FrozenClock()
         for n in range(10):
@@ -144,13 +144,15 @@ async def test_a_batch_too_large_is_halved_until_it_fits(tmp_path):
         assert max(len(b["events"]) for b in receiver.batches) <= 3
 
 
-async def test_a_token_in_an_http_destinations_url_never_reaches_its_name_an_alert_or_its_stored_error(tmp_path):
+async def test_a_token_in_an_http_destinations_url_never_reaches_its_name_an_alert_or_its_stored_error(
+    tmp_path, databases
+):
     from core.config import load_config
     from strategies.registry import INTEGRATION_TYPES, STRATEGY_TYPES
     from tests.core.test_audit_config import HEAD as FLOWS_HEAD
 
     token = "tok-in-url-7731"
-    async with AuditReceiver(secret=SECRET) as receiver, await Store.open(tmp_path / "db") as store:
+    async with AuditReceiver(secret=SECRET) as receiver, await Store.open(databases.where()) as store:
         url = receiver.url + f"?token={token}&region=eu"
         flows = tmp_path / "flows.yaml"
         flows.write_text(

@@ -59,9 +59,9 @@ class FlakyRequests(RequestRepo):
 
 
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, databases):
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(tmp_path / "db.sqlite")
+    store = await Store.open(databases.where())
     clock, notifier, strategy, slack = FrozenClock(), RecordingNotifier(), FakeStrategy(), ScriptedSlack()
     engine = build_engine(
         store,

@@ -53,11 +53,10 @@ class Directory:
         return frozenset()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def world(tmp_path, request):
+@pytest.fixture
+async def world(tmp_path, databases):
     config = flows_config(tmp_path, FLOWS)
-    where = tmp_path / "db.sqlite" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
-    store = await Store.open(where)
+    store = await Store.open(databases.where())
     clock, notifier, strategy = FrozenClock(), RecordingNotifier(), FakeStrategy()
 
     def build():

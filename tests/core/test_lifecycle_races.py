@@ -98,9 +98,9 @@ class Directory:
 
 
 @pytest.fixture
-async def world(tmp_path):
+async def world(tmp_path, databases):
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(tmp_path / "db.sqlite")
+    store = await Store.open(databases.where())
     clock, notifier, strategy, directory = FrozenClock(), Notifier(), FakeStrategy(), Directory()
     engine = build_engine(
         store,

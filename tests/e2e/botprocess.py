@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.slack import SlackEmulator
+from storage.db import is_postgres
+from storage.postgres import translate
 from tests.conftest import PROXY_VARIABLES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +47,7 @@ def clean_env(**values: str | None) -> dict[str, str]:
     return env
 
 
-def bot_env(slack: SlackEmulator, *, config: Path, db: Path, **extra: str | None) -> dict[str, str]:
+def bot_env(slack: SlackEmulator, *, config: Path, db: Path | str, **extra: str | None) -> dict[str, str]:
     """The environment of `bot.py run` against `slack`: its URL and tokens, the flows file and database, JSON logs."""
     values: dict[str, str | None] = {
         "SLACK_API_URL": slack.api_url,
@@ -105,7 +107,7 @@ class BotProcess:
 
     slack: SlackEmulator
     config: Path
-    db: Path
+    db: Path | str  # a SQLite file or a postgresql:// URL (tests/databases.py)
     logs: Path
     extra_env: dict[str, str | None] = field(default_factory=dict)
     process: asyncio.subprocess.Process | None = None
@@ -208,12 +210,24 @@ class BotProcess:
         return await run_cli(*args, env=self.env)
 
     def row(self, request_id: str) -> dict[str, Any]:
-        """The request's row, read straight from the SQLite file (works while the bot is dead)."""
-        with sqlite3.connect(self.db) as db:
-            db.row_factory = sqlite3.Row
-            row = db.execute("SELECT * FROM requests WHERE id = ?", [request_id]).fetchone()
-        assert row is not None, f"no request {request_id} in {self.db}"
-        return dict(row)
+        """The request's row, read straight from the database (works while the bot is dead)."""
+        row = read_rows(self.db, "SELECT * FROM requests WHERE id = ?", [request_id])
+        assert row, f"no request {request_id} in {self.db}"
+        return row[0]
+
+
+def read_rows(db_path: Path | str, sql: str, parameters: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Rows as dicts, read with a connection of the test's own from a SQLite file or a postgresql:// database
+    (`?` placeholders on both)."""
+    if is_postgres(db_path):
+        import psycopg
+        from psycopg.rows import dict_row
+
+        with psycopg.connect(str(db_path), row_factory=dict_row) as pg:
+            return list(pg.execute(translate(sql), parameters or None).fetchall())
+    with sqlite3.connect(db_path) as db:
+        db.row_factory = sqlite3.Row
+        return [dict(r) for r in db.execute(sql, parameters or [])]
 
 
 def db_time(text: str) -> datetime:

@@ -89,9 +89,10 @@ async def receiver() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture
-async def launch(slack, tmp_path) -> AsyncIterator[BotLauncher]:
-    """Starts bots from any flows text in tmp_path (see tests/e2e/harness.py); stops them all after."""
-    launcher = BotLauncher(slack, tmp_path)
+async def launch(slack, tmp_path, databases) -> AsyncIterator[BotLauncher]:
+    """Starts bots from any flows text in tmp_path, on the session's database engine (see
+    tests/e2e/harness.py, tests/databases.py); stops them all after."""
+    launcher = BotLauncher(slack, tmp_path, databases)
     try:
         yield launcher
     finally:

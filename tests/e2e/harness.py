@@ -36,6 +36,7 @@ from core.secrets import SecretRegistry
 from runtime import Runtime, Settings
 from sandbox.slack import EnvelopeResult, Message, SlackEmulator
 from tests.audit_schema_check import check_audit_trail
+from tests.databases import TestDatabases
 from tests.fakes.clock import FrozenClock
 
 DEFAULT_VALUES = {"field:reason": "incident 42", "field:duration": "30m"}
@@ -150,6 +151,7 @@ class BotLauncher:
 
     slack: SlackEmulator
     directory: Path
+    databases: TestDatabases | None = None  # the session's engine (tests/databases.py); None: SQLite files
     bots: list[RunningBot] = field(default_factory=list)
 
     def write(self, name: str, text: str) -> Path:
@@ -173,10 +175,17 @@ class BotLauncher:
     ) -> RunningBot:
         """Write `flows` (dedented) and start a Runtime on it against the emulator (GET /health on
         `health_address`), scrubbing with `secrets` (the one `capture_logs` was given) or its own;
-        `db` (a postgresql:// URL) replaces the SQLite file `db_name`: several bots on one URL are replicas;
+        the database is `db_name` on the session's engine (a SQLite file, or a PostgreSQL database of that
+        name), or `db` (a postgresql:// URL) when given: several bots on one database are replicas;
         `runtime_options` go to the Runtime (e.g. a short `audit_backoff`)."""
         config = self.write(name, flows)
-        db_path: Path | str = db if db is not None else self.directory / db_name
+        db_path: Path | str
+        if db is not None:
+            db_path = db
+        elif self.databases is not None:
+            db_path = self.databases.where(db_name)
+        else:
+            db_path = self.directory / db_name
         settings = Settings(
             bot_token=self.slack.bot_token,
             app_token=self.slack.app_token,
@@ -211,8 +220,7 @@ class BotLauncher:
         for bot in reversed(self.bots):
             await bot.stop()
         for db_path in dict.fromkeys(bot.db_path for bot in self.bots):
-            if isinstance(db_path, Path):  # the checker reads SQLite files; PostgreSQL's trail is checked by its tests
-                check_audit_trail(db_path)
+            check_audit_trail(db_path)
 
 
 @dataclass

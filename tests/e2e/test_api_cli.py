@@ -99,8 +99,8 @@ async def test_requests_lists_a_table(api):
     assert row.split()[:5] == [made.stdout.strip(), "db_access", "prod_admin", "U_ALICE", "pending"]
 
 
-async def test_tokens_are_created_shown_once_listed_and_revoked(tmp_path):
-    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"), USER="ops")
+async def test_tokens_are_created_shown_once_listed_and_revoked(databases):
+    env = clean_env(JITBOT_DB=str(databases.where()), USER="ops")
     created = await run_cli("tokens", "create", "--user", "U_ALICE", "--name", "ci", "--scope", "request", env=env)
     assert created.returncode == 0, created
     token = created.stdout.strip()

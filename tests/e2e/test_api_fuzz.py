@@ -54,14 +54,16 @@ def every_field_type_flow(url: str) -> dict:
     )
 
 
-async def test_no_input_makes_the_api_answer_500_and_every_answer_matches_its_document(slack, receiver, tmp_path):
+async def test_no_input_makes_the_api_answer_500_and_every_answer_matches_its_document(
+    slack, receiver, tmp_path, databases
+):
     config = tmp_path / "flows.yaml"
     config.write_text(flows_file(standard_flow(receiver.url, approvers=None), every_field_type_flow(receiver.url)))
     port = free_port()
     bot = BotProcess(
         slack,
         config=config,
-        db=tmp_path / "jitbot.db",
+        db=databases.where(),
         logs=tmp_path / "logs",
         extra_env={
             "JITBOT_HTTP_ADDR": f"127.0.0.1:{port}",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.audit_schema_check import check_audit_trail
-from tests.e2e.botprocess import BotProcess, clean_env, run_cli
+from tests.db_faults import lift_audit_triggers, run_sql
+from tests.e2e.botprocess import BotProcess, clean_env, read_rows, run_cli
 from tests.e2e.flows import db_access_flow, flows_file
 from tests.fakes.audit_receivers import AuditReceiver
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -18,9 +18,8 @@ from tests.fakes.webhook_receiver import WebhookReceiver
 AUDIT_SECRET = "audit-hmac-secret-kill-9"
 
 
-def db_events(db: Path) -> list[tuple[int, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT id, event_id FROM audit_events ORDER BY id").fetchall()
+def db_events(db: Path | str) -> list[tuple[int, str]]:
+    return [(r["id"], r["event_id"]) for r in read_rows(db, "SELECT id, event_id FROM audit_events ORDER BY id")]
 
 
 @pytest.fixture
@@ -29,7 +28,9 @@ async def webhook():
         yield receiver
 
 
-async def test_kill_9_during_delivery_loses_nothing_and_redelivers_with_the_same_event_ids(slack, webhook, tmp_path):
+async def test_kill_9_during_delivery_loses_nothing_and_redelivers_with_the_same_event_ids(
+    slack, webhook, tmp_path, databases
+):
     async with AuditReceiver(secret=AUDIT_SECRET, holding=True) as destination:
         config = tmp_path / "flows.yaml"
         config.write_text(
@@ -41,7 +42,7 @@ async def test_kill_9_during_delivery_loses_nothing_and_redelivers_with_the_same
         bot = BotProcess(
             slack,
             config=config,
-            db=tmp_path / "jitbot.db",
+            db=databases.where(),
             logs=tmp_path / "logs",
             extra_env={"JITBOT_TEST_WEBHOOK_SECRET": "unused-webhook-secret"},
         )
@@ -80,9 +81,9 @@ async def test_kill_9_during_delivery_loses_nothing_and_redelivers_with_the_same
 
 
 @pytest.fixture
-async def trail(tmp_path) -> dict[str, str]:
+async def trail(databases) -> dict[str, str]:
     """A database with a chained trail of 6 events (identity changes through the CLI), and its env."""
-    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"), USER="auditor")
+    env = clean_env(JITBOT_DB=str(databases.where()), USER="auditor")
     for n in range(6):
         result = await run_cli("identities", "set", f"U_{n}", f"user{n}@example.com", env=env)
         assert result.returncode == 0, result
@@ -90,12 +91,9 @@ async def trail(tmp_path) -> dict[str, str]:
 
 
 def tamper(env: dict[str, str], *statements: str) -> None:
-    """What someone with the database file and a sqlite3 shell could do: lift the triggers, change rows."""
-    with sqlite3.connect(env["JITBOT_DB"]) as conn:
-        conn.execute("DROP TRIGGER audit_events_no_update")
-        conn.execute("DROP TRIGGER audit_events_no_delete")
-        for statement in statements:
-            conn.execute(statement)
+    """What someone with a database shell could do: lift the triggers, change rows."""
+    lift_audit_triggers(env["JITBOT_DB"])
+    run_sql(env["JITBOT_DB"], *statements)
 
 
 async def test_verify_passes_an_untouched_chain(trail):
@@ -108,7 +106,7 @@ async def test_verify_names_an_edited_row(trail):
     tamper(trail, "UPDATE audit_events SET detail = replace(detail, 'user3', 'mallory') WHERE id = 4")
     result = await run_cli("audit", "verify", env=trail)
     assert result.returncode == 1, result
-    (event_id,) = [e for seq, e in db_events(Path(trail["JITBOT_DB"])) if seq == 4]
+    (event_id,) = [e for seq, e in db_events(trail["JITBOT_DB"]) if seq == 4]
     assert f"BROKEN at event {event_id} (seq 4)" in result.stderr and "edited" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -117,7 +115,7 @@ async def test_verify_names_the_event_after_a_deleted_row(trail):
     tamper(trail, "DELETE FROM audit_events WHERE id = 3")
     result = await run_cli("audit", "verify", env=trail)
     assert result.returncode == 1, result
-    (event_id,) = [e for seq, e in db_events(Path(trail["JITBOT_DB"])) if seq == 4]
+    (event_id,) = [e for seq, e in db_events(trail["JITBOT_DB"]) if seq == 4]
     assert f"BROKEN at event {event_id} (seq 4)" in result.stderr and "removed" in result.stderr
     assert "Traceback" not in result.stderr
 
@@ -169,21 +167,23 @@ async def test_export_streams_csv_of_one_flow_between_dates(trail):
     assert backwards.returncode == 2 and "--until must be after --since" in backwards.stderr
 
 
-async def test_audit_destinations_shows_each_backlog_and_last_error(tmp_path):
+async def test_audit_destinations_shows_each_backlog_and_last_error(tmp_path, databases):
     config = tmp_path / "flows.yaml"
     config.write_text(
         flows_file(db_access_flow("https://grants.example.com/", "1h", secret_env="JITBOT_TEST_WEBHOOK_SECRET"))
         + yaml.safe_dump({"audit": {"destinations": [{"type": "file", "path": "audit.jsonl", "name": "trail"}]}})
     )
-    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"), JITBOT_CONFIG=str(config))
+    env = clean_env(JITBOT_DB=str(databases.where()), JITBOT_CONFIG=str(config))
     for n in range(3):
         assert (await run_cli("identities", "set", f"U_{n}", f"u{n}@example.com", env=env)).returncode == 0
-    with sqlite3.connect(tmp_path / "jitbot.db") as conn:  # as the bot leaves it after one delivery and a failure
-        conn.execute(
+    run_sql(  # as the bot leaves it after one delivery and a failure
+        env["JITBOT_DB"],
+        (
             "INSERT INTO audit_cursors (destination, position, first_seen_at, delivered_at, failures, last_error, "
             "last_error_at) VALUES ('trail', 1, '2026-01-01T00:00:00.000000Z', '2026-01-01T00:00:01.000000Z', 2, "
             "'cannot write audit.jsonl: No space left on device', '2026-01-01T00:00:02.000000Z')"
-        )
+        ),
+    )
     result = await run_cli("audit", "destinations", env=env)
     assert result.returncode == 0, result
     assert result.stdout.startswith("trail\n  backlog: 2 events, oldest undelivered ")

@@ -203,6 +203,7 @@ async def test_audit_and_identities_refuse_a_database_url_too(command):
     assert not (REPO / "sqlite:").exists()
 
 
+@pytest.mark.sqlite_only("the SQLite run lock; on PostgreSQL a second bot is a replica (tests/replicas)")
 async def test_a_second_bot_on_the_same_database_refuses_naming_the_first_until_the_first_is_killed(
     slack, flows, tmp_path
 ):
@@ -261,8 +262,8 @@ async def test_validate_accepts_the_shipped_flows_files(shipped):
 # ── identities ─────────────────────────────────────────────────────────────────────────────────────
 
 
-async def test_identities_set_list_remove_and_import_round_trip(tmp_path):
-    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"))
+async def test_identities_set_list_remove_and_import_round_trip(tmp_path, databases):
+    env = clean_env(JITBOT_DB=str(databases.where()))
 
     async def cli(*args: str):
         result = await run_cli("identities", *args, env=env)
@@ -301,8 +302,8 @@ async def test_identities_set_list_remove_and_import_round_trip(tmp_path):
     assert sum(1 for row in audit.json_lines() if row["action"] == "identity.set") == 5
 
 
-async def test_identities_import_refuses_a_csv_with_a_bad_row_naming_the_line_and_imports_nothing(tmp_path):
-    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"))
+async def test_identities_import_refuses_a_csv_with_a_bad_row_naming_the_line_and_imports_nothing(tmp_path, databases):
+    env = clean_env(JITBOT_DB=str(databases.where()))
     bad = tmp_path / "bad.csv"
     bad.write_text("slack_id,system,identity\nU_CAROL,aws_main,carol\nU_EVE,okta_main\nU_DAVE,*,dave\n")
     result = await run_cli("identities", "import", str(bad), env=env)
@@ -311,3 +312,14 @@ async def test_identities_import_refuses_a_csv_with_a_bad_row_naming_the_line_an
     assert re.search(r"\bline 3\b", result.stderr), result
     listed = await run_cli("identities", "list", env=env)
     assert listed.returncode == 0 and listed.stdout.strip() == "", listed
+
+
+@pytest.mark.parametrize("limit", ["0", "-5", "99999999999999999999"])
+async def test_audit_refuses_a_limit_out_of_range_in_one_sentence_before_opening_the_database(tmp_path, limit):
+    # A number no database column holds (SQLite and PostgreSQL both stop at 2**63 - 1) is a usage error.
+    env = clean_env(JITBOT_DB=str(tmp_path / "jitbot.db"))
+    result = await run_cli("audit", "--limit", limit, env=env)
+    assert result.returncode == 2, result
+    assert_no_traceback(result)
+    assert "--limit" in result.stderr and "1 to 1000000000" in result.stderr, result
+    assert not (tmp_path / "jitbot.db").exists()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.e2e.botprocess import clean_env
+from tests.e2e.botprocess import clean_env, read_rows
 from tests.e2e.image import REPO, Dockerfile, exec_form, image_files, runtime_venv, stage_image
 
 pytestmark = pytest.mark.slow
@@ -64,7 +64,7 @@ def test_compose_runs_two_replicas_on_postgresql_each_on_its_own_port():
     assert all(port.endswith(":8080") for port in ports) and len(set(ports)) == 2
 
 
-async def test_the_images_files_and_runtime_lock_alone_start_the_bot(slack, tmp_path):
+async def test_the_images_files_and_runtime_lock_alone_start_the_bot(slack, tmp_path, databases):
     dockerfile = Dockerfile.read()
     venv = await asyncio.to_thread(runtime_venv)
     app, data = tmp_path / "app", tmp_path / "data"
@@ -75,6 +75,8 @@ async def test_the_images_files_and_runtime_lock_alone_start_the_bot(slack, tmp_
     image_env = {
         key: value.replace("/app", str(app)).replace("/data", str(data)) for key, value in dockerfile.env.items()
     }
+    if databases.engine == "postgresql":  # as docker-compose.yml runs it: the runtime lock must carry the driver
+        image_env["JITBOT_DB"] = str(databases.where())
     env = clean_env(
         **{**image_env, "JITBOT_HTTP_ADDR": f"127.0.0.1:{port}"},
         SLACK_API_URL=slack.api_url,
@@ -109,7 +111,10 @@ async def test_the_images_files_and_runtime_lock_alone_start_the_bot(slack, tmp_
         health = [part.replace(":8080/", f":{port}/") for part in health]
         code, out = await run(health, cwd=app, env=env, timeout=10)
         assert code == 0, out
-        assert (data / "jitbot.db").exists()
+        if databases.engine == "postgresql":
+            assert read_rows(databases.where(), "SELECT name FROM jitbot_migrations"), "the bot did not migrate"
+        else:
+            assert (data / "jitbot.db").exists()
         assert not list(app.rglob("__pycache__"))  # PYTHONDONTWRITEBYTECODE, as in the image
         bot.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(bot.wait(), 10) == 0, (tmp_path / "bot.log").read_text()

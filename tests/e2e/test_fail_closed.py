@@ -7,7 +7,6 @@ emulator and the webhook receiver exactly as people and target systems meet the 
 from __future__ import annotations
 
 import copy
-import sqlite3
 from datetime import timedelta
 
 import pytest
@@ -15,6 +14,7 @@ import pytest
 from core.engine import SubmissionRejected
 from core.errors import NotAllowed, StartupError
 from core.models import RequestStatus
+from tests.db_faults import fail_updates, heal, stored_text
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow, webhook_flows
 from tests.e2e.flows import (
     ALERTS_CHANNEL,
@@ -416,17 +416,12 @@ async def test_a_failed_grants_cleanup_is_retried_until_it_succeeds_even_when_al
 
 def break_grant_writes(db_path) -> None:
     """A real database error for the approved → granted write, from a second connection."""
-    with sqlite3.connect(db_path) as db:
-        db.execute(
-            "CREATE TRIGGER IF NOT EXISTS test_fail_grant BEFORE UPDATE OF status ON requests "
-            "WHEN NEW.status = 'granted' BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-        )
+    fail_updates(db_path, "test_fail_grant", column="status", when="NEW.status = 'granted'")
 
 
 def heal_grant_writes(db_path) -> None:
     """Drop the injected fault."""
-    with sqlite3.connect(db_path) as db:
-        db.execute("DROP TRIGGER IF EXISTS test_fail_grant")
+    heal(db_path, "test_fail_grant")
 
 
 async def test_a_grant_whose_record_write_failed_is_still_revoked_on_time_by_the_sweep(bot):
@@ -602,15 +597,10 @@ async def test_a_hooked_request_whose_routing_was_never_stored_is_posted_as_nobo
         """,
     )
     bot = await launch.start(open_flow(receiver.url, hooks="hooks.py"))  # no static approvers
-    with sqlite3.connect(bot.db_path) as db:  # the write that stores the hook's answer fails
-        db.execute(
-            "CREATE TRIGGER test_fail_routing BEFORE UPDATE OF approvers ON requests "
-            "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
-        )
+    fail_updates(bot.db_path, "test_fail_routing", column="approvers")  # the write that stores the hook's answer
     await bot.submit("U_ALICE", "db_access", target="Prod Admin")
     await bot.idle()
-    with sqlite3.connect(bot.db_path) as db:
-        db.execute("DROP TRIGGER test_fail_routing")
+    heal(bot.db_path, "test_fail_routing")
 
     bot.clock.advance(minutes=1)
     await bot.engine.sweep()  # posts what was stored: a request nobody may decide
@@ -633,5 +623,4 @@ async def test_a_literal_secret_in_the_flow_never_reaches_the_database(launch, r
 
     request = await bot.request_for(message)
     assert request.grant_spec.get("literal_secrets") is True
-    files = [bot.db_path, bot.db_path.with_name(bot.db_path.name + "-wal")]
-    assert not any(literal.encode() in f.read_bytes() for f in files if f.exists())
+    assert literal.encode() not in stored_text(bot.db_path)

@@ -8,7 +8,6 @@ the SIGTERM lands while grants are in flight and clicks are still arriving.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.slack import EnvelopeResult, Message, SlackEmulator
-from tests.e2e.botprocess import ArrivalLog, BotProcess
+from tests.databases import TestDatabases
+from tests.e2e.botprocess import ArrivalLog, BotProcess, read_rows
 from tests.e2e.flows import PROD_ADMIN, SECOPS, db_access_flow, flows_file
 from tests.e2e.harness import submit_request
 from tests.fakes.webhook_receiver import WebhookReceiver
@@ -38,13 +38,19 @@ async def webhook() -> AsyncIterator[WebhookReceiver]:
 
 
 @pytest.fixture
-async def jitbot(slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path) -> AsyncIterator[BotProcess]:
+async def jitbot(
+    slack: SlackEmulator, webhook: WebhookReceiver, tmp_path: Path, databases: TestDatabases
+) -> AsyncIterator[BotProcess]:
     config = tmp_path / "flows.yaml"
     config.write_text(
         flows_file(db_access_flow(webhook.url, "1h", secret_env=SECRET_ENV, targets=(PROD_ADMIN,), approvers=SECOPS))
     )
     bot = BotProcess(
-        slack, config=config, db=tmp_path / "jitbot.db", logs=tmp_path / "logs", extra_env={SECRET_ENV: WEBHOOK_SECRET}
+        slack,
+        config=config,
+        db=databases.where(),
+        logs=tmp_path / "logs",
+        extra_env={SECRET_ENV: WEBHOOK_SECRET},
     )
     try:
         yield bot
@@ -64,13 +70,13 @@ async def pending_requests(slack: SlackEmulator, count: int = REQUESTS) -> list[
     return slack.messages_in("C_APPROVALS")
 
 
-def request_ids(db: Path) -> dict[str, str]:
-    """Message ts → request id, read from the database file."""
-    with sqlite3.connect(db) as connection:
-        return dict(connection.execute("SELECT message_ts, id FROM requests WHERE message_ts IS NOT NULL").fetchall())
+def request_ids(db: Path | str) -> dict[str, str]:
+    """Message ts → request id, read from the database."""
+    rows = read_rows(db, "SELECT message_ts, id FROM requests WHERE message_ts IS NOT NULL")
+    return {row["message_ts"]: row["id"] for row in rows}
 
 
-async def recorded(db: Path, count: int = REQUESTS, timeout: float = 10.0) -> dict[str, str]:
+async def recorded(db: Path | str, count: int = REQUESTS, timeout: float = 10.0) -> dict[str, str]:
     """Message ts → request id once every request's message is recorded (the bot writes it after posting)."""
     deadline = time.monotonic() + timeout
     while len(ids := request_ids(db)) < count:

@@ -69,9 +69,11 @@ async def seed_grants(slack, db_path, clock: FrozenClock) -> Seeded:
     return Seeded([r for r, _ in rows], ends_at)
 
 
-async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_the_message_edits(slack, tmp_path):
+async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_the_message_edits(
+    slack, tmp_path, databases
+):
     clock = FrozenClock()
-    seeded = await seed_grants(slack, tmp_path / "jitbot.db", clock)
+    seeded = await seed_grants(slack, databases.where(), clock)
     config = tmp_path / "flows.yaml"
     strategy = {"type": "fake", "targets": [target("prod", "Prod")]}
     config.write_text(
@@ -81,7 +83,7 @@ async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_th
         bot_token=slack.bot_token,
         app_token=slack.app_token,
         config_path=config,
-        db_path=str(tmp_path / "jitbot.db"),
+        db_path=str(databases.where()),
         slack_api_url=slack.api_url,
     )
     runtime = Runtime(

@@ -64,6 +64,7 @@ from core.models import RequestStatus as S
 from storage.audit import row_to_event
 from storage.requests import FIELDS, RequestRepo, row_to_request
 from strategies.registry import INTEGRATION_TYPES
+from tests.databases import DatabaseSource
 from tests.fakes.clock import FrozenClock
 from tests.fakes.engine import build_engine as engine_on
 from tests.fakes.faulty import (
@@ -264,7 +265,7 @@ class World:
     config: Any
     hooks_path: Path
     clock: FrozenClock
-    db_path: Path
+    db_path: Path | str  # a SQLite file or a postgresql:// URL (tests/databases.py)
     strategies: dict[str, FaultyStrategy]
     notifier: FaultyNotifier
     directory: FakeDirectory
@@ -460,6 +461,9 @@ class EngineHung(InvariantViolation):
 class AccessMachine(RuleBasedStateMachine):
     """One bot's life: see the module docstring."""
 
+    # The session's engine, set for each test by `machines_on_the_session_engine` (a unittest case has no fixtures).
+    database_source: DatabaseSource = DatabaseSource()
+
     def __init__(self) -> None:
         super().__init__()
         STATS["examples"] += 1
@@ -473,7 +477,7 @@ class AccessMachine(RuleBasedStateMachine):
             config=shared.config,
             hooks_path=shared.hooks_path,
             clock=clock,
-            db_path=self.tmp / "jitbot.db",
+            db_path=self.database_source.new(self.tmp),
             strategies={
                 f.name: FaultyStrategy(f.strategy, clock=clock, faults=self.target_faults) for f in shared.config.flows
             },
@@ -868,9 +872,16 @@ class AccessMachine(RuleBasedStateMachine):
                 self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         finally:
             self.loop.close()
+            self.database_source.drop(self.world.db_path)
             shutil.rmtree(self.tmp, ignore_errors=True)
             for module in self.world.hook_modules:
                 sys.modules.pop(module.module.__name__, None)
+
+
+@pytest.fixture(autouse=True)
+def machines_on_the_session_engine(database_source: DatabaseSource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hypothesis runs the machine as a unittest case, without fixtures: it takes the session's engine from here."""
+    monkeypatch.setattr(AccessMachine, "database_source", database_source)
 
 
 AccessMachine.TestCase.settings = property_settings()

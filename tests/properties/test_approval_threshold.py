@@ -29,6 +29,7 @@ from core.models import MessageRef
 from core.models import RequestStatus as S
 from storage.db import Store
 from strategies.registry import INTEGRATION_TYPES
+from tests.databases import DatabaseSource
 from tests.fakes.clock import FrozenClock
 from tests.fakes.engine import build_engine
 from tests.fakes.faulty import FakeDirectory, FakeTimers, FaultyNotifier
@@ -62,7 +63,9 @@ def flows_yaml(required: int) -> str:
     return yaml.safe_dump({"flows": [flow]}, sort_keys=False)
 
 
-async def run(required: int, groups: list[list[tuple[str, str]]]) -> tuple[S, tuple[str, ...], int]:
+async def run(
+    engine_source: DatabaseSource, required: int, groups: list[list[tuple[str, str]]]
+) -> tuple[S, tuple[str, ...], int]:
     """Submit one request, play the click groups (each group at once), return (status, approvals, grants)."""
     folder = Path(tempfile.mkdtemp(prefix="jitbot-threshold-"))
     try:
@@ -70,7 +73,8 @@ async def run(required: int, groups: list[list[tuple[str, str]]]) -> tuple[S, tu
         config = load_config(
             folder / "flows.yaml", strategy_types=TEST_STRATEGY_TYPES, integration_types=INTEGRATION_TYPES
         )
-        store = await Store.open(str(folder / "jit.db"))
+        where = engine_source.new(folder, "jit.db")
+        store = await Store.open(where)
         clock, directory, notifier = FrozenClock(), FakeDirectory(PEOPLE, {}), FaultyNotifier()
         strategy = FakeStrategy()
         engine = build_engine(
@@ -99,6 +103,7 @@ async def run(required: int, groups: list[list[tuple[str, str]]]) -> tuple[S, tu
             return final.status, final.approvals, len(strategy.calls_of("grant"))
         finally:
             await store.close()
+            engine_source.drop(where)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -121,8 +126,8 @@ def model(required: int, clicks: list[tuple[str, str]]) -> tuple[S, tuple[str, .
 
 @SETTINGS
 @given(required=st.integers(1, 3), clicks=st.lists(click, max_size=8))
-def test_single_clicks_grant_exactly_when_the_model_says(required, clicks):
-    status, approvals, grants = asyncio.run(run(required, [[c] for c in clicks]))
+def test_single_clicks_grant_exactly_when_the_model_says(database_source, required, clicks):
+    status, approvals, grants = asyncio.run(run(database_source, required, [[c] for c in clicks]))
     expected_status, expected_approvals = model(required, clicks)
     assert status is expected_status
     assert grants == (1 if status is S.GRANTED else 0)
@@ -132,8 +137,8 @@ def test_single_clicks_grant_exactly_when_the_model_says(required, clicks):
 
 @SETTINGS
 @given(required=st.integers(2, 3), groups=st.lists(st.lists(click, min_size=1, max_size=4), max_size=4))
-def test_clicks_at_once_never_grant_twice_nor_count_anyone_twice(required, groups):
-    status, approvals, grants = asyncio.run(run(required, groups))
+def test_clicks_at_once_never_grant_twice_nor_count_anyone_twice(database_source, required, groups):
+    status, approvals, grants = asyncio.run(run(database_source, required, groups))
     assert grants <= 1 and len(set(approvals)) == len(approvals) and REQUESTER not in approvals
     assert (status is S.GRANTED) == (grants == 1)
     if status is S.GRANTED:

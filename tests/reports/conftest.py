@@ -12,6 +12,7 @@ import pytest
 from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
 from storage import AuditLog, RequestRepo, Store
+from tests.databases import TestDatabases
 
 SINCE = datetime(2026, 11, 1, tzinfo=UTC)
 UNTIL = SINCE + timedelta(days=7)
@@ -125,9 +126,9 @@ def review_requests() -> tuple[list[AccessRequest], dict[str, str]]:
     return requests, expected
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def review_db(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[ReviewDb]:
-    path: Path | str = tmp_path / "jitbot.db" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
+@pytest.fixture
+async def review_db(databases: TestDatabases) -> AsyncIterator[ReviewDb]:
+    path = databases.where()
     store = await Store.open(path)
     requests, expected = review_requests()
     created = AuditEvent(at=SINCE, actor="U_ALICE", action="request.created")

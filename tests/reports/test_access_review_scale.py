@@ -17,6 +17,7 @@ import pytest
 
 from core.models import AuditEvent
 from storage import RequestRepo, Store
+from tests.databases import TestDatabases
 from tests.e2e.botprocess import BOT, REPO, clean_env
 from tests.reports.conftest import SINCE, grant
 
@@ -42,6 +43,21 @@ FROM (SELECT i, strftime('%Y-%m-%dT%H:%M:%S', :since, '+' || (i * 5) || ' minute
              strftime('%Y-%m-%dT%H:%M:%S', :since, '+' || (i * 5 + 20) || ' minutes') AS m FROM n)
 """
 
+# The same rows in PostgreSQL's dialect (generate_series, to_char).
+_FILL_PG = """
+INSERT INTO requests (id, flow, target, requester, requester_email, status, created_at, duration_seconds,
+    fields, decided_by, decided_at, granted_at, expires_at, ended_at, grant_spec)
+SELECT 'r' || lpad(i::text, 6, '0'), 'db_access', CASE i % 4 WHEN 0 THEN 'prod_admin' WHEN 1 THEN 'staging'
+    WHEN 2 THEN 'billing' ELSE 'support' END, 'U' || lpad((i % :people)::text, 4, '0'),
+    'u' || lpad((i % :people)::text, 4, '0') || '@example.com',
+    'revoked', to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS') || '.000000Z', 3600, '{"reason":"ticket ' || i || '"}', 'U_BOB',
+    to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS') || '.000000Z', to_char(t, 'YYYY-MM-DD"T"HH24:MI:SS') || '.000000Z',
+    to_char(t + interval '60 minutes', 'YYYY-MM-DD"T"HH24:MI:SS') || '.000000Z',
+    to_char(t + CASE WHEN i % 10 = 0 THEN interval '20 minutes' ELSE interval '60 minutes' END,
+            'YYYY-MM-DD"T"HH24:MI:SS') || '.000000Z', '{}'
+FROM (SELECT i, CAST(:since AS timestamp) + i * interval '5 minutes' AS t FROM generate_series(0, :count - 1) AS i) s
+"""
+
 
 # Runs bot.py as `python bot.py …` would, then writes the process's own VmHWM (KiB) to argv[1].
 _MEASURED = """
@@ -56,9 +72,8 @@ finally:
 """
 
 
-def report(db: Path, *args: str) -> int:
-    """Run `bot.py report access ARGS` on `db`; return its peak resident memory in KiB."""
-    hwm = db.with_suffix(".hwm")
+def report(db: Path | str, hwm: Path, *args: str) -> int:
+    """Run `bot.py report access ARGS` on `db`; return its peak resident memory in KiB (written to `hwm`)."""
     result = subprocess.run(
         [sys.executable, "-c", _MEASURED, str(hwm), str(BOT), "report", "access", *args],
         cwd=REPO,
@@ -73,11 +88,14 @@ def report(db: Path, *args: str) -> int:
     return int(hwm.read_text())
 
 
-async def test_the_review_of_100000_grants_streams_to_a_file_in_bounded_memory(tmp_path: Path) -> None:
-    big, small = tmp_path / "big.db", tmp_path / "small.db"
+async def test_the_review_of_100000_grants_streams_to_a_file_in_bounded_memory(
+    tmp_path: Path, databases: TestDatabases
+) -> None:
+    big, small = databases.where("big.db"), databases.where("small.db")
+    fill = _FILL_PG if databases.engine == "postgresql" else _FILL
     store = await Store.open(big)
     try:
-        await store.write(lambda db: db.execute(_FILL, {"count": COUNT, "people": PEOPLE, "since": "2026-11-01"}))
+        await store.write(lambda db: db.execute(fill, {"count": COUNT, "people": PEOPLE, "since": "2026-11-01"}))
     finally:
         await store.close()
     store = await Store.open(small)
@@ -91,8 +109,8 @@ async def test_the_review_of_100000_grants_streams_to_a_file_in_bounded_memory(t
     peaks = {}
     for fmt in ("html", "csv"):
         out_big, out_small = tmp_path / f"big.{fmt}", tmp_path / f"small.{fmt}"
-        baseline = report(small, *period, "--format", fmt, "--output", str(out_small))
-        peak = report(big, *period, "--format", fmt, "--output", str(out_big))
+        baseline = report(small, tmp_path / "small.hwm", *period, "--format", fmt, "--output", str(out_small))
+        peak = report(big, tmp_path / "big.hwm", *period, "--format", fmt, "--output", str(out_big))
         peaks[fmt] = (baseline, peak)
         text = out_big.read_text(encoding="utf-8")
         if fmt == "html":

@@ -8,6 +8,7 @@ import pytest
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from core.secrets import SecretRegistry
 from storage import AuditLog, IdentityStore, RequestRepo, Store
+from tests.databases import TestDatabases
 
 T0 = datetime(2026, 11, 21, 15, 0, 0, tzinfo=UTC)
 
@@ -54,13 +55,11 @@ def event(action: str = "request.created", actor: str = "U0REQ", **overrides) ->
     return AuditEvent(at=overrides.pop("at", T0), actor=actor, action=action, **overrides)
 
 
-ENGINES = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(params=ENGINES)
-async def store(request: pytest.FixtureRequest):
-    """A fresh, migrated store on each engine: SQLite in memory, and a new database on the test PostgreSQL."""
-    where = ":memory:" if request.param == "sqlite" else request.getfixturevalue("postgres_dsn")
+@pytest.fixture
+async def store(databases: TestDatabases):
+    """A fresh, migrated store on the session's engine (JITBOT_TEST_DB): SQLite in memory, or a new database on
+    the test PostgreSQL."""
+    where = ":memory:" if databases.engine == "sqlite" else databases.where()
     s = await Store.open(where)
     yield s
     await s.close()

@@ -59,10 +59,18 @@ async def test_write_commits_everything_or_nothing(store):
     assert await store.read(lambda db: db.execute("SELECT COUNT(*) FROM identity_overrides").fetchone()[0]) == 1
 
 
-async def test_sqlite_leaves_no_transaction_open_after_a_write(tmp_path):
+async def test_sqlite_leaves_no_transaction_open_after_a_write_or_a_read(tmp_path):
     async with await Store.open(tmp_path / "jit.db") as store:
         await store.write(lambda db: db.execute("INSERT INTO identity_overrides VALUES ('U1', '*', 'a', 'x', 'y')"))
-        assert not await store.read(lambda db: db.conn.in_transaction)
+        assert await store.read(lambda db: db.conn.in_transaction)  # a read is one snapshot (test_read_snapshot.py)
+        # ...that ends with the read, and another process takes the write lock at once: nothing is left open.
+        assert not store._require_db().conn.in_transaction  # the store's thread is idle between calls
+        other = sqlite3.connect(tmp_path / "jit.db", timeout=0, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
 
 
 async def test_read_cannot_write(store):

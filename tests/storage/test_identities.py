@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -33,6 +34,23 @@ async def test_set_replaces_and_audits_with_previous_value(identities, audit_log
 async def test_set_refuses_blank_values(identities):
     with pytest.raises(ValueError, match="identity"):
         await identities.set("U1", "Okta", "  ", actor="U0ADMIN")
+
+
+async def test_set_refuses_a_value_too_long_to_be_a_key_on_any_engine_and_stores_nothing(identities, audit_log):
+    # Random, so PostgreSQL cannot compress it under its index entry limit (about 2,700 bytes).
+    long_id = "U" + secrets.token_hex(1600)
+    with pytest.raises(ValueError, match="slack_id is longer than 256 characters"):
+        await identities.set(long_id, "Okta", "alice", actor="U0ADMIN")
+    assert await identities.list() == [] and await audit_log.list() == []
+
+
+async def test_the_list_is_in_the_same_order_on_every_engine_whatever_the_servers_text_order(identities):
+    # Byte order, as SQLite compares: a PostgreSQL server's locale (en_US: case and punctuation folded)
+    # must not reorder what `bot.py identities list` prints.
+    ids = ["U_b", "Ua", "UB", "U0", "u1", "U-2"]
+    for slack_id in ids:
+        await identities.set(slack_id, "*", "x@example.com", actor="U0ADMIN")
+    assert [o.slack_id for o in await identities.list()] == sorted(ids)
 
 
 async def test_remove_reports_and_audits_only_real_removals(identities, audit_log):
