@@ -197,19 +197,26 @@ def apply_transition(
 ) -> AccessRequest:
     """Run one compare-and-set and its audit row inside the caller's transaction."""
     request_id, assignments = step.request_id, step.assignments
-    current = _current_status(db, request_id)
-    if current not in step.expected:
-        raise InvalidTransition(request_id, current.value, step.new.value)
+    if len(step.expected) == 1:
+        # One status expected: the update itself is the check (its row comes back through RETURNING),
+        # and the status is read only to say what was found instead.
+        (current,) = step.expected
+    else:
+        current = _current_status(db, request_id)
+        if current not in step.expected:
+            raise InvalidTransition(request_id, current.value, step.new.value)
     # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
-    # even if someone later loosens the transaction mode.
-    cursor = db.execute(
-        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
+    # even if someone later loosens the transaction mode. fetchall: a RETURNING statement must run
+    # to completion before anything else on the connection.
+    rows = db.execute(
+        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ? "
+        f"RETURNING {', '.join(FIELDS)}",
         [*assignments.values(), request_id, current.value],
-    )
-    if cursor.rowcount != 1:
+    ).fetchall()
+    if len(rows) != 1:
         raise InvalidTransition(request_id, _current_status(db, request_id).value, step.new.value)
     writer.insert(db, _bind_audit(audit, request_id, status_from=current.value, status_to=step.new.value))
-    return _select_one(db, request_id)
+    return row_to_request(rows[0])
 
 
 _INSERT = f"INSERT INTO requests ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
