@@ -12,6 +12,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import JitConfig
 from core.engine import AccessEngine, SubmissionRejected
+from core.submission import FieldModels
 from handlers import blocks
 from handlers.forms import parse_form
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
@@ -27,6 +28,7 @@ VALIDATION_BUDGET_SECONDS = 2.2
 
 def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the flow picker's select and the request form's submission."""
+    models = FieldModels()
 
     async def handle_flow_pick_action(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -49,7 +51,7 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             )
             return
         # parse_form turns any missing or malformed value into an inline error, never an exception.
-        form = parse_form(flow, (view.get("state") or {}).get("values") or {})
+        form = parse_form(flow, (view.get("state") or {}).get("values") or {}, models=models)
         # Without errors, parse_form has set the target and the duration; the None checks narrow the types.
         if form.errors or form.target is None or form.duration is None:
             await ack(response_action="errors", errors=form.errors)
