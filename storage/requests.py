@@ -20,6 +20,7 @@ import sqlite_utils
 
 from core.errors import InvalidTransition, RequestNotFound
 from core.models import AccessRequest, AuditEvent, RequestStatus
+from core.ports import LiveGrants
 from core.secrets import SecretRegistry
 from core.state import can_transition
 from storage.after_approval import AfterApprovalQueries
@@ -53,6 +54,10 @@ class GrantSchedule(NamedTuple):
     id: str
     expires_at: datetime
     next_attempt_at: datetime | None
+
+
+# What may still hold access: approved, granted, and failed grants whose clean-up is due.
+_LIVE = "status IN ('approved', 'granted') OR (status = 'failed' AND next_attempt_at IS NOT NULL)"
 
 
 class PendingTimeout(NamedTuple):
@@ -408,20 +413,27 @@ class RequestRepo(AfterApprovalQueries):
 
         return await self._store.read(query)
 
-    async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]:
-        """(flow, target, recorded grant_spec, request ids) of everything that may still hold access:
-        approved, granted, and failed grants whose clean-up is due. Grouped, so 100,000 live grants
-        of a handful of targets cost a handful of rows."""
+    async def live_grant_specs(self) -> list[LiveGrants]:
+        """Everything that may still hold access (approved, granted, and failed grants whose clean-up
+        is due), grouped by (flow, target, recorded grant_spec) and counted: 1,000,000 live grants of
+        a handful of targets cost a handful of rows. The ids of a group: `live_grant_ids`."""
 
-        def query(db: sqlite_utils.Database) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+        def query(db: sqlite_utils.Database) -> list[LiveGrants]:
             rows = db.execute(
-                "SELECT flow, target, grant_spec, group_concat(id) FROM requests "
-                "WHERE status IN ('approved', 'granted') OR (status = 'failed' AND next_attempt_at IS NOT NULL) "
+                f"SELECT flow, target, grant_spec, COUNT(*) FROM requests WHERE {_LIVE} "
                 "GROUP BY flow, target, grant_spec"
             ).fetchall()
-            return [(flow, target, json.loads(spec), ids.split(",")) for flow, target, spec, ids in rows]
+            return [LiveGrants(flow, target, json.loads(spec), spec, n) for flow, target, spec, n in rows]
 
         return await self._store.read(query)
+
+    async def live_grant_ids(self, group: LiveGrants) -> list[str]:
+        """The ids of the live grants of one `live_grant_specs` group (only those whose flow changed
+        are ever asked for: a million ids held at once would cost ~60 MB)."""
+        sql = f"SELECT id FROM requests WHERE ({_LIVE}) AND flow = ? AND target = ? AND grant_spec = ? ORDER BY id"
+        return await self._store.read(
+            lambda db: [row[0] for row in db.execute(sql, [group.flow, group.target, group.spec_text]).fetchall()]
+        )
 
     async def live_counts_by_flow(self) -> dict[str, int]:
         """How many pending, approved or granted requests each flow name has."""
