@@ -67,14 +67,15 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             )
         return self._session
 
-    async def _proxy_for(self, url: httpx.URL) -> Proxy:
+    def _proxy_for(self, url: httpx.URL) -> Proxy:
         """The proxy (and its credentials) HTTP(S)_PROXY / NO_PROXY give for `url`'s scheme and host."""
         origin = (url.scheme, url.host)
         found = self._proxies.get(origin)
         if found is None:
             try:
-                # Reads the environment and a proxy's ~/.netrc entry (a file): off the event loop.
-                proxy, auth = await asyncio.to_thread(get_env_proxy_for_url, URL(str(url)))
+                # Reads the environment and at most a small ~/.netrc, once per scheme and host: on the
+                # loop, since a thread hop would cost more than the read.
+                proxy, auth = get_env_proxy_for_url(URL(str(url)))
                 found = (proxy, None if auth is None else auth.encode())
             except LookupError:  # no proxy for this scheme, or the host is in NO_PROXY
                 found = (None, None)
@@ -120,7 +121,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         upload = _Upload(body, timeouts.get("write")) if len(body) > _CHUNK_BYTES else None
         headers = _wire_headers(request)
         with _as_httpx_errors(request):
-            proxy, proxy_auth = await self._proxy_for(request.url)
+            proxy, proxy_auth = self._proxy_for(request.url)
             # The proxy's credentials: on the CONNECT of an https tunnel, or on a plain request itself.
             tunnel = {"Proxy-Authorization": proxy_auth} if proxy_auth and request.url.scheme == "https" else None
             if proxy_auth and tunnel is None:
