@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import resource
+import signal
 import sys
 import time
 import traceback
@@ -197,7 +198,12 @@ async def _serve(spec, secrets: SecretRegistry) -> int:
     emit(report)
     # Steady state only: imports and start-up would drown what happens per request.
     run_profiler = cProfile.Profile(time.thread_time) if spec.profile else None
-    if run_profiler:
+    if run_profiler and spec.profile_on_signal:
+        # Only the steps the bench brackets with SIGUSR1 … SIGUSR2 (latency.py --profile-step).
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, run_profiler.enable)
+        loop.add_signal_handler(signal.SIGUSR2, run_profiler.disable)
+    elif run_profiler:
         run_profiler.enable()
     # Any line (or EOF, if the bench died) on stdin means: stop.
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
@@ -220,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", type=Path, help="bot log file (JSON lines, INFO); default: discarded")
     parser.add_argument("--profile", type=Path, help="cProfile from ready to stop (the steady state) into this file")
     parser.add_argument("--profile-start", type=Path, help="cProfile start-up into this file")
+    parser.add_argument(
+        "--profile-on-signal", action="store_true", help="with --profile: only between SIGUSR1 and SIGUSR2"
+    )
     parser.add_argument("--no-timers", dest="timers", action="store_false")
     parser.add_argument(
         "--transport",
@@ -237,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         log=args.log,
         profile=args.profile,
         profile_start=args.profile_start,
+        profile_on_signal=args.profile_on_signal,
         timers=args.timers,
         transport=args.transport,
     )

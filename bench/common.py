@@ -140,9 +140,11 @@ def log_trouble(path: Path) -> list[str]:
     ]
 
 
-def cpu_seconds(pid: int | str = "self") -> float:
-    """User + system CPU seconds a process has used so far (from /proc/PID/stat; 10 ms resolution)."""
-    with open(f"/proc/{pid}/stat") as stat:
+def cpu_seconds(pid: int | str = "self", *, main_thread: bool = False) -> float:
+    """User + system CPU seconds a process (or, with `main_thread`, only its main thread: the event
+    loop) has used so far (from /proc/PID/stat; 10 ms resolution)."""
+    tid = os.getpid() if pid == "self" else pid
+    with open(f"/proc/{pid}/task/{tid}/stat" if main_thread else f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -178,6 +180,7 @@ class BotSpec:
     db: Path | None = None
     log: Path | None = None
     profile: Path | None = None  # cProfile of the steady state (after start-up)
+    profile_on_signal: bool = False  # profile only between SIGUSR1 and SIGUSR2 (one step of a bench)
     profile_start: Path | None = None  # cProfile of start-up
     timers: bool = True
     transport: str | None = None  # a bot_host.TRANSPORTS name; None: the one production uses
@@ -205,6 +208,8 @@ class BotSpec:
                 args += [flag, str(value)]
         if not self.timers:
             args.append("--no-timers")
+        if self.profile_on_signal:
+            args.append("--profile-on-signal")
         if self.transport:
             args += ["--transport", self.transport]
         return args

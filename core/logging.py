@@ -74,4 +74,9 @@ def configure_logging(
     # Bolt and the SDK log every envelope at DEBUG; INFO and up is what an operator wants.
     for noisy in ("slack_bolt", "slack_sdk", "apscheduler", "botocore", "urllib3", "httpx", "aiohttp.access"):
         logging.getLogger(noisy).setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # slack_sdk's Web API clients test their logger's own level (`logger.level <= DEBUG`), not the
+    # effective one: left at NOTSET, each call formats its headers and whole body for a debug line.
+    for client in ("slack_sdk.web.async_base_client", "slack_sdk.web.base_client"):
+        logger = logging.getLogger(client)
+        logger.setLevel(logger.getEffectiveLevel())
     return fmt

@@ -10,7 +10,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from core.audit_events import ChainHead, StoredEvent
 from core.models import AccessRequest, AuditEvent, RequestStatus, TransitionStep
@@ -125,6 +125,17 @@ class NoTimers:
         """Disarm nothing."""
 
 
+class LiveGrants(NamedTuple):
+    """One group of live grants (approved, granted, or failed with a clean-up due) with the same flow,
+    target and recorded grant_spec, and how many there are."""
+
+    flow: str
+    target: str
+    spec: dict[str, Any]
+    spec_text: str  # as stored, to find the group's rows again
+    grants: int
+
+
 class RequestStore(Protocol):
     """Access requests, every status change a compare-and-set with its audit row (storage.requests)."""
 
@@ -161,7 +172,9 @@ class RequestStore(Protocol):
 
     async def list_unposted(self) -> list[AccessRequest]: ...
 
-    async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]: ...
+    async def live_grant_specs(self) -> list[LiveGrants]: ...
+
+    async def live_grant_ids(self, group: LiveGrants) -> list[str]: ...
 
     async def list_granted_schedule(
         self, until: datetime | None = None

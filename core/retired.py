@@ -71,7 +71,8 @@ async def rebuild_retired(
     missing: dict[tuple[str, str], list[str]] = defaultdict(list)
     current: dict[tuple[str, str], dict[str, Any] | None] = {}  # each flow's own spec, per target
     counts: dict[tuple[str, str], int] = defaultdict(int)
-    for flow_name, target_name, spec, ids in await requests.live_grant_specs():
+    for group in await requests.live_grant_specs():
+        flow_name, target_name, spec = group.flow, group.target, group.spec
         if not spec:
             continue  # granted before grants recorded their strategy: revoked with the flow's, as then
         if (flow_name, target_name) not in current:
@@ -81,6 +82,7 @@ async def rebuild_retired(
         written = {key: value for key, value in spec.items() if key not in ("identity", *CHAIN_KEYS)}
         if current[(flow_name, target_name)] == written:
             continue
+        ids = await requests.live_grant_ids(group)  # only a group whose flow changed: rare, and small
         integration = spec.get("strategy", {}).get("integration")
         if isinstance(integration, str) and integration not in config.integrations:
             missing[(flow_name, f"integration '{integration}'")].extend(ids)

@@ -119,6 +119,19 @@ async def call(
         if before_sleep is not None and error is not None:
             before_sleep(error, state.upcoming_sleep)
 
+    # The first try runs without tenacity's machinery (about 20 µs a call): nearly every call
+    # succeeds at once. A failure is handed to the loop below as its first try, so what follows is
+    # exactly what tenacity does with it.
+    try:
+        return await operation()
+    except BaseException as error:
+        first: list[BaseException] = [error]
+
+    async def attempt_again() -> T:
+        if first:
+            raise first.pop()
+        return await operation()
+
     retrying = AsyncRetrying(
         sleep=sleep_between,
         stop=out_of_tries,
@@ -133,7 +146,7 @@ async def call(
     try:
         async for attempt in retrying:
             with attempt:
-                return await operation()
+                return await attempt_again()
     except Retry as exhausted:
         raise exhausted.final from exhausted.__cause__
     raise AssertionError("unreachable: the last try returns or raises")  # pragma: no cover

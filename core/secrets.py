@@ -100,6 +100,9 @@ class SecretRegistry:
 
     def __init__(self) -> None:
         self._values: set[str] = set()
+        # Longest first (a secret that contains another is replaced whole); rebuilt on register, read
+        # without the lock (one immutable tuple), since scrub runs dozens of times per request.
+        self._ordered: tuple[str, ...] = ()
         self._lock = threading.Lock()
 
     # A registry is a service, not data: a deep copy of a config that holds it must share it.
@@ -120,6 +123,7 @@ class SecretRegistry:
             forms = escaped_forms(value)
             with self._lock:
                 self._values.update(forms)
+                self._ordered = tuple(sorted(self._values, key=len, reverse=True))
 
     def scrub(self, text: str) -> str:
         """Replace every registered secret value in `text` with '***', and any NUL character with U+FFFD."""
@@ -129,11 +133,7 @@ class SecretRegistry:
             # Text a target system or a hook sent (an error, a name) that ends up in the database:
             # PostgreSQL stores no NUL in text, and the write recording a failure must not fail.
             text = text.replace("\x00", "\ufffd")
-        with self._lock:
-            if not self._values:
-                return text
-            values = sorted(self._values, key=len, reverse=True)
-        for value in values:
+        for value in self._ordered:
             if value in text:
                 text = text.replace(value, REDACTED)
         return text

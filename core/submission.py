@@ -193,6 +193,22 @@ def fields_model(flow: Flow) -> type[BaseModel]:
     return model
 
 
+class FieldModels:
+    """Each flow's `fields_model`, built once per Flow object: building one takes ~0.7 ms of CPU, which
+    every submitted form used to pay."""
+
+    def __init__(self) -> None:
+        self._built: dict[str, tuple[Flow, type[BaseModel]]] = {}
+
+    def of(self, flow: Flow) -> type[BaseModel]:
+        """The fields model of `flow` (built again if the flow of that name is another object now)."""
+        entry = self._built.get(flow.name)
+        if entry is None or entry[0] is not flow:
+            entry = (flow, fields_model(flow))
+            self._built[flow.name] = entry
+        return entry[1]
+
+
 def submission_model(flow: Flow) -> type[BaseModel]:
     """The model of one request of `flow`: `flow`, `target` (one of its target names) and `fields`."""
     targets = tuple(t.name for t in flow.targets)

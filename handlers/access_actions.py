@@ -21,6 +21,7 @@ from core.engine import AccessEngine
 from core.errors import InvalidInput, NotAllowed
 from core.models import AccessRequest, MessageRef
 from core.resubmission import earlier
+from core.submission import FieldModels
 from handlers import access_blocks, blocks
 from handlers.forms import parse_form, submission_key
 from handlers.ids import ActionId, BlockId, CallbackId, field_block_id
@@ -51,6 +52,7 @@ def register(
     app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners, refresh_home: RefreshHome
 ) -> None:
     """Listen for Revoke now, Cancel request, Extend and the Extend modal's submission."""
+    models = FieldModels()
 
     async def after_click(body: dict[str, Any], client: AsyncWebClient, outcome: str) -> None:
         """Edit the DM the button was on, or publish the clicker's Home again."""
@@ -123,7 +125,7 @@ def register(
         values[BlockId.TARGET] = {
             ActionId.VALUE: {"type": "static_select", "selected_option": {"value": holder.target}}
         }
-        form = parse_form(flow, values)
+        form = parse_form(flow, values, models=models)
         if form.errors or form.duration is None:
             await ack(response_action="errors", errors=form.errors or {duration_block: "Choose how much more time."})
             return

@@ -21,6 +21,7 @@ from core.submission import (
     MAX_INT_DIGITS,
     MAX_STRING_LENGTH,
     MAX_TEXT_LENGTH,
+    FieldModels,
     duration_in,
     field_errors,
     fields_model,
@@ -83,8 +84,9 @@ def _raw(spec: FieldSpec, element: Mapping[str, Any]) -> Any:
     return _typed(spec, element)
 
 
-def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
-    """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id)."""
+def parse_form(flow: Flow, state_values: Mapping[str, Any], *, models: FieldModels | None = None) -> ParsedForm:
+    """Turn `view.state.values` of a request form into a ParsedForm (errors keyed by block id); `models`
+    keeps each flow's fields model between forms."""
     form = ParsedForm()
     target_names = {t.name for t in flow.targets}
     try:
@@ -100,7 +102,7 @@ def parse_form(flow: Flow, state_values: Mapping[str, Any]) -> ParsedForm:
             raw[spec.name] = _raw(spec, _element(state_values, field_block_id(spec.name)))
         except _Shape as exc:
             form.errors[field_block_id(spec.name)] = str(exc)
-    model = fields_model(flow)
+    model = models.of(flow) if models is not None else fields_model(flow)
     try:
         checked = model.model_validate(raw).model_dump()
     except ValidationError as error:

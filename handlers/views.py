@@ -15,6 +15,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from core.config_models import JitConfig
 from core.engine import AccessEngine
 from core.resubmission import earlier
+from core.submission import FieldModels
 from core.submitting import SubmissionRejected
 from handlers import blocks
 from handlers.forms import parse_form, submission_key
@@ -31,6 +32,7 @@ VALIDATION_BUDGET_SECONDS = 2.2
 
 def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the flow picker's select and the request form's submission."""
+    models = FieldModels()
 
     async def handle_flow_pick_action(ack: Ack, body: dict[str, Any], client: AsyncWebClient) -> None:
         await ack()
@@ -66,7 +68,7 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
             )
             return
         # parse_form turns any missing or malformed value into an inline error, never an exception.
-        form = parse_form(flow, (view.get("state") or {}).get("values") or {})
+        form = parse_form(flow, (view.get("state") or {}).get("values") or {}, models=models)
         # Without errors, parse_form has set the target and the duration; the None checks narrow the types.
         if form.errors or form.target is None or form.duration is None:
             await ack(response_action="errors", errors=form.errors)

@@ -20,6 +20,7 @@ import sqlite_utils
 
 from core.errors import InvalidTransition, RequestNotFound
 from core.models import AccessRequest, AuditEvent, RequestStatus
+from core.ports import LiveGrants
 from core.secrets import SecretRegistry
 from core.state import can_transition
 from storage.after_approval import AfterApprovalQueries
@@ -53,6 +54,10 @@ class GrantSchedule(NamedTuple):
     id: str
     expires_at: datetime
     next_attempt_at: datetime | None
+
+
+# What may still hold access: approved, granted, and failed grants whose clean-up is due.
+_LIVE = "status IN ('approved', 'granted') OR (status = 'failed' AND next_attempt_at IS NOT NULL)"
 
 
 class PendingTimeout(NamedTuple):
@@ -197,19 +202,26 @@ def apply_transition(
 ) -> AccessRequest:
     """Run one compare-and-set and its audit row inside the caller's transaction."""
     request_id, assignments = step.request_id, step.assignments
-    current = _current_status(db, request_id)
-    if current not in step.expected:
-        raise InvalidTransition(request_id, current.value, step.new.value)
+    if len(step.expected) == 1:
+        # One status expected: the update itself is the check (its row comes back through RETURNING),
+        # and the status is read only to say what was found instead.
+        (current,) = step.expected
+    else:
+        current = _current_status(db, request_id)
+        if current not in step.expected:
+            raise InvalidTransition(request_id, current.value, step.new.value)
     # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
-    # even if someone later loosens the transaction mode.
-    cursor = db.execute(
-        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
+    # even if someone later loosens the transaction mode. fetchall: a RETURNING statement must run
+    # to completion before anything else on the connection.
+    rows = db.execute(
+        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ? "
+        f"RETURNING {', '.join(FIELDS)}",
         [*assignments.values(), request_id, current.value],
-    )
-    if cursor.rowcount != 1:
+    ).fetchall()
+    if len(rows) != 1:
         raise InvalidTransition(request_id, _current_status(db, request_id).value, step.new.value)
     writer.insert(db, _bind_audit(audit, request_id, status_from=current.value, status_to=step.new.value))
-    return _select_one(db, request_id)
+    return row_to_request(rows[0])
 
 
 _INSERT = f"INSERT INTO requests ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
@@ -401,20 +413,27 @@ class RequestRepo(AfterApprovalQueries):
 
         return await self._store.read(query)
 
-    async def live_grant_specs(self) -> list[tuple[str, str, dict[str, Any], list[str]]]:
-        """(flow, target, recorded grant_spec, request ids) of everything that may still hold access:
-        approved, granted, and failed grants whose clean-up is due. Grouped, so 100,000 live grants
-        of a handful of targets cost a handful of rows."""
+    async def live_grant_specs(self) -> list[LiveGrants]:
+        """Everything that may still hold access (approved, granted, and failed grants whose clean-up
+        is due), grouped by (flow, target, recorded grant_spec) and counted: 1,000,000 live grants of
+        a handful of targets cost a handful of rows. The ids of a group: `live_grant_ids`."""
 
-        def query(db: sqlite_utils.Database) -> list[tuple[str, str, dict[str, Any], list[str]]]:
+        def query(db: sqlite_utils.Database) -> list[LiveGrants]:
             rows = db.execute(
-                "SELECT flow, target, grant_spec, group_concat(id) FROM requests "
-                "WHERE status IN ('approved', 'granted') OR (status = 'failed' AND next_attempt_at IS NOT NULL) "
+                f"SELECT flow, target, grant_spec, COUNT(*) FROM requests WHERE {_LIVE} "
                 "GROUP BY flow, target, grant_spec"
             ).fetchall()
-            return [(flow, target, json.loads(spec), ids.split(",")) for flow, target, spec, ids in rows]
+            return [LiveGrants(flow, target, json.loads(spec), spec, n) for flow, target, spec, n in rows]
 
         return await self._store.read(query)
+
+    async def live_grant_ids(self, group: LiveGrants) -> list[str]:
+        """The ids of the live grants of one `live_grant_specs` group (only those whose flow changed
+        are ever asked for: a million ids held at once would cost ~60 MB)."""
+        sql = f"SELECT id FROM requests WHERE ({_LIVE}) AND flow = ? AND target = ? AND grant_spec = ? ORDER BY id"
+        return await self._store.read(
+            lambda db: [row[0] for row in db.execute(sql, [group.flow, group.target, group.spec_text]).fetchall()]
+        )
 
     async def live_counts_by_flow(self) -> dict[str, int]:
         """How many pending, approved or granted requests each flow name has."""

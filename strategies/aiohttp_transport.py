@@ -14,6 +14,11 @@ PoolTimeout), `connect` the DNS look-up and connection (ConnectTimeout), `write`
 of a request body larger than that (WriteTimeout; a smaller one is buffered at once and cannot
 stall), and `read` each wait for the answer (ReadTimeout).
 
+Proxies come from HTTP(S)_PROXY / NO_PROXY as httpx would take them, looked up once per scheme and
+host: aiohttp's own `trust_env=True` reads the environment and `~/.netrc` again on every request,
+through two thread hops (about 0.5 ms of CPU per webhook call), and adds `~/.netrc` credentials for
+the target itself, which httpx does not.
+
 Why not the `httpx-aiohttp` package: measured with bench/latency.py (bench/README.md), it is no
 faster, and it sends header names lower-cased and reports a refused connection as a time-out.
 """
@@ -26,9 +31,14 @@ from contextlib import contextmanager, nullcontext
 
 import aiohttp
 import httpx
+from aiohttp.helpers import get_env_proxy_for_url
+from yarl import URL
 
 DEFAULT_CONNECTIONS = 16  # matches the engine's limit on strategy calls in flight per flow
 _CHUNK_BYTES = 64 * 1024
+_PROXY_ORIGINS = 256  # scheme and host pairs whose proxy is remembered (a flows file names a handful)
+
+Proxy = tuple[URL | None, str | None]  # the proxy, and the Proxy-Authorization value its credentials make
 
 
 def _wire_headers(request: httpx.Request) -> list[tuple[str, str]]:
@@ -44,6 +54,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         # Held from sending a request until its answer is closed: the wait for one is httpx's pool timeout.
         self._slots = asyncio.Semaphore(connections)
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], Proxy] = {}
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -51,10 +62,27 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 # httpx decodes the body itself (it sees Content-Encoding); decoding twice would fail.
                 auto_decompress=False,
-                # Proxies from HTTP(S)_PROXY / NO_PROXY, as httpx would honour them.
-                trust_env=True,
+                # Proxies are looked up by `_proxy_for` instead (see the module docstring).
+                trust_env=False,
             )
         return self._session
+
+    def _proxy_for(self, url: httpx.URL) -> Proxy:
+        """The proxy (and its credentials) HTTP(S)_PROXY / NO_PROXY give for `url`'s scheme and host."""
+        origin = (url.scheme, url.host)
+        found = self._proxies.get(origin)
+        if found is None:
+            try:
+                # Reads the environment and at most a small ~/.netrc, once per scheme and host: on the
+                # loop, since a thread hop would cost more than the read.
+                proxy, auth = get_env_proxy_for_url(URL(str(url)))
+                found = (proxy, None if auth is None else auth.encode())
+            except LookupError:  # no proxy for this scheme, or the host is in NO_PROXY
+                found = (None, None)
+            if len(self._proxies) >= _PROXY_ORIGINS:
+                self._proxies.clear()
+            self._proxies[origin] = found
+        return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """Send `request` and return the response with its (still encoded) body as a stream."""
@@ -91,13 +119,21 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         timeout = aiohttp.ClientTimeout(total=None, connect=timeouts.get("connect"), sock_read=timeouts.get("read"))
         # A body of up to one piece is buffered by the connection at once, so only a larger one can stall.
         upload = _Upload(body, timeouts.get("write")) if len(body) > _CHUNK_BYTES else None
+        headers = _wire_headers(request)
         with _as_httpx_errors(request):
+            proxy, proxy_auth = self._proxy_for(request.url)
+            # The proxy's credentials: on the CONNECT of an https tunnel, or on a plain request itself.
+            tunnel = {"Proxy-Authorization": proxy_auth} if proxy_auth and request.url.scheme == "https" else None
+            if proxy_auth and tunnel is None:
+                headers.append(("Proxy-Authorization", proxy_auth))
             try:
                 async with upload.deadline if upload else nullcontext():
                     return await self._get_session().request(
                         request.method,
                         str(request.url),
-                        headers=_wire_headers(request),
+                        proxy=proxy,
+                        proxy_headers=tunnel,
+                        headers=headers,
                         data=upload.chunks() if upload else body or None,
                         allow_redirects=False,
                         timeout=timeout,

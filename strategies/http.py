@@ -18,6 +18,7 @@ an error body reads, whether outages are retried at all, and what the returned r
 from __future__ import annotations
 
 import asyncio
+import http.cookiejar
 import math
 import zlib
 from collections.abc import Callable, Mapping
@@ -233,6 +234,19 @@ class _RateLimited(Retry):
     """A 429 to wait out for the time the server asked."""
 
 
+class _NoCookies(http.cookiejar.CookieJar):
+    """A cookie jar that keeps nothing: what a target answers never rides along on the next request.
+
+    (It also spares httpx's per-answer cookie parsing through the standard library, ~30 µs a call.)
+    """
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        """Keep none of the answer's cookies."""
+
+    def set_cookie(self, cookie: http.cookiejar.Cookie) -> None:
+        """Keep no cookie."""
+
+
 def http_client(
     *,
     timeout: float,
@@ -243,13 +257,15 @@ def http_client(
     """An httpx client over aiohttp (or `transport`): answers capped, each exchange over within `timeout` seconds.
 
     `options` go to `httpx.AsyncClient` (base_url, headers, …). Redirects are never followed: a
-    redirect would carry our credentials or a signed body to an address nobody configured.
+    redirect would carry our credentials or a signed body to an address nobody configured. No cookie
+    is kept between requests: each call carries only what its caller put in it.
     """
     limited = LimitedTransport(transport or AiohttpTransport(), max_bytes=max_bytes, deadline=timeout)
     return httpx.AsyncClient(
         timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
         transport=limited,
         follow_redirects=False,
+        cookies=_NoCookies(),
         **options,
     )
 

@@ -136,6 +136,7 @@ class WebhookStrategy(MatchedElsewhere):
         self._clock = clock or SystemClock()
         self._client: httpx.AsyncClient | None = None
         self._shown_url = _safe_url(config.url)
+        self._url = httpx.URL(config.url)  # parsed once: httpx parses a string on every request
 
     @property
     def identity_key(self) -> str:
@@ -225,7 +226,7 @@ class WebhookStrategy(MatchedElsewhere):
         headers = {**self.headers(action, ctx, body), **extra}
         try:
             # The client's transport bounds the whole exchange (time and size), not each read.
-            response = await self._client.post(self.config.url, content=body, headers=headers)
+            response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.TimeoutException:
             limit = self.config.timeout.total_seconds()
             raise self._unavailable(action, f"no answer within {limit:g}s", retryable=True) from None

@@ -182,3 +182,11 @@ def test_values_without_secrets_render_as_before():
     assert (line["count"], line["ratio"], line["ok"], line["nothing"]) == (3, 0.5, True, None)
     assert line["flows"] == ["db_access"] and line["pair"] == ["a", 1] and line["nested"] == {"k": {"v": [1, 2]}}
     assert line["client"] == "Client(token='not-a-secret')"
+
+
+def test_slack_sdks_web_client_formats_no_debug_message_at_info():
+    # slack_sdk checks its logger's own level (`logger.level <= logging.DEBUG`), not the effective one:
+    # at NOTSET it formats every request's headers and every answer's body for nothing, on every call.
+    with logging_to_buffer("json"):
+        for name in ("slack_sdk.web.async_base_client", "slack_sdk.web.base_client"):
+            assert logging.getLogger(name).level > logging.DEBUG

@@ -187,3 +187,16 @@ def flow_with_fields(tmp_path, *fields: str):
 
 def text_input(value: str) -> dict:
     return {ActionId.VALUE: {"type": "plain_text_input", "value": value}}
+
+
+def test_a_flows_form_model_is_built_once_and_checks_every_form_the_same(tmp_path):
+    from core.submission import FieldModels
+
+    f, models = flow(tmp_path), FieldModels()
+    first = parse_form(f, state(count="3", urgent=True, env="b", duration="90m"), models=models)
+    bad = parse_form(f, state(target=None, reason="  ", count="x", duration="5h"), models=models)
+    assert first == parse_form(f, state(count="3", urgent=True, env="b", duration="90m"))
+    assert bad == parse_form(f, state(target=None, reason="  ", count="x", duration="5h"))
+    assert models.of(f) is models.of(f)
+    # A flow of the same name loaded again (another object) gets its own model, never a stale one.
+    assert models.of(flow(tmp_path)) is not models.of(f)

@@ -345,3 +345,25 @@ async def test_secret_in_error_text_is_scrubbed_before_storage(repo, audit_log, 
     assert detail == {"error": "Bearer ***", "token": "***"}
     raw = await repo._store.read(lambda db: db.execute("SELECT detail FROM audit_events").fetchall())
     assert all(token.reveal() not in row[0] for row in raw)
+
+
+async def test_live_grants_come_grouped_and_counted_and_a_groups_ids_on_demand(repo):
+    # Start-up reads groups (a million live grants are a handful of rows) and the ids of a group only
+    # when its flow changed since the grant.
+    spec_a, spec_b = {"identity": "a@example.com", "role": "admin"}, {"identity": "b@example.com", "role": "admin"}
+    rows = [
+        granted("g1", T0 + timedelta(hours=1), grant_spec=spec_a),
+        granted("g2", T0 + timedelta(hours=2), grant_spec=spec_a),
+        granted("g3", T0 + timedelta(hours=3), grant_spec=spec_b),
+        make_request("a1", status=S.APPROVED, grant_spec=spec_b),
+        make_request("f1", status=S.FAILED, grant_spec=spec_a, next_attempt_at=T0),  # clean-up due: live
+        make_request("f2", status=S.FAILED, grant_spec=spec_a),  # nothing left to clean up
+        make_request("p1", grant_spec=spec_a),  # pending: holds nothing
+    ]
+    await repo.create_many((r, event(request_id=r.id)) for r in rows)
+    groups = sorted(await repo.live_grant_specs(), key=lambda g: g.spec["identity"])
+    assert [(g.flow, g.target, g.spec, g.grants) for g in groups] == [
+        ("db_access", "prod_admin", spec_a, 3),
+        ("db_access", "prod_admin", spec_b, 2),
+    ]
+    assert [await repo.live_grant_ids(g) for g in groups] == [["f1", "g1", "g2"], ["a1", "g3"]]
