@@ -70,6 +70,11 @@ class Expiry:
             if request.expires_at > life.clock.now():  # a timer armed for an earlier end; never revoke early
                 life.timers.arm_revoke(request_id, request.expires_at)
                 return None
+            if request.next_attempt_at is not None and request.next_attempt_at > life.clock.now():
+                # A failed revocation backing off (its retry timer is armed): a sweep that listed the row
+                # before the failure waited for this lock and must not call the target again at once.
+                life.timers.arm_revoke(request_id, request.next_attempt_at)
+                return None
             return await self.revoke_granted(request)
 
     async def revoke_granted(self, request: AccessRequest) -> AccessRequest:

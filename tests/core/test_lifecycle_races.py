@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 
-from core.errors import NotAllowed
+from core.errors import NotAllowed, StrategyUnavailable
 from core.models import MessageRef
 from core.models import RequestStatus as S
 from core.ports import UserInfo
@@ -440,3 +440,25 @@ async def test_a_request_cancelled_while_its_hooks_run_is_not_then_posted_as_sub
     finally:
         await engine.settle(5)
         await store.close()
+
+
+async def test_a_failed_revocation_waits_out_its_back_off_though_a_sweep_listed_it_before_the_failure(world):
+    """A replica's poll lists Alice's ended grant as due at the moment its timer runs the revocation,
+    which fails: the poll's turn comes right after and must leave the retry to its back-off, not call
+    the target system again at once (seen on PostgreSQL as a second attempt 0.09 s after the first)."""
+    engine, clock, _, strategy, _ = world
+    request = await granted(engine)
+    clock.advance(timedelta(hours=1, seconds=1))
+    strategy.fail_next("revoke", StrategyUnavailable("target down", retryable=True))
+    failed = await engine.revoke(request.id)  # the timer's turn: attempt 1 fails, retry armed
+    assert failed is not None and failed.status is S.GRANTED and failed.revoke_attempts == 1
+    assert failed.next_attempt_at is not None and failed.next_attempt_at > clock.now()
+    calls = len(strategy.calls_of("revoke"))
+
+    assert await engine.revoke(request.id) is None  # the sweep's turn, listed before the failure
+    assert len(strategy.calls_of("revoke")) == calls  # before the fix: a second attempt at once
+
+    clock.advance(failed.next_attempt_at - clock.now())
+    revoked = await engine.revoke(request.id)  # the back-off is over: the retry runs
+    assert revoked is not None and revoked.status is S.REVOKED
+    assert not strategy.holds("u_alice@example.com", "prod")

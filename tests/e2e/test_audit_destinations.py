@@ -81,6 +81,16 @@ async def eventually(condition: Callable[[], Any], what: str, timeout: float = 1
         await asyncio.sleep(0.02)
 
 
+async def cursors_caught_up(running, timeout: float = 15.0) -> None:
+    """Wait until every destination's cursor is recorded at the newest event: a destination has a batch
+    a moment before the bot, seeing its 200, writes the cursor (at-least-once delivery)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while any(status.backlog for status in await running.runtime.audit_delivery.status()):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("timed out waiting for the destinations' cursors to catch up")
+        await asyncio.sleep(0.02)
+
+
 async def delivered_everything(running, got: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Wait until the destination has every stored event; check order, identity and schema; return the stored ones."""
     await running.idle()
@@ -197,6 +207,7 @@ async def test_a_destination_down_for_a_while_catches_up_in_order_with_no_gap(st
 
     audit_receiver.accept()
     await delivered_everything(running, lambda: list(audit_receiver.events))
+    await cursors_caught_up(running)
     (status,) = await running.runtime.audit_delivery.status()
     assert status.backlog == 0 and status.failures == 0
 
@@ -215,6 +226,7 @@ async def test_an_operator_sees_a_lagging_destinations_backlog_on_metrics_until_
 
     audit_receiver.accept()
     await delivered_everything(running, lambda: list(audit_receiver.events))
+    await cursors_caught_up(running)
     caught_up = await scrape(address)
     assert value(caught_up, "jitbot_audit_backlog_events", destination=status.name) == 0
 
@@ -364,5 +376,6 @@ async def test_a_refused_destination_stays_halted_then_after_the_fix_and_a_resta
     stored = await delivered_everything(running, lambda: list(audit_receiver.events))
     assert audit_receiver.requests > refused_calls
     assert [e["type"] for e in stored][1:4] == ["request.created", "request.approved", "access.granted"]
+    await cursors_caught_up(running)
     (status,) = await running.runtime.audit_delivery.status()
     assert status.backlog == 0 and running.runtime.audit_delivery.halted(status.name) is None
