@@ -67,13 +67,12 @@ class Expiry:
                 return await self.clean_up(request) if due else None
             if request.status is not S.GRANTED or request.expires_at is None:
                 return None
-            if request.expires_at > life.clock.now():  # a timer armed for an earlier end; never revoke early
-                life.timers.arm_revoke(request_id, request.expires_at)
-                return None
-            if request.next_attempt_at is not None and request.next_attempt_at > life.clock.now():
-                # A failed revocation backing off (its retry timer is armed): a sweep that listed the row
-                # before the failure waited for this lock and must not call the target again at once.
-                life.timers.arm_revoke(request_id, request.next_attempt_at)
+            # Due at its end, or, after a failed revocation, when its back-off is over (as the scheduler
+            # arms it): a timer armed for an earlier end, or a sweep that listed the row before a failure
+            # and waited for this lock, must neither revoke early nor call the target again at once.
+            due_at = max(request.expires_at, request.next_attempt_at or request.expires_at)
+            if due_at > life.clock.now():
+                life.timers.arm_revoke(request_id, due_at)
                 return None
             return await self.revoke_granted(request)
 
