@@ -8,7 +8,7 @@ import re
 from dataclasses import replace
 from datetime import timedelta
 
-from core.access_review import Outcome, outcome
+from core.access_review import GrantRecord, Outcome, outcome, outcome_detail
 from core.models import AuditEvent
 from reports.access import write_csv, write_html
 from storage import RequestRepo
@@ -131,56 +131,43 @@ async def test_the_timeline_draws_one_bar_per_grant_and_one_lane_per_person(revi
     assert page.count('<section class="target">') == 3
 
 
+# A grant of U's, approved by U_BOB at SINCE and revoked; each test replaces what it is about.
+REVOKED = GrantRecord(
+    request_id="r",
+    flow="f",
+    target="t",
+    requester="U",
+    requester_email=None,
+    identity=None,
+    status="revoked",
+    requested_at=SINCE,
+    approved_by="U_BOB",
+    approved_at=SINCE,
+    reason=None,
+    approval_note=None,
+    start=SINCE,
+    scheduled_end=SINCE + timedelta(hours=2),
+    ended_at=None,
+    ended_by=None,
+    failure=None,
+    last_error=None,
+)
+
+
 def test_a_grant_revoked_at_its_end_is_on_time_and_one_revoked_before_it_is_early() -> None:
     record_end = SINCE + timedelta(hours=2)
-    from core.access_review import GrantRecord
-
-    record = GrantRecord(
-        request_id="r",
-        flow="f",
-        target="t",
-        requester="U",
-        requester_email=None,
-        identity=None,
-        status="revoked",
-        requested_at=SINCE,
-        approved_by="U_BOB",
-        approved_at=SINCE,
-        reason=None,
-        approval_note=None,
-        start=SINCE,
-        scheduled_end=record_end,
-        ended_at=record_end + timedelta(milliseconds=400),
-        ended_by=None,
-        failure=None,
-        last_error=None,
-    )
+    record = replace(REVOKED, scheduled_end=record_end, ended_at=record_end + timedelta(milliseconds=400))
     assert outcome(record, NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(seconds=0.5)), NOW) is Outcome.ON_TIME
     assert outcome(replace(record, ended_at=record_end - timedelta(minutes=5)), NOW) is Outcome.EARLY
 
 
 def test_a_revoke_now_whose_revocation_is_still_retried_is_overdue_and_says_who_ended_it() -> None:
-    from core.access_review import GrantRecord, outcome_detail
-
-    record = GrantRecord(
-        request_id="r",
-        flow="f",
-        target="t",
-        requester="U",
-        requester_email=None,
-        identity=None,
+    record = replace(
+        REVOKED,
         status="granted",
-        requested_at=SINCE,
-        approved_by="U_BOB",
-        approved_at=SINCE,
-        reason=None,
-        approval_note=None,
-        start=SINCE,
         scheduled_end=SINCE + timedelta(hours=4),  # the planned end, from access.revoke_requested
-        ended_at=None,
         ended_by="U_ALICE",
-        failure=None,
         last_error="Okta answered 503",
     )
     result = outcome(record, SINCE + timedelta(hours=1))  # before the planned end: still not "active"
