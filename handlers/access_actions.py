@@ -153,9 +153,9 @@ def register(
         await ack()
         await engine.submit(replace(draft, key=key))
 
-    app.action(ActionId.REVOKE_NOW)(listeners.reported(handle_revoke_now_button))
-    app.action(ActionId.CANCEL)(listeners.reported(handle_cancel_button))
-    app.action(ActionId.EXTEND)(listeners.reported(handle_extend_button))
+    app.action(ActionId.REVOKE_NOW)(listeners.reported(handle_revoke_now_button, acks_at_once=True))
+    app.action(ActionId.CANCEL)(listeners.reported(handle_cancel_button, acks_at_once=True))
+    app.action(ActionId.EXTEND)(listeners.reported(handle_extend_button, acks_at_once=True))
     app.view(CallbackId.EXTEND_FORM)(listeners.reported(handle_extend_form_submission))
 
 

@@ -42,8 +42,8 @@ def register(app: AsyncApp, engine: AccessEngine, listeners: Listeners, refresh_
         )
         await _after(body, client, refresh_home)
 
-    app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button))
-    app.action(ActionId.DENY)(listeners.reported(handle_deny_button))
+    app.action(ActionId.APPROVE)(listeners.reported(handle_approve_button, acks_at_once=True))
+    app.action(ActionId.DENY)(listeners.reported(handle_deny_button, acks_at_once=True))
 
 
 async def _after(body: dict[str, Any], client: AsyncWebClient, refresh_home: RefreshHome) -> None:

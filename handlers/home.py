@@ -38,4 +38,4 @@ def register(app: AsyncApp, home: Home, listeners: Listeners) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
             await home.publish(client, event["user"])
 
-    app.event("app_home_opened")(listeners.reported(handle_app_home_opened))
+    app.event("app_home_opened")(listeners.reported(handle_app_home_opened, acks_at_once=True))

@@ -21,6 +21,10 @@ Ack = Callable[..., Awaitable[Any]]
 """The `ack` a wrapped listener receives: Bolt's ack, behind the wrapper `Listeners.reported` makes."""
 
 
+async def _already_acked(*_args: Any, **_kwargs: Any) -> None:
+    """The `ack` of a listener the wrapper acked for (`acks_at_once`): nothing left to send."""
+
+
 class Listeners:
     """Wraps listeners so they ack first, and keeps their background work until it ends."""
 
@@ -33,9 +37,14 @@ class Listeners:
         """`handlers.errors.handle_error` with this bot's registry; Bolt's error handler (`app.error`)."""
         await handle_error(error, body, client, secrets=self.secrets)
 
-    def reported(self, listener: Listener) -> Callable[[Any], Awaitable[None]]:
+    def reported(self, listener: Listener, *, acks_at_once: bool = False) -> Callable[[Any], Awaitable[None]]:
         """Wrap a listener: return to Bolt as soon as it acks, finish its work in the background, and
         send anything it raises to `handle_error`.
+
+        `acks_at_once` is for listeners whose first step is a bare `ack()` (buttons): the wrapper
+        acks for them before their work is scheduled, so the ack leaves on this turn of the event
+        loop instead of waiting for the work's first turns, which queue behind everything else
+        under a burst. Their own `ack()` is then a no-op.
 
         The app runs with process_before_response=True, so Bolt sends the ack when this wrapper
         returns: right after ack() instead of after Bolt's 10 ms polling loop. Errors go to
@@ -47,17 +56,7 @@ class Listeners:
         background = self._background
         report = self.handle_error
 
-        # Bolt injects listener arguments by parameter name; `args` asks it for all of them.
-        async def run(args: Any) -> None:
-            acked = asyncio.Event()
-            bolt_ack = args.ack
-
-            async def ack(*ack_args: Any, **ack_kwargs: Any) -> Any:
-                try:
-                    return await bolt_ack(*ack_args, **ack_kwargs)
-                finally:
-                    acked.set()
-
+        def start(args: Any, ack: Ack) -> asyncio.Task[None]:
             async def work() -> None:
                 try:
                     await listener(**{name: ack if name == "ack" else getattr(args, name) for name in wanted})
@@ -67,6 +66,24 @@ class Listeners:
             task = asyncio.create_task(work(), name=f"jitbot-listener:{listener.__name__}")
             background.add(task)
             task.add_done_callback(background.discard)
+            return task
+
+        # Bolt injects listener arguments by parameter name; `args` asks it for all of them.
+        async def run(args: Any) -> None:
+            if acks_at_once:
+                await args.ack()
+                start(args, _already_acked)
+                return
+            acked = asyncio.Event()
+            bolt_ack = args.ack
+
+            async def ack(*ack_args: Any, **ack_kwargs: Any) -> Any:
+                try:
+                    return await bolt_ack(*ack_args, **ack_kwargs)
+                finally:
+                    acked.set()
+
+            task = start(args, ack)
             waiter = asyncio.create_task(acked.wait())
             await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
             waiter.cancel()

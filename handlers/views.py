@@ -106,7 +106,7 @@ def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: 
         await ack()
         await engine.submit(replace(draft, key=key))
 
-    app.action(ActionId.PICK_FLOW)(listeners.reported(handle_flow_pick_action))
+    app.action(ActionId.PICK_FLOW)(listeners.reported(handle_flow_pick_action, acks_at_once=True))
     app.view(CallbackId.REQUEST_FORM)(listeners.reported(handle_request_form_submission))
 
 
