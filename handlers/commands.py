@@ -11,6 +11,7 @@ import asyncio
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.respond.async_respond import AsyncRespond as Respond
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.config_models import Flow, JitConfig
@@ -27,46 +28,53 @@ VISIBILITY_BUDGET_SECONDS = 1.5
 def register(app: AsyncApp, config: JitConfig, engine: AccessEngine, listeners: Listeners) -> None:
     """Listen for the configured command (`slack.command`, default /sym; docs/configuration.md)."""
 
-    async def handle_request_command(ack: Ack, body: dict[str, Any], client: AsyncWebClient, request: Any) -> None:
+    async def handle_request_command(
+        ack: Ack, body: dict[str, Any], client: AsyncWebClient, request: Any, respond: Respond
+    ) -> None:
+        # Acked before anything else runs (`acks_at_once`), like a bare Bolt app: under a burst of
+        # /sym the ack no longer waits for the visibility lookups. Text answers go by response_url,
+        # which Slack shows to the caller alone, as it would an ack's text.
+        await ack()
         text = (body.get("text") or "").strip()
         channel = body.get("channel_id")
         user = body.get("user_id") or ""
         if text.lower() in commands_help.SUBCOMMANDS:
-            # The ack payload is shown to the person as an ephemeral message.
             if text.lower() == "help":
-                await ack(text=commands_help.help_text(config))
+                await respond(text=commands_help.help_text(config), response_type="ephemeral")
             else:
-                await ack(text=await commands_help.list_text(config, engine, body["user_id"]))
+                await respond(text=await commands_help.list_text(config, engine, user), response_type="ephemeral")
             return
         if text:
             flow = next((f for f in config.flows if f.name == text), None)
             if flow is None:
                 names = ", ".join(f"`{f.name}`" for f in await _visible(engine, config.flows, user))
-                # The ack payload is shown to the person as an ephemeral message.
-                await ack(
-                    text=f"There is no flow named `{blocks.escape(_shorten(text))}`. Available: {names or 'none'}."
+                await respond(
+                    text=f"There is no flow named `{blocks.escape(_shorten(text))}`. Available: {names or 'none'}.",
+                    response_type="ephemeral",
                 )
                 return
             refusal = await _refusal(engine, flow, user)
             if refusal is not None:
-                await ack(text=f":no_entry: {blocks.escape(refusal)}")
+                await respond(text=f":no_entry: {blocks.escape(refusal)}", response_type="ephemeral")
                 return
             view = blocks.request_form(flow, channel)
         else:
             visible = await _visible(engine, config.flows, user)
             if not visible:
-                await ack(text=":no_entry: There is no access flow you may request; ask the jitbot operators.")
+                await respond(
+                    text=":no_entry: There is no access flow you may request; ask the jitbot operators.",
+                    response_type="ephemeral",
+                )
                 return
             view = (
                 blocks.request_form(visible[0], channel) if len(visible) == 1 else blocks.flow_picker(visible, channel)
             )
-        await ack()
         if skip_modal(request, "request_form"):
             return  # the first delivery opened it; this trigger is spent
         # The trigger_id lives 3 seconds: open the modal before any other I/O.
         await client.views_open(trigger_id=body["trigger_id"], view=view)
 
-    app.command(config.slack.command)(listeners.reported(handle_request_command))
+    app.command(config.slack.command)(listeners.reported(handle_request_command, acks_at_once=True))
 
 
 async def _refusal(engine: AccessEngine, flow: Flow, user: str) -> str | None:

@@ -53,6 +53,15 @@ async def submit_request(
     return await slack.submit_view(view, filled)
 
 
+async def command_answer(slack: SlackEmulator, user: str, text: str, *, command: str = "/sym") -> str:
+    """`/sym TEXT` as `user`: the command is acked empty at once, and the answer only `user` sees follows."""
+    before = len(slack.ephemerals_to(user))
+    result = await slack.slash_command(user=user, command=command, text=text)
+    assert result.ack_payload in (None, {}), result.ack_payload
+    answer = await slack.wait_for_ephemeral(user, where=lambda e: e in slack.ephemerals_to(user)[before:])
+    return answer.text or ""
+
+
 @dataclass
 class RunningBot:
     """One started Runtime plus the emulator and clock it runs against."""

@@ -16,6 +16,7 @@ from core.errors import NotAllowed
 from core.models import RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, standard_flow
 from tests.e2e.flows import APPROVAL_CHANNEL, flows_file
+from tests.e2e.harness import command_answer
 
 TWO_OF_SECOPS = {"approvals_required": 2}
 
@@ -207,8 +208,9 @@ async def test_a_requester_outside_requesters_does_not_see_the_flow_and_is_refus
     assert "Staging" in str(view.blocks) and "Database Access" not in str(view.blocks)
     await bot.slack.close_view(view)
 
-    result = await bot.slack.slash_command(user="U_ALICE", command="/sym", text="db_access")
-    assert "not one of the people who may request Database Access" in result.ack_payload["text"]
+    assert "not one of the people who may request Database Access" in await command_answer(
+        bot.slack, "U_ALICE", "db_access"
+    )
     with pytest.raises(NotAllowed, match="not one of the people"):
         await bot.engine.may_request("db_access", "U_ALICE")
 
@@ -311,8 +313,7 @@ async def test_a_guest_listed_in_requesters_still_needs_allow_guests(launch, rec
     launch.slack.add_user("U_GUEST", email="guest@contractor.example", guest="multi")
     listed = {"users": ["U_GUEST", "U_ALICE"]}
     bot = await launch.start(flows_file(standard_flow(receiver.url, requesters=listed)), db_name="closed.db")
-    result = await bot.slack.slash_command(user="U_GUEST", command="/sym", text="db_access")
-    assert "Guests" in result.ack_payload["text"]
+    assert "Guests" in await command_answer(bot.slack, "U_GUEST", "db_access")
     with pytest.raises(NotAllowed, match="Guests"):
         await bot.engine.may_request("db_access", "U_GUEST")
 

@@ -9,6 +9,7 @@ import pytest
 from core.models import AccessRequest, AuditEvent, RequestStatus
 from tests.e2e.conftest import SECRET_ENV, WEBHOOK_SECRET, Bot, standard_flow
 from tests.e2e.flows import APPROVAL_CHANNEL, flows_file
+from tests.e2e.harness import command_answer
 from tests.e2e.test_after_approval import granted
 
 
@@ -170,8 +171,7 @@ async def test_a_home_tab_with_500_grants_shows_the_newest_within_slacks_limits_
 
 
 async def test_sym_help_lists_the_flows_and_the_commands(bot):
-    result = await bot.slack.slash_command(user="U_ALICE", command="/sym", text="help")
-    text = result.ack_payload["text"]
+    text = await command_answer(bot.slack, "U_ALICE", "help")
     assert "`/sym db_access`: Database Access" in text and "/sym list" in text and "Home" in text
     assert bot.slack.open_views("U_ALICE") == []
 
@@ -182,8 +182,7 @@ async def test_sym_list_shows_only_the_callers_live_grants_and_pending_requests(
     pending_id = (await bot.running.request_for(pending)).id
     await bot.request(user="U_BOB", target="Staging read-only")
 
-    result = await bot.slack.slash_command(user="U_ALICE", command="/sym", text="list")
-    text = result.ack_payload["text"]
+    text = await command_answer(bot.slack, "U_ALICE", "list")
     assert live_id in text and pending_id in text and "until" in text
     assert text.count("request `") == 2  # Bob's request is not Alice's
     ephemeral = await bot.slack.wait_for_ephemeral("U_ALICE", contains=live_id)

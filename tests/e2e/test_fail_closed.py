@@ -30,6 +30,7 @@ from tests.e2e.flows import (
     target,
 )
 from tests.e2e.flows import flow as flow_entry
+from tests.e2e.harness import command_answer
 from tests.fakes.okta_api import OktaFake
 
 OKTA_TOKEN = "00okta-fail-closed-token"
@@ -371,8 +372,8 @@ async def test_guests_and_people_from_other_organisations_can_neither_approve_no
     await refused(bot, message, "U_PARTNER", contains="other organisations")
     assert receiver.accepted("grant") == []
     # The command refuses them before any form opens; a submission is refused too (read fresh).
-    result = await bot.slack.slash_command(user="U_GUEST", command="/sym", text="db_access")
-    assert "Guests" in result.ack_payload["text"] and not bot.slack.open_views("U_GUEST")
+    assert "Guests" in await command_answer(bot.slack, "U_GUEST", "db_access")
+    assert not bot.slack.open_views("U_GUEST")
     with pytest.raises(SubmissionRejected, match="Guests"):
         await bot.engine.prepare("db_access", "U_PARTNER", "prod_admin", {"reason": "x"}, timedelta(minutes=30))
 

@@ -4,6 +4,7 @@ import pytest
 
 from sandbox.slack.errors import EmulatorUsageError
 from tests.e2e.flows import duration_field, flow, target, webhook_strategy
+from tests.e2e.harness import command_answer
 
 
 @pytest.fixture
@@ -47,8 +48,7 @@ async def test_a_number_with_more_than_15_digits_cannot_be_submitted_and_the_par
 
 
 async def test_an_unknown_flow_name_of_any_length_is_answered_with_a_short_message(slack, bounded_bot):
-    result = await slack.slash_command(user="U_ALICE", command="/sym", text="x" * 3900)
-    text = result.ack_payload["text"]
+    text = await command_answer(slack, "U_ALICE", "x" * 3900)
     assert text.startswith("There is no flow named") and len(text) < 300, text
     assert "`db_access`" in text and "`staging_shell`" in text
 
