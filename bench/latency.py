@@ -51,7 +51,7 @@ from common import (
 
 from sandbox.slack import SlackEmulator
 
-SYM_TARGET_S, APPROVE_TARGET_S, ACK_TARGET_S, RATIO_TARGET = 0.100, 0.100, 0.020, 1.5
+SYM_TARGET_S, APPROVE_TARGET_S, SERIAL_APPROVE_TARGET_S, RATIO_TARGET = 0.100, 0.100, 0.015, 1.3
 ACK_RATIO_TARGET = 1.3  # jitbot's ack p99 under the burst against the bare Bolt app's in the same run
 CPU_PER_APPROVAL_TARGET_MS = 2.0  # what 50 clicks reaching the strategy within 100 ms p99 needs
 WAIT_S = 30.0  # how long a step may take before the bench gives up on it
@@ -325,13 +325,12 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
     """Figures, the ratio and the context, as data."""
     all_acks = [x for values in samples.acks.values() for x in values]
     figures = [
-        Figure(
-            "envelope → ack, jitbot, every envelope", all_acks, "p99 < 20 ms", percentile(all_acks, 99) < ACK_TARGET_S
-        )
+        # Judged against the bare Bolt app's acks in the same run (the ratio below), not alone.
+        Figure("envelope → ack, jitbot, every envelope", all_acks, "see ratio")
     ]
     for kind in ("slash_commands", "view_submission", "block_actions"):
         values = samples.acks.get(kind, [])
-        figures.append(Figure(f"  … {kind}", values, "p99 < 20 ms", percentile(values, 99) < ACK_TARGET_S))
+        figures.append(Figure(f"  … {kind}", values, "see ratio"))
     figures += [
         Figure("envelope → ack, bare Bolt (/sym)", samples.bare_acks, "(reference)"),
         Figure(
@@ -356,8 +355,8 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
             Figure(
                 "one at a time: Approve → strategy called",
                 samples.serial_approve,
-                "p99 < 100 ms",
-                percentile(samples.serial_approve, 99) < APPROVE_TARGET_S,
+                "p99 < 15 ms",
+                percentile(samples.serial_approve, 99) < SERIAL_APPROVE_TARGET_S,
             ),
         ]
     ratio = {q: percentile(samples.sym_jitbot, q) / percentile(samples.sym_bare, q) for q in (50, 99)}
@@ -381,7 +380,7 @@ def report(args, samples: Samples, ready: dict, jit_final: dict, bare_final: dic
         "ratio_sym_jitbot_over_bare": {
             "p50": ratio[50],
             "p99": ratio[99],
-            "target": "p99 ≤ 1.5×",
+            "target": f"p99 ≤ {RATIO_TARGET}×",
             "meets": ratio[99] <= RATIO_TARGET,
         },
         "ack_p99_ratio_to_bare": {
@@ -455,7 +454,7 @@ def print_report(result: dict, elapsed: float) -> None:
         + ", ".join(f"{kind} {value:.2f}×" for kind, value in acks["by_kind"].items())
         + f"   (target {acks['target']})  {'meets' if acks['meets'] else 'MISSES'}",
         f"/sym → views.open ratio jitbot / bare: p50 {ratio['p50']:.2f}×, p99 {ratio['p99']:.2f}×   "
-        f"(target p99 ≤ 1.5×)  {'meets' if ratio['meets'] else 'MISSES'}",
+        f"(target p99 ≤ {RATIO_TARGET}×)  {'meets' if ratio['meets'] else 'MISSES'}",
         (
             f"jitbot process: CPU {bot['cpu_seconds']:.1f} s over the run "
             f"(bare Bolt: {bot['bare_cpu_seconds']:.1f} s), "
