@@ -1,8 +1,9 @@
 """Chaos: three `bot.py run` replicas on one PostgreSQL, killed with SIGKILL at random and restarted,
 while 100 grants of a few seconds run and 50 approvers click at once (every request clicked by two).
 
-What must hold whatever was killed when: no request granted twice (the receiver carried out one
-grant per request; a repeat after a takeover is a duplicate it recognises), no revocation lost
+What must hold whatever was killed when: no request granted twice (the receiver carried out at most
+one grant per request; a repeat after a takeover is a duplicate it recognises; none only when the
+grant was taken back as in doubt, its window having ended before the takeover), no revocation lost
 (every request ends revoked and nothing is still held), none later than 2 s after its end, and
 every status change in the audit trail exactly once.
 """
@@ -129,6 +130,11 @@ def audit_paths(dsn: str) -> dict[str, list[tuple[str | None, str | None]]]:
     return paths
 
 
+def in_doubt(dsn: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        return {r for (r,) in conn.execute("SELECT request_id FROM audit_events WHERE action = 'grant.in_doubt'")}
+
+
 def stored(dsn: str) -> dict[str, tuple[str, str]]:
     with psycopg.connect(dsn) as conn:
         return {i: (s, e) for i, s, e in conn.execute("SELECT id, status, expires_at FROM requests")}
@@ -180,7 +186,11 @@ async def test_three_replicas_killed_at_random_grant_once_and_revoke_everything_
     applied = collections.Counter(
         d.body["request_id"] for d in webhook.deliveries if d.action == "grant" and d.status == 200 and not d.duplicate
     )
-    assert applied == collections.Counter({request_id: 1 for request_id in rows}), "a request was granted twice"
+    assert set(applied.values()) <= {1}, "a request was granted twice"
+    # A replica killed between recording an approval and the grant reaching the target leaves the
+    # row `approved`; when it is taken over after the grant's end, the grant is never made late: it
+    # is revoked as in doubt instead. Only then may a request have no grant at the receiver.
+    assert set(rows) - set(applied) <= in_doubt(postgres_dsn), "a request was never granted nor taken back"
     assert webhook.grants == set() or not any(webhook.is_held(r) for r in rows), "a revocation was lost"
     late = []
     for request_id, (_, expires_at) in rows.items():
