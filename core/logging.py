@@ -102,7 +102,10 @@ class LineLogger:
     debug = info = warning = warn = error = exception = critical = fatal = msg = write
 
     def __getattr__(self, name: str) -> Any:
-        # Anything else structlog's BoundLogger proxies (`parent`, `handlers`, `propagate`, ...).
+        # Anything else structlog's BoundLogger proxies (`parent`, `handlers`, `propagate`, ...); never
+        # our own slots (a copy made without __init__ would otherwise recurse looking them up).
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self._stdlib, name)
 
 
@@ -117,7 +120,7 @@ class LineLoggerFactory:
         return LineLogger(self._stdlib(*args), self._handler)
 
 
-class BoundLogger(structlog.stdlib.BoundLogger):
+class LevelFilteringBoundLogger(structlog.stdlib.BoundLogger):
     """structlog's stdlib-style BoundLogger that drops a line below the level before running any processor."""
 
     def _proxy_to_logger(self, method_name: str, event: str | None = None, *event_args: Any, **event_kw: Any) -> Any:
@@ -182,7 +185,7 @@ def configure_logging(
     structlog.configure(
         processors=[*shared, render],
         logger_factory=LineLoggerFactory(handler),
-        wrapper_class=BoundLogger,
+        wrapper_class=LevelFilteringBoundLogger,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
