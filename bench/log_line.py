@@ -5,6 +5,7 @@ Run: .venv/bin/python bench/log_line.py [--lines 2000] [--trials 9] [--before RE
 Both pipelines are built in this process by their own `configure_logging` (the earlier revision's
 `core/logging.py` and `core/secrets.py` are read with `git show`), with the same registry of secrets,
 writing JSON lines into a real file as `bot.py run` writes to stderr (one write and flush per line).
+It first checks that both write the same text for one line of every shape (timestamps aside).
 Trials alternate (before, now, before, now, ...) so the machine's noise falls on both alike. The lines
 are the ones an approval writes (`request.created`, `request.approved`, `access.granted`, with the
 handler's context variables), plus a foreign stdlib record as slack_bolt writes one.
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import logging
+import re
 import statistics
 import subprocess
 import sys
@@ -124,6 +127,52 @@ def foreign_lines(n: int) -> Callable[[], None]:
     return run
 
 
+class _Client:
+    """A third-party client whose repr shows its token."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Client(token={self.token!r})"
+
+
+def every_kind_of_line() -> None:
+    """One line of each shape jitbot and its libraries write: values of every type, exceptions, records."""
+    token, other = SECRET_VALUES[0], SECRET_VALUES[4]
+    log = structlog.get_logger("jitbot.engine").bind()
+    structlog.contextvars.bind_contextvars(slack_user="U1", slack_type="block_actions")
+    log.info("request.approved", request_id="r1", actor="U2")
+    log.info("positional %s", token, n=3)
+    log.warning("odd", seen={"a"}, pair=("a", 1), client=_Client(other), raw=b"x\xff", nested={"k": [1, {other}]})
+    log.debug("below the level")
+    try:
+        raise KeyError(other)
+    except KeyError:
+        log.exception("handler.crashed", x=1)
+    log.error("grant.failed", exc_info=ValueError(token))
+    log.critical("crit")
+    log.log(logging.WARNING, "via log", text="é\n")
+    logging.getLogger("slack_bolt.AsyncApp").warning("session %s lost with %s", "s_1", token)
+    try:
+        1 / 0  # noqa: B018
+    except ZeroDivisionError:
+        logging.getLogger("slack_sdk").exception("socket lost")
+    logging.getLogger("slack_sdk").info("below the libraries' level")
+    structlog.contextvars.clear_contextvars()
+
+
+def same_output(pipelines: dict[str, tuple[ModuleType, ModuleType]], fmt: str, count: int) -> bool:
+    """Whether both pipelines write the same text for every_kind_of_line (timestamps and file paths aside)."""
+    outputs = []
+    for secrets_module, logging_module in pipelines.values():
+        buffer = io.StringIO()
+        with pipeline(logging_module, secrets_module, buffer, fmt, count):
+            every_kind_of_line()
+        outputs.append(re.sub(r"\d{4}-\d\d-\d\dT[\d:.]+Z", "<time>", buffer.getvalue()))
+    return len(set(outputs)) == 1
+
+
 def measure(make: Callable[[int], Callable[[], None]], n: int) -> float:
     """CPU µs per line (this thread) for n lines."""
     run = make(n)
@@ -144,6 +193,7 @@ def main() -> None:
     before = load_revision(args.before)
     pipelines = {f"before ({args.before})": before, "now": (core.secrets, core.logging)}
     fmt = "console" if args.console else "json"
+    identical = same_output(pipelines, fmt, args.secrets)
     results: dict[tuple[str, str], list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, open(Path(tmp) / "bot.log", "a", encoding="utf-8") as stream:
         for trial in range(args.trials + 1):  # the first round warms up and is not counted
@@ -158,6 +208,7 @@ def main() -> None:
         f"CPU per log line ({fmt}, {args.secrets} secrets registered, {args.lines} lines x {args.trials} trials "
         f"per pipeline, alternating; {size / 1e6:.1f} MB written)"
     )
+    print(f"same text from both for every kind of line (values, exceptions, library records): {identical}")
     print(f"{'line':<16} {'pipeline':<18} {'median µs':>10} {'min':>8} {'max':>8}")
     for (kind, name), figures in results.items():
         print(f"{kind:<16} {name:<18} {statistics.median(figures):>10.1f} {min(figures):>8.1f} {max(figures):>8.1f}")
