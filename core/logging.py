@@ -10,6 +10,7 @@ so a line is in the kernel's hands before the call that logged it returns.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable, Mapping, MutableMapping
@@ -41,7 +42,8 @@ def scrubbing_processors(
         # Before rendering: renderers escape quotes, backslashes, newlines and non-ASCII (JSON) or print
         # repr() (console), so a secret is only reliably found in the values themselves. Runs after
         # format_exc_info, so the traceback text is scrubbed too.
-        scrubbed: Mapping[str, Any] = secrets.scrub_value(dict(event_dict))
+        # scrub_value returns a new dict: the event itself is only copied when it is not a plain dict.
+        scrubbed: Mapping[str, Any] = secrets.scrub_value(event_dict if type(event_dict) is dict else dict(event_dict))
         return scrubbed
 
     def scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
@@ -162,6 +164,22 @@ def _unrenderable(event_dict: Mapping[str, Any], error: Exception, secrets: Secr
     return {**kept, "log_error": f"the line could not be rendered: {type(error).__name__}"}
 
 
+class ReusedJSONEncoder:
+    """`json.dumps` for JSONRenderer keeping one encoder (dumps builds one per call when given `default`)."""
+
+    def __init__(self) -> None:
+        self._default: Any = None
+        self._encode: Callable[[Any], str] | None = None
+
+    def __call__(self, obj: Any, *, default: Callable[[Any], Any]) -> str:
+        encode = self._encode
+        if encode is None or default is not self._default:
+            # Exactly the encoder json.dumps(obj, default=default) would build, so the text is the same.
+            encode = json.JSONEncoder(default=default).encode
+            self._default, self._encode = default, encode
+        return encode(obj)
+
+
 def configure_logging(
     fmt: str | None = None, level: str = "INFO", stream: TextIO | None = None, *, secrets: SecretRegistry
 ) -> str:
@@ -177,7 +195,9 @@ def configure_logging(
         structlog.processors.StackInfoRenderer(),
     ]
     renderer = (
-        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=stream.isatty())
+        structlog.processors.JSONRenderer(ReusedJSONEncoder())
+        if fmt == "json"
+        else structlog.dev.ConsoleRenderer(colors=stream.isatty())
     )
     render, formatter_steps = render_and_scrub(renderer, secrets)
     handler = LineHandler(stream)
