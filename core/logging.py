@@ -6,6 +6,9 @@ libraries (slack_bolt, slack_sdk, apscheduler, ...) go through stdlib logging an
 `ProcessorFormatter` with the same processors. Both kinds of line are scrubbed twice (values before
 rendering, the rendered line after) and written and flushed one at a time under the handler's lock,
 so a line is in the kernel's hands before the call that logged it returns.
+
+Configure once per process: a logger used after `configure_logging` keeps that call's handler and
+registry (structlog caches it), so a test that reconfigures turns caching off.
 """
 
 from __future__ import annotations
