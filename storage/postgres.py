@@ -6,12 +6,16 @@ thin adapter over a pooled psycopg 3 connection that speaks the repositories' SQ
 `group_concat`) in PostgreSQL's dialect. Functions run on a thread pool as large as the connection
 pool, so reads run side by side.
 
-Writes keep SQLite's semantics exactly: `write(fn)` runs `fn` in one transaction that first takes a
+Writes keep SQLite's semantics: `write(fn)` runs `fn` in one transaction that first takes a
 transaction-scoped advisory lock (`pg_advisory_xact_lock`), so write transactions are serialised
-across every replica as SQLite serialises them in one file. That is what the repositories were
-written for: a compare-and-set reads then updates, and an audit row chains to the newest one (the
-hash chain has one head), so two replicas must never interleave them. A write is a few short
-statements on a local network; the lock is held for about a millisecond. Reads take no lock and see one snapshot.
+across every replica as SQLite serialises them in one file. That is what most repositories were
+written for: a read, a check in Python, then an update must not interleave with another writer.
+A write function marked `concurrent` (storage/concurrent_writes.py) is correct without that lock,
+and runs beside other writers: a compare-and-set on a request, a lease's upsert. Every audit row
+still takes the lock (`PgDatabase.lock_writes`), just before it reads the chain's head and held
+until COMMIT, so the audit chain keeps one total order whoever writes it. A transaction that
+PostgreSQL rolls back to break a deadlock (or a serialization failure) is run again, a few times.
+Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
 writes it, and the password is registered with the runtime's SecretRegistry so anything that quotes
@@ -33,6 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StartupError
 from core.secrets import SecretRegistry
+from storage.concurrent_writes import is_concurrent
 from storage.db import Store, redact_url, url_password
 
 T = TypeVar("T")
@@ -42,7 +47,11 @@ POOL_SIZE = 8  # connections (and threads) per replica: reads in parallel, write
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing to run
 # Advisory lock keys: a constant per purpose, so another application on the same server is unlikely
 # to collide (they are 64-bit; these spell "jitbot" and a purpose).
-WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
+WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by serialised writes, and by any transaction writing an audit row
+# SQLSTATEs after which PostgreSQL has rolled the whole transaction back and running it again is the
+# documented answer: deadlock_detected, serialization_failure.
+RETRYABLE = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
@@ -128,6 +137,17 @@ class PgDatabase:
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
         self._streams = 0  # server-side cursors opened, for their names
+        self._write_locked = False
+
+    def lock_writes(self) -> None:
+        """Take the store-wide write lock (held until the transaction ends) unless this transaction has it."""
+        if self._write_locked:
+            return
+        try:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        self._write_locked = True
 
     @property
     def conn(self) -> PgDatabase:
@@ -232,7 +252,9 @@ class PgStore(Store):
         return await self._submit(self._run_read, fn)
 
     async def write(self, fn: Callable[[Any], T]) -> T:
-        """Run `fn(db)` in one transaction, serialised with every other write (see the module docstring).
+        """Run `fn(db)` in one transaction, serialised with every other write unless `fn` is marked
+        `concurrent` (see the module docstring). `fn` may run again if PostgreSQL rolls it back to
+        break a deadlock, so it must act only through `db`.
 
         If the awaiting task is cancelled the transaction still finishes on its thread, and commits
         if `fn` succeeds; callers must treat a cancelled write as "maybe committed".
@@ -272,12 +294,23 @@ class PgStore(Store):
             raise as_dbapi_error(error) from error
 
     def _run_write(self, fn: Callable[[Any], T]) -> T:
-        try:
-            with self._require_pool().connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
-                return fn(PgDatabase(conn))
-        except psycopg.Error as error:  # the connection itself, or COMMIT
-            raise as_dbapi_error(error) from error
+        serialised = not is_concurrent(fn)
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._require_pool().connection() as conn, conn.transaction():
+                    db = PgDatabase(conn)
+                    if serialised:
+                        db.lock_writes()
+                    return fn(db)
+            except psycopg.Error as error:  # the connection itself, or COMMIT
+                if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    continue
+                raise as_dbapi_error(error) from error
+            except sqlite3.OperationalError as error:  # a statement of `fn`, already mapped
+                if getattr(error, "sqlstate", None) in RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _require_pool(self) -> ConnectionPool[Any]:
         if self._pool is None:
