@@ -107,26 +107,44 @@ def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
 
 
 class PgCursor:
-    """A finished statement's results, shaped like the sqlite3 cursor the repositories read."""
+    """A statement's results, shaped like the sqlite3 cursor the repositories read.
 
-    def __init__(self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]) -> None:
+    In pipeline mode (`pipeline` given) the statement may still be queued: the first look at its
+    results sends everything queued and waits for it, so statements whose results nobody reads
+    travel to the server together with the next one that is read, or with COMMIT.
+    """
+
+    def __init__(
+        self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any], pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         self._cursor = cursor
+        self._pipeline = pipeline
+
+    def _has_rows(self) -> bool:
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            try:
+                self._pipeline.sync()
+            except psycopg.Error as error:
+                raise as_dbapi_error(error) from error
+            self._pipeline = None
+        return self._cursor.description is not None
 
     @property
     def rowcount(self) -> int:
+        self._has_rows()
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._cursor.fetchone() if self._has_rows() else None
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        return self._cursor.fetchall() if self._has_rows() else []
 
     def fetchmany(self, size: int) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+        return self._cursor.fetchmany(size) if self._has_rows() else []
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor) if self._cursor.description is not None else iter(())
+        return iter(self._cursor) if self._has_rows() else iter(())
 
 
 class PgDatabase:
@@ -134,8 +152,9 @@ class PgDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline  # set while the transaction runs in pipeline mode (see PgCursor)
         self._streams = 0  # server-side cursors opened, for their names
         self._write_locked = False
 
@@ -166,12 +185,16 @@ class PgDatabase:
             cursor.execute(translate(sql), parameters if parameters else None)
         except psycopg.Error as error:
             raise as_dbapi_error(error) from error
-        return PgCursor(cursor)
+        return PgCursor(cursor, self._pipeline)
 
     def stream(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
         """Run one query whose rows are fetched from the server as they are read (`fetchmany`), not all at
         once: psycopg's ordinary cursor holds a whole result in memory, a server-side cursor holds none.
-        Only inside a transaction (every `read` and `write` is one); closed with it."""
+        Only inside a transaction (every `read` and `write` is one); closed with it; not in pipeline mode."""
+        if self._pipeline is not None:
+            raise RuntimeError(
+                "a server-side cursor cannot run in pipeline mode: stream from a read or a serialised write"
+            )
         self._streams += 1
         cursor = self._conn.cursor(name=f"jitbot_stream_{self._streams}")
         try:
@@ -294,14 +317,18 @@ class PgStore(Store):
             raise as_dbapi_error(error) from error
 
     def _run_write(self, fn: Callable[[Any], T]) -> T:
-        serialised = not is_concurrent(fn)
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with self._require_pool().connection() as conn, conn.transaction():
-                    db = PgDatabase(conn)
-                    if serialised:
-                        db.lock_writes()
-                    return fn(db)
+                with self._require_pool().connection() as conn:
+                    if not is_concurrent(fn):
+                        with conn.transaction():
+                            db = PgDatabase(conn)
+                            db.lock_writes()
+                            return fn(db)
+                    # Pipeline mode: BEGIN goes with the first statement, the audit chain's lock with its
+                    # head read, the audit INSERT with COMMIT: two round trips while the lock is held.
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        return fn(PgDatabase(conn, pipeline))
             except psycopg.Error as error:  # the connection itself, or COMMIT
                 if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:
                     continue

@@ -119,7 +119,10 @@ async def test_a_transition_deadlocked_with_a_serialised_write_is_run_again_and_
         def transition(db):  # holds the row first, then wants the lock for its audit row
             runs["concurrent"] += 1
             serialised_holds_lock.wait(10)
-            db.execute("UPDATE requests SET status = 'approved' WHERE id = 'r1' AND status = 'pending'")
+            # RETURNING, read: the row is locked on the server before the other is told so.
+            db.execute(
+                "UPDATE requests SET status = 'approved' WHERE id = 'r1' AND status = 'pending' RETURNING id"
+            ).fetchall()
             transition_holds_row.set()
             audit.insert(db, event("request.approved", request_id="r1"))
 
