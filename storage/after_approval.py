@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import sqlite_utils
 
 from core.models import AccessRequest, RequestStatus, TransitionStep
+from storage.concurrent_writes import concurrent
 from storage.db import from_db_time, to_db_time
 
 if TYPE_CHECKING:
@@ -39,16 +40,13 @@ class AfterApprovalQueries:
     async def transition_all(self, steps: Sequence[TransitionStep]) -> list[AccessRequest]:
         """Apply every step in ONE transaction, in order; the first that loses raises InvalidTransition
         and nothing at all is written."""
-        from storage.requests import apply_transition, prepare_transition
+        from storage.requests import apply_transitions, prepare_transition
 
         prepared = [
             (prepare_transition(s.request_id, s.expected, s.new, s.changes, self._encoders), s.audit) for s in steps
         ]
 
-        def apply(db: sqlite_utils.Database) -> list[AccessRequest]:
-            return [apply_transition(db, step, audit, self._audit) for step, audit in prepared]
-
-        return await self._store.write(apply)
+        return await self._store.write(concurrent(lambda db: apply_transitions(db, prepared, self._audit)))
 
     async def list_due_warnings(self, now: datetime) -> list[AccessRequest]:
         """Granted requests whose end-of-access warning is due (warn_at at or before `now`)."""

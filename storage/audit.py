@@ -24,6 +24,7 @@ from core.audit_events import GENESIS_HASH, StoredEvent, event_type, json_safe, 
 from core.models import AuditEvent
 from core.plain import plain
 from core.secrets import SecretRegistry
+from storage.concurrent_writes import concurrent, lock_audit_chain
 from storage.db import Store, dialect, from_db_time, to_db_time
 
 _COLUMNS = "id, at, request_id, actor, action, status_from, status_to, detail"
@@ -118,15 +119,19 @@ class AuditWriter:
     def insert(self, db: sqlite_utils.Database, event: AuditEvent) -> int:
         """Write one audit row on the store thread (inside the caller's transaction); return its seq.
 
-        The row is chained to the newest one, read inside the same transaction: every writer (the
-        bot, the command line beside it) holds SQLite's write lock while it does this.
+        The row is chained to the newest one, read inside the same transaction after taking the lock
+        that orders the chain (storage/concurrent_writes.py): every writer (the bot's replicas, the
+        command line beside them) holds it, or SQLite's write lock, from that read until COMMIT.
         """
+        request = _request_facts(db, event)  # read before the lock: the lock is held as briefly as it can be
+        lock_audit_chain(db)
         head = _head(db)
-        db.conn.execute(_INSERT, self._params(event, head, _request_facts(db, event)))
+        db.conn.execute(_INSERT, self._params(event, head, request))
         return head.seq
 
     def insert_many(self, db: sqlite_utils.Database, events: Iterable[AuditEvent]) -> None:
-        """Write many audit rows with one prepared statement (bulk paths)."""
+        """Write many audit rows with one prepared statement (bulk paths: the chain lock is taken first)."""
+        lock_audit_chain(db)
         head = _head(db)
         db.conn.executemany(_INSERT, (self._params(e, head, _request_facts(db, e)) for e in events))
 
@@ -158,8 +163,8 @@ class _RequestFacts:
 def _head(db: sqlite_utils.Database) -> _Head:
     row = db.conn.execute("SELECT id, hash FROM audit_events ORDER BY id DESC LIMIT 1").fetchone()
     if dialect(db) == "postgresql":
-        # Rows can be neither deleted nor changed (triggers), and every write holds the write lock,
-        # so the newest row's id is the highest ever assigned.
+        # Rows can be neither deleted nor changed (triggers), and every audit row is written under the
+        # chain lock, committed before it is released, so the newest row's id is the highest ever assigned.
         return _Head(row[0] if row else 0, (row[1] if row else None) or GENESIS_HASH)
     # AUTOINCREMENT never reuses a number, so the next seq follows the highest ever assigned.
     used = db.conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").fetchone()
@@ -213,7 +218,7 @@ class AuditLog:
 
     async def append(self, event: AuditEvent) -> int:
         """Append one event in its own transaction; return its seq (row id)."""
-        return await self._store.write(lambda db: self._writer.insert(db, event))
+        return await self._store.write(concurrent(lambda db: self._writer.insert(db, event)))
 
     async def for_request(self, request_id: str) -> list[AuditEvent]:
         """Every event about one request, oldest first."""

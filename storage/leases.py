@@ -1,8 +1,12 @@
 """LeaseRepo: the `leases` table, where replicas record which of them acts on what, until when.
 
 A lease is a row (name, owner, lease_until). Taking one is a single upsert that only overwrites a
-row that is ours already or has expired, so two replicas can never both hold a name: every write
-transaction is serialised (SQLite's single writer; PostgreSQL's write lock, see storage/postgres.py).
+row that is ours already or has expired, and reports (RETURNING) the rows it wrote, so two replicas
+can never both hold a name: the statement is atomic on its own (SQLite's single writer; on
+PostgreSQL the row lock, or the unique index for a new name, makes the second writer re-check the
+guard against the first one's row). Renewing and releasing are one keyed statement each. So lease
+transactions need no store-wide lock (storage/concurrent_writes.py) and write no audit row; names
+are written in sorted order, so two replicas claiming overlapping sets lock rows in the same order.
 Lease times are the replicas' wall clock (UTC), not the bot's injectable clock: a lease measures
 real seconds since a process last showed it was alive. Keep the replicas' clocks in sync (NTP); a
 skew well under the lease lifetime is harmless.
@@ -18,12 +22,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlite_utils
 
+from storage.concurrent_writes import concurrent
 from storage.db import Store, to_db_time
 
-_CLAIM = (
-    "INSERT INTO leases (name, owner, lease_until) VALUES (?, ?, ?) "
-    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until "
-    "WHERE leases.owner = excluded.owner OR leases.lease_until <= ?"
+_CLAIM_CONFLICT = (
+    " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, lease_until = excluded.lease_until "
+    "WHERE leases.owner = excluded.owner OR leases.lease_until <= ? RETURNING name"
 )
 
 
@@ -39,6 +43,12 @@ def _placeholders(names: Collection[str]) -> str:
     return ", ".join("?" * len(names))
 
 
+def _chunks(names: Collection[str]) -> list[list[str]]:
+    """`names` without repeats, sorted (one lock order for every replica), in statement-sized chunks."""
+    ordered = sorted(set(names))
+    return [ordered[start : start + _CHUNK] for start in range(0, len(ordered), _CHUNK)]
+
+
 class LeaseRepo:
     """Takes, renews, releases and inspects leases for one owner (this process)."""
 
@@ -49,45 +59,52 @@ class LeaseRepo:
 
     async def claim(self, names: Collection[str], ttl: float) -> set[str]:
         """Take every free, expired or already-ours lease of `names` for `ttl` seconds; return those now ours."""
-        names = list(dict.fromkeys(names))
-        if not names:
+        chunks = _chunks(names)
+        if not chunks:
             return set()
         now = self._wall()
         until, now_text = to_db_time(now + timedelta(seconds=ttl)), to_db_time(now)
 
         def apply(db: sqlite_utils.Database) -> set[str]:
-            db.conn.executemany(_CLAIM, [(name, self.owner, until, now_text) for name in names])
-            rows = db.execute(
-                f"SELECT name FROM leases WHERE owner = ? AND name IN ({_placeholders(names)})", [self.owner, *names]
-            ).fetchall()
-            return {row[0] for row in rows}
+            taken: set[str] = set()
+            for chunk in chunks:
+                sql = "INSERT INTO leases (name, owner, lease_until) VALUES " + ", ".join(["(?, ?, ?)"] * len(chunk))
+                params = [value for name in chunk for value in (name, self.owner, until)]
+                taken.update(row[0] for row in db.execute(sql + _CLAIM_CONFLICT, [*params, now_text]).fetchall())
+            return taken
 
-        return await self._store.write(apply)
+        return await self._store.write(concurrent(apply))
 
     async def renew(self, names: Collection[str], ttl: float) -> set[str]:
         """Extend our leases of `names` by `ttl` seconds from now; return those still ours."""
-        names = list(dict.fromkeys(names))
-        if not names:
+        chunks = _chunks(names)
+        if not chunks:
             return set()
         until = to_db_time(self._wall() + timedelta(seconds=ttl))
 
         def apply(db: sqlite_utils.Database) -> set[str]:
-            where = f"owner = ? AND name IN ({_placeholders(names)})"
-            db.execute(f"UPDATE leases SET lease_until = ? WHERE {where}", [until, self.owner, *names])
-            return {row[0] for row in db.execute(f"SELECT name FROM leases WHERE {where}", [self.owner, *names])}
+            kept: set[str] = set()
+            for chunk in chunks:
+                where = f"owner = ? AND name IN ({_placeholders(chunk)})"
+                sql = f"UPDATE leases SET lease_until = ? WHERE {where} RETURNING name"
+                kept.update(row[0] for row in db.execute(sql, [until, self.owner, *chunk]).fetchall())
+            return kept
 
-        return await self._store.write(apply)
+        return await self._store.write(concurrent(apply))
 
     async def release(self, names: Collection[str]) -> None:
         """Give up our leases of `names` (another owner's are left alone)."""
-        names = list(dict.fromkeys(names))
-        if not names:
+        chunks = _chunks(names)
+        if not chunks:
             return
-        await self._store.write(
-            lambda db: db.execute(
-                f"DELETE FROM leases WHERE owner = ? AND name IN ({_placeholders(names)})", [self.owner, *names]
-            )
-        )
+
+        def apply(db: sqlite_utils.Database) -> None:
+            for chunk in chunks:
+                db.execute(
+                    f"DELETE FROM leases WHERE owner = ? AND name IN ({_placeholders(chunk)})", [self.owner, *chunk]
+                )
+
+        await self._store.write(concurrent(apply))
 
     async def held_elsewhere(self, names: Collection[str]) -> set[str]:
         """Those of `names` leased, unexpired, by another owner."""

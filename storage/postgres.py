@@ -6,12 +6,16 @@ thin adapter over a pooled psycopg 3 connection that speaks the repositories' SQ
 `group_concat`) in PostgreSQL's dialect. Functions run on a thread pool as large as the connection
 pool, so reads run side by side.
 
-Writes keep SQLite's semantics exactly: `write(fn)` runs `fn` in one transaction that first takes a
+Writes keep SQLite's semantics: `write(fn)` runs `fn` in one transaction that first takes a
 transaction-scoped advisory lock (`pg_advisory_xact_lock`), so write transactions are serialised
-across every replica as SQLite serialises them in one file. That is what the repositories were
-written for: a compare-and-set reads then updates, and an audit row chains to the newest one (the
-hash chain has one head), so two replicas must never interleave them. A write is a few short
-statements on a local network; the lock is held for about a millisecond. Reads take no lock and see one snapshot.
+across every replica as SQLite serialises them in one file. That is what most repositories were
+written for: a read, a check in Python, then an update must not interleave with another writer.
+A write function marked `concurrent` (storage/concurrent_writes.py) is correct without that lock,
+and runs beside other writers: a compare-and-set on a request, a lease's upsert. Every audit row
+still takes the lock (`PgDatabase.lock_writes`), just before it reads the chain's head and held
+until COMMIT, so the audit chain keeps one total order whoever writes it. A transaction that
+PostgreSQL rolls back to break a deadlock (or a serialization failure) is run again, a few times.
+Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
 writes it, and the password is registered with the runtime's SecretRegistry so anything that quotes
@@ -33,6 +37,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from core.errors import StartupError
 from core.secrets import SecretRegistry
+from storage.concurrent_writes import is_concurrent
 from storage.db import Store, redact_url, url_password
 
 T = TypeVar("T")
@@ -42,7 +47,11 @@ POOL_SIZE = 8  # connections (and threads) per replica: reads in parallel, write
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing to run
 # Advisory lock keys: a constant per purpose, so another application on the same server is unlikely
 # to collide (they are 64-bit; these spell "jitbot" and a purpose).
-WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by every write transaction: writes are serialised
+WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by serialised writes, and by any transaction writing an audit row
+# SQLSTATEs after which PostgreSQL has rolled the whole transaction back and running it again is the
+# documented answer: deadlock_detected, serialization_failure.
+RETRYABLE = frozenset({"40P01", "40001"})
+WRITE_ATTEMPTS = 5
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
@@ -98,26 +107,44 @@ def as_dbapi_error(error: psycopg.Error) -> sqlite3.DatabaseError:
 
 
 class PgCursor:
-    """A finished statement's results, shaped like the sqlite3 cursor the repositories read."""
+    """A statement's results, shaped like the sqlite3 cursor the repositories read.
 
-    def __init__(self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any]) -> None:
+    In pipeline mode (`pipeline` given) the statement may still be queued: the first look at its
+    results sends everything queued and waits for it, so statements whose results nobody reads
+    travel to the server together with the next one that is read, or with COMMIT.
+    """
+
+    def __init__(
+        self, cursor: psycopg.Cursor[Any] | psycopg.ServerCursor[Any], pipeline: psycopg.Pipeline | None = None
+    ) -> None:
         self._cursor = cursor
+        self._pipeline = pipeline
+
+    def _has_rows(self) -> bool:
+        if self._pipeline is not None and self._cursor.pgresult is None:
+            try:
+                self._pipeline.sync()
+            except psycopg.Error as error:
+                raise as_dbapi_error(error) from error
+            self._pipeline = None
+        return self._cursor.description is not None
 
     @property
     def rowcount(self) -> int:
+        self._has_rows()
         return self._cursor.rowcount
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        return self._cursor.fetchone() if self._has_rows() else None
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        return self._cursor.fetchall() if self._has_rows() else []
 
     def fetchmany(self, size: int) -> list[Any]:
-        return self._cursor.fetchmany(size) if self._cursor.description is not None else []
+        return self._cursor.fetchmany(size) if self._has_rows() else []
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self._cursor) if self._cursor.description is not None else iter(())
+        return iter(self._cursor) if self._has_rows() else iter(())
 
 
 class PgDatabase:
@@ -125,9 +152,21 @@ class PgDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    def __init__(self, conn: psycopg.Connection[Any], pipeline: psycopg.Pipeline | None = None) -> None:
         self._conn = conn
+        self._pipeline = pipeline  # set while the transaction runs in pipeline mode (see PgCursor)
         self._streams = 0  # server-side cursors opened, for their names
+        self._write_locked = False
+
+    def lock_writes(self) -> None:
+        """Take the store-wide write lock (held until the transaction ends) unless this transaction has it."""
+        if self._write_locked:
+            return
+        try:
+            self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+        except psycopg.Error as error:
+            raise as_dbapi_error(error) from error
+        self._write_locked = True
 
     @property
     def conn(self) -> PgDatabase:
@@ -146,12 +185,16 @@ class PgDatabase:
             cursor.execute(translate(sql), parameters if parameters else None)
         except psycopg.Error as error:
             raise as_dbapi_error(error) from error
-        return PgCursor(cursor)
+        return PgCursor(cursor, self._pipeline)
 
     def stream(self, sql: str, parameters: Sequence[Any] | Mapping[str, Any] | None = None) -> PgCursor:
         """Run one query whose rows are fetched from the server as they are read (`fetchmany`), not all at
         once: psycopg's ordinary cursor holds a whole result in memory, a server-side cursor holds none.
-        Only inside a transaction (every `read` and `write` is one); closed with it."""
+        Only inside a transaction (every `read` and `write` is one); closed with it; not in pipeline mode."""
+        if self._pipeline is not None:
+            raise RuntimeError(
+                "a server-side cursor cannot run in pipeline mode: stream from a read or a serialised write"
+            )
         self._streams += 1
         cursor = self._conn.cursor(name=f"jitbot_stream_{self._streams}")
         try:
@@ -232,7 +275,9 @@ class PgStore(Store):
         return await self._submit(self._run_read, fn)
 
     async def write(self, fn: Callable[[Any], T]) -> T:
-        """Run `fn(db)` in one transaction, serialised with every other write (see the module docstring).
+        """Run `fn(db)` in one transaction, serialised with every other write unless `fn` is marked
+        `concurrent` (see the module docstring). `fn` may run again if PostgreSQL rolls it back to
+        break a deadlock, so it must act only through `db`.
 
         If the awaiting task is cancelled the transaction still finishes on its thread, and commits
         if `fn` succeeds; callers must treat a cancelled write as "maybe committed".
@@ -272,12 +317,27 @@ class PgStore(Store):
             raise as_dbapi_error(error) from error
 
     def _run_write(self, fn: Callable[[Any], T]) -> T:
-        try:
-            with self._require_pool().connection() as conn, conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
-                return fn(PgDatabase(conn))
-        except psycopg.Error as error:  # the connection itself, or COMMIT
-            raise as_dbapi_error(error) from error
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._require_pool().connection() as conn:
+                    if not is_concurrent(fn):
+                        with conn.transaction():
+                            db = PgDatabase(conn)
+                            db.lock_writes()
+                            return fn(db)
+                    # Pipeline mode: BEGIN goes with the first statement, the audit chain's lock with its
+                    # head read, the audit INSERT with COMMIT: two round trips while the lock is held.
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        return fn(PgDatabase(conn, pipeline))
+            except psycopg.Error as error:  # the connection itself, or COMMIT
+                if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    continue
+                raise as_dbapi_error(error) from error
+            except sqlite3.OperationalError as error:  # a statement of `fn`, already mapped
+                if getattr(error, "sqlstate", None) in RETRYABLE and attempt < WRITE_ATTEMPTS:
+                    continue
+                raise
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _require_pool(self) -> ConnectionPool[Any]:
         if self._pool is None:

@@ -1,17 +1,18 @@
-"""RequestRepo: access requests in SQLite, with every status change a compare-and-set.
+"""RequestRepo: access requests, with every status change a compare-and-set.
 
-A transition and its audit row are written in one transaction. Because the transaction is
-`BEGIN IMMEDIATE` on the store's single writer thread, "read status, check it, update where the
-status is still the one read" cannot interleave with another writer: two approvers clicking at once,
-a double click or a replayed Socket Mode envelope all see exactly one winner, and the losers get
-`InvalidTransition` carrying the status they lost to.
+A transition and its audit row are written in one transaction. The compare-and-set is the UPDATE
+itself (`… WHERE id = ? AND status = ?`): on SQLite the transaction is `BEGIN IMMEDIATE` on the
+store's single writer thread, and on PostgreSQL transitions run beside other replicas' writes
+(storage/concurrent_writes.py), where the row lock makes a second writer re-check the status the
+first one wrote. Two approvers clicking at once, a double click or a replayed Socket Mode envelope
+all see exactly one winner, and the losers get `InvalidTransition` carrying the status they lost to.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -25,6 +26,7 @@ from core.secrets import SecretRegistry
 from core.state import can_transition
 from storage.after_approval import AfterApprovalQueries
 from storage.audit import AuditWriter
+from storage.concurrent_writes import concurrent
 from storage.db import Store, from_db_time, optional_db_time, to_db_time
 
 # Column order is the dataclass field order, so a selected row maps positionally onto AccessRequest.
@@ -201,27 +203,61 @@ def apply_transition(
     db: sqlite_utils.Database, step: TransitionStep, audit: AuditEvent, writer: AuditWriter
 ) -> AccessRequest:
     """Run one compare-and-set and its audit row inside the caller's transaction."""
-    request_id, assignments = step.request_id, step.assignments
-    if len(step.expected) == 1:
-        # One status expected: the update itself is the check (its row comes back through RETURNING),
-        # and the status is read only to say what was found instead.
-        (current,) = step.expected
-    else:
-        current = _current_status(db, request_id)
-        if current not in step.expected:
-            raise InvalidTransition(request_id, current.value, step.new.value)
-    # The status guard is redundant under BEGIN IMMEDIATE; it keeps the update a true CAS
-    # even if someone later loosens the transaction mode. fetchall: a RETURNING statement must run
-    # to completion before anything else on the connection.
-    rows = db.execute(
-        f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ? "
-        f"RETURNING {', '.join(FIELDS)}",
-        [*assignments.values(), request_id, current.value],
-    ).fetchall()
-    if len(rows) != 1:
-        raise InvalidTransition(request_id, _current_status(db, request_id).value, step.new.value)
-    writer.insert(db, _bind_audit(audit, request_id, status_from=current.value, status_to=step.new.value))
-    return row_to_request(rows[0])
+    return apply_transitions(db, [(step, audit)], writer)[0]
+
+
+def apply_transitions(
+    db: sqlite_utils.Database, steps: Sequence[tuple[TransitionStep, AuditEvent]], writer: AuditWriter
+) -> list[AccessRequest]:
+    """Run compare-and-sets in order, then their audit rows, inside the caller's transaction.
+
+    Rows first, audit rows after: a transaction then holds its request rows before it waits for the
+    audit chain's lock, never the other way round, so two of them cannot deadlock over it."""
+    done = [
+        (*_compare_and_set(db, step.request_id, step.assignments, step.expected, step.new.value), step, audit)
+        for step, audit in steps
+    ]
+    for _, current, step, audit in done:
+        writer.insert(db, _bind_audit(audit, step.request_id, status_from=current.value, status_to=step.new.value))
+    return [row for row, *_ in done]
+
+
+def _compare_and_set(
+    db: sqlite_utils.Database,
+    request_id: str,
+    assignments: Mapping[str, Any],
+    expected: frozenset[RequestStatus] | None,
+    wanted: str,
+) -> tuple[AccessRequest, RequestStatus]:
+    """Apply `assignments` while the request's status is one of `expected` (any, when None); return the row
+    as written and the status it was in. InvalidTransition names the status found when it is not expected.
+
+    The UPDATE's status guard is the check: on SQLite nothing else writes meanwhile, but a PostgreSQL
+    transaction marked concurrent (storage/concurrent_writes.py) may lose a race between reading the
+    status and updating; the update then matches no row and the status is read again.
+    """
+    # One status expected: the update itself is the check (its row comes back through RETURNING),
+    # and the status is read only to say what was found instead.
+    current = next(iter(expected)) if expected is not None and len(expected) == 1 else None
+    for _ in range(_CAS_ATTEMPTS):
+        if current is None or (expected is not None and current not in expected):
+            current = _current_status(db, request_id)
+            if expected is not None and current not in expected:
+                raise InvalidTransition(request_id, current.value, wanted)
+        # fetchall: a RETURNING statement must run to completion before anything else on the connection.
+        rows = db.execute(
+            f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ? "
+            f"RETURNING {', '.join(FIELDS)}",
+            [*assignments.values(), request_id, current.value],
+        ).fetchall()
+        if len(rows) == 1:
+            return row_to_request(rows[0]), current
+        current = None  # changed since it was read (or never was what was expected): read it again
+    # Only a request whose status changes on every attempt gets here; nothing was written.
+    raise InvalidTransition(request_id, _current_status(db, request_id).value, wanted)
+
+
+_CAS_ATTEMPTS = 8  # status reads per compare-and-set: each retry means another writer changed the status meanwhile
 
 
 _INSERT = f"INSERT INTO requests ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
@@ -256,7 +292,7 @@ class RequestRepo(AfterApprovalQueries):
 
     async def create(self, request: AccessRequest, audit: AuditEvent) -> AccessRequest:
         """Insert a new request and its audit row together; a duplicate id raises sqlite3.IntegrityError."""
-        await self._store.write(lambda db: _insert_all(db, [(request, audit)], self._encoders, self._audit))
+        await self._store.write(concurrent(lambda db: _insert_all(db, [(request, audit)], self._encoders, self._audit)))
         return request
 
     async def create_many(self, items: Iterable[tuple[AccessRequest, AuditEvent]]) -> int:
@@ -285,7 +321,7 @@ class RequestRepo(AfterApprovalQueries):
         Nothing is written in any of these cases.
         """
         step = prepare_transition(request_id, expected, new, changes, self._encoders)
-        return await self._store.write(lambda db: apply_transition(db, step, audit, self._audit))
+        return await self._store.write(concurrent(lambda db: apply_transition(db, step, audit, self._audit)))
 
     async def update(
         self,
@@ -305,20 +341,18 @@ class RequestRepo(AfterApprovalQueries):
         guard = None if expected_status is None else _statuses(expected_status)
 
         def apply(db: sqlite_utils.Database) -> AccessRequest:
-            current = _current_status(db, request_id)
-            if guard is not None and current not in guard:
-                wanted = "|".join(sorted(s.value for s in guard))
-                raise InvalidTransition(request_id, current.value, wanted)
             if assignments:
-                db.execute(
-                    f"UPDATE requests SET {', '.join(f'{c} = ?' for c in assignments)} WHERE id = ? AND status = ?",
-                    [*assignments.values(), request_id, current.value],
-                )
+                wanted = "|".join(sorted(s.value for s in guard)) if guard is not None else "unchanged"
+                request, _ = _compare_and_set(db, request_id, assignments, guard, wanted)
+            else:
+                request = _select_one(db, request_id)
+                if guard is not None and request.status not in guard:
+                    raise InvalidTransition(request_id, request.status.value, "|".join(sorted(s.value for s in guard)))
             if audit is not None:
                 self._audit.insert(db, _bind_audit(audit, request_id))
-            return _select_one(db, request_id)
+            return request
 
-        return await self._store.write(apply)
+        return await self._store.write(concurrent(apply))
 
     async def list_by_status(self, *statuses: RequestStatus) -> list[AccessRequest]:
         """Every request in any of `statuses`, oldest first."""

@@ -1,0 +1,159 @@
+"""Replicas writing at once: status changes and leases run beside one another on PostgreSQL (no store-wide
+lock), yet every decision has one winner, every lease one holder, and the audit chain one verified order.
+
+Each "replica" is a store of its own on one database, as each bot process has its own pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import psycopg
+import pytest
+
+from audit_cli import verify
+from core.errors import InvalidTransition
+from core.models import RequestStatus as S
+from storage import AuditLog, RequestRepo, Store
+from storage.concurrent_writes import concurrent
+from storage.leases import LeaseRepo
+from tests.storage.conftest import event, make_request
+
+REPLICAS = 3
+
+
+@pytest.fixture
+async def replicas(databases):
+    """Three stores on one database (on SQLite, three stores on one file)."""
+    where = databases.where("shared.db")
+    stores = [await Store.open(where) for _ in range(REPLICAS)]
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def test_approvals_of_many_requests_racing_on_three_replicas_each_win_once_and_the_chain_verifies(replicas):
+    repos = [RequestRepo(s) for s in replicas]
+    ids = [f"r{i:02d}" for i in range(20)]
+    await asyncio.gather(*(repos[i % REPLICAS].create(make_request(rid), event()) for i, rid in enumerate(ids)))
+
+    async def approve(repo: RequestRepo, rid: str, who: str):
+        return await repo.transition(
+            rid, S.PENDING, S.APPROVED, changes={"decided_by": who}, audit=event("request.approved", actor=who)
+        )
+
+    # Every request clicked on every replica at once, and each approval followed by its grant on the winner.
+    results = await asyncio.gather(
+        *(approve(repo, rid, f"U{n}") for rid in ids for n, repo in enumerate(repos)), return_exceptions=True
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    assert all(isinstance(r, InvalidTransition) for r in results if isinstance(r, BaseException))
+    assert sorted(w.id for w in winners) == ids
+    await asyncio.gather(
+        *(
+            repos[i % REPLICAS].transition(w.id, S.APPROVED, S.GRANTED, audit=event("request.granted", actor="jitbot"))
+            for i, w in enumerate(winners)
+        )
+    )
+    await asyncio.gather(*(AuditLog(s).append(event("config.loaded", actor="jitbot")) for s in replicas))
+
+    result = await verify(replicas[0], [])
+    assert result.problem is None
+    assert result.checked == result.head_seq == 3 * len(ids) + REPLICAS  # created, approved, granted; no gaps
+    for rid in ids:
+        actions = [e.action for e in await AuditLog(replicas[0]).for_request(rid)]
+        assert actions == ["request.created", "request.approved", "request.granted"]
+
+
+async def test_replicas_claiming_overlapping_leases_in_opposite_orders_give_each_one_holder(replicas):
+    leases = [LeaseRepo(s, owner=f"replica-{n}") for n, s in enumerate(replicas)]
+    names = [f"request:r{i}" for i in range(30)]
+    orders = [names, names[::-1], names[10:] + names[:10]]
+    taken = await asyncio.gather(*(lease.claim(order, 30.0) for lease, order in zip(leases, orders, strict=True)))
+    assert set().union(*taken) == set(names)
+    assert sum(len(t) for t in taken) == len(names)  # never two holders of a name
+    renewed = await asyncio.gather(*(lease.renew(names, 30.0) for lease in leases))
+    assert renewed == taken
+    await asyncio.gather(*(lease.release(names) for lease in leases))
+    assert await leases[0].claim(names, 30.0) == set(names)
+
+
+async def test_a_guarded_update_that_loses_a_race_to_another_allowed_status_reads_it_again_and_applies(postgres_dsn):
+    store = await Store.open(postgres_dsn)
+    try:
+        repo = RequestRepo(store)
+        await repo.create(make_request("r1"), event())
+        await repo.transition("r1", S.PENDING, S.APPROVED, audit=event("request.approved"))
+        with psycopg.connect(postgres_dsn) as other:  # another writer, mid-transaction, has moved it on
+            other.execute("UPDATE requests SET status = 'granted' WHERE id = 'r1'")
+            update = asyncio.ensure_future(
+                repo.update("r1", {"last_error": "chat.update failed"}, expected_status={S.APPROVED, S.GRANTED})
+            )
+            await _until_waiting_on_a_row_lock(postgres_dsn, other)
+            other.commit()
+            updated = await update
+        assert (updated.status, updated.last_error) == (S.GRANTED, "chat.update failed")
+        assert (await repo.get("r1")).last_error == "chat.update failed"
+    finally:
+        await store.close()
+
+
+async def test_a_transition_deadlocked_with_a_serialised_write_is_run_again_and_both_commit(postgres_dsn):
+    first, second = await Store.open(postgres_dsn), await Store.open(postgres_dsn)
+    try:
+        repo = RequestRepo(first)
+        await repo.create(make_request("r1"), event())
+        serialised_holds_lock, transition_holds_row = threading.Event(), threading.Event()
+        audit = RequestRepo(second)._audit
+        runs = {"serialised": 0, "concurrent": 0}
+
+        def serialised(db):  # takes the store-wide lock first, then wants the request's row
+            runs["serialised"] += 1
+            serialised_holds_lock.set()
+            transition_holds_row.wait(10)
+            db.execute("UPDATE requests SET last_error = 'noted' WHERE id = 'r1'")
+            audit.insert(db, event("request.noted", request_id="r1"))
+
+        def transition(db):  # holds the row first, then wants the lock for its audit row
+            runs["concurrent"] += 1
+            serialised_holds_lock.wait(10)
+            # RETURNING, read: the row is locked on the server before the other is told so.
+            db.execute(
+                "UPDATE requests SET status = 'approved' WHERE id = 'r1' AND status = 'pending' RETURNING id"
+            ).fetchall()
+            transition_holds_row.set()
+            audit.insert(db, event("request.approved", request_id="r1"))
+
+        await asyncio.gather(first.write(serialised), second.write(concurrent(transition)))
+
+        assert runs["serialised"] + runs["concurrent"] == 3  # PostgreSQL rolled one back; it ran again
+        request = await repo.get("r1")
+        assert (request.status, request.last_error) == (S.APPROVED, "noted")
+        assert sorted(e.action for e in await AuditLog(first).for_request("r1")) == [
+            "request.approved",
+            "request.created",
+            "request.noted",
+        ]
+        assert (await verify(first, [])).problem is None
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _until_waiting_on_a_row_lock(dsn: str, holder: psycopg.Connection) -> None:
+    """Until some other session of this database waits for a lock `holder` has (polled, never timed)."""
+    holder_pid = holder.info.backend_pid
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND %s = ANY(pg_blocking_pids(pid))",
+                [holder_pid],
+            ).fetchone()
+            if row and row[0]:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError("no session ever waited on the other writer's row")
