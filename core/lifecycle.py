@@ -12,10 +12,10 @@ calls per flow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -44,9 +44,12 @@ from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
 
+T = TypeVar("T")
+
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 PEOPLE_REMEMBERED = 10_000
+DERIVED_KEPT = 4096  # values derived from flows (targets, durations) kept at once
 QUIET_WAIT = 2.0  # seconds a grant's notifications wait at most for the clicks still being decided
 
 
@@ -127,6 +130,7 @@ class Lifecycle:
         # People seen at submit and at a click (insertion-ordered: the oldest goes first), so the
         # audit trail names the actor by email and name without asking Slack while writing it.
         self._people: dict[str, UserInfo] = {}
+        self._derived: dict[tuple[int, str], tuple[Flow, Any]] = {}  # see `derived`
 
     def scrub(self, text: str) -> str:
         """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
@@ -140,6 +144,23 @@ class Lifecycle:
             return self.config.flow(name)
         except KeyError:
             return None
+
+    def target_of(self, flow: Flow, name: str) -> Target | None:
+        """The flow's target `name` as strategies and hooks see it (None when the flow has none), built
+        once per loaded flow: a reloaded config is a new Flow object, so nothing stale is served."""
+        return self.derived(flow, f"target:{name}", lambda: flow_target(flow, name))
+
+    def derived(self, flow: Flow, what: str, build: Callable[[], T]) -> T:
+        """`build()`'s value for this Flow object, built on first use: what only changes with the config."""
+        key = (id(flow), what)
+        kept = self._derived.get(key)
+        if kept is not None and kept[0] is flow:  # the id of a Flow since collected is not the same flow
+            return cast(T, kept[1])
+        if len(self._derived) >= DERIVED_KEPT:  # configs reloaded many times: start again
+            self._derived.clear()
+        value = build()
+        self._derived[key] = (flow, value)
+        return value
 
     def strategy_for(self, request: AccessRequest) -> Strategy | None:
         """The strategy that acts on this request's access: the one it recorded when its flow has
@@ -179,7 +200,7 @@ class Lifecycle:
         if retired is not None:
             target = retired[1]
         else:
-            target = (flow_target(flow, request.target) if flow is not None else None) or Target(
+            target = (self.target_of(flow, request.target) if flow is not None else None) or Target(
                 request.target, request.target, {}
             )
         spec = request.grant_spec or {}

@@ -7,8 +7,9 @@ from datetime import timedelta
 
 import pytest
 
+from core.errors import NotAllowed
 from core.models import RequestStatus as S
-from core.ports import RequesterNotice
+from core.ports import RequesterNotice, UserInfo
 from storage.db import Store
 from tests.core.test_engine import FLOWS, Directory, RecordingNotifier
 from tests.fakes.clock import FrozenClock
@@ -102,3 +103,84 @@ async def test_an_edit_made_while_the_granted_edit_is_still_owed_lands_after_it(
     assert await engine.settle(5) == 0
     assert notifier.published == [S.PENDING, S.GRANTED, S.GRANTED]
     assert notifier.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.ENDED_EARLY.value]
+
+
+class MeetingDirectory(Directory):
+    """Answers a fresh users.info only once two are in flight at the same time (or says who came alone)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[str] = []
+        self.both = asyncio.Event()
+
+    async def lookup_user(self, slack_id, *, fresh=False):
+        if fresh:
+            self.waiting.append(slack_id)
+            if len(self.waiting) == 2:
+                self.both.set()
+            await asyncio.wait_for(self.both.wait(), 5)  # alone for 5 s: the lookups were one after the other
+        return await super().lookup_user(slack_id, fresh=fresh)
+
+
+async def test_an_approval_asks_slack_about_the_clicker_and_the_requester_at_the_same_time(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    try:
+        plain = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=Directory(),
+            clock=FrozenClock(),
+        )
+        request = await submitted(plain)
+        directory = MeetingDirectory()
+        engine = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=directory,
+            clock=FrozenClock(),
+        )
+        granted = await engine.approve(request.id, "U_BOB")
+        assert granted.status is S.GRANTED
+        assert sorted(directory.waiting) == ["U_ALICE", "U_BOB"]
+    finally:
+        await store.close()
+
+
+class ClickerGoneRequesterUnreachable(Directory):
+    async def lookup_user(self, slack_id, *, fresh=False):
+        if fresh and slack_id == "U_ALICE":
+            raise ConnectionError("Slack is down")
+        person = await super().lookup_user(slack_id, fresh=fresh)
+        return UserInfo(person.slack_id, email=person.email, deleted=slack_id == "U_BOB")
+
+
+async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requester_cannot_be_asked(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    try:
+        plain = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=Directory(),
+            clock=FrozenClock(),
+        )
+        request = await submitted(plain)
+        engine = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=ClickerGoneRequesterUnreachable(),
+            clock=FrozenClock(),
+        )
+        with pytest.raises(NotAllowed, match="deactivated"):
+            await engine.approve(request.id, "U_BOB")
+        assert (await engine.requests.get(request.id)).status is S.PENDING
+    finally:
+        await store.close()
