@@ -9,7 +9,8 @@ handler renders with who decided). When Slack cannot be asked, the click is refu
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+from collections.abc import Awaitable, Iterable
 from datetime import timedelta
 
 import structlog
@@ -23,7 +24,6 @@ from core.origin import SLACK, origin
 from core.policy import NOBODY_MAY_DECIDE, may_decide
 from core.ports import Directory, UserInfo
 from core.reminders import escalated
-from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -53,11 +53,23 @@ class AlreadyEnded(AlreadyDecided):
 
 def duration_allowed(flow: Flow, duration_seconds: int) -> bool:
     """Whether the flow's duration field still allows a request of this length."""
-    spec = flow.duration_field
-    length = timedelta(seconds=duration_seconds)
-    if spec.allowed_values:
-        return length in spec.duration_values
-    return spec.max is None or length <= spec.max
+    return DurationRule(flow).allows(duration_seconds)
+
+
+class DurationRule:
+    """A flow's duration field, parsed once: which request lengths it allows."""
+
+    def __init__(self, flow: Flow) -> None:
+        spec = flow.duration_field
+        self.allowed = frozenset(spec.duration_values) if spec.allowed_values else None
+        self.longest = spec.max
+
+    def allows(self, duration_seconds: int) -> bool:
+        """Whether a request of this length is allowed."""
+        length = timedelta(seconds=duration_seconds)
+        if self.allowed is not None:
+            return length in self.allowed
+        return self.longest is None or length <= self.longest
 
 
 class DecisionChecks:
@@ -97,10 +109,22 @@ class DecisionChecks:
         flow = self.life.flow(request.flow)
         if flow is None:
             raise NotAllowed(f"The flow '{request.flow}' is no longer in jitbot's configuration.")
-        if not by_hook:
-            await self._check_decider(request, flow, actor)
-        if action == "approve":
-            await self._check_still_grantable(request, flow)
+        # The requester is read fresh at the same time as the clicker (one Slack round trip of waiting,
+        # not two); what they say is checked in the same order as ever.
+        requester: asyncio.Future[UserInfo] | None = None
+        if action == "approve" and request.approvers != ():  # () refuses before anyone is asked
+            requester = asyncio.ensure_future(self.fresh_user(request.requester, "the requester"))
+        try:
+            if not by_hook:
+                await self._check_decider(request, flow, actor)
+            if action == "approve":
+                await self._check_still_grantable(request, flow, requester)
+        finally:
+            if requester is not None:
+                if not requester.done():
+                    requester.cancel()  # a refusal came first: the answer is not needed
+                elif not requester.cancelled():
+                    requester.exception()  # seen: a failure after a refusal is not an unhandled error
         hooks = self.life.hooks
         if not by_hook and hooks.has(flow, f"on_{action}"):
             actor_info = await self.directory.lookup_user(actor)
@@ -155,13 +179,16 @@ class DecisionChecks:
         if not decision.allowed:
             raise NotAllowed(decision.reason)
 
-    async def _check_still_grantable(self, request: AccessRequest, flow: Flow) -> None:
-        """What an approval needs to be true now, not only when the request was made."""
-        if flow_target(flow, request.target) is None:
+    async def _check_still_grantable(
+        self, request: AccessRequest, flow: Flow, asked: Awaitable[UserInfo] | None = None
+    ) -> None:
+        """What an approval needs to be true now, not only when the request was made; `asked` is the
+        requester's fresh lookup when it is already under way."""
+        if self.life.target_of(flow, request.target) is None:
             raise NotAllowed(f"The target '{request.target}' is no longer in the flow's configuration.")
-        if not duration_allowed(flow, request.duration_seconds):
+        if not self.life.derived(flow, "durations", lambda: DurationRule(flow)).allows(request.duration_seconds):
             raise NotAllowed("The requested duration is no longer allowed by the flow; ask again.")
-        requester = await self.fresh_user(request.requester, "the requester")
+        requester = await (asked if asked is not None else self.fresh_user(request.requester, "the requester"))
         if requester.deleted:
             raise NotAllowed("The requester's Slack account is deactivated.")
         if requester.guest and not flow.allow_guests:

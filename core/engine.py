@@ -37,7 +37,7 @@ from core.expiry import Expiry
 from core.extension import Extensions
 from core.granting import Granting
 from core.hook_runner import HookRunner
-from core.lifecycle import Lifecycle
+from core.lifecycle import Deciding, Lifecycle
 from core.metrics import Metrics
 from core.models import AccessRequest, MessageRef, Target
 from core.models import RequestStatus as S
@@ -296,6 +296,24 @@ class AccessEngine:
         `via` ("slack" or "api") and the API token's name go into the audit rows and `evt.via`.
         """
         life = self.life
+        with life.deciding() as deciding:
+            return await self._approve(
+                deciding, request_id, actor, reason=reason, by_hook=by_hook, source=source, via=via, token=token
+            )
+
+    async def _approve(
+        self,
+        deciding: Deciding,
+        request_id: str,
+        actor: str,
+        *,
+        reason: str | None,
+        by_hook: bool,
+        source: MessageRef | None,
+        via: str,
+        token: str | None,
+    ) -> AccessRequest:
+        life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.status is S.PENDING and life.timed_out(request):
@@ -349,6 +367,7 @@ class AccessEngine:
             )
             log.info("request.approved", request_id=request_id, actor=actor)
             life.timers.disarm(request_id)
+            deciding.done()  # from here on it is the grant
             return await self.granting.grant(request, flow)
 
     async def deny(

@@ -3,7 +3,8 @@
 A revocation is done once the target system has taken the access back and the row says so; telling
 people about it is a follow-up. Slack may throttle message edits for minutes (429 with Retry-After),
 and a revocation that waited for its edit would hold up every revocation queued behind it. So the
-revocation hands its notifications to `FollowUps` and returns.
+revocation hands its notifications to `FollowUps` and returns. A grant does the same, and its
+follow-up also waits (`after`) until no other click is on its way to its strategy call.
 
 Follow-ups of one request run in the order they were added (a later edit never lands before an
 earlier one), at most `concurrency` at once (a burst of 1,000 revocations does not become 1,000
@@ -16,12 +17,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 
 import structlog
 
 log = structlog.get_logger("jitbot.engine")
 
 FOLLOW_UP_CONCURRENCY = 8
+
+# The key of the follow-up the current task is running (None outside one): its own edits run in place.
+_running: ContextVar[str | None] = ContextVar("jitbot_follow_up", default=None)
 
 
 class FollowUps:
@@ -33,9 +38,17 @@ class FollowUps:
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False  # set by `cancel()`: the clients are about to close, nothing new starts
 
-    def add(self, key: str, work: Callable[[], Awaitable[None]], *, what: str) -> None:
-        """Run `work()` after every follow-up already added for `key`; `what` names it in the log.
-        Once `cancel()` has run (the stop), nothing is added: it would run against closed clients."""
+    def add(
+        self,
+        key: str,
+        work: Callable[[], Awaitable[object]],
+        *,
+        what: str,
+        after: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Run `work()` after every follow-up already added for `key`, and after `after()` returns
+        (a wait of bounded length); `what` names it in the log. Once `cancel()` has run (the stop),
+        nothing is added: it would run against closed clients."""
         if self._stopped:
             # E.g. an edit cut short by the stop tells the App Home refresh in its `finally`.
             log.info("follow_up.dropped_at_stop", request_id=key, what=what)
@@ -45,7 +58,10 @@ class FollowUps:
         async def run() -> None:
             if previous is not None:
                 await asyncio.wait({previous})  # its outcome is its own: only the order matters here
+            if after is not None:
+                await after()  # before taking a slot: a waiting follow-up holds up no other
             async with self._gate:
+                _running.set(key)
                 try:
                     await work()
                 except Exception:
@@ -55,6 +71,12 @@ class FollowUps:
         self._tails[key] = task
         self._tasks.add(task)
         task.add_done_callback(lambda done: self._forget(key, done))
+
+    def owed(self, key: str) -> bool:
+        """Whether follow-ups of `key` are still to run, and the caller is not one of them: whatever else
+        it sends about `key` must queue behind them (an earlier edit never lands after a later one)."""
+        tail = self._tails.get(key)
+        return tail is not None and not tail.done() and _running.get() != key
 
     def _forget(self, key: str, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)

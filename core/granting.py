@@ -4,7 +4,8 @@ The approval and its end time are already saved when this runs (the request's lo
 grant attempt is retried only when the strategy says the attempt has ended; a grant that happened is
 recorded, with its write retried, and when the write keeps failing the revoke timer is armed anyway
 and the sweep settles the row; a failed grant is recorded as due for clean-up (`Expiry.fail_grant`).
-A grant and a revocation of the same access never interleave (`Lifecycle.access_lock`).
+A grant and a revocation of the same access never interleave (`Lifecycle.access_lock`). Telling
+people about a recorded grant (message edit, DM, after_grant) is a background follow-up.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
-from core.retry import Backoff, call
+from core.retry import MESSAGE_EDIT, Backoff, call
 from core.strategy import GrantContext, GrantResult, Strategy, SupportsInstructions
 
 log = structlog.get_logger("jitbot.engine")
@@ -88,13 +89,28 @@ class Granting:
         life.timers.arm_revoke(request.id, request.expires_at)
         if request.warn_at is not None:
             life.timers.arm_warn(request.id, request.warn_at)
-        request = await life.publish(request)
+        # Granted and recorded: telling people follows in the background (in order per request, like a
+        # revocation's), once no other click is on its way to its strategy call (`Lifecycle.quiet`).
+        granted = request
+        life.follow_ups.add(
+            request.id,
+            lambda: self._announce_granted(granted, flow, result, strategy, ctx),
+            what="granted",
+            after=life.quiet,
+        )
+        return request
+
+    async def _announce_granted(
+        self, request: AccessRequest, flow: Flow | None, result: GrantResult, strategy: Strategy, ctx: GrantContext
+    ) -> None:
+        """Edit the channel message, DM the requester (with how to use the access) and run after_grant."""
+        life = self.life
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
+        request = await life.publish(request, retry=MESSAGE_EDIT)
         await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
         await life.after(flow, "after_grant", request)
-        return request
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

@@ -12,10 +12,10 @@ calls per flow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import structlog
 
@@ -44,9 +44,13 @@ from core.targets import flow_target
 
 log = structlog.get_logger("jitbot.engine")
 
+T = TypeVar("T")
+
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 PEOPLE_REMEMBERED = 10_000
+DERIVED_KEPT = 4096  # values derived from flows (targets, durations) kept at once
+QUIET_WAIT = 2.0  # seconds a grant's notifications wait at most for the clicks still being decided
 
 
 def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
@@ -54,6 +58,32 @@ def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     return {k: v for k, v in one.items() if k not in CHAIN_KEYS} == {
         k: v for k, v in other.items() if k not in CHAIN_KEYS
     }
+
+
+class Deciding:
+    """One decision on its way to its strategy call; see `Lifecycle.deciding`."""
+
+    def __init__(self, life: Lifecycle) -> None:
+        self.life, self.open = life, False
+
+    def __enter__(self) -> Deciding:
+        life = self.life
+        life._deciding += 1
+        life._quiet.clear()
+        self.open = True
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.done()
+
+    def done(self) -> None:
+        """The decision has reached its strategy call (or ended): notifications need not wait for it."""
+        if self.open:
+            self.open = False
+            life = self.life
+            life._deciding -= 1
+            if life._deciding == 0:
+                life._quiet.set()
 
 
 class Lifecycle:
@@ -92,9 +122,15 @@ class Lifecycle:
         self._gates: dict[str, asyncio.Semaphore] = {}
         self.metrics: Metrics = NO_METRICS  # the composition root wires the /metrics adapter
         self.follow_ups = FollowUps()  # notifications that must not hold up a revocation
+        # Clicks between their arrival and their strategy call: notifications wait for them (`quiet`).
+        self._deciding = 0
+        self.quiet_wait = QUIET_WAIT
+        self._quiet = asyncio.Event()
+        self._quiet.set()
         # People seen at submit and at a click (insertion-ordered: the oldest goes first), so the
         # audit trail names the actor by email and name without asking Slack while writing it.
         self._people: dict[str, UserInfo] = {}
+        self._derived: dict[tuple[int, str], tuple[Flow, Any]] = {}  # see `derived`
 
     def scrub(self, text: str) -> str:
         """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
@@ -108,6 +144,23 @@ class Lifecycle:
             return self.config.flow(name)
         except KeyError:
             return None
+
+    def target_of(self, flow: Flow, name: str) -> Target | None:
+        """The flow's target `name` as strategies and hooks see it (None when the flow has none), built
+        once per loaded flow: a reloaded config is a new Flow object, so nothing stale is served."""
+        return self.derived(flow, f"target:{name}", lambda: flow_target(flow, name))
+
+    def derived(self, flow: Flow, what: str, build: Callable[[], T]) -> T:
+        """`build()`'s value for this Flow object, built on first use: what only changes with the config."""
+        key = (id(flow), what)
+        kept = self._derived.get(key)
+        if kept is not None and kept[0] is flow:  # the id of a Flow since collected is not the same flow
+            return cast(T, kept[1])
+        if len(self._derived) >= DERIVED_KEPT:  # configs reloaded many times: start again
+            self._derived.clear()
+        value = build()
+        self._derived[key] = (flow, value)
+        return value
 
     def strategy_for(self, request: AccessRequest) -> Strategy | None:
         """The strategy that acts on this request's access: the one it recorded when its flow has
@@ -147,7 +200,7 @@ class Lifecycle:
         if retired is not None:
             target = retired[1]
         else:
-            target = (flow_target(flow, request.target) if flow is not None else None) or Target(
+            target = (self.target_of(flow, request.target) if flow is not None else None) or Target(
                 request.target, request.target, {}
             )
         spec = request.grant_spec or {}
@@ -210,7 +263,14 @@ class Lifecycle:
 
     async def publish(self, request: AccessRequest, *, retry: Backoff | None = None) -> AccessRequest:
         """Post or edit the request's channel message, trying again on `retry`'s pauses (when given) while
-        the chat system is unavailable; a Slack or store failure is logged, never raised."""
+        the chat system is unavailable; a Slack or store failure is logged, never raised. While edits of
+        this request are still owed in the background (`follow_ups`), this one queues behind them."""
+        if self.follow_ups.owed(request.id):
+            self.follow_ups.add(request.id, lambda: self._publish(request, retry), what="publish")
+            return request
+        return await self._publish(request, retry)
+
+    async def _publish(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
         try:
             if retry is None:
                 ts = await self.notifier.publish(request)
@@ -237,7 +297,10 @@ class Lifecycle:
         return request
 
     async def tell(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
-        """DM the requester; a failure is logged, never raised."""
+        """DM the requester (behind what is still owed about the request); a failure is logged, never raised."""
+        if self.follow_ups.owed(request.id):
+            self.follow_ups.add(request.id, lambda: self.tell(request, notice, detail), what="tell")
+            return
         try:
             await self.notifier.notify_requester(request, notice, detail)
         except Exception:
@@ -259,6 +322,22 @@ class Lifecycle:
         if flow is not None and self.hooks.has(flow, hook):
             evt = self.hooks.event(request, flow, user=await self.requester(request))
             await self.hooks.observe(flow, hook, evt, request)
+
+    # ── what goes first under a burst ──────────────────────────────────────────────────────────
+
+    def deciding(self) -> Deciding:
+        """Mark a decision on its way to its strategy call (`with`, ended early by `done()`): the
+        notifications of earlier grants wait for it (`quiet`)."""
+        return Deciding(self)
+
+    async def quiet(self) -> None:
+        """Return once no decision is on its way to its strategy call, or after `quiet_wait` seconds (a
+        steady stream of clicks delays a notification, never stops it)."""
+        if not self._quiet.is_set():
+            try:
+                await asyncio.wait_for(self._quiet.wait(), self.quiet_wait)
+            except TimeoutError:
+                pass
 
     # ── one at a time ─────────────────────────────────────────────────────────────────────────
 

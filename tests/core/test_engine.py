@@ -150,6 +150,7 @@ async def test_a_fast_grant_edits_the_message_once_and_a_revocation_is_never_ear
     engine = build()
     request = await submit(engine)
     await engine.approve(request.id, "U_BOB")
+    await engine.settle()
     assert notifier.published == [S.PENDING, S.GRANTED]
     clock.advance(minutes=59)
     assert await engine.revoke(request.id) is None

@@ -1,0 +1,186 @@
+"""A grant's message edit, DM and after_grant follow it in the background, behind the clicks still being decided."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from core.errors import NotAllowed
+from core.models import RequestStatus as S
+from core.ports import RequesterNotice, UserInfo
+from storage.db import Store
+from tests.core.test_engine import FLOWS, Directory, RecordingNotifier
+from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import build_engine, flows_config
+from tests.fakes.strategy import FakeStrategy
+
+
+class HeldNotifier(RecordingNotifier):
+    """Records like RecordingNotifier; an edit to `granted` waits until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish(self, request):
+        if request.status is S.GRANTED:
+            await self.release.wait()
+        return await super().publish(request)
+
+
+@pytest.fixture
+async def engine_and_notifier(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    notifier = HeldNotifier()
+    engine = build_engine(
+        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=FrozenClock()
+    )
+    yield engine, notifier
+    await store.close()
+
+
+async def submitted(engine):
+    draft = await engine.prepare("db", "U_ALICE", "prod", {"duration": "1h"}, timedelta(hours=1))
+    return await engine.submit(draft)
+
+
+async def let_background_run() -> None:
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+async def test_an_approval_returns_granted_and_its_message_and_dm_follow_while_no_click_is_being_decided(
+    engine_and_notifier,
+):
+    engine, notifier = engine_and_notifier
+    notifier.release.set()
+    request = await submitted(engine)
+    granted = await engine.approve(request.id, "U_BOB")
+    assert granted.status is S.GRANTED
+    assert await engine.settle(5) == 0
+    assert notifier.published == [S.PENDING, S.GRANTED]
+    assert notifier.notices[-1] == RequesterNotice.GRANTED.value
+
+
+async def test_the_granted_edit_waits_while_another_click_is_on_its_way_to_its_strategy(engine_and_notifier):
+    engine, notifier = engine_and_notifier
+    notifier.release.set()
+    request = await submitted(engine)
+    with engine.life.deciding():  # another approver's click, not yet at its strategy call
+        await engine.approve(request.id, "U_BOB")
+        await let_background_run()
+        assert notifier.published == [S.PENDING]
+        assert engine.life.follow_ups.pending() == 1
+    assert await engine.settle(5) == 0
+    assert notifier.published == [S.PENDING, S.GRANTED]
+
+
+async def test_a_steady_stream_of_clicks_delays_the_granted_edit_but_never_stops_it(engine_and_notifier):
+    engine, notifier = engine_and_notifier
+    notifier.release.set()
+    engine.life.quiet_wait = 0.01
+    request = await submitted(engine)
+    with engine.life.deciding():  # never ends while the edit is owed
+        await engine.approve(request.id, "U_BOB")
+        assert await engine.settle(5) == 0
+        assert notifier.published == [S.PENDING, S.GRANTED]
+
+
+async def test_an_edit_made_while_the_granted_edit_is_still_owed_lands_after_it(engine_and_notifier):
+    engine, notifier = engine_and_notifier
+    request = await submitted(engine)
+    granted = await engine.approve(request.id, "U_BOB")
+    await let_background_run()
+    assert notifier.published == [S.PENDING]  # the granted edit is held by Slack
+    ending = await engine.requests.update(granted.id, {"end_reason": "ended early"})
+    returned = await engine.life.publish(ending)  # e.g. Revoke now's "ending…" edit
+    await engine.life.tell(ending, RequesterNotice.ENDED_EARLY)
+    assert returned == ending and notifier.notices == [RequesterNotice.SUBMITTED.value]
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.published == [S.PENDING, S.GRANTED, S.GRANTED]
+    assert notifier.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.ENDED_EARLY.value]
+
+
+class MeetingDirectory(Directory):
+    """Answers a fresh users.info only once two are in flight at the same time (or says who came alone)."""
+
+    def __init__(self) -> None:
+        self.waiting: list[str] = []
+        self.both = asyncio.Event()
+
+    async def lookup_user(self, slack_id, *, fresh=False):
+        if fresh:
+            self.waiting.append(slack_id)
+            if len(self.waiting) == 2:
+                self.both.set()
+            await asyncio.wait_for(self.both.wait(), 5)  # alone for 5 s: the lookups were one after the other
+        return await super().lookup_user(slack_id, fresh=fresh)
+
+
+async def test_an_approval_asks_slack_about_the_clicker_and_the_requester_at_the_same_time(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    try:
+        plain = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=Directory(),
+            clock=FrozenClock(),
+        )
+        request = await submitted(plain)
+        directory = MeetingDirectory()
+        engine = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=directory,
+            clock=FrozenClock(),
+        )
+        granted = await engine.approve(request.id, "U_BOB")
+        assert granted.status is S.GRANTED
+        assert sorted(directory.waiting) == ["U_ALICE", "U_BOB"]
+    finally:
+        await store.close()
+
+
+class ClickerGoneRequesterUnreachable(Directory):
+    async def lookup_user(self, slack_id, *, fresh=False):
+        if fresh and slack_id == "U_ALICE":
+            raise ConnectionError("Slack is down")
+        person = await super().lookup_user(slack_id, fresh=fresh)
+        return UserInfo(person.slack_id, email=person.email, deleted=slack_id == "U_BOB")
+
+
+async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requester_cannot_be_asked(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    try:
+        plain = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=Directory(),
+            clock=FrozenClock(),
+        )
+        request = await submitted(plain)
+        engine = build_engine(
+            store,
+            config,
+            strategies={"db": FakeStrategy()},
+            notifier=RecordingNotifier(),
+            directory=ClickerGoneRequesterUnreachable(),
+            clock=FrozenClock(),
+        )
+        with pytest.raises(NotAllowed, match="deactivated"):
+            await engine.approve(request.id, "U_BOB")
+        assert (await engine.requests.get(request.id)).status is S.PENDING
+    finally:
+        await store.close()
