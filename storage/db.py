@@ -6,12 +6,14 @@ a repository's function `fn(db)` for `read(fn)` on one snapshot (every statement
 moment) and, for `write(fn)`, inside one transaction: everything it does commits, or nothing. The
 repositories write their SQL once, for both.
 
-SQLite (`SqliteStore`): one connection on one dedicated thread (connections are not safe to share
-across threads, and a single writer is all SQLite allows anyway), as datasette's database.py does.
-Serialising all writes there is also what makes our compare-and-set transitions race-free inside the
-process. Writes that queue up while a COMMIT fsyncs share the next transaction, each in its own
-savepoint, and one COMMIT (group commit, `storage.sqlite_thread`): every caller still sees its
-`fn` commit entirely or not at all, after the writes queued before it.
+SQLite (`SqliteStore`): one writing connection on one dedicated thread (connections are not safe to
+share across threads, and a single writer is all SQLite allows anyway), as datasette's database.py
+does. Serialising all writes there is also what makes our compare-and-set transitions race-free
+inside the process. Writes that queue up while a COMMIT fsyncs share the next transaction, each in
+its own savepoint, and one COMMIT (group commit, `storage.sqlite_thread`): every caller still sees
+its `fn` commit entirely or not at all, after the writes queued before it. On a file, reads run on a
+second, query-only connection with a thread of its own, so they never wait behind a write's fsync
+(WAL lets a reader work beside the writer); ':memory:' has one connection for both.
 
 One process at a time may *run* the bot on a SQLite file: `Store.open(path, exclusive=True)` holds
 `RunLock`, an OS lock on `<database>.lock`, until `close()`. Other commands (`bot.py audit`,
@@ -284,9 +286,16 @@ class SqliteStore(Store):
 
     dialect = "sqlite"
 
-    def __init__(self, path: str, thread: SqliteThread, run_lock: RunLock | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        thread: SqliteThread,
+        run_lock: RunLock | None = None,
+        reader: SqliteThread | None = None,
+    ) -> None:
         self.path = path
         self._thread: SqliteThread | None = thread
+        self._reader = reader  # None for ':memory:', whose reads share the one connection
         self._run_lock = run_lock
 
     @classmethod
@@ -300,23 +309,31 @@ class SqliteStore(Store):
         if is_postgres(path):
             raise StartupError("a postgresql:// URL is not a SQLite file: open it with Store.open")
         thread = SqliteThread("jitbot-sqlite")
+        reader: SqliteThread | None = None
         run_lock: RunLock | None = None
         try:
             if exclusive and path != MEMORY:
                 # Before connecting: a refused process must not even migrate the file under the holder.
                 run_lock = await thread.call(lambda: RunLock.acquire(path))
-            db = await thread.call(lambda: _connect(path, busy_timeout_ms))
-            thread.db = db
+            thread.db = await thread.call(lambda: _connect(path, busy_timeout_ms))
+            if path != MEMORY:
+                reader = SqliteThread("jitbot-sqlite-read")
+                reader.db = await reader.call(lambda: _connect_reader(path, busy_timeout_ms))
         except BaseException:
+            await _close_threads(reader, thread)
             if run_lock is not None:
                 run_lock.release()
-            thread.stop()
             raise
-        return cls(path, thread, run_lock)
+        return cls(path, thread, run_lock, reader)
 
     async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        """Run `fn(db)` on the database thread in one read transaction; the connection is query-only while it runs."""
-        return await self._require_thread().read(fn)
+        """Run `fn(db)` in one read transaction on a query-only connection.
+
+        On a file that is the read connection's own thread, beside the writer (WAL lets a reader run
+        while a COMMIT fsyncs): a read sees every write whose `write()` returned before it was asked.
+        """
+        writer = self._require_thread()
+        return await (self._reader or writer).read(fn)
 
     async def write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
         """Run `fn(db)` on the database thread as one transaction of its own: it all commits or none of it.
@@ -333,14 +350,11 @@ class SqliteStore(Store):
         if self._thread is None:
             return
         thread, self._thread = self._thread, None
+        reader, self._reader = self._reader, None
         try:
-            db = thread.db
-            if db is not None:
-                # Queued behind every job already submitted: they finish first.
-                await thread.call(db.close)
-                thread.db = None
+            # The reader first: the last connection to close checkpoints the WAL, and that is the writer's.
+            await _close_threads(reader, thread)
         finally:
-            thread.stop()
             # Last, after the connection is closed: the next bot must not start on a file still in use.
             if self._run_lock is not None:
                 self._run_lock.release()
@@ -360,6 +374,40 @@ class SqliteStore(Store):
         if db is None:
             raise RuntimeError("the store is closed")
         return db
+
+
+async def _close_threads(*threads: SqliteThread | None) -> None:
+    """Close each thread's connection (after the jobs queued before) and stop it, in the order given."""
+    for thread in threads:
+        if thread is None:
+            continue
+        try:
+            db = thread.db
+            if db is not None:
+                await thread.call(db.close)
+                thread.db = None
+        finally:
+            thread.stop()
+
+
+def _connect_reader(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
+    """A second connection to a migrated file, for reads only, created on the calling (reader) thread."""
+    try:
+        db = sqlite_utils.Database(path, execute_plugins=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(f"cannot open database {path}: {exc}") from exc
+    try:
+        db.conn.isolation_level = None  # no implicit transactions: each read is one BEGIN … COMMIT
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA query_only = ON")  # for good: nothing is ever written through it
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StartupError(f"cannot use database {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:

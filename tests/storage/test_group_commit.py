@@ -287,6 +287,29 @@ async def test_a_read_after_an_awaited_write_sees_it_and_a_read_never_sees_an_un
     await file_store.write(lambda db: db.conn.set_trace_callback(None))
 
 
+async def test_on_a_file_reads_run_beside_a_write_in_progress_and_see_only_what_is_committed(file_store):
+    await file_store.write(insert("committed"))
+    gate = Gate()
+
+    def held_insert(db: Any) -> None:
+        db.execute("INSERT INTO scratch (v) VALUES ('uncommitted')")
+        gate.hold(db)
+
+    write = asyncio.ensure_future(file_store.write(held_insert))
+    await asyncio.to_thread(gate.entered.wait, WAIT)
+    try:
+        # The writer's thread is inside the write: the read does not queue behind it.
+        assert await rows(file_store) == ["committed"]
+        read_thread = await file_store.read(lambda db: threading.get_ident())
+    finally:
+        gate.open()
+    await write
+    write_thread = await file_store.write(lambda db: threading.get_ident())
+    assert read_thread != write_thread
+    assert await rows(file_store) == ["committed", "uncommitted"]  # once write() returned, every read sees it
+    await file_store.write(lambda db: db.conn.set_trace_callback(None))
+
+
 # ── the property ────────────────────────────────────────────────────────────────────────────────
 
 KINDS = ("ok", "raise", "refused", "ends_transaction")
