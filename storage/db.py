@@ -400,6 +400,7 @@ def _connect_reader(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
         db.conn.isolation_level = None  # no implicit transactions: each read is one BEGIN … COMMIT
         db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = FULL")  # as the writer's, should anything ever sync through it
         db.execute("PRAGMA query_only = ON")  # for good: nothing is ever written through it
     except sqlite3.DatabaseError as exc:
         db.close()

@@ -310,6 +310,16 @@ async def test_on_a_file_reads_run_beside_a_write_in_progress_and_see_only_what_
     await file_store.write(lambda db: db.conn.set_trace_callback(None))
 
 
+async def test_on_a_file_both_connections_run_with_wal_full_sync_and_foreign_keys(file_store):
+    def pragmas(db: Any) -> dict[str, Any]:
+        names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout", "query_only")
+        return {name: db.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
+    expected = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
+    assert await file_store.write(pragmas) == {**expected, "query_only": 0}
+    assert await file_store.read(pragmas) == {**expected, "query_only": 1}
+
+
 # ── the property ────────────────────────────────────────────────────────────────────────────────
 
 KINDS = ("ok", "raise", "refused", "ends_transaction")
