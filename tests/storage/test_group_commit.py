@@ -109,6 +109,13 @@ async def test_writes_queued_together_commit_once_and_each_sees_the_ones_queued_
     assert await rows(file_store) == ["w0", "w1", "w2", "w3", "w4"]
 
 
+async def test_a_group_is_at_most_64_writes_and_the_rest_form_the_next(file_store):
+    gate = Gate()
+    results = await queued_together(file_store, [insert(f"w{i}") for i in range(70)], gate)
+    assert results == list(range(1, 71))
+    assert gate.commits() == 2
+
+
 async def test_a_lone_write_is_one_plain_transaction_without_savepoints(file_store):
     gate = Gate()
     assert await queued_together(file_store, [insert("only")], gate) == [1]
@@ -318,6 +325,24 @@ async def test_on_a_file_both_connections_run_with_wal_full_sync_and_foreign_key
     expected = {"journal_mode": "wal", "synchronous": 2, "foreign_keys": 1, "busy_timeout": 5000}
     assert await file_store.write(pragmas) == {**expected, "query_only": 0}
     assert await file_store.read(pragmas) == {**expected, "query_only": 1}
+
+
+async def test_in_memory_a_read_queued_behind_writes_waits_for_their_commit_and_sees_them(sqlite_store):
+    await sqlite_store.write(lambda db: db.execute("CREATE TABLE scratch (n INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+    gate = Gate()
+    held = asyncio.ensure_future(sqlite_store.write(gate.hold))
+    await asyncio.to_thread(gate.entered.wait, WAIT)
+    writes = [asyncio.ensure_future(sqlite_store.write(insert(v))) for v in ("a", "b")]
+    read = asyncio.ensure_future(rows(sqlite_store))  # ':memory:' has one connection: one queue for both
+    later = asyncio.ensure_future(sqlite_store.write(insert("c")))
+    await asyncio.sleep(0)
+    gate.open()
+    await held
+    assert await asyncio.gather(*writes, read, later) == [1, 2, ["a", "b"], 3]
+    await sqlite_store.write(lambda db: db.conn.set_trace_callback(None))
+    control = [s for s in gate.after() if s in ("BEGIN IMMEDIATE", "BEGIN", "COMMIT")]
+    # a and b in one group, then the read in a transaction of its own, then c: the read kept its place.
+    assert control[:6] == ["BEGIN IMMEDIATE", "COMMIT", "BEGIN", "COMMIT", "BEGIN IMMEDIATE", "COMMIT"]
 
 
 # ── the property ────────────────────────────────────────────────────────────────────────────────
