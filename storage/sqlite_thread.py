@@ -37,7 +37,9 @@ import sqlite_utils
 T = TypeVar("T")
 
 MAX_BATCH = 64  # writes per transaction: bounds how long one group holds the write lock and its callers
-_SAVEPOINT = "jitbot_write"
+_SAVEPOINT = "SAVEPOINT jitbot_write"
+_ROLLBACK_TO = "ROLLBACK TO jitbot_write"
+_RELEASE = "RELEASE jitbot_write"
 
 _READ = "read"
 _WRITE = "write"
@@ -182,14 +184,14 @@ class SqliteThread:
         for index, job in enumerate(jobs):
             try:
                 if grouped:
-                    conn.execute(f"SAVEPOINT {_SAVEPOINT}")
+                    conn.execute(_SAVEPOINT)
                 try:
                     job.value = job.fn(db)
                 except BaseException as error:  # noqa: BLE001
                     job.fail(error)
                     if grouped and conn.in_transaction:
-                        conn.execute(f"ROLLBACK TO {_SAVEPOINT}")
-                        conn.execute(f"RELEASE {_SAVEPOINT}")
+                        conn.execute(_ROLLBACK_TO)
+                        conn.execute(_RELEASE)
                         continue
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
@@ -206,7 +208,7 @@ class SqliteThread:
                         earlier.fail(_copy(ended))
                     return jobs[index + 1 :]
                 if grouped:
-                    conn.execute(f"RELEASE {_SAVEPOINT}")
+                    conn.execute(_RELEASE)
                 done.append(job)
             except BaseException as error:  # noqa: BLE001 - a SAVEPOINT, RELEASE or ROLLBACK TO failed
                 if job.error is None:
@@ -216,7 +218,7 @@ class SqliteThread:
                 _rolled_back(done, error)
                 return jobs[index + 1 :]
         if not done:
-            conn.execute("ROLLBACK")  # every member failed: there is nothing to make durable
+            _quietly_roll_back(conn)  # every member failed: there is nothing to make durable
             return []
         try:
             conn.execute("COMMIT")
