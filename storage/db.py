@@ -6,10 +6,14 @@ a repository's function `fn(db)` for `read(fn)` on one snapshot (every statement
 moment) and, for `write(fn)`, inside one transaction: everything it does commits, or nothing. The
 repositories write their SQL once, for both.
 
-SQLite (`SqliteStore`): one connection on one dedicated thread (connections are not safe to share
-across threads, and a single writer is all SQLite allows anyway), as datasette's database.py does.
-Serialising all work there is also what makes our compare-and-set transitions race-free inside the
-process. `write(fn)` wraps `fn` in one `BEGIN IMMEDIATE … COMMIT`.
+SQLite (`SqliteStore`): one writing connection on one dedicated thread (connections are not safe to
+share across threads, and a single writer is all SQLite allows anyway), as datasette's database.py
+does. Serialising all writes there is also what makes our compare-and-set transitions race-free
+inside the process. Writes that queue up while a COMMIT fsyncs share the next transaction, each in
+its own savepoint, and one COMMIT (group commit, `storage.sqlite_thread`): every caller still sees
+its `fn` commit entirely or not at all, after the writes queued before it. On a file, reads run on a
+second, query-only connection with a thread of its own, so they never wait behind a write's fsync
+(WAL lets a reader work beside the writer); ':memory:' has one connection for both.
 
 One process at a time may *run* the bot on a SQLite file: `Store.open(path, exclusive=True)` holds
 `RunLock`, an OS lock on `<database>.lock`, until `close()`. Other commands (`bot.py audit`,
@@ -20,7 +24,6 @@ ordinary SQLite concurrency; two schedulers revoking from one file is what must 
 from __future__ import annotations
 
 import abc
-import asyncio
 import fcntl
 import json
 import os
@@ -28,7 +31,6 @@ import re
 import socket
 import sqlite3
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -38,6 +40,7 @@ import sqlite_utils
 
 from core.errors import StartupError
 from core.secrets import SecretRegistry
+from storage.sqlite_thread import SqliteThread
 
 T = TypeVar("T")
 
@@ -284,11 +287,15 @@ class SqliteStore(Store):
     dialect = "sqlite"
 
     def __init__(
-        self, path: str, executor: ThreadPoolExecutor, db: sqlite_utils.Database, run_lock: RunLock | None = None
+        self,
+        path: str,
+        thread: SqliteThread,
+        run_lock: RunLock | None = None,
+        reader: SqliteThread | None = None,
     ) -> None:
         self.path = path
-        self._executor = executor
-        self._db: sqlite_utils.Database | None = db
+        self._thread: SqliteThread | None = thread
+        self._reader = reader  # None for ':memory:', whose reads share the one connection
         self._run_lock = run_lock
 
     @classmethod
@@ -301,43 +308,53 @@ class SqliteStore(Store):
         path = check_database_path(path)
         if is_postgres(path):
             raise StartupError("a postgresql:// URL is not a SQLite file: open it with Store.open")
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="jitbot-sqlite")
-        loop = asyncio.get_running_loop()
+        thread = SqliteThread("jitbot-sqlite")
+        reader: SqliteThread | None = None
         run_lock: RunLock | None = None
         try:
             if exclusive and path != MEMORY:
                 # Before connecting: a refused process must not even migrate the file under the holder.
-                run_lock = await loop.run_in_executor(executor, RunLock.acquire, path)
-            db = await loop.run_in_executor(executor, _connect, path, busy_timeout_ms)
+                run_lock = await thread.call(lambda: RunLock.acquire(path))
+            thread.db = await thread.call(lambda: _connect(path, busy_timeout_ms))
+            if path != MEMORY:
+                reader = SqliteThread("jitbot-sqlite-read")
+                reader.db = await reader.call(lambda: _connect_reader(path, busy_timeout_ms))
         except BaseException:
+            await _close_threads(reader, thread)
             if run_lock is not None:
                 run_lock.release()
-            executor.shutdown(wait=True)
             raise
-        return cls(path, executor, db, run_lock)
+        return cls(path, thread, run_lock, reader)
 
     async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        """Run `fn(db)` on the database thread; the connection is query-only while it runs."""
-        return await self._submit(self._run_read, fn)
+        """Run `fn(db)` in one read transaction on a query-only connection.
+
+        On a file that is the read connection's own thread, beside the writer (WAL lets a reader run
+        while a COMMIT fsyncs): a read sees every write whose `write()` returned before it was asked.
+        """
+        writer = self._require_thread()
+        return await (self._reader or writer).read(fn)
 
     async def write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        """Run `fn(db)` on the database thread inside one transaction: it all commits or none of it.
+        """Run `fn(db)` on the database thread as one transaction of its own: it all commits or none of it.
 
-        If the awaiting task is cancelled the transaction still finishes on the thread, and commits
-        if `fn` succeeds; callers must treat a cancelled write as "maybe committed".
+        Writes queued together share one COMMIT, each in its own savepoint (`storage.sqlite_thread`).
+        If the awaiting task is cancelled before the write starts it is dropped; once started it still
+        finishes on the thread, and commits if `fn` succeeds: callers must treat a cancelled write as
+        "maybe committed".
         """
-        return await self._submit(self._run_write, fn)
+        return await self._require_thread().write(fn)
 
     async def close(self) -> None:
         """Close the connection (SQLite checkpoints the WAL), stop the thread, release the run lock. Idempotent."""
-        if self._db is None:
+        if self._thread is None:
             return
-        db, self._db = self._db, None
-        loop = asyncio.get_running_loop()
+        thread, self._thread = self._thread, None
+        reader, self._reader = self._reader, None
         try:
-            await loop.run_in_executor(self._executor, db.close)
+            # The reader first: the last connection to close checkpoints the WAL, and that is the writer's.
+            await _close_threads(reader, thread)
         finally:
-            self._executor.shutdown(wait=True)
             # Last, after the connection is closed: the next bot must not start on a file still in use.
             if self._run_lock is not None:
                 self._run_lock.release()
@@ -345,51 +362,53 @@ class SqliteStore(Store):
     @property
     def closed(self) -> bool:
         """Whether close() has been called."""
-        return self._db is None
+        return self._thread is None
 
-    async def _submit(
-        self, runner: Callable[[Callable[[sqlite_utils.Database], T]], T], fn: Callable[[sqlite_utils.Database], T]
-    ) -> T:
-        if self._db is None:
+    def _require_thread(self) -> SqliteThread:
+        if self._thread is None:
             raise RuntimeError("the store is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, runner, fn)
-
-    def _run_read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        db = self._require_db()
-        conn = db.conn
-        # One read transaction: every statement of `fn` sees the same moment, even while another
-        # process (the CLI beside the bot) commits; in WAL mode it blocks no writer.
-        conn.execute("BEGIN")
-        try:
-            return fn(db)
-        finally:
-            if conn.in_transaction:
-                conn.execute("COMMIT")
-
-    def _run_write(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
-        db = self._require_db()
-        conn = db.conn
-        conn.execute("PRAGMA query_only = OFF")
-        try:
-            # IMMEDIATE takes the write lock up front, so a read-then-update inside `fn` can never
-            # hit SQLITE_BUSY_SNAPSHOT if another process (a maintenance shell) holds the file.
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-                conn.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT or a RAISE(ROLLBACK) trigger may already have ended the transaction.
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        finally:
-            conn.execute("PRAGMA query_only = ON")
-        return result
+        return self._thread
 
     def _require_db(self) -> sqlite_utils.Database:
-        if self._db is None:
+        db = self._require_thread().db
+        if db is None:
             raise RuntimeError("the store is closed")
-        return self._db
+        return db
+
+
+async def _close_threads(*threads: SqliteThread | None) -> None:
+    """Close each thread's connection (after the jobs queued before) and stop it, in the order given."""
+    for thread in threads:
+        if thread is None:
+            continue
+        try:
+            db = thread.db
+            if db is not None:
+                await thread.call(db.close)
+                thread.db = None
+        finally:
+            thread.stop()
+
+
+def _connect_reader(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
+    """A second connection to a migrated file, for reads only, created on the calling (reader) thread."""
+    try:
+        db = sqlite_utils.Database(path, execute_plugins=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(f"cannot open database {path}: {exc}") from exc
+    try:
+        db.conn.isolation_level = None  # no implicit transactions: each read is one BEGIN … COMMIT
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = FULL")  # as the writer's, should anything ever sync through it
+        db.execute("PRAGMA query_only = ON")  # for good: nothing is ever written through it
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        raise StartupError(f"cannot use database {path}: {exc}") from exc
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
