@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
@@ -271,6 +272,8 @@ class Lifecycle:
         return await self._publish(request, retry)
 
     async def _publish(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
+        if request.message_ts is None:
+            request = await self._with_posted_ts(request)
         try:
             if retry is None:
                 ts = await self.notifier.publish(request)
@@ -295,6 +298,21 @@ class Lifecycle:
             except Exception:
                 log.exception("publish.record_failed", request_id=request.id)
         return request
+
+    async def _with_posted_ts(self, request: AccessRequest) -> AccessRequest:
+        """`request` with the ts of its channel message when one was posted after this copy was read.
+
+        A fast-tracked request's message is first posted by its grant's notification, which runs in
+        the background; a revocation or take-over read meanwhile carries no ts and would post a
+        second message, leaving the first saying "granted" with live buttons."""
+        try:
+            stored = await self.requests.get(request.id)
+        except Exception:
+            log.exception("publish.read_failed", request_id=request.id)
+            return request
+        if stored.message_ts is None:
+            return request
+        return replace(request, message_ts=stored.message_ts, approval_channel=stored.approval_channel)
 
     async def tell(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
         """DM the requester (behind what is still owed about the request); a failure is logged, never raised."""

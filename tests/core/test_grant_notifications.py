@@ -184,3 +184,70 @@ async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requeste
         assert (await engine.requests.get(request.id)).status is S.PENDING
     finally:
         await store.close()
+
+
+class Channel:
+    """A Slack channel as the notifier sees it: a request's first publish posts a message (a new ts),
+    later ones edit the message whose ts they carry."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, list[str]] = {}  # ts → the statuses it showed, in order
+        self.notices: list[str] = []
+
+    async def publish(self, request):
+        ts = request.message_ts or f"1.{len(self.messages) + 1:06d}"
+        self.messages.setdefault(ts, []).append(request.status.value)
+        return ts
+
+    async def notify_requester(self, request, notice, detail=None):
+        self.notices.append(notice.value)
+
+    async def alert(self, alert):
+        pass
+
+
+class FastTrack:
+    """A flow's hooks module whose on_request approves every request (an on-call rota, say)."""
+
+    path = "fast_track.py"
+
+    def has(self, hook: str) -> bool:
+        return hook == "on_request"
+
+    async def call(self, hook, evt, *, timeout):
+        return evt.approve("on call")
+
+
+async def test_a_fast_tracked_grant_revoked_before_its_first_post_leaves_one_message_that_says_revoked(
+    tmp_path, databases
+):
+    """Alice's request is approved by the on-call hook before anything is posted, so its channel message
+    is first posted by the grant's (deferred) notification. She ends it from her Home tab while that
+    notification still waits behind other clicks: the channel must end up with ONE message for the
+    request, saying revoked, not a stale "granted" message with live buttons and a second one."""
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    channel = Channel()
+    engine = build_engine(
+        store,
+        config,
+        strategies={"db": FakeStrategy()},
+        notifier=channel,
+        directory=Directory(),
+        clock=FrozenClock(),
+        hook_modules={"db": FastTrack()},
+    )
+    try:
+        with engine.life.deciding():  # other approvers' clicks on their way to their strategies
+            granted = await submitted(engine)
+            assert granted.status is S.GRANTED and granted.message_ts is None
+            await let_background_run()
+            assert channel.messages == {}  # the granted post is still owed
+            ended = await engine.revoke_now(granted.id, "U_ALICE")
+            assert ended.status is S.REVOKED
+        assert await engine.settle(5) == 0
+        assert channel.messages == {"1.000001": ["granted", "revoked"]}
+        assert (await engine.requests.get(granted.id)).message_ts == "1.000001"
+        assert channel.notices == ["granted", "ended_early"]
+    finally:
+        await store.close()
