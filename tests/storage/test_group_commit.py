@@ -7,9 +7,15 @@ then lets it go: the queued writes are then one group, deterministically, with n
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,6 +36,7 @@ pytestmark = pytest.mark.sqlite_only(
     "group commit is how the SQLite store commits; PostgreSQL commits each write alone"
 )
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WAIT = 30  # seconds: only ever reached if the store's thread is stuck, which fails the test
 
 
@@ -407,3 +414,112 @@ async def _run_property(groups: list[list[tuple[str, int]]]) -> None:
 @given(groups=groups_of_ops)
 def test_any_mix_of_succeeding_and_failing_writes_leaves_what_the_succeeding_ones_would_serially(groups):
     asyncio.run(_run_property(groups))
+
+
+# ── a crash in the middle of a group ───────────────────────────────────────────────────────────
+
+KILLED_MID_GROUP = textwrap.dedent(
+    """
+    import asyncio, sys
+    from datetime import datetime, timezone
+    from core.models import AuditEvent
+    from storage import Store
+    from storage.audit import AuditLog
+
+    async def main():
+        store = await Store.open(sys.argv[1])
+        audit = AuditLog(store)
+        commits = []
+        await store.write(lambda db: db.conn.set_trace_callback(lambda s: s == "COMMIT" and commits.append(1)))
+        at = datetime(2026, 11, 21, 15, 0, tzinfo=timezone.utc)
+
+        async def writer(w):
+            for i in range(100_000):
+                n = w * 1_000_000 + i
+                await audit.append(AuditEvent(at=at, actor="U0ANN", action="x.note", detail={"n": n}))
+                # Acknowledged: the caller was told it is committed. Written before anything else runs.
+                sys.stdout.write(f"{n} {len(commits)}\\n")
+                sys.stdout.flush()
+
+        await asyncio.gather(*(writer(w) for w in range(32)))
+
+    asyncio.run(main())
+    """
+)
+
+
+async def test_a_process_killed_while_groups_commit_loses_no_write_it_acknowledged(tmp_path):
+    """32 writers append audit rows as fast as they can (so writes form groups); the process is
+    killed with SIGKILL mid-stream. Every write whose caller heard "committed" is in the file after
+    the restart, and the audit chain verifies."""
+    path = tmp_path / "jit.db"
+    async with await Store.open(path):
+        pass  # migrated before the child starts
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_GROUP, str(path)],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acknowledged: list[int] = []
+    commits = 0
+    try:
+        assert child.stdout is not None
+        while len(acknowledged) < 600:
+            line = await asyncio.to_thread(child.stdout.readline)
+            assert line, child.stderr.read() if child.stderr else "the child ended"
+            n, commits = (int(part) for part in line.split())
+            acknowledged.append(n)
+        child.send_signal(signal.SIGKILL)
+        rest, _ = await asyncio.to_thread(child.communicate, timeout=WAIT)
+        for line in rest.splitlines():  # acknowledged between the last read and the kill
+            acknowledged.append(int(line.split()[0]))
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == -signal.SIGKILL
+    assert commits < len(acknowledged)  # the writes did share commits
+    async with await Store.open(path) as store:
+        stored = await store.read(
+            lambda db: {json.loads(r[0])["n"] for r in db.execute("SELECT detail FROM audit_events")}
+        )
+        result = await verify(store, [])
+    assert set(acknowledged) <= stored
+    assert result.problem is None
+
+
+async def test_a_group_that_waits_past_the_busy_timeout_for_another_process_fails_whole_and_the_next_commits(
+    tmp_path,
+):
+    """`bot.py identities` beside the bot holds the write lock longer than the busy timeout: every
+    write of the group waiting for it is told it failed (nothing of it committed), and once the lock
+    is free the next writes commit."""
+    path = tmp_path / "jit.db"
+    store = await Store.open(path, busy_timeout_ms=50)
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        await store.write(lambda db: db.execute("CREATE TABLE scratch (n INTEGER PRIMARY KEY, v TEXT NOT NULL)"))
+        gate = Gate()
+        # Hold the store's thread outside any transaction while the group queues up behind it.
+        held = asyncio.ensure_future(store._thread.call(lambda: gate.hold(type("Db", (), {"conn": _NoTrace()})())))
+        await asyncio.to_thread(gate.entered.wait, WAIT)
+        writes = [asyncio.ensure_future(store.write(insert(v))) for v in ("a", "b", "c")]
+        await asyncio.sleep(0)
+        other.execute("BEGIN IMMEDIATE")
+        gate.open()
+        await held
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert all(isinstance(r, sqlite3.OperationalError) and "locked" in str(r) for r in results), results
+        other.execute("ROLLBACK")
+        assert await rows(store) == []
+        assert await store.write(insert("after")) == 1
+    finally:
+        other.close()
+        await store.close()
+
+
+class _NoTrace:
+    def set_trace_callback(self, _callback: object) -> None:
+        pass
