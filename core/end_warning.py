@@ -66,9 +66,30 @@ class EndWarnings:
             if late:  # the access is ending anyway: a warning now would only confuse
                 return None
             log.info("access.warned", request_id=request_id)
+            if life.follow_ups.owed(request_id):
+                # Behind notifications still owed (a "granted" edit Slack throttles): they keep the DMs in
+                # order, but the access may have ended by the time they are through, so look again then.
+                life.follow_ups.add(request_id, lambda: self._send_if_live(request_id), what="warning")
+                return request
             # Sent under the lock: a Revoke now waits for it, so the warning never follows the end.
             await life.tell(request, RequesterNotice.WARNING)
         return request
+
+    async def _send_if_live(self, request_id: str) -> None:
+        """Send a queued warning if the access it warns about is still live and not past its end."""
+        life = self.life
+        async with life.lock(request_id):
+            request = await life.requests.get(request_id)
+            ends = request.expires_at
+            if (
+                request.status is not S.GRANTED
+                or request.revoked_by is not None
+                or ends is None
+                or ends <= life.clock.now()
+            ):
+                log.info("warning.dropped_after_end", request_id=request_id)
+                return
+            await life.tell(request, RequesterNotice.WARNING)
 
     async def sweep(self) -> int:
         """Send every warning that is due (after a restart, or a timer that never fired); how many were due."""

@@ -251,3 +251,74 @@ async def test_a_fast_tracked_grant_revoked_before_its_first_post_leaves_one_mes
         assert channel.notices == ["granted", "ended_early"]
     finally:
         await store.close()
+
+
+WARNED_FLOWS = """\
+slack: {alerts_channel: C_ALERTS}
+flows:
+  - name: db
+    label: DB
+    approval_channel: C_APPROVALS
+    warn_before: 10m
+    strategy:
+      type: fake
+      targets:
+        - {name: prod, label: Prod}
+    fields:
+      - {name: duration, label: Duration, type: duration, allowed_values: [1h], required: true}
+"""
+
+
+async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_after_the_access_ended(
+    tmp_path, databases
+):
+    """Slack throttles chat.update for a long while, so Alice's "granted" edit is still owed when her
+    end warning falls due (the warning is a DM, queued behind the edit to keep the order). Her access
+    ends before Slack lets the edit through: the warning ("ends in 10 minutes, Extend?") must not be
+    sent then, after the end; the revoked DM is."""
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    store = await Store.open(databases.where())
+    clock, notifier = FrozenClock(), HeldNotifier()
+    engine = build_engine(
+        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=clock
+    )
+    try:
+        request = await submitted(engine)
+        granted = await engine.approve(request.id, "U_BOB")
+        assert granted.warn_at is not None and granted.expires_at is not None
+        clock.set(granted.warn_at)
+        await engine.warn(granted.id)  # due: queued behind the held "granted" edit
+        clock.set(granted.expires_at)
+        assert (await engine.revoke(granted.id)).status is S.REVOKED
+        notifier.release.set()  # Slack lets edits through again, after the end
+        assert await engine.settle(5) == 0
+        assert notifier.notices == [
+            RequesterNotice.SUBMITTED.value,
+            RequesterNotice.GRANTED.value,
+            RequesterNotice.REVOKED.value,
+        ]
+    finally:
+        await store.close()
+
+
+async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_the_access_is_live(tmp_path, databases):
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    store = await Store.open(databases.where())
+    clock, notifier = FrozenClock(), HeldNotifier()
+    engine = build_engine(
+        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=clock
+    )
+    try:
+        request = await submitted(engine)
+        granted = await engine.approve(request.id, "U_BOB")
+        assert granted.warn_at is not None
+        clock.set(granted.warn_at)
+        await engine.warn(granted.id)
+        await let_background_run()
+        assert notifier.notices == [RequesterNotice.SUBMITTED.value]  # held behind the "granted" edit
+        notifier.release.set()
+        assert await engine.settle(5) == 0
+        assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
+        assert (await engine.requests.get(granted.id)).warn_at is None  # sent once
+    finally:
+        await store.close()
