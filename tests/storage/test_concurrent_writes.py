@@ -7,6 +7,7 @@ Each "replica" is a store of its own on one database, as each bot process has it
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 
@@ -16,9 +17,11 @@ import pytest
 from audit_cli import verify
 from core.errors import InvalidTransition
 from core.models import RequestStatus as S
-from storage import AuditLog, RequestRepo, Store
+from storage import AuditLog, RequestRepo, Store, postgres
+from storage.approvals import ApprovalRepo
 from storage.concurrent_writes import concurrent
 from storage.leases import LeaseRepo
+from storage.postgres import WRITE_LOCK
 from tests.storage.conftest import event, make_request
 
 REPLICAS = 3
@@ -140,6 +143,57 @@ async def test_a_transition_deadlocked_with_a_serialised_write_is_run_again_and_
     finally:
         await first.close()
         await second.close()
+
+
+@pytest.mark.parametrize("change", ["add", "withdraw"])
+async def test_an_approval_racing_a_cancellation_on_another_replica_never_deadlocks(postgres_dsn, monkeypatch, change):
+    # No second attempt: a deadlock PostgreSQL breaks would reach the approver as an error (and cost
+    # every waiter a deadlock_timeout, a second, before that).
+    monkeypatch.setattr(postgres, "WRITE_ATTEMPTS", 1)
+    first, second = await Store.open(postgres_dsn), await Store.open(postgres_dsn)
+    try:
+        repo, approvals = RequestRepo(first), ApprovalRepo(first)
+        await repo.create(make_request("r1"), event())
+        await approvals.add("r1", "U0A", event("request.approval_counted", actor="U0A"))
+        with psycopg.connect(postgres_dsn) as committing:  # a third writer, holding the chain lock to its COMMIT
+            committing.execute("SELECT pg_advisory_xact_lock(%s)", [WRITE_LOCK])
+            approval = asyncio.ensure_future(
+                approvals.add("r1", "U0B", event("request.approval_counted", actor="U0B"))
+                if change == "add"
+                else approvals.withdraw("r1", ["U0A"], event("request.approvals_withdrawn", actor="jitbot"))
+            )
+            await _until_sessions_wait_on_locks(postgres_dsn, 1)
+            cancel = asyncio.ensure_future(
+                RequestRepo(second).transition("r1", S.PENDING, S.CANCELLED, audit=event("request.cancelled"))
+            )
+            await _until_sessions_wait_on_locks(postgres_dsn, 2)
+            committing.commit()
+            outcomes = await asyncio.gather(approval, cancel, return_exceptions=True)
+
+        assert not [o for o in outcomes if isinstance(o, sqlite3.OperationalError)], outcomes
+        assert not isinstance(outcomes[1], BaseException)  # the cancellation never loses to an approval
+        assert (await repo.get("r1")).status is S.CANCELLED
+        actions = [e.action for e in await AuditLog(first).for_request("r1")]
+        assert actions[-1] == "request.cancelled"  # an approval that went first is recorded before it, or refused
+        assert isinstance(outcomes[0], InvalidTransition) or len(actions) == 4
+        assert (await verify(first, [])).problem is None
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def _until_sessions_wait_on_locks(dsn: str, count: int) -> None:
+    """Until `count` sessions of this database wait for a lock (polled, never timed)."""
+    deadline = time.monotonic() + 30
+    with psycopg.connect(dsn, autocommit=True) as watcher:
+        while time.monotonic() < deadline:
+            row = watcher.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            ).fetchone()
+            if row and row[0] >= count:
+                return
+            await asyncio.sleep(0.01)
+    raise AssertionError(f"fewer than {count} sessions ever waited on a lock")
 
 
 async def _until_waiting_on_a_row_lock(dsn: str, holder: psycopg.Connection) -> None:
