@@ -15,6 +15,8 @@ and runs beside other writers: a compare-and-set on a request, a lease's upsert.
 still takes the lock (`PgDatabase.lock_writes`), just before it reads the chain's head and held
 until COMMIT, so the audit chain keeps one total order whoever writes it. A transaction that
 PostgreSQL rolls back to break a deadlock (or a serialization failure) is run again, a few times.
+Write transactions are READ COMMITTED whatever the database's default (each statement sees what
+committed before it began: the chain head read after its lock, a compare-and-set after a lost race).
 Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
@@ -260,6 +262,7 @@ class PgStore(Store):
             open=False,
             name="jitbot",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
+            configure=_read_committed,
         )
         try:
             await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
@@ -343,6 +346,15 @@ class PgStore(Store):
         if self._pool is None:
             raise RuntimeError("the store is closed")
         return self._pool
+
+
+def _read_committed(conn: psycopg.Connection[Any]) -> None:
+    """Write transactions begin READ COMMITTED whatever the server's or database's default: each statement
+    then sees what committed before it started, which the compare-and-sets and the audit chain rely on
+    (the chain head is read after its lock is taken; a snapshot taken at the transaction's first statement,
+    as REPEATABLE READ or SERIALIZABLE take, would miss rows committed while it waited). Reads choose
+    their own level (`_run_read`)."""
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
 
 
 def _describe(error: BaseException, where: str, url: str | None = None) -> str:
