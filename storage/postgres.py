@@ -54,6 +54,9 @@ WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by serialised writes, and by any tran
 # documented answer: deadlock_detected, serialization_failure.
 RETRYABLE = frozenset({"40P01", "40001"})
 WRITE_ATTEMPTS = 5
+# Seconds of silence before the server probes a replica's connection, between probes, and probes
+# unanswered before it ends the session: a dead replica's locks are freed within 5 + 2 × 3 = 11 s.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
@@ -262,7 +265,7 @@ class PgStore(Store):
             open=False,
             name="jitbot",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
-            configure=_read_committed,
+            configure=_configure_session,
         )
         try:
             await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
@@ -348,13 +351,27 @@ class PgStore(Store):
         return self._pool
 
 
-def _read_committed(conn: psycopg.Connection[Any]) -> None:
-    """Write transactions begin READ COMMITTED whatever the server's or database's default: each statement
+def _configure_session(conn: psycopg.Connection[Any]) -> None:
+    """Set up each pooled connection's session.
+
+    Write transactions begin READ COMMITTED whatever the server's or database's default: each statement
     then sees what committed before it started, which the compare-and-sets and the audit chain rely on
     (the chain head is read after its lock is taken; a snapshot taken at the transaction's first statement,
     as REPEATABLE READ or SERIALIZABLE take, would miss rows committed while it waited). Reads choose
-    their own level (`_run_read`)."""
+    their own level (`_run_read`).
+
+    The server probes the connection when it is quiet (TCP keepalives), so a replica whose machine dies
+    or is cut off mid-transaction loses its session, and with it the audit chain's lock and its row
+    locks, within seconds rather than the operating system's default of over two hours, during which
+    every other replica's audit rows would wait. A live replica answers the probes from its kernel, so a
+    slow transaction is never cut short. (Over a unix socket these settings do nothing, nor need to.)
+    """
     conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    conn.execute(
+        "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
+        "set_config('tcp_keepalives_count', %s, false)",
+        [str(KEEPALIVE_IDLE), str(KEEPALIVE_INTERVAL), str(KEEPALIVE_COUNT)],
+    )
 
 
 def _describe(error: BaseException, where: str, url: str | None = None) -> str:

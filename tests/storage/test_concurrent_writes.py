@@ -147,6 +147,24 @@ async def test_a_transition_deadlocked_with_a_serialised_write_is_run_again_and_
         await second.close()
 
 
+async def test_the_server_ends_a_replica_session_within_seconds_once_its_host_stops_answering(postgres_dsn):
+    # A session holds the audit chain's lock (and its rows' locks) until its COMMIT. If its replica's
+    # machine dies or is cut off mid-transaction, no FIN or RST reaches the server: without keepalive
+    # probes the server keeps the session, and every other replica's audit rows (each revocation's
+    # included) wait for the operating system's TCP timeout, over two hours by default.
+    store = await Store.open(postgres_dsn)
+    try:
+        idle, interval, count = await store.read(
+            lambda db: db.execute(
+                "SELECT current_setting('tcp_keepalives_idle')::int, current_setting('tcp_keepalives_interval')::int, "
+                "current_setting('tcp_keepalives_count')::int"
+            ).fetchone()
+        )
+        assert 0 < idle + interval * count <= 15
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
 async def test_replicas_keep_one_audit_chain_on_a_database_whose_default_isolation_is_stricter(postgres_dsn, level):
     # An operator may set a stricter default for the whole database. The chain head must still be read
