@@ -57,6 +57,11 @@ WRITE_ATTEMPTS = 5
 # Seconds of silence before the server probes a replica's connection, between probes, and probes
 # unanswered before it ends the session: a dead replica's locks are freed within 5 + 2 × 3 = 11 s.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
+# Milliseconds a concurrent write transaction may wait for its replica between statements before the
+# server ends the session: such a transaction does no slow work of its own, so a pause that long means
+# the process is stopped (SIGSTOP, a debugger, a paused container, which still answer keepalives from
+# their kernel), and the audit chain's lock it may hold must go to the other replicas.
+IDLE_IN_WRITE_MS = 5000
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
@@ -334,6 +339,11 @@ class PgStore(Store):
                     # Pipeline mode: BEGIN goes with the first statement, the audit chain's lock with its
                     # head read, the audit INSERT with COMMIT: two round trips while the lock is held.
                     with conn.pipeline() as pipeline, conn.transaction():
+                        # Queued: it travels with BEGIN and the first statement, no round trip of its own.
+                        conn.execute(
+                            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+                            [str(IDLE_IN_WRITE_MS)],
+                        )
                         return fn(PgDatabase(conn, pipeline))
             except psycopg.Error as error:  # the connection itself, or COMMIT
                 if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:

@@ -165,6 +165,41 @@ async def test_the_server_ends_a_replica_session_within_seconds_once_its_host_st
         await store.close()
 
 
+async def test_a_replica_stalled_while_holding_the_audit_chain_lock_does_not_stop_the_others(postgres_dsn, monkeypatch):
+    # A process stopped mid-transaction (SIGSTOP, a debugger, a paused container) still answers TCP from
+    # its kernel, so only a limit on how long a transaction may sit idle frees the chain's lock it holds.
+    monkeypatch.setattr(postgres, "IDLE_IN_WRITE_MS", 300)  # seconds in production; short for the test
+    stalled_store, other = await Store.open(postgres_dsn), await Store.open(postgres_dsn)
+    try:
+        repo = RequestRepo(other)
+        await repo.create(make_request("r1"), event())
+        holds_lock, resume = threading.Event(), threading.Event()
+        writer = RequestRepo(stalled_store)._audit
+
+        def stalls(db):  # an audit row written, then the process stops before its COMMIT
+            writer.insert(db, event("config.loaded", actor="jitbot"))
+            db.execute("SELECT 1").fetchall()  # the row and the lock are on the server now
+            holds_lock.set()
+            resume.wait(30)
+
+        stalled = asyncio.ensure_future(stalled_store.write(concurrent(stalls)))
+        await asyncio.to_thread(holds_lock.wait, 10)
+        approved = await repo.transition("r1", S.PENDING, S.APPROVED, audit=event("request.approved"))
+        resume.set()
+        with pytest.raises(sqlite3.DatabaseError):
+            await stalled  # its session was ended: nothing of it committed
+        assert approved.status is S.APPROVED
+        # The stalled replica, running again, writes on a fresh connection.
+        await RequestRepo(stalled_store).transition("r1", S.APPROVED, S.GRANTED, audit=event("request.granted"))
+        actions = [e.action for e in await AuditLog(other).list()]
+        assert actions == ["request.created", "request.approved", "request.granted"]
+        assert (await verify(other, [])).problem is None
+    finally:
+        resume.set()
+        await stalled_store.close()
+        await other.close()
+
+
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
 async def test_replicas_keep_one_audit_chain_on_a_database_whose_default_isolation_is_stricter(postgres_dsn, level):
     # An operator may set a stricter default for the whole database. The chain head must still be read
