@@ -7,6 +7,7 @@ Each "replica" is a store of its own on one database, as each bot process has it
 from __future__ import annotations
 
 import asyncio
+import random
 import sqlite3
 import threading
 import time
@@ -17,11 +18,12 @@ import pytest
 from audit_cli import verify
 from core.errors import InvalidTransition
 from core.models import RequestStatus as S
-from storage import AuditLog, RequestRepo, Store, postgres
+from storage import AuditLog, IdentityStore, RequestRepo, Store, postgres
 from storage.approvals import ApprovalRepo
 from storage.concurrent_writes import concurrent
 from storage.leases import LeaseRepo
 from storage.postgres import WRITE_LOCK
+from storage.reminders import ReminderRepo
 from tests.storage.conftest import event, make_request
 
 REPLICAS = 3
@@ -81,6 +83,35 @@ async def test_replicas_claiming_overlapping_leases_in_opposite_orders_give_each
     assert renewed == taken
     await asyncio.gather(*(lease.release(names) for lease in leases))
     assert await leases[0].claim(names, 30.0) == set(names)
+
+
+@pytest.mark.parametrize("holder_does", ["renew", "release"])
+async def test_a_holder_renewing_or_releasing_beside_a_replica_claiming_the_same_names_never_deadlock(
+    postgres_dsn, monkeypatch, holder_does
+):
+    monkeypatch.setattr(postgres, "WRITE_ATTEMPTS", 1)  # a deadlock would reach the caller
+    holder_store, claimer_store = await Store.open(postgres_dsn), await Store.open(postgres_dsn)
+    try:
+        holder, claimer = LeaseRepo(holder_store, owner="holder"), LeaseRepo(claimer_store, owner="claimer")
+        for name in ["lease:b", "lease:c", "lease:a"]:  # on disk in this order, not sorted
+            assert await holder.claim([name], 30.0) == {name}
+        names = ["lease:a", "lease:b", "lease:c"]
+        with psycopg.connect(postgres_dsn) as other:  # a third session has lease:c for a moment
+            other.execute("SELECT 1 FROM leases WHERE name = 'lease:c' FOR UPDATE")
+            held = asyncio.ensure_future(holder.renew(names, 30.0) if holder_does == "renew" else holder.release(names))
+            await _until_sessions_wait_on_locks(postgres_dsn, 1)
+            claim = asyncio.ensure_future(claimer.claim(names, 30.0))
+            await _until_sessions_wait_on_locks(postgres_dsn, 2)
+            other.commit()
+            outcomes = await asyncio.gather(held, claim, return_exceptions=True)
+        assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+        if holder_does == "renew":
+            assert outcomes == [set(names), set()]  # renewed before the claim looked: still the holder's
+        else:
+            assert outcomes[1] in (set(), set(names))  # given back: taken if the claim came after
+    finally:
+        await holder_store.close()
+        await claimer_store.close()
 
 
 async def test_a_guarded_update_that_loses_a_race_to_another_allowed_status_reads_it_again_and_applies(postgres_dsn):
@@ -266,6 +297,48 @@ async def test_an_approval_racing_a_cancellation_on_another_replica_never_deadlo
     finally:
         await first.close()
         await second.close()
+
+
+async def test_every_kind_of_write_on_three_replicas_at_once_meets_no_deadlock_and_one_chain(postgres_dsn, monkeypatch):
+    # Status changes, approvals, leases and guarded updates (concurrent) beside reminders, identities and
+    # plain audit rows (serialised), all on the same requests: none may wait on another in a cycle.
+    monkeypatch.setattr(postgres, "WRITE_ATTEMPTS", 1)  # a deadlock would reach the caller
+    stores = [await Store.open(postgres_dsn) for _ in range(REPLICAS)]
+    try:
+        repo = RequestRepo(stores[0])
+        ids = [f"r{i:02d}" for i in range(30)]
+        for rid in ids:
+            await repo.create(make_request(rid), event())
+        rng = random.Random(15)
+
+        def one(store: Store, rid: str, n: int, kind: str):
+            if kind == "approval":
+                return ApprovalRepo(store).add(rid, f"U{n}", event("request.approval_counted", actor=f"U{n}"))
+            if kind == "approve":
+                return RequestRepo(store).transition(rid, S.PENDING, S.APPROVED, audit=event("request.approved"))
+            if kind == "cancel":
+                return RequestRepo(store).transition(rid, S.PENDING, S.CANCELLED, audit=event("request.cancelled"))
+            if kind == "remind":
+                return ReminderRepo(store).claim(rid, 1, False, event("request.reminded", actor="jitbot"))
+            if kind == "identity":
+                return IdentityStore(store).set(f"U{n}{rid}", "*", f"u{n}@example.com", actor="U0ADMIN")
+            if kind == "append":
+                return AuditLog(store).append(event("config.loaded", actor="jitbot"))
+            if kind == "lease":
+                return LeaseRepo(store, owner=f"replica-{n}").claim([f"request:{rid}", f"request:{ids[0]}"], 5.0)
+            return RequestRepo(store).update(rid, {"last_error": "noted"}, expected_status={S.PENDING, S.APPROVED})
+
+        kinds = ["approval", "approve", "cancel", "remind", "identity", "append", "lease", "update"]
+        jobs = [one(rng.choice(stores), rid, n, rng.choice(kinds)) for rid in ids for n in range(4)]
+        rng.shuffle(jobs)
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+
+        assert [r for r in results if isinstance(r, BaseException) and not isinstance(r, InvalidTransition)] == []
+        result = await verify(stores[0], [])
+        assert (result.problem, result.checked) == (None, result.head_seq)
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def _until_sessions_wait_on_locks(dsn: str, count: int) -> None:
