@@ -4,9 +4,10 @@ A lease is a row (name, owner, lease_until). Taking one is a single upsert that 
 row that is ours already or has expired, and reports (RETURNING) the rows it wrote, so two replicas
 can never both hold a name: the statement is atomic on its own (SQLite's single writer; on
 PostgreSQL the row lock, or the unique index for a new name, makes the second writer re-check the
-guard against the first one's row). Renewing and releasing are one keyed statement each. So lease
-transactions need no store-wide lock (storage/concurrent_writes.py) and write no audit row; names
-are written in sorted order, so two replicas claiming overlapping sets lock rows in the same order.
+guard against the first one's row). Renewing and releasing are one keyed statement per name. So lease
+transactions need no store-wide lock (storage/concurrent_writes.py) and write no audit row; every
+one of them writes its names in sorted order, so two replicas claiming, renewing or releasing
+overlapping sets lock rows in the same order and never deadlock.
 Lease times are the replicas' wall clock (UTC), not the bot's injectable clock: a lease measures
 real seconds since a process last showed it was alive. Keep the replicas' clocks in sync (NTP); a
 skew well under the lease lifetime is harmless.
@@ -77,34 +78,35 @@ class LeaseRepo:
 
     async def renew(self, names: Collection[str], ttl: float) -> set[str]:
         """Extend our leases of `names` by `ttl` seconds from now; return those still ours."""
-        chunks = _chunks(names)
-        if not chunks:
+        ordered = sorted(set(names))
+        if not ordered:
             return set()
         until = to_db_time(self._wall() + timedelta(seconds=ttl))
 
         def apply(db: sqlite_utils.Database) -> set[str]:
-            kept: set[str] = set()
-            for chunk in chunks:
-                where = f"owner = ? AND name IN ({_placeholders(chunk)})"
-                sql = f"UPDATE leases SET lease_until = ? WHERE {where} RETURNING name"
-                kept.update(row[0] for row in db.execute(sql, [until, self.owner, *chunk]).fetchall())
-            return kept
+            # One keyed statement per name, in the order claims take them: `name IN (…)` would lock the rows
+            # in whatever order the plan finds them (on PostgreSQL, where they lie on disk), and a renewal
+            # locking b then a beside a claim locking a then b is a deadlock. All are sent before any
+            # result is read (one round trip on PostgreSQL).
+            sql = "UPDATE leases SET lease_until = ? WHERE name = ? AND owner = ? RETURNING name"
+            cursors = [db.execute(sql, [until, name, self.owner]) for name in ordered]
+            return {row[0] for cursor in cursors for row in cursor.fetchall()}
 
         return await self._store.write(concurrent(apply))
 
     async def release(self, names: Collection[str]) -> None:
         """Give up our leases of `names` (another owner's are left alone)."""
-        chunks = _chunks(names)
-        if not chunks:
+        ordered = sorted(set(names))
+        if not ordered:
             return
-
-        def apply(db: sqlite_utils.Database) -> None:
-            for chunk in chunks:
-                db.execute(
-                    f"DELETE FROM leases WHERE owner = ? AND name IN ({_placeholders(chunk)})", [self.owner, *chunk]
+        # Keyed and in the order claims lock rows, as in `renew`.
+        await self._store.write(
+            concurrent(
+                lambda db: db.conn.executemany(
+                    "DELETE FROM leases WHERE name = ? AND owner = ?", [(name, self.owner) for name in ordered]
                 )
-
-        await self._store.write(concurrent(apply))
+            )
+        )
 
     async def held_elsewhere(self, names: Collection[str]) -> set[str]:
         """Those of `names` leased, unexpired, by another owner."""

@@ -15,6 +15,8 @@ and runs beside other writers: a compare-and-set on a request, a lease's upsert.
 still takes the lock (`PgDatabase.lock_writes`), just before it reads the chain's head and held
 until COMMIT, so the audit chain keeps one total order whoever writes it. A transaction that
 PostgreSQL rolls back to break a deadlock (or a serialization failure) is run again, a few times.
+Write transactions are READ COMMITTED whatever the database's default (each statement sees what
+committed before it began: the chain head read after its lock, a compare-and-set after a lost race).
 Reads take no lock and see one snapshot.
 
 The URL's password never reaches a log line or an error: errors name the server as `redact_url`
@@ -52,6 +54,14 @@ WRITE_LOCK = 0x6A69_7462_6F74_0001  # held by serialised writes, and by any tran
 # documented answer: deadlock_detected, serialization_failure.
 RETRYABLE = frozenset({"40P01", "40001"})
 WRITE_ATTEMPTS = 5
+# Seconds of silence before the server probes a replica's connection, between probes, and probes
+# unanswered before it ends the session: a dead replica's locks are freed within 5 + 2 × 3 = 11 s.
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
+# Milliseconds a concurrent write transaction may wait for its replica between statements before the
+# server ends the session: such a transaction does no slow work of its own, so a pause that long means
+# the process is stopped (SIGSTOP, a debugger, a paused container, which still answer keepalives from
+# their kernel), and the audit chain's lock it may hold must go to the other replicas.
+IDLE_IN_WRITE_MS = 5000
 
 _SQL_TOKEN = re.compile(
     r"'(?:[^']|'')*'|\?|%|::|(?<![:\w]):([A-Za-z_]\w*)|group_concat\(\s*([A-Za-z_][\w.]*)\s*\)"
@@ -260,6 +270,7 @@ class PgStore(Store):
             open=False,
             name="jitbot",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout))},
+            configure=_configure_session,
         )
         try:
             await loop.run_in_executor(executor, _open_pool, pool, url, where, connect_timeout)
@@ -328,6 +339,11 @@ class PgStore(Store):
                     # Pipeline mode: BEGIN goes with the first statement, the audit chain's lock with its
                     # head read, the audit INSERT with COMMIT: two round trips while the lock is held.
                     with conn.pipeline() as pipeline, conn.transaction():
+                        # Queued: it travels with BEGIN and the first statement, no round trip of its own.
+                        conn.execute(
+                            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
+                            [str(IDLE_IN_WRITE_MS)],
+                        )
                         return fn(PgDatabase(conn, pipeline))
             except psycopg.Error as error:  # the connection itself, or COMMIT
                 if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:
@@ -343,6 +359,29 @@ class PgStore(Store):
         if self._pool is None:
             raise RuntimeError("the store is closed")
         return self._pool
+
+
+def _configure_session(conn: psycopg.Connection[Any]) -> None:
+    """Set up each pooled connection's session.
+
+    Write transactions begin READ COMMITTED whatever the server's or database's default: each statement
+    then sees what committed before it started, which the compare-and-sets and the audit chain rely on
+    (the chain head is read after its lock is taken; a snapshot taken at the transaction's first statement,
+    as REPEATABLE READ or SERIALIZABLE take, would miss rows committed while it waited). Reads choose
+    their own level (`_run_read`).
+
+    The server probes the connection when it is quiet (TCP keepalives), so a replica whose machine dies
+    or is cut off mid-transaction loses its session, and with it the audit chain's lock and its row
+    locks, within seconds rather than the operating system's default of over two hours, during which
+    every other replica's audit rows would wait. A live replica answers the probes from its kernel, so a
+    slow transaction is never cut short. (Over a unix socket these settings do nothing, nor need to.)
+    """
+    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
+    conn.execute(
+        "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
+        "set_config('tcp_keepalives_count', %s, false)",
+        [str(KEEPALIVE_IDLE), str(KEEPALIVE_INTERVAL), str(KEEPALIVE_COUNT)],
+    )
 
 
 def _describe(error: BaseException, where: str, url: str | None = None) -> str:

@@ -5,7 +5,8 @@ What must hold whatever was killed when: no request granted twice (the receiver 
 one grant per request; a repeat after a takeover is a duplicate it recognises; none only when the
 grant was taken back as in doubt, its window having ended before the takeover), no revocation lost
 (every request ends revoked and nothing is still held), none later than 2 s after its end, and
-every status change in the audit trail exactly once.
+every status change in the audit trail exactly once, and the trail's hash chain verifies with no
+gap (replicas append to it side by side).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from audit_cli import verify
 from sandbox.slack import AckTimeout, SlackEmulator
+from storage import Store
 from tests.e2e.botprocess import ArrivalLog, BotProcess, db_time
 from tests.e2e.flows import PROD_ADMIN, db_access_flow, flows_file
 from tests.e2e.harness import submit_request
@@ -202,3 +205,9 @@ async def test_three_replicas_killed_at_random_grant_once_and_revoke_everything_
     assert late == [], f"revoked more than 2 s late: {late}"
     paths = audit_paths(postgres_dsn)
     assert {request_id: paths[request_id] for request_id in rows} == {r: EXPECTED_PATH for r in rows}
+    store = await Store.open(postgres_dsn)
+    try:
+        chain = await verify(store, [])
+    finally:
+        await store.close()
+    assert (chain.problem, chain.checked) == (None, chain.head_seq)
