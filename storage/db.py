@@ -392,41 +392,25 @@ async def _close_threads(*threads: SqliteThread | None) -> None:
 
 def _connect_reader(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
     """A second connection to a migrated file, for reads only, created on the calling (reader) thread."""
-    try:
-        db = sqlite_utils.Database(path, execute_plugins=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise StartupError(f"cannot open database {path}: {exc}") from exc
-    try:
-        db.conn.isolation_level = None  # no implicit transactions: each read is one BEGIN … COMMIT
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        db.execute("PRAGMA foreign_keys = ON")
+
+    def configure(db: sqlite_utils.Database) -> None:
         db.execute("PRAGMA synchronous = FULL")  # as the writer's, should anything ever sync through it
         db.execute("PRAGMA query_only = ON")  # for good: nothing is ever written through it
-    except sqlite3.DatabaseError as exc:
-        db.close()
-        raise StartupError(f"cannot use database {path}: {exc}") from exc
-    except BaseException:
-        db.close()
-        raise
-    return db
+
+    return _open(path, busy_timeout_ms, configure)
 
 
 def _connect(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
     """Create the Database on the calling (worker) thread, configure it and migrate it."""
     from storage.migrations import apply_migrations  # migrations import helpers from this module
 
-    try:
-        if path != MEMORY:
+    if path != MEMORY:
+        try:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # execute_plugins=False: no third-party sqlite-utils plugin gets to touch our connection.
-        db = sqlite_utils.Database(path, execute_plugins=False)
-    except (OSError, sqlite3.Error) as exc:
-        raise StartupError(f"cannot open database {path}: {exc}") from exc
-    try:
-        # Driver-level autocommit: no transaction is ever opened implicitly, only by write().
-        db.conn.isolation_level = None
-        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        db.execute("PRAGMA foreign_keys = ON")
+        except OSError as exc:
+            raise StartupError(f"cannot open database {path}: {exc}") from exc
+
+    def configure(db: sqlite_utils.Database) -> None:
         if path != MEMORY:
             db.execute("PRAGMA journal_mode = WAL")
         # FULL, not NORMAL. WAL+NORMAL already survives a process crash or kill -9 (docs/guarantees.md), but
@@ -437,6 +421,24 @@ def _connect(path: str, busy_timeout_ms: int) -> sqlite_utils.Database:
         db.execute("PRAGMA synchronous = FULL")
         apply_migrations(db)
         db.execute("PRAGMA query_only = ON")
+
+    return _open(path, busy_timeout_ms, configure)
+
+
+def _open(path: str, busy_timeout_ms: int, configure: Callable[[sqlite_utils.Database], None]) -> sqlite_utils.Database:
+    """Open a connection the way both of a store's connections need it, then `configure` it; close it on failure."""
+    try:
+        # execute_plugins=False: no third-party sqlite-utils plugin gets to touch our connection.
+        db = sqlite_utils.Database(path, execute_plugins=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StartupError(f"cannot open database {path}: {exc}") from exc
+    try:
+        # Driver-level autocommit: no transaction is ever opened implicitly (each read and write is
+        # one explicit BEGIN … COMMIT).
+        db.conn.isolation_level = None
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        db.execute("PRAGMA foreign_keys = ON")
+        configure(db)
     except sqlite3.DatabaseError as exc:
         db.close()
         raise StartupError(f"cannot use database {path}: {exc}") from exc

@@ -35,11 +35,22 @@ async def engine_and_notifier(tmp_path, databases):
     config = flows_config(tmp_path, FLOWS)
     store = await Store.open(databases.where())
     notifier = HeldNotifier()
-    engine = build_engine(
-        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=FrozenClock()
-    )
+    engine = engine_with(store, config, notifier=notifier)
     yield engine, notifier
     await store.close()
+
+
+def engine_with(store, config, *, notifier=None, directory=None, clock=None, **wiring):
+    """An engine on `store` with the fake strategy; the rest from the test engine's defaults."""
+    return build_engine(
+        store,
+        config,
+        strategies={"db": FakeStrategy()},
+        notifier=notifier or RecordingNotifier(),
+        directory=directory or Directory(),
+        clock=clock or FrozenClock(),
+        **wiring,
+    )
 
 
 async def submitted(engine):
@@ -125,24 +136,10 @@ async def test_an_approval_asks_slack_about_the_clicker_and_the_requester_at_the
     config = flows_config(tmp_path, FLOWS)
     store = await Store.open(databases.where())
     try:
-        plain = build_engine(
-            store,
-            config,
-            strategies={"db": FakeStrategy()},
-            notifier=RecordingNotifier(),
-            directory=Directory(),
-            clock=FrozenClock(),
-        )
+        plain = engine_with(store, config)
         request = await submitted(plain)
         directory = MeetingDirectory()
-        engine = build_engine(
-            store,
-            config,
-            strategies={"db": FakeStrategy()},
-            notifier=RecordingNotifier(),
-            directory=directory,
-            clock=FrozenClock(),
-        )
+        engine = engine_with(store, config, directory=directory)
         granted = await engine.approve(request.id, "U_BOB")
         assert granted.status is S.GRANTED
         assert sorted(directory.waiting) == ["U_ALICE", "U_BOB"]
@@ -162,23 +159,9 @@ async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requeste
     config = flows_config(tmp_path, FLOWS)
     store = await Store.open(databases.where())
     try:
-        plain = build_engine(
-            store,
-            config,
-            strategies={"db": FakeStrategy()},
-            notifier=RecordingNotifier(),
-            directory=Directory(),
-            clock=FrozenClock(),
-        )
+        plain = engine_with(store, config)
         request = await submitted(plain)
-        engine = build_engine(
-            store,
-            config,
-            strategies={"db": FakeStrategy()},
-            notifier=RecordingNotifier(),
-            directory=ClickerGoneRequesterUnreachable(),
-            clock=FrozenClock(),
-        )
+        engine = engine_with(store, config, directory=ClickerGoneRequesterUnreachable())
         with pytest.raises(NotAllowed, match="deactivated"):
             await engine.approve(request.id, "U_BOB")
         assert (await engine.requests.get(request.id)).status is S.PENDING
@@ -228,15 +211,7 @@ async def test_a_fast_tracked_grant_revoked_before_its_first_post_leaves_one_mes
     config = flows_config(tmp_path, FLOWS)
     store = await Store.open(databases.where())
     channel = Channel()
-    engine = build_engine(
-        store,
-        config,
-        strategies={"db": FakeStrategy()},
-        notifier=channel,
-        directory=Directory(),
-        clock=FrozenClock(),
-        hook_modules={"db": FastTrack()},
-    )
+    engine = engine_with(store, config, notifier=channel, hook_modules={"db": FastTrack()})
     try:
         with engine.life.deciding():  # other approvers' clicks on their way to their strategies
             granted = await submitted(engine)
@@ -279,9 +254,7 @@ async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_af
     config = flows_config(tmp_path, WARNED_FLOWS)
     store = await Store.open(databases.where())
     clock, notifier = FrozenClock(), HeldNotifier()
-    engine = build_engine(
-        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=clock
-    )
+    engine = engine_with(store, config, notifier=notifier, clock=clock)
     try:
         request = await submitted(engine)
         granted = await engine.approve(request.id, "U_BOB")
@@ -305,9 +278,7 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
     config = flows_config(tmp_path, WARNED_FLOWS)
     store = await Store.open(databases.where())
     clock, notifier = FrozenClock(), HeldNotifier()
-    engine = build_engine(
-        store, config, strategies={"db": FakeStrategy()}, notifier=notifier, directory=Directory(), clock=clock
-    )
+    engine = engine_with(store, config, notifier=notifier, clock=clock)
     try:
         request = await submitted(engine)
         granted = await engine.approve(request.id, "U_BOB")
