@@ -11,9 +11,9 @@ and its end time are saved before the strategy is called: a crash mid-grant is f
 `recover()` (or the next sweep) and still revoked at the original end. Slack trouble never blocks
 the lifecycle: the database is the truth and the channel message is re-rendered from it.
 
-The engine is composed of parts sharing one `core.lifecycle.Lifecycle`: this class (the decisions,
-and the face of the rest), `core.submitting.Submissions` (checking a submission, then storing, routing
-and posting it), `core.decisions.DecisionChecks` (what a click must find true now),
+The engine is composed of parts sharing one `core.lifecycle.Lifecycle`: this class (the face of
+them all), `core.deciding.Decisions` (Approve and Deny), `core.submitting.Submissions` (checking a
+submission, then storing, routing and posting it), `core.decisions.DecisionChecks` (what a click must find true now),
 `core.granting.Granting` (calling the strategy and recording the outcome) and `core.expiry.Expiry`
 (revocation, clean-up, expiry, recovery, the sweep). The rules each keeps are in docs/guarantees.md.
 """
@@ -26,22 +26,22 @@ from typing import Any, Generic, Self, TypeVar, cast, overload
 
 import structlog
 
-from core.approvals import ApprovalPolicy, clean_reason
+from core.approvals import ApprovalPolicy
 from core.clock import Clock
 from core.config_models import JitConfig
+from core.deciding import Decisions
 from core.decisions import DecisionChecks
 from core.early_end import EarlyEnd
-from core.end_warning import EndWarnings, warn_at_for
+from core.end_warning import EndWarnings
 from core.errors import NotAllowed
 from core.expiry import Expiry
 from core.extension import Extensions
 from core.granting import Granting
 from core.hook_runner import HookRunner
-from core.lifecycle import Deciding, Lifecycle
+from core.lifecycle import Lifecycle
 from core.metrics import Metrics
 from core.models import AccessRequest, MessageRef, Target
-from core.models import RequestStatus as S
-from core.origin import SLACK, origin
+from core.origin import SLACK
 from core.overview import Overview, overview_for
 from core.policy_ports import ApprovalStore, ReminderStore
 from core.ports import (
@@ -50,7 +50,6 @@ from core.ports import (
     IdentityLookup,
     Notifier,
     NoTimers,
-    RequesterNotice,
     RequestStore,
     Timers,
 )
@@ -136,6 +135,9 @@ class AccessEngine:
         # The approval policy (several approvals, who may ask) and the reminders: docs/slack-behaviour.md.
         self.policy = ApprovalPolicy(self.life, directory, approvals, self.checks)
         self.reminders = Reminders(self.life, self.directory, reminders)
+        self.decisions = Decisions(
+            self.life, self.checks, self.policy, self.extensions, self.expiry, self.granting, self.early_end
+        )
         self.submissions = Submissions(
             self.life,
             directory,
@@ -278,7 +280,7 @@ class AccessEngine:
         """Store a pending request, consult the flow's hooks, post it for approval, tell the requester."""
         return await self.submissions.submit(draft, via=via)
 
-    # ── decisions ─────────────────────────────────────────────────────────────────────────────
+    # ── decisions (core.deciding) ─────────────────────────────────────────────────────────────
 
     async def approve(
         self,
@@ -295,80 +297,9 @@ class AccessEngine:
 
         `via` ("slack" or "api") and the API token's name go into the audit rows and `evt.via`.
         """
-        life = self.life
-        with life.deciding() as deciding:
-            return await self._approve(
-                deciding, request_id, actor, reason=reason, by_hook=by_hook, source=source, via=via, token=token
-            )
-
-    async def _approve(
-        self,
-        deciding: Deciding,
-        request_id: str,
-        actor: str,
-        *,
-        reason: str | None,
-        by_hook: bool,
-        source: MessageRef | None,
-        via: str,
-        token: str | None,
-    ) -> AccessRequest:
-        life = self.life
-        async with life.lock(request_id):
-            request = await life.requests.get(request_id)
-            if request.status is S.PENDING and life.timed_out(request):
-                await self.expiry.expire_locked(request)
-                raise NotAllowed("This request expired: nobody decided before its time limit.")
-            flow = await self.checks.check(
-                request, actor, "approve", by_hook=by_hook, source=source, via=via, token=token
-            )
-            if not by_hook:  # a fast-track by on_request counts as every approval
-                request, complete = await self.policy.count(request, flow, actor, origin=origin(via, token))
-                if not complete:
-                    return request
-            now = life.clock.now()
-            spec = dict(flow.grant_spec(request.target))
-            # The identity the grant is made for: its revoke goes to the same one, whatever changes.
-            spec["identity"] = (await life.subject(flow.name, request.requester, request.requester_email)).identity
-            # What the approval's audit row says, whichever way it goes (an extension's take-over too).
-            approved = {
-                "reason": reason,
-                **({"approvals": list(request.approvals)} if request.approvals else {}),
-                **origin(via, token, by_hook=by_hook),
-            }
-            if request.extends is not None:
-                extended = await self.extensions.approve_extension(request, flow, actor, reason, spec, approved)
-                if extended is not None:
-                    return extended  # else the access it extends has ended: an ordinary grant
-            now = life.clock.now()
-            expires_at = now + timedelta(seconds=request.duration_seconds)
-            request = await life.requests.transition(
-                request_id,
-                S.PENDING,
-                S.APPROVED,
-                changes={
-                    "decided_by": actor,
-                    "decided_at": now,
-                    "decision_reason": reason,
-                    # Saved before the strategy runs: a crash mid-grant still ends at this time.
-                    "expires_at": expires_at,
-                    "warn_at": warn_at_for(flow, now, expires_at),
-                    # How to revoke it even after the flow is edited or removed from the config.
-                    "grant_spec": spec,
-                },
-                audit=life.event(
-                    request,
-                    actor,
-                    "request.approved",
-                    S.PENDING,
-                    S.APPROVED,
-                    approved,
-                ),
-            )
-            log.info("request.approved", request_id=request_id, actor=actor)
-            life.timers.disarm(request_id)
-            deciding.done()  # from here on it is the grant
-            return await self.granting.grant(request, flow)
+        return await self.decisions.approve(
+            request_id, actor, reason=reason, by_hook=by_hook, source=source, via=via, token=token
+        )
 
     async def deny(
         self,
@@ -385,29 +316,6 @@ class AccessEngine:
 
         `reason` is bounded and shown to everyone; `via` and `token` as for approve.
         """
-        life = self.life
-        reason = clean_reason(reason)
-        if not by_hook and (await life.requests.get(request_id)).requester == actor:
-            return await self.early_end.cancel(request_id, actor, via=via, reason=reason, source=source)
-        async with life.lock(request_id):
-            request = await life.requests.get(request_id)
-            await self.checks.check(request, actor, "deny", by_hook=by_hook, source=source, via=via, token=token)
-            request = await life.requests.transition(
-                request_id,
-                S.PENDING,
-                S.DENIED,
-                changes={"decided_by": actor, "decided_at": life.clock.now(), "decision_reason": reason},
-                audit=life.event(
-                    request,
-                    actor,
-                    "request.denied",
-                    S.PENDING,
-                    S.DENIED,
-                    {"reason": reason, **origin(via, token, by_hook=by_hook)},
-                ),
-            )
-            log.info("request.denied", request_id=request_id, actor=actor)
-            life.timers.disarm(request_id)
-            request = await life.publish(request)
-            await life.tell(request, RequesterNotice.DENIED)
-            return request
+        return await self.decisions.deny(
+            request_id, actor, reason=reason, by_hook=by_hook, source=source, via=via, token=token
+        )
