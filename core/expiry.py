@@ -29,6 +29,8 @@ from core.ports import RequesterNotice
 from core.retry import MESSAGE_EDIT, REVOCATION
 from core.strategy import SharesAccess
 from core.targets import flow_target
+from core.unposted import post_live, repost_pending
+from core.unposted import unposted as unposted_requests
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -400,15 +402,11 @@ class Expiry:
         # Rows left `approved` by a failed write: not while this process (or another replica) is
         # still granting them. A replica that died stops renewing its lease, and its rows come back here.
         stuck = [r for r in await life.requests.list_by_status(S.APPROVED) if not life.busy(r.id)]
-        unposted = (
-            [r for r in await life.requests.list_unposted() if r.id not in life.submitting and not life.busy(r.id)]
-            if repost
-            else []
-        )
-        elsewhere = await life.busy_elsewhere([r.id for r in [*due, *stale, *stuck, *unposted]])
+        unposted, live_unposted = await unposted_requests(life) if repost else ([], [])
+        elsewhere = await life.busy_elsewhere([r.id for r in [*due, *stale, *stuck, *unposted, *live_unposted]])
         if elsewhere:
-            due, stale, stuck, unposted = (
-                [r for r in rows if r.id not in elsewhere] for rows in (due, stale, stuck, unposted)
+            due, stale, stuck, unposted, live_unposted = (
+                [r for r in rows if r.id not in elsewhere] for rows in (due, stale, stuck, unposted, live_unposted)
             )
         gate = asyncio.Semaphore(concurrency)
 
@@ -425,24 +423,16 @@ class Expiry:
         await asyncio.gather(
             *(guarded(self.revoke, r.id) for r in [*due, *stuck]),
             *(guarded(self.expire, r.id) for r in stale),
-            *(guarded(self._repost, r.id) for r in unposted),
+            *(guarded(lambda request_id: repost_pending(life, request_id), r.id) for r in unposted),
+            *(guarded(lambda request_id: post_live(life, request_id), r.id) for r in live_unposted),
         )
-        return {"revoked_due": len(due), "expired": len(stale), "settled": len(stuck), "reposted": len(unposted)}
-
-    async def _repost(self, request_id: str) -> None:
-        """Try again to post a pending request that never reached its approval channel."""
-        life = self.life
-        async with life.lock(request_id):
-            request = await life.requests.get(request_id)
-            if request.status is not S.PENDING or request.message_ts:
-                return
-            try:
-                ts = await life.notifier.publish(request)
-            except Exception as exc:
-                log.warning("publish.still_failing", request_id=request_id, error=self.life.scrub(str(exc)))
-                return
-            request = await life.requests.update(request_id, {"message_ts": ts})
-        await life.tell(request, RequesterNotice.SUBMITTED)
+        return {
+            "revoked_due": len(due),
+            "expired": len(stale),
+            "settled": len(stuck),
+            "reposted": len(unposted),
+            "live_posted": len(live_unposted),
+        }
 
     async def _guarded(self, fn: Callable[..., Awaitable[AccessRequest | None]], *args: object) -> AccessRequest | None:
         """Run one recovery step; a failure is logged and the next step still runs."""

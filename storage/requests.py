@@ -388,6 +388,11 @@ class RequestRepo(AfterApprovalQueries):
             f"{_SELECT} WHERE status = 'pending' AND message_ts IS NULL ORDER BY created_at, id", []
         )
 
+    async def list_live_unposted(self, decided_before: datetime) -> list[AccessRequest]:
+        """Granted requests with no channel message, approved at or before `decided_before`."""
+        sql = f"{_SELECT} WHERE status = 'granted' AND message_ts IS NULL AND decided_at <= ? ORDER BY decided_at, id"
+        return await self._fetch(sql, [to_db_time(decided_before)])
+
     async def list_pending_timed_out(self, now: datetime) -> list[AccessRequest]:
         """Pending requests whose approval timeout is at or before `now`."""
         sql = f"{_SELECT} WHERE status = 'pending' AND timeout_at <= ? ORDER BY timeout_at, id"

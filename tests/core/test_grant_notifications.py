@@ -293,3 +293,37 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
         assert (await engine.requests.get(granted.id)).warn_at is None  # sent once
     finally:
         await store.close()
+
+
+async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_posted_by_a_later_sweep(
+    tmp_path, databases
+):
+    """Alice's request is approved by the on-call hook, so its channel message is first posted by the
+    grant's notification. The bot stops before that notification has run (other clicks were still being
+    decided). After the restart nobody would ever see the live grant in the channel: the sweep posts it,
+    once it is older than any first post could still be retrying, and only once."""
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    channel = Channel()
+    clock = FrozenClock()
+    try:
+        stopped = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
+        with stopped.life.deciding():
+            granted = await submitted(stopped)
+            assert granted.status is S.GRANTED and granted.message_ts is None
+            await let_background_run()
+            assert await stopped.cancel_follow_ups() == 1  # the stop: the owed post is dropped
+        assert channel.messages == {}
+
+        restarted = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
+        clock.advance(timedelta(minutes=10))  # another replica's first post could still be retrying
+        assert (await restarted.sweep())["live_posted"] == 0
+        assert channel.messages == {}
+        clock.advance(timedelta(minutes=25))
+        assert (await restarted.sweep())["live_posted"] == 1
+        assert list(channel.messages.values()) == [["granted"]]
+        assert (await restarted.requests.get(granted.id)).message_ts == "1.000001"
+        assert (await restarted.sweep())["live_posted"] == 0
+        assert list(channel.messages.values()) == [["granted"]]
+    finally:
+        await store.close()
