@@ -295,9 +295,7 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
         await store.close()
 
 
-async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_posted_by_a_later_sweep(
-    tmp_path, databases
-):
+async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_posted_by_a_later_sweep(tmp_path, databases):
     """Alice's request is approved by the on-call hook, so its channel message is first posted by the
     grant's notification. The bot stops before that notification has run (other clicks were still being
     decided). After the restart nobody would ever see the live grant in the channel: the sweep posts it,
