@@ -16,7 +16,7 @@ import structlog
 
 from core.config_models import Flow
 from core.lifecycle import SYSTEM, Lifecycle
-from core.models import AccessRequest
+from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
 
@@ -50,30 +50,30 @@ class EndWarnings:
                 life.timers.arm_warn(request_id, request.warn_at)
                 return None
             late = request.expires_at is None or request.expires_at <= now
+            # Behind notifications still owed (a "granted" edit Slack throttles) the warning is queued,
+            # to keep the DMs in order: its audit row is written when it is sent, if it still is.
+            queued = not late and life.follow_ups.owed(request_id)
             request = await life.requests.update(
                 request_id,
                 {"warn_at": None},
                 expected_status=S.GRANTED,
-                audit=None
-                if late
-                else life.event(
-                    request,
-                    SYSTEM,
-                    "access.warned",
-                    detail={"expires_at": request.expires_at.isoformat() if request.expires_at else None},
-                ),
+                audit=None if late or queued else self._warned(request),
             )
             if late:  # the access is ending anyway: a warning now would only confuse
                 return None
-            log.info("access.warned", request_id=request_id)
-            if life.follow_ups.owed(request_id):
-                # Behind notifications still owed (a "granted" edit Slack throttles): they keep the DMs in
-                # order, but the access may have ended by the time they are through, so look again then.
+            if queued:
+                # The access may have ended by the time the queue is through, so look again then.
                 life.follow_ups.add(request_id, lambda: self._send_if_live(request_id), what="warning")
                 return request
+            log.info("access.warned", request_id=request_id)
             # Sent under the lock: a Revoke now waits for it, so the warning never follows the end.
             await life.tell(request, RequesterNotice.WARNING)
         return request
+
+    def _warned(self, request: AccessRequest) -> AuditEvent:
+        """The audit row of a warning sent about `request`."""
+        ends = request.expires_at.isoformat() if request.expires_at else None
+        return self.life.event(request, SYSTEM, "access.warned", detail={"expires_at": ends})
 
     async def _send_if_live(self, request_id: str) -> None:
         """Send a queued warning if the access it warns about is still live and not past its end."""
@@ -89,6 +89,8 @@ class EndWarnings:
             ):
                 log.info("warning.dropped_after_end", request_id=request_id)
                 return
+            await life.requests.update(request_id, {}, expected_status=S.GRANTED, audit=self._warned(request))
+            log.info("access.warned", request_id=request_id)
             await life.tell(request, RequesterNotice.WARNING)
 
     async def sweep(self) -> int:

@@ -270,6 +270,8 @@ async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_af
             RequesterNotice.GRANTED.value,
             RequesterNotice.REVOKED.value,
         ]
+        # The audit trail says what happened: no warning was sent.
+        assert "access.warned" not in [e.action for e in await engine.audit.for_request(granted.id)]
     finally:
         await store.close()
 
@@ -291,6 +293,7 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
         assert await engine.settle(5) == 0
         assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
         assert (await engine.requests.get(granted.id)).warn_at is None  # sent once
+        assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
     finally:
         await store.close()
 
