@@ -14,6 +14,7 @@ from datetime import timedelta
 import structlog
 
 from core.approvals import ApprovalPolicy, clean_reason
+from core.burst import Deciding
 from core.decisions import DecisionChecks
 from core.early_end import EarlyEnd
 from core.end_warning import warn_at_for
@@ -21,7 +22,7 @@ from core.errors import NotAllowed
 from core.expiry import Expiry
 from core.extension import Extensions
 from core.granting import Granting
-from core.lifecycle import Deciding, Lifecycle
+from core.lifecycle import Lifecycle
 from core.models import AccessRequest, MessageRef
 from core.models import RequestStatus as S
 from core.origin import SLACK, origin

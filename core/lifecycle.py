@@ -16,14 +16,16 @@ from collections.abc import AsyncIterator, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import structlog
 
+from core.burst import Burst, Deciding
 from core.claims import Guard, Guards, request_lease
 from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.errors import ChatUnavailable
+from core.flow_cache import FlowCache
 from core.follow_ups import FollowUps
 from core.hook_runner import HookRunner
 from core.metrics import NO_METRICS, Metrics, timed_call
@@ -50,8 +52,6 @@ T = TypeVar("T")
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 PEOPLE_REMEMBERED = 10_000
-DERIVED_KEPT = 4096  # values derived from flows (targets, durations) kept at once
-QUIET_WAIT = 2.0  # seconds a grant's notifications wait at most for the clicks still being decided
 
 
 def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
@@ -59,32 +59,6 @@ def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     return {k: v for k, v in one.items() if k not in CHAIN_KEYS} == {
         k: v for k, v in other.items() if k not in CHAIN_KEYS
     }
-
-
-class Deciding:
-    """One decision on its way to its strategy call; see `Lifecycle.deciding`."""
-
-    def __init__(self, life: Lifecycle) -> None:
-        self.life, self.open = life, False
-
-    def __enter__(self) -> Deciding:
-        life = self.life
-        life._deciding += 1
-        life._quiet.clear()
-        self.open = True
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.done()
-
-    def done(self) -> None:
-        """The decision has reached its strategy call (or ended): notifications need not wait for it."""
-        if self.open:
-            self.open = False
-            life = self.life
-            life._deciding -= 1
-            if life._deciding == 0:
-                life._quiet.set()
 
 
 class Lifecycle:
@@ -124,14 +98,11 @@ class Lifecycle:
         self.metrics: Metrics = NO_METRICS  # the composition root wires the /metrics adapter
         self.follow_ups = FollowUps()  # notifications that must not hold up a revocation
         # Clicks between their arrival and their strategy call: notifications wait for them (`quiet`).
-        self._deciding = 0
-        self.quiet_wait = QUIET_WAIT
-        self._quiet = asyncio.Event()
-        self._quiet.set()
+        self.burst = Burst()
         # People seen at submit and at a click (insertion-ordered: the oldest goes first), so the
         # audit trail names the actor by email and name without asking Slack while writing it.
         self._people: dict[str, UserInfo] = {}
-        self._derived: dict[tuple[int, str], tuple[Flow, Any]] = {}  # see `derived`
+        self._derived = FlowCache()  # see `derived`
 
     def scrub(self, text: str) -> str:
         """`text` with every secret this bot knows replaced by '***' (for logs, audit rows, messages)."""
@@ -153,15 +124,7 @@ class Lifecycle:
 
     def derived(self, flow: Flow, what: str, build: Callable[[], T]) -> T:
         """`build()`'s value for this Flow object, built on first use: what only changes with the config."""
-        key = (id(flow), what)
-        kept = self._derived.get(key)
-        if kept is not None and kept[0] is flow:  # the id of a Flow since collected is not the same flow
-            return cast(T, kept[1])
-        if len(self._derived) >= DERIVED_KEPT:  # configs reloaded many times: start again
-            self._derived.clear()
-        value = build()
-        self._derived[key] = (flow, value)
-        return value
+        return self._derived.get(flow, what, build)
 
     def strategy_for(self, request: AccessRequest) -> Strategy | None:
         """The strategy that acts on this request's access: the one it recorded when its flow has
@@ -346,16 +309,12 @@ class Lifecycle:
     def deciding(self) -> Deciding:
         """Mark a decision on its way to its strategy call (`with`, ended early by `done()`): the
         notifications of earlier grants wait for it (`quiet`)."""
-        return Deciding(self)
+        return self.burst.deciding()
 
     async def quiet(self) -> None:
-        """Return once no decision is on its way to its strategy call, or after `quiet_wait` seconds (a
+        """Return once no decision is on its way to its strategy call, or after `burst.wait` seconds (a
         steady stream of clicks delays a notification, never stops it)."""
-        if not self._quiet.is_set():
-            try:
-                await asyncio.wait_for(self._quiet.wait(), self.quiet_wait)
-            except TimeoutError:
-                pass
+        await self.burst.quiet()
 
     # ── one at a time ─────────────────────────────────────────────────────────────────────────
 

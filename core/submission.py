@@ -22,6 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import PydanticCustomError
 
 from core.config_models import FieldSpec, Flow
+from core.flow_cache import FlowCache
 from core.schema import MAX_DURATION, DurationTooLong, format_duration, parse_duration
 
 MAX_STRING_LENGTH = 500
@@ -198,15 +199,11 @@ class FieldModels:
     every submitted form used to pay."""
 
     def __init__(self) -> None:
-        self._built: dict[str, tuple[Flow, type[BaseModel]]] = {}
+        self._built = FlowCache()
 
     def of(self, flow: Flow) -> type[BaseModel]:
         """The fields model of `flow` (built again if the flow of that name is another object now)."""
-        entry = self._built.get(flow.name)
-        if entry is None or entry[0] is not flow:
-            entry = (flow, fields_model(flow))
-            self._built[flow.name] = entry
-        return entry[1]
+        return self._built.get(flow, "fields_model", lambda: fields_model(flow))
 
 
 def submission_model(flow: Flow) -> type[BaseModel]:

@@ -92,7 +92,7 @@ async def test_the_granted_edit_waits_while_another_click_is_on_its_way_to_its_s
 async def test_a_steady_stream_of_clicks_delays_the_granted_edit_but_never_stops_it(engine_and_notifier):
     engine, notifier = engine_and_notifier
     notifier.release.set()
-    engine.life.quiet_wait = 0.01
+    engine.life.burst.wait = 0.01
     request = await submitted(engine)
     with engine.life.deciding():  # never ends while the edit is owed
         await engine.approve(request.id, "U_BOB")
