@@ -25,7 +25,7 @@ from core.secrets import SecretRegistry
 from storage.audit import AuditWriter
 from storage.concurrent_writes import concurrent
 from storage.db import Store
-from storage.requests import FIELDS, row_to_request
+from storage.requests import CAS_ATTEMPTS, FIELDS, row_to_request
 
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests WHERE id = ?"
 _APPROVALS = FIELDS.index("approvals")
@@ -42,7 +42,7 @@ class ApprovalRepo:
         """Append `approver` to a pending request's approvals with its audit row; see the protocol."""
 
         def apply(db: sqlite_utils.Database) -> tuple[AccessRequest, bool]:
-            for _ in range(_CAS_ATTEMPTS):
+            for _ in range(CAS_ATTEMPTS):
                 request, stored = _pending(db, request_id)
                 if approver in request.approvals:
                     return request, False
@@ -59,7 +59,7 @@ class ApprovalRepo:
         gone = set(approvers)
 
         def apply(db: sqlite_utils.Database) -> AccessRequest:
-            for _ in range(_CAS_ATTEMPTS):
+            for _ in range(CAS_ATTEMPTS):
                 request, stored = _pending(db, request_id)
                 written = _set_approvals(db, request_id, stored, [a for a in request.approvals if a not in gone])
                 if written is not None:
@@ -68,9 +68,6 @@ class ApprovalRepo:
             raise _changing(db, request_id)
 
         return await self._store.write(concurrent(apply))
-
-
-_CAS_ATTEMPTS = 8  # reads per change: each retry means another writer changed the approvals meanwhile
 
 
 def _pending(db: sqlite_utils.Database, request_id: str) -> tuple[AccessRequest, str]:

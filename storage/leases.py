@@ -110,13 +110,12 @@ class LeaseRepo:
 
     async def held_elsewhere(self, names: Collection[str]) -> set[str]:
         """Those of `names` leased, unexpired, by another owner."""
-        names = list(dict.fromkeys(names))
+        chunks = _chunks(names)  # a sweep may ask about thousands of rows
         now = to_db_time(self._wall())
 
         def query(db: sqlite_utils.Database) -> set[str]:
             held: set[str] = set()
-            for start in range(0, len(names), _CHUNK):  # a sweep may ask about thousands of rows
-                chunk = names[start : start + _CHUNK]
+            for chunk in chunks:
                 sql = (
                     f"SELECT name FROM leases WHERE owner <> ? AND lease_until > ? AND name IN ({_placeholders(chunk)})"
                 )

@@ -345,13 +345,12 @@ class PgStore(Store):
                             [str(IDLE_IN_WRITE_MS)],
                         )
                         return fn(PgDatabase(conn, pipeline))
-            except psycopg.Error as error:  # the connection itself, or COMMIT
-                if error.sqlstate in RETRYABLE and attempt < WRITE_ATTEMPTS:
-                    continue
-                raise as_dbapi_error(error) from error
-            except sqlite3.OperationalError as error:  # a statement of `fn`, already mapped
+            # psycopg's own error: the connection itself, or COMMIT; sqlite3's: a statement of `fn`, already mapped.
+            except (psycopg.Error, sqlite3.OperationalError) as error:
                 if getattr(error, "sqlstate", None) in RETRYABLE and attempt < WRITE_ATTEMPTS:
                     continue
+                if isinstance(error, psycopg.Error):
+                    raise as_dbapi_error(error) from error
                 raise
         raise AssertionError("unreachable: the last attempt returns or raises")
 

@@ -239,7 +239,7 @@ def _compare_and_set(
     # One status expected: the update itself is the check (its row comes back through RETURNING),
     # and the status is read only to say what was found instead.
     current = next(iter(expected)) if expected is not None and len(expected) == 1 else None
-    for _ in range(_CAS_ATTEMPTS):
+    for _ in range(CAS_ATTEMPTS):
         if current is None or (expected is not None and current not in expected):
             current = _current_status(db, request_id)
             if expected is not None and current not in expected:
@@ -257,7 +257,7 @@ def _compare_and_set(
     raise InvalidTransition(request_id, _current_status(db, request_id).value, wanted)
 
 
-_CAS_ATTEMPTS = 8  # status reads per compare-and-set: each retry means another writer changed the status meanwhile
+CAS_ATTEMPTS = 8  # reads per compare-and-set: each retry means another writer changed the row meanwhile
 
 
 _INSERT = f"INSERT INTO requests ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})"
@@ -340,14 +340,15 @@ class RequestRepo(AfterApprovalQueries):
         assignments = _encode_changes(changes, self._encoders)
         guard = None if expected_status is None else _statuses(expected_status)
 
+        wanted = "|".join(sorted(s.value for s in guard)) if guard is not None else "unchanged"
+
         def apply(db: sqlite_utils.Database) -> AccessRequest:
             if assignments:
-                wanted = "|".join(sorted(s.value for s in guard)) if guard is not None else "unchanged"
                 request, _ = _compare_and_set(db, request_id, assignments, guard, wanted)
             else:
                 request = _select_one(db, request_id)
                 if guard is not None and request.status not in guard:
-                    raise InvalidTransition(request_id, request.status.value, "|".join(sorted(s.value for s in guard)))
+                    raise InvalidTransition(request_id, request.status.value, wanted)
             if audit is not None:
                 self._audit.insert(db, _bind_audit(audit, request_id))
             return request
