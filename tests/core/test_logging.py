@@ -41,13 +41,20 @@ def tail(secret: str) -> str:
 
 
 @contextmanager
-def logging_to_buffer(fmt: str, secrets: SecretRegistry | None = None) -> Iterator[io.StringIO]:
+def logging_to_buffer(
+    fmt: str | None,
+    secrets: SecretRegistry | None = None,
+    *,
+    level: str = "INFO",
+    stream: io.StringIO | None = None,
+) -> Iterator[io.StringIO]:
     """Configure logging exactly as `bot.py run` does, into a buffer; put everything back afterwards."""
     was_configured, saved = structlog.is_configured(), structlog.get_config()
     root = logging.getLogger()
     saved_root = (root.handlers[:], root.level)
-    stream = io.StringIO()
-    configure_logging(fmt, stream=stream, secrets=SecretRegistry() if secrets is None else secrets)
+    saved_levels = {name: logging.getLogger(name).level for name in ("jitbot.engine", "slack_bolt", "slack_sdk")}
+    stream = io.StringIO() if stream is None else stream
+    configure_logging(fmt, level, stream=stream, secrets=SecretRegistry() if secrets is None else secrets)
     structlog.configure(cache_logger_on_first_use=False)  # no logger outlives the test with this buffer
     try:
         yield stream
@@ -56,8 +63,10 @@ def logging_to_buffer(fmt: str, secrets: SecretRegistry | None = None) -> Iterat
             structlog.configure(**saved)
         else:
             structlog.reset_defaults()
-        root.handlers[:], level = saved_root
-        root.setLevel(level)
+        root.handlers[:], level_was = saved_root
+        root.setLevel(level_was)
+        for name, value in saved_levels.items():
+            logging.getLogger(name).setLevel(value)
 
 
 @dataclass

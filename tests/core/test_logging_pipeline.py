@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from core.logging import configure_logging
 from core.secrets import SecretRegistry
+from tests.core.test_logging import logging_to_buffer
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "xoxb-pipeline-test-0123456789"
@@ -37,24 +37,8 @@ def configured(
     fmt: str | None = "json", level: str = "INFO", stream: io.StringIO | None = None
 ) -> Iterator[io.StringIO]:
     """`configure_logging` as `bot.py run` calls it, into a buffer; everything put back afterwards."""
-    was_configured, saved = structlog.is_configured(), structlog.get_config()
-    root = logging.getLogger()
-    saved_root = (root.handlers[:], root.level)
-    saved_levels = {name: logging.getLogger(name).level for name in ("jitbot.engine", "slack_bolt", "slack_sdk")}
-    stream = io.StringIO() if stream is None else stream
-    configure_logging(fmt, level, stream=stream, secrets=registry())
-    structlog.configure(cache_logger_on_first_use=False)  # no logger outlives the test with this buffer
-    try:
-        yield stream
-    finally:
-        if was_configured:
-            structlog.configure(**saved)
-        else:
-            structlog.reset_defaults()
-        root.handlers[:], level_was = saved_root
-        root.setLevel(level_was)
-        for name, value in saved_levels.items():
-            logging.getLogger(name).setLevel(value)
+    with logging_to_buffer(fmt, registry(), level=level, stream=stream) as buffer:
+        yield buffer
 
 
 def lines(stream: io.StringIO) -> list[dict]:
