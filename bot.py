@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run the chosen subcommand; return the exit code."""
+    from core import event_loop
     from core.errors import StartupError
 
     args = build_parser().parse_args(argv)
@@ -144,15 +145,15 @@ def main(argv: list[str] | None = None) -> int:
         if command == "identities":
             from cli.identities import identities
 
-            return asyncio.run(identities(args))
+            return event_loop.run(identities(args))
         if command == "audit":
             from cli import audit
 
-            return asyncio.run(audit.command(args) if args.audit_command else audit.trail(args))
+            return event_loop.run(audit.command(args) if args.audit_command else audit.trail(args))
         if command == "report":
             from cli import report
 
-            return asyncio.run(report.access(args))
+            return event_loop.run(report.access(args))
         if command == "tokens":
             from cli.commands import tokens
 
@@ -191,6 +192,7 @@ def run() -> int:
 
     import structlog
 
+    from core import event_loop
     from core.errors import ConfigError, JitError
     from core.logging import configure_logging
     from core.secrets import SecretRegistry
@@ -237,7 +239,7 @@ def run() -> int:
         await runtime.stop()
         return 0
 
-    return asyncio.run(serve())
+    return event_loop.run(serve())
 
 
 if __name__ == "__main__":

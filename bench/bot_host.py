@@ -252,7 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     secrets = configure_bot_logging(spec.log)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
-    return asyncio.run(_serve(spec, secrets))
+    if spec.kind == "jitbot":  # on the loop production runs on (core/event_loop.py)
+        from core import event_loop
+
+        return event_loop.run(_serve(spec, secrets))
+    return asyncio.run(_serve(spec, secrets))  # the reference: a bare Bolt app as its docs start one
 
 
 if __name__ == "__main__":

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from cli.common import EXIT_INVALID_CONFIG, database_path, fail
+from core import event_loop
 
 
 def tokens(args: argparse.Namespace) -> int:
@@ -16,10 +16,10 @@ def tokens(args: argparse.Namespace) -> int:
     db_path = database_path()
     try:
         if args.action == "create":
-            return asyncio.run(commands.create(db_path, args.user, args.name, args.expires, args.scope))
+            return event_loop.run(commands.create(db_path, args.user, args.name, args.expires, args.scope))
         if args.action == "list":
-            return asyncio.run(commands.list_tokens(db_path))
-        return asyncio.run(commands.revoke(db_path, args.token))
+            return event_loop.run(commands.list_tokens(db_path))
+        return event_loop.run(commands.revoke(db_path, args.token))
     except (TokenError, ValueError) as error:
         return fail(str(error), EXIT_INVALID_CONFIG)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from core import event_loop
 from core.config import check_config
 from core.errors import ConfigError, JitError
 from core.logging import configure_logging
@@ -47,7 +48,7 @@ def main(config: str | None, db: str | None, port: int) -> int:
     sandbox = Sandbox(path, db_path=db)
     # Warnings only: the terminal shows the one line with the URL, and whatever goes wrong.
     configure_logging(os.environ.get("JITBOT_LOG_FORMAT"), level="WARNING", secrets=sandbox.secrets)
-    return asyncio.run(_serve(sandbox, port))
+    return event_loop.run(_serve(sandbox, port))
 
 
 def _fail(message: str, code: int = EXIT_STARTUP) -> int:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 
+from core.event_loop import new_event_loop
 from sandbox.slack import SlackEmulator
 
 if TYPE_CHECKING:
@@ -29,6 +30,11 @@ def build_directory_emulator(**overrides: object) -> SlackEmulator:
     emu.add_channel("C_ALERTS", name="alerts")
     emu.add_usergroup("S_SECOPS", handle="secops", users=["U_BOB", "U_CAROL"])
     return emu
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Callable[[], object]]:
+    """Every async test runs on the event loop the bot runs on in production (core/event_loop.py)."""
+    return {"uvloop": new_event_loop}
 
 
 @pytest.fixture
