@@ -81,6 +81,24 @@ RATE_LIMIT_RETRIES = 8
 DEFAULT_API_RATE_LIMIT = 120
 
 
+def slack_client(token: str, base_url: str, metrics: PrometheusMetrics) -> AsyncWebClient:
+    """The bot's one Slack Web API client (bench/call_floor.py times calls through it too)."""
+    return AsyncWebClient(
+        token=token,
+        base_url=base_url,
+        # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.
+        session=aiohttp.ClientSession(),
+        # The one place Slack retries are configured: every Web API call (Bolt's, the Socket Mode
+        # handler's, ours) goes through this client. The counter only looks, for /metrics.
+        retry_handlers=[
+            SlackCallCounter(metrics),
+            AsyncConnectionErrorRetryHandler(max_retry_count=2),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
     text = (env.get(name) or "").strip()
     if not text:
@@ -213,20 +231,7 @@ class Runtime:
             secrets=self.secrets,
             read_aws_secret=self.read_aws_secret,
         )
-        self.client = AsyncWebClient(
-            token=settings.bot_token,
-            base_url=settings.slack_api_url,
-            # One pooled session: without it slack_sdk opens a connection (and a TLS handshake) per call.
-            session=aiohttp.ClientSession(),
-            # The one place Slack retries are configured: every Web API call (Bolt's, the Socket Mode
-            # handler's, ours) goes through this client. The counter only looks, for /metrics.
-            retry_handlers=[
-                SlackCallCounter(self.metrics),
-                AsyncConnectionErrorRetryHandler(max_retry_count=2),
-                AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
-                AsyncServerErrorRetryHandler(max_retry_count=2),
-            ],
-        )
+        self.client = slack_client(settings.bot_token, settings.slack_api_url, self.metrics)
         # The run lock first: a second bot on this database refuses before it touches Slack.
         self.store = await Store.open(settings.db_path, exclusive=True, secrets=self.secrets)
         await self._check_tokens()
