@@ -103,14 +103,26 @@ class Granting:
     async def _announce_granted(
         self, request: AccessRequest, flow: Flow | None, result: GrantResult, strategy: Strategy, ctx: GrantContext
     ) -> None:
-        """Edit the channel message, DM the requester (with how to use the access) and run after_grant."""
+        """Edit the channel message; alongside, DM the requester (with how to use the access), then run
+        after_grant. Slack limits chat.update apart from chat.postMessage and may refuse an edit for
+        minutes: the person and the hook do not wait for it (neither uses the message)."""
         life = self.life
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
-        request = await life.publish(request, retry=MESSAGE_EDIT)
-        await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
-        await life.after(flow, "after_grant", request)
+
+        async def tell_then_hook() -> None:
+            await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
+            await life.after(flow, "after_grant", request)
+
+        # Both halves run to their end whatever the other does, so that what is queued behind this
+        # follow-up never starts while half of it still runs; a failure is then the follow-up's.
+        outcomes = await asyncio.gather(
+            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

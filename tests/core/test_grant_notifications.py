@@ -76,6 +76,45 @@ async def test_an_approval_returns_granted_and_its_message_and_dm_follow_while_n
     assert notifier.notices[-1] == RequesterNotice.GRANTED.value
 
 
+class AfterGrant:
+    """A flow's hooks module with only after_grant (say, a page to the on-call channel); it records its calls."""
+
+    path = "after_grant.py"
+
+    def __init__(self) -> None:
+        self.called: list[str] = []
+        self.seen = asyncio.Event()
+
+    def has(self, hook: str) -> bool:
+        return hook == "after_grant"
+
+    async def call(self, hook, evt, *, timeout):
+        self.called.append(evt.request_id)
+        self.seen.set()
+
+
+async def test_while_slack_throttles_the_granted_edit_the_requester_is_told_and_after_grant_runs(tmp_path, databases):
+    """chat.update and chat.postMessage are rate-limited apart: an edit Slack keeps refusing for minutes
+    must not keep Alice waiting for the DM that says she has access, nor hold up the after_grant hook."""
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    notifier, hooks = HeldNotifier(), AfterGrant()  # the "granted" edit is held until `release`
+    engine = engine_with(store, config, notifier=notifier, hook_modules={"db": hooks})
+    try:
+        request = await submitted(engine)
+        granted = await engine.approve(request.id, "U_BOB")
+        await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
+        assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
+        assert hooks.called == [granted.id]
+        assert notifier.published == [S.PENDING]  # the edit is still owed
+        notifier.release.set()
+        assert await engine.settle(5) == 0
+        assert notifier.published == [S.PENDING, S.GRANTED]
+        assert hooks.called == [granted.id]  # once
+    finally:
+        await store.close()
+
+
 async def test_the_granted_edit_waits_while_another_click_is_on_its_way_to_its_strategy(engine_and_notifier):
     engine, notifier = engine_and_notifier
     notifier.release.set()
@@ -109,7 +148,8 @@ async def test_an_edit_made_while_the_granted_edit_is_still_owed_lands_after_it(
     ending = await engine.requests.update(granted.id, {"end_reason": "ended early"})
     returned = await engine.life.publish(ending)  # e.g. Revoke now's "ending…" edit
     await engine.life.tell(ending, RequesterNotice.ENDED_EARLY)
-    assert returned == ending and notifier.notices == [RequesterNotice.SUBMITTED.value]
+    # The "granted" DM did not wait for the held edit; the later DM waits behind the whole follow-up.
+    assert returned == ending and notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
     notifier.release.set()
     assert await engine.settle(5) == 0
     assert notifier.published == [S.PENDING, S.GRANTED, S.GRANTED]
@@ -288,7 +328,8 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
         clock.set(granted.warn_at)
         await engine.warn(granted.id)
         await let_background_run()
-        assert notifier.notices == [RequesterNotice.SUBMITTED.value]  # held behind the "granted" edit
+        # The "granted" DM went out; the warning waits behind the whole follow-up, the held edit included.
+        assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
         notifier.release.set()
         assert await engine.settle(5) == 0
         assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
