@@ -292,6 +292,8 @@ class Expiry:
         await life.tell(request, RequesterNotice.EXPIRED)
         return request
 
+    # ── rows left approved, failed grants ─────────────────────────────────────────────────────
+
     async def _settle_approved(self, request: AccessRequest) -> AccessRequest | None:
         """A row left `approved` (a crash or a failed write mid-grant): finish it as recovery would."""
         life = self.life
