@@ -14,9 +14,10 @@ import structlog
 from aiohttp import web
 
 from api.auth import Authenticator, refuse_query_tokens
+from api.bodies import MAX_BODY_BYTES
 from api.openapi import openapi_document
 from api.problems import Problem, problem_for
-from api.service import MAX_BODY_BYTES, ApiService, Operation
+from api.service import ApiService, Operation
 from core.secrets import SecretRegistry
 
 log = structlog.get_logger("jitbot.api")

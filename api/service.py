@@ -10,7 +10,6 @@ source of the OpenAPI document.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.auth import Authenticator, Caller
+from api.bodies import NO_BODY, json_response, read_json
 from api.problems import Problem, field_problem
 from api.schemas import DecisionBody, ExtendBody, FlowList, FlowView, RequestList, RequestView
 from core.config_models import Flow, JitConfig
@@ -34,8 +34,6 @@ from core.visibility import may_view
 
 log = structlog.get_logger("jitbot.api")
 
-MAX_BODY_BYTES = 64 * 1024
-"""The largest request body read; a larger one is a 413 before it is parsed."""
 PREPARE_SECONDS = 10.0
 """How long the checks of a new request (the requester in Slack, their identity in the target system) may take."""
 DEFAULT_LIMIT = 50
@@ -80,47 +78,6 @@ class Operation:
     path_params: tuple[str, ...] = ()
     headers: Mapping[str, str] = field(default_factory=dict)  # success headers documented: name → description
     links: tuple[str, ...] = ()  # operation ids that take the `id` of this answer
-
-
-NO_BODY = object()
-"""What read_json returns for an empty body (JSON's null is a body, and None)."""
-
-
-async def read_json(request: web.Request, *, required: bool) -> Any:
-    """The JSON body, at most MAX_BODY_BYTES (413), JSON (415 for another type, 400 when malformed);
-    NO_BODY when there is none and none is required."""
-    length = request.content_length
-    if length is not None and length > MAX_BODY_BYTES:
-        raise Problem(413, f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await request.content.read(MAX_BODY_BYTES + 1 - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise Problem(413, f"The body is larger than {MAX_BODY_BYTES} bytes.")
-    raw = b"".join(chunks)
-    if not raw.strip():
-        if required:
-            raise Problem(400, "Send a JSON object as the body.")
-        return NO_BODY
-    kind = request.content_type
-    if kind != "application/json" and not kind.endswith("+json"):
-        raise Problem(415, "Send the body as application/json.")
-    try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
-        raise Problem(400, "The body is not valid JSON.") from None
-
-
-def json_response(model: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
-    """A model as a JSON answer."""
-    return web.Response(
-        status=status, text=model.model_dump_json(), content_type="application/json", headers=dict(headers or {})
-    )
 
 
 class ApiService:

@@ -30,7 +30,8 @@ from core.errors import ConfigError, SecretResolutionError
 from core.hooks_lint import check_hooks
 from core.plain import plain
 from core.schema import CONTEXT_KEY
-from core.secrets import SecretRegistry, SecretResolver, has_references, parse_references, substitute
+from core.secret_resolution import SecretResolver
+from core.secrets import SecretRegistry, has_references, parse_references, substitute
 
 _ABSENT = object()
 # Errors that are about the key, not the value, stay even when the value is an unresolved reference.

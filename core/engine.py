@@ -14,8 +14,9 @@ the lifecycle: the database is the truth and the channel message is re-rendered 
 The engine is composed of parts sharing one `core.lifecycle.Lifecycle`: this class (the face of
 them all), `core.deciding.Decisions` (Approve and Deny), `core.submitting.Submissions` (checking a
 submission, then storing, routing and posting it), `core.decisions.DecisionChecks` (what a click must find true now),
-`core.granting.Granting` (calling the strategy and recording the outcome) and `core.expiry.Expiry`
-(revocation, clean-up, expiry, recovery, the sweep). The rules each keeps are in docs/guarantees.md.
+`core.granting.Granting` (calling the strategy and recording the outcome), `core.expiry.Expiry`
+(revocation, clean-up, expiry) and `core.recovery.Recovery` (recovery, the sweep). The rules each
+keeps are in docs/guarantees.md.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from core.ports import (
     RequestStore,
     Timers,
 )
+from core.recovery import Recovery
 from core.reminders import Reminders
 from core.secrets import SecretRegistry
 from core.strategy import Strategy
@@ -129,6 +131,7 @@ class AccessEngine:
         # Expiry finishes a row left approved by granting it; Granting cleans up through Expiry.
         self.expiry = Expiry(self.life, grant=lambda request, flow: self.granting.grant(request, flow))
         self.granting = Granting(self.life, self.expiry, grant_retry_delay=grant_retry_delay, retry_delay=retry_delay)
+        self.recovery = Recovery(self.life, self.expiry)
         self.extensions = Extensions(self.life, self.checks)
         self.early_end = EarlyEnd(self.life, self.checks, self.expiry, self.extensions)
         self.warnings = EndWarnings(self.life)
@@ -197,13 +200,13 @@ class AccessEngine:
 
     async def recover(self) -> dict[str, int]:
         """At start: settle what a stop left half-way, then sweep (warnings due during the stop included)."""
-        return {**await self.expiry.recover(), "warned": await self.warnings.sweep()}
+        return {**await self.recovery.recover(), "warned": await self.warnings.sweep()}
 
     async def sweep(self, *, repost: bool = True) -> dict[str, int]:
         """Do everything that is due (the safety net under the timers): reminders and warnings included.
         `repost=False` leaves out posting again the requests that never reached their channel (the
         replicas' frequent due-work poll)."""
-        counts = await self.expiry.sweep(repost=repost)
+        counts = await self.recovery.sweep(repost=repost)
         counts["reminded"] = await self.reminders.sweep()
         counts["warned"] = await self.warnings.sweep()
         return counts

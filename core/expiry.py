@@ -1,6 +1,7 @@
-"""Revocation on time, clean-up of failed grants, request expiry, crash recovery and the sweep.
+"""Revocation on time, clean-up of failed grants, request expiry, and finishing a row left `approved`.
 
-`Expiry` is the engine's clock side. It shares the engine's `core.lifecycle.Lifecycle` and takes
+`Expiry` is the engine's clock side (what settles everything due, at start and every minute, is
+`core.recovery.Recovery`, which calls these steps). It shares the engine's `core.lifecycle.Lifecycle` and takes
 the engine's grant step as a constructor argument (a row left `approved` is finished by granting it).
 
 Two rules shape it. Access to one target for one person ends when the last live grant of exactly
@@ -12,13 +13,11 @@ logged, never raised, so a broken alerts channel cannot hold up a revocation or 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 
 import structlog
 
-from core.claims import WAIT_FOR_REQUESTS, ClaimedElsewhere
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
@@ -29,8 +28,6 @@ from core.ports import RequesterNotice
 from core.retry import MESSAGE_EDIT, REVOCATION
 from core.strategy import SharesAccess
 from core.targets import flow_target
-from core.unposted import post_live, repost_pending
-from core.unposted import unposted as unposted_requests
 
 log = structlog.get_logger("jitbot.engine")
 
@@ -48,7 +45,7 @@ revoke_delay = revoke_backoff
 
 
 class Expiry:
-    """revoke / clean-up / expire / recover / sweep; see the module docstring."""
+    """revoke / clean-up / expire; see the module docstring."""
 
     def __init__(self, life: Lifecycle, *, grant: Grant) -> None:
         self.life = life
@@ -295,35 +292,7 @@ class Expiry:
         await life.tell(request, RequesterNotice.EXPIRED)
         return request
 
-    # ── time: recovery and the sweep ──────────────────────────────────────────────────────────
-
-    async def recover(self) -> dict[str, int]:
-        """At start: end requests of removed flows, settle half-done grants, then sweep."""
-        life = self.life
-        counts = {"regranted": 0, "in_doubt_revoked": 0, "flow_removed_expired": 0}
-        pending = await life.requests.list_by_status(S.PENDING)
-        approved = await life.requests.list_by_status(S.APPROVED)
-        # Another replica at work on a row: it finishes it (or, if it dies, a later sweep does).
-        elsewhere = await life.busy_elsewhere([r.id for r in [*pending, *approved]])
-        for listed in pending:
-            if listed.id in elsewhere:
-                continue
-            if life.flow(listed.flow) is None:  # nobody can decide it any more
-                async with life.lock(listed.id):
-                    request = await life.requests.get(listed.id)  # as it is now, not as listed
-                    if request.status is S.PENDING and await self._guarded(
-                        self.expire_locked, request, f"flow '{request.flow}' was removed from the configuration"
-                    ):
-                        counts["flow_removed_expired"] += 1
-        for listed in approved:
-            if listed.id in elsewhere:
-                continue
-            in_doubt = listed.expires_at is not None and listed.expires_at <= life.clock.now()
-            if await self._guarded(self.revoke, listed.id) is not None:  # re-read under its lock
-                counts["in_doubt_revoked" if in_doubt else "regranted"] += 1
-        counts.update(await self.sweep())
-        log.info("recovery.done", **counts)
-        return counts
+    # ── rows left approved, failed grants ─────────────────────────────────────────────────────
 
     async def _settle_approved(self, request: AccessRequest) -> AccessRequest | None:
         """A row left `approved` (a crash or a failed write mid-grant): finish it as recovery would."""
@@ -392,52 +361,3 @@ class Expiry:
         request = await life.publish(request)
         await life.tell(request, RequesterNotice.FAILED)
         return request
-
-    async def sweep(self, *, concurrency: int = 20, repost: bool = True) -> dict[str, int]:
-        """Do everything that is due; the safety net under the timers, and what finishes a failed write."""
-        life = self.life
-        now = life.clock.now()
-        due = await life.requests.list_due_revocations(now)
-        stale = await life.requests.list_pending_timed_out(now)
-        # Rows left `approved` by a failed write: not while this process (or another replica) is
-        # still granting them. A replica that died stops renewing its lease, and its rows come back here.
-        stuck = [r for r in await life.requests.list_by_status(S.APPROVED) if not life.busy(r.id)]
-        unposted, live_unposted = await unposted_requests(life) if repost else ([], [])
-        elsewhere = await life.busy_elsewhere([r.id for r in [*due, *stale, *stuck, *unposted, *live_unposted]])
-        if elsewhere:
-            due, stale, stuck, unposted, live_unposted = (
-                [r for r in rows if r.id not in elsewhere] for rows in (due, stale, stuck, unposted, live_unposted)
-            )
-        gate = asyncio.Semaphore(concurrency)
-
-        async def guarded(fn: Callable[[str], Awaitable[object]], request_id: str) -> None:
-            async with gate:
-                WAIT_FOR_REQUESTS.set(False)  # this task's own context: skip what another replica holds
-                try:
-                    await fn(request_id)
-                except ClaimedElsewhere:
-                    log.debug("sweep.item_elsewhere", request_id=request_id)
-                except Exception:
-                    log.exception("sweep.item_failed", request_id=request_id)
-
-        await asyncio.gather(
-            *(guarded(self.revoke, r.id) for r in [*due, *stuck]),
-            *(guarded(self.expire, r.id) for r in stale),
-            *(guarded(lambda request_id: repost_pending(life, request_id), r.id) for r in unposted),
-            *(guarded(lambda request_id: post_live(life, request_id), r.id) for r in live_unposted),
-        )
-        return {
-            "revoked_due": len(due),
-            "expired": len(stale),
-            "settled": len(stuck),
-            "reposted": len(unposted),
-            "live_posted": len(live_unposted),
-        }
-
-    async def _guarded(self, fn: Callable[..., Awaitable[AccessRequest | None]], *args: object) -> AccessRequest | None:
-        """Run one recovery step; a failure is logged and the next step still runs."""
-        try:
-            return await fn(*args)
-        except Exception:
-            log.exception("recovery.item_failed", step=getattr(fn, "__name__", "step"))
-            return None

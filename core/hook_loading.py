@@ -2,10 +2,10 @@
 
 `execute_source` compiles a hooks file's source and runs it as a module (HookLoadError if it
 cannot); the bot does it once in `core.hooks.load_hooks`, and each hook process does it again with
-the same source in `core.hook_process`. The errors (all `core.errors.HookError`, the one thing the
+the same source in `core.hook_worker`. The errors (all `core.errors.HookError`, the one thing the
 engine catches) and the small helpers that word their text live here too, so that `core.hooks`
-(loading and calling) and `core.hook_process` (the worker processes) use the same ones without
-importing each other.
+(loading and calling) and `core.hook_process` / `core.hook_worker` (the worker processes) use the
+same ones without importing each other.
 """
 
 from __future__ import annotations

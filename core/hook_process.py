@@ -23,44 +23,27 @@ so keep a hooks file's import-time work light. A worker runs exactly the source 
 under the same module name, so instances of classes the file defines come back by pickle. Workers
 die with the bot (PR_SET_PDEATHSIG on Linux, and a watchdog thread everywhere).
 
-Both sides of the protocol are here, the bot's (HookProcesses, _Worker, the async framing) and the
-hook process's (`_serve`, started by _BOOTSTRAP, which imports it from this module by name), so the
-frames and answers they exchange are defined in one place. It is apart from `core.hooks` because a
-hook process needs none of HookModule, and HookModule needs only `HookProcesses`, `Unsendable` and
-`rebuilt_exception` from here.
+This is the bot's side (HookProcesses, _Worker, the async framing); the hook process's side, the
+program each worker runs (`serve`, started by BOOTSTRAP), is `core.hook_worker`. It is apart from
+`core.hooks` because a hook process needs none of HookModule, and HookModule needs only
+`HookProcesses` and `rebuilt_exception` from here (and `Unsendable` from `core.hook_worker`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import io
 import json
 import os
 import pickle
 import signal
 import subprocess
 import sys
-import threading
-import time
-import types
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from core.errors import HookError
-from core.hook_events import HookEvent
-from core.hook_loading import (
-    HookLoadError,
-    HookProcessException,
-    HookTimeout,
-    describe_exception,
-    execute_source,
-    format_seconds,
-    line_in_file,
-)
-from core.hook_results import RESULT_RULES, ignored_result
+from core.hook_loading import HookProcessException, HookTimeout, describe_exception, format_seconds
+from core.hook_worker import BOOTSTRAP, MAX_FRAME
 from core.secrets import SecretRegistry
 
 KILL_GRACE = 0.1
@@ -69,20 +52,6 @@ KILL_GRACE = 0.1
 _REAP_LIMIT = 5.0  # how long to wait for a SIGKILLed process to be gone before reporting that it is not
 _MAX_WORKERS = 8  # hook processes per hooks file at once; further calls wait (within their time limit)
 _MAX_IDLE = 2  # warm hook processes kept per hooks file between calls
-_MAX_FRAME = 4 * 1024 * 1024  # bytes in one answer from a hook process; more is a broken process
-
-
-# ── in the bot ───────────────────────────────────────────────────────────────────────────────────
-
-
-@dataclass(frozen=True)
-class Unsendable:
-    """What a hook process sends instead of a result that pickle cannot carry."""
-
-    type_name: str
-
-    def __str__(self) -> str:
-        return f"{self.type_name} (which cannot be sent back from the hook process)"
 
 
 def rebuilt_exception(pickled: bytes | None, type_name: str, text: str) -> BaseException:
@@ -127,8 +96,8 @@ class _Worker:
             await _send_all(self.stdin.fileno(), len(payload).to_bytes(4, "big") + payload)
             stdout = self.stdout.fileno()
             size = int.from_bytes(await _receive_exactly(stdout, 4), "big")
-            if size > _MAX_FRAME:
-                raise _NoAnswer(f"sent an answer of {size} bytes (at most {_MAX_FRAME})")
+            if size > MAX_FRAME:
+                raise _NoAnswer(f"sent an answer of {size} bytes (at most {MAX_FRAME})")
             return await _receive_exactly(stdout, size)
         finally:
             self.busy = False
@@ -314,7 +283,7 @@ class HookProcesses:
         process = subprocess.Popen(
             # -I: no PYTHON* variables, no user site and no script directory; the bot's sys.path is
             # handed over instead, so the file imports exactly what it imports in the bot.
-            [sys.executable, "-I", "-c", _BOOTSTRAP, json.dumps(paths), str(os.getpid())],
+            [sys.executable, "-I", "-c", BOOTSTRAP, json.dumps(paths), str(os.getpid())],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             close_fds=True,
@@ -371,114 +340,3 @@ def _ended(code: int | None) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
-
-
-# ── inside a hook process ────────────────────────────────────────────────────────────────────────
-
-_BOOTSTRAP = (
-    f"import json, sys; sys.path[:] = json.loads(sys.argv[1]); from {__name__} import _serve; _serve(int(sys.argv[2]))"
-)
-
-
-def _serve(parent_pid: int) -> None:
-    """The main of a hook process: load the hooks file the bot sends, then answer calls until EOF."""
-    requests, answers = os.dup(0), os.dup(1)
-    # The protocol owns the original stdin/stdout: a hook's print() goes to stderr, input() sees EOF.
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
-    os.dup2(2, 1)
-    if isinstance(sys.stdout, io.TextIOWrapper):  # always, in a fresh interpreter (it is typed TextIO)
-        sys.stdout.reconfigure(line_buffering=True)  # it started on a pipe, so it would hold lines back
-    # Ctrl-C reaches the whole process group; the bot decides when its hook processes stop.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent(parent_pid)
-    loaded = _read_frame(requests)
-    if loaded is None:
-        return
-    path, module_name, source = pickle.loads(loaded)
-    try:
-        # The hook process knows no secret: the bot scrubs the failure text it sends back.
-        module = execute_source(source, path, module_name, SecretRegistry())
-    except HookLoadError as exc:
-        _write_frame(answers, pickle.dumps(("failed", str(exc))))
-        return
-    _write_frame(answers, pickle.dumps(("ready",)))
-    while (frame := _read_frame(requests)) is not None:
-        name, snapshot = pickle.loads(frame)
-        _write_frame(answers, _answer(module, path, name, snapshot))
-
-
-def _answer(module: types.ModuleType, path: str, name: str, snapshot: dict[str, Any]) -> bytes:
-    """Run one hook call here and pickle what the bot needs: result and decision, or the failure."""
-    try:
-        evt = HookEvent.from_snapshot(snapshot)
-        result = getattr(module, name)(evt)
-        if inspect.iscoroutine(result):  # a plain def that hands back a coroutine (not a generator)
-            result = asyncio.run(result)
-        if RESULT_RULES.get(name, ("", None))[1] is ignored_result:
-            result = None  # the bot ignores it, so it need not survive pickling
-        decision = evt.decision
-    except BaseException as exc:  # SystemExit too: a hook must not end its process without a word
-        return _failure_answer(exc, path)
-    try:
-        answer = pickle.dumps(("ok", result, decision), protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        answer = b""
-    if not answer or len(answer) > _MAX_FRAME:
-        answer = pickle.dumps(("ok", Unsendable(type(result).__name__), decision), protocol=pickle.HIGHEST_PROTOCOL)
-    return answer
-
-
-def _failure_answer(exc: BaseException, path: str) -> bytes:
-    try:
-        pickled: bytes | None = pickle.dumps(exc, protocol=pickle.HIGHEST_PROTOCOL)
-    except Exception:
-        pickled = None
-    if pickled is not None and len(pickled) > _MAX_FRAME // 4:
-        pickled = None  # the text and line below say what matters
-    text = describe_exception(exc)[: _MAX_FRAME // 4]
-    return pickle.dumps(
-        ("error", text, line_in_file(exc, path), type(exc).__name__, pickled), protocol=pickle.HIGHEST_PROTOCOL
-    )
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Make this process end when the bot does, even while a hook blocks it."""
-    if sys.platform.startswith("linux"):
-        # The kernel SIGKILLs us when the thread that started us ends: the event loop's thread, which
-        # in the bot is its main thread. Were it another thread, calls would fail, never leak.
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:  # the bot died before prctl took effect
-        os._exit(1)
-
-    def watch() -> None:  # where prctl is missing; it runs whenever a hook lets go of the GIL
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="jitbot-hook-watchdog", daemon=True).start()
-
-
-def _read_frame(fd: int) -> bytes | None:
-    header = _read_exactly(fd, 4)
-    return None if header is None else _read_exactly(fd, int.from_bytes(header, "big"))
-
-
-def _read_exactly(fd: int, size: int) -> bytes | None:
-    data = bytearray()
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return bytes(data)
-
-
-def _write_frame(fd: int, payload: bytes) -> None:
-    view = memoryview(len(payload).to_bytes(4, "big") + payload)
-    while view:
-        view = view[os.write(fd, view) :]

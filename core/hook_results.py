@@ -3,9 +3,9 @@
 Each rule is (what the hook may return, in words; a check that takes the returned value and the
 decision recorded with evt.approve/deny/ignore, and gives the value the engine gets or raises
 BadResult). `core.hooks.HookModule` checks every result with these rules and turns BadResult into
-HookResultError. They are apart from `core.hooks` because a hook process (`core.hook_process`)
+HookResultError. They are apart from `core.hooks` because a hook process (`core.hook_worker`)
 needs them too: it does not send back results the bot ignores, and `core.hooks` imports the process
-module, so the rules cannot live in either without an import cycle.
+modules, so the rules cannot live in either without an import cycle.
 """
 
 from __future__ import annotations

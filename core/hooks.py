@@ -31,7 +31,8 @@ sync hooks never touch. Use module state for caches, never for correctness.
 The rest of hooks lives beside this module: `core.hooks_lint` checks a file without running it (at
 validate time), `core.hook_loading` holds the hook errors and runs a file's source (for the bot and
 its hook processes alike), `core.hook_results` says what each hook may return, and
-`core.hook_process` runs sync hooks. This module ties them together: `load_hooks` and `HookModule`.
+`core.hook_process` runs sync hooks (in processes running `core.hook_worker`). This module ties
+them together: `load_hooks` and `HookModule`.
 """
 
 from __future__ import annotations
@@ -58,8 +59,9 @@ from core.hook_loading import (
     format_seconds,
     line_in_file,
 )
-from core.hook_process import HookProcesses, Unsendable, rebuilt_exception
+from core.hook_process import HookProcesses, rebuilt_exception
 from core.hook_results import RESULT_RULES, BadResult
+from core.hook_worker import Unsendable
 from core.hooks_lint import KNOWN_HOOKS
 from core.secrets import SecretRegistry
 

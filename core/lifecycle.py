@@ -2,7 +2,7 @@
 the helpers that keep their rules.
 
 The engine (`core.engine`), the decision checks (`core.decisions`) and the clock side
-(`core.expiry`) each take a `Lifecycle` in their constructor, so their shared collaborators are
+(`core.expiry`, `core.recovery`) each take a `Lifecycle` in their constructor, so their shared collaborators are
 explicit and typed. Its helpers keep three rules in one place: every audit row is built the same way,
 notifications are best effort (a failed DM, edit or alert is logged, never raised), and a request is
 acted on by one coroutine at a time (per-request locks) with at most `STRATEGY_CONCURRENCY` strategy

@@ -16,11 +16,11 @@ import sqlite_utils
 from core.models import AccessRequest, RequestStatus, TransitionStep
 from storage.concurrent_writes import concurrent
 from storage.db import from_db_time, to_db_time
+from storage.request_rows import FIELDS, Encoders, row_to_request
 
 if TYPE_CHECKING:
     from storage.audit import AuditWriter
     from storage.db import Store
-    from storage.requests import Encoders
 
 
 class Page(NamedTuple):
@@ -78,8 +78,6 @@ class AfterApprovalQueries:
         return await self._page("WHERE status = 'pending' AND requester <> ?", [exclude_requester], limit)
 
     async def _page(self, where: str, params: list[Any], limit: int) -> Page:
-        from storage.requests import FIELDS, row_to_request
-
         def query(db: sqlite_utils.Database) -> Page:
             total = db.execute(f"SELECT COUNT(*) FROM requests {where}", params).fetchone()[0]
             rows = db.execute(
@@ -91,7 +89,5 @@ class AfterApprovalQueries:
         return await self._store.read(query)
 
     async def _rows(self, where: str, params: list[Any]) -> list[AccessRequest]:
-        from storage.requests import FIELDS, row_to_request
-
         sql = f"SELECT {', '.join(FIELDS)} FROM requests {where}"
         return await self._store.read(lambda db: [row_to_request(r) for r in db.execute(sql, params).fetchall()])

@@ -25,7 +25,8 @@ from core.secrets import SecretRegistry
 from storage.audit import AuditWriter
 from storage.concurrent_writes import concurrent
 from storage.db import Store
-from storage.requests import CAS_ATTEMPTS, FIELDS, row_to_request
+from storage.request_rows import FIELDS, row_to_request
+from storage.requests import CAS_ATTEMPTS
 
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests WHERE id = ?"
 _APPROVALS = FIELDS.index("approvals")

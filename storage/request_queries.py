@@ -12,7 +12,7 @@ import sqlite_utils
 
 from core.models import AccessRequest, RequestStatus
 from storage.db import Store
-from storage.requests import FIELDS, row_to_request
+from storage.request_rows import FIELDS, row_to_request
 
 MAX_SCAN = 5000  # rows read per listing at most, whatever the filters leave
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -27,25 +27,11 @@ from core.state import can_transition
 from storage.after_approval import AfterApprovalQueries
 from storage.audit import AuditWriter
 from storage.concurrent_writes import concurrent
-from storage.db import Store, from_db_time, optional_db_time, to_db_time
+from storage.db import Store, from_db_time, to_db_time
+from storage.request_rows import FIELDS, Encoders, encode_changes, encoders, request_to_values, row_to_request
 
-# Column order is the dataclass field order, so a selected row maps positionally onto AccessRequest.
-FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(AccessRequest))
 _SELECT = f"SELECT {', '.join(FIELDS)} FROM requests"
-_TIME_FIELDS = frozenset(
-    {"created_at", "decided_at", "timeout_at", "granted_at", "expires_at", "ended_at", "next_attempt_at", "warn_at"}
-)
-_DICT_FIELDS = frozenset({"fields", "grant_state", "grant_spec", "grant_to"})
-# Free text that may quote an upstream error or a hook's reason: scrubbed of registered secrets.
-_SCRUBBED_FIELDS = frozenset({"decision_reason", "failure_reason", "last_error", "end_reason"})
-# A request's identity never changes, and status only moves through transition().
-_IMMUTABLE_FIELDS = frozenset({"id", "status", "flow", "target", "requester", "created_at", "extends"})
 
-_TIME_INDEXES = tuple(FIELDS.index(name) for name in sorted(_TIME_FIELDS))
-_DICT_INDEXES = tuple(FIELDS.index(name) for name in sorted(_DICT_FIELDS))
-_STATUS_INDEX = FIELDS.index("status")
-_APPROVERS_INDEX = FIELDS.index("approvers")
-_APPROVALS_INDEX = FIELDS.index("approvals")
 
 StatusSpec = RequestStatus | str | Collection[RequestStatus]
 
@@ -69,76 +55,6 @@ class PendingTimeout(NamedTuple):
     timeout_at: datetime
 
 
-# A shared encoder: json.dumps with non-default options builds a new JSONEncoder on every call.
-_to_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _encode_dict(value: Any) -> str:
-    return _to_json(dict(value or {}))
-
-
-def _encode_approvers(value: Any) -> str | None:
-    return None if value is None else _to_json(list(value))
-
-
-def _encode_approvals(value: Any) -> str:
-    return _to_json(list(value or ()))
-
-
-def _encode_status(value: Any) -> str:
-    return RequestStatus(value).value
-
-
-def _unchanged(value: Any) -> Any:
-    return value
-
-
-def _encoder_for(name: str) -> Callable[[Any], Any]:
-    if name in _TIME_FIELDS:
-        return optional_db_time
-    if name in _DICT_FIELDS:
-        return _encode_dict
-    if name == "approvers":
-        return _encode_approvers
-    if name == "approvals":
-        return _encode_approvals
-    if name == "status":
-        return _encode_status
-    return _unchanged
-
-
-Encoders = dict[str, Callable[[Any], Any]]
-
-
-def encoders(secrets: SecretRegistry) -> Encoders:
-    """Each AccessRequest field's column encoder, in FIELDS order; free text is scrubbed of `secrets`."""
-
-    def encode_text(value: Any) -> Any:
-        return secrets.scrub(value) if isinstance(value, str) else value
-
-    return {name: encode_text if name in _SCRUBBED_FIELDS else _encoder_for(name) for name in FIELDS}
-
-
-def request_to_values(request: AccessRequest, encode: Encoders) -> list[Any]:
-    """All column values of one request, in FIELDS order, ready for INSERT."""
-    return [encoder(getattr(request, name)) for name, encoder in encode.items()]
-
-
-def row_to_request(row: tuple[Any, ...]) -> AccessRequest:
-    """Build an AccessRequest from a row selected with FIELDS (times aware UTC, approvers a tuple)."""
-    values = list(row)
-    for i in _TIME_INDEXES:
-        if values[i] is not None:
-            values[i] = from_db_time(values[i])
-    for i in _DICT_INDEXES:
-        values[i] = {} if values[i] == "{}" else json.loads(values[i])
-    if values[_APPROVERS_INDEX] is not None:
-        values[_APPROVERS_INDEX] = tuple(json.loads(values[_APPROVERS_INDEX]))
-    values[_APPROVALS_INDEX] = () if values[_APPROVALS_INDEX] == "[]" else tuple(json.loads(values[_APPROVALS_INDEX]))
-    values[_STATUS_INDEX] = RequestStatus(values[_STATUS_INDEX])
-    return AccessRequest(*values)
-
-
 def _statuses(spec: StatusSpec) -> frozenset[RequestStatus]:
     if isinstance(spec, str):  # RequestStatus is a str too
         return frozenset({RequestStatus(spec)})
@@ -146,16 +62,6 @@ def _statuses(spec: StatusSpec) -> frozenset[RequestStatus]:
     if not statuses:
         raise ValueError("at least one expected status is required")
     return statuses
-
-
-def _encode_changes(changes: Mapping[str, Any], encode: Encoders) -> dict[str, Any]:
-    unknown = set(changes) - set(FIELDS)
-    if unknown:
-        raise ValueError(f"unknown request fields: {', '.join(sorted(unknown))}")
-    immutable = set(changes) & _IMMUTABLE_FIELDS
-    if immutable:
-        raise ValueError(f"fields that cannot be changed here: {', '.join(sorted(immutable))}")
-    return {name: encode[name](value) for name, value in changes.items()}
 
 
 def _bind_audit(audit: AuditEvent, request_id: str, **overrides: Any) -> AuditEvent:
@@ -196,7 +102,7 @@ def prepare_transition(
     for status in sorted(expected_set):
         if not can_transition(status, new):
             raise InvalidTransition(request_id, status.value, new.value)
-    return TransitionStep(request_id, expected_set, new, {"status": new.value, **_encode_changes(changes, encode)})
+    return TransitionStep(request_id, expected_set, new, {"status": new.value, **encode_changes(changes, encode)})
 
 
 def apply_transition(
@@ -337,7 +243,7 @@ class RequestRepo(AfterApprovalQueries):
         statuses; otherwise InvalidTransition(current, requested='a|b') is raised and nothing is
         written. `audit`, when given, is written in the same transaction.
         """
-        assignments = _encode_changes(changes, self._encoders)
+        assignments = encode_changes(changes, self._encoders)
         guard = None if expected_status is None else _statuses(expected_status)
 
         wanted = "|".join(sorted(s.value for s in guard)) if guard is not None else "unchanged"

@@ -12,16 +12,8 @@ import pytest
 from core.config import load_config
 from core.errors import ConfigError, SecretResolutionError
 from core.schema import IntegrationConfig, SecretStr
-from core.secrets import (
-    Secret,
-    SecretReference,
-    SecretRegistry,
-    SecretResolver,
-    fetch_aws_secret,
-    has_references,
-    parse_references,
-    substitute,
-)
+from core.secret_resolution import SecretResolver, fetch_aws_secret
+from core.secrets import Secret, SecretReference, SecretRegistry, has_references, parse_references, substitute
 from tests.fakes.moto_server import MotoServer, isolate_aws_env
 from tests.fakes.strategy import TEST_STRATEGY_TYPES
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from sandbox.slack import SlackEmulator
 from storage.db import is_postgres
-from storage.postgres import translate
+from storage.pg_database import translate
 from tests.conftest import PROXY_VARIABLES
 
 REPO = Path(__file__).resolve().parents[2]

@@ -62,7 +62,8 @@ from core.hooks import load_hooks
 from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
 from storage.audit import row_to_event
-from storage.requests import FIELDS, RequestRepo, row_to_request
+from storage.request_rows import FIELDS, row_to_request
+from storage.requests import RequestRepo
 from strategies.registry import INTEGRATION_TYPES
 from tests.databases import DatabaseSource
 from tests.fakes.clock import FrozenClock

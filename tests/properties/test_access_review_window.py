@@ -20,7 +20,8 @@ from core.secrets import SecretRegistry
 from reports.access import write_csv, write_html
 from storage.access_review import review_grants, review_targets
 from storage.migrations import apply_migrations
-from storage.requests import _INSERT, encoders, request_to_values
+from storage.request_rows import encoders, request_to_values
+from storage.requests import _INSERT
 from tests.properties.conftest import property_settings
 
 BASE = datetime(2026, 11, 1, tzinfo=UTC)

@@ -22,7 +22,7 @@ from storage import AuditLog, IdentityStore, RequestRepo, Store, postgres
 from storage.approvals import ApprovalRepo
 from storage.concurrent_writes import concurrent
 from storage.leases import LeaseRepo
-from storage.postgres import WRITE_LOCK
+from storage.pg_database import WRITE_LOCK
 from storage.reminders import ReminderRepo
 from tests.storage.conftest import event, make_request
 

@@ -159,7 +159,7 @@ async def test_postgresql_query_plans_can_use_the_status_indexes(postgres_dsn):
 
 
 def test_the_dbapi_errors_are_sqlites_on_both_engines():
-    from storage.postgres import as_dbapi_error
+    from storage.pg_database import as_dbapi_error
 
     refused = as_dbapi_error(psycopg.errors.UniqueViolation("duplicate key value"))
     broken = as_dbapi_error(psycopg.OperationalError("server closed the connection"))
