@@ -43,7 +43,6 @@ from storage.pg_database import PgDatabase, as_dbapi_error
 
 T = TypeVar("T")
 
-URL_SCHEMES = frozenset({"postgres", "postgresql"})
 POOL_SIZE = 8  # connections (and threads) per replica: reads in parallel, writes one at a time anyway
 CONNECT_TIMEOUT = 10.0  # seconds to reach the server at start before refusing to run
 # SQLSTATEs after which PostgreSQL has rolled the whole transaction back and running it again is the
@@ -53,17 +52,13 @@ WRITE_ATTEMPTS = 5
 # Seconds of silence before the server probes a replica's connection, between probes, and probes
 # unanswered before it ends the session: a dead replica's locks are freed within 5 + 2 × 3 = 11 s.
 KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_COUNT = 5, 2, 3
-# Milliseconds a concurrent write transaction may wait for its replica between statements before the
-# server ends the session: such a transaction does no slow work of its own, so a pause that long means
-# the process is stopped (SIGSTOP, a debugger, a paused container, which still answer keepalives from
-# their kernel), and the audit chain's lock it may hold must go to the other replicas.
+# Milliseconds a write transaction may wait for its replica between statements before the server ends
+# the session: no write function does slow work of its own between statements (a bulk insert encodes
+# its rows before it begins), so a pause that long means the process is stopped (SIGSTOP, a debugger,
+# a paused container, which still answer keepalives from their kernel), and the audit chain's lock it
+# may hold must go to the other replicas.
 IDLE_IN_WRITE_MS = 5000
-
-
-def is_postgres_url(text: str) -> bool:
-    """Whether `text` is a postgresql:// (or postgres://) URL."""
-    scheme, sep, _ = text.partition("://")
-    return bool(sep) and scheme.lower() in URL_SCHEMES
+_IDLE_LIMIT = "SELECT set_config('idle_in_transaction_session_timeout', %s, true)"
 
 
 class PgStore(Store):
@@ -173,6 +168,7 @@ class PgStore(Store):
                 with self._require_pool().connection() as conn:
                     if not is_concurrent(fn):
                         with conn.transaction():
+                            conn.execute(_IDLE_LIMIT, [str(IDLE_IN_WRITE_MS)])  # the lock below is the chain's too
                             db = PgDatabase(conn)
                             db.lock_writes()
                             return fn(db)
@@ -180,10 +176,7 @@ class PgStore(Store):
                     # head read, the audit INSERT with COMMIT: two round trips while the lock is held.
                     with conn.pipeline() as pipeline, conn.transaction():
                         # Queued: it travels with BEGIN and the first statement, no round trip of its own.
-                        conn.execute(
-                            "SELECT set_config('idle_in_transaction_session_timeout', %s, true)",
-                            [str(IDLE_IN_WRITE_MS)],
-                        )
+                        conn.execute(_IDLE_LIMIT, [str(IDLE_IN_WRITE_MS)])
                         return fn(PgDatabase(conn, pipeline))
             # psycopg's own error: the connection itself, or COMMIT; sqlite3's: a statement of `fn`, already mapped.
             except (psycopg.Error, sqlite3.OperationalError) as error:

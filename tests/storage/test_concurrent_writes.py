@@ -19,6 +19,7 @@ from audit_cli import verify
 from core.errors import InvalidTransition
 from core.models import RequestStatus as S
 from storage import AuditLog, IdentityStore, RequestRepo, Store, postgres
+from storage import requests as storage_requests
 from storage.approvals import ApprovalRepo
 from storage.concurrent_writes import concurrent
 from storage.leases import LeaseRepo
@@ -196,9 +197,14 @@ async def test_the_server_ends_a_replica_session_within_seconds_once_its_host_st
         await store.close()
 
 
-async def test_a_replica_stalled_while_holding_the_audit_chain_lock_does_not_stop_the_others(postgres_dsn, monkeypatch):
+@pytest.mark.parametrize("kind", ["concurrent", "serialised"])
+async def test_a_replica_stalled_while_holding_the_audit_chain_lock_does_not_stop_the_others(
+    postgres_dsn, monkeypatch, kind
+):
     # A process stopped mid-transaction (SIGSTOP, a debugger, a paused container) still answers TCP from
     # its kernel, so only a limit on how long a transaction may sit idle frees the chain's lock it holds.
+    # Serialised writes (identities, tokens, reminders, cursors, bulk inserts) hold it from their start.
+    wrap = concurrent if kind == "concurrent" else (lambda fn: fn)
     monkeypatch.setattr(postgres, "IDLE_IN_WRITE_MS", 300)  # seconds in production; short for the test
     stalled_store, other = await Store.open(postgres_dsn), await Store.open(postgres_dsn)
     try:
@@ -213,7 +219,7 @@ async def test_a_replica_stalled_while_holding_the_audit_chain_lock_does_not_sto
             holds_lock.set()
             resume.wait(30)
 
-        stalled = asyncio.ensure_future(stalled_store.write(concurrent(stalls)))
+        stalled = asyncio.ensure_future(stalled_store.write(wrap(stalls)))
         await asyncio.to_thread(holds_lock.wait, 10)
         approved = await repo.transition("r1", S.PENDING, S.APPROVED, audit=event("request.approved"))
         resume.set()
@@ -229,6 +235,29 @@ async def test_a_replica_stalled_while_holding_the_audit_chain_lock_does_not_sto
         resume.set()
         await stalled_store.close()
         await other.close()
+
+
+async def test_a_bulk_import_whose_rows_take_long_to_encode_is_not_cut_short_by_the_idle_limit(
+    postgres_dsn, monkeypatch
+):
+    # The idle limit ends a write transaction whose replica says nothing for a while. A bulk import
+    # (a million rows take seconds to encode) must do that work before its transaction, not inside it.
+    monkeypatch.setattr(postgres, "IDLE_IN_WRITE_MS", 300)
+    encode = storage_requests.request_to_values
+
+    def slow_encode(request, encoders):
+        time.sleep(0.4)  # one row of a long import, squeezed into one slow row
+        return encode(request, encoders)
+
+    monkeypatch.setattr(storage_requests, "request_to_values", slow_encode)
+    store = await Store.open(postgres_dsn)
+    try:
+        repo = RequestRepo(store)
+        assert await repo.create_many([(make_request(f"r{i}"), event()) for i in range(2)]) == 2
+        assert [e.action for e in await AuditLog(store).list()] == ["request.created"] * 2
+        assert (await verify(store, [])).problem is None
+    finally:
+        await store.close()
 
 
 @pytest.mark.parametrize("level", ["repeatable read", "serializable"])
