@@ -252,11 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     secrets = configure_bot_logging(spec.log)
     logging.getLogger("asyncio").setLevel(logging.WARNING)
-    if spec.kind == "jitbot":  # on the loop production runs on (core/event_loop.py)
-        from core import event_loop
+    # Both bots on the loop production runs on (core/event_loop.py): the ratios then compare jitbot's
+    # work with Bolt's alone, not one event loop with another.
+    from core import event_loop
 
-        return event_loop.run(_serve(spec, secrets))
-    return asyncio.run(_serve(spec, secrets))  # the reference: a bare Bolt app as its docs start one
+    return event_loop.run(_serve(spec, secrets))
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ bot makes them:
 - `--approvals` at a time, like a burst.
 
 The Slack emulator and the webhook receiver run in another process, so this process's CPU is the
-bot side of those calls and nothing else. Each call kind is measured in a phase of its own. The sum
-per approval is a floor under bench/latency.py's "bot CPU per approval": it has no Socket Mode
-envelope, no Bolt dispatch, no database and no logging. Figures only: nothing is asserted.
+bot side of those calls and nothing else. Each call kind is measured in a phase of its own, and
+includes building the message's blocks, as the bot does before each call. The sum per approval is a
+floor under bench/latency.py's "bot CPU per approval": it has no Socket Mode envelope, no Bolt
+dispatch, no database, no log line, no metrics. Nor does it count the one `conversations.open` the bot
+makes the first time it DMs a person (it then keeps the DM channel; here the DM goes to the user's id)
+or an App Home refresh (only for people who opened it). Figures only: nothing is asserted.
 """
 
 from __future__ import annotations

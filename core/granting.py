@@ -120,9 +120,11 @@ class Granting:
         outcomes = await asyncio.gather(
             life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), return_exceptions=True
         )
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+        for failure in failures[1:]:  # the first is the follow-up's own failure, logged by FollowUps
+            log.error("follow_up.failed", request_id=request.id, what="granted", exc_info=failure)
+        if failures:
+            raise failures[0]
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

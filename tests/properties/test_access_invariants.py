@@ -57,6 +57,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from core.config import load_config
 from core.engine import AccessEngine
+from core.event_loop import new_event_loop
 from core.expiry import revoke_backoff
 from core.hooks import load_hooks
 from core.models import AccessRequest, AuditEvent
@@ -469,7 +470,7 @@ class AccessMachine(RuleBasedStateMachine):
         super().__init__()
         STATS["examples"] += 1
         self.steps = 0
-        self.loop = asyncio.new_event_loop()
+        self.loop = new_event_loop()  # the loop the bot runs on
         self.tmp = Path(tempfile.mkdtemp(prefix="jitbot-props-", dir=SCRATCH))
         clock = FrozenClock()
         shared = assets()
