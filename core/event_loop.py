@@ -1,9 +1,11 @@
-"""The event loop every jitbot process runs on: uvloop's.
+"""The event loop the bot, the sandbox and the CLI run on: uvloop's.
 
 Why not asyncio's own: a bot spends most of its CPU per approval on network I/O driven by the loop
 (the Socket Mode WebSocket, Slack Web API calls, the strategy's HTTP call). uvloop runs the same
 asyncio code on libuv with less CPU per call (bench/README.md has the figures). The code stays
 plain asyncio; this module is the only one that names uvloop, and the tests run on the same loop.
+Hook worker processes (core/hook_worker.py) keep asyncio's own loop: they run the operator's code,
+which may expect it, and their speed is the hook's.
 """
 
 from __future__ import annotations
