@@ -21,6 +21,7 @@ import structlog
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
+from core.follow_ups import alongside
 from core.lifecycle import SYSTEM, Lifecycle, same_access
 from core.models import AccessRequest
 from core.models import RequestStatus as S
@@ -125,21 +126,25 @@ class Expiry:
         return request
 
     async def _announce_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:
-        """Edit the channel message, DM the requester and run after_revoke, for a recorded revocation."""
+        """Edit the channel message; alongside (core.follow_ups.alongside), DM the requester, then run
+        after_revoke, for a recorded revocation."""
         life = self.life
-        request = await life.publish(request, retry=MESSAGE_EDIT)
-        if covering is not None and covering.expires_at is not None:
-            await life.tell(
-                request,
-                RequesterNotice.SUPERSEDED,
-                detail=(
-                    f"Your access continues under request {covering.id}, "
-                    f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
-                ),
-            )
-            return
-        await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
-        await life.after(life.flow(request.flow), "after_revoke", request)
+
+        async def tell_then_hook() -> None:
+            if covering is not None and covering.expires_at is not None:
+                await life.tell(
+                    request,
+                    RequesterNotice.SUPERSEDED,
+                    detail=(
+                        f"Your access continues under request {covering.id}, "
+                        f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
+                    ),
+                )
+                return
+            await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
+            await life.after(life.flow(request.flow), "after_revoke", request)
+
+        await alongside(life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id)
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""

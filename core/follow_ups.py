@@ -109,3 +109,19 @@ class FollowUps:
         if running:
             await asyncio.wait(running, timeout=1.0)
         return len(running)
+
+
+async def alongside(edit: Awaitable[object], rest: Awaitable[object], *, request_id: str) -> None:
+    """Run a follow-up's channel edit and the rest of it (a DM, then a hook) side by side.
+
+    Slack limits `chat.update` apart from DMs and may refuse an edit for minutes: the person and the
+    hook need not wait for it. Both run to their end whatever the other does, so that what is queued
+    behind the follow-up never starts while half of it still runs. A failure is then the follow-up's
+    (FollowUps logs it); a second one is logged here, not lost.
+    """
+    outcomes = await asyncio.gather(edit, rest, return_exceptions=True)
+    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    for failure in failures[1:]:
+        log.error("follow_up.failed", request_id=request_id, exc_info=failure)
+    if failures:
+        raise failures[0]

@@ -19,6 +19,7 @@ import structlog
 from core.config_models import Flow
 from core.errors import InvalidTransition, StrategyError
 from core.expiry import Expiry
+from core.follow_ups import alongside
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
@@ -103,9 +104,8 @@ class Granting:
     async def _announce_granted(
         self, request: AccessRequest, flow: Flow | None, result: GrantResult, strategy: Strategy, ctx: GrantContext
     ) -> None:
-        """Edit the channel message; alongside, DM the requester (with how to use the access), then run
-        after_grant. Slack limits chat.update apart from chat.postMessage and may refuse an edit for
-        minutes: the person and the hook do not wait for it (neither uses the message)."""
+        """Edit the channel message; alongside (core.follow_ups.alongside), DM the requester (with how to
+        use the access), then run after_grant. Neither uses the message."""
         life = self.life
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):
@@ -115,16 +115,7 @@ class Granting:
             await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
             await life.after(flow, "after_grant", request)
 
-        # Both halves run to their end whatever the other does, so that what is queued behind this
-        # follow-up never starts while half of it still runs; a failure is then the follow-up's.
-        outcomes = await asyncio.gather(
-            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), return_exceptions=True
-        )
-        failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-        for failure in failures[1:]:  # the first is the follow-up's own failure, logged by FollowUps
-            log.error("follow_up.failed", request_id=request.id, what="granted", exc_info=failure)
-        if failures:
-            raise failures[0]
+        await alongside(life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id)
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

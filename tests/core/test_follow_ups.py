@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from core.follow_ups import FollowUps
+import pytest
+
+from core.follow_ups import FollowUps, alongside
 
 
 async def test_follow_ups_of_one_request_run_in_the_order_they_were_added_even_when_the_first_is_slow():
@@ -71,3 +73,25 @@ async def test_drain_gives_up_at_its_timeout_and_cancel_stops_what_is_left():
     assert await follow_ups.drain(timeout=0.01) == 1
     assert await follow_ups.cancel() == 1
     assert follow_ups.pending() == 0
+
+
+async def test_the_halves_of_a_follow_up_run_side_by_side_and_it_ends_only_with_the_slower_one():
+    edit_may_finish, order = asyncio.Event(), []
+
+    async def edit():  # a throttled channel edit
+        await edit_may_finish.wait()
+        order.append("edit")
+        raise RuntimeError("edit failed")
+
+    async def rest():  # the DM, then the hook
+        order.append("dm")
+        raise ValueError("dm failed")
+
+    both = asyncio.create_task(alongside(edit(), rest(), request_id="r1"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert order == ["dm"] and not both.done()  # the DM did not wait; the follow-up is still owed
+    edit_may_finish.set()
+    with pytest.raises(RuntimeError, match="edit failed"):  # the first half's failure is the follow-up's
+        await both
+    assert order == ["dm", "edit"]

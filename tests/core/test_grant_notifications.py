@@ -1,4 +1,5 @@
-"""A grant's message edit, DM and after_grant follow it in the background, behind the clicks still being decided."""
+"""A grant's message edit, DM and after_grant follow it in the background, behind the clicks still being decided;
+a revocation's notifications follow it too, and neither one's DM and hook wait for a throttled edit."""
 
 from __future__ import annotations
 
@@ -111,6 +112,50 @@ async def test_while_slack_throttles_the_granted_edit_the_requester_is_told_and_
         assert await engine.settle(5) == 0
         assert notifier.published == [S.PENDING, S.GRANTED]
         assert hooks.called == [granted.id]  # once
+    finally:
+        await store.close()
+
+
+class HeldRevokedEdit(RecordingNotifier):
+    """Records like RecordingNotifier; the edit to `revoked` waits until `release` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish(self, request):
+        if request.status is S.REVOKED:
+            await self.release.wait()
+        return await super().publish(request)
+
+
+class AfterRevoke(AfterGrant):
+    """A flow's hooks module with only after_revoke; it records its calls."""
+
+    path = "after_revoke.py"
+
+    def has(self, hook: str) -> bool:
+        return hook == "after_revoke"
+
+
+async def test_while_slack_throttles_the_revoked_edit_the_requester_is_told_and_after_revoke_runs(tmp_path, databases):
+    config = flows_config(tmp_path, FLOWS)
+    store = await Store.open(databases.where())
+    clock, notifier, hooks = FrozenClock(), HeldRevokedEdit(), AfterRevoke()
+    engine = engine_with(store, config, notifier=notifier, clock=clock, hook_modules={"db": hooks})
+    try:
+        granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+        assert await engine.settle(5) == 0
+        assert granted.expires_at is not None
+        clock.set(granted.expires_at)
+        assert (await engine.revoke(granted.id)).status is S.REVOKED
+        await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
+        assert notifier.notices[-1] == RequesterNotice.REVOKED.value
+        assert S.REVOKED not in notifier.published
+        notifier.release.set()
+        assert await engine.settle(5) == 0
+        assert notifier.published[-1] is S.REVOKED
+        assert hooks.called == [granted.id]
     finally:
         await store.close()
 
