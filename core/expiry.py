@@ -144,7 +144,9 @@ class Expiry:
             await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
             await life.after(life.flow(request.flow), "after_revoke", request)
 
-        await alongside(life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id)
+        await alongside(
+            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id, what="revoked"
+        )
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""

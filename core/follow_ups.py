@@ -111,7 +111,7 @@ class FollowUps:
         return len(running)
 
 
-async def alongside(edit: Awaitable[object], rest: Awaitable[object], *, request_id: str) -> None:
+async def alongside(edit: Awaitable[object], rest: Awaitable[object], *, request_id: str, what: str) -> None:
     """Run a follow-up's channel edit and the rest of it (a DM, then a hook) side by side.
 
     Slack limits `chat.update` apart from DMs and may refuse an edit for minutes: the person and the
@@ -122,6 +122,6 @@ async def alongside(edit: Awaitable[object], rest: Awaitable[object], *, request
     outcomes = await asyncio.gather(edit, rest, return_exceptions=True)
     failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
     for failure in failures[1:]:
-        log.error("follow_up.failed", request_id=request_id, exc_info=failure)
+        log.error("follow_up.failed", request_id=request_id, what=what, exc_info=failure)
     if failures:
         raise failures[0]

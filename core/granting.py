@@ -115,7 +115,9 @@ class Granting:
             await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
             await life.after(flow, "after_grant", request)
 
-        await alongside(life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id)
+        await alongside(
+            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id, what="granted"
+        )
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

@@ -87,7 +87,7 @@ async def test_the_halves_of_a_follow_up_run_side_by_side_and_it_ends_only_with_
         order.append("dm")
         raise ValueError("dm failed")
 
-    both = asyncio.create_task(alongside(edit(), rest(), request_id="r1"))
+    both = asyncio.create_task(alongside(edit(), rest(), request_id="r1", what="granted"))
     for _ in range(5):
         await asyncio.sleep(0)
     assert order == ["dm"] and not both.done()  # the DM did not wait; the follow-up is still owed

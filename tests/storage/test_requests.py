@@ -221,6 +221,15 @@ async def test_update_cannot_change_status(repo):
         await repo.update("r1", {"status": S.APPROVED})
 
 
+async def test_a_bulk_insert_with_one_bad_row_writes_nothing(repo, audit_log):
+    good, bad = make_request("r1"), make_request("r2", fields={"reason": object()})  # not storable
+    with pytest.raises(TypeError):
+        await repo.create_many([(good, event()), (bad, event())])
+    with pytest.raises(RequestNotFound):
+        await repo.get("r1")
+    assert await audit_log.list() == []
+
+
 async def test_due_revocations_honour_next_attempt_at(repo):
     now = T0 + timedelta(hours=2)
     await repo.create_many(
