@@ -19,14 +19,15 @@ from tests.fakes.strategy import FakeStrategy
 
 
 class HeldNotifier(RecordingNotifier):
-    """Records like RecordingNotifier; an edit to `granted` waits until `release` is set."""
+    """Records like RecordingNotifier; an edit to `held` (granted unless said) waits until `release` is set."""
 
-    def __init__(self) -> None:
+    def __init__(self, held: S = S.GRANTED) -> None:
         super().__init__()
+        self.held = held
         self.release = asyncio.Event()
 
     async def publish(self, request):
-        if request.status is S.GRANTED:
+        if request.status is self.held:
             await self.release.wait()
         return await super().publish(request)
 
@@ -116,19 +117,6 @@ async def test_while_slack_throttles_the_granted_edit_the_requester_is_told_and_
         await store.close()
 
 
-class HeldRevokedEdit(RecordingNotifier):
-    """Records like RecordingNotifier; the edit to `revoked` waits until `release` is set."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.release = asyncio.Event()
-
-    async def publish(self, request):
-        if request.status is S.REVOKED:
-            await self.release.wait()
-        return await super().publish(request)
-
-
 class AfterRevoke(AfterGrant):
     """A flow's hooks module with only after_revoke; it records its calls."""
 
@@ -141,7 +129,7 @@ class AfterRevoke(AfterGrant):
 async def test_while_slack_throttles_the_revoked_edit_the_requester_is_told_and_after_revoke_runs(tmp_path, databases):
     config = flows_config(tmp_path, FLOWS)
     store = await Store.open(databases.where())
-    clock, notifier, hooks = FrozenClock(), HeldRevokedEdit(), AfterRevoke()
+    clock, notifier, hooks = FrozenClock(), HeldNotifier(S.REVOKED), AfterRevoke()
     engine = engine_with(store, config, notifier=notifier, clock=clock, hook_modules={"db": hooks})
     try:
         granted = await engine.approve((await submitted(engine)).id, "U_BOB")
