@@ -177,9 +177,9 @@ def _creation_audit(request: AccessRequest, audit: AuditEvent) -> AuditEvent:
 
 def _encode_all(items: list[tuple[AccessRequest, AuditEvent]], encode: Encoders) -> tuple[list[Any], list[AuditEvent]]:
     """The rows and audit events of new requests: a bad value fails here, before any row is written."""
-    return [request_to_values(request, encode) for request, _ in items], [
-        _creation_audit(request, audit) for request, audit in items
-    ]
+    rows = [request_to_values(request, encode) for request, _ in items]
+    audits = [_creation_audit(request, audit) for request, audit in items]
+    return rows, audits
 
 
 def _insert_all(db: sqlite_utils.Database, rows: list[Any], audits: list[AuditEvent], audit: AuditWriter) -> int:

@@ -33,13 +33,17 @@ class HeldNotifier(RecordingNotifier):
 
 
 @pytest.fixture
-async def engine_and_notifier(tmp_path, databases):
-    config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
+async def store(databases):
+    """The session's engine (SQLite or PostgreSQL), open for one test."""
+    opened = await Store.open(databases.where())
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+async def engine_and_notifier(tmp_path, store):
     notifier = HeldNotifier()
-    engine = engine_with(store, config, notifier=notifier)
-    yield engine, notifier
-    await store.close()
+    return engine_with(store, flows_config(tmp_path, FLOWS), notifier=notifier), notifier
 
 
 def engine_with(store, config, *, notifier=None, directory=None, clock=None, **wiring):
@@ -95,26 +99,22 @@ class AfterGrant:
         self.seen.set()
 
 
-async def test_while_slack_throttles_the_granted_edit_the_requester_is_told_and_after_grant_runs(tmp_path, databases):
+async def test_while_slack_throttles_the_granted_edit_the_requester_is_told_and_after_grant_runs(tmp_path, store):
     """chat.update and chat.postMessage are rate-limited apart: an edit Slack keeps refusing for minutes
     must not keep Alice waiting for the DM that says she has access, nor hold up the after_grant hook."""
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
     notifier, hooks = HeldNotifier(), AfterGrant()  # the "granted" edit is held until `release`
     engine = engine_with(store, config, notifier=notifier, hook_modules={"db": hooks})
-    try:
-        request = await submitted(engine)
-        granted = await engine.approve(request.id, "U_BOB")
-        await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
-        assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
-        assert hooks.called == [granted.id]
-        assert notifier.published == [S.PENDING]  # the edit is still owed
-        notifier.release.set()
-        assert await engine.settle(5) == 0
-        assert notifier.published == [S.PENDING, S.GRANTED]
-        assert hooks.called == [granted.id]  # once
-    finally:
-        await store.close()
+    request = await submitted(engine)
+    granted = await engine.approve(request.id, "U_BOB")
+    await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
+    assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
+    assert hooks.called == [granted.id]
+    assert notifier.published == [S.PENDING]  # the edit is still owed
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.published == [S.PENDING, S.GRANTED]
+    assert hooks.called == [granted.id]  # once
 
 
 class AfterRevoke(AfterGrant):
@@ -126,26 +126,22 @@ class AfterRevoke(AfterGrant):
         return hook == "after_revoke"
 
 
-async def test_while_slack_throttles_the_revoked_edit_the_requester_is_told_and_after_revoke_runs(tmp_path, databases):
+async def test_while_slack_throttles_the_revoked_edit_the_requester_is_told_and_after_revoke_runs(tmp_path, store):
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
     clock, notifier, hooks = FrozenClock(), HeldNotifier(S.REVOKED), AfterRevoke()
     engine = engine_with(store, config, notifier=notifier, clock=clock, hook_modules={"db": hooks})
-    try:
-        granted = await engine.approve((await submitted(engine)).id, "U_BOB")
-        assert await engine.settle(5) == 0
-        assert granted.expires_at is not None
-        clock.set(granted.expires_at)
-        assert (await engine.revoke(granted.id)).status is S.REVOKED
-        await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
-        assert notifier.notices[-1] == RequesterNotice.REVOKED.value
-        assert S.REVOKED not in notifier.published
-        notifier.release.set()
-        assert await engine.settle(5) == 0
-        assert notifier.published[-1] is S.REVOKED
-        assert hooks.called == [granted.id]
-    finally:
-        await store.close()
+    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+    assert await engine.settle(5) == 0
+    assert granted.expires_at is not None
+    clock.set(granted.expires_at)
+    assert (await engine.revoke(granted.id)).status is S.REVOKED
+    await asyncio.wait_for(hooks.seen.wait(), 5)  # the hook ran while the edit is still held
+    assert notifier.notices[-1] == RequesterNotice.REVOKED.value
+    assert S.REVOKED not in notifier.published
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.published[-1] is S.REVOKED
+    assert hooks.called == [granted.id]
 
 
 async def test_the_granted_edit_waits_while_another_click_is_on_its_way_to_its_strategy(engine_and_notifier):
@@ -205,19 +201,15 @@ class MeetingDirectory(Directory):
         return await super().lookup_user(slack_id, fresh=fresh)
 
 
-async def test_an_approval_asks_slack_about_the_clicker_and_the_requester_at_the_same_time(tmp_path, databases):
+async def test_an_approval_asks_slack_about_the_clicker_and_the_requester_at_the_same_time(tmp_path, store):
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
-    try:
-        plain = engine_with(store, config)
-        request = await submitted(plain)
-        directory = MeetingDirectory()
-        engine = engine_with(store, config, directory=directory)
-        granted = await engine.approve(request.id, "U_BOB")
-        assert granted.status is S.GRANTED
-        assert sorted(directory.waiting) == ["U_ALICE", "U_BOB"]
-    finally:
-        await store.close()
+    plain = engine_with(store, config)
+    request = await submitted(plain)
+    directory = MeetingDirectory()
+    engine = engine_with(store, config, directory=directory)
+    granted = await engine.approve(request.id, "U_BOB")
+    assert granted.status is S.GRANTED
+    assert sorted(directory.waiting) == ["U_ALICE", "U_BOB"]
 
 
 class ClickerGoneRequesterUnreachable(Directory):
@@ -228,18 +220,14 @@ class ClickerGoneRequesterUnreachable(Directory):
         return UserInfo(person.slack_id, email=person.email, deleted=slack_id == "U_BOB")
 
 
-async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requester_cannot_be_asked(tmp_path, databases):
+async def test_a_refusal_of_the_clicker_is_still_the_one_given_when_the_requester_cannot_be_asked(tmp_path, store):
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
-    try:
-        plain = engine_with(store, config)
-        request = await submitted(plain)
-        engine = engine_with(store, config, directory=ClickerGoneRequesterUnreachable())
-        with pytest.raises(NotAllowed, match="deactivated"):
-            await engine.approve(request.id, "U_BOB")
-        assert (await engine.requests.get(request.id)).status is S.PENDING
-    finally:
-        await store.close()
+    plain = engine_with(store, config)
+    request = await submitted(plain)
+    engine = engine_with(store, config, directory=ClickerGoneRequesterUnreachable())
+    with pytest.raises(NotAllowed, match="deactivated"):
+        await engine.approve(request.id, "U_BOB")
+    assert (await engine.requests.get(request.id)).status is S.PENDING
 
 
 class Channel:
@@ -274,131 +262,102 @@ class FastTrack:
         return evt.approve("on call")
 
 
-async def test_a_fast_tracked_grant_revoked_before_its_first_post_leaves_one_message_that_says_revoked(
-    tmp_path, databases
-):
+async def test_a_fast_tracked_grant_revoked_before_its_first_post_leaves_one_message_that_says_revoked(tmp_path, store):
     """Alice's request is approved by the on-call hook before anything is posted, so its channel message
     is first posted by the grant's (deferred) notification. She ends it from her Home tab while that
     notification still waits behind other clicks: the channel must end up with ONE message for the
     request, saying revoked, not a stale "granted" message with live buttons and a second one."""
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
     channel = Channel()
     engine = engine_with(store, config, notifier=channel, hook_modules={"db": FastTrack()})
-    try:
-        with engine.life.deciding():  # other approvers' clicks on their way to their strategies
-            granted = await submitted(engine)
-            assert granted.status is S.GRANTED and granted.message_ts is None
-            await let_background_run()
-            assert channel.messages == {}  # the granted post is still owed
-            ended = await engine.revoke_now(granted.id, "U_ALICE")
-            assert ended.status is S.REVOKED
-        assert await engine.settle(5) == 0
-        assert channel.messages == {"1.000001": ["granted", "revoked"]}
-        assert (await engine.requests.get(granted.id)).message_ts == "1.000001"
-        assert channel.notices == ["granted", "ended_early"]
-    finally:
-        await store.close()
+    with engine.life.deciding():  # other approvers' clicks on their way to their strategies
+        granted = await submitted(engine)
+        assert granted.status is S.GRANTED and granted.message_ts is None
+        await let_background_run()
+        assert channel.messages == {}  # the granted post is still owed
+        ended = await engine.revoke_now(granted.id, "U_ALICE")
+        assert ended.status is S.REVOKED
+    assert await engine.settle(5) == 0
+    assert channel.messages == {"1.000001": ["granted", "revoked"]}
+    assert (await engine.requests.get(granted.id)).message_ts == "1.000001"
+    assert channel.notices == ["granted", "ended_early"]
 
 
-WARNED_FLOWS = """\
-slack: {alerts_channel: C_ALERTS}
-flows:
-  - name: db
-    label: DB
-    approval_channel: C_APPROVALS
-    warn_before: 10m
-    strategy:
-      type: fake
-      targets:
-        - {name: prod, label: Prod}
-    fields:
-      - {name: duration, label: Duration, type: duration, allowed_values: [1h], required: true}
-"""
+# The engine tests' flow, with an end warning 10 minutes before the access ends.
+WARNED_FLOWS = FLOWS.replace(
+    "    approval_channel: C_APPROVALS\n", "    approval_channel: C_APPROVALS\n    warn_before: 10m\n"
+)
+assert "warn_before: 10m" in WARNED_FLOWS
 
 
-async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_after_the_access_ended(
-    tmp_path, databases
-):
+async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_after_the_access_ended(tmp_path, store):
     """Slack throttles chat.update for a long while, so Alice's "granted" edit is still owed when her
     end warning falls due (the warning is a DM, queued behind the edit to keep the order). Her access
     ends before Slack lets the edit through: the warning ("ends in 10 minutes, Extend?") must not be
     sent then, after the end; the revoked DM is."""
     config = flows_config(tmp_path, WARNED_FLOWS)
-    store = await Store.open(databases.where())
     clock, notifier = FrozenClock(), HeldNotifier()
     engine = engine_with(store, config, notifier=notifier, clock=clock)
-    try:
-        request = await submitted(engine)
-        granted = await engine.approve(request.id, "U_BOB")
-        assert granted.warn_at is not None and granted.expires_at is not None
-        clock.set(granted.warn_at)
-        await engine.warn(granted.id)  # due: queued behind the held "granted" edit
-        clock.set(granted.expires_at)
-        assert (await engine.revoke(granted.id)).status is S.REVOKED
-        notifier.release.set()  # Slack lets edits through again, after the end
-        assert await engine.settle(5) == 0
-        assert notifier.notices == [
-            RequesterNotice.SUBMITTED.value,
-            RequesterNotice.GRANTED.value,
-            RequesterNotice.REVOKED.value,
-        ]
-        # The audit trail says what happened: no warning was sent.
-        assert "access.warned" not in [e.action for e in await engine.audit.for_request(granted.id)]
-    finally:
-        await store.close()
+    request = await submitted(engine)
+    granted = await engine.approve(request.id, "U_BOB")
+    assert granted.warn_at is not None and granted.expires_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)  # due: queued behind the held "granted" edit
+    clock.set(granted.expires_at)
+    assert (await engine.revoke(granted.id)).status is S.REVOKED
+    notifier.release.set()  # Slack lets edits through again, after the end
+    assert await engine.settle(5) == 0
+    assert notifier.notices == [
+        RequesterNotice.SUBMITTED.value,
+        RequesterNotice.GRANTED.value,
+        RequesterNotice.REVOKED.value,
+    ]
+    # The audit trail says what happened: no warning was sent.
+    assert "access.warned" not in [e.action for e in await engine.audit.for_request(granted.id)]
 
 
-async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_the_access_is_live(tmp_path, databases):
+async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_the_access_is_live(tmp_path, store):
     config = flows_config(tmp_path, WARNED_FLOWS)
-    store = await Store.open(databases.where())
     clock, notifier = FrozenClock(), HeldNotifier()
     engine = engine_with(store, config, notifier=notifier, clock=clock)
-    try:
-        request = await submitted(engine)
-        granted = await engine.approve(request.id, "U_BOB")
-        assert granted.warn_at is not None
-        clock.set(granted.warn_at)
-        await engine.warn(granted.id)
-        await let_background_run()
-        # The "granted" DM went out; the warning waits behind the whole follow-up, the held edit included.
-        assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
-        notifier.release.set()
-        assert await engine.settle(5) == 0
-        assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
-        assert (await engine.requests.get(granted.id)).warn_at is None  # sent once
-        assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
-    finally:
-        await store.close()
+    request = await submitted(engine)
+    granted = await engine.approve(request.id, "U_BOB")
+    assert granted.warn_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)
+    await let_background_run()
+    # The "granted" DM went out; the warning waits behind the whole follow-up, the held edit included.
+    assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
+    assert (await engine.requests.get(granted.id)).warn_at is None  # sent once
+    assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
 
 
-async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_posted_by_a_later_sweep(tmp_path, databases):
+async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_posted_by_a_later_sweep(tmp_path, store):
     """Alice's request is approved by the on-call hook, so its channel message is first posted by the
     grant's notification. The bot stops before that notification has run (other clicks were still being
     decided). After the restart nobody would ever see the live grant in the channel: the sweep posts it,
     once it is older than any first post could still be retrying, and only once."""
     config = flows_config(tmp_path, FLOWS)
-    store = await Store.open(databases.where())
     channel = Channel()
     clock = FrozenClock()
-    try:
-        stopped = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
-        with stopped.life.deciding():
-            granted = await submitted(stopped)
-            assert granted.status is S.GRANTED and granted.message_ts is None
-            await let_background_run()
-            assert await stopped.cancel_follow_ups() == 1  # the stop: the owed post is dropped
-        assert channel.messages == {}
+    stopped = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
+    with stopped.life.deciding():
+        granted = await submitted(stopped)
+        assert granted.status is S.GRANTED and granted.message_ts is None
+        await let_background_run()
+        assert await stopped.cancel_follow_ups() == 1  # the stop: the owed post is dropped
+    assert channel.messages == {}
 
-        restarted = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
-        clock.advance(timedelta(minutes=10))  # another replica's first post could still be retrying
-        assert (await restarted.sweep())["live_posted"] == 0
-        assert channel.messages == {}
-        clock.advance(timedelta(minutes=25))
-        assert (await restarted.sweep())["live_posted"] == 1
-        assert list(channel.messages.values()) == [["granted"]]
-        assert (await restarted.requests.get(granted.id)).message_ts == "1.000001"
-        assert (await restarted.sweep())["live_posted"] == 0
-        assert list(channel.messages.values()) == [["granted"]]
-    finally:
-        await store.close()
+    restarted = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})
+    clock.advance(timedelta(minutes=10))  # another replica's first post could still be retrying
+    assert (await restarted.sweep())["live_posted"] == 0
+    assert channel.messages == {}
+    clock.advance(timedelta(minutes=25))
+    assert (await restarted.sweep())["live_posted"] == 1
+    assert list(channel.messages.values()) == [["granted"]]
+    assert (await restarted.requests.get(granted.id)).message_ts == "1.000001"
+    assert (await restarted.sweep())["live_posted"] == 0
+    assert list(channel.messages.values()) == [["granted"]]
