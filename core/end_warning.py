@@ -15,6 +15,7 @@ from datetime import datetime
 import structlog
 
 from core.config_models import Flow
+from core.follow_ups import Lane
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest, AuditEvent
 from core.models import RequestStatus as S
@@ -50,9 +51,9 @@ class EndWarnings:
                 life.timers.arm_warn(request_id, request.warn_at)
                 return None
             late = request.expires_at is None or request.expires_at <= now
-            # Behind notifications still owed (a "granted" edit Slack throttles) the warning is queued,
-            # to keep the DMs in order: its audit row is written when it is sent, if it still is.
-            queued = not late and life.follow_ups.owed(request_id)
+            # Behind DMs still owed (a "granted" DM Slack throttles) the warning is queued, to keep the
+            # DMs in order: its audit row is written when it is sent, if it still is.
+            queued = not late and life.follow_ups.owed(request_id, Lane.PERSON)
             request = await life.requests.update(
                 request_id,
                 {"warn_at": None},
@@ -63,7 +64,9 @@ class EndWarnings:
                 return None
             if queued:
                 # The access may have ended by the time the queue is through, so look again then.
-                life.follow_ups.add(request_id, lambda: self._send_if_live(request_id), what="warning")
+                life.follow_ups.add(
+                    request_id, lambda: self._send_if_live(request_id), lane=Lane.PERSON, what="warning"
+                )
                 return request
             log.info("access.warned", request_id=request_id)
             # Sent under the lock: a Revoke now waits for it, so the warning never follows the end.

@@ -21,7 +21,7 @@ import structlog
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
-from core.follow_ups import alongside
+from core.follow_ups import Lane
 from core.lifecycle import SYSTEM, Lifecycle, same_access
 from core.models import AccessRequest
 from core.models import RequestStatus as S
@@ -121,32 +121,30 @@ class Expiry:
         )
         # Done: the access is gone and recorded. Telling people follows in the background, so a
         # throttled message edit never holds up the revocations queued behind this one.
+        # The channel edit and the DM (then after_revoke) go in their own lanes: neither waits for the other.
         revoked = request
-        life.follow_ups.add(request.id, lambda: self._announce_revoked(revoked, covering), what="revoked")
+        life.follow_ups.add(
+            request.id, lambda: life.publish(revoked, retry=MESSAGE_EDIT), lane=Lane.MESSAGE, what="revoked"
+        )
+        life.follow_ups.add(request.id, lambda: self._tell_revoked(revoked, covering), lane=Lane.PERSON, what="revoked")
         return request
 
-    async def _announce_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:
-        """Edit the channel message; alongside (core.follow_ups.alongside), DM the requester, then run
-        after_revoke, for a recorded revocation."""
+    async def _tell_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:
+        """DM the requester about a recorded revocation, then run after_revoke (not when access goes on
+        under `covering`)."""
         life = self.life
-
-        async def tell_then_hook() -> None:
-            if covering is not None and covering.expires_at is not None:
-                await life.tell(
-                    request,
-                    RequesterNotice.SUPERSEDED,
-                    detail=(
-                        f"Your access continues under request {covering.id}, "
-                        f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
-                    ),
-                )
-                return
-            await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
-            await life.after(life.flow(request.flow), "after_revoke", request)
-
-        await alongside(
-            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id, what="revoked"
-        )
+        if covering is not None and covering.expires_at is not None:
+            await life.tell(
+                request,
+                RequesterNotice.SUPERSEDED,
+                detail=(
+                    f"Your access continues under request {covering.id}, "
+                    f"until {covering.expires_at:%Y-%m-%d %H:%M} UTC."
+                ),
+            )
+            return
+        await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
+        await life.after(life.flow(request.flow), "after_revoke", request)
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""

@@ -6,11 +6,15 @@ and a revocation that waited for its edit would hold up every revocation queued 
 revocation hands its notifications to `FollowUps` and returns. A grant does the same, and its
 follow-up also waits (`after`) until no other click is on its way to its strategy call.
 
-Follow-ups of one request run in the order they were added (a later edit never lands before an
-earlier one), at most `concurrency` at once (a burst of 1,000 revocations does not become 1,000
-concurrent Slack calls racing one rate limit), and a failure is logged, never raised. At shutdown
-`drain()` waits for them within the stop's time budget; what is left is counted in the log, cancelled,
-and nothing added after that starts.
+Follow-ups run in lanes (`Lane`), by what they send: Slack limits `chat.update` apart from DMs, and
+may refuse edits for minutes while DMs still go through. A request's follow-ups in one lane run in
+the order they were added (a later edit never lands before an earlier one; the end warning never
+arrives before the "granted" DM), and never wait for the other lane: the requester hears that access
+was granted, or is about to end, while the channel edit is still being refused. Each lane runs at most
+`concurrency` follow-ups at once (a burst of 1,000 revocations does not become 1,000 concurrent Slack
+calls racing one rate limit), so edits waiting out a throttle hold up no DM. A failure is logged, never
+raised. At shutdown `drain()` waits for them within the stop's time budget; what is left is counted in
+the log, cancelled, and nothing added after that starts.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
+from enum import Enum
 
 import structlog
 
@@ -25,16 +30,26 @@ log = structlog.get_logger("jitbot.engine")
 
 FOLLOW_UP_CONCURRENCY = 8
 
-# The key of the follow-up the current task is running (None outside one): its own edits run in place.
-_running: ContextVar[str | None] = ContextVar("jitbot_follow_up", default=None)
+
+class Lane(Enum):
+    """What a follow-up sends, by the Slack limit it shares; one lane never waits for another."""
+
+    MESSAGE = "message"  # a request's channel message: its first post and its edits (chat.update)
+    PERSON = "person"  # DMs to the requester (chat.postMessage), and the after_* hooks that follow them
+    HOME = "home"  # App Home views (views.publish)
+
+
+# The key and lane of the follow-up the current task is running (None outside one): what it sends in
+# its own lane runs in place.
+_running: ContextVar[tuple[str, Lane] | None] = ContextVar("jitbot_follow_up", default=None)
 
 
 class FollowUps:
-    """Background follow-ups, ordered per key (a request id); see the module docstring."""
+    """Background follow-ups, ordered per key (a request id) and lane; see the module docstring."""
 
     def __init__(self, concurrency: int = FOLLOW_UP_CONCURRENCY) -> None:
-        self._gate = asyncio.Semaphore(concurrency)
-        self._tails: dict[str, asyncio.Task[None]] = {}
+        self._gates = {lane: asyncio.Semaphore(concurrency) for lane in Lane}
+        self._tails: dict[tuple[str, Lane], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False  # set by `cancel()`: the clients are about to close, nothing new starts
 
@@ -43,45 +58,48 @@ class FollowUps:
         key: str,
         work: Callable[[], Awaitable[object]],
         *,
+        lane: Lane,
         what: str,
         after: Callable[[], Awaitable[object]] | None = None,
     ) -> None:
-        """Run `work()` after every follow-up already added for `key`, and after `after()` returns
-        (a wait of bounded length); `what` names it in the log. Once `cancel()` has run (the stop),
-        nothing is added: it would run against closed clients."""
+        """Run `work()` after every follow-up already added for `key` in `lane`, and after `after()`
+        returns (a wait of bounded length); `what` names it in the log. Once `cancel()` has run (the
+        stop), nothing is added: it would run against closed clients."""
         if self._stopped:
             # E.g. an edit cut short by the stop tells the App Home refresh in its `finally`.
             log.info("follow_up.dropped_at_stop", request_id=key, what=what)
             return
-        previous = self._tails.get(key)
+        tail = (key, lane)
+        previous = self._tails.get(tail)
 
         async def run() -> None:
             if previous is not None:
                 await asyncio.wait({previous})  # its outcome is its own: only the order matters here
             if after is not None:
                 await after()  # before taking a slot: a waiting follow-up holds up no other
-            async with self._gate:
-                _running.set(key)
+            async with self._gates[lane]:
+                _running.set(tail)
                 try:
                     await work()
                 except Exception:
-                    log.exception("follow_up.failed", request_id=key, what=what)
+                    log.exception("follow_up.failed", request_id=key, lane=lane.value, what=what)
 
-        task = asyncio.create_task(run(), name=f"jitbot-follow-up:{what}:{key}")
-        self._tails[key] = task
+        task = asyncio.create_task(run(), name=f"jitbot-follow-up:{what}:{lane.value}:{key}")
+        self._tails[tail] = task
         self._tasks.add(task)
-        task.add_done_callback(lambda done: self._forget(key, done))
+        task.add_done_callback(lambda done: self._forget(tail, done))
 
-    def owed(self, key: str) -> bool:
-        """Whether follow-ups of `key` are still to run, and the caller is not one of them: whatever else
-        it sends about `key` must queue behind them (an earlier edit never lands after a later one)."""
-        tail = self._tails.get(key)
-        return tail is not None and not tail.done() and _running.get() != key
+    def owed(self, key: str, lane: Lane) -> bool:
+        """Whether follow-ups of `key` in `lane` are still to run, and the caller is not one of them:
+        whatever else it sends about `key` in that lane must queue behind them (an earlier edit never
+        lands after a later one)."""
+        task = self._tails.get((key, lane))
+        return task is not None and not task.done() and _running.get() != (key, lane)
 
-    def _forget(self, key: str, task: asyncio.Task[None]) -> None:
+    def _forget(self, tail: tuple[str, Lane], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
-        if self._tails.get(key) is task:
-            del self._tails[key]
+        if self._tails.get(tail) is task:
+            del self._tails[tail]
 
     def pending(self) -> int:
         """Follow-ups added and not finished yet."""
@@ -109,19 +127,3 @@ class FollowUps:
         if running:
             await asyncio.wait(running, timeout=1.0)
         return len(running)
-
-
-async def alongside(edit: Awaitable[object], rest: Awaitable[object], *, request_id: str, what: str) -> None:
-    """Run a follow-up's channel edit and the rest of it (a DM, then a hook) side by side.
-
-    Slack limits `chat.update` apart from DMs and may refuse an edit for minutes: the person and the
-    hook need not wait for it. Both run to their end whatever the other does, so that what is queued
-    behind the follow-up never starts while half of it still runs. A failure is then the follow-up's
-    (FollowUps logs it); a second one is logged here, not lost.
-    """
-    outcomes = await asyncio.gather(edit, rest, return_exceptions=True)
-    failures = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
-    for failure in failures[1:]:
-        log.error("follow_up.failed", request_id=request_id, what=what, exc_info=failure)
-    if failures:
-        raise failures[0]

@@ -19,7 +19,7 @@ import structlog
 from core.config_models import Flow
 from core.errors import InvalidTransition, StrategyError
 from core.expiry import Expiry
-from core.follow_ups import alongside
+from core.follow_ups import Lane
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
@@ -92,32 +92,34 @@ class Granting:
             life.timers.arm_warn(request.id, request.warn_at)
         # Granted and recorded: telling people follows in the background (in order per request, like a
         # revocation's), once no other click is on its way to its strategy call (`Lifecycle.quiet`).
+        # The channel edit and the DM (then after_grant) go in their own lanes: neither waits for the other.
         granted = request
         life.follow_ups.add(
             request.id,
-            lambda: self._announce_granted(granted, flow, result, strategy, ctx),
+            lambda: life.publish(granted, retry=MESSAGE_EDIT),
+            lane=Lane.MESSAGE,
+            what="granted",
+            after=life.quiet,
+        )
+        life.follow_ups.add(
+            request.id,
+            lambda: self._tell_granted(granted, flow, result, strategy, ctx),
+            lane=Lane.PERSON,
             what="granted",
             after=life.quiet,
         )
         return request
 
-    async def _announce_granted(
+    async def _tell_granted(
         self, request: AccessRequest, flow: Flow | None, result: GrantResult, strategy: Strategy, ctx: GrantContext
     ) -> None:
-        """Edit the channel message; alongside (core.follow_ups.alongside), DM the requester (with how to
-        use the access), then run after_grant. Neither uses the message."""
+        """DM the requester that access is granted (with how to use it), then run after_grant."""
         life = self.life
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
-
-        async def tell_then_hook() -> None:
-            await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
-            await life.after(flow, "after_grant", request)
-
-        await alongside(
-            life.publish(request, retry=MESSAGE_EDIT), tell_then_hook(), request_id=request.id, what="granted"
-        )
+        await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
+        await life.after(flow, "after_grant", request)
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

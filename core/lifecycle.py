@@ -26,7 +26,7 @@ from core.clock import Clock
 from core.config_models import Flow, JitConfig
 from core.errors import ChatUnavailable
 from core.flow_cache import FlowCache
-from core.follow_ups import FollowUps
+from core.follow_ups import FollowUps, Lane
 from core.hook_runner import HookRunner
 from core.metrics import NO_METRICS, Metrics, timed_call
 from core.models import CHAIN_KEYS, AccessRequest, AuditEvent, RequestStatus, Subject, Target
@@ -229,8 +229,8 @@ class Lifecycle:
         """Post or edit the request's channel message, trying again on `retry`'s pauses (when given) while
         the chat system is unavailable; a Slack or store failure is logged, never raised. While edits of
         this request are still owed in the background (`follow_ups`), this one queues behind them."""
-        if self.follow_ups.owed(request.id):
-            self.follow_ups.add(request.id, lambda: self._publish(request, retry), what="publish")
+        if self.follow_ups.owed(request.id, Lane.MESSAGE):
+            self.follow_ups.add(request.id, lambda: self._publish(request, retry), lane=Lane.MESSAGE, what="publish")
             return request
         return await self._publish(request, retry)
 
@@ -278,9 +278,9 @@ class Lifecycle:
         return replace(request, message_ts=stored.message_ts, approval_channel=stored.approval_channel)
 
     async def tell(self, request: AccessRequest, notice: RequesterNotice, detail: str | None = None) -> None:
-        """DM the requester (behind what is still owed about the request); a failure is logged, never raised."""
-        if self.follow_ups.owed(request.id):
-            self.follow_ups.add(request.id, lambda: self.tell(request, notice, detail), what="tell")
+        """DM the requester (behind the DMs still owed about the request); a failure is logged, never raised."""
+        if self.follow_ups.owed(request.id, Lane.PERSON):
+            self.follow_ups.add(request.id, lambda: self.tell(request, notice, detail), lane=Lane.PERSON, what="tell")
             return
         try:
             await self.notifier.notify_requester(request, notice, detail)

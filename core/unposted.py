@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import structlog
 
+from core.follow_ups import Lane
 from core.lifecycle import Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
@@ -33,7 +34,7 @@ async def unposted(life: Lifecycle) -> tuple[list[AccessRequest], list[AccessReq
     live = [
         r
         for r in await life.requests.list_live_unposted(life.clock.now() - LIVE_GRACE)
-        if not life.follow_ups.owed(r.id) and not life.busy(r.id)
+        if not life.follow_ups.owed(r.id, Lane.MESSAGE) and not life.busy(r.id)
     ]
     return pending, live
 

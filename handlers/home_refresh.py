@@ -30,6 +30,7 @@ from aiolimiter import AsyncLimiter
 from slack_sdk.web.async_client import AsyncWebClient
 
 from core.engine import AccessEngine
+from core.follow_ups import Lane
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.overview import awaits_decision_of
@@ -81,7 +82,7 @@ class HomeRefresh:
             self._changed.pop(request.id, None)
             self._changed[request.id] = request
             if not self._working:
-                self.engine.life.follow_ups.add(FOLLOW_UP_KEY, self._work, what="home")
+                self.engine.life.follow_ups.add(FOLLOW_UP_KEY, self._work, lane=Lane.HOME, what="home")
                 self._working = True  # after add: a failed add must not leave the work thought running
         except Exception:
             log.exception("home.refresh_not_queued", request_id=request.id)

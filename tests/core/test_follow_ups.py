@@ -1,12 +1,11 @@
-"""FollowUps: notifications after a recorded revocation run in the background, in order per request."""
+"""FollowUps: notifications after a recorded step run in the background, in order per request and lane,
+and a lane held up by Slack (throttled edits) never holds up another (the DMs)."""
 
 from __future__ import annotations
 
 import asyncio
 
-import pytest
-
-from core.follow_ups import FollowUps, alongside
+from core.follow_ups import FollowUps, Lane
 
 
 async def test_follow_ups_of_one_request_run_in_the_order_they_were_added_even_when_the_first_is_slow():
@@ -20,9 +19,9 @@ async def test_follow_ups_of_one_request_run_in_the_order_they_were_added_even_w
     async def record(name: str) -> None:
         done.append(name)
 
-    follow_ups.add("r1", slow, what="first")
-    follow_ups.add("r1", lambda: record("r1:second"), what="second")
-    follow_ups.add("r2", lambda: record("r2:only"), what="only")
+    follow_ups.add("r1", slow, lane=Lane.MESSAGE, what="first")
+    follow_ups.add("r1", lambda: record("r1:second"), lane=Lane.MESSAGE, what="second")
+    follow_ups.add("r2", lambda: record("r2:only"), lane=Lane.MESSAGE, what="only")
     await asyncio.sleep(0)
     await asyncio.sleep(0)
     assert done == ["r2:only"]  # another request is not held up by r1's slow edit
@@ -43,7 +42,7 @@ async def test_at_most_concurrency_follow_ups_run_at_once():
         running -= 1
 
     for i in range(10):
-        follow_ups.add(f"r{i}", work, what="edit")
+        follow_ups.add(f"r{i}", work, lane=Lane.MESSAGE, what="edit")
     for _ in range(5):
         await asyncio.sleep(0)
     assert peak == 3 and follow_ups.pending() == 10
@@ -60,8 +59,8 @@ async def test_a_failing_follow_up_is_logged_and_the_next_one_of_the_request_sti
     async def record() -> None:
         done.append("second")
 
-    follow_ups.add("r1", boom, what="edit")
-    follow_ups.add("r1", record, what="dm")
+    follow_ups.add("r1", boom, lane=Lane.PERSON, what="dm")
+    follow_ups.add("r1", record, lane=Lane.PERSON, what="dm")
     assert await follow_ups.drain(timeout=5) == 0
     assert done == ["second"]
 
@@ -69,29 +68,36 @@ async def test_a_failing_follow_up_is_logged_and_the_next_one_of_the_request_sti
 async def test_drain_gives_up_at_its_timeout_and_cancel_stops_what_is_left():
     follow_ups = FollowUps()
     never = asyncio.Event()
-    follow_ups.add("r1", never.wait, what="stuck")
+    follow_ups.add("r1", never.wait, lane=Lane.MESSAGE, what="stuck")
     assert await follow_ups.drain(timeout=0.01) == 1
     assert await follow_ups.cancel() == 1
     assert follow_ups.pending() == 0
 
 
-async def test_the_halves_of_a_follow_up_run_side_by_side_and_it_ends_only_with_the_slower_one():
-    edit_may_finish, order = asyncio.Event(), []
+async def test_edits_slack_keeps_refusing_hold_up_neither_the_dms_of_their_request_nor_those_of_others():
+    """A burst of grants while Slack refuses chat.update: more edits wait out the throttle than the lane
+    has slots. The "granted" DMs (and then the end warnings) still go out, each after its request's
+    earlier DMs; the edits land, in order, once Slack lets them through."""
+    follow_ups, sent = FollowUps(concurrency=2), []
+    throttle_lifted = asyncio.Event()
 
-    async def edit():  # a throttled channel edit
-        await edit_may_finish.wait()
-        order.append("edit")
-        raise RuntimeError("edit failed")
+    async def edit(name: str) -> None:
+        await throttle_lifted.wait()
+        sent.append(name)
 
-    async def rest():  # the DM, then the hook
-        order.append("dm")
-        raise ValueError("dm failed")
+    async def dm(name: str) -> None:
+        sent.append(name)
 
-    both = asyncio.create_task(alongside(edit(), rest(), request_id="r1", what="granted"))
+    for r in ("r1", "r2", "r3"):
+        follow_ups.add(r, lambda r=r: edit(f"{r}:granted edit"), lane=Lane.MESSAGE, what="granted")
+        follow_ups.add(r, lambda r=r: dm(f"{r}:granted dm"), lane=Lane.PERSON, what="granted")
+    follow_ups.add("r1", lambda: edit("r1:revoked edit"), lane=Lane.MESSAGE, what="revoked")
+    follow_ups.add("r1", lambda: dm("r1:warning"), lane=Lane.PERSON, what="warning")
     for _ in range(5):
         await asyncio.sleep(0)
-    assert order == ["dm"] and not both.done()  # the DM did not wait; the follow-up is still owed
-    edit_may_finish.set()
-    with pytest.raises(RuntimeError, match="edit failed"):  # the first half's failure is the follow-up's
-        await both
-    assert order == ["dm", "edit"]
+    assert sent == ["r1:granted dm", "r2:granted dm", "r3:granted dm", "r1:warning"]
+    assert follow_ups.owed("r1", Lane.MESSAGE) and not follow_ups.owed("r1", Lane.PERSON)
+    throttle_lifted.set()
+    assert await follow_ups.drain(timeout=5) == 0
+    edits = [name for name in sent if "edit" in name]
+    assert edits.index("r1:granted edit") < edits.index("r1:revoked edit") and len(edits) == 4

@@ -1,5 +1,6 @@
 """A grant's message edit, DM and after_grant follow it in the background, behind the clicks still being decided;
-a revocation's notifications follow it too, and neither one's DM and hook wait for a throttled edit."""
+a revocation's notifications follow it too. Edits and DMs are in order each, and a DM (the end warning too) or
+hook never waits for a throttled edit."""
 
 from __future__ import annotations
 
@@ -30,6 +31,20 @@ class HeldNotifier(RecordingNotifier):
         if request.status is self.held:
             await self.release.wait()
         return await super().publish(request)
+
+
+class HeldDMNotifier(RecordingNotifier):
+    """Records like RecordingNotifier; the "granted" DM waits until `release` is set (Slack throttling
+    chat.postMessage)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def notify_requester(self, request, notice, detail=None):
+        if notice is RequesterNotice.GRANTED:
+            await self.release.wait()
+        return await super().notify_requester(request, notice, detail)
 
 
 @pytest.fixture
@@ -152,7 +167,8 @@ async def test_the_granted_edit_waits_while_another_click_is_on_its_way_to_its_s
         await engine.approve(request.id, "U_BOB")
         await let_background_run()
         assert notifier.published == [S.PENDING]
-        assert engine.life.follow_ups.pending() == 1
+        assert notifier.notices == [RequesterNotice.SUBMITTED.value]
+        assert engine.life.follow_ups.pending() == 2  # the edit and the DM
     assert await engine.settle(5) == 0
     assert notifier.published == [S.PENDING, S.GRANTED]
 
@@ -177,12 +193,12 @@ async def test_an_edit_made_while_the_granted_edit_is_still_owed_lands_after_it(
     ending = await engine.requests.update(granted.id, {"end_reason": "ended early"})
     returned = await engine.life.publish(ending)  # e.g. Revoke now's "ending…" edit
     await engine.life.tell(ending, RequesterNotice.ENDED_EARLY)
-    # The "granted" DM did not wait for the held edit; the later DM waits behind the whole follow-up.
-    assert returned == ending and notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
+    # The edit queues behind the held one; the DMs wait for no edit, and keep their own order.
+    assert returned == ending and notifier.published == [S.PENDING]
+    assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.ENDED_EARLY.value]
     notifier.release.set()
     assert await engine.settle(5) == 0
     assert notifier.published == [S.PENDING, S.GRANTED, S.GRANTED]
-    assert notifier.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.ENDED_EARLY.value]
 
 
 class MeetingDirectory(Directory):
@@ -290,22 +306,45 @@ WARNED_FLOWS = FLOWS.replace(
 assert "warn_before: 10m" in WARNED_FLOWS
 
 
-async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_after_the_access_ended(tmp_path, store):
-    """Slack throttles chat.update for a long while, so Alice's "granted" edit is still owed when her
-    end warning falls due (the warning is a DM, queued behind the edit to keep the order). Her access
-    ends before Slack lets the edit through: the warning ("ends in 10 minutes, Extend?") must not be
-    sent then, after the end; the revoked DM is."""
+async def test_while_slack_throttles_the_granted_edit_alices_end_warning_still_arrives_on_time(tmp_path, store):
+    """Slack may refuse chat.update for longer than warn_before. The end warning is a DM, limited apart
+    from edits: it goes out when due, not after the edit (nor, worse, never because the end came first)."""
     config = flows_config(tmp_path, WARNED_FLOWS)
-    clock, notifier = FrozenClock(), HeldNotifier()
+    clock, notifier = FrozenClock(), HeldNotifier()  # the "granted" edit is held until `release`
+    engine = engine_with(store, config, notifier=notifier, clock=clock)
+    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+    assert granted.warn_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)
+    await let_background_run()
+    assert notifier.notices == [
+        RequesterNotice.SUBMITTED.value,
+        RequesterNotice.GRANTED.value,
+        RequesterNotice.WARNING.value,
+    ]
+    assert notifier.published == [S.PENDING]  # the edit is still owed
+    assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.published == [S.PENDING, S.GRANTED]
+
+
+async def test_a_warning_queued_behind_a_throttled_granted_dm_is_never_sent_after_the_access_ended(tmp_path, store):
+    """Slack throttles Alice's "granted" DM for a long while, so it is still owed when her end warning
+    falls due (queued behind it, to keep her DMs in order). Her access ends before Slack lets DMs
+    through: the warning ("ends in 10 minutes, Extend?") must not be sent then, after the end; the
+    revoked DM is."""
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    clock, notifier = FrozenClock(), HeldDMNotifier()
     engine = engine_with(store, config, notifier=notifier, clock=clock)
     request = await submitted(engine)
     granted = await engine.approve(request.id, "U_BOB")
     assert granted.warn_at is not None and granted.expires_at is not None
     clock.set(granted.warn_at)
-    await engine.warn(granted.id)  # due: queued behind the held "granted" edit
+    await engine.warn(granted.id)  # due: queued behind the held "granted" DM
     clock.set(granted.expires_at)
     assert (await engine.revoke(granted.id)).status is S.REVOKED
-    notifier.release.set()  # Slack lets edits through again, after the end
+    notifier.release.set()  # Slack lets DMs through again, after the end
     assert await engine.settle(5) == 0
     assert notifier.notices == [
         RequesterNotice.SUBMITTED.value,
@@ -316,9 +355,9 @@ async def test_a_warning_queued_behind_a_throttled_granted_edit_is_never_sent_af
     assert "access.warned" not in [e.action for e in await engine.audit.for_request(granted.id)]
 
 
-async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_the_access_is_live(tmp_path, store):
+async def test_a_warning_queued_behind_the_granted_dm_is_sent_after_it_while_the_access_is_live(tmp_path, store):
     config = flows_config(tmp_path, WARNED_FLOWS)
-    clock, notifier = FrozenClock(), HeldNotifier()
+    clock, notifier = FrozenClock(), HeldDMNotifier()
     engine = engine_with(store, config, notifier=notifier, clock=clock)
     request = await submitted(engine)
     granted = await engine.approve(request.id, "U_BOB")
@@ -326,8 +365,9 @@ async def test_a_warning_queued_behind_the_granted_edit_is_sent_after_it_while_t
     clock.set(granted.warn_at)
     await engine.warn(granted.id)
     await let_background_run()
-    # The "granted" DM went out; the warning waits behind the whole follow-up, the held edit included.
-    assert notifier.notices == [RequesterNotice.SUBMITTED.value, RequesterNotice.GRANTED.value]
+    # The "granted" DM is held; the warning waits behind it.
+    assert notifier.notices == [RequesterNotice.SUBMITTED.value]
+    assert notifier.published == [S.PENDING, S.GRANTED]  # the edit did not wait for the DM
     notifier.release.set()
     assert await engine.settle(5) == 0
     assert notifier.notices[1:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
@@ -348,7 +388,7 @@ async def test_a_fast_tracked_grant_whose_first_post_was_lost_at_a_stop_is_poste
         granted = await submitted(stopped)
         assert granted.status is S.GRANTED and granted.message_ts is None
         await let_background_run()
-        assert await stopped.cancel_follow_ups() == 1  # the stop: the owed post is dropped
+        assert await stopped.cancel_follow_ups() == 2  # the stop: the owed post (and DM) are dropped
     assert channel.messages == {}
 
     restarted = engine_with(store, config, notifier=channel, clock=clock, hook_modules={"db": FastTrack()})

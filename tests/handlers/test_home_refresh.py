@@ -10,7 +10,7 @@ from typing import Any
 
 from aiolimiter import AsyncLimiter
 
-from core.follow_ups import FollowUps
+from core.follow_ups import FollowUps, Lane
 from core.models import AccessRequest, RequestStatus
 from handlers.home_refresh import HomeRefresh
 
@@ -116,7 +116,7 @@ async def test_a_message_edit_cut_short_at_shutdown_starts_no_home_refresh_after
         finally:
             refresh.changed(request("U_ALICE"))
 
-    follow_ups.add("rU_ALICE0", edit_cut_short, what="publish")
+    follow_ups.add("rU_ALICE0", edit_cut_short, lane=Lane.MESSAGE, what="publish")
     for _ in range(3):
         await asyncio.sleep(0)
     assert await follow_ups.cancel() == 1
