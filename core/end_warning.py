@@ -38,6 +38,7 @@ class EndWarnings:
 
     def __init__(self, life: Lifecycle) -> None:
         self.life = life
+        self._queued: set[str] = set()  # requests whose warning waits in this process's DM lane
 
     async def warn(self, request_id: str) -> AccessRequest | None:
         """Send the warning of one granted request if it is due; re-arm it if it is early."""
@@ -51,23 +52,21 @@ class EndWarnings:
                 life.timers.arm_warn(request_id, request.warn_at)
                 return None
             late = request.expires_at is None or request.expires_at <= now
-            # Behind DMs still owed (a "granted" DM Slack throttles) the warning is queued, to keep the
-            # DMs in order: its audit row is written when it is sent, if it still is.
-            queued = not late and life.follow_ups.owed(request_id, Lane.PERSON)
+            if not late and life.follow_ups.owed(request_id, Lane.PERSON):
+                # Behind DMs still owed (a "granted" DM Slack throttles) the warning is queued, to keep
+                # the DMs in order. warn_at stays set until it is sent, so a stop before its turn does
+                # not lose it: the next start's sweep finds it due.
+                if request_id not in self._queued:
+                    self._queued.add(request_id)
+                    life.follow_ups.add(
+                        request_id, lambda: self._send_if_live(request_id), lane=Lane.PERSON, what="warning"
+                    )
+                return request
             request = await life.requests.update(
-                request_id,
-                {"warn_at": None},
-                expected_status=S.GRANTED,
-                audit=None if late or queued else self._warned(request),
+                request_id, {"warn_at": None}, expected_status=S.GRANTED, audit=None if late else self._warned(request)
             )
             if late:  # the access is ending anyway: a warning now would only confuse
                 return None
-            if queued:
-                # The access may have ended by the time the queue is through, so look again then.
-                life.follow_ups.add(
-                    request_id, lambda: self._send_if_live(request_id), lane=Lane.PERSON, what="warning"
-                )
-                return request
             log.info("access.warned", request_id=request_id)
             # Sent under the lock: a Revoke now waits for it, so the warning never follows the end.
             await life.tell(request, RequesterNotice.WARNING)
@@ -79,10 +78,17 @@ class EndWarnings:
         return self.life.event(request, SYSTEM, "access.warned", detail={"expires_at": ends})
 
     async def _send_if_live(self, request_id: str) -> None:
-        """Send a queued warning if the access it warns about is still live and not past its end."""
+        """Send a queued warning if it is still owed (not sent meanwhile, by another replica say) and
+        the access it warns about is still live and not past its end."""
         life = self.life
+        self._queued.discard(request_id)
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
+            if request.warn_at is None:
+                return  # sent meanwhile (by another replica, say), or the access ended
+            if request.warn_at > life.clock.now():  # moved later meanwhile: its timer sends it
+                life.timers.arm_warn(request_id, request.warn_at)
+                return
             ends = request.expires_at
             if (
                 request.status is not S.GRANTED
@@ -92,7 +98,9 @@ class EndWarnings:
             ):
                 log.info("warning.dropped_after_end", request_id=request_id)
                 return
-            await life.requests.update(request_id, {}, expected_status=S.GRANTED, audit=self._warned(request))
+            await life.requests.update(
+                request_id, {"warn_at": None}, expected_status=S.GRANTED, audit=self._warned(request)
+            )
             log.info("access.warned", request_id=request_id)
             await life.tell(request, RequesterNotice.WARNING)
 

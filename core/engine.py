@@ -173,7 +173,8 @@ class AccessEngine:
     hooks: _OfLife[HookRunner] = _OfLife("The flows' policy hooks.")
 
     async def settle(self, timeout: float | None = None) -> int:
-        """Wait for the notifications that follow revocations (at most `timeout` s); return how many are left."""
+        """Wait for the notifications that follow grants and revocations (at most `timeout` s); return how
+        many are left."""
         return await self.life.follow_ups.drain(timeout)
 
     async def cancel_follow_ups(self) -> int:

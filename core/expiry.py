@@ -130,8 +130,8 @@ class Expiry:
         return request
 
     async def _tell_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:
-        """DM the requester about a recorded revocation, then run after_revoke (not when access goes on
-        under `covering`)."""
+        """DM the requester about a recorded revocation; after_revoke follows in its own lane (not when
+        access goes on under `covering`)."""
         life = self.life
         if covering is not None and covering.expires_at is not None:
             await life.tell(
@@ -144,7 +144,7 @@ class Expiry:
             )
             return
         await life.tell(request, RequesterNotice.ENDED_EARLY if request.revoked_by else RequesterNotice.REVOKED)
-        await life.after(life.flow(request.flow), "after_revoke", request)
+        life.after_in_background(life.flow(request.flow), "after_revoke", request)
 
     async def clean_up(self, request: AccessRequest) -> AccessRequest | None:
         """Take back whatever a failed grant may have left (its lock held); retried like any revocation."""

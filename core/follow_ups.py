@@ -7,12 +7,14 @@ revocation hands its notifications to `FollowUps` and returns. A grant does the 
 follow-up also waits (`after`) until no other click is on its way to its strategy call.
 
 Follow-ups run in lanes (`Lane`), by what they send: Slack limits `chat.update` apart from DMs, and
-may refuse edits for minutes while DMs still go through. A request's follow-ups in one lane run in
-the order they were added (a later edit never lands before an earlier one; the end warning never
-arrives before the "granted" DM), and never wait for the other lane: the requester hears that access
-was granted, or is about to end, while the channel edit is still being refused. Each lane runs at most
-`concurrency` follow-ups at once (a burst of 1,000 revocations does not become 1,000 concurrent Slack
-calls racing one rate limit), so edits waiting out a throttle hold up no DM. A failure is logged, never
+may refuse edits for minutes while DMs still go through; an operator's after_* hook may take its
+whole timeout. A request's follow-ups in one lane run in the order they were added (a later edit
+never lands before an earlier one; the end warning never arrives before the "granted" DM), and never
+wait for another lane: the requester hears that access was granted, or is about to end, while the
+channel edit is still being refused. Each lane runs at most `concurrency` follow-ups at once (a burst
+of 1,000 revocations does not become 1,000 concurrent Slack calls racing one rate limit), with slots
+of its own, so edits waiting out a throttle, or slow hooks, hold up no DM; a message's first post
+(`chat.postMessage`, limited apart from edits) has slots of its own too. A failure is logged, never
 raised. At shutdown `drain()` waits for them within the stop's time budget; what is left is counted in
 the log, cancelled, and nothing added after that starts.
 """
@@ -35,7 +37,8 @@ class Lane(Enum):
     """What a follow-up sends, by the Slack limit it shares; one lane never waits for another."""
 
     MESSAGE = "message"  # a request's channel message: its first post and its edits (chat.update)
-    PERSON = "person"  # DMs to the requester (chat.postMessage), and the after_* hooks that follow them
+    PERSON = "person"  # DMs to the requester (chat.postMessage)
+    HOOK = "hook"  # the after_grant / after_revoke hooks, each added once the DM before it was sent
     HOME = "home"  # App Home views (views.publish)
 
 
@@ -49,6 +52,7 @@ class FollowUps:
 
     def __init__(self, concurrency: int = FOLLOW_UP_CONCURRENCY) -> None:
         self._gates = {lane: asyncio.Semaphore(concurrency) for lane in Lane}
+        self._first_posts = asyncio.Semaphore(concurrency)  # in the message lane, apart from its edits
         self._tails: dict[tuple[str, Lane], asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False  # set by `cancel()`: the clients are about to close, nothing new starts
@@ -61,10 +65,12 @@ class FollowUps:
         lane: Lane,
         what: str,
         after: Callable[[], Awaitable[object]] | None = None,
+        first_post: bool = False,
     ) -> None:
         """Run `work()` after every follow-up already added for `key` in `lane`, and after `after()`
-        returns (a wait of bounded length); `what` names it in the log. Once `cancel()` has run (the
-        stop), nothing is added: it would run against closed clients."""
+        returns (a wait of bounded length); `what` names it in the log. `first_post`: the work posts
+        the request's channel message (it has none yet), and takes a first post's slot, not an edit's.
+        Once `cancel()` has run (the stop), nothing is added: it would run against closed clients."""
         if self._stopped:
             # E.g. an edit cut short by the stop tells the App Home refresh in its `finally`.
             log.info("follow_up.dropped_at_stop", request_id=key, what=what)
@@ -77,7 +83,7 @@ class FollowUps:
                 await asyncio.wait({previous})  # its outcome is its own: only the order matters here
             if after is not None:
                 await after()  # before taking a slot: a waiting follow-up holds up no other
-            async with self._gates[lane]:
+            async with self._first_posts if first_post else self._gates[lane]:
                 _running.set(tail)
                 try:
                     await work()

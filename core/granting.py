@@ -100,6 +100,7 @@ class Granting:
             lane=Lane.MESSAGE,
             what="granted",
             after=life.quiet,
+            first_post=granted.message_ts is None,  # fast-tracked by a hook: nothing was posted yet
         )
         life.follow_ups.add(
             request.id,
@@ -113,13 +114,13 @@ class Granting:
     async def _tell_granted(
         self, request: AccessRequest, flow: Flow | None, result: GrantResult, strategy: Strategy, ctx: GrantContext
     ) -> None:
-        """DM the requester that access is granted (with how to use it), then run after_grant."""
+        """DM the requester that access is granted (with how to use it); after_grant follows in its own lane."""
         life = self.life
         instructions = result.instructions
         if instructions is None and isinstance(strategy, SupportsInstructions):
             instructions = strategy.instructions(ctx)
         await life.tell(request, RequesterNotice.GRANTED, detail=instructions)
-        await life.after(flow, "after_grant", request)
+        life.after_in_background(flow, "after_grant", request)
 
     async def _record_grant(
         self, request: AccessRequest, granted_at: datetime, state: Mapping[str, str], strategy: Strategy

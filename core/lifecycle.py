@@ -230,7 +230,13 @@ class Lifecycle:
         the chat system is unavailable; a Slack or store failure is logged, never raised. While edits of
         this request are still owed in the background (`follow_ups`), this one queues behind them."""
         if self.follow_ups.owed(request.id, Lane.MESSAGE):
-            self.follow_ups.add(request.id, lambda: self._publish(request, retry), lane=Lane.MESSAGE, what="publish")
+            self.follow_ups.add(
+                request.id,
+                lambda: self._publish(request, retry),
+                lane=Lane.MESSAGE,
+                what="publish",
+                first_post=request.message_ts is None,
+            )
             return request
         return await self._publish(request, retry)
 
@@ -303,6 +309,12 @@ class Lifecycle:
         if flow is not None and self.hooks.has(flow, hook):
             evt = self.hooks.event(request, flow, user=await self.requester(request))
             await self.hooks.observe(flow, hook, evt, request)
+
+    def after_in_background(self, flow: Flow | None, hook: str, request: AccessRequest) -> None:
+        """Run an after_* hook as a follow-up in its own lane: a hook may take its whole timeout, and
+        the DMs must not wait for it. In order with the request's other hooks."""
+        if flow is not None and self.hooks.has(flow, hook):
+            self.follow_ups.add(request.id, lambda: self.after(flow, hook, request), lane=Lane.HOOK, what=hook)
 
     # ── what goes first under a burst ──────────────────────────────────────────────────────────
 

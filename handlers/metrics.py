@@ -90,7 +90,8 @@ class PrometheusMetrics:
         )
         self._follow_ups = Gauge(
             "jitbot_follow_ups_pending",
-            "Notifications (message edits, DMs) queued behind recorded revocations.",
+            "Notifications (message posts and edits, DMs, after_* hooks, App Home refreshes) queued behind"
+            " recorded grants and revocations.",
             registry=registry,
         )
         self._audit_backlog = Gauge(

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from core.hooks import HookModule, load_hooks
+from storage.db import Store
 
 
 @pytest.fixture
@@ -23,3 +24,11 @@ async def load() -> AsyncIterator[Callable[..., HookModule]]:
     yield load_and_track
     for hooks in loaded:
         await hooks.aclose()
+
+
+@pytest.fixture
+async def store(databases) -> AsyncIterator[Store]:
+    """The session's engine (SQLite or PostgreSQL), open for one test."""
+    opened = await Store.open(databases.where())
+    yield opened
+    await opened.close()

@@ -12,7 +12,6 @@ import pytest
 from core.errors import NotAllowed
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice, UserInfo
-from storage.db import Store
 from tests.core.test_engine import FLOWS, Directory, RecordingNotifier
 from tests.fakes.clock import FrozenClock
 from tests.fakes.engine import build_engine, flows_config
@@ -45,14 +44,6 @@ class HeldDMNotifier(RecordingNotifier):
         if notice is RequesterNotice.GRANTED:
             await self.release.wait()
         return await super().notify_requester(request, notice, detail)
-
-
-@pytest.fixture
-async def store(databases):
-    """The session's engine (SQLite or PostgreSQL), open for one test."""
-    opened = await Store.open(databases.where())
-    yield opened
-    await opened.close()
 
 
 @pytest.fixture

@@ -1,0 +1,150 @@
+"""Notification lanes under pressure: a first post, a DM or a warning is never held up by the slots of
+another lane (edits Slack keeps refusing, hooks that take their whole timeout), and a warning waiting
+its turn survives a stop."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from core.models import RequestStatus as S
+from core.ports import RequesterNotice
+from tests.core.test_engine import FLOWS, RecordingNotifier
+from tests.core.test_grant_notifications import (
+    WARNED_FLOWS,
+    Channel,
+    HeldDMNotifier,
+    engine_with,
+    let_background_run,
+    submitted,
+)
+from tests.fakes.clock import FrozenClock
+from tests.fakes.engine import flows_config
+
+SLOTS = 8  # core.follow_ups.FOLLOW_UP_CONCURRENCY: one more than this is what a shared slot pool would hold up
+
+
+class EditsRefused(Channel):
+    """Slack refusing chat.update (every edit waits for `release`) while chat.postMessage goes through."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def publish(self, request):
+        if request.message_ts:
+            await self.release.wait()
+        return await super().publish(request)
+
+
+class OnCallFastTracksCarol:
+    """A flow's on_request hook that approves Carol's requests (she is on call) and no one else's."""
+
+    path = "on_call.py"
+
+    def has(self, hook: str) -> bool:
+        return hook == "on_request"
+
+    async def call(self, hook, evt, *, timeout):
+        return evt.approve("on call") if evt.user.slack_id == "U_CAROL" else None
+
+
+class SlowAfterRevoke:
+    """An after_revoke hook calling a slow outside API: each call takes until `release` (its timeout)."""
+
+    path = "slow_after_revoke.py"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    def has(self, hook: str) -> bool:
+        return hook == "after_revoke"
+
+    async def call(self, hook, evt, *, timeout):
+        await self.release.wait()
+
+
+async def ask(engine, who: str):
+    draft = await engine.prepare("db", who, "prod", {"duration": "1h"}, timedelta(hours=1))
+    return await engine.submit(draft)
+
+
+async def test_a_fast_tracked_grant_is_posted_to_the_channel_while_slack_refuses_every_edit_slot(tmp_path, store):
+    """Slack refuses chat.update for a while, and more "granted" edits wait than there are edit slots.
+    Carol, on call, is fast-tracked: her live access must still show up in the approval channel at once
+    (a first post is chat.postMessage, which Slack limits apart from edits)."""
+    channel = EditsRefused()
+    engine = engine_with(
+        store, flows_config(tmp_path, FLOWS), notifier=channel, hook_modules={"db": OnCallFastTracksCarol()}
+    )
+    for i in range(SLOTS):
+        await engine.approve((await ask(engine, f"U_R{i}")).id, "U_BOB")
+    await let_background_run()
+    posted = len(channel.messages)
+    carol = await ask(engine, "U_CAROL")
+    assert carol.status is S.GRANTED and carol.message_ts is None
+    await let_background_run()
+    assert len(channel.messages) == posted + 1
+    channel.release.set()
+    assert await engine.settle(5) == 0
+    assert [statuses[-1] for statuses in channel.messages.values()].count("granted") == SLOTS + 1
+
+
+async def test_slow_after_revoke_hooks_do_not_keep_carol_from_hearing_her_access_is_granted(tmp_path, store):
+    clock, notifier, hooks = FrozenClock(), RecordingNotifier(), SlowAfterRevoke()
+    engine = engine_with(
+        store, flows_config(tmp_path, FLOWS), notifier=notifier, clock=clock, hook_modules={"db": hooks}
+    )
+    grants = [await engine.approve((await ask(engine, f"U_R{i}")).id, "U_BOB") for i in range(SLOTS)]
+    assert await engine.settle(5) == 0
+    clock.set(grants[0].expires_at)
+    for grant in grants:
+        await engine.revoke(grant.id)
+    await let_background_run()  # every after_revoke is now waiting on the slow API
+    told = notifier.notices.count(RequesterNotice.GRANTED.value)
+    await engine.approve((await ask(engine, "U_CAROL")).id, "U_BOB")
+    await let_background_run()
+    assert notifier.notices.count(RequesterNotice.GRANTED.value) == told + 1
+    assert notifier.notices.count(RequesterNotice.REVOKED.value) == SLOTS  # told before their hooks ran
+    hooks.release.set()
+    assert await engine.settle(5) == 0
+
+
+async def test_an_end_warning_waiting_its_turn_when_the_bot_stops_is_sent_after_the_restart(tmp_path, store):
+    """Alice's end warning is due while her "granted" DM is still held by Slack, so it waits behind it.
+    The bot is stopped before its turn comes. After the restart, with her access still live, she must
+    still be warned (once): a warning waiting in a stopped process's memory must not be lost."""
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    clock, notifier = FrozenClock(), HeldDMNotifier()
+    engine = engine_with(store, config, notifier=notifier, clock=clock)
+    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+    assert granted.warn_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)
+    await let_background_run()
+    assert await engine.cancel_follow_ups() == 2  # the stop: the held DM and the warning behind it
+
+    after = RecordingNotifier()
+    restarted = engine_with(store, config, notifier=after, clock=clock)
+    await restarted.sweep()
+    assert await restarted.settle(5) == 0
+    assert after.notices == [RequesterNotice.WARNING.value]
+    actions = [e.action for e in await restarted.audit.for_request(granted.id)]
+    assert actions.count("access.warned") == 1
+
+
+async def test_an_end_warning_waiting_its_turn_is_sent_once_however_often_it_is_found_due(tmp_path, store):
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    clock, notifier = FrozenClock(), HeldDMNotifier()
+    engine = engine_with(store, config, notifier=notifier, clock=clock)
+    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+    assert granted.warn_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)  # its timer
+    clock.advance(timedelta(minutes=1))
+    await engine.sweep()  # a sweep finds it still due, twice
+    await engine.sweep()
+    notifier.release.set()
+    assert await engine.settle(5) == 0
+    assert notifier.notices.count(RequesterNotice.WARNING.value) == 1
+    assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
