@@ -2,7 +2,8 @@
 
 An in-process bot (the production Runtime, the fake strategy, a FrozenClock) holds 1,000 grants that
 end at the same instant. While Slack answers every `chat.update` with 429, the sweep revokes all of
-them: a revocation never waits for its message edit. Then `chat.update` is limited as Slack's tiers
+them: a revocation never waits for its message edit, and every holder is told by DM while the edits
+are still refused (DMs are limited apart from edits). Then `chat.update` is limited as Slack's tiers
 limit it (a sliding window, 429 + Retry-After beyond it) and every message is edited, through the
 Slack client's Retry-After waits, in the end.
 """
@@ -112,6 +113,13 @@ async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_th
         assert {r.ended_at for r in rows} == {seeded.ends_at}  # each at its end, none later
         assert [c for c in slack.calls("chat.update") if c.status == 200] == []  # not one edit got through
 
+        # Slack limits DMs apart from edits: every holder is told while the edits are still refused.
+        def told() -> int:
+            return sum(len(slack.dms_to(f"U_HOLDER{i:02d}")) for i in range(HOLDERS))
+
+        await slack.wait_for(lambda: told() == GRANTS, 60, description=f"{GRANTS} 'ended' DMs")
+        assert [c for c in slack.calls("chat.update") if c.status == 200] == []  # still refused
+
         # Slack's limit from now on: a window of edits per second, 429 + Retry-After beyond it.
         slack.clear_faults("chat.update")
         throttle = slack.throttle("chat.update", limit=EDITS_PER_SECOND, per=1.0)
@@ -120,7 +128,7 @@ async def test_a_burst_of_1000_revocations_ends_on_time_while_slack_throttles_th
             assert "Access ended" in slack.message(APPROVAL_CHANNEL, request.message_ts).plain, request.id
         assert throttle.refused > 0  # the limit was hit, and waited out
         assert len(slack.calls("chat.update")) > GRANTS
-        assert sum(len(slack.dms_to(f"U_HOLDER{i:02d}")) for i in range(HOLDERS)) == GRANTS
+        assert told() == GRANTS  # once each
     finally:
         await runtime.stop()
 
