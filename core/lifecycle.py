@@ -230,13 +230,8 @@ class Lifecycle:
         the chat system is unavailable; a Slack or store failure is logged, never raised. While edits of
         this request are still owed in the background (`follow_ups`), this one queues behind them."""
         if self.follow_ups.owed(request.id, Lane.MESSAGE):
-            self.follow_ups.add(
-                request.id,
-                lambda: self._publish(request, retry),
-                lane=Lane.MESSAGE,
-                what="publish",
-                first_post=request.message_ts is None,
-            )
+            # An edit (not a first post, whatever this copy carries): what it queues behind posts first.
+            self.follow_ups.add(request.id, lambda: self._publish(request, retry), lane=Lane.MESSAGE, what="publish")
             return request
         return await self._publish(request, retry)
 

@@ -7,8 +7,13 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+import pytest
+
+from core.claims import Claims
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
+from storage.db import Store
+from storage.leases import LeaseRepo
 from tests.core.test_engine import FLOWS, RecordingNotifier
 from tests.core.test_grant_notifications import (
     WARNED_FLOWS,
@@ -155,3 +160,44 @@ async def test_an_end_warning_waiting_its_turn_is_sent_once_however_often_it_is_
     assert await engine.settle(5) == 0
     assert notifier.notices.count(RequesterNotice.WARNING.value) == 1
     assert [e.action for e in await engine.audit.for_request(granted.id)].count("access.warned") == 1
+
+
+@pytest.mark.parametrize("a_stops", [False, True], ids=["a_sends_it", "a_stops_and_b_sends_it"])
+async def test_with_replicas_an_end_warning_waiting_behind_one_replicas_dm_is_not_sent_first_by_another(
+    tmp_path, databases, a_stops
+):
+    """Replica A granted Alice's access and Slack holds its "granted" DM; her end warning falls due and
+    waits behind it on A. Replica B's sweep finds the warning due too: B must leave it to A, or Alice
+    would be told her access ends before she is told she has it. If A stops first, B sends it."""
+    config = flows_config(tmp_path, WARNED_FLOWS)
+    where = databases.where("shared.db")
+    stores = [await Store.open(where) for _ in range(2)]
+    clock, held, told_by_b = FrozenClock(), HeldDMNotifier(), RecordingNotifier()
+    try:
+        a = engine_with(stores[0], config, notifier=held, clock=clock)
+        b = engine_with(stores[1], config, notifier=told_by_b, clock=clock)
+        for engine, store, owner in ((a, stores[0], "replica-a"), (b, stores[1], "replica-b")):
+            engine.life.guards.claims = Claims(LeaseRepo(store, owner))
+        granted = await a.approve((await submitted(a)).id, "U_BOB")
+        assert granted.warn_at is not None
+        clock.set(granted.warn_at)
+        await a.warn(granted.id)  # A's timer: queued behind the held DM
+        await let_background_run()
+        await b.sweep()  # B's poll of what is due
+        assert await b.settle(5) == 0
+        assert told_by_b.notices == []
+        if a_stops:
+            await a.cancel_follow_ups()  # A's stop: its owed DMs are dropped, its leases given back
+            await a.life.guards.claims.stop()
+            await b.sweep()
+            assert await b.settle(5) == 0
+            assert told_by_b.notices == [RequesterNotice.WARNING.value]
+        else:
+            held.release.set()
+            assert await a.settle(5) == 0
+            assert held.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
+        actions = [e.action for e in await a.audit.for_request(granted.id)]
+        assert actions.count("access.warned") == 1
+    finally:
+        for store in stores:
+            await store.close()
