@@ -52,6 +52,8 @@ T = TypeVar("T")
 SYSTEM = "system"  # the audit actor for what the bot does on its own
 STRATEGY_CONCURRENCY = 16  # strategy calls in flight per flow
 PEOPLE_REMEMBERED = 10_000
+# With replicas: how many times an edit is made again because the row changed while it was on its way.
+CATCH_UP_EDITS = 3
 
 
 def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
@@ -59,6 +61,24 @@ def same_access(one: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
     return {k: v for k, v in one.items() if k not in CHAIN_KEYS} == {
         k: v for k, v in other.items() if k not in CHAIN_KEYS
     }
+
+
+def shown(request: AccessRequest) -> tuple[object, ...]:
+    """What a request's channel message shows of it (handlers/access_blocks.py renders these)."""
+    r = request
+    return (
+        r.status,
+        r.approvals,
+        r.decided_by,
+        r.decision_reason,
+        r.expires_at,
+        r.ended_at,
+        r.revoked_by,
+        r.end_reason,
+        r.failure_reason,
+        r.timeout_at,
+        tuple(sorted(r.grant_to.items())),
+    )
 
 
 class Lifecycle:
@@ -236,6 +256,25 @@ class Lifecycle:
         return await self._publish(request, retry)
 
     async def _publish(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
+        request = await self._publish_once(request, retry)
+        if self.guards.claims is None:
+            # One process: a later change's edit queues behind this one (follow-up lanes, the request
+            # lock), so the last edit to land shows the last state.
+            return request
+        # Replicas: another may have changed the request, and edited the message, while this edit was
+        # on its way (Slack throttling it): Slack cannot compare-and-set a message, so look again.
+        for _ in range(CATCH_UP_EDITS):
+            try:
+                now = await self.requests.get(request.id)
+            except Exception:
+                log.exception("publish.read_failed", request_id=request.id)
+                break
+            if shown(now) == shown(request):
+                break
+            request = await self._publish_once(now, retry)
+        return request
+
+    async def _publish_once(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
         if request.message_ts is None:
             request = await self._with_posted_ts(request)
         try:

@@ -42,6 +42,32 @@ class EditsRefused(Channel):
         return await super().publish(request)
 
 
+class SharedChannel(Channel):
+    """One approval channel as two replicas' notifiers see it; edits to `held` wait for `release`."""
+
+    def __init__(self, channel: Channel, held: S | None = None) -> None:
+        self.messages, self.notices = channel.messages, channel.notices
+        self.held = held
+        self.release = asyncio.Event()
+
+    async def publish(self, request):
+        if request.status is self.held:
+            await self.release.wait()
+        return await super().publish(request)
+
+
+async def two_replicas(tmp_path, databases, config, notifiers, clock):
+    """Two engines on one database (stores to close), each with its own leases, as replicas run."""
+    where = databases.where("shared.db")
+    stores = [await Store.open(where) for _ in notifiers]
+    engines = []
+    for n, (store, notifier) in enumerate(zip(stores, notifiers, strict=True)):
+        engine = engine_with(store, config, notifier=notifier, clock=clock)
+        engine.life.guards.claims = Claims(LeaseRepo(store, f"replica-{n}"))
+        engines.append(engine)
+    return engines, stores
+
+
 class OnCallFastTracksCarol:
     """A flow's on_request hook that approves Carol's requests (she is on call) and no one else's."""
 
@@ -170,14 +196,9 @@ async def test_with_replicas_an_end_warning_waiting_behind_one_replicas_dm_is_no
     waits behind it on A. Replica B's sweep finds the warning due too: B must leave it to A, or Alice
     would be told her access ends before she is told she has it. If A stops first, B sends it."""
     config = flows_config(tmp_path, WARNED_FLOWS)
-    where = databases.where("shared.db")
-    stores = [await Store.open(where) for _ in range(2)]
     clock, held, told_by_b = FrozenClock(), HeldDMNotifier(), RecordingNotifier()
+    (a, b), stores = await two_replicas(tmp_path, databases, config, [held, told_by_b], clock)
     try:
-        a = engine_with(stores[0], config, notifier=held, clock=clock)
-        b = engine_with(stores[1], config, notifier=told_by_b, clock=clock)
-        for engine, store, owner in ((a, stores[0], "replica-a"), (b, stores[1], "replica-b")):
-            engine.life.guards.claims = Claims(LeaseRepo(store, owner))
         granted = await a.approve((await submitted(a)).id, "U_BOB")
         assert granted.warn_at is not None
         clock.set(granted.warn_at)
@@ -198,6 +219,28 @@ async def test_with_replicas_an_end_warning_waiting_behind_one_replicas_dm_is_no
             assert held.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
         actions = [e.action for e in await a.audit.for_request(granted.id)]
         assert actions.count("access.warned") == 1
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_with_replicas_a_granted_edit_slack_held_back_does_not_land_over_the_revoked_one(tmp_path, databases):
+    """Replica A grants Alice's access; Slack holds back its "granted" edit. Alice ends her access from
+    her DM, on replica B, which edits the message to "revoked". When A's edit finally lands, the
+    channel must not be left saying her access is live: A looks at the row again and edits again."""
+    channel = Channel()
+    a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
+    config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
+    (a, b), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock)
+    try:
+        granted = await a.approve((await submitted(a)).id, "U_BOB")
+        await let_background_run()
+        assert (await b.revoke_now(granted.id, "U_ALICE")).status is S.REVOKED
+        assert await b.settle(5) == 0
+        a_channel.release.set()
+        assert await a.settle(5) == 0
+        [shown] = channel.messages.values()
+        assert shown[-1] == "revoked"
     finally:
         for store in stores:
             await store.close()
