@@ -102,6 +102,12 @@ class FollowUps:
         task = self._tails.get((key, lane))
         return task is not None and not task.done() and _running.get() != (key, lane)
 
+    def owed_after_current(self, key: str, lane: Lane) -> bool:
+        """Whether a follow-up of `key` in `lane` other than the calling one is still to run (added
+        after it, so it sends what is newer)."""
+        task = self._tails.get((key, lane))
+        return task is not None and not task.done() and task is not asyncio.current_task()
+
     def _forget(self, tail: tuple[str, Lane], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if self._tails.get(tail) is task:

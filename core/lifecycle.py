@@ -256,6 +256,7 @@ class Lifecycle:
         return await self._publish(request, retry)
 
     async def _publish(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
+        sent = request
         request = await self._publish_once(request, retry)
         if self.guards.claims is None:
             # One process: a later change's edit queues behind this one (follow-up lanes, the request
@@ -264,13 +265,17 @@ class Lifecycle:
         # Replicas: another may have changed the request, and edited the message, while this edit was
         # on its way (Slack throttling it): Slack cannot compare-and-set a message, so look again.
         for _ in range(CATCH_UP_EDITS):
+            if self.follow_ups.owed_after_current(request.id, Lane.MESSAGE):
+                break  # a later edit of this process is queued: it sends what is newer
             try:
                 now = await self.requests.get(request.id)
             except Exception:
                 log.exception("publish.read_failed", request_id=request.id)
                 break
-            if shown(now) == shown(request):
+            # Against what was sent: the row saved with a first post's ts may already be newer.
+            if shown(now) == shown(sent):
                 break
+            sent = now
             request = await self._publish_once(now, retry)
         return request
 

@@ -18,6 +18,7 @@ from tests.core.test_engine import FLOWS, RecordingNotifier
 from tests.core.test_grant_notifications import (
     WARNED_FLOWS,
     Channel,
+    FastTrack,
     HeldDMNotifier,
     engine_with,
     let_background_run,
@@ -56,13 +57,13 @@ class SharedChannel(Channel):
         return await super().publish(request)
 
 
-async def two_replicas(tmp_path, databases, config, notifiers, clock):
+async def two_replicas(tmp_path, databases, config, notifiers, clock, **wiring):
     """Two engines on one database (stores to close), each with its own leases, as replicas run."""
     where = databases.where("shared.db")
     stores = [await Store.open(where) for _ in notifiers]
     engines = []
     for n, (store, notifier) in enumerate(zip(stores, notifiers, strict=True)):
-        engine = engine_with(store, config, notifier=notifier, clock=clock)
+        engine = engine_with(store, config, notifier=notifier, clock=clock, **wiring)
         engine.life.guards.claims = Claims(LeaseRepo(store, f"replica-{n}"))
         engines.append(engine)
     return engines, stores
@@ -241,6 +242,52 @@ async def test_with_replicas_a_granted_edit_slack_held_back_does_not_land_over_t
         assert await a.settle(5) == 0
         [shown] = channel.messages.values()
         assert shown[-1] == "revoked"
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_with_replicas_a_fast_tracked_first_post_held_back_does_not_stay_granted_after_a_revoke(
+    tmp_path, databases
+):
+    """Replica A fast-tracks Alice; Slack holds back the first post of her grant. She ends the access on
+    replica B, which finds no message yet and posts one saying revoked. When A's post lands, it must not
+    be left saying "granted" with a live Revoke button: A compares the row with what it sent."""
+    channel = Channel()
+    a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
+    config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
+    hooks = {"db": FastTrack()}
+    (a, b), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock, hook_modules=hooks)
+    try:
+        granted = await submitted(a)
+        assert granted.status is S.GRANTED and granted.message_ts is None
+        await let_background_run()
+        assert (await b.revoke_now(granted.id, "U_ALICE")).status is S.REVOKED
+        assert await b.settle(5) == 0
+        a_channel.release.set()
+        assert await a.settle(5) == 0
+        assert [shown[-1] for shown in channel.messages.values()] == ["revoked", "revoked"]
+    finally:
+        for store in stores:
+            await store.close()
+
+
+async def test_with_replicas_an_edit_queued_behind_a_held_one_in_the_same_replica_is_made_once(tmp_path, databases):
+    """On replica A the "granted" edit is held and Alice's Revoke now (also on A) queues its edit behind
+    it. When Slack lets edits through, the message shows revoked after one edit, not two: while
+    throttled, every edit counts."""
+    channel = Channel()
+    a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
+    config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
+    (a, _), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock)
+    try:
+        granted = await a.approve((await submitted(a)).id, "U_BOB")
+        await let_background_run()
+        assert (await a.revoke_now(granted.id, "U_ALICE")).status is S.REVOKED
+        a_channel.release.set()
+        assert await a.settle(5) == 0
+        [shown] = channel.messages.values()
+        assert shown == ["pending", "granted", "revoked"]
     finally:
         for store in stores:
             await store.close()
