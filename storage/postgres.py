@@ -153,12 +153,15 @@ class PgStore(Store):
 
     def _run_read(self, fn: Callable[[Any], T]) -> T:
         try:
-            with self._require_pool().connection() as conn, conn.transaction():
+            with self._require_pool().connection() as conn:
                 # REPEATABLE READ: one snapshot for all of `fn`, as SQLite gives. Under the default READ
                 # COMMITTED each statement would see the commits made since the last one (a count and its
                 # page from two moments). A read-only transaction never fails to serialise at this level.
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                return fn(PgDatabase(conn))
+                # Said in the BEGIN itself (the connection's settings are only what BEGIN says): no
+                # round trip of its own.
+                _begin_as(conn, psycopg.IsolationLevel.REPEATABLE_READ, read_only=True)
+                with conn.transaction():
+                    return fn(PgDatabase(conn))
         except psycopg.Error as error:  # the connection itself, or COMMIT
             raise as_dbapi_error(error) from error
 
@@ -166,6 +169,7 @@ class PgStore(Store):
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 with self._require_pool().connection() as conn:
+                    _begin_as(conn, psycopg.IsolationLevel.READ_COMMITTED, read_only=None)  # _configure_session
                     if not is_concurrent(fn):
                         with conn.transaction():
                             conn.execute(_IDLE_LIMIT, [str(IDLE_IN_WRITE_MS)])  # the lock below is the chain's too
@@ -191,6 +195,14 @@ class PgStore(Store):
         if self._pool is None:
             raise RuntimeError("the store is closed")
         return self._pool
+
+
+def _begin_as(conn: psycopg.Connection[Any], level: psycopg.IsolationLevel, *, read_only: bool | None) -> None:
+    """What the connection's next BEGIN says (set on each use: a pooled connection keeps the last one's)."""
+    if conn.isolation_level != level:
+        conn.isolation_level = level
+    if conn.read_only != read_only:
+        conn.read_only = read_only
 
 
 def _configure_session(conn: psycopg.Connection[Any]) -> None:

@@ -291,6 +291,22 @@ async def test_replicas_keep_one_audit_chain_on_a_database_whose_default_isolati
             await store.close()
 
 
+async def test_reads_are_one_read_only_snapshot_and_the_writes_after_them_on_the_same_connection_are_not(
+    postgres_dsn,
+):
+    """The isolation a read asks for goes in its BEGIN; a pooled connection must not carry it (or READ ONLY)
+    into the next write, whose compare-and-sets rely on READ COMMITTED."""
+    store = await Store.open(postgres_dsn)
+    try:
+        settings = "SELECT current_setting('transaction_isolation'), current_setting('transaction_read_only')"
+        for _ in range(3):
+            assert await store.read(lambda db: tuple(db.execute(settings).fetchone())) == ("repeatable read", "on")
+            written = await store.write(lambda db: tuple(db.execute(settings).fetchone()))
+            assert written == ("read committed", "off")
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize("change", ["add", "withdraw"])
 async def test_an_approval_racing_a_cancellation_on_another_replica_never_deadlocks(postgres_dsn, monkeypatch, change):
     # No second attempt: a deadlock PostgreSQL breaks would reach the approver as an error (and cost
