@@ -10,7 +10,7 @@ where it would arrive in the first half of the access.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import structlog
 
@@ -24,9 +24,9 @@ from core.ports import RequesterNotice
 log = structlog.get_logger("jitbot.engine")
 
 
-def warning_lease(request_id: str) -> str:
-    """The lease a replica holds while a request's warning waits behind its DMs (the others leave it)."""
-    return f"warning:{request_id}"
+# A warning waiting behind DMs is due again this much later in the row: the sweeps (every replica's)
+# leave it alone meanwhile, and if the process stops before its turn, it is sent then.
+QUEUED_RECHECK = timedelta(minutes=1)
 
 
 def warn_at_for(flow: Flow | None, start: datetime, end: datetime) -> datetime | None:
@@ -57,22 +57,20 @@ class EndWarnings:
                 life.timers.arm_warn(request_id, request.warn_at)
                 return None
             late = request.expires_at is None or request.expires_at <= now
-            claims = life.guards.claims  # replicas only
             if not late and life.follow_ups.owed(request_id, Lane.PERSON):
                 # Behind DMs still owed (a "granted" DM Slack throttles) the warning is queued, to keep
-                # the DMs in order. warn_at stays set until it is sent, so a stop before its turn does
-                # not lose it: the next start's sweep finds it due. With replicas, this one holds the
-                # warning's lease meanwhile, so another's sweep does not send it ahead of the DMs.
-                if request_id not in self._queued and (
-                    claims is None or await claims.try_take(warning_lease(request_id))
-                ):
+                # the DMs in order. The row keeps it due a little later (QUEUED_RECHECK): the sweeps,
+                # other replicas' too, leave it to this queue meanwhile, and a stop before its turn
+                # does not lose it.
+                request = await life.requests.update(
+                    request_id, {"warn_at": now + QUEUED_RECHECK}, expected_status=S.GRANTED, audit=None
+                )
+                if request_id not in self._queued:
                     self._queued.add(request_id)
                     life.follow_ups.add(
                         request_id, lambda: self._send_if_live(request_id), lane=Lane.PERSON, what="warning"
                     )
                 return request
-            if not late and claims is not None and await claims.busy_elsewhere([warning_lease(request_id)]):
-                return request  # queued behind another replica's DMs: that replica sends it
             request = await life.requests.update(
                 request_id, {"warn_at": None}, expected_status=S.GRANTED, audit=None if late else self._warned(request)
             )
@@ -93,21 +91,12 @@ class EndWarnings:
         the access it warns about is still live and not past its end."""
         life = self.life
         self._queued.discard(request_id)
-        try:
-            await self._send_locked(request_id)
-        finally:
-            if life.guards.claims is not None:  # taken when it was queued
-                await life.guards.claims.give_back(warning_lease(request_id))
-
-    async def _send_locked(self, request_id: str) -> None:
-        life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.warn_at is None:
                 return  # sent meanwhile (by another replica, say), or the access ended
-            if request.warn_at > life.clock.now():  # moved later meanwhile: its timer sends it
-                life.timers.arm_warn(request_id, request.warn_at)
-                return
+            # Its warn_at is the recheck time written when it was queued, whatever it is now: nothing
+            # else moves a grant's warn_at later (an extension warns on its own request).
             ends = request.expires_at
             if (
                 request.status is not S.GRANTED
