@@ -70,6 +70,16 @@ async def submitted(engine):
     return await engine.submit(draft)
 
 
+async def granted_and_warning_due(engine, clock):
+    """Alice's request, approved by Bob; the clock moved to its end warning, which its timer then tries to send."""
+    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
+    assert granted.warn_at is not None
+    clock.set(granted.warn_at)
+    await engine.warn(granted.id)
+    await let_background_run()
+    return granted
+
+
 async def let_background_run() -> None:
     for _ in range(20):
         await asyncio.sleep(0)
@@ -303,11 +313,7 @@ async def test_while_slack_throttles_the_granted_edit_alices_end_warning_still_a
     config = flows_config(tmp_path, WARNED_FLOWS)
     clock, notifier = FrozenClock(), HeldNotifier()  # the "granted" edit is held until `release`
     engine = engine_with(store, config, notifier=notifier, clock=clock)
-    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
-    assert granted.warn_at is not None
-    clock.set(granted.warn_at)
-    await engine.warn(granted.id)
-    await let_background_run()
+    granted = await granted_and_warning_due(engine, clock)
     assert notifier.notices == [
         RequesterNotice.SUBMITTED.value,
         RequesterNotice.GRANTED.value,

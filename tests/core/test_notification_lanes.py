@@ -5,6 +5,7 @@ its turn survives a stop."""
 from __future__ import annotations
 
 import asyncio
+from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import pytest
@@ -22,6 +23,7 @@ from tests.core.test_grant_notifications import (
     FastTrack,
     HeldDMNotifier,
     engine_with,
+    granted_and_warning_due,
     let_background_run,
     submitted,
 )
@@ -58,16 +60,21 @@ class SharedChannel(Channel):
         return await super().publish(request)
 
 
-async def two_replicas(tmp_path, databases, config, notifiers, clock, **wiring):
-    """Two engines on one database (stores to close), each with its own leases, as replicas run."""
+@asynccontextmanager
+async def two_replicas(databases, config, notifiers, clock, **wiring):
+    """Two engines on one database, each with its own leases, as replicas run (closed after)."""
     where = databases.where("shared.db")
     stores = [await Store.open(where) for _ in notifiers]
-    engines = []
-    for n, (store, notifier) in enumerate(zip(stores, notifiers, strict=True)):
-        engine = engine_with(store, config, notifier=notifier, clock=clock, **wiring)
-        engine.life.guards.claims = Claims(LeaseRepo(store, f"replica-{n}"))
-        engines.append(engine)
-    return engines, stores
+    try:
+        engines = []
+        for n, (store, notifier) in enumerate(zip(stores, notifiers, strict=True)):
+            engine = engine_with(store, config, notifier=notifier, clock=clock, **wiring)
+            engine.life.guards.claims = Claims(LeaseRepo(store, f"replica-{n}"))
+            engines.append(engine)
+        yield engines
+    finally:
+        for store in stores:
+            await store.close()
 
 
 class OnCallFastTracksCarol:
@@ -158,11 +165,7 @@ async def test_an_end_warning_waiting_its_turn_when_the_bot_stops_is_sent_after_
     config = flows_config(tmp_path, WARNED_FLOWS)
     clock, notifier = FrozenClock(), HeldDMNotifier()
     engine = engine_with(store, config, notifier=notifier, clock=clock)
-    granted = await engine.approve((await submitted(engine)).id, "U_BOB")
-    assert granted.warn_at is not None
-    clock.set(granted.warn_at)
-    await engine.warn(granted.id)
-    await let_background_run()
+    granted = await granted_and_warning_due(engine, clock)
     assert await engine.cancel_follow_ups() == 2  # the stop: the held DM and the warning behind it
 
     after = RecordingNotifier()
@@ -201,8 +204,7 @@ async def test_with_replicas_an_end_warning_waiting_behind_one_replicas_dm_is_no
     before she is told she has it. If A stops first, B sends it (within a minute)."""
     config = flows_config(tmp_path, WARNED_FLOWS)
     clock, held, told_by_b = FrozenClock(), HeldDMNotifier(), RecordingNotifier()
-    (a, b), stores = await two_replicas(tmp_path, databases, config, [held, told_by_b], clock)
-    try:
+    async with two_replicas(databases, config, [held, told_by_b], clock) as (a, b):
         granted = await a.approve((await submitted(a)).id, "U_BOB")
         assert granted.warn_at is not None
         clock.set(granted.warn_at)
@@ -229,9 +231,6 @@ async def test_with_replicas_an_end_warning_waiting_behind_one_replicas_dm_is_no
             assert held.notices[-2:] == [RequesterNotice.GRANTED.value, RequesterNotice.WARNING.value]
         actions = [e.action for e in await a.audit.for_request(granted.id)]
         assert actions.count("access.warned") == 1
-    finally:
-        for store in stores:
-            await store.close()
 
 
 async def test_with_replicas_a_granted_edit_slack_held_back_does_not_land_over_the_revoked_one(tmp_path, databases):
@@ -241,8 +240,7 @@ async def test_with_replicas_a_granted_edit_slack_held_back_does_not_land_over_t
     channel = Channel()
     a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
     config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
-    (a, b), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock)
-    try:
+    async with two_replicas(databases, config, [a_channel, b_channel], clock) as (a, b):
         granted = await a.approve((await submitted(a)).id, "U_BOB")
         await let_background_run()
         assert (await b.revoke_now(granted.id, "U_ALICE")).status is S.REVOKED
@@ -251,9 +249,6 @@ async def test_with_replicas_a_granted_edit_slack_held_back_does_not_land_over_t
         assert await a.settle(5) == 0
         [shown] = channel.messages.values()
         assert shown[-1] == "revoked"
-    finally:
-        for store in stores:
-            await store.close()
 
 
 async def test_with_replicas_a_fast_tracked_first_post_held_back_does_not_stay_granted_after_a_revoke(
@@ -266,8 +261,7 @@ async def test_with_replicas_a_fast_tracked_first_post_held_back_does_not_stay_g
     a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
     config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
     hooks = {"db": FastTrack()}
-    (a, b), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock, hook_modules=hooks)
-    try:
+    async with two_replicas(databases, config, [a_channel, b_channel], clock, hook_modules=hooks) as (a, b):
         granted = await submitted(a)
         assert granted.status is S.GRANTED and granted.message_ts is None
         await let_background_run()
@@ -276,9 +270,6 @@ async def test_with_replicas_a_fast_tracked_first_post_held_back_does_not_stay_g
         a_channel.release.set()
         assert await a.settle(5) == 0
         assert [shown[-1] for shown in channel.messages.values()] == ["revoked", "revoked"]
-    finally:
-        for store in stores:
-            await store.close()
 
 
 async def test_with_replicas_an_edit_queued_behind_a_held_one_in_the_same_replica_is_made_once(tmp_path, databases):
@@ -288,8 +279,7 @@ async def test_with_replicas_an_edit_queued_behind_a_held_one_in_the_same_replic
     channel = Channel()
     a_channel, b_channel = SharedChannel(channel, held=S.GRANTED), SharedChannel(channel)
     config, clock = flows_config(tmp_path, FLOWS), FrozenClock()
-    (a, _), stores = await two_replicas(tmp_path, databases, config, [a_channel, b_channel], clock)
-    try:
+    async with two_replicas(databases, config, [a_channel, b_channel], clock) as (a, _):
         granted = await a.approve((await submitted(a)).id, "U_BOB")
         await let_background_run()
         assert (await a.revoke_now(granted.id, "U_ALICE")).status is S.REVOKED
@@ -297,6 +287,3 @@ async def test_with_replicas_an_edit_queued_behind_a_held_one_in_the_same_replic
         assert await a.settle(5) == 0
         [shown] = channel.messages.values()
         assert shown == ["pending", "granted", "revoked"]
-    finally:
-        for store in stores:
-            await store.close()
