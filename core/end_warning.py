@@ -29,6 +29,12 @@ log = structlog.get_logger("jitbot.engine")
 QUEUED_RECHECK = timedelta(minutes=1)
 
 
+def warning_lease(request_id: str) -> str:
+    """The lease a replica holds while a request's warning waits behind its DMs: past the recheck time,
+    the other replicas still leave it to that replica (until it dies and the lease expires)."""
+    return f"warning:{request_id}"
+
+
 def warn_at_for(flow: Flow | None, start: datetime, end: datetime) -> datetime | None:
     """When to warn about access running from `start` to `end` under `flow`'s warn_before (None: no warning)."""
     if flow is None or not flow.warn_before:
@@ -48,6 +54,13 @@ class EndWarnings:
     async def warn(self, request_id: str) -> AccessRequest | None:
         """Send the warning of one granted request if it is due; re-arm it if it is early."""
         life = self.life
+        claims = life.guards.claims  # replicas only
+        if (
+            claims is not None
+            and request_id not in self._queued
+            and await claims.busy_elsewhere([warning_lease(request_id)])
+        ):
+            return None  # it waits behind another replica's DMs: that replica sends it
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.status is not S.GRANTED or request.warn_at is None or request.revoked_by is not None:
@@ -65,7 +78,9 @@ class EndWarnings:
                 request = await life.requests.update(
                     request_id, {"warn_at": now + QUEUED_RECHECK}, expected_status=S.GRANTED, audit=None
                 )
-                if request_id not in self._queued:
+                if request_id not in self._queued and (
+                    claims is None or await claims.try_take(warning_lease(request_id))
+                ):
                     self._queued.add(request_id)
                     life.follow_ups.add(
                         request_id, lambda: self._send_if_live(request_id), lane=Lane.PERSON, what="warning"
@@ -91,6 +106,14 @@ class EndWarnings:
         the access it warns about is still live and not past its end."""
         life = self.life
         self._queued.discard(request_id)
+        try:
+            await self._send_locked(request_id)
+        finally:
+            if life.guards.claims is not None:  # taken when it was queued
+                await life.guards.claims.give_back(warning_lease(request_id))
+
+    async def _send_locked(self, request_id: str) -> None:
+        life = self.life
         async with life.lock(request_id):
             request = await life.requests.get(request_id)
             if request.warn_at is None:

@@ -33,7 +33,8 @@ class Metrics(Protocol):
         ...
 
     def lease_claimed(self, kind: str) -> None:
-        """This replica took a lease of `kind` ('request', 'access', 'job', 'audit', 'submission'): a job it claimed."""
+        """This replica took a lease of `kind` ('request', 'access', 'job', 'audit', 'submission', 'warning'): a job
+        it claimed."""
         ...
 
 

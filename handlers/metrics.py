@@ -104,7 +104,8 @@ class PrometheusMetrics:
             "jitbot_replica_claims",
             "Leases this replica took (PostgreSQL replicas): the work it claimed, by kind "
             "(request: a decision, grant, revocation or expiry; access: one access's grant or revoke; "
-            "job: a periodic job's tick; audit: a delivery batch; submission: a modal made into a request).",
+            "job: a periodic job's tick; audit: a delivery batch; submission: a modal made into a request; "
+            "warning: an end warning waiting behind this replica's DMs).",
             ["kind"],
             registry=registry,
         )
