@@ -45,6 +45,7 @@ async def test_an_approval_only_flow_records_the_decision_and_its_end_with_hooks
     assert "valid until" in dm.plain
     (request,) = await bot.all_requests()
     assert request.status is RequestStatus.GRANTED
+    await bot.idle()  # after_grant follows the DM in the background, in its own lane
     hooks = bot.hook_module("deploy_prod")
     assert hooks.GRANTED == [(request.id, "deploy_prod", "incident 42")]
 
