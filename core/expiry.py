@@ -21,12 +21,11 @@ import structlog
 from core.config_models import Flow
 from core.decisions import duration_allowed
 from core.errors import InvalidTransition, StrategyUnavailable
-from core.follow_ups import Lane
 from core.lifecycle import SYSTEM, Lifecycle, same_access
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
-from core.retry import MESSAGE_EDIT, REVOCATION
+from core.retry import REVOCATION
 from core.strategy import SharesAccess
 from core.targets import flow_target
 
@@ -121,12 +120,8 @@ class Expiry:
         )
         # Done: the access is gone and recorded. Telling people follows in the background, so a
         # throttled message edit never holds up the revocations queued behind this one.
-        # The channel edit and the DM (then after_revoke) go in their own lanes: neither waits for the other.
         revoked = request
-        life.follow_ups.add(
-            request.id, lambda: life.publish(revoked, retry=MESSAGE_EDIT), lane=Lane.MESSAGE, what="revoked"
-        )
-        life.follow_ups.add(request.id, lambda: self._tell_revoked(revoked, covering), lane=Lane.PERSON, what="revoked")
+        life.announce(revoked, lambda: self._tell_revoked(revoked, covering), what="revoked")
         return request
 
     async def _tell_revoked(self, request: AccessRequest, covering: AccessRequest | None) -> None:

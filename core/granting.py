@@ -19,12 +19,11 @@ import structlog
 from core.config_models import Flow
 from core.errors import InvalidTransition, StrategyError
 from core.expiry import Expiry
-from core.follow_ups import Lane
 from core.lifecycle import SYSTEM, Lifecycle
 from core.models import AccessRequest
 from core.models import RequestStatus as S
 from core.ports import RequesterNotice
-from core.retry import MESSAGE_EDIT, Backoff, call
+from core.retry import Backoff, call
 from core.strategy import GrantContext, GrantResult, Strategy, SupportsInstructions
 
 log = structlog.get_logger("jitbot.engine")
@@ -92,22 +91,10 @@ class Granting:
             life.timers.arm_warn(request.id, request.warn_at)
         # Granted and recorded: telling people follows in the background (in order per request, like a
         # revocation's), once no other click is on its way to its strategy call (`Lifecycle.quiet`).
-        # The channel edit and the DM (then after_grant) go in their own lanes: neither waits for the other.
+        # The channel edit (a first post when a hook fast-tracked it) and the DM, then after_grant.
         granted = request
-        life.follow_ups.add(
-            request.id,
-            lambda: life.publish(granted, retry=MESSAGE_EDIT),
-            lane=Lane.MESSAGE,
-            what="granted",
-            after=life.quiet,
-            first_post=granted.message_ts is None,  # fast-tracked by a hook: nothing was posted yet
-        )
-        life.follow_ups.add(
-            request.id,
-            lambda: self._tell_granted(granted, flow, result, strategy, ctx),
-            lane=Lane.PERSON,
-            what="granted",
-            after=life.quiet,
+        life.announce(
+            granted, lambda: self._tell_granted(granted, flow, result, strategy, ctx), what="granted", after=life.quiet
         )
         return request
 

@@ -12,7 +12,7 @@ calls per flow.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -40,7 +40,7 @@ from core.ports import (
     Timers,
     UserInfo,
 )
-from core.retry import Backoff, call
+from core.retry import MESSAGE_EDIT, Backoff, call
 from core.secrets import SecretRegistry
 from core.strategy import GrantContext, Strategy
 from core.targets import flow_target
@@ -254,6 +254,29 @@ class Lifecycle:
             self.follow_ups.add(request.id, lambda: self._publish(request, retry), lane=Lane.MESSAGE, what="publish")
             return request
         return await self._publish(request, retry)
+
+    def announce(
+        self,
+        request: AccessRequest,
+        tell: Callable[[], Awaitable[object]],
+        *,
+        what: str,
+        after: Callable[[], Awaitable[object]] | None = None,
+    ) -> None:
+        """Tell people about a recorded change in the background: the channel message, edited (retried
+        while Slack refuses it) in the message lane, and `tell()` (the DM) in the person lane. Neither
+        waits for the other; each waits for `after()` first."""
+        # A first post when the request has no message yet and none is on its way in the message lane.
+        first_post = request.message_ts is None and not self.follow_ups.owed(request.id, Lane.MESSAGE)
+        self.follow_ups.add(
+            request.id,
+            lambda: self.publish(request, retry=MESSAGE_EDIT),
+            lane=Lane.MESSAGE,
+            what=what,
+            after=after,
+            first_post=first_post,
+        )
+        self.follow_ups.add(request.id, tell, lane=Lane.PERSON, what=what, after=after)
 
     async def _publish(self, request: AccessRequest, retry: Backoff | None) -> AccessRequest:
         sent = request
