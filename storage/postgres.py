@@ -169,7 +169,8 @@ class PgStore(Store):
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
                 with self._require_pool().connection() as conn:
-                    _begin_as(conn, psycopg.IsolationLevel.READ_COMMITTED, read_only=None)  # _configure_session
+                    # READ COMMITTED whatever the server's default (see _configure_session for why).
+                    _begin_as(conn, psycopg.IsolationLevel.READ_COMMITTED, read_only=None)
                     if not is_concurrent(fn):
                         with conn.transaction():
                             conn.execute(_IDLE_LIMIT, [str(IDLE_IN_WRITE_MS)])  # the lock below is the chain's too
@@ -208,7 +209,8 @@ def _begin_as(conn: psycopg.Connection[Any], level: psycopg.IsolationLevel, *, r
 def _configure_session(conn: psycopg.Connection[Any]) -> None:
     """Set up each pooled connection's session.
 
-    Write transactions begin READ COMMITTED whatever the server's or database's default: each statement
+    Write transactions begin READ COMMITTED whatever the server's or database's default (`_run_write`
+    says so in each BEGIN, `_begin_as`): each statement
     then sees what committed before it started, which the compare-and-sets and the audit chain rely on
     (the chain head is read after its lock is taken; a snapshot taken at the transaction's first statement,
     as REPEATABLE READ or SERIALIZABLE take, would miss rows committed while it waited). Reads choose
@@ -220,7 +222,6 @@ def _configure_session(conn: psycopg.Connection[Any]) -> None:
     every other replica's audit rows would wait. A live replica answers the probes from its kernel, so a
     slow transaction is never cut short. (Over a unix socket these settings do nothing, nor need to.)
     """
-    conn.isolation_level = psycopg.IsolationLevel.READ_COMMITTED
     conn.execute(
         "SELECT set_config('tcp_keepalives_idle', %s, false), set_config('tcp_keepalives_interval', %s, false), "
         "set_config('tcp_keepalives_count', %s, false)",
