@@ -18,18 +18,25 @@ from tests.fakes.engine import build_engine, flows_config
 from tests.fakes.strategy import FakeStrategy
 
 
-class HeldNotifier(RecordingNotifier):
+class HoldsEdits:
+    """Mixed into a notifier: a post or edit showing `held` waits until `release` is set (Slack refusing it)."""
+
+    held: S | None
+    release: asyncio.Event
+
+    async def publish(self, request):
+        if request.status is self.held:
+            await self.release.wait()
+        return await super().publish(request)
+
+
+class HeldNotifier(HoldsEdits, RecordingNotifier):
     """Records like RecordingNotifier; an edit to `held` (granted unless said) waits until `release` is set."""
 
     def __init__(self, held: S = S.GRANTED) -> None:
         super().__init__()
         self.held = held
         self.release = asyncio.Event()
-
-    async def publish(self, request):
-        if request.status is self.held:
-            await self.release.wait()
-        return await super().publish(request)
 
 
 class HeldDMNotifier(RecordingNotifier):

@@ -22,6 +22,7 @@ from tests.core.test_grant_notifications import (
     Channel,
     FastTrack,
     HeldDMNotifier,
+    HoldsEdits,
     engine_with,
     granted_and_warning_due,
     let_background_run,
@@ -46,18 +47,13 @@ class EditsRefused(Channel):
         return await super().publish(request)
 
 
-class SharedChannel(Channel):
+class SharedChannel(HoldsEdits, Channel):
     """One approval channel as two replicas' notifiers see it; edits to `held` wait for `release`."""
 
     def __init__(self, channel: Channel, held: S | None = None) -> None:
         self.messages, self.notices = channel.messages, channel.notices
         self.held = held
         self.release = asyncio.Event()
-
-    async def publish(self, request):
-        if request.status is self.held:
-            await self.release.wait()
-        return await super().publish(request)
 
 
 @asynccontextmanager
